@@ -1,0 +1,138 @@
+"""The LLM protocol: two batched async operations, and the records they take."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar, runtime_checkable
+
+
+class BackendError(RuntimeError):
+    """A backend cannot serve requests (missing weights, unreachable server...); one-line message."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateRequest:
+    """One chat completion.
+
+    Attributes:
+        messages: the conversation so far.
+        max_new_tokens: generation budget.
+        temperature: 0 means greedy.
+        top_p: nucleus sampling mass, taken within the ``top_k`` most likely tokens.
+        top_k: candidates kept before nucleus sampling (transformers' default, 50).
+        seed: per-request sampling seed, so a request's output does not depend on its batch-mates.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    max_new_tokens: int = 64
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreRequest:
+    """Log-probabilities of candidate continuations of a chat prompt.
+
+    Attributes:
+        messages: the conversation; the assistant turn is opened after it.
+        choices: candidate continuations (e.g. ``("A", "B")``).
+        assistant_prefix: text the assistant turn starts with before the candidate.
+    """
+
+    messages: tuple[ChatMessage, ...]
+    choices: tuple[str, ...]
+    assistant_prefix: str = ""
+
+
+@dataclass
+class BackendStats:
+    """Counters every backend keeps; written to ``summary.json``."""
+
+    generate_calls: int = 0
+    score_calls: int = 0
+    batches: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    truncated_prompts: int = 0
+    retries: int = 0
+    fallbacks: int = 0  # scores read from parsed text because the server gave no logprobs
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """What agents and judges need from a model."""
+
+    name: str
+    stats: BackendStats
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[str]: ...
+
+    async def score_choices(self, requests: Sequence[ScoreRequest]) -> list[list[float]]: ...
+
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+class Coalescer(Generic[Req, Res]):
+    """Gathers concurrent single requests into batches for a synchronous batch function.
+
+    Callers ``await submit(req)``. The first submission schedules a flush that yields to the event
+    loop until no new request has arrived for ``settle`` consecutive turns, then runs ``fn`` on
+    chunks of at most ``max_batch`` requests. The batch function runs on the loop thread: no thread
+    pool, so batch composition depends only on the (deterministic) order in which coroutines run,
+    and the same seed gives the same batches and the same bytes.
+    """
+
+    def __init__(self, fn: Callable[[list[Req]], list[Res]], max_batch: int, settle: int = 8,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self._fn = fn
+        self._max_batch = max_batch
+        self._settle = settle
+        self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
+        self._flushing = False
+        self._on_batch = on_batch
+
+    async def submit(self, req: Req) -> Res:
+        fut: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
+        self._pending.append((req, fut))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                quiet, seen = 0, len(self._pending)
+                while quiet < self._settle and len(self._pending) < self._max_batch:
+                    await asyncio.sleep(0)
+                    quiet = quiet + 1 if len(self._pending) == seen else 0
+                    seen = len(self._pending)
+                chunk, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
+                try:
+                    results = self._fn([r for r, _ in chunk])
+                except Exception as exc:  # hand the error to every caller of this batch
+                    for _, fut in chunk:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    continue
+                if self._on_batch:
+                    self._on_batch(len(chunk))
+                for (_, fut), res in zip(chunk, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(res)
+                await asyncio.sleep(0)
+        finally:
+            self._flushing = False

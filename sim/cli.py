@@ -1,0 +1,68 @@
+"""The ``agora`` command: Hydra at the edge, dataclasses below it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from agents.llm.base import BackendError
+from scenarios.dilemma import InputError
+from sim.config import AgoraConfig
+from sim.store import SchemaError
+
+ConfigStore.instance().store(name="agora_schema", node=AgoraConfig)
+log = logging.getLogger("agora")
+
+
+def fail(msg: str) -> None:
+    print(f"agora: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def report(summary: dict, out: Path) -> str:
+    c, t, j, s = summary["counts"], summary["throughput"], summary["judge"], summary["steerability"]
+    fmt = lambda x, p=3: "n/a" if x is None else f"{x:.{p}f}"  # noqa: E731
+    return "\n".join([
+        f"agora: run {summary['run_id']} finished in {summary['wall_seconds']:.0f} s -> {out}",
+        f"  {c['agents']} agents x {c['steps']} steps: {c['stances']} stances "
+        f"({c['unparsed_stance_texts']} of {c['initial_stances']} free-text replies unparseable), "
+        f"{c['preferences']} preferences",
+        f"  throughput: {fmt(t['stances_per_s'], 2)} stances/s, {fmt(t['preferences_per_s'], 2)} preferences/s",
+        f"  judge: position-flip rate {fmt(j['position_flip_rate'], 2)}, "
+        f"mean |p_a - 0.5| {fmt(j['label_informativeness_mean_abs_p_minus_half'])}",
+        f"  steerability: mean spread of share choosing A across clusters {fmt(s['mean_cluster_share_spread'], 2)}, "
+        f"of P(A) {fmt(s['mean_cluster_p_a_spread'], 4)}",
+    ])
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def _main(dcfg: DictConfig) -> None:
+    for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "MESA"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        cfg = OmegaConf.to_object(dcfg)
+    except Exception as exc:  # __post_init__ checks and OmegaConf type errors
+        fail(f"bad config: {str(exc).splitlines()[0]}")
+    assert isinstance(cfg, AgoraConfig)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    from sim.run import run
+
+    try:
+        summary = run(cfg, out)
+    except (InputError, BackendError, SchemaError) as exc:
+        fail(str(exc))
+    print(report(summary, out))
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Run configuration as dataclasses. ``conf/`` (Hydra YAML) mirrors these; the CLI converts once.
+
+Each setting is documented once, here. ``__post_init__`` checks run when Hydra's ``DictConfig`` is
+turned into these objects (``OmegaConf.to_object``), so a bad value fails before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+BACKENDS = ("embedded", "openai_compatible", "scripted")
+NETWORKS = ("small_world", "scale_free", "complete")
+
+
+@dataclass
+class LLMConfig:
+    """The model every agent and judge uses.
+
+    Attributes:
+        backend: ``embedded`` (in-process transformers), ``openai_compatible`` (HTTP) or
+            ``scripted`` (deterministic stand-in, for tests).
+        model_path: local Hugging Face model folder for ``embedded``; empty = the bundled SmolLM2-135M.
+        device: ``auto`` (cuda if available), ``cpu`` or ``cuda``.
+        dtype: ``auto`` (bf16 on cuda, fp32 on cpu), ``float32`` or ``bfloat16``.
+        max_batch_size: most requests per forward batch (embedded).
+        max_context_tokens: prompt + generation budget; longer prompts are truncated (middle dropped).
+        base_url: server URL for ``openai_compatible``, e.g. ``http://127.0.0.1:8000/v1``.
+        model: model name sent to the server.
+        api_key_env: environment variable holding the API key (never the key itself).
+        timeout_s: per-request timeout (openai_compatible).
+        max_retries: retries with exponential backoff (openai_compatible).
+        concurrency: most requests in flight at once (openai_compatible).
+        temperature: sampling temperature for free text (0 = greedy).
+        top_p: nucleus sampling mass.
+    """
+
+    backend: str = "embedded"
+    model_path: Optional[str] = None
+    device: str = "auto"
+    dtype: str = "auto"
+    max_batch_size: int = 32
+    max_context_tokens: int = 2048
+    base_url: Optional[str] = None
+    model: Optional[str] = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    concurrency: int = 8
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"llm.backend must be one of {BACKENDS}, got '{self.backend}'")
+        if self.backend == "openai_compatible" and not (self.base_url and self.model):
+            raise ValueError("llm=openai_compatible needs llm.base_url and llm.model")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ValueError(f"llm.dtype must be auto, float32 or bfloat16, got '{self.dtype}'")
+        if self.max_batch_size < 1 or self.max_context_tokens < 256:
+            raise ValueError("llm.max_batch_size must be >= 1 and llm.max_context_tokens >= 256")
+        if not 0 <= self.temperature <= 5 or not 0 < self.top_p <= 1:
+            raise ValueError("llm.temperature must be in [0, 5] and llm.top_p in (0, 1]")
+
+
+@dataclass
+class PopulationConfig:
+    """Who is in the society (see ``agents/data/clusters.json`` for cluster names).
+
+    Attributes:
+        size: number of agents.
+        clusters: cultural clusters to sample from.
+        weights: relative share per cluster; empty = equal.
+        spread: within-cluster noise in units of the cluster's between-country standard deviation.
+    """
+
+    size: int = 16
+    clusters: list[str] = field(default_factory=lambda: ["protestant_europe", "english_speaking", "confucian",
+                                                         "islamic"])
+    weights: list[float] = field(default_factory=list)
+    spread: float = 1.0
+
+    def __post_init__(self) -> None:
+        from agents.worldview import PopulationSpec
+
+        PopulationSpec(size=self.size, clusters=tuple(self.clusters), weights=tuple(self.weights), spread=self.spread)
+
+
+@dataclass
+class NetworkConfig:
+    """The social graph (networkx, always seeded from the run's seed).
+
+    Attributes:
+        kind: ``small_world`` (Watts–Strogatz), ``scale_free`` (Barabási–Albert) or ``complete``.
+        k: neighbours per node in the small-world ring (even).
+        p: rewiring probability (small_world).
+        m: edges per new node (scale_free).
+        homophily: in [0, 1]; the share of edges rewired, by swapping endpoints, toward same-cluster pairs.
+    """
+
+    kind: str = "small_world"
+    k: int = 4
+    p: float = 0.1
+    m: int = 2
+    homophily: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in NETWORKS:
+            raise ValueError(f"network.kind must be one of {NETWORKS}, got '{self.kind}'")
+        if not 0 <= self.homophily <= 1 or not 0 <= self.p <= 1:
+            raise ValueError("network.homophily and network.p must be in [0, 1]")
+        if self.k < 2 or self.m < 1:
+            raise ValueError("network.k must be >= 2 and network.m >= 1")
+
+
+@dataclass
+class ScenarioConfig:
+    """What the society faces.
+
+    Attributes:
+        dilemmas: a bundled set name (``default``) or a path to a ``.jsonl``/``.csv`` file.
+        per_step: dilemmas debated per step (all agents face the same ones).
+        shuffle: draw dilemmas in a seeded random order (else file order).
+    """
+
+    dilemmas: str = "default"
+    per_step: int = 1
+    shuffle: bool = True
+
+    def __post_init__(self) -> None:
+        if self.per_step < 1:
+            raise ValueError("scenario.per_step must be >= 1")
+
+
+@dataclass
+class ConstitutionConfig:
+    """Principles for critique and judging.
+
+    Attributes:
+        name: a bundled constitution (``harmlessness``, ``multiplex``) or a path to a YAML/JSON file.
+    """
+
+    name: str = "harmlessness"
+
+
+@dataclass
+class TokenBudget:
+    """New tokens per reply, by phase (SmolLM2 on 2 CPU cores makes ~90 tokens/s at batch 32)."""
+
+    stance: int = 48
+    debate: int = 48
+    critique: int = 40
+    revision: int = 48
+
+
+@dataclass
+class SimConfig:
+    """How each step runs.
+
+    Attributes:
+        steps: steps to run; each step faces ``scenario.per_step`` new dilemmas.
+        debate_rounds: turns each member takes in its group's debate (0 skips debate).
+        group_size: members per debating group, drawn from graph neighbourhoods.
+        critique: run peer critique and revision.
+        cross_cluster_pairs: extra judged pairs per dilemma between answers of agents from different
+            clusters; -1 = half the population.
+        judge_persona: judges speak from their own worldview (else a neutral judge prompt).
+        debias_order: score both option orders and average (CAI's debiasing) for stances and judges.
+        choice_rule: how a stance's choice is read from its scored P(a): ``sample`` draws it with a
+            per-call seed (a near-0.5 model then splits instead of feigning unanimity), ``argmax``
+            takes the likelier option.
+        tokens: new-token budgets per phase.
+        progress: show progress bars.
+    """
+
+    steps: int = 3
+    debate_rounds: int = 1
+    group_size: int = 3
+    critique: bool = True
+    cross_cluster_pairs: int = -1
+    judge_persona: bool = True
+    debias_order: bool = True
+    choice_rule: str = "sample"
+    tokens: TokenBudget = field(default_factory=TokenBudget)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.choice_rule not in ("sample", "argmax"):
+            raise ValueError(f"sim.choice_rule must be sample or argmax, got '{self.choice_rule}'")
+        if self.steps < 1 or self.debate_rounds < 0 or self.group_size < 2:
+            raise ValueError("sim.steps must be >= 1, sim.debate_rounds >= 0, sim.group_size >= 2")
+
+
+@dataclass
+class AgoraConfig:
+    """A whole run.
+
+    Attributes:
+        seed: the root seed; every random draw in the run derives from it.
+        name: experiment name, recorded in outputs.
+        llm, population, network, scenario, constitution, sim: see their classes.
+    """
+
+    seed: int = 0
+    name: str = "society"
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
+    constitution: ConstitutionConfig = field(default_factory=ConstitutionConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")

@@ -1,0 +1,158 @@
+"""Run a society from an :class:`~sim.config.AgoraConfig` and write its outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from agents.llm.base import LLMBackend
+from scenarios.constitution import load_constitution
+from scenarios.dilemma import load_dilemmas
+from sim import store
+from sim.config import AgoraConfig, LLMConfig
+from sim.society import Society
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet",
+                "metrics.parquet", "summary.json", "stance_shares.png")
+
+
+def make_backend(cfg: LLMConfig) -> LLMBackend:
+    if cfg.backend == "embedded":
+        from agents.llm.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(cfg.model_path, device=cfg.device, dtype=cfg.dtype, max_batch_size=cfg.max_batch_size,
+                               max_context_tokens=cfg.max_context_tokens)
+    if cfg.backend == "openai_compatible":
+        from agents.llm.openai_compat import OpenAICompatibleBackend
+
+        assert cfg.base_url and cfg.model
+        return OpenAICompatibleBackend(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env,
+                                       timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                                       concurrency=cfg.concurrency)
+    from agents.llm.scripted import ScriptedBackend
+
+    return ScriptedBackend()
+
+
+def run_id_for(cfg: AgoraConfig) -> str:
+    """Deterministic: the same config and seed give the same id (so outputs are byte-identical)."""
+    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
+
+
+def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall: float) -> dict[str, Any]:
+    """The run's headline figures (also printed at the end of a run)."""
+    clock = society.clock
+    initial = stances.filter(pl.col("phase") == "initial")
+    rate = lambda phase: (clock.items.get(phase, 0) / clock.seconds[phase]) if clock.seconds.get(phase) else None  # noqa: E731
+    flips = prefs.filter(pl.col("position_flip").is_not_null())
+    # Steerability: does the worldview change the choice? Per cluster, the mean P(a) per dilemma.
+    per_cluster = (initial.group_by("dilemma_id", "cluster").agg(pl.col("p_a").mean(),
+                                                                 (pl.col("choice") == "a").mean().alias("share_a"))
+                   .sort("dilemma_id", "cluster"))
+    spread = per_cluster.group_by("dilemma_id").agg(
+        (pl.col("share_a").max() - pl.col("share_a").min()).alias("share_spread"),
+        (pl.col("p_a").max() - pl.col("p_a").min()).alias("p_a_spread"))
+    by_cluster = per_cluster.group_by("cluster").agg(pl.col("share_a").mean(), pl.col("p_a").mean()).sort("cluster")
+    backend = society.judge_backend
+    return {
+        "run_id": society.run_id,
+        "wall_seconds": round(wall, 2),
+        "counts": {
+            "agents": len(society.citizens), "steps": society.steps,
+            "stances": len(stances), "initial_stances": len(initial),
+            "unparsed_stance_texts": int((~initial["parsed_ok"]).sum()) if len(initial) else 0,
+            "abstentions": int((stances["choice"] == "abstain").sum()) if len(stances) else 0,
+            "transcript_messages": len(society.transcripts), "preferences": len(prefs),
+        },
+        "throughput": {
+            "stances_per_s": _finite(rate("stance")), "preferences_per_s": _finite(rate("judge")),
+            "debate_messages_per_s": _finite(rate("debate")), "phase_seconds": {k: round(v, 2) for k, v in clock.seconds.items()},
+        },
+        "judge": {
+            "position_flip_rate": _finite(flips["position_flip"].mean()) if len(flips) else None,
+            "label_informativeness_mean_abs_p_minus_half": _finite((prefs["p_a"] - 0.5).abs().mean()) if len(prefs) else None,
+            "share_confident_labels_abs_gt_0.1": _finite(((prefs["p_a"] - 0.5).abs() > 0.1).mean()) if len(prefs) else None,
+            "p_a_std": _finite(prefs["p_a"].std()) if len(prefs) > 1 else None,
+            "revision_preferred_rate": _finite(prefs.filter(pl.col("pair_kind") == "revision")["p_a"].gt(0.5).mean())
+            if len(prefs.filter(pl.col("pair_kind") == "revision")) else None,
+        },
+        "stance_text_agreement": _finite((initial.filter(pl.col("parsed_ok"))
+                                          .select((pl.col("text_choice") == pl.col("choice")).mean()).item())
+                                         if int(initial["parsed_ok"].sum()) else float("nan")),
+        "steerability": {
+            "mean_cluster_share_spread": _finite(spread["share_spread"].mean()),
+            "mean_cluster_p_a_spread": _finite(spread["p_a_spread"].mean()),
+            "by_cluster": {r["cluster"]: {"share_a": _finite(r["share_a"]), "p_a": _finite(r["p_a"])}
+                           for r in by_cluster.iter_rows(named=True)},
+        },
+        "network": {"kind": society.cfg.network.kind, "edges": society.graph.number_of_edges(),
+                    "same_cluster_edge_share": round(society.homophily(), 4)},
+        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)},
+        "environment": {"python": platform.python_version(), "machine": platform.machine(),
+                        "torch": _torch_version(), "device": str(getattr(backend, "device", "n/a"))},
+    }
+
+
+def _torch_version() -> str:
+    try:
+        import torch
+
+        return torch.__version__
+    except ImportError:  # pragma: no cover
+        return "n/a"
+
+
+def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
+    """Run ``cfg.sim.steps`` steps and write every output file into ``out_dir``.
+
+    Files appear only when complete (atomic renames); ``summary.json`` is written last, so its
+    presence marks a finished run.
+    """
+    t0 = time.perf_counter()
+    dilemmas = load_dilemmas(cfg.scenario.dilemmas)
+    constitution = load_constitution(cfg.constitution.name)
+    backend = backend or make_backend(cfg.llm)
+    society = Society(cfg, dilemmas, constitution, backend, run_id=run_id_for(cfg))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for _ in range(cfg.sim.steps):
+        society.step()
+        log.info("step %d/%d done: %s", society.steps, cfg.sim.steps,
+                 {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
+    stances = store.frame(society.stances, store.STANCE_SCHEMA, "stances")
+    transcripts = store.frame(society.transcripts, store.TRANSCRIPT_SCHEMA, "transcripts")
+    prefs = store.frame(society.preferences, store.PREFERENCE_SCHEMA, "preferences")
+    store.validate_preferences(prefs)
+    metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
+    metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
+    store.write_parquet(stances, out_dir / "stances.parquet")
+    store.write_parquet(transcripts, out_dir / "transcripts.parquet")
+    store.write_parquet(prefs, out_dir / "preferences.parquet")
+    store.write_parquet(store.to_trl(prefs), out_dir / "preferences_trl.parquet")
+    store.write_parquet(metrics, out_dir / "metrics.parquet")
+    from sim.plots import plot_stance_shares
+
+    plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
+    summary = summarise(society, prefs, stances, time.perf_counter() - t0)
+    summary["config"] = dataclasses.asdict(cfg)
+    summary["seed"] = cfg.seed
+    summary["outputs"] = list(OUTPUT_FILES)
+    summary["cluster_sizes"] = {c: int(n) for c, n in zip(*np.unique(society.clusters, return_counts=True), strict=True)}
+    store.write_json(summary, out_dir / "summary.json")
+    return summary

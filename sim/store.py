@@ -1,0 +1,128 @@
+"""The feedback store: explicit polars schemas, validation on write, atomic parquet files."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+STANCE_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32, "dilemma_id": pl.String,
+    "agent_id": pl.Int32, "cluster": pl.String, "model": pl.String,
+    "phase": pl.String,  # initial | post_debate | revised
+    "choice": pl.String,  # a | b | abstain
+    "p_a": pl.Float64,  # P(action a) from the scored option labels, order-debiased where possible
+    "p_a_presented": pl.Float64, "p_a_reversed": pl.Float64,  # the two orders (null if not scored)
+    "text_choice": pl.String, "parsed_ok": pl.Boolean, "reason": pl.String, "seed": pl.Int64,
+}
+
+TRANSCRIPT_SCHEMA: dict[str, pl.DataType] = {
+    "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32, "dilemma_id": pl.String,
+    "phase": pl.String,  # stance | debate | critique | revision
+    "group_id": pl.Int32, "turn": pl.Int32, "agent_id": pl.Int32, "cluster": pl.String,
+    "target_id": pl.Int32,  # whose answer a critique addresses (null otherwise)
+    "principle_id": pl.String, "text": pl.String, "seed": pl.Int64,
+}
+
+PREFERENCE_SCHEMA: dict[str, pl.DataType] = {
+    "pref_id": pl.String, "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32,
+    "dilemma_id": pl.String, "prompt": pl.String, "response_a": pl.String, "response_b": pl.String,
+    "author_a": pl.Int32, "author_b": pl.Int32, "cluster_a": pl.String, "cluster_b": pl.String,
+    "pair_kind": pl.String,  # revision (a = revised, b = original) | cross_cluster
+    "judge_id": pl.Int32, "judge_cluster": pl.String, "principle_id": pl.String,
+    "p_a": pl.Float64,  # P(A better), order undone; mean of both orders when debiased
+    "p_a_presented": pl.Float64,  # from the randomised order the judge saw first
+    "p_a_reversed": pl.Float64,  # from the opposite order (null when not debiased)
+    "order_swapped": pl.Boolean,  # True: the judge saw response_b as option (A)
+    "position_flip": pl.Boolean,  # the preferred answer changed when the order flipped
+    "judge_model": pl.String, "constitution_version": pl.String, "seed": pl.Int64,
+}
+
+TRL_SCHEMA: dict[str, pl.DataType] = {
+    "prompt": pl.String, "chosen": pl.String, "rejected": pl.String,
+    "score_chosen": pl.Float64, "score_rejected": pl.Float64, "pref_id": pl.String,
+}
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def frame(rows: Sequence[Mapping[str, Any]], schema: Mapping[str, pl.DataType], name: str) -> pl.DataFrame:
+    """Build a DataFrame with exactly ``schema``'s columns and types, or raise naming the problem."""
+    for i, row in enumerate(rows):
+        extra, missing = set(row) - set(schema), set(schema) - set(row)
+        if extra or missing:
+            raise SchemaError(f"{name} row {i}: unexpected columns {sorted(extra)}, missing {sorted(missing)}")
+    try:
+        return pl.DataFrame(list(rows), schema=dict(schema), strict=True)
+    except (TypeError, pl.exceptions.PolarsError) as exc:
+        raise SchemaError(f"{name}: {exc}") from None
+
+
+def validate_preferences(df: pl.DataFrame) -> None:
+    if dict(df.schema) != PREFERENCE_SCHEMA:
+        raise SchemaError(f"preferences schema mismatch: {dict(df.schema)}")
+    bad = df.filter(~pl.col("p_a").is_between(0.0, 1.0) | pl.col("p_a").is_null())
+    if len(bad):
+        raise SchemaError(f"{len(bad)} preference rows have p_a outside [0, 1]")
+    if df["pref_id"].n_unique() != len(df):
+        raise SchemaError("duplicate pref_id in preferences")
+
+
+def to_trl(prefs: pl.DataFrame) -> pl.DataFrame:
+    """TRL / HF ``datasets`` form: the preferred response is ``chosen``, scores are the label's
+    probabilities (ties, p_a = 0.5, go to A)."""
+    a_wins = pl.col("p_a") >= 0.5
+    return prefs.select(
+        pl.col("prompt"),
+        pl.when(a_wins).then(pl.col("response_a")).otherwise(pl.col("response_b")).alias("chosen"),
+        pl.when(a_wins).then(pl.col("response_b")).otherwise(pl.col("response_a")).alias("rejected"),
+        pl.when(a_wins).then(pl.col("p_a")).otherwise(1 - pl.col("p_a")).alias("score_chosen"),
+        pl.when(a_wins).then(1 - pl.col("p_a")).otherwise(pl.col("p_a")).alias("score_rejected"),
+        pl.col("pref_id"),
+    ).cast(TRL_SCHEMA)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, rename: readers see old or new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_parquet(df: pl.DataFrame, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd", statistics=True)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_json(obj: Any, path: Path) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
