@@ -117,13 +117,15 @@ def parse_choice(text: str) -> str | None:
     A bare leading "A" counts only when punctuation or the end follows it, so the article in
     "A good question..." is not read as option A.
     """
+    letters = {x.upper() for x in _ANY.findall(text)}
+    if len(letters) > 1:
+        return None  # names both options explicitly ("option A or option B"): ambiguous
     m = _LEAD.match(text)
     if m:
         letter, rest = m.group(1), text[m.end():]
         bare = m.group(0).strip().strip("(").upper() == letter.upper()
         if not bare or letter == "B" or not rest or rest[0] in ".):,;-!\n" or (letter.isupper() and rest[:2] == " ("):
             return letter.lower()
-    letters = {x.upper() for x in _ANY.findall(text)}
     if len(letters) == 1:
         return letters.pop().lower()
     return None

@@ -142,23 +142,23 @@ def _position(axis: str, value: float) -> float:
     return float(np.clip(2 * (value - lo) / (hi - lo) - 1, -1, 1))
 
 
-def render_persona(w: Worldview, *, max_traits: int = 3) -> str:
+def render_persona(w: Worldview, *, max_hofstede: int = 2) -> str:
     """Render a worldview to a short second-person system prompt (pure function).
 
-    The strongest traits come first: Inglehart–Welzel positions, the most extreme Hofstede
-    dimensions, then the two most and the least endorsed moral foundations.
+    Inglehart–Welzel positions come first (beyond a small dead zone around the axis middle), then
+    the ``max_hofstede`` most extreme Hofstede dimensions, then the two most and the least endorsed
+    moral foundations.
     """
+    lines: list[str] = []
+    for axis, (low, high) in _IW_PHRASES.items():
+        if axis in w.values and abs(pos := _position(axis, w.values[axis])) >= 0.05:
+            lines.append(high if pos > 0 else low)
     traits: list[tuple[float, str]] = []
-    for axis, (low, high) in {**_IW_PHRASES, **_HOFSTEDE_PHRASES}.items():
-        if axis not in w.values:
-            continue
-        pos = _position(axis, w.values[axis])
-        if axis in _HOFSTEDE_PHRASES:
-            pos = (w.values[axis] - 50) / 50  # Hofstede indices centre on 50
-        if abs(pos) >= 0.2:
+    for axis, (low, high) in _HOFSTEDE_PHRASES.items():
+        if axis in w.values and abs(pos := (w.values[axis] - 50) / 50) >= 0.2:  # indices centre on 50
             traits.append((abs(pos), high if pos > 0 else low))
     traits.sort(key=lambda t: -t[0])
-    lines = [t[1] for t in traits[:max_traits]]
+    lines += [t[1] for t in traits[:max_hofstede]]
     mfq = [(w.values[a], a) for a in MFQ_AXES if a in w.values]
     text = "Your values were shaped by your culture: " + "; ".join(lines) + "."
     if mfq:

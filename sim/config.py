@@ -7,7 +7,6 @@ turned into these objects (``OmegaConf.to_object``), so a bad value fails before
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 BACKENDS = ("embedded", "openai_compatible", "scripted")
 NETWORKS = ("small_world", "scale_free", "complete")
@@ -36,13 +35,13 @@ class LLMConfig:
     """
 
     backend: str = "embedded"
-    model_path: Optional[str] = None
+    model_path: str | None = None
     device: str = "auto"
     dtype: str = "auto"
     max_batch_size: int = 32
     max_context_tokens: int = 2048
-    base_url: Optional[str] = None
-    model: Optional[str] = None
+    base_url: str | None = None
+    model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     timeout_s: float = 60.0
     max_retries: int = 3

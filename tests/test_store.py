@@ -1,0 +1,58 @@
+import os
+
+import polars as pl
+import pytest
+
+from sim import store
+
+
+def _pref(i: int, p_a: float) -> dict:
+    return {"pref_id": f"p{i}", "run_id": "r", "generation": 0, "step": 1, "dilemma_id": "d", "prompt": "P",
+            "response_a": f"a{i}", "response_b": f"b{i}", "author_a": 0, "author_b": 1, "cluster_a": "x",
+            "cluster_b": "y", "pair_kind": "cross_cluster", "judge_id": 2, "judge_cluster": "x",
+            "principle_id": "harm", "p_a": p_a, "p_a_presented": p_a, "p_a_reversed": p_a, "order_swapped": False,
+            "position_flip": False, "judge_model": "m", "constitution_version": "c@1", "seed": 7}
+
+
+def test_frame_rejects_missing_and_extra_columns_and_bad_types():
+    with pytest.raises(store.SchemaError, match="missing"):
+        store.frame([{k: v for k, v in _pref(0, 0.5).items() if k != "p_a"}], store.PREFERENCE_SCHEMA, "prefs")
+    with pytest.raises(store.SchemaError, match="unexpected"):
+        store.frame([{**_pref(0, 0.5), "junk": 1}], store.PREFERENCE_SCHEMA, "prefs")
+    with pytest.raises(store.SchemaError):
+        store.frame([{**_pref(0, 0.5), "p_a": "high"}], store.PREFERENCE_SCHEMA, "prefs")
+
+
+def test_validate_rejects_out_of_range_and_duplicate_ids():
+    with pytest.raises(store.SchemaError, match="outside"):
+        store.validate_preferences(store.frame([_pref(0, 1.5)], store.PREFERENCE_SCHEMA, "p"))
+    with pytest.raises(store.SchemaError, match="duplicate"):
+        store.validate_preferences(store.frame([_pref(0, 0.2), _pref(0, 0.3)], store.PREFERENCE_SCHEMA, "p"))
+
+
+def test_trl_export_orders_chosen_by_label_and_loads_with_datasets(tmp_path):
+    from datasets import load_dataset
+
+    prefs = store.frame([_pref(0, 0.8), _pref(1, 0.3)], store.PREFERENCE_SCHEMA, "p")
+    trl = store.to_trl(prefs)
+    assert trl["chosen"].to_list() == ["a0", "b1"] and trl["rejected"].to_list() == ["b0", "a1"]
+    assert trl["score_chosen"].to_list() == pytest.approx([0.8, 0.7])
+    path = tmp_path / "preferences_trl.parquet"
+    store.write_parquet(trl, path)
+    ds = load_dataset("parquet", data_files=str(path), split="train")
+    assert ds.column_names[:5] == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
+    assert ds[0]["chosen"] == "a0"
+
+
+def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
+    path = tmp_path / "x.parquet"
+    store.write_parquet(pl.DataFrame({"a": [1]}), path)
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        store.write_parquet(pl.DataFrame({"a": [2]}), path)
+    assert pl.read_parquet(path)["a"].to_list() == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]  # no temp file left
