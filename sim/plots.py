@@ -13,31 +13,32 @@ import polars as pl  # noqa: E402
 
 from sim.store import atomic_write_bytes  # noqa: E402
 
-PHASE_STYLE = {"initial": "-", "post_debate": "--", "revised": ":"}
+PHASES = (("initial", "first answer"), ("post_debate", "after debate"), ("revised", "after critique"))
 
 
 def plot_stance_shares(stances: pl.DataFrame, path: Path, title: str = "") -> None:
-    """Share choosing action A per cluster over steps; line style = phase (initial/after debate/revised)."""
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    """Share choosing action A per cluster over steps, one panel per phase (small multiples)."""
     shares = (stances.filter(pl.col("choice") != "abstain")
               .group_by("step", "cluster", "phase").agg((pl.col("choice") == "a").mean().alias("share_a"))
               .sort("step"))
     clusters = sorted(shares["cluster"].unique().to_list())
+    phases = [(k, label) for k, label in PHASES if k in set(shares["phase"].to_list())]
+    fig, axes = plt.subplots(1, len(phases), figsize=(3.6 * len(phases) + 1.6, 3.8), dpi=110, sharey=True, squeeze=False)
     colours = plt.get_cmap("tab10")
-    for ci, cluster in enumerate(clusters):
-        for phase, style in PHASE_STYLE.items():
-            sub = shares.filter((pl.col("cluster") == cluster) & (pl.col("phase") == phase))
-            if len(sub):
-                ax.plot(sub["step"], sub["share_a"], style, marker="o", color=colours(ci % 10),
-                        label=f"{cluster} ({phase.replace('_', ' ')})")
-    ax.set_ylim(-0.05, 1.05)
-    ax.set_xlabel("step (one new dilemma per step)")
-    ax.set_ylabel("share choosing action A")
-    ax.set_title(f"Stance shares per cluster {title}".strip(), fontsize=10)
     steps = sorted(shares["step"].unique().to_list())
-    ax.set_xticks(steps)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    for ax, (phase, label) in zip(axes[0], phases, strict=True):
+        for ci, cluster in enumerate(clusters):
+            sub = shares.filter((pl.col("cluster") == cluster) & (pl.col("phase") == phase))
+            offset = (ci - (len(clusters) - 1) / 2) * 0.04  # keep coinciding points visible
+            ax.plot([x + offset for x in sub["step"]], sub["share_a"], "-o", color=colours(ci % 10), label=cluster, alpha=0.85)
+        ax.set_title(label, fontsize=10)
+        ax.set_xticks(steps)
+        ax.set_xlabel("step (one dilemma each)")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("share choosing action A")
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"Stance shares per cluster {title}".strip(), fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

@@ -11,6 +11,8 @@ from typing import Any
 
 import polars as pl
 
+from alignment.preferences import PREFERENCE_SCHEMA, TRL_SCHEMA, to_trl  # noqa: F401 (re-exported)
+
 STANCE_SCHEMA: dict[str, pl.DataType] = {
     "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32, "dilemma_id": pl.String,
     "agent_id": pl.Int32, "cluster": pl.String, "model": pl.String,
@@ -28,26 +30,6 @@ TRANSCRIPT_SCHEMA: dict[str, pl.DataType] = {
     "target_id": pl.Int32,  # whose answer a critique addresses (null otherwise)
     "principle_id": pl.String, "text": pl.String, "seed": pl.Int64,
 }
-
-PREFERENCE_SCHEMA: dict[str, pl.DataType] = {
-    "pref_id": pl.String, "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32,
-    "dilemma_id": pl.String, "prompt": pl.String, "response_a": pl.String, "response_b": pl.String,
-    "author_a": pl.Int32, "author_b": pl.Int32, "cluster_a": pl.String, "cluster_b": pl.String,
-    "pair_kind": pl.String,  # revision (a = revised, b = original) | cross_cluster
-    "judge_id": pl.Int32, "judge_cluster": pl.String, "principle_id": pl.String,
-    "p_a": pl.Float64,  # P(A better), order undone; mean of both orders when debiased
-    "p_a_presented": pl.Float64,  # from the randomised order the judge saw first
-    "p_a_reversed": pl.Float64,  # from the opposite order (null when not debiased)
-    "order_swapped": pl.Boolean,  # True: the judge saw response_b as option (A)
-    "position_flip": pl.Boolean,  # the preferred answer changed when the order flipped
-    "judge_model": pl.String, "constitution_version": pl.String, "seed": pl.Int64,
-}
-
-TRL_SCHEMA: dict[str, pl.DataType] = {
-    "prompt": pl.String, "chosen": pl.String, "rejected": pl.String,
-    "score_chosen": pl.Float64, "score_rejected": pl.Float64, "pref_id": pl.String,
-}
-
 
 class SchemaError(ValueError):
     pass
@@ -73,20 +55,6 @@ def validate_preferences(df: pl.DataFrame) -> None:
         raise SchemaError(f"{len(bad)} preference rows have p_a outside [0, 1]")
     if df["pref_id"].n_unique() != len(df):
         raise SchemaError("duplicate pref_id in preferences")
-
-
-def to_trl(prefs: pl.DataFrame) -> pl.DataFrame:
-    """TRL / HF ``datasets`` form: the preferred response is ``chosen``, scores are the label's
-    probabilities (ties, p_a = 0.5, go to A)."""
-    a_wins = pl.col("p_a") >= 0.5
-    return prefs.select(
-        pl.col("prompt"),
-        pl.when(a_wins).then(pl.col("response_a")).otherwise(pl.col("response_b")).alias("chosen"),
-        pl.when(a_wins).then(pl.col("response_b")).otherwise(pl.col("response_a")).alias("rejected"),
-        pl.when(a_wins).then(pl.col("p_a")).otherwise(1 - pl.col("p_a")).alias("score_chosen"),
-        pl.when(a_wins).then(1 - pl.col("p_a")).otherwise(pl.col("p_a")).alias("score_rejected"),
-        pl.col("pref_id"),
-    ).cast(TRL_SCHEMA)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,0 +1,85 @@
+"""Preference records: the schema every run writes, and the datasets the trainers read.
+
+The schema lives here (not in ``sim``) so that ``sim`` depends on ``alignment`` and never the
+other way round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+PREFERENCE_SCHEMA: dict[str, pl.DataType] = {
+    "pref_id": pl.String, "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32,
+    "dilemma_id": pl.String, "prompt": pl.String, "response_a": pl.String, "response_b": pl.String,
+    "author_a": pl.Int32, "author_b": pl.Int32, "cluster_a": pl.String, "cluster_b": pl.String,
+    "pair_kind": pl.String,  # revision (a = revised, b = original) | cross_cluster | synthetic
+    "judge_id": pl.Int32, "judge_cluster": pl.String, "principle_id": pl.String,
+    "p_a": pl.Float64,  # P(A better), order undone; mean of both orders when debiased
+    "p_a_presented": pl.Float64,  # from the randomised order the judge saw first
+    "p_a_reversed": pl.Float64,  # from the opposite order (null when not debiased)
+    "order_swapped": pl.Boolean,  # True: the judge saw response_b as option (A)
+    "position_flip": pl.Boolean,  # the preferred answer changed when the order flipped
+    "judge_model": pl.String, "constitution_version": pl.String, "seed": pl.Int64,
+}
+
+TRL_SCHEMA: dict[str, pl.DataType] = {
+    "prompt": pl.String, "chosen": pl.String, "rejected": pl.String,
+    "score_chosen": pl.Float64, "score_rejected": pl.Float64, "pref_id": pl.String,
+}
+
+
+def to_trl(prefs: pl.DataFrame) -> pl.DataFrame:
+    """TRL / HF ``datasets`` form: the preferred response is ``chosen``, scores are the label's
+    probabilities (ties, p_a = 0.5, go to A)."""
+    a_wins = pl.col("p_a") >= 0.5
+    return prefs.select(
+        pl.col("prompt"),
+        pl.when(a_wins).then(pl.col("response_a")).otherwise(pl.col("response_b")).alias("chosen"),
+        pl.when(a_wins).then(pl.col("response_b")).otherwise(pl.col("response_a")).alias("rejected"),
+        pl.when(a_wins).then(pl.col("p_a")).otherwise(1 - pl.col("p_a")).alias("score_chosen"),
+        pl.when(a_wins).then(1 - pl.col("p_a")).otherwise(pl.col("p_a")).alias("score_rejected"),
+        pl.col("pref_id"),
+    ).cast(TRL_SCHEMA)
+
+
+def load_preferences(paths: Sequence[str | Path]) -> pl.DataFrame:
+    """Concatenate ``preferences.parquet`` of one or more runs (a run folder or the file itself)."""
+    frames = []
+    for p in paths:
+        path = Path(p)
+        path = path / "preferences.parquet" if path.is_dir() else path
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no preferences.parquet here")
+        frames.append(pl.read_parquet(path).cast(PREFERENCE_SCHEMA))
+    return pl.concat(frames)
+
+
+def split_by_dilemma(prefs: pl.DataFrame, eval_fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Train/eval split with every dilemma entirely on one side (no leakage across the split)."""
+    dilemmas = sorted(prefs["dilemma_id"].unique().to_list())
+    rng = np.random.default_rng(seed)
+    order = [dilemmas[i] for i in rng.permutation(len(dilemmas))]
+    n_eval = max(1, round(eval_fraction * len(dilemmas))) if len(dilemmas) > 1 else 0
+    held = set(order[:n_eval])
+    is_eval = pl.col("dilemma_id").is_in(list(held))
+    return prefs.filter(~is_eval), prefs.filter(is_eval)
+
+
+def filter_confident(prefs: pl.DataFrame, min_margin: float) -> pl.DataFrame:
+    """Keep pairs whose label is at least ``min_margin`` away from a coin flip (|p_a − 0.5|)."""
+    return prefs.filter((pl.col("p_a") - 0.5).abs() >= min_margin)
+
+
+def balance_by_cluster(prefs: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Down-sample so each author cluster (of response A) contributes equally many pairs."""
+    counts = prefs.group_by("cluster_a").len()
+    if len(counts) < 2:
+        return prefs
+    n = int(counts["len"].min())
+    parts = [prefs.filter(pl.col("cluster_a") == c).sample(n, seed=seed, shuffle=True)
+             for c in sorted(counts["cluster_a"].to_list())]
+    return pl.concat(parts).sort("pref_id")

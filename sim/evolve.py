@@ -1,0 +1,200 @@
+"""Generations: simulate → train a reward model → DPO the policy → the policy rejoins the society.
+
+A fixed, seeded, cluster-stratified share of agents (``alignment.policy_share``) is the *policy
+group*: from generation 1 on they speak with the latest fine-tuned policy, while the rest keep the
+base model as a control group in the same society. Generation 0 is the baseline (everyone on the
+base model). Every generation faces the same dilemmas, so its choice distributions are comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from agents.llm.base import LLMBackend
+from alignment.dpo import train_dpo
+from alignment.metrics import js_distance, krippendorff_alpha, normalised_entropy
+from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
+from alignment.reward import train_reward_model
+from scenarios.constitution import load_constitution
+from scenarios.dilemma import load_dilemmas
+from sim import store
+from sim.config import AgoraConfig
+from sim.run import make_backend, run_id_for
+from sim.seeding import child_rng
+from sim.society import Society
+
+log = logging.getLogger(__name__)
+
+
+def policy_group(clusters: list[str], share: float, seed: int) -> list[int]:
+    """Agents that adopt the policy: ``share`` of each cluster (rounded), chosen with a seeded draw."""
+    rng = child_rng(seed, "policy_group")
+    chosen: list[int] = []
+    for c in dict.fromkeys(clusters):
+        members = [i for i, x in enumerate(clusters) if x == c]
+        k = int(round(share * len(members)))
+        chosen += sorted(int(i) for i in rng.choice(members, size=k, replace=False)) if k else []
+    return sorted(chosen)
+
+
+def _dist(p_a: float) -> list[float]:
+    return [p_a, 1 - p_a]
+
+
+def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[int], clusters: list[str],
+                       previous: dict[str, float] | None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Pluralism, drift and consensus figures of one generation.
+
+    Choice distributions are the mean scored P(a) of a set of agents per dilemma (the model's own
+    distribution, less noisy than sampled choices). Returns the metrics and the policy group's
+    per-dilemma P(a), the ``previous`` of the next generation.
+    """
+    init = stances.filter(pl.col("phase") == "initial")
+    pol = init.filter(pl.col("agent_id").is_in(group)).group_by("dilemma_id").agg(pl.col("p_a").mean()).sort("dilemma_id")
+    pop = init.group_by("dilemma_id").agg(pl.col("p_a").mean()).sort("dilemma_id")
+    by_cluster = init.group_by("dilemma_id", "cluster").agg(pl.col("p_a").mean())
+    policy_pa = dict(pol.iter_rows())
+    out: dict[str, Any] = {}
+    per_dilemma_js = [js_distance(_dist(policy_pa[d]), _dist(p)) for d, p in pop.iter_rows() if d in policy_pa]
+    out["js_policy_population"] = float(np.mean(per_dilemma_js)) if per_dilemma_js else math.nan
+    if len(pol):
+        out["js_policy_population_overall"] = js_distance(_dist(pol["p_a"].mean()), _dist(pop["p_a"].mean()))
+    # agreement with each cluster: 1 − JS distance, averaged over dilemmas; which norms is the policy near?
+    names = sorted(set(clusters))
+    represented = dict.fromkeys(names, 0)
+    for c in names:
+        rows = by_cluster.filter(pl.col("cluster") == c)
+        vals = [1 - js_distance(_dist(policy_pa[d]), _dist(p)) for d, _, p in rows.iter_rows() if d in policy_pa]
+        out[f"agreement[{c}]"] = float(np.mean(vals)) if vals else math.nan
+    # PDS entropy: per dilemma the clusters whose majority side matches the policy's side; entropy of
+    # those counts over clusters (1 = the policy sides with every cluster equally often).
+    for d, pa in policy_pa.items():
+        for _, c, p in by_cluster.filter(pl.col("dilemma_id") == d).iter_rows():
+            represented[c] += int((p > 0.5) == (pa > 0.5))
+    out["pds_entropy"] = normalised_entropy(list(represented.values()))
+    out["value_drift_js"] = (float(np.mean([js_distance(_dist(policy_pa[d]), _dist(previous[d]))
+                                            for d in policy_pa if d in previous])) if previous else math.nan)
+    for label in ("initial", "post_debate", "revised"):
+        ph = stances.filter((pl.col("phase") == label) & (pl.col("choice") != "abstain"))
+        shares = ph.group_by("dilemma_id").agg((pl.col("choice") == "a").mean().alias("s"))["s"]
+        out[f"consensus_{label}"] = float(np.mean(np.maximum(shares, 1 - shares))) if len(shares) else math.nan
+    rev = prefs.filter(pl.col("p_a_reversed").is_not_null())
+    # Judge agreement: the two option orders as two coders of each pair (label reliability under order change).
+    out["judge_alpha_orders"] = (krippendorff_alpha(np.vstack([rev["p_a_presented"].to_numpy(), rev["p_a_reversed"].to_numpy()]))
+                                 if len(rev) > 1 else math.nan)
+    out["position_flip_rate"] = float(rev["position_flip"].mean()) if len(rev) else math.nan
+    out["label_informativeness"] = float((prefs["p_a"] - 0.5).abs().mean()) if len(prefs) else math.nan
+    return out, policy_pa
+
+
+def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
+    """One PNG per metric against generation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    agree = [c for c in metrics.columns if c.startswith("agreement[")]
+    groups: dict[str, list[str]] = {"agreement_by_cluster": agree}
+    for c in metrics.columns:
+        if c not in agree and c != "generation" and metrics[c].dtype.is_numeric():
+            groups[c] = [c]
+    for name, cols in groups.items():
+        if not cols or metrics.select(cols).null_count().sum_horizontal().item() == len(metrics) * len(cols):
+            continue
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        for c in cols:
+            ax.plot(metrics["generation"], metrics[c], marker="o", label=c)
+        ax.set_xlabel("generation")
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks(metrics["generation"].to_list())
+        ax.grid(alpha=0.3)
+        if len(cols) > 1:
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+        fname = f"gen_{name.replace('[', '_').replace(']', '')}.png"
+        store.atomic_write_bytes(out_dir / fname, buf.getvalue())
+        written.append(fname)
+    return written
+
+
+def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
+    """Run ``cfg.alignment.generations`` generations; write per-generation and pooled outputs."""
+    from agents.llm.embedded import EmbeddedBackend
+
+    t0 = time.perf_counter()
+    a = cfg.alignment
+    dilemmas = load_dilemmas(cfg.scenario.dilemmas)
+    constitution = load_constitution(cfg.constitution.name)
+    base = backend or make_backend(cfg.llm)
+    run_id = run_id_for(cfg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy_dir: Path | None = cfg.llm.model_path and Path(cfg.llm.model_path) or None
+    policy_backend: LLMBackend | None = None
+    rows: list[dict[str, Any]] = []
+    all_stances, all_prefs, all_transcripts = [], [], []
+    previous: dict[str, float] | None = None
+    group: list[int] = []
+    for g in range(a.generations):
+        society = Society(cfg, dilemmas, constitution, base, run_id=run_id, generation=g)
+        group = policy_group(society.clusters, a.policy_share, cfg.seed)
+        if policy_backend is not None:
+            for i in group:
+                society.citizens[i].backend = policy_backend
+        for _ in range(cfg.sim.steps):
+            society.step()
+        stances = store.frame(society.stances, store.STANCE_SCHEMA, "stances")
+        prefs = store.frame(society.preferences, store.PREFERENCE_SCHEMA, "preferences")
+        store.validate_preferences(prefs)
+        all_stances.append(stances)
+        all_prefs.append(prefs)
+        all_transcripts.append(store.frame(society.transcripts, store.TRANSCRIPT_SCHEMA, "transcripts"))
+        row: dict[str, Any] = {"generation": g, "policy_model": policy_backend.name if policy_backend else base.name,
+                               "preferences": len(prefs)}
+        metrics, previous = generation_metrics(stances, prefs, group, society.clusters, previous)
+        row |= metrics
+        data = filter_confident(prefs, a.min_confidence)
+        if a.balance_clusters:
+            data = balance_by_cluster(data, cfg.seed + g)
+        train, held = split_by_dilemma(data, a.eval_fraction, cfg.seed + g)
+        gdir = out_dir / f"generation_{g}"
+        rm_cfg = dataclasses.replace(a.reward, seed=a.reward.seed + g)
+        rm = train_reward_model(train, held, rm_cfg, gdir / "reward_model", policy_path=policy_dir)
+        row |= {"rm_eval_accuracy": rm["eval"]["accuracy"], "rm_eval_ece": rm["eval"]["ece"],
+                "rm_eval_log_loss": rm["eval"]["log_loss"], "rm_pairs_per_s": rm["pairs_per_s"]}
+        if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
+            dpo_cfg = dataclasses.replace(a.dpo, seed=a.dpo.seed + g)
+            dpo = train_dpo(train, held, dpo_cfg, gdir / "policy", base_path=policy_dir)
+            row |= {"dpo_eval_margin_before": dpo["eval_margin_before"], "dpo_eval_margin_after": dpo["eval_margin_after"],
+                    "dpo_train_margin_after": dpo["train_margin_after"], "dpo_pairs_per_s": dpo["pairs_per_s"]}
+            policy_dir = gdir / "policy"
+            policy_backend = EmbeddedBackend(policy_dir, device=cfg.llm.device, dtype=cfg.llm.dtype,
+                                             max_batch_size=cfg.llm.max_batch_size,
+                                             max_context_tokens=cfg.llm.max_context_tokens, name=f"policy-g{g + 1}")
+        rows.append(row)
+        log.info("generation %d done: %s", g, {k: v for k, v in row.items() if isinstance(v, float)})
+    metrics_df = pl.DataFrame(rows)
+    store.write_parquet(pl.concat(all_stances), out_dir / "stances.parquet")
+    store.write_parquet(pl.concat(all_transcripts), out_dir / "transcripts.parquet")
+    prefs_all = pl.concat(all_prefs)
+    store.write_parquet(prefs_all, out_dir / "preferences.parquet")
+    store.write_parquet(store.to_trl(prefs_all), out_dir / "preferences_trl.parquet")
+    store.write_parquet(metrics_df, out_dir / "metrics_generations.parquet")
+    plots = plot_generations(metrics_df, out_dir)
+    summary = {"run_id": run_id, "wall_seconds": round(time.perf_counter() - t0, 1), "generations": rows,
+               "policy_group": group, "plots": plots, "config": dataclasses.asdict(cfg)}
+    store.write_json(summary, out_dir / "summary.json")
+    return summary
