@@ -63,7 +63,8 @@ def split_by_dilemma(prefs: pl.DataFrame, eval_fraction: float, seed: int) -> tu
     dilemmas = sorted(prefs["dilemma_id"].unique().to_list())
     rng = np.random.default_rng(seed)
     order = [dilemmas[i] for i in rng.permutation(len(dilemmas))]
-    n_eval = max(1, round(eval_fraction * len(dilemmas))) if len(dilemmas) > 1 else 0
+    # at least one dilemma on each side when there are two or more
+    n_eval = min(max(1, round(eval_fraction * len(dilemmas))), len(dilemmas) - 1)
     held = set(order[:n_eval])
     is_eval = pl.col("dilemma_id").is_in(list(held))
     return prefs.filter(~is_eval), prefs.filter(is_eval)

@@ -41,6 +41,24 @@ def report(summary: dict, out: Path) -> str:
     ])
 
 
+def report_generations(summary: dict, out: Path) -> str:
+    """Per-generation metrics as a table: one row per metric, one column per generation."""
+    rows = summary["generations"]
+    keys = [k for k in rows[0] if k not in ("generation",)]
+    for r in rows[1:]:
+        keys += [k for k in r if k not in keys and k != "generation"]
+    width = max(len(k) for k in keys)
+    lines = [f"agora: {len(rows)} generations in {summary['wall_seconds']:.0f} s -> {out}",
+             f"  {'metric':<{width}}  " + "  ".join(f"{'gen ' + str(r['generation']):>12}" for r in rows)]
+    for k in keys:
+        cells = []
+        for r in rows:
+            v = r.get(k)
+            cells.append(f"{v:>12.3f}" if isinstance(v, float) else f"{str(v if v is not None else '-')[:12]:>12}")
+        lines.append(f"  {k:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _main(dcfg: DictConfig) -> None:
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "MESA"):
@@ -51,11 +69,17 @@ def _main(dcfg: DictConfig) -> None:
         fail(f"bad config: {str(exc).splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
     out = Path(HydraConfig.get().runtime.output_dir)
-    from sim.run import run
-
     try:
+        if cfg.alignment.generations > 0:
+            from sim.evolve import run_generations
+
+            summary = run_generations(cfg, out)
+            print(report_generations(summary, out))
+            return
+        from sim.run import run
+
         summary = run(cfg, out)
-    except (InputError, BackendError, SchemaError) as exc:
+    except (InputError, BackendError, SchemaError, FileNotFoundError) as exc:
         fail(str(exc))
     print(report(summary, out))
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from alignment.dpo import DPOConfig
+from alignment.reward import RewardConfig
+
 BACKENDS = ("embedded", "openai_compatible", "scripted")
 NETWORKS = ("small_world", "scale_free", "complete")
 
@@ -191,13 +194,43 @@ class SimConfig:
 
 
 @dataclass
+class AlignmentConfig:
+    """The feedback loop (``agora experiment=evolve``).
+
+    Attributes:
+        generations: society generations; 0 runs one society with no training. With G > 0, each
+            generation's feedback trains a reward model and (except the last) DPO-tunes the policy
+            that the policy group uses in the next generation.
+        policy_share: share of each cluster's agents that adopt the fine-tuned policy (the rest
+            keep the base model, a control group in the same society).
+        eval_fraction: share of dilemmas held out (whole dilemmas, never split across train/eval).
+        min_confidence: keep pairs with |p_a − 0.5| at least this.
+        balance_clusters: down-sample so every author cluster contributes equally.
+        reward: reward-model settings (see ``alignment/reward.py``).
+        dpo: DPO settings (see ``alignment/dpo.py``).
+    """
+
+    generations: int = 0
+    policy_share: float = 0.5
+    eval_fraction: float = 0.25
+    min_confidence: float = 0.0
+    balance_clusters: bool = False
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+
+    def __post_init__(self) -> None:
+        if self.generations < 0 or not 0 <= self.policy_share <= 1 or not 0 < self.eval_fraction < 1:
+            raise ValueError("alignment.generations must be >= 0, policy_share in [0, 1], eval_fraction in (0, 1)")
+
+
+@dataclass
 class AgoraConfig:
     """A whole run.
 
     Attributes:
         seed: the root seed; every random draw in the run derives from it.
         name: experiment name, recorded in outputs.
-        llm, population, network, scenario, constitution, sim: see their classes.
+        llm, population, network, scenario, constitution, sim, alignment: see their classes.
     """
 
     seed: int = 0
@@ -208,6 +241,7 @@ class AgoraConfig:
     scenario: ScenarioConfig = field(default_factory=ScenarioConfig)
     constitution: ConstitutionConfig = field(default_factory=ConstitutionConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:

@@ -41,7 +41,7 @@ def policy_group(clusters: list[str], share: float, seed: int) -> list[int]:
     chosen: list[int] = []
     for c in dict.fromkeys(clusters):
         members = [i for i, x in enumerate(clusters) if x == c]
-        k = int(round(share * len(members)))
+        k = math.floor(share * len(members) + 0.5)  # half up: one of two members at share 0.5
         chosen += sorted(int(i) for i in rng.choice(members, size=k, replace=False)) if k else []
     return sorted(chosen)
 
@@ -85,7 +85,7 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
                                             for d in policy_pa if d in previous])) if previous else math.nan)
     for label in ("initial", "post_debate", "revised"):
         ph = stances.filter((pl.col("phase") == label) & (pl.col("choice") != "abstain"))
-        shares = ph.group_by("dilemma_id").agg((pl.col("choice") == "a").mean().alias("s"))["s"]
+        shares = ph.group_by("dilemma_id").agg((pl.col("choice") == "a").mean().alias("s"))["s"].to_numpy()
         out[f"consensus_{label}"] = float(np.mean(np.maximum(shares, 1 - shares))) if len(shares) else math.nan
     rev = prefs.filter(pl.col("p_a_reversed").is_not_null())
     # Judge agreement: the two option orders as two coders of each pair (label reliability under order change).
