@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
+from scipy.special import rel_entr
 
 
 def pairwise_accuracy(p_hat: Sequence[float], p_label: Sequence[float]) -> float:
@@ -53,8 +53,16 @@ def normalised_entropy(counts: Sequence[float]) -> float:
 
 
 def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
-    """Jensen–Shannon distance (base 2, in [0, 1]) between two distributions."""
-    return float(jensenshannon(np.asarray(p, float), np.asarray(q, float), base=2))
+    """Jensen–Shannon distance (base 2, in [0, 1]) between two distributions.
+
+    Written out rather than ``scipy.spatial.distance.jensenshannon``, which returns NaN for equal
+    distributions (the square root of a rounding-negative divergence).
+    """
+    p, q = np.asarray(p, float), np.asarray(q, float)
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+    js = (rel_entr(p, m).sum() + rel_entr(q, m).sum()) / (2 * np.log(2))
+    return float(np.sqrt(max(js, 0.0)))
 
 
 def krippendorff_alpha(ratings: np.ndarray, level: str = "interval") -> float:

@@ -65,6 +65,9 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
     policy_pa = dict(pol.iter_rows())
     out: dict[str, Any] = {}
     per_dilemma_js = [js_distance(_dist(policy_pa[d]), _dist(p)) for d, p in pop.iter_rows() if d in policy_pa]
+    out["_per_dilemma"] = [{"dilemma_id": d, "policy_p_a": policy_pa[d], "population_p_a": p,
+                            "js_policy_population": js_distance(_dist(policy_pa[d]), _dist(p))}
+                           for d, p in pop.iter_rows() if d in policy_pa]
     out["js_policy_population"] = float(np.mean(per_dilemma_js)) if per_dilemma_js else math.nan
     if len(pol):
         out["js_policy_population_overall"] = js_distance(_dist(pol["p_a"].mean()), _dist(pop["p_a"].mean()))
@@ -145,6 +148,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     policy_dir: Path | None = cfg.llm.model_path and Path(cfg.llm.model_path) or None
     policy_backend: LLMBackend | None = None
     rows: list[dict[str, Any]] = []
+    per_dilemma: list[dict[str, Any]] = []
     all_stances, all_prefs, all_transcripts = [], [], []
     previous: dict[str, float] | None = None
     group: list[int] = []
@@ -165,6 +169,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
         row: dict[str, Any] = {"generation": g, "policy_model": policy_backend.name if policy_backend else base.name,
                                "preferences": len(prefs)}
         metrics, previous = generation_metrics(stances, prefs, group, society.clusters, previous)
+        per_dilemma += [{"generation": g, **r} for r in metrics.pop("_per_dilemma")]
         row |= metrics
         data = filter_confident(prefs, a.min_confidence)
         if a.balance_clusters:
@@ -193,6 +198,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     store.write_parquet(prefs_all, out_dir / "preferences.parquet")
     store.write_parquet(store.to_trl(prefs_all), out_dir / "preferences_trl.parquet")
     store.write_parquet(metrics_df, out_dir / "metrics_generations.parquet")
+    store.write_parquet(pl.DataFrame(per_dilemma), out_dir / "pluralism_per_dilemma.parquet")
     plots = plot_generations(metrics_df, out_dir)
     summary = {"run_id": run_id, "wall_seconds": round(time.perf_counter() - t0, 1), "generations": rows,
                "policy_group": group, "plots": plots, "config": dataclasses.asdict(cfg)}
