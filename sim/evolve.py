@@ -160,12 +160,10 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
                 society.citizens[i].backend = policy_backend
         for _ in range(cfg.sim.steps):
             society.step()
-        stances = store.frame(society.stances, store.STANCE_SCHEMA, "stances")
-        prefs = store.frame(society.preferences, store.PREFERENCE_SCHEMA, "preferences")
-        store.validate_preferences(prefs)
+        stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
         all_stances.append(stances)
         all_prefs.append(prefs)
-        all_transcripts.append(store.frame(society.transcripts, store.TRANSCRIPT_SCHEMA, "transcripts"))
+        all_transcripts.append(transcripts)
         row: dict[str, Any] = {"generation": g, "policy_model": policy_backend.name if policy_backend else base.name,
                                "preferences": len(prefs)}
         metrics, previous = generation_metrics(stances, prefs, group, society.clusters, previous)
@@ -192,11 +190,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
         rows.append(row)
         log.info("generation %d done: %s", g, {k: v for k, v in row.items() if isinstance(v, float)})
     metrics_df = pl.DataFrame(rows)
-    store.write_parquet(pl.concat(all_stances), out_dir / "stances.parquet")
-    store.write_parquet(pl.concat(all_transcripts), out_dir / "transcripts.parquet")
-    prefs_all = pl.concat(all_prefs)
-    store.write_parquet(prefs_all, out_dir / "preferences.parquet")
-    store.write_parquet(store.to_trl(prefs_all), out_dir / "preferences_trl.parquet")
+    store.write_feedback(out_dir, pl.concat(all_stances), pl.concat(all_transcripts), pl.concat(all_prefs))
     store.write_parquet(metrics_df, out_dir / "metrics_generations.parquet")
     store.write_parquet(pl.DataFrame(per_dilemma), out_dir / "pluralism_per_dilemma.parquet")
     plots = plot_generations(metrics_df, out_dir)

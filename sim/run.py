@@ -137,16 +137,10 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
         society.step()
         log.info("step %d/%d done: %s", society.steps, cfg.sim.steps,
                  {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
-    stances = store.frame(society.stances, store.STANCE_SCHEMA, "stances")
-    transcripts = store.frame(society.transcripts, store.TRANSCRIPT_SCHEMA, "transcripts")
-    prefs = store.frame(society.preferences, store.PREFERENCE_SCHEMA, "preferences")
-    store.validate_preferences(prefs)
+    stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
-    store.write_parquet(stances, out_dir / "stances.parquet")
-    store.write_parquet(transcripts, out_dir / "transcripts.parquet")
-    store.write_parquet(prefs, out_dir / "preferences.parquet")
-    store.write_parquet(store.to_trl(prefs), out_dir / "preferences_trl.parquet")
+    store.write_feedback(out_dir, stances, transcripts, prefs)
     store.write_parquet(metrics, out_dir / "metrics.parquet")
     from sim.plots import plot_stance_shares
 

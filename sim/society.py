@@ -256,7 +256,8 @@ class Society(mesa.Model):
             revised = await self._timed("critique", len(self.citizens), self._critique(d, j, answers, bar))
 
         # 4. judge: original vs revised, and pairs across clusters.
-        await self._timed("judge", 0, self._judge(d, j, answers, revised, bar))
+        plan = self._judge_plan(answers, revised)
+        await self._timed("judge", len(plan), self._judge(d, j, plan, bar))
 
     def _add_stance(self, a: Citizen, d: Dilemma, phase: str, p_a: float, p1: float, p2: float | None,
                     text: str | None, seed: int | None, j: int) -> None:
@@ -369,8 +370,8 @@ class Society(mesa.Model):
                 pairs.append(("cross_cluster", i, latest[i], k, latest[k]))
         return pairs
 
-    async def _judge(self, d: Dilemma, j: int, answers: dict[int, str], revised: dict[int, str], bar: tqdm) -> None:
-        c = self.cfg.sim
+    def _judge_plan(self, answers: dict[int, str], revised: dict[int, str]) -> list[tuple]:
+        """Who judges which pair under which principle, in which presented order (drawn from the rng)."""
         plan = []
         for kind, ia, ra, ib, rb in self._pairs(answers, revised):
             pool = [k for k in range(len(self.citizens)) if k not in (ia, ib)] or list(range(len(self.citizens)))
@@ -378,6 +379,11 @@ class Society(mesa.Model):
             principle = self.constitution.judge[int(self.rng.integers(len(self.constitution.judge)))]
             swapped = bool(self.rng.random() < 0.5)
             plan.append((kind, ia, ra, ib, rb, judge, principle, swapped))
+        return plan
+
+    async def _judge(self, d: Dilemma, j: int, plan: list[tuple], bar: tqdm) -> None:
+        c = self.cfg.sim
+
         async def judge_one(item: tuple) -> tuple[float, float | None]:
             kind, ia, ra, ib, rb, judge, principle, swapped = item
             w = judge.worldview if c.judge_persona else None
@@ -399,7 +405,6 @@ class Society(mesa.Model):
             return p_pres, p_rev
 
         results = await asyncio.gather(*(judge_one(item) for item in plan))
-        self.clock.add("judge", 0.0, len(plan))  # items only; _timed adds the seconds
         prompt = prompts.dilemma_text(d)
         for k, ((kind, ia, ra, ib, rb, judge, principle, swapped), (p_pres, p_rev)) in enumerate(
                 zip(plan, results, strict=True)):

@@ -94,3 +94,19 @@ def write_parquet(df: pl.DataFrame, path: Path) -> None:
 
 def write_json(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def feedback_tables(stances: Sequence[Mapping[str, Any]], transcripts: Sequence[Mapping[str, Any]],
+                    preferences: Sequence[Mapping[str, Any]]) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The three record lists of a society as schema-checked frames (preferences validated)."""
+    prefs = frame(preferences, PREFERENCE_SCHEMA, "preferences")
+    validate_preferences(prefs)
+    return (frame(stances, STANCE_SCHEMA, "stances"), frame(transcripts, TRANSCRIPT_SCHEMA, "transcripts"), prefs)
+
+
+def write_feedback(out_dir: Path, stances: pl.DataFrame, transcripts: pl.DataFrame, prefs: pl.DataFrame) -> None:
+    """Write stances, transcripts, preferences and their TRL export, each atomically."""
+    write_parquet(stances, out_dir / "stances.parquet")
+    write_parquet(transcripts, out_dir / "transcripts.parquet")
+    write_parquet(prefs, out_dir / "preferences.parquet")
+    write_parquet(to_trl(prefs), out_dir / "preferences_trl.parquet")

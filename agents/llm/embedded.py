@@ -12,6 +12,7 @@ samples from its own ``torch.Generator`` seeded by its request, and stops on its
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import os
@@ -141,13 +142,9 @@ class EmbeddedBackend:
 
     # -- async protocol -------------------------------------------------------------------------
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
-        import asyncio
-
         return list(await asyncio.gather(*(self._gen.submit(r) for r in requests)))
 
     async def score_choices(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
-        import asyncio
-
         return list(await asyncio.gather(*(self._score.submit(r) for r in requests)))
 
     # -- tokenisation ---------------------------------------------------------------------------
