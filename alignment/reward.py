@@ -132,7 +132,7 @@ def train_reward_model(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: Rewar
                 if (k + 1) % cfg.grad_accum == 0 or start + cfg.batch_size >= len(order):
                     opt.step()
                     opt.zero_grad(set_to_none=True)
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 seen += n
     train_seconds = time.perf_counter() - t0
     report = {"config": asdict(cfg), "train_pairs": len(train), "train_loss_first": losses[0] if losses else None,

@@ -25,7 +25,11 @@ class LLMConfig:
         model_path: local Hugging Face model folder for ``embedded``; empty = the bundled SmolLM2-135M.
         device: ``auto`` (cuda if available), ``cpu`` or ``cuda``.
         dtype: ``auto`` (bf16 on cuda, fp32 on cpu), ``float32`` or ``bfloat16``.
-        max_batch_size: most requests per forward batch (embedded).
+        max_batch_size: most rows per forward batch (embedded).
+        max_batch_tokens: most rows x padded tokens per forward batch, bounding activation and KV
+            memory (embedded).
+        prefix_sharing: score a prompt prefix shared by several requests once and reuse its KV cache
+            (embedded; results equal unshared scoring within 1e-4).
         max_context_tokens: prompt + generation budget; longer prompts are truncated (middle dropped).
         base_url: server URL for ``openai_compatible``, e.g. ``http://127.0.0.1:8000/v1``.
         model: model name sent to the server.
@@ -42,6 +46,8 @@ class LLMConfig:
     device: str = "auto"
     dtype: str = "auto"
     max_batch_size: int = 32
+    max_batch_tokens: int = 16384
+    prefix_sharing: bool = True
     max_context_tokens: int = 2048
     base_url: str | None = None
     model: str | None = None
@@ -59,8 +65,8 @@ class LLMConfig:
             raise ValueError("llm=openai_compatible needs llm.base_url and llm.model")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"llm.dtype must be auto, float32 or bfloat16, got '{self.dtype}'")
-        if self.max_batch_size < 1 or self.max_context_tokens < 256:
-            raise ValueError("llm.max_batch_size must be >= 1 and llm.max_context_tokens >= 256")
+        if self.max_batch_size < 1 or self.max_context_tokens < 256 or self.max_batch_tokens < 256:
+            raise ValueError("llm.max_batch_size must be >= 1, llm.max_context_tokens and llm.max_batch_tokens >= 256")
         if not 0 <= self.temperature <= 5 or not 0 < self.top_p <= 1:
             raise ValueError("llm.temperature must be in [0, 5] and llm.top_p in (0, 1]")
 
@@ -223,6 +229,49 @@ class AlignmentConfig:
             raise ValueError("alignment.generations must be >= 0, policy_share in [0, 1], eval_fraction in (0, 1)")
 
 
+EVAL_SUITES = ("hhh", "moralchoice", "steerability")
+
+
+@dataclass
+class EvalConfig:
+    """Validity against external ground truth (``agora-eval``, or ``eval.suites=[...]`` on any run).
+
+    Attributes:
+        suites: any of ``hhh``, ``moralchoice``, ``steerability``; empty = no evaluation
+            (``agora-eval`` with no suites runs all three).
+        data_dir: folder holding ``cai/438HHHEvaluations.jsonl`` and ``moralchoice/*.csv``; empty =
+            ``$AGORA_SHARED_DATA``, else ``../shared/data`` beside the checkout. Files are read in
+            place, never copied.
+        hhh_path: the HHH JSONL file (overrides ``data_dir``).
+        moralchoice_dir: the MoralChoice folder (overrides ``data_dir``).
+        principle: ``dataset`` (the HHH file's own question) or a judging-principle id of the
+            configured constitution.
+        hhh_items: HHH comparisons scored (0 = all 438).
+        scenarios: MoralChoice scenarios per set, a seeded sample (0 = all; 687 low, 510 high).
+        reward_model: a trained reward-model folder to score on the HHH pairs (optional).
+        permutations: resamples for the steerability permutation test.
+        bootstrap: resamples for bootstrap intervals.
+    """
+
+    suites: list[str] = field(default_factory=list)
+    data_dir: str = ""
+    hhh_path: str = ""
+    moralchoice_dir: str = ""
+    principle: str = "dataset"
+    hhh_items: int = 0
+    scenarios: int = 40
+    reward_model: str = ""
+    permutations: int = 9999
+    bootstrap: int = 2000
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.suites if s not in EVAL_SUITES]
+        if bad:
+            raise ValueError(f"unknown eval suite(s) {bad}; known: {list(EVAL_SUITES)}")
+        if self.hhh_items < 0 or self.scenarios < 0 or self.permutations < 1 or self.bootstrap < 100:
+            raise ValueError("eval.hhh_items and eval.scenarios must be >= 0, permutations >= 1, bootstrap >= 100")
+
+
 @dataclass
 class AgoraConfig:
     """A whole run.
@@ -230,7 +279,7 @@ class AgoraConfig:
     Attributes:
         seed: the root seed; every random draw in the run derives from it.
         name: experiment name, recorded in outputs.
-        llm, population, network, scenario, constitution, sim, alignment: see their classes.
+        llm, population, network, scenario, constitution, sim, alignment, eval: see their classes.
     """
 
     seed: int = 0
@@ -242,6 +291,7 @@ class AgoraConfig:
     constitution: ConstitutionConfig = field(default_factory=ConstitutionConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:

@@ -28,7 +28,7 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.config import AgoraConfig
-from sim.run import make_backend, run_id_for
+from sim.run import embedded_options, make_backend, run_id_for
 from sim.seeding import child_rng
 from sim.society import Society
 
@@ -184,9 +184,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
             row |= {"dpo_eval_margin_before": dpo["eval_margin_before"], "dpo_eval_margin_after": dpo["eval_margin_after"],
                     "dpo_train_margin_after": dpo["train_margin_after"], "dpo_pairs_per_s": dpo["pairs_per_s"]}
             policy_dir = gdir / "policy"
-            policy_backend = EmbeddedBackend(policy_dir, device=cfg.llm.device, dtype=cfg.llm.dtype,
-                                             max_batch_size=cfg.llm.max_batch_size,
-                                             max_context_tokens=cfg.llm.max_context_tokens, name=f"policy-g{g + 1}")
+            policy_backend = EmbeddedBackend(policy_dir, **embedded_options(cfg.llm), name=f"policy-g{g + 1}")
         rows.append(row)
         log.info("generation %d done: %s", g, {k: v for k, v in row.items() if isinstance(v, float)})
     metrics_df = pl.DataFrame(rows)

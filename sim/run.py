@@ -28,12 +28,17 @@ OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet",
                 "metrics.parquet", "summary.json", "stance_shares.png")
 
 
+def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
+    return {"device": cfg.device, "dtype": cfg.dtype, "max_batch_size": cfg.max_batch_size,
+            "max_batch_tokens": cfg.max_batch_tokens, "max_context_tokens": cfg.max_context_tokens,
+            "prefix_sharing": cfg.prefix_sharing}
+
+
 def make_backend(cfg: LLMConfig) -> LLMBackend:
     if cfg.backend == "embedded":
         from agents.llm.embedded import EmbeddedBackend
 
-        return EmbeddedBackend(cfg.model_path, device=cfg.device, dtype=cfg.dtype, max_batch_size=cfg.max_batch_size,
-                               max_context_tokens=cfg.max_context_tokens)
+        return EmbeddedBackend(cfg.model_path, **embedded_options(cfg))
     if cfg.backend == "openai_compatible":
         from agents.llm.openai_compat import OpenAICompatibleBackend
 
@@ -150,5 +155,9 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     summary["seed"] = cfg.seed
     summary["outputs"] = list(OUTPUT_FILES)
     summary["cluster_sizes"] = {c: int(n) for c, n in zip(*np.unique(society.clusters, return_counts=True), strict=True)}
+    if cfg.eval.suites:
+        from alignment.evaluate import evaluate
+
+        summary["eval"] = evaluate(cfg, backend, out_dir)
     store.write_json(summary, out_dir / "summary.json")
     return summary

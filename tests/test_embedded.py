@@ -5,6 +5,7 @@ import importlib.util
 import math
 
 import pytest
+import torch
 
 from agents.llm import embedded as emb
 from agents.llm.base import BackendError, ChatMessage, GenerateRequest, ScoreRequest
@@ -42,15 +43,60 @@ def test_scores_are_finite_logprobs_and_batch_equals_one_by_one(embedded):
         assert row == pytest.approx(one, abs=1e-4)
 
 
-def test_multi_token_candidates_match_single_token_path(embedded):
-    r = ScoreRequest(messages=msgs(QUESTIONS[1]), choices=("A", "B"))
-    fast = embedded.score_batch([r])[0]
-    prompt = embedded._prompt_ids(r.messages)
-    ids = [[embedded.tokenizer(c, add_special_tokens=False)["input_ids"]] for c in r.choices]
-    full = embedded._score_full([prompt, prompt], ids)
-    assert [full[0][0], full[1][0]] == pytest.approx(fast, abs=1e-4)
-    multi = embedded.score_batch([ScoreRequest(messages=r.messages, choices=("Yes, return it", "No"))])[0]
-    assert all(math.isfinite(x) for x in multi)
+def full_sequence_logprobs(backend, r: ScoreRequest) -> list[float]:
+    """What a user would write: one unpadded forward per prompt+candidate, summed token log-probs."""
+    prompt = backend._prompt_ids(r.messages, r.assistant_prefix)
+    out = []
+    for c in r.choices:
+        cand = backend.tokenizer(c, add_special_tokens=False)["input_ids"]
+        with torch.inference_mode():
+            logits = backend.model(input_ids=torch.tensor([prompt + cand], device=backend.device)).logits[0]
+        logp = torch.log_softmax(logits.float(), -1)
+        out.append(sum(float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(cand)))
+    return out
+
+
+def test_prefix_shared_scoring_equals_full_sequence_scoring(embedded):
+    """Requests sharing long prefixes (same persona, both option orders), single- and multi-token
+    candidates, in one batch: every score equals the unbatched full-sequence reference."""
+    reqs = []
+    for persona in ("You are a careful person.", "You are a bold person who enjoys risk and adventure."):
+        for q in QUESTIONS[:3]:
+            m = (ChatMessage(role="system", content=persona), ChatMessage(role="user", content=q))
+            reqs += [ScoreRequest(messages=m, choices=("A", "B")),
+                     ScoreRequest(messages=m, choices=("Yes, return it", "No")),
+                     ScoreRequest(messages=m, choices=("A", "B"), assistant_prefix="My answer: ")]
+    before = embedded.stats.prompt_tokens
+    shared = embedded.score_batch(reqs)
+    shared_tokens = embedded.stats.prompt_tokens - before
+    embedded.prefix_sharing = False
+    try:
+        before = embedded.stats.prompt_tokens
+        unshared = embedded.score_batch(reqs)
+        unshared_tokens = embedded.stats.prompt_tokens - before
+    finally:
+        embedded.prefix_sharing = True
+    for r, s, u in zip(reqs, shared, unshared, strict=True):
+        ref = full_sequence_logprobs(embedded, r)
+        assert s == pytest.approx(ref, abs=1e-4)
+        assert u == pytest.approx(ref, abs=1e-4)
+    assert shared_tokens < 0.5 * unshared_tokens  # the shared prefixes really ran once
+
+
+def test_token_budget_splits_batches_without_changing_results(embedded):
+    reqs = [ScoreRequest(messages=msgs(q), choices=("A", "B")) for q in QUESTIONS]
+    whole = embedded.score_batch(reqs)
+    gen = [GenerateRequest(messages=msgs(q), max_new_tokens=8, temperature=0.0) for q in QUESTIONS]
+    texts = embedded.generate_batch(gen)
+    old = embedded.max_batch_tokens
+    embedded.max_batch_tokens = 64  # below one prompt: one row per forward
+    try:
+        batches = embedded.stats.batches
+        assert embedded.score_batch(reqs) == [pytest.approx(w, abs=1e-4) for w in whole]
+        assert embedded.generate_batch(gen) == texts
+    finally:
+        embedded.max_batch_tokens = old
+    assert embedded.stats.batches == batches  # counted per coalesced call, not per forward
 
 
 def test_long_prompts_are_truncated_and_counted(embedded):

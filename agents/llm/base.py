@@ -123,6 +123,8 @@ class Coalescer(Generic[Req, Res]):
                 chunk, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
                 try:
                     results = self._fn([r for r, _ in chunk])
+                    if len(results) != len(chunk):
+                        raise ValueError(f"batch function returned {len(results)} results for {len(chunk)} requests")
                 except Exception as exc:  # hand the error to every caller of this batch
                     for _, fut in chunk:
                         if not fut.done():
@@ -130,7 +132,7 @@ class Coalescer(Generic[Req, Res]):
                     continue
                 if self._on_batch:
                     self._on_batch(len(chunk))
-                for (_, fut), res in zip(chunk, results, strict=True):
+                for (_, fut), res in zip(chunk, results, strict=True):  # lengths checked above
                     if not fut.done():
                         fut.set_result(res)
                 await asyncio.sleep(0)

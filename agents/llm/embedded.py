@@ -13,6 +13,7 @@ samples from its own ``torch.Generator`` seeded by its request, and stops on its
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib.util
 import logging
 import os
@@ -20,6 +21,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -92,6 +94,62 @@ def prepare_default_model(cache: Path | None = None) -> Path:
     return target
 
 
+@dataclass
+class _Row:
+    """One sequence to score: ``reads`` are ``(position, token, candidate)``: the log-prob of
+    ``token`` predicted at ``position`` is added to candidate ``candidate`` of request ``request``."""
+
+    request: int
+    ids: list[int]
+    reads: list[tuple[int, int, int]]
+
+    @property
+    def first_read(self) -> int:
+        return min(p for p, _, _ in self.reads)
+
+
+def plan_prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int],
+                       max_rows: int) -> list[tuple[int, list[int]]]:
+    """Group sequences that share a prefix, to run each shared prefix once.
+
+    Returns ``(prefix_length, members)`` groups covering every index once. A group's prefix is the
+    longest prefix common to its members, capped by each member's ``limit`` (its first position
+    whose output is needed must stay outside the prefix). In lexicographic order, common prefixes
+    are minima of neighbours' common prefixes, so an O(n * max_rows) dynamic programme over
+    contiguous runs finds the grouping that saves the most tokens, ``sum((k - 1) * length)``.
+    Lone sequences get length 0 (nothing to share). Hand-written: serving engines (vLLM, SGLang)
+    do this with a radix tree inside their servers, which we cannot run in-process on a CPU.
+    """
+    n = len(seqs)
+    order = sorted(range(n), key=lambda i: tuple(seqs[i]))
+    lcp = []
+    for a, b in zip(order, order[1:], strict=False):
+        cap = min(limits[a], limits[b], len(seqs[a]), len(seqs[b]))
+        k = 0
+        while k < cap and seqs[a][k] == seqs[b][k]:
+            k += 1
+        lcp.append(k)
+    best = [0] * (n + 1)
+    cut: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (start of last run, its prefix length)
+    for end in range(1, n + 1):
+        best[end], cut[end] = best[end - 1], (end - 1, 0)
+        shared = 1 << 60
+        for start in range(end - 2, max(-1, end - 1 - max_rows), -1):
+            shared = min(shared, lcp[start])
+            if shared == 0:
+                break
+            gain = best[start] + (end - 1 - start) * shared
+            if gain > best[end]:
+                best[end], cut[end] = gain, (start, shared)
+    groups = []
+    end = n
+    while end:
+        start, length = cut[end]
+        groups.append((length, [order[k] for k in range(start, end)]))
+        end = start
+    return groups[::-1]
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -105,13 +163,16 @@ class EmbeddedBackend:
         model_path: a local HF model folder; ``None`` uses the bundled SmolLM2 (converted on first use).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"float32"`` or ``"bfloat16"``.
-        max_batch_size: most requests in one forward batch.
+        max_batch_size: most rows in one forward batch.
+        max_batch_tokens: most rows x padded length in one forward batch (bounds the KV cache).
+        prefix_sharing: score a prefix shared by several requests once (see :func:`plan_prefix_groups`).
         max_context_tokens: prompt + generation budget; longer prompts are truncated by
             :meth:`_fit`'s rule and counted in ``stats.truncated_prompts``.
     """
 
     def __init__(self, model_path: str | Path | None = None, *, device: str = "auto", dtype: str = "auto",
-                 max_batch_size: int = 32, max_context_tokens: int = 2048, name: str | None = None) -> None:
+                 max_batch_size: int = 32, max_batch_tokens: int = 16384, max_context_tokens: int = 2048,
+                 prefix_sharing: bool = True, name: str | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(model_path) if model_path else prepare_default_model()
@@ -132,10 +193,26 @@ class EmbeddedBackend:
                                 if t and (i := self.tokenizer.convert_tokens_to_ids(t)) is not None
                                 and i != self.tokenizer.unk_token_id})
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.max_context_tokens = max_context_tokens
+        self.prefix_sharing = prefix_sharing
         self.stats = BackendStats()
         self._gen = Coalescer(self.generate_batch, max_batch_size, on_batch=self._count_batch)
-        self._score = Coalescer(self.score_batch, max_batch_size, on_batch=self._count_batch)
+        # Scoring gathers more than one forward batch: the more requests it sees, the more prefixes it shares.
+        self._score = Coalescer(self.score_batch, 4 * max_batch_size, on_batch=self._count_batch)
+
+    def reconfigured(self, *, max_batch_size: int | None = None, max_batch_tokens: int | None = None,
+                     prefix_sharing: bool | None = None, name: str | None = None) -> EmbeddedBackend:
+        """A second backend on the same loaded weights with other batching options and fresh stats."""
+        other = copy.copy(self)
+        other.max_batch_size = max_batch_size or self.max_batch_size
+        other.max_batch_tokens = max_batch_tokens or self.max_batch_tokens
+        other.prefix_sharing = self.prefix_sharing if prefix_sharing is None else prefix_sharing
+        other.name = name or self.name
+        other.stats = BackendStats()
+        other._gen = Coalescer(other.generate_batch, other.max_batch_size, on_batch=other._count_batch)
+        other._score = Coalescer(other.score_batch, 4 * other.max_batch_size, on_batch=other._count_batch)
+        return other
 
     def _count_batch(self, n: int) -> None:
         self.stats.batches += 1
@@ -183,11 +260,15 @@ class EmbeddedBackend:
                    for r in requests]
         order = sorted(range(len(requests)), key=lambda i: len(prompts[i]))  # similar lengths together
         out: list[str] = [""] * len(requests)
-        for start in range(0, len(order), self.max_batch_size):
-            idx = order[start:start + self.max_batch_size]
-            texts = self._decode_rows([prompts[i] for i in idx], [requests[i] for i in idx], DynamicCache)
-            for i, t in zip(idx, texts, strict=True):
-                out[i] = t
+        chunk: list[int] = []
+        for i in order + [-1]:
+            if chunk and (i < 0 or len(chunk) == self.max_batch_size or (len(chunk) + 1) * max(
+                    len(prompts[k]) + requests[k].max_new_tokens for k in chunk + [i]) > self.max_batch_tokens):
+                texts = self._decode_rows([prompts[k] for k in chunk], [requests[k] for k in chunk], DynamicCache)
+                for k, t in zip(chunk, texts, strict=True):
+                    out[k] = t
+                chunk = []
+            chunk.append(i)
         return out
 
     def _decode_rows(self, prompts: list[list[int]], reqs: list[GenerateRequest], cache_cls) -> list[str]:
@@ -245,9 +326,9 @@ class EmbeddedBackend:
     def score_batch(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         """Log-probability of each candidate continuation (summed over its tokens).
 
-        When every candidate is a single token, one forward pass over the prompt scores all of them
-        from the last position's distribution (``logits_to_keep=1``); otherwise each
-        prompt+candidate sequence is scored in full.
+        A request whose candidates are all single tokens is one row read at its last position;
+        otherwise each prompt+candidate is a row. Rows are scored by :meth:`_score_rows`, which
+        runs a prefix shared by several rows once and reuses its KV cache for every continuation.
         """
         self.stats.score_calls += len(requests)
         prompts = [self._fit(self._prompt_ids(r.messages, r.assistant_prefix), self.max_context_tokens - 8)
@@ -256,45 +337,85 @@ class EmbeddedBackend:
         for r, cs in zip(requests, cands, strict=True):
             if any(not c for c in cs):
                 raise ValueError(f"empty candidate in {r.choices!r}")
-        if all(len(c) == 1 for cs in cands for c in cs):
-            return self._score_single(prompts, cands)
-        return self._score_full(prompts, cands)
-
-    @torch.inference_mode()
-    def _score_single(self, prompts: list[list[int]], cands: list[list[list[int]]]) -> list[list[float]]:
-        out: list[list[float]] = [[] for _ in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        for start in range(0, len(order), self.max_batch_size):
-            idx = order[start:start + self.max_batch_size]
-            rows = [prompts[i] for i in idx]
-            self.stats.prompt_tokens += sum(len(r) for r in rows)
-            ids, mask = self._left_pad(rows)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits
-            logp = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
-            for row, i in enumerate(idx):
-                out[i] = [float(logp[row, c[0]]) for c in cands[i]]
-        return out
-
-    @torch.inference_mode()
-    def _score_full(self, prompts: list[list[int]], cands: list[list[list[int]]]) -> list[list[float]]:
-        seqs = [(i, j, prompts[i], c) for i, cs in enumerate(cands) for j, c in enumerate(cs)]
+        rows: list[_Row] = []
+        for i, (p, cs) in enumerate(zip(prompts, cands, strict=True)):
+            if all(len(c) == 1 for c in cs):
+                rows.append(_Row(i, p, [(len(p) - 1, c[0], j) for j, c in enumerate(cs)]))
+            else:
+                rows += [_Row(i, p + c, [(len(p) - 1 + k, t, j) for k, t in enumerate(c)]) for j, c in enumerate(cs)]
         out = [[0.0] * len(cs) for cs in cands]
-        seqs.sort(key=lambda s: len(s[2]) + len(s[3]))
-        for start in range(0, len(seqs), self.max_batch_size):
-            chunk = seqs[start:start + self.max_batch_size]
-            rows = [p + c for _, _, p, c in chunk]
-            self.stats.prompt_tokens += sum(len(r) for r in rows)
-            ids, mask = self._left_pad(rows)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            logp = torch.log_softmax(self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits.float(), -1)
-            width = ids.shape[1]
-            for row, (i, j, _, c) in enumerate(chunk):
-                k = len(c)
-                # Tokens at positions width-k..width-1 are predicted by positions width-k-1..width-2.
-                targets = torch.tensor(c, device=self.device)
-                out[i][j] = float(logp[row, width - k - 1: width - 1].gather(1, targets[:, None]).sum())
+        for row, logps in zip(rows, self._score_rows(rows, share=self.prefix_sharing), strict=True):
+            for (_, _, j), lp in zip(row.reads, logps, strict=True):
+                out[row.request][j] += lp
         return out
+
+    def _score_rows(self, rows: list[_Row], share: bool) -> list[list[float]]:
+        """Log-probs of each row's reads. With ``share``, rows are grouped by common prefix
+        (:func:`plan_prefix_groups`); each chunk runs its groups' prefixes in one left-padded batch,
+        copies each prefix's KV cache to its rows, and runs every row's suffix on top."""
+        if share:
+            longest = max(len(r.ids) for r in rows)
+            max_rows = max(1, min(self.max_batch_size, self.max_batch_tokens // longest))
+            groups = plan_prefix_groups([r.ids for r in rows], [r.first_read for r in rows], max_rows)
+        else:  # every row alone, whole sequence as "suffix"
+            groups = [(0, [i]) for i in range(len(rows))]
+        groups.sort(key=lambda g: (max(len(rows[i].ids) for i in g[1]), g[0]))
+        results: list[list[float]] = [[] for _ in rows]
+        for chunk in self._chunks(groups, rows):
+            self._score_chunk(chunk, rows, results)
+        return results
+
+    def _chunks(self, groups: list[tuple[int, list[int]]], rows: list[_Row]):
+        """Consecutive groups packed under ``max_batch_size`` rows and ``max_batch_tokens`` (rows x
+        padded width, the KV-cache footprint)."""
+        chunk: list[tuple[int, list[int]]] = []
+        n_rows = width = 0
+        for g in groups:
+            w = max(len(rows[i].ids) for i in g[1])
+            if chunk and (n_rows + len(g[1]) > self.max_batch_size
+                          or (n_rows + len(g[1])) * max(width, w) > self.max_batch_tokens):
+                yield chunk
+                chunk, n_rows, width = [], 0, 0
+            chunk.append(g)
+            n_rows += len(g[1])
+            width = max(width, w)
+        if chunk:
+            yield chunk
+
+    def _score_chunk(self, chunk: list[tuple[int, list[int]]], rows: list[_Row], results: list[list[float]]) -> None:
+        from transformers import DynamicCache
+
+        dev = self.device
+        cache = DynamicCache()
+        lens = [length for length, _ in chunk]
+        row_ids = [i for _, members in chunk for i in members]
+        seg_of = [s for s, (_, members) in enumerate(chunk) for _ in members]
+        width = max(lens)
+        if width:
+            prefixes = [rows[members[0]].ids[:length] for length, members in chunk]
+            p_ids, p_mask = self._left_pad(prefixes)
+            self.stats.prompt_tokens += sum(lens)
+            self.model(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0),
+                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            index = torch.tensor(seg_of, device=dev)
+            cache.batch_select_indices(index)
+            p_mask = p_mask[index]
+        else:
+            p_mask = torch.zeros((len(row_ids), 0), dtype=torch.long, device=dev)
+        suffixes = [rows[i].ids[lens[s]:] for i, s in zip(row_ids, seg_of, strict=True)]
+        self.stats.prompt_tokens += sum(len(x) for x in suffixes)
+        s_ids, s_mask = self._left_pad(suffixes)
+        pos = torch.tensor([lens[s] for s in seg_of], device=dev)[:, None] + (s_mask.cumsum(-1) - 1).clamp(min=0)
+        # Rows end aligned (left padding), so the positions read lie in the last ``keep`` columns.
+        keep = max(len(rows[i].ids) - rows[i].first_read for i in row_ids)
+        logits = self.model(input_ids=s_ids, attention_mask=torch.cat([p_mask, s_mask], dim=1), position_ids=pos,
+                            past_key_values=cache, use_cache=bool(width), logits_to_keep=keep).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        for b, i in enumerate(row_ids):
+            n = len(rows[i].ids)
+            cols = torch.tensor([keep - (n - pos_) for pos_, _, _ in rows[i].reads], device=dev)
+            toks = torch.tensor([t for _, t, _ in rows[i].reads], device=dev)
+            results[i] = logp[b, cols, toks].tolist()
 
     @torch.inference_mode()
     def token_logprobs(self, messages: Sequence[ChatMessage], continuation: str,
