@@ -30,8 +30,14 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -q -m ''
 
+# Full benchmark suite (~25 min on 2 CPU cores), then the profiler, then benches/RESULTS.md.
+bench: setup
+	$(BIN)/python -m pytest benches -q --benchmark-json=benches/results.json
+	$(BIN)/python -m benches.profile_step --out benches/profile.json
+	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json
+
 lint: setup
-	$(BIN)/ruff check agents scenarios sim alignment tests
+	$(BIN)/ruff check agents scenarios sim alignment tests benches
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) outputs multirun .pytest_cache .benchmarks

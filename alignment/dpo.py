@@ -151,7 +151,7 @@ def train_dpo(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: DPOConfig, out
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                losses.append(float(loss))
+                losses.append(float(loss.detach()))
                 seen += len(rows)
     train_seconds = time.perf_counter() - t0
     margins_after = implicit_margins(policy, ref, tok, eval_pairs, cfg)

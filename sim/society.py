@@ -8,6 +8,7 @@ Mesa's step/advance plays in its pd_grid example).
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -142,7 +143,14 @@ class Society(mesa.Model):
         n = self.cfg.scenario.per_step
         todays = [self.schedule[(k * n + j) % len(self.schedule)] for j in range(n)]
         before = (len(self.stances), len(self.preferences))
-        asyncio.run(self._run_step(todays))
+        # Everything alive before the step (libraries, weights, earlier steps' rows) is frozen out of
+        # the cyclic GC's scans for its duration: otherwise each full collection walks that whole
+        # heap, and their number grows with N, which made a 512-agent step ~2x slower (benches/).
+        gc.freeze()
+        try:
+            asyncio.run(self._run_step(todays))
+        finally:
+            gc.unfreeze()
         new_stances, new_prefs = self.stances[before[0]:], self.preferences[before[1]:]
         metrics: dict[str, float] = {}
         for label in ("initial", "post_debate", "revised"):
@@ -363,10 +371,13 @@ class Society(mesa.Model):
         for i, cl in enumerate(self.clusters):
             by_cluster.setdefault(cl, []).append(i)
         if len(by_cluster) > 1:
+            # One "everyone outside cluster c" list per cluster, not per pair: O(N) per step, not O(N^2).
+            # rng.integers(len(x)) draws exactly what rng.choice(x) draws, without copying x to an array.
+            outside = {cl: [k for k in range(len(self.citizens)) if self.clusters[k] != cl] for cl in by_cluster}
             for _ in range(self._n_cross()):
                 i = int(self.rng.integers(len(self.citizens)))
-                others = [k for k in range(len(self.citizens)) if self.clusters[k] != self.clusters[i]]
-                k = int(self.rng.choice(others))
+                others = outside[self.clusters[i]]
+                k = others[int(self.rng.integers(len(others)))]
                 pairs.append(("cross_cluster", i, latest[i], k, latest[k]))
         return pairs
 
@@ -374,12 +385,22 @@ class Society(mesa.Model):
         """Who judges which pair under which principle, in which presented order (drawn from the rng)."""
         plan = []
         for kind, ia, ra, ib, rb in self._pairs(answers, revised):
-            pool = [k for k in range(len(self.citizens)) if k not in (ia, ib)] or list(range(len(self.citizens)))
-            judge = self.citizens[int(self.rng.choice(pool))]
+            judge = self.citizens[self._draw_excluding(sorted({ia, ib}))]
             principle = self.constitution.judge[int(self.rng.integers(len(self.constitution.judge)))]
             swapped = bool(self.rng.random() < 0.5)
             plan.append((kind, ia, ra, ib, rb, judge, principle, swapped))
         return plan
+
+    def _draw_excluding(self, excluded: list[int]) -> int:
+        """A uniform citizen index outside ``excluded`` (sorted), in O(1): the same draw as
+        ``rng.choice`` over the list of the others, without building that list."""
+        n = len(self.citizens)
+        if n <= len(excluded):
+            return int(self.rng.integers(n))
+        k = int(self.rng.integers(n - len(excluded)))
+        for e in excluded:
+            k += k >= e
+        return k
 
     async def _judge(self, d: Dilemma, j: int, plan: list[tuple], bar: tqdm) -> None:
         c = self.cfg.sim

@@ -1,0 +1,101 @@
+"""AI-feedback throughput of the embedded engine against what a user would otherwise write.
+
+Each test times agora's path with pytest-benchmark (one round: these are seconds-long workloads)
+and its baseline in the same process on the same model and inputs, checks both give the same
+answers, and records the figures for ``benches/report.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from benches.conftest import record, timed
+from benches.workloads import QUICK, judge_pairs, last_position_judge, naive_judge, size, stance_requests
+from sim.society import _p_first
+
+
+def _labels(scores: list[list[float]]) -> np.ndarray:
+    """Order-debiased P(first answer better) per pair, from (seen, reversed) score pairs."""
+    return np.array([(_p_first(s1) + 1 - _p_first(s2)) / 2 for s1, s2 in zip(scores[::2], scores[1::2], strict=True)])
+
+
+def test_judge_preferences_per_second(benchmark, backend):
+    pairs = judge_pairs(size(64, 4))
+    reqs = [r for pair in pairs for r in pair]
+    model, tok = backend.model, backend.tokenizer
+    naive_judge(model, tok, reqs[0]), backend.score_batch(reqs[:2])  # warm-up: lazy initialisation
+    naive, naive_s = timed(lambda: [naive_judge(model, tok, r) for r in reqs])
+    last, last_s = timed(lambda: [last_position_judge(model, tok, r) for r in reqs])
+    before = backend.stats.prompt_tokens
+
+    async def engine():
+        return await backend.score_choices(reqs)  # every request submitted on its own, as a society does
+
+    got, agora_s = timed(lambda: benchmark.pedantic(lambda: asyncio.run(engine()), rounds=1, iterations=1))
+    diff = float(np.abs(np.array(got) - np.array(naive)).max())
+    assert diff < 1e-4
+    assert (_labels(got) > 0.5).tolist() == (_labels(naive) > 0.5).tolist()
+    ratio = record(benchmark, name="judge", unit="preferences/s", items=len(pairs), agora_s=agora_s, baseline_s=naive_s,
+                   baseline="per option, one batch-1 full-sequence forward (transformers, full logits)", target=8.0,
+                   max_abs_logprob_diff=diff, last_position_baseline_s=round(last_s, 3),
+                   ratio_vs_last_position=round(last_s / agora_s, 2),
+                   tokens_forwarded=backend.stats.prompt_tokens - before,
+                   naive_tokens=sum(2 * (len(backend._prompt_ids(r.messages)) + 1) for r in reqs))
+    assert ratio > 1.0
+
+
+def test_stances_per_second(benchmark, backend):
+    n = size(32, 4)
+    gen, score = stance_requests(n, max_new_tokens=size(48, 8))
+    one = backend.reconfigured(max_batch_size=1, prefix_sharing=False)
+    one.generate_batch(gen[:1]), one.score_batch(score[:1])  # warm-up
+
+    def one_by_one():
+        texts = [one.generate_batch([g])[0] for g in gen]
+        return texts, [one.score_batch([s])[0] for s in score]
+
+    (texts1, scores1), base_s = timed(one_by_one)
+
+    async def engine():
+        return await asyncio.gather(backend.generate(gen), backend.score_choices(score))
+
+    (texts, scores), agora_s = timed(lambda: benchmark.pedantic(lambda: asyncio.run(engine()), rounds=1, iterations=1))
+    diff = float(np.abs(np.array(scores) - np.array(scores1)).max())
+    assert diff < 1e-4
+    same = sum(a == b for a, b in zip(texts, texts1, strict=True))
+    ratio = record(benchmark, name="stances", unit="stances/s", items=n, agora_s=agora_s, baseline_s=base_s,
+                   baseline="same engine, one request at a time (batch 1, no prefix sharing)", target=4.0,
+                   population=n, identical_greedy_texts=f"{same}/{n}", max_abs_logprob_diff=diff)
+    assert same >= (n if QUICK else int(0.9 * n))  # greedy text equal, bar rare float near-ties over 48 tokens
+    assert ratio > 1.0
+
+
+def test_debate_messages_per_second(benchmark, backend):
+    from scenarios.constitution import load_constitution
+    from scenarios.dilemma import load_dilemmas
+    from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
+    from sim.society import Society
+
+    n = size(24, 6)
+    cfg = AgoraConfig(name="bench", llm=LLMConfig(backend="embedded"), population=PopulationConfig(size=n),
+                      sim=SimConfig(steps=1, group_size=3, progress=False,
+                                    tokens=TokenBudget(stance=8, debate=size(32, 8), critique=8, revision=8)))
+    d = load_dilemmas("default")[0]
+
+    def debate(b):
+        soc = Society(cfg, [d], load_constitution("harmlessness"), b, run_id="bench")
+        answers = {a.index: f"{'AB'[a.index % 2]}. {d.action_a if a.index % 2 == 0 else d.action_b}" for a in soc.citizens}
+        said = asyncio.run(soc._debate(d, 0, answers, soc._bar(1)))
+        return [r["text"] for r in soc.transcripts], said
+
+    one = backend.reconfigured(max_batch_size=1, prefix_sharing=False)
+    (texts1, _), base_s = timed(lambda: debate(one))
+    (texts, _), agora_s = timed(lambda: benchmark.pedantic(lambda: debate(backend), rounds=1, iterations=1))
+    same = sum(a == b for a, b in zip(texts, texts1, strict=True))
+    ratio = record(benchmark, name="debate", unit="messages/s", items=len(texts), agora_s=agora_s, baseline_s=base_s,
+                   baseline="same autogen teams, backend batch size 1 (no coalescing)", population=n,
+                   teams=-(-n // 3), identical_sampled_texts=f"{same}/{len(texts)}")
+    assert len(texts) == len(texts1) == n
+    assert ratio > 1.0

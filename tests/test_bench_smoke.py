@@ -1,0 +1,27 @@
+"""The benchmark suite runs end to end at smoke size and renders its report (the full suite is `make bench`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_benchmarks_run_and_render_a_report(tmp_path):
+    results, out = tmp_path / "results.json", tmp_path / "RESULTS.md"
+    env = {**os.environ, "AGORA_BENCH_QUICK": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "benches", "-q", "-p", "no:cacheprovider",
+                           f"--benchmark-json={results}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    bench = json.loads(results.read_text())
+    names = {b["extra_info"]["name"] for b in bench["benchmarks"]}
+    assert names == {"judge", "stances", "debate", "reward_model", "dpo", "scaling", "scaling_framework"}
+    for b in bench["benchmarks"]:
+        info = b["extra_info"]
+        if "ratio" in info:
+            assert info["ratio"] > 0 and info["agora_rate"] > 0 and info["baseline_rate"] > 0
+    subprocess.run([sys.executable, "-m", "benches.report", str(results), "--out", str(out), "--notes", ""],
+                   cwd=ROOT, check=True, capture_output=True)
+    text = out.read_text()
+    assert "| judge (preferences/s) | 4 |" in text and "Fitted exponent" in text
