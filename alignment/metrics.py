@@ -73,3 +73,74 @@ def krippendorff_alpha(ratings: np.ndarray, level: str = "interval") -> float:
     if r.shape[0] < 2 or np.isfinite(r).sum() < 2 or np.nanvar(r) == 0:
         return float("nan")
     return float(krippendorff.alpha(reliability_data=r, level_of_measurement=level))
+
+
+def proportion_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """A share with its Wilson score interval (good at small n and near 0 or 1): (share, low, high)."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    return successes / n, float(ci.low), float(ci.high)
+
+
+def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, n_resamples: int = 2000,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """Mean with a percentile bootstrap interval (``scipy.stats.bootstrap``): (mean, low, high).
+
+    Resample the unit that is independent (scenarios, not agents within one scenario).
+    """
+    from scipy.stats import bootstrap
+
+    x = np.asarray(values, float)
+    if len(x) == 0:
+        return float("nan"), float("nan"), float("nan")
+    if len(x) == 1 or np.all(x == x[0]):  # no spread: scipy's bootstrap would warn and give NaN
+        return float(x.mean()), float(x.mean()), float(x.mean())
+    res = bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=n_resamples, method="percentile",
+                    rng=np.random.default_rng(seed))
+    return float(x.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def position_bias_rate(p_first_seen: Sequence[float], p_first_reversed: Sequence[float]) -> float:
+    """Share of items where the judge picks the same position in both presentation orders.
+
+    The reversed presentation swaps the two options, so a judge that follows content picks the
+    other position there; one that picks the same position both times follows position.
+    """
+    a, b = np.asarray(p_first_seen, float), np.asarray(p_first_reversed, float)
+    if len(a) == 0:
+        return float("nan")
+    return float(np.mean((a > 0.5) == (b > 0.5)))
+
+
+def binary_entropy(q: Sequence[float] | float) -> np.ndarray:
+    """Entropy in bits of a two-way choice with share ``q`` for one side (1 = an even split, 0 = unanimity)."""
+    q = np.clip(np.asarray(q, float), 0.0, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -(q * np.log2(q) + (1 - q) * np.log2(1 - q))
+    return np.nan_to_num(h, nan=0.0)
+
+
+def paired_permutation_test(differences: Sequence[float], n_resamples: int = 9999, seed: int = 0) -> float:
+    """Two-sided p-value that the mean paired difference is zero (sign-flip permutation test,
+    ``scipy.stats.permutation_test`` with one sample; exact when 2^n ≤ ``n_resamples``)."""
+    from scipy.stats import permutation_test
+
+    d = np.asarray(differences, float)
+    if len(d) == 0:
+        return float("nan")
+    if np.all(d == 0):
+        return 1.0
+    res = permutation_test((d,), np.mean, permutation_type="samples", n_resamples=n_resamples,
+                           rng=np.random.default_rng(seed))
+    return float(res.pvalue)
+
+
+def reliability_bins(p_hat: Sequence[float], outcome: Sequence[float], bins: int = 10) -> list[dict[str, float]]:
+    """Per equal-width bin of p̂: count, mean p̂ and observed frequency (the reliability diagram's points)."""
+    p_hat, outcome = np.asarray(p_hat, float), np.asarray(outcome, float)
+    idx = np.minimum((p_hat * bins).astype(int), bins - 1)
+    return [{"bin": b, "n": int((idx == b).sum()), "mean_p": float(p_hat[idx == b].mean()),
+             "observed": float(outcome[idx == b].mean())} for b in range(bins) if (idx == b).any()]

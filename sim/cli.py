@@ -25,6 +25,12 @@ def fail(msg: str) -> None:
     sys.exit(2)
 
 
+def eval_lines(block: dict) -> list[str]:
+    from alignment.evaluate import report_lines
+
+    return report_lines(block)
+
+
 def report(summary: dict, out: Path) -> str:
     c, t, j, s = summary["counts"], summary["throughput"], summary["judge"], summary["steerability"]
     fmt = lambda x, p=3: "n/a" if x is None else f"{x:.{p}f}"  # noqa: E731
@@ -38,7 +44,7 @@ def report(summary: dict, out: Path) -> str:
         f"mean |p_a - 0.5| {fmt(j['label_informativeness_mean_abs_p_minus_half'])}",
         f"  steerability: mean spread of share choosing A across clusters {fmt(s['mean_cluster_share_spread'], 2)}, "
         f"of P(A) {fmt(s['mean_cluster_p_a_spread'], 4)}",
-    ])
+    ] + (["  " + line for line in eval_lines(summary["eval"]) if line] if "eval" in summary else []))
 
 
 def report_generations(summary: dict, out: Path) -> str:
@@ -69,6 +75,8 @@ def _main(dcfg: DictConfig) -> None:
         fail(f"bad config: {str(exc).splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
     out = Path(HydraConfig.get().runtime.output_dir)
+    if cfg.resume:
+        cfg, out = _resumed(cfg.resume)
     try:
         if cfg.alignment.generations > 0:
             from sim.evolve import run_generations
@@ -82,6 +90,24 @@ def _main(dcfg: DictConfig) -> None:
     except (InputError, BackendError, SchemaError, FileNotFoundError) as exc:
         fail(str(exc))
     print(report(summary, out))
+
+
+def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
+    """The config stored in an unfinished run's checkpoint, and that run's folder (outputs go back there)."""
+    from sim.run import read_checkpoint
+
+    out = Path(run_dir)
+    try:
+        state = read_checkpoint(out)
+    except InputError as exc:
+        fail(str(exc))
+    ignored = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
+    if ignored:
+        log.warning("resume: using the config stored in %s; ignoring %s", out, " ".join(ignored))
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AgoraConfig), state["config"]))
+    assert isinstance(cfg, AgoraConfig)
+    cfg.resume = str(out)
+    return cfg, out
 
 
 def main() -> None:

@@ -280,6 +280,7 @@ class AgoraConfig:
         seed: the root seed; every random draw in the run derives from it.
         name: experiment name, recorded in outputs.
         llm, population, network, scenario, constitution, sim, alignment, eval: see their classes.
+        resume: a run folder with a ``checkpoint.json`` to continue (its stored config is used).
     """
 
     seed: int = 0
@@ -292,6 +293,7 @@ class AgoraConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    resume: str = ""
 
     def __post_init__(self) -> None:
         if self.seed < 0:

@@ -25,7 +25,7 @@ from alignment.metrics import js_distance, krippendorff_alpha, normalised_entrop
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
 from alignment.reward import train_reward_model
 from scenarios.constitution import load_constitution
-from scenarios.dilemma import load_dilemmas
+from scenarios.dilemma import InputError, load_dilemmas
 from sim import store
 from sim.config import AgoraConfig
 from sim.run import embedded_options, make_backend, run_id_for
@@ -138,6 +138,9 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     """Run ``cfg.alignment.generations`` generations; write per-generation and pooled outputs."""
     from agents.llm.embedded import EmbeddedBackend
 
+    if cfg.resume:
+        raise InputError("resume= continues single-society runs; a generations run (alignment.generations > 0) "
+                         "cannot be resumed yet and must be restarted")
     t0 = time.perf_counter()
     a = cfg.alignment
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)

@@ -17,7 +17,7 @@ import polars as pl
 
 from agents.llm.base import LLMBackend
 from scenarios.constitution import load_constitution
-from scenarios.dilemma import load_dilemmas
+from scenarios.dilemma import InputError, load_dilemmas
 from sim import store
 from sim.config import AgoraConfig, LLMConfig
 from sim.society import Society
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet",
                 "metrics.parquet", "summary.json", "stance_shares.png")
+CHECKPOINT = "checkpoint.json"
 
 
 def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
@@ -55,6 +56,8 @@ def run_id_for(cfg: AgoraConfig) -> str:
     """Deterministic: the same config and seed give the same id (so outputs are byte-identical)."""
     settings = dataclasses.asdict(cfg)
     settings["sim"].pop("progress")  # display only: must not change the id or the bytes
+    settings.pop("resume")  # how a run is continued is not what it is
+    settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
     blob = json.dumps(settings, sort_keys=True, default=str)
     return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
@@ -138,10 +141,25 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     backend = backend or make_backend(cfg.llm)
     society = Society(cfg, dilemmas, constitution, backend, run_id=run_id_for(cfg))
     out_dir.mkdir(parents=True, exist_ok=True)
-    for _ in range(cfg.sim.steps):
+    ckpt, prior_wall, resumed_from = out_dir / CHECKPOINT, 0.0, None
+    if cfg.resume:
+        state = read_checkpoint(out_dir)
+        if state["run_id"] != society.run_id:
+            raise InputError(f"{ckpt}: checkpoint is for run {state['run_id']}, this config gives {society.run_id}")
+        society.load_state_dict(state["society"])
+        for k, v in state["backend_stats"].items():
+            setattr(backend.stats, k, v)
+        prior_wall, resumed_from = state["wall_seconds"], society.steps
+        log.info("resuming %s after step %d of %d", society.run_id, society.steps, cfg.sim.steps)
+    while society.steps < cfg.sim.steps:
         society.step()
         log.info("step %d/%d done: %s", society.steps, cfg.sim.steps,
                  {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
+        # after every step: a kill -9 from here on loses at most the step in progress
+        store.atomic_write_bytes(ckpt, json.dumps(
+            {"run_id": society.run_id, "config": dataclasses.asdict(cfg), "society": society.state_dict(),
+             "backend_stats": dataclasses.asdict(backend.stats), "wall_seconds": prior_wall + time.perf_counter() - t0},
+            allow_nan=True).encode())
     stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
@@ -150,7 +168,8 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     from sim.plots import plot_stance_shares
 
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
-    summary = summarise(society, prefs, stances, time.perf_counter() - t0)
+    summary = summarise(society, prefs, stances, prior_wall + time.perf_counter() - t0)
+    summary["resumed_after_step"] = resumed_from
     summary["config"] = dataclasses.asdict(cfg)
     summary["seed"] = cfg.seed
     summary["outputs"] = list(OUTPUT_FILES)
@@ -160,4 +179,18 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
 
         summary["eval"] = evaluate(cfg, backend, out_dir)
     store.write_json(summary, out_dir / "summary.json")
+    ckpt.unlink(missing_ok=True)  # summary.json now marks the run complete
     return summary
+
+
+def read_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The checkpoint of an unfinished run, or a one-line error saying why there is none."""
+    ckpt = run_dir / CHECKPOINT
+    if not ckpt.is_file():
+        done = (run_dir / "summary.json").is_file()
+        raise InputError(f"{run_dir}: " + ("run already complete (summary.json present), nothing to resume" if done
+                                           else f"no {CHECKPOINT} (it is written after each finished step)"))
+    try:
+        return json.loads(ckpt.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{ckpt}: unreadable checkpoint ({exc})") from None

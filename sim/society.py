@@ -109,6 +109,29 @@ class Society(mesa.Model):
         self.step_metrics: dict[str, float] = {}
         self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
 
+    # -- checkpoint ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a later step depends on, as JSON-ready builtins. Population, graph and
+        schedule are rebuilt from the seed; every LLM call's seed is a function of (seed, step, ...)."""
+        return {"steps": self.steps, "rng": self.rng.bit_generator.state, "random": self.random.getstate(),
+                "stances": self.stances, "transcripts": self.transcripts, "preferences": self.preferences,
+                "clock": {"seconds": self.clock.seconds, "items": self.clock.items}, "step_metrics": self.step_metrics,
+                "model_vars": self.datacollector.model_vars}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        self.rng.bit_generator.state = state["rng"]
+        version, internal, gauss = state["random"]
+        self.random.setstate((version, tuple(internal), gauss))
+        self.stances, self.transcripts, self.preferences = state["stances"], state["transcripts"], state["preferences"]
+        self.clock = PhaseClock(dict(state["clock"]["seconds"]), dict(state["clock"]["items"]))
+        self.step_metrics = state["step_metrics"]
+        self.datacollector.model_vars = {k: list(v) for k, v in state["model_vars"].items()}
+        for a in self.citizens:
+            a.memory = []
+        for row in self.stances:  # memories are the agent's own stance rows, in order
+            self.citizens[row["agent_id"]].memory.append(row)
+
     # -- metrics ---------------------------------------------------------------------------------
     def _reporters(self) -> dict[str, Callable[[Society], float]]:
         keys = ["share_a_initial", "share_a_post_debate", "share_a_revised", "consensus_initial",
