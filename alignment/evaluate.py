@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,10 +164,11 @@ def population(cfg: AgoraConfig) -> list[Worldview]:
     return sample_population(spec, child_rng(cfg.seed, "population"))
 
 
-def score_stances(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],
-                  label: str) -> pl.DataFrame:
-    """P(action1) for each agent on each scenario, averaged over both option orders."""
-    reqs = [ScoreRequest(messages=prompts.stance_messages(d, w, swap=s), choices=prompts.CHOICE_LABELS)
+def _p_action1_both_orders(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],
+                           messages: Callable[[Dilemma, Worldview | None, bool], tuple], label: str) -> pl.DataFrame:
+    """P(action1) per agent and scenario from two scored prompts: action1 shown as option A
+    (``swap=False``) and as option B (``swap=True``), averaged."""
+    reqs = [ScoreRequest(messages=messages(d, w, s), choices=prompts.CHOICE_LABELS)
             for d in scenarios for w in agents for s in (False, True)]
     scores = _score_all(backend, reqs, label)
     rows, k = [], 0
@@ -180,22 +181,21 @@ def score_stances(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Seq
     return pl.DataFrame(rows)
 
 
+def score_stances(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],
+                  label: str) -> pl.DataFrame:
+    """Each agent's stance: P(choosing action1)."""
+    return _p_action1_both_orders(backend, scenarios, agents, lambda d, w, s: prompts.stance_messages(d, w, swap=s),
+                                  label)
+
+
 def score_judges(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview], principle: str,
                  label: str) -> pl.DataFrame:
-    """Each agent as a judge: P(the answer taking action1 is better), both presentation orders averaged."""
-    reqs = [ScoreRequest(messages=prompts.judge_messages(d, w, principle, *((d.action_b, d.action_a) if s else
-                                                                           (d.action_a, d.action_b))),
-                         choices=prompts.CHOICE_LABELS)
-            for d in scenarios for w in agents for s in (False, True)]
-    scores = _score_all(backend, reqs, label)
-    rows, k = [], 0
-    for d in scenarios:
-        for i, w in enumerate(agents):
-            p1, p2 = _p_first(scores[k]), 1 - _p_first(scores[k + 1])
-            k += 2
-            rows.append({"suite": label, "item_id": d.id, "agent": i, "cluster": w.cluster, "p_action1": (p1 + p2) / 2,
-                         "p_action1_presented": p1, "p_action1_reversed": p2})
-    return pl.DataFrame(rows)
+    """Each agent as a judge of two answers, one taking each action: P(the action1 answer is better)."""
+    def messages(d: Dilemma, w: Worldview | None, swap: bool) -> tuple:
+        first, second = (d.action_b, d.action_a) if swap else (d.action_a, d.action_b)
+        return prompts.judge_messages(d, w, principle, first, second)
+
+    return _p_action1_both_orders(backend, scenarios, agents, messages, label)
 
 
 def share_favouring(rows: pl.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,11 +86,12 @@ def _record(raw: Mapping[str, Any], where: str) -> Dilemma:
         raise InputError(f"{where}: {exc}") from None
 
 
-def _read_text(path: Path) -> str:
+def read_text(path: Path, kind: str = "dilemma file", expect: str = f"dilemmas with columns {', '.join(REQUIRED)}") -> str:
+    """A UTF-8 text file, or a one-line error: missing, unreadable, not UTF-8, binary, empty."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise InputError(f"{path}: no such dilemma file") from None
+        raise InputError(f"{path}: no such {kind}") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
     try:
@@ -102,12 +103,12 @@ def _read_text(path: Path) -> str:
         line = text[: text.index("\x00")].count("\n") + 1
         raise InputError(f"{path}:{line}: contains a NUL byte (binary file?)")
     if not text.strip():
-        raise InputError(f"{path}: empty file, expected dilemmas with columns {', '.join(REQUIRED)}")
+        raise InputError(f"{path}: empty file, expected {expect}")
     return text
 
 
-def _jsonl(path: Path, text: str) -> list[Dilemma]:
-    out = []
+def jsonl_objects(path: Path, text: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, object)`` per non-blank line; a line that is not a JSON object is a one-line error."""
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -117,23 +118,22 @@ def _jsonl(path: Path, text: str) -> list[Dilemma]:
             raise InputError(f"{path}:{n}: bad JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(raw, dict):
             raise InputError(f"{path}:{n}: expected a JSON object, got {type(raw).__name__}")
-        out.append(_record(raw, f"{path}:{n}"))
-    return out
+        yield f"{path}:{n}", raw
 
 
-def _csv(path: Path, text: str) -> list[Dilemma]:
+def csv_rows(path: Path, text: str, required: Sequence[str], kind: str = "required") -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where, row)`` per CSV record after checking the header has ``required``; ragged rows and
+    malformed CSV are one-line errors."""
     try:
         reader = csv.DictReader(text.splitlines(keepends=True))
         header = reader.fieldnames or []
-        missing = [c for c in REQUIRED if c not in header]
+        missing = [c for c in required if c not in header]
         if missing:
-            raise InputError(f"{path}:1: missing required column(s) {', '.join(missing)} (header: {header})")
-        out = []
+            raise InputError(f"{path}:1: missing {kind} column(s) {', '.join(missing)} (header: {header[:12]})")
         for row in reader:
             if None in row:
                 raise InputError(f"{path}:{reader.line_num}: more fields than the header has")
-            out.append(_record(row, f"{path}:{reader.line_num}"))
-        return out
+            yield f"{path}:{reader.line_num}", row
     except csv.Error as exc:
         raise InputError(f"{path}: malformed CSV ({exc})") from None
 
@@ -149,8 +149,9 @@ def load_dilemmas(source: str | Path) -> list[Dilemma]:
     if suffix not in (".jsonl", ".csv"):
         raise InputError(f"{path}: unsupported dilemma file type '{suffix}' (use .jsonl or .csv, "
                          f"or a bundled set: {', '.join(BUNDLED)})")
-    text = _read_text(path)
-    dilemmas = _jsonl(path, text) if suffix == ".jsonl" else _csv(path, text)
+    text = read_text(path)
+    records = jsonl_objects(path, text) if suffix == ".jsonl" else csv_rows(path, text, REQUIRED)
+    dilemmas = [_record(raw, where) for where, raw in records]
     if not dilemmas:
         raise InputError(f"{path}: no dilemmas found")
     seen: dict[str, int] = {}

@@ -6,13 +6,11 @@ file, the line and the problem. Files are read from wherever the user keeps them
 
 from __future__ import annotations
 
-import csv
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from scenarios.dilemma import Dilemma, InputError, _read_text
+from scenarios.dilemma import Dilemma, InputError, csv_rows, jsonl_objects, read_text
 
 MORALCHOICE_REQUIRED = ("scenario_id", "context", "action1", "action2")
 HHH_REQUIRED = ("prompt", "corrects", "incorrects", "text_correct", "text_incorrect")
@@ -25,33 +23,22 @@ def load_moralchoice(path: str | Path) -> list[Dilemma]:
     """MoralChoice scenarios as dilemmas: ``action_a`` is ``action1`` (the moral one in the
     low-ambiguity set), ``topic`` the generation rule; annotation columns are kept in ``extra``."""
     path = Path(path)
-    text = _read_text(path)
-    try:
-        reader = csv.DictReader(text.splitlines(keepends=True))
-        header = reader.fieldnames or []
-        missing = [c for c in MORALCHOICE_REQUIRED if c not in header]
-        if missing:
-            raise InputError(f"{path}:1: missing MoralChoice column(s) {', '.join(missing)} (header: {header[:8]})")
-        out, seen = [], set()
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if None in row:
-                raise InputError(f"{where}: more fields than the header has")
-            empty = [c for c in MORALCHOICE_REQUIRED if not (row.get(c) or "").strip()]
-            if empty:
-                raise InputError(f"{where}: empty {', '.join(empty)}")
-            if row["scenario_id"] in seen:
-                raise InputError(f"{where}: duplicate scenario_id '{row['scenario_id']}'")
-            seen.add(row["scenario_id"])
-            try:
-                out.append(Dilemma(id=row["scenario_id"], situation=row["context"], action_a=row["action1"],
-                                   action_b=row["action2"], topic=row.get("generation_rule") or "",
-                                   source="MoralChoice (Scherrer et al. 2023, MIT)",
-                                   extra={k: v for k, v in row.items() if k not in MORALCHOICE_REQUIRED}))
-            except ValueError as exc:
-                raise InputError(f"{where}: {exc}") from None
-    except csv.Error as exc:
-        raise InputError(f"{path}: malformed CSV ({exc})") from None
+    text = read_text(path, "MoralChoice file", f"MoralChoice scenarios with columns {', '.join(MORALCHOICE_REQUIRED)}")
+    out, seen = [], set()
+    for where, row in csv_rows(path, text, MORALCHOICE_REQUIRED, "MoralChoice"):
+        empty = [c for c in MORALCHOICE_REQUIRED if not (row.get(c) or "").strip()]
+        if empty:
+            raise InputError(f"{where}: empty {', '.join(empty)}")
+        if row["scenario_id"] in seen:
+            raise InputError(f"{where}: duplicate scenario_id '{row['scenario_id']}'")
+        seen.add(row["scenario_id"])
+        try:
+            out.append(Dilemma(id=row["scenario_id"], situation=row["context"], action_a=row["action1"],
+                               action_b=row["action2"], topic=row.get("generation_rule") or "",
+                               source="MoralChoice (Scherrer et al. 2023, MIT)",
+                               extra={k: v for k, v in row.items() if k not in MORALCHOICE_REQUIRED}))
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from None
     if not out:
         raise InputError(f"{path}: no scenarios found")
     return out
@@ -85,18 +72,9 @@ class HHHItem:
 def load_hhh(path: str | Path) -> list[HHHItem]:
     """The 438 HHH comparisons (Askell et al. 2021) from their JSONL file."""
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path, "HHH file", f"JSON lines with {', '.join(HHH_REQUIRED)}")
     out = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{where}: bad JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(raw, dict):
-            raise InputError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    for where, raw in jsonl_objects(path, text):
         missing = [k for k in HHH_REQUIRED if k not in raw]
         if missing:
             raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
@@ -108,7 +86,7 @@ def load_hhh(path: str | Path) -> list[HHHItem]:
         options, conv = _OPTIONS.search(raw["prompt"]), _CONVERSATION.search(raw["prompt"])
         if not options or not conv:
             raise InputError(f"{where}: prompt does not have the HHH layout (conversation, then (A) [[[...]]] (B) [[[...]]])")
-        out.append(HHHItem(id=f"hhh-{n}", conversation=conv["c"].strip(), question=conv["q"].strip(),
+        out.append(HHHItem(id=f"hhh-{where.rsplit(':', 1)[1]}", conversation=conv["c"].strip(), question=conv["q"].strip(),
                            option_a=options["a"].strip(), option_b=options["b"].strip(), correct=corrects[0][1].lower(),
                            text_correct=raw["text_correct"], text_incorrect=raw["text_incorrect"]))
     if not out:

@@ -65,8 +65,8 @@ def report_generations(summary: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def _main(dcfg: DictConfig) -> None:
+def typed_config(dcfg: DictConfig) -> AgoraConfig:
+    """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "MESA"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
@@ -74,6 +74,12 @@ def _main(dcfg: DictConfig) -> None:
     except Exception as exc:  # __post_init__ checks and OmegaConf type errors
         fail(f"bad config: {str(exc).splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
+    return cfg
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def _main(dcfg: DictConfig) -> None:
+    cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)

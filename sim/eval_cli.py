@@ -4,28 +4,20 @@ external ground truth (HHH, MoralChoice). Same config as ``agora``; outputs go t
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from agents.llm.base import BackendError
 from scenarios.dilemma import InputError
-from sim.cli import fail  # also registers the config schema
-from sim.config import AgoraConfig
+from sim.cli import fail, typed_config  # also registers the config schema
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def _main(dcfg: DictConfig) -> None:
-    for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "MESA"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        cfg = OmegaConf.to_object(dcfg)
-    except Exception as exc:
-        fail(f"bad config: {str(exc).splitlines()[0]}")
-    assert isinstance(cfg, AgoraConfig)
+    cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     from alignment.evaluate import evaluate, report_lines
     from sim.run import make_backend
