@@ -203,3 +203,23 @@ def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "sim.eval_cli", "eval.suites=[vibes]", f"hydra.run.dir={tmp_path / 'x'}"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "unknown eval suite" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_reward_model_on_hhh_pairs_is_scored_with_an_interval(shared_data, tmp_path):
+    from alignment.evaluate import reward_model_hhh
+    from alignment.reward import backbone_path, load_reward_model
+
+    model, tok = load_reward_model(backbone_path("minilm"), seed=0)  # an untrained head: any accuracy will do
+    model.save_pretrained(tmp_path / "rm")
+    tok.save_pretrained(tmp_path / "rm")
+    items = _items(shared_data, 24)
+    got = reward_model_hhh(tmp_path / "rm", items)
+    acc = got["accuracy"]
+    assert got["items"] == 24 and acc["low"] <= acc["value"] <= acc["high"]
+    # swapping which reply counts as correct mirrors the accuracy: the scores, not the order, decide
+    import dataclasses
+
+    swapped = [dataclasses.replace(i, text_correct=i.text_incorrect, text_incorrect=i.text_correct) for i in items]
+    mirrored = reward_model_hhh(tmp_path / "rm", swapped)
+    assert mirrored["accuracy"]["value"] == pytest.approx(1 - acc["value"])
+    assert mirrored["mean_margin"] == pytest.approx(-got["mean_margin"], abs=1e-5)
