@@ -22,7 +22,7 @@ import polars as pl
 
 from agents import prompts
 from agents.llm.base import LLMBackend, ScoreRequest
-from agents.worldview import PopulationSpec, Worldview, sample_population
+from agents.worldview import Worldview
 from alignment.metrics import (
     binary_entropy,
     bootstrap_interval,
@@ -37,6 +37,7 @@ from scenarios.dilemma import Dilemma, InputError
 from scenarios.external import HHHItem, load_hhh, load_moralchoice
 from sim.config import EVAL_SUITES, AgoraConfig, EvalConfig
 from sim.seeding import child_rng
+from sim.society import _p_first, population
 
 log = logging.getLogger("agora")
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,11 +71,6 @@ def _sample(items: Sequence[Any], n: int, seed: int, *path: str) -> list[Any]:
         return list(items)
     idx = np.sort(child_rng(seed, "eval", *path).choice(len(items), size=n, replace=False))
     return [items[int(i)] for i in idx]
-
-
-def _p_first(scores: Sequence[float]) -> float:
-    a, b = scores[0], scores[1]
-    return float(1.0 / (1.0 + np.exp(b - a)))
 
 
 def _score_all(backend: LLMBackend, reqs: Sequence[ScoreRequest], what: str) -> list[list[float]]:
@@ -157,13 +153,6 @@ def reward_model_hhh(path: str | Path, items: Sequence[HHHItem], max_length: int
 
 
 # -- society stances and judges on MoralChoice ---------------------------------------------------
-def population(cfg: AgoraConfig) -> list[Worldview]:
-    """The run's population, drawn exactly as the society draws it."""
-    pop = cfg.population
-    spec = PopulationSpec(size=pop.size, clusters=tuple(pop.clusters), weights=tuple(pop.weights), spread=pop.spread)
-    return sample_population(spec, child_rng(cfg.seed, "population"))
-
-
 def _p_action1_both_orders(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],
                            messages: Callable[[Dilemma, Worldview | None, bool], tuple], label: str) -> pl.DataFrame:
     """P(action1) per agent and scenario from two scored prompts: action1 shown as option A
@@ -240,20 +229,10 @@ def steerability(rows: pl.DataFrame, base: pl.DataFrame, n_perm: int, n_boot: in
 
 # -- plots ----------------------------------------------------------------------------------------
 def plot_eval(summary: dict[str, Any], out_dir: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from sim.store import atomic_write_bytes
+    from sim.plots import plt, save_png
 
     def save(fig, name: str) -> str:
-        import io
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight")
-        plt.close(fig)
-        atomic_write_bytes(out_dir / name, buf.getvalue())
+        save_png(fig, out_dir / name, bbox_inches="tight")
         return name
 
     files = []

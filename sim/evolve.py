@@ -9,7 +9,6 @@ base model). Every generation faces the same dilemmas, so its choice distributio
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import math
 import time
@@ -101,10 +100,7 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
 
 def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
     """One PNG per metric against generation."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from sim.plots import plt, save_png
 
     written = []
     agree = [c for c in metrics.columns if c.startswith("agreement[")]
@@ -125,11 +121,8 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
         if len(cols) > 1:
             ax.legend(fontsize=7)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        plt.close(fig)
         fname = f"gen_{name.replace('[', '_').replace(']', '')}.png"
-        store.atomic_write_bytes(out_dir / fname, buf.getvalue())
+        save_png(fig, out_dir / fname)
         written.append(fname)
     return written
 

@@ -16,6 +16,14 @@ from sim.store import atomic_write_bytes  # noqa: E402
 PHASES = (("initial", "first answer"), ("post_debate", "after debate"), ("revised", "after critique"))
 
 
+def save_png(fig, path: Path, **savefig_kw) -> None:
+    """Render a figure to PNG and write it atomically (readers never see half a file); closes it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **savefig_kw)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def plot_stance_shares(stances: pl.DataFrame, path: Path, title: str = "") -> None:
     """Share choosing action A per cluster over steps, one panel per phase (small multiples)."""
     shares = (stances.filter(pl.col("choice") != "abstain")
@@ -40,7 +48,4 @@ def plot_stance_shares(stances: pl.DataFrame, path: Path, title: str = "") -> No
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"Stance shares per cluster {title}".strip(), fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path)

@@ -45,6 +45,13 @@ class Citizen(mesa.Agent):
         return f"agent_{self.index}"
 
 
+def population(cfg: AgoraConfig) -> list[Worldview]:
+    """A run's population: drawn from the root seed alone, so evaluation sees the society's agents."""
+    pop = cfg.population
+    spec = PopulationSpec(size=pop.size, clusters=tuple(pop.clusters), weights=tuple(pop.weights), spread=pop.spread)
+    return sample_population(spec, child_rng(cfg.seed, "population"))
+
+
 def _p_first(logprobs: Sequence[float]) -> float:
     """P(first option) from the two options' log-probabilities, normalised over the pair."""
     a, b = logprobs[0], logprobs[1]
@@ -92,10 +99,7 @@ class Society(mesa.Model):
         self.generation = generation
         self.constitution = constitution
         self.judge_backend = backend
-        pop = cfg.population
-        spec = PopulationSpec(size=pop.size, clusters=tuple(pop.clusters), weights=tuple(pop.weights),
-                              spread=pop.spread)
-        worldviews = sample_population(spec, child_rng(cfg.seed, "population"))
+        worldviews = population(cfg)
         self.citizens = [Citizen(self, i, w, backend) for i, w in enumerate(worldviews)]
         self.clusters = [w.cluster for w in worldviews]
         self.graph: nx.Graph = build_graph(cfg.network, self.clusters, child_seed(cfg.seed, "network"))

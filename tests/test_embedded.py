@@ -5,10 +5,10 @@ import importlib.util
 import math
 
 import pytest
-import torch
 
 from agents.llm import embedded as emb
 from agents.llm.base import BackendError, ChatMessage, GenerateRequest, ScoreRequest
+from benches.workloads import naive_judge
 
 
 def msgs(q: str) -> tuple[ChatMessage, ...]:
@@ -44,16 +44,8 @@ def test_scores_are_finite_logprobs_and_batch_equals_one_by_one(embedded):
 
 
 def full_sequence_logprobs(backend, r: ScoreRequest) -> list[float]:
-    """What a user would write: one unpadded forward per prompt+candidate, summed token log-probs."""
-    prompt = backend._prompt_ids(r.messages, r.assistant_prefix)
-    out = []
-    for c in r.choices:
-        cand = backend.tokenizer(c, add_special_tokens=False)["input_ids"]
-        with torch.inference_mode():
-            logits = backend.model(input_ids=torch.tensor([prompt + cand], device=backend.device)).logits[0]
-        logp = torch.log_softmax(logits.float(), -1)
-        out.append(sum(float(logp[len(prompt) - 1 + k, t]) for k, t in enumerate(cand)))
-    return out
+    """The unbatched reference: the benchmark's naive loop (one batch-1 full-sequence forward per option)."""
+    return naive_judge(backend.model, backend.tokenizer, r)
 
 
 def test_prefix_shared_scoring_equals_full_sequence_scoring(embedded):

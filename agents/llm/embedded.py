@@ -197,9 +197,12 @@ class EmbeddedBackend:
         self.max_context_tokens = max_context_tokens
         self.prefix_sharing = prefix_sharing
         self.stats = BackendStats()
-        self._gen = Coalescer(self.generate_batch, max_batch_size, on_batch=self._count_batch)
+        self._make_coalescers()
+
+    def _make_coalescers(self) -> None:
+        self._gen = Coalescer(self.generate_batch, self.max_batch_size, on_batch=self._count_batch)
         # Scoring gathers more than one forward batch: the more requests it sees, the more prefixes it shares.
-        self._score = Coalescer(self.score_batch, 4 * max_batch_size, on_batch=self._count_batch)
+        self._score = Coalescer(self.score_batch, 4 * self.max_batch_size, on_batch=self._count_batch)
 
     def reconfigured(self, *, max_batch_size: int | None = None, max_batch_tokens: int | None = None,
                      prefix_sharing: bool | None = None, name: str | None = None) -> EmbeddedBackend:
@@ -210,8 +213,7 @@ class EmbeddedBackend:
         other.prefix_sharing = self.prefix_sharing if prefix_sharing is None else prefix_sharing
         other.name = name or self.name
         other.stats = BackendStats()
-        other._gen = Coalescer(other.generate_batch, other.max_batch_size, on_batch=other._count_batch)
-        other._score = Coalescer(other.score_batch, 4 * other.max_batch_size, on_batch=other._count_batch)
+        other._make_coalescers()
         return other
 
     def _count_batch(self, n: int) -> None:
