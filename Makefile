@@ -6,8 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.agora-installed
+TEST_STAMP := $(VENV)/.agora-test-installed
+# The slow tests start a real OpenAI-compatible server: llama.cpp's, from llama-cpp-python[server].
+# It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
+LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup run test test-all lint bench clean
+.PHONY: setup test-setup run test test-slow test-all lint bench clean
 
 setup: $(STAMP)
 
@@ -21,13 +25,24 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(BIN)/python -c "from agents.llm.embedded import prepare_default_model as p; print('model cache:', p())"
 	touch $(STAMP)
 
+test-setup: $(TEST_STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+		$(PIP) install --quiet -c constraints.txt '$(LLAMA_CPP)'
+	touch $(TEST_STAMP)
+
 run: setup
 	$(BIN)/agora $(ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q
 
-test-all: setup
+# Tests marked slow: a real llama.cpp server under injected faults (needs test-setup's build).
+test-slow: test-setup
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: test-setup
 	$(BIN)/python -m pytest -q -m ''
 
 # Full benchmark suite (~25 min on 2 CPU cores), then the profiler, then benches/RESULTS.md.

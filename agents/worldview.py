@@ -166,3 +166,28 @@ def render_persona(w: Worldview, *, max_hofstede: int = 2) -> str:
         top = " and ".join(_MFQ_NAMES[a] for _, a in ranked[:2])
         text += f" Morally, you care most about {top}, and least about {_MFQ_NAMES[ranked[-1][1]]}."
     return text[0].upper() + text[1:]
+
+
+def cluster_centre(name: str) -> Worldview:
+    """A cluster's typical member: its centre on every axis (MFQ: the mean of its real respondents)."""
+    c, profiles = load_clusters()[name], load_mfq_profiles()[name]
+    values = {a: round(float(c.centre[a]), 3) for a in IW_AXES + HOFSTEDE_AXES if a in c.centre}
+    values |= {a: round(float(v), 3) for a, v in zip(MFQ_AXES, profiles.mean(axis=0), strict=True)}
+    w = Worldview(cluster=name, values=values, source_country=", ".join(c.countries))
+    return Worldview(cluster=name, values=values, source_country=w.source_country, persona=render_persona(w))
+
+
+def mutate(w: Worldview, rng: np.random.Generator, scale: float) -> Worldview:
+    """An offspring: every axis moved by Gaussian noise of ``scale`` × the axis's range, clipped to
+    the scale; cluster (the lineage) and country are inherited, the persona is re-rendered."""
+    values = {}
+    for axis, v in w.values.items():
+        lo, hi = AXIS_SCALES[axis]
+        values[axis] = float(np.clip(v + scale * (hi - lo) * rng.standard_normal(), lo, hi))
+    child = Worldview(cluster=w.cluster, values=values, source_country=w.source_country)
+    return Worldview(cluster=w.cluster, values=values, source_country=w.source_country, persona=render_persona(child))
+
+
+def cluster_label(name: str) -> str:
+    """``protestant_europe`` -> ``Protestant Europe``."""
+    return name.replace("_", " ").title()

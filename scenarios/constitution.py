@@ -39,6 +39,9 @@ class Constitution:
         critique: principles sampled once per critique.
         judge: principles sampled once per judgment. Kept apart from ``critique`` as in CAI.
         description: one line for reports.
+        direction: a yes/no question naming the property the constitution asks for (e.g. "Is this
+            answer free of anything harmful?"); the ablation experiment rates answers with it to see
+            whether judging under this constitution moves preferences that way. Empty = none named.
     """
 
     name: str
@@ -46,6 +49,7 @@ class Constitution:
     critique: tuple[CritiquePrinciple, ...]
     judge: tuple[JudgePrinciple, ...]
     description: str = ""
+    direction: str = ""
 
     def __post_init__(self) -> None:
         if not self.judge:
@@ -84,6 +88,7 @@ def load_constitution(name_or_path: str | Path) -> Constitution:
             name=str(raw["name"]),
             version=str(raw["version"]),
             description=str(raw.get("description", "")),
+            direction=str(raw.get("direction", "")),
             critique=tuple(CritiquePrinciple(**p) for p in raw.get("critique") or []),
             judge=tuple(JudgePrinciple(**p) for p in raw["judge"]),
         )

@@ -65,6 +65,15 @@ def report_generations(summary: dict, out: Path) -> str:
     return "\n".join(lines)
 
 
+def study_lines(summary: dict, out: Path) -> str:
+    """An experiment's headline figures, one per line (the full report is in report.md)."""
+    from sim.report import fmt_interval
+
+    lines = [f"agora: {summary['kind']} run {summary['run_id']} finished in {summary['wall_seconds']:.0f} s -> {out}"]
+    lines += [f"  {k}: {fmt_interval(v)}" for k, v in summary["headline"].items()]
+    return "\n".join(lines + [f"  report: {out / 'report.md'}"])
+
+
 def typed_config(dcfg: DictConfig) -> AgoraConfig:
     """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "MESA"):
@@ -84,6 +93,12 @@ def _main(dcfg: DictConfig) -> None:
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
     try:
+        if cfg.study.kind != "society":
+            from sim.studies import run_study
+
+            summary = run_study(cfg, out)
+            print(study_lines(summary, out))
+            return
         if cfg.alignment.generations > 0:
             from sim.evolve import run_generations
 
@@ -107,10 +122,17 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
         state = read_checkpoint(out)
     except InputError as exc:
         fail(str(exc))
-    ignored = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
+    from sim.run import TRANSPORT_KEYS
+
+    allowed = tuple(f"llm.{k}=" for k in TRANSPORT_KEYS) + ("sim.progress=",)
+    given = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
+    kept = [o for o in given if o.startswith(allowed)]  # e.g. the server moved: point the run at it
+    ignored = [o for o in given if o not in kept]
     if ignored:
-        log.warning("resume: using the config stored in %s; ignoring %s", out, " ".join(ignored))
-    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AgoraConfig), state["config"]))
+        log.warning("resume: using the config stored in %s; ignoring %s (only %s may change)", out, " ".join(ignored),
+                    ", ".join(a.rstrip("=") for a in allowed))
+    merged = OmegaConf.merge(OmegaConf.structured(AgoraConfig), state["config"], OmegaConf.from_dotlist(kept))
+    cfg = OmegaConf.to_object(merged)
     assert isinstance(cfg, AgoraConfig)
     cfg.resume = str(out)
     return cfg, out

@@ -9,6 +9,7 @@ base model). Every generation faces the same dilemmas, so its choice distributio
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 import time
@@ -23,7 +24,7 @@ from alignment.dpo import train_dpo
 from alignment.metrics import js_distance, krippendorff_alpha, normalised_entropy
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
 from alignment.reward import train_reward_model
-from scenarios.constitution import load_constitution
+from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import InputError, load_dilemmas
 from sim import store
 from sim.config import AgoraConfig
@@ -148,8 +149,13 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     all_stances, all_prefs, all_transcripts = [], [], []
     previous: dict[str, float] | None = None
     group: list[int] = []
+    versions: list[dict[str, Any]] = []
+    votes: list[dict[str, Any]] = []
     for g in range(a.generations):
         society = Society(cfg, dilemmas, constitution, base, run_id=run_id, generation=g)
+        if cfg.constitution.collective.enabled:
+            constitution = _collective_vote(cfg, society, constitution, base, g, versions, votes)
+            society.constitution = constitution
         group = policy_group(society.clusters, a.policy_share, cfg.seed)
         if policy_backend is not None:
             for i in group:
@@ -187,8 +193,40 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     store.write_feedback(out_dir, pl.concat(all_stances), pl.concat(all_transcripts), pl.concat(all_prefs))
     store.write_parquet(metrics_df, out_dir / "metrics_generations.parquet")
     store.write_parquet(pl.DataFrame(per_dilemma), out_dir / "pluralism_per_dilemma.parquet")
+    if versions:
+        store.write_parquet(pl.DataFrame(votes, infer_schema_length=None), out_dir / "constitution_votes.parquet")
+        store.atomic_write_bytes(out_dir / "constitutions.jsonl",
+                                 "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in versions).encode())
     plots = plot_generations(metrics_df, out_dir)
-    summary = {"run_id": run_id, "wall_seconds": round(time.perf_counter() - t0, 1), "generations": rows,
-               "policy_group": group, "plots": plots, "config": dataclasses.asdict(cfg)}
+    last = rows[-1]
+    headline = {k: last.get(k) for k in ("js_policy_population", "pds_entropy", "value_drift_js", "rm_eval_accuracy",
+                                         "position_flip_rate") if isinstance(last.get(k), float) and not math.isnan(last[k])}
+    summary = {"run_id": run_id, "kind": "generations", "wall_seconds": round(time.perf_counter() - t0, 1),
+               "generations": rows, "policy_group": group, "plots": plots, "constitutions": versions,
+               "headline": {f"last_generation[{k}]": v for k, v in headline.items()}, "config": dataclasses.asdict(cfg)}
+    from sim.report import generations_report
+
+    generations_report(out_dir, summary)
     store.write_json(summary, out_dir / "summary.json")
     return summary
+
+
+def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
+                     versions: list[dict[str, Any]], votes: list[dict[str, Any]]) -> Constitution:
+    """Generation ``g``'s society votes the constitution it will judge under; both are recorded."""
+    import asyncio
+
+    from sim.collective import vote
+
+    if not versions:
+        versions.append({"generation": g, "tag": current.tag, "judge": [{"id": p.id, "text": p.text} for p in current.judge]})
+    ballot = asyncio.run(vote([c.worldview for c in society.citizens], society.graph, current, backend,
+                              cfg.constitution.collective, seed=cfg.seed, generation=g,
+                              temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
+    new = ballot.constitution
+    votes += [{"generation": g, **c} for c in ballot.candidates]
+    by_id = {c["id"]: c for c in ballot.candidates}
+    versions.append({"generation": g, "tag": new.tag, "judge": [{"id": p.id, "text": p.text,
+                                                                 "approval": by_id[p.id]["approval"]} for p in new.judge]})
+    log.info("generation %d constitution %s: %s", g, new.tag, [p.text[:60] for p in new.judge])
+    return new

@@ -25,8 +25,11 @@ from sim.society import Society
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet",
-                "metrics.parquet", "summary.json", "stance_shares.png")
+                "metrics.parquet", "summary.json", "stance_shares.png",
+                "report.md", "report.html")
 CHECKPOINT = "checkpoint.json"
+# llm settings that say how to reach a model server, not what it computes: a resumed run may change them
+TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")
 
 
 def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
@@ -45,7 +48,7 @@ def make_backend(cfg: LLMConfig) -> LLMBackend:
 
         assert cfg.base_url and cfg.model
         return OpenAICompatibleBackend(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env,
-                                       timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                                       timeout_s=cfg.timeout_s, max_retries=cfg.max_retries, backoff_s=cfg.backoff_s,
                                        concurrency=cfg.concurrency)
     from agents.llm.scripted import ScriptedBackend
 
@@ -58,6 +61,8 @@ def run_id_for(cfg: AgoraConfig) -> str:
     settings["sim"].pop("progress")  # display only: must not change the id or the bytes
     settings.pop("resume")  # how a run is continued is not what it is
     settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
+    for k in TRANSPORT_KEYS:  # where the model is served from and how patiently: not what the run is
+        settings["llm"].pop(k)
     blob = json.dumps(settings, sort_keys=True, default=str)
     return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
@@ -178,9 +183,24 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
         from alignment.evaluate import evaluate
 
         summary["eval"] = evaluate(cfg, backend, out_dir)
+    summary["kind"] = "society"
+    summary["headline"] = headline(summary)
+    from sim.report import society_report
+
+    society_report(out_dir, summary)
     store.write_json(summary, out_dir / "summary.json")
     ckpt.unlink(missing_ok=True)  # summary.json now marks the run complete
     return summary
+
+
+def headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The figures ``agora-report`` compares across society runs."""
+    t, j, s = summary["throughput"], summary["judge"], summary["steerability"]
+    out = {"stances_per_s": t["stances_per_s"], "preferences_per_s": t["preferences_per_s"],
+           "position_flip_rate": j["position_flip_rate"],
+           "label_informativeness": j["label_informativeness_mean_abs_p_minus_half"],
+           "cluster_share_spread": s["mean_cluster_share_spread"]}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def read_checkpoint(run_dir: Path) -> dict[str, Any]:

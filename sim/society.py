@@ -336,17 +336,17 @@ class Society(mesa.Model):
             team = RoundRobinGroupChat(team_agents, max_turns=c.debate_rounds * len(members))
             task = prompts.debate_task(d, [(self.citizens[m].name, answers[m]) for m in members])
             result = await team.run(task=task)
-            turns = [(int(msg.source.split("_")[1]), msg.content) for msg in result.messages
-                     if isinstance(msg, TextMessage) and msg.source.startswith("agent_")]
+            return [(int(msg.source.split("_")[1]), msg.content) for msg in result.messages
+                    if isinstance(msg, TextMessage) and msg.source.startswith("agent_")]
+
+        results = await asyncio.gather(*(run_group(g, m) for g, m in enumerate(groups)))
+        said: dict[int, list[tuple[str, str]]] = {}
+        for g, (members, turns) in enumerate(zip(groups, results, strict=True)):
+            # rows in group order, not in the order groups finish (which a remote server makes vary)
             for t, (who, text) in enumerate(turns, start=1):
                 self.transcripts.append(self._row(dilemma_id=d.id, phase="debate", group_id=g, turn=t, agent_id=who,
                                                   cluster=self.clusters[who], target_id=None, principle_id=None,
                                                   text=text, seed=self._call_seed("debate", j, who, (t - 1) // len(members))))
-            return turns
-
-        results = await asyncio.gather(*(run_group(g, m) for g, m in enumerate(groups)))
-        said: dict[int, list[tuple[str, str]]] = {}
-        for members, turns in zip(groups, results, strict=True):
             lines = [(f"agent_{who}", text) for who, text in turns]
             for m in members:
                 said[m] = lines

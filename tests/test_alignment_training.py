@@ -1,5 +1,6 @@
 """Tiny-real-model training tests: steps change the weights and lower the loss; saved folders reload."""
 
+import json
 import subprocess
 import sys
 
@@ -81,6 +82,7 @@ def test_sanity_experiment_learns_the_planted_rule(tmp_path):
 
 def test_evolve_runs_two_tiny_generations_end_to_end(tmp_path):
     res = subprocess.run([sys.executable, "-m", "sim.cli", "experiment=tiny_evolve", "sim.progress=false",
+                          "constitution.collective.enabled=true", "constitution.collective.proposers=2",
                           f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     m = pl.read_parquet(tmp_path / "metrics_generations.parquet")
@@ -97,3 +99,16 @@ def test_evolve_runs_two_tiny_generations_end_to_end(tmp_path):
     assert "gen 1" in res.stdout
     per = pl.read_parquet(tmp_path / "pluralism_per_dilemma.parquet")
     assert set(per["generation"]) == {0, 1} and per["js_policy_population"].is_between(0, 1).all()
+    # the collective constitution: the base version plus one voted version per generation, each judged under
+    versions = [json.loads(line) for line in (tmp_path / "constitutions.jsonl").read_text().splitlines()]
+    assert [v["tag"] for v in versions] == ["harmlessness@1.0", "harmlessness+collective@g0", "harmlessness+collective@g1"]
+    assert all(len(v["judge"]) == 4 for v in versions[1:])
+    prefs = pl.read_parquet(tmp_path / "preferences.parquet")
+    assert prefs.group_by("generation").agg(pl.col("constitution_version").unique())["constitution_version"].to_list() \
+        in ([["harmlessness+collective@g0"], ["harmlessness+collective@g1"]],
+            [["harmlessness+collective@g1"], ["harmlessness+collective@g0"]])
+    votes = pl.read_parquet(tmp_path / "constitution_votes.parquet")
+    assert votes.filter(pl.col("elected")).group_by("generation").len()["len"].to_list() == [4, 4]
+    assert votes["approval"].is_between(0, 1).all() and votes["approval"].max() > 0  # relative rule: someone approves
+    report = (tmp_path / "report.md").read_text()
+    assert "Collective constitution" in report and (tmp_path / "report.html").exists()

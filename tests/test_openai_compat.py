@@ -41,13 +41,19 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def serve(handler):
+    """A loopback chat-completions server with ``handler``: yields its base URL."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
+    finally:
+        srv.shutdown()
+
+
 @pytest.fixture()
 def server():
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/v1"
-    srv.shutdown()
+    yield from serve(Handler)
 
 
 MSGS = (ChatMessage(role="user", content="A or B?"),)
@@ -79,3 +85,93 @@ def test_unreachable_server_gives_one_line_error():
     with pytest.raises(BackendError) as err:
         asyncio.run(b.generate([GenerateRequest(messages=MSGS)]))
     assert "\n" not in str(err.value) and f"127.0.0.1:{port}" in str(err.value)
+
+
+class FaultyHandler(Handler):
+    """Serves ``Handler``'s replies after a scripted queue of faults, one per request."""
+
+    faults: list[str] = []
+
+    def do_POST(self):
+        fault = FaultyHandler.faults.pop(0) if FaultyHandler.faults else None
+        length = int(self.headers["Content-Length"])
+        if fault == "drop":  # read the request, then close the connection without a reply
+            self.rfile.read(length)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault in ("500", "429", "truncated", "slow"):
+            self.rfile.read(length)
+            if fault == "slow":
+                import time
+
+                time.sleep(1.5)  # past the client's timeout
+                return
+            status, body = {"500": (500, b'{"error": {"message": "boom"}}'),
+                            "429": (429, b'{"error": {"message": "slow down"}}'),
+                            "truncated": (200, b'{"id": "x", "object": "chat.completion", "choi')}[fault]
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            if fault == "429":
+                self.send_header("Retry-After", "0.2")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.rfile = __import__("io").BytesIO(self.rfile.read(length))
+        super().do_POST()
+
+
+@pytest.fixture()
+def faulty():
+    yield from serve(FaultyHandler)
+
+
+def test_retries_every_transient_fault_with_backoff_and_counts_them(faulty):
+    import time
+
+    Handler.with_logprobs = True
+    FaultyHandler.faults = ["500", "429", "truncated", "drop", "slow"]
+    b = OpenAICompatibleBackend(base_url=faulty, model="tiny", max_retries=5, backoff_s=0.01, timeout_s=1.0)
+    t0 = time.perf_counter()
+    (s,) = asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=("A", "B"))]))
+    assert s[1] > s[0]  # the answer after the faults is the real one
+    assert b.stats.retries == 5
+    assert b.stats.extra == {"retry:http_500": 1, "retry:rate_limit": 1, "retry:bad_response": 1, "retry:connection": 1,
+                             "retry:timeout": 1}
+    assert time.perf_counter() - t0 >= 0.2  # Retry-After was honoured
+
+
+def test_persistent_faults_fail_in_one_line_after_the_retry_budget(faulty):
+    FaultyHandler.faults = ["500"] * 10
+    b = OpenAICompatibleBackend(base_url=faulty, model="tiny", max_retries=2, backoff_s=0.01)
+    with pytest.raises(BackendError) as err:
+        asyncio.run(b.generate([GenerateRequest(messages=MSGS)]))
+    assert "after 3 attempts" in str(err.value) and "\n" not in str(err.value) and b.stats.retries == 2
+    FaultyHandler.faults = []
+
+
+def test_client_errors_are_not_retried():
+    class Reject(FaultyHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(400)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+    running = serve(Reject)
+    b = OpenAICompatibleBackend(base_url=next(running), model="tiny", max_retries=3)
+    with pytest.raises(BackendError):
+        asyncio.run(b.generate([GenerateRequest(messages=MSGS)]))
+    assert b.stats.retries == 0
+    running.close()
+
+
+def test_works_across_event_loops_under_contention(server):
+    """A society runs each step in its own asyncio.run: the limit and connections must follow the loop."""
+    Handler.with_logprobs = True
+    b = OpenAICompatibleBackend(base_url=server, model="tiny", max_retries=0, concurrency=1)
+    for _ in range(2):
+        out = asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=("A", "B"))] * 3))
+        assert len(out) == 3 and all(s[1] > s[0] for s in out)

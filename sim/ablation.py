@@ -1,0 +1,244 @@
+"""``experiment=constitution_ablation``: the same society's answer pairs, judged under each constitution.
+
+The society runs once (its own constitution shapes critique and revision, so the answers are fixed);
+then every judged pair is judged again under each arm, by the same judge (same persona, same option
+order), with a principle drawn from that arm. ``none`` (no principle) is the reference.
+
+Direction: each constitution names the property it asks for as a yes/no question (its
+``direction``). A rater without persona scores every answer pointwise with it, both reply orders, so
+each pair gets ``delta = q(a) − q(b)``. For arm X and direction D:
+
+- ``shift`` = mean over pairs with delta ≠ 0 of ``(p_X − p_none) · sign(delta_D)``: how much X moved
+  the probability of preferring the more-D answer, in probability points (bootstrap interval over
+  pairs; ``d_z`` = mean / sd of those per-pair values);
+- with ``train_reward``, one reward model per arm is trained on the same training pairs with the
+  arm's labels; on held-out pairs, ``rm_agreement`` is the share where the RM ranks the more-D answer
+  higher, and ``rm_shift`` its difference from the ``none`` RM (paired bootstrap over pairs).
+
+The pointwise rater shares the model with the judges, so this measures whether judging under a
+constitution moves labels toward what the same model, asked directly, calls that property.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from tqdm.auto import tqdm
+
+from agents import prompts
+from agents.llm.base import LLMBackend, ScoreRequest
+from alignment.metrics import bootstrap_interval
+from alignment.preferences import split_by_dilemma
+from scenarios.constitution import Constitution, load_constitution
+from scenarios.dilemma import Dilemma, load_dilemmas
+from sim import store
+from sim.config import AgoraConfig
+from sim.rating import finite, interval, p_yes
+from sim.run import make_backend, run_id_for
+from sim.seeding import child_rng
+from sim.society import Society, _p_first
+
+
+async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitution, dilemmas: dict[str, Dilemma],
+                  seed_path: tuple, bar: tqdm) -> list[float]:
+    """P(response_a better) for every pair under ``constitution``: same judge, same presented order,
+    both orders averaged when the society debiases; one principle per pair from a seeded draw."""
+    rng = child_rng(society.cfg.seed, "ablation", *seed_path)
+    principles = [constitution.judge[int(rng.integers(len(constitution.judge)))] for _ in range(len(prefs))]
+    c = society.cfg.sim
+
+    async def one(r: dict[str, Any], principle) -> float:
+        d = dilemmas[r["dilemma_id"]]
+        w = society.citizens[r["judge_id"]].worldview if c.judge_persona else None
+        ra, rb = r["response_a"], r["response_b"]
+        first, second = (rb, ra) if r["order_swapped"] else (ra, rb)
+        reqs = [ScoreRequest(messages=prompts.judge_messages(d, w, principle.text, first, second), choices=prompts.CHOICE_LABELS)]
+        if c.debias_order:
+            reqs.append(ScoreRequest(messages=prompts.judge_messages(d, w, principle.text, second, first),
+                                     choices=prompts.CHOICE_LABELS))
+        scored = await asyncio.gather(*(society.judge_backend.score_choices([q]) for q in reqs))
+        p_seen = _p_first(scored[0][0])
+        p = 1 - p_seen if r["order_swapped"] else p_seen
+        if len(scored) > 1:
+            p_other = _p_first(scored[1][0])
+            p = (p + (p_other if r["order_swapped"] else 1 - p_other)) / 2
+        bar.update(1)
+        return p
+
+    return list(await asyncio.gather(*(one(r, pr) for r, pr in zip(prefs.iter_rows(named=True), principles, strict=True))))
+
+
+async def rate_answers(backend: LLMBackend, texts: list[tuple[str, str]], question: str, dilemmas: dict[str, Dilemma],
+                       bar: tqdm) -> list[float]:
+    async def one(dilemma_id: str, text: str) -> float:
+        q = await p_yes(backend, lambda no_first: prompts.rating_messages(dilemmas[dilemma_id], text, question,
+                                                                          no_first=no_first))
+        bar.update(1)
+        return q
+
+    return list(await asyncio.gather(*(one(d, t) for d, t in texts)))
+
+
+def shift_toward(p_arm: np.ndarray, p_ref: np.ndarray, delta: np.ndarray, seed: int, n_boot: int) -> dict[str, Any]:
+    """Mean of ``(p_arm − p_ref)·sign(delta)`` over pairs with delta ≠ 0, bootstrap interval and d_z."""
+    keep = delta != 0
+    v = (p_arm[keep] - p_ref[keep]) * np.sign(delta[keep])
+    out = interval(bootstrap_interval(v.tolist(), n_resamples=n_boot, seed=seed))
+    sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+    out |= {"d_z": finite(float(v.mean()) / sd) if sd and np.isfinite(sd) and sd > 0 else None, "pairs": int(keep.sum()),
+            "agreement": finite(float(np.mean(np.where(delta[keep] > 0, p_arm[keep], 1 - p_arm[keep])))) if keep.any() else None}
+    return out
+
+
+def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    ab = cfg.study.ablation
+    backend = backend or make_backend(cfg.llm)
+    pool = load_dilemmas(cfg.scenario.dilemmas)
+    arms = {name: load_constitution(name) for name in ab.constitutions}
+    society = Society(cfg, pool, load_constitution(cfg.constitution.name), backend, run_id=run_id_for(cfg))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for _ in range(cfg.sim.steps):
+        society.step()
+    t_society = time.perf_counter() - t0
+    stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
+    store.write_feedback(out_dir, stances, transcripts, prefs)
+    dilemmas = {d.id: d for d in pool}
+    prog = dict(disable=not cfg.sim.progress, leave=False, unit="pair")
+    labels: dict[str, list[float]] = {}
+    for name, con in arms.items():
+        with tqdm(total=len(prefs), desc=f"ablation: judge under {name}", **prog) as bar:
+            labels[name] = asyncio.run(rejudge(society, prefs, con, dilemmas, (name,), bar))
+    texts = sorted({(r["dilemma_id"], t) for r in prefs.iter_rows(named=True) for t in (r["response_a"], r["response_b"])})
+    directions = {name: con.direction for name, con in arms.items() if con.direction}
+    rated: dict[str, dict[tuple[str, str], float]] = {}
+    for name, question in directions.items():
+        with tqdm(total=len(texts), desc=f"ablation: rate '{name}' direction", **prog) as bar:
+            rated[name] = dict(zip(texts, asyncio.run(rate_answers(backend, texts, question, dilemmas, bar)), strict=True))
+    t_judge = time.perf_counter() - t0 - t_society
+    table = prefs.select("pref_id", "dilemma_id", "pair_kind", "judge_id", "prompt", "response_a", "response_b")
+    table = table.with_columns(*(pl.Series(f"p_a[{n}]", v) for n, v in labels.items()))
+    for dname in directions:
+        delta = [rated[dname][(r["dilemma_id"], r["response_a"])] - rated[dname][(r["dilemma_id"], r["response_b"])]
+                 for r in prefs.iter_rows(named=True)]
+        table = table.with_columns(pl.Series(f"delta[{dname}]", delta))
+    ref = table["p_a[none]"].to_numpy()
+    effects: dict[str, dict[str, Any]] = {}
+    for arm in arms:
+        for dname in directions:
+            effects.setdefault(arm, {})[dname] = shift_toward(table[f"p_a[{arm}]"].to_numpy(), ref,
+                                                              table[f"delta[{dname}]"].to_numpy(), cfg.seed, cfg.eval.bootstrap)
+    reward = _reward_arms(cfg, table, list(arms), list(directions), out_dir) if ab.train_reward and len(table) >= 4 else {}
+    store.write_parquet(table, out_dir / "ablation_pairs.parquet")
+    plots = plot_ablation(effects, reward, out_dir)
+    summary: dict[str, Any] = {
+        "run_id": society.run_id, "kind": "constitution_ablation", "wall_seconds": round(time.perf_counter() - t0, 1),
+        "seconds": {"society": round(t_society, 1), "judging_and_rating": round(t_judge, 1)},
+        "pairs": len(table), "arms": {n: {"tag": c.tag, "principles": [p.text for p in c.judge], "direction": c.direction}
+                                      for n, c in arms.items()},
+        "mean_p_a": {n: finite(float(np.mean(v))) for n, v in labels.items()},
+        "label_change_vs_none": {n: finite(float(np.mean(np.abs(np.asarray(v) - ref)))) for n, v in labels.items()},
+        "effects": effects, "reward": reward, "plots": plots,
+        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
+    summary["headline"] = {f"shift[{a}→{a}]": {k: effects[a][a][k] for k in ("value", "low", "high")}
+                           for a in directions if a in effects}
+    summary["headline"] |= {f"rm_shift[{a}→{a}]": {k: reward[a][a]["rm_shift"][k] for k in ("value", "low", "high")}
+                            for a in directions if a in reward and a in reward[a]}
+    ablation_report(out_dir, summary, transcripts)
+    store.write_json(summary, out_dir / "summary.json")
+    return summary
+
+
+def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directions: list[str],
+                 out_dir: Path) -> dict[str, Any]:
+    """One reward model per arm on the same train pairs; agreement with each direction on held-out pairs."""
+    from alignment.reward import load_reward_model, score_texts, train_reward_model
+
+    train, held = split_by_dilemma(table, cfg.alignment.eval_fraction, cfg.seed)
+    if len(held) == 0 or len(train) == 0:
+        return {}
+    rm_cfg = cfg.alignment.reward
+    ranked: dict[str, np.ndarray] = {}
+    report: dict[str, Any] = {}
+    for arm in arms:
+        col = f"p_a[{arm}]"
+        tr = train.with_columns(pl.col(col).alias("p_a"))
+        he = held.with_columns(pl.col(col).alias("p_a"))
+        rep = train_reward_model(tr, he, rm_cfg, out_dir / f"reward_{arm}")
+        model, tok = load_reward_model(out_dir / f"reward_{arm}", rm_cfg.seed, rm_cfg.device)
+        ra = score_texts(model, tok, held["prompt"].to_list(), held["response_a"].to_list(), rm_cfg.max_length)
+        rb = score_texts(model, tok, held["prompt"].to_list(), held["response_b"].to_list(), rm_cfg.max_length)
+        ranked[arm] = np.asarray(ra) - np.asarray(rb)
+        report[arm] = {"eval_accuracy_own_labels": finite(rep["eval"]["accuracy"]), "held_pairs": len(held)}
+    for arm in arms:
+        for dname in directions:
+            delta = held[f"delta[{dname}]"].to_numpy()
+            keep = delta != 0
+            sign = np.sign(delta[keep])
+            mine, ref = (np.sign(ranked[arm][keep]) == sign).astype(float), (np.sign(ranked["none"][keep]) == sign).astype(float)
+            diff = mine - ref
+            report[arm][dname] = {"rm_agreement": finite(float(mine.mean())) if keep.any() else None,
+                                  "rm_shift": interval(bootstrap_interval(diff.tolist(), n_resamples=cfg.eval.bootstrap,
+                                                                          seed=cfg.seed))}
+    return report
+
+
+def plot_ablation(effects: dict[str, dict[str, Any]], reward: dict[str, Any], out_dir: Path) -> list[str]:
+    """Heat map: rows = constitution judged under, columns = direction; cell = shift vs none."""
+    from sim.plots import plt, save_png
+
+    arms = [a for a in effects if a != "none"]
+    dirs = list(next(iter(effects.values())).keys()) if effects else []
+    if not arms or not dirs:
+        return []
+    panels = [("labels", lambda a, d: effects[a][d]["value"])]
+    if reward:
+        panels.append(("reward model", lambda a, d: reward.get(a, {}).get(d, {}).get("rm_shift", {}).get("value")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1, 0.6 * len(arms) + 2.2), dpi=110, squeeze=False)
+    for ax, (title, get) in zip(axes[0], panels, strict=True):
+        m = np.array([[get(a, d) if get(a, d) is not None else np.nan for d in dirs] for a in arms], float)
+        lim = max(np.nanmax(np.abs(m)) if np.isfinite(m).any() else 0.0, 1e-3)
+        im = ax.imshow(m, cmap="RdBu", vmin=-lim, vmax=lim)
+        ax.set_xticks(range(len(dirs)), dirs, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(arms)), arms, fontsize=8)
+        for i in range(len(arms)):
+            for j in range(len(dirs)):
+                if np.isfinite(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:+.3f}", ha="center", va="center", fontsize=7)
+        ax.set_xlabel("direction (property rated)")
+        ax.set_title(f"{title}: shift toward direction vs 'none'", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.tight_layout()
+    save_png(fig, out_dir / "ablation_shift.png")
+    return ["ablation_shift.png"]
+
+
+def ablation_report(out_dir: Path, summary: dict[str, Any], transcripts: pl.DataFrame) -> list[str]:
+    from sim.report import config_block, figure, md_table, render, standard_sections, transcript_sample
+
+    arms = md_table([{"arm": n, "constitution": a["tag"], "judging principles": len(a["principles"]),
+                      "direction (rated property)": a["direction"] or "—", "mean P(a)": summary["mean_p_a"][n],
+                      "mean |Δp| vs none": summary["label_change_vs_none"][n]} for n, a in summary["arms"].items()])
+    rows = [{"judged under": a, "direction": d, "shift [95% CI]": e, "d_z": e["d_z"], "P(prefer more-D)": e["agreement"],
+             "pairs": e["pairs"]} for a, per in summary["effects"].items() for d, e in per.items()]
+    sections = standard_sections(summary, f"One society's {summary['pairs']} judged pairs, judged again under each "
+                                          "constitution by the same judges. Shift = change, vs no constitution, in the "
+                                          "probability of preferring the answer a persona-free rater scores higher on "
+                                          "the property a constitution names (its diagonal is the constitution's own "
+                                          "direction).")
+    sections += [("Arms", arms), ("Preference shift toward each direction", md_table(rows))]
+    if summary["reward"]:
+        rm = [{"reward model of": a, "direction": d, "RM ranks more-D higher": v["rm_agreement"],
+               "vs none [95% CI]": v["rm_shift"]} for a, per in summary["reward"].items() for d, v in per.items()
+              if isinstance(v, dict) and "rm_shift" in v]
+        sections.append(("Reward models trained on each arm's labels (held-out pairs)", md_table(rm)))
+    if summary["plots"]:
+        sections.append(("Plot", figure("ablation_shift.png", "Shift toward each direction, labels and reward models")))
+    sections += [("Sample transcript", transcript_sample(transcripts)), ("Config", config_block(summary["config"]))]
+    return render(out_dir, f"agora constitution ablation — {summary['run_id']}", sections)

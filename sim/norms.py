@@ -1,0 +1,294 @@
+"""``experiment=evolving_norms``: a norm schedule, selection on fit, and how fast the society follows.
+
+After EvolutionaryAgent (agents judged for fit with the current norm reproduce) and ProgressGym
+(norms move; does the model track them?). Each generation every agent answers the same seeded
+sample of dilemmas (so fit is comparable across generations); a rater scores each answer's fit
+with the current norm (P(yes), both reply orders); the ``turnover`` least fit leave and as many
+offspring of the fittest join (worldview copied with mutation, lineage kept). Optionally a policy
+is DPO-tuned on each generation's fit-vs-unfit answers and judged the same way.
+
+Lag (generations) after a shift at generation s: the first k >= 1 at which the mean fit under the new
+norm has risen from its value at s by at least half the between-agent standard deviation of fit at
+s, before the next shift; ``None`` if it never does within the run. The threshold scales with the
+noise of the rater, so a flat, noisy trajectory does not count as tracking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from tqdm.auto import tqdm
+
+from agents import prompts
+from agents.culture import MFQ_AXES
+from agents.llm.base import GenerateRequest, LLMBackend
+from agents.worldview import Worldview, cluster_centre, cluster_label, mutate
+from alignment.metrics import binary_entropy, normalised_entropy
+from scenarios.dilemma import Dilemma, load_dilemmas
+from sim import store
+from sim.config import AgoraConfig, NormConfig
+from sim.pluralism import sample_dilemmas
+from sim.rating import finite, p_yes
+from sim.run import embedded_options, make_backend, run_id_for
+from sim.seeding import child_rng, child_seed
+from sim.society import population
+
+log = logging.getLogger(__name__)
+
+
+def norm_at(schedule: list[NormConfig], generation: int) -> NormConfig:
+    """The norm in force at ``generation``: the last entry starting at or before it."""
+    return [n for n in schedule if n.generation <= generation][-1]
+
+
+def norm_text(n: NormConfig) -> str:
+    """The principle the rater checks: the given text, or a cluster's values for a dominance norm."""
+    if n.principle:
+        return n.principle
+    return f"Answer as someone from {cluster_label(n.cluster)} culture would: {cluster_centre(n.cluster).persona}"
+
+
+def select(fitness: np.ndarray, turnover: float, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Replacement plan ``[(leaving slot, parent slot), ...]``: the ``round(turnover·N)`` least fit leave,
+    each replaced by an offspring of one of as many fittest (best parent replaces worst). Ties are
+    broken by a seeded random key, so equal fitness never favours low indices."""
+    n = len(fitness)
+    k = int(math.floor(turnover * n + 0.5))
+    if k == 0:
+        return []
+    order = np.lexsort((rng.random(n), -np.asarray(fitness, float)))  # fittest first
+    parents, leaving = order[:k], order[::-1][:k]
+    return [(int(lv), int(pa)) for lv, pa in zip(leaving, parents, strict=True)]
+
+
+def tracking_lag(fit: list[float], spread_at_shift: float, shift: int, until: int) -> int | None:
+    """Generations after ``shift`` until ``fit`` (mean fit under the new norm, per generation) has risen by
+    half ``spread_at_shift``; searched in (shift, until); None if never."""
+    if shift >= len(fit) or not math.isfinite(spread_at_shift):
+        return None
+    target = fit[shift] + 0.5 * spread_at_shift
+    for g in range(shift + 1, min(until, len(fit))):
+        if fit[g] >= target:
+            return g - shift
+    return None
+
+
+def lineage_entropy(clusters: list[str], names: list[str]) -> float:
+    return normalised_entropy([clusters.count(c) for c in names])
+
+
+async def _generation(cfg: AgoraConfig, g: int, people: list[Worldview], dilemmas: list[Dilemma], principle: str,
+                      backend: LLMBackend, policy: LLMBackend | None, bar: tqdm) -> tuple[list[dict], list[dict]]:
+    nc, temp, top_p = cfg.study.norms, cfg.llm.temperature, cfg.llm.top_p
+    question = f"Does this answer follow the principle \"{principle}\"?"
+
+    async def answer_and_rate(who: int | None, w: Worldview | None, be: LLMBackend, j: int, d: Dilemma) -> dict:
+        seed = child_seed(cfg.seed, "norms", g, j, "policy" if who is None else who)
+        (text,) = await be.generate([GenerateRequest(messages=prompts.stance_messages(d, w), max_new_tokens=nc.answer_tokens,
+                                                     temperature=temp, top_p=top_p, seed=seed)])
+        fit = await p_yes(backend, lambda no_first: prompts.rating_messages(d, text, question, no_first=no_first))
+        bar.update(1)
+        return {"dilemma_id": d.id, "text": text, "fit": fit, "choice": prompts.parse_choice(text)}
+
+    agent_jobs = [answer_and_rate(i, w, backend, j, d) for i, w in enumerate(people) for j, d in enumerate(dilemmas)]
+    policy_jobs = [answer_and_rate(None, None, policy, j, d) for j, d in enumerate(dilemmas)] if policy else []
+    done = await asyncio.gather(*agent_jobs, *policy_jobs)
+    agent_rows = [{"slot": i, **r} for (i, _), r in zip([(i, j) for i in range(len(people)) for j in range(len(dilemmas))],
+                                                         done[:len(agent_jobs)], strict=True)]
+    return agent_rows, list(done[len(agent_jobs):])
+
+
+def _policy_pairs(rows: list[dict], dilemmas: list[Dilemma], g: int) -> pl.DataFrame:
+    """Per dilemma, the fittest answer vs the least fit, soft label from their fit gap (DPO input)."""
+    out = []
+    for d in dilemmas:
+        sub = sorted((r for r in rows if r["dilemma_id"] == d.id), key=lambda r: -r["fit"])
+        if len(sub) >= 2 and sub[0]["fit"] > sub[-1]["fit"]:
+            out.append({"dilemma_id": d.id, "prompt": prompts.dilemma_text(d), "response_a": sub[0]["text"],
+                        "response_b": sub[-1]["text"], "p_a": 0.5 + 0.5 * (sub[0]["fit"] - sub[-1]["fit"]),
+                        "generation": g})
+    return pl.DataFrame(out, schema={"dilemma_id": pl.String, "prompt": pl.String, "response_a": pl.String,
+                                     "response_b": pl.String, "p_a": pl.Float64, "generation": pl.Int64})
+
+
+def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    nc = cfg.study.norms
+    backend = backend or make_backend(cfg.llm)
+    pool = load_dilemmas(cfg.scenario.dilemmas)
+    people = population(cfg)
+    lineage = list(range(len(people)))  # founder each slot descends from
+    names = list(dict.fromkeys(cfg.population.clusters))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy: LLMBackend | None = None
+    policy_dir: Path | None = None
+    if nc.train_policy:
+        policy = backend  # generation 0's policy is the base model itself
+    gens: list[dict[str, Any]] = []
+    agent_rows: list[dict[str, Any]] = []
+    policy_rows: list[dict[str, Any]] = []
+    per_call = nc.dilemmas * (len(people) + (1 if nc.train_policy else 0))
+    bar = tqdm(total=nc.generations * per_call, desc="evolving norms", unit="answer", disable=not cfg.sim.progress,
+               leave=False)
+    # the same dilemmas every generation: changes in fit are the population's, not the questions'
+    dilemmas = sample_dilemmas(pool, nc.dilemmas, cfg.seed, "norms")
+    for g in range(nc.generations):
+        norm = norm_at(nc.schedule, g)
+        rows, prow = asyncio.run(_generation(cfg, g, people, dilemmas, norm_text(norm), backend, policy, bar))
+        fit = np.zeros(len(people))
+        for r in rows:
+            fit[r["slot"]] += r["fit"] / len(dilemmas)
+        for r in rows:
+            w = people[r["slot"]]
+            agent_rows.append({"generation": g, "norm": norm.name, **r, "lineage": lineage[r["slot"]], "cluster": w.cluster,
+                               **{a: w.values.get(a) for a in MFQ_AXES}})
+        policy_fit = float(np.mean([r["fit"] for r in prow])) if prow else math.nan
+        policy_rows += [{"generation": g, "norm": norm.name, **r} for r in prow]
+        choices = [r["choice"] for r in rows]
+        shares = []
+        for d in dilemmas:
+            cs = [r["choice"] for r in rows if r["dilemma_id"] == d.id and r["choice"]]
+            if cs:
+                shares.append(sum(c == "a" for c in cs) / len(cs))
+        row: dict[str, Any] = {
+            "generation": g, "norm": norm.name, "mean_fit": float(fit.mean()), "sd_fit": float(fit.std(ddof=1)),
+            "policy_fit": policy_fit, "lineage_entropy": lineage_entropy([w.cluster for w in people], names),
+            "founders_alive": len(set(lineage)),
+            "choice_entropy": float(np.mean(binary_entropy(shares))) if shares else math.nan,
+            "unparsed_share": sum(c is None for c in choices) / len(choices),
+            "mfq_dispersion": float(np.mean([np.std([w.values[a] for w in people]) for a in MFQ_AXES])),
+            **{f"share[{c}]": sum(w.cluster == c for w in people) / len(people) for c in names},
+            **{f"mean[{a}]": float(np.mean([w.values[a] for w in people])) for a in MFQ_AXES},
+        }
+        # reproduction: the least fit leave, offspring of the fittest take their places
+        rng = child_rng(cfg.seed, "norms", "select", g)
+        plan = select(fit, nc.turnover, rng)
+        row["replaced"] = len(plan)
+        if nc.train_policy and policy is not None and g < nc.generations - 1:
+            from agents.llm.embedded import EmbeddedBackend
+            from alignment.dpo import train_dpo
+
+            pairs = _policy_pairs(rows, dilemmas, g)
+            if len(pairs):
+                dpo_cfg = dataclasses.replace(cfg.alignment.dpo, seed=cfg.alignment.dpo.seed + g)
+                rep = train_dpo(pairs, pairs, dpo_cfg, out_dir / f"generation_{g}" / "policy", base_path=policy_dir)
+                row["dpo_train_margin_after"] = rep["train_margin_after"]
+                policy_dir = out_dir / f"generation_{g}" / "policy"
+                policy = EmbeddedBackend(policy_dir, **embedded_options(cfg.llm), name=f"policy-g{g + 1}")
+        new_people, new_lineage = list(people), list(lineage)
+        for leaving, parent in plan:
+            new_people[leaving] = mutate(people[parent], rng, nc.mutation)
+            new_lineage[leaving] = lineage[parent]
+        people, lineage = new_people, new_lineage
+        gens.append(row)
+        log.info("generation %d (%s): mean fit %.3f", g, norm.name, row["mean_fit"])
+    bar.close()
+    table = pl.DataFrame(gens, infer_schema_length=None)
+    shifts = _shifts(cfg, gens)
+    lost = {k: finite(gens[-1][k] - gens[0][k]) for k in ("lineage_entropy", "mfq_dispersion", "choice_entropy")}
+    lost["founders_alive"] = gens[-1]["founders_alive"] - gens[0]["founders_alive"]
+    store.write_parquet(table, out_dir / "norms_generations.parquet")
+    store.write_parquet(pl.DataFrame(agent_rows, infer_schema_length=None), out_dir / "norms_answers.parquet")
+    if policy_rows:
+        store.write_parquet(pl.DataFrame(policy_rows, infer_schema_length=None), out_dir / "norms_policy_answers.parquet")
+    plots = plot_norms(table, cfg, out_dir)
+    summary: dict[str, Any] = {
+        "run_id": run_id_for(cfg), "kind": "evolving_norms", "wall_seconds": round(time.perf_counter() - t0, 1),
+        "schedule": [dataclasses.asdict(n) | {"text": norm_text(n)} for n in nc.schedule], "generations": gens,
+        "shifts": shifts, "pluralism_change": lost, "plots": plots,
+        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
+    summary["headline"] = {}
+    for s in shifts:
+        summary["headline"][f"population_lag[{s['to']}]"] = s["population_lag"]
+        if nc.train_policy:
+            summary["headline"][f"policy_lag[{s['to']}]"] = s["policy_lag"]
+        summary["headline"][f"fit_change[{s['to']}]"] = s["fit_change_by_next_shift"]
+    summary["headline"] |= {f"change[{k}]": v for k, v in lost.items()}
+    norms_report(out_dir, summary)
+    store.write_json(summary, out_dir / "summary.json")
+    return summary
+
+
+def _shifts(cfg: AgoraConfig, gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per norm change inside the run: lag of the population (and policy) and the fit gained."""
+    sched, G = cfg.study.norms.schedule, cfg.study.norms.generations
+    out = []
+    for k, n in enumerate(sched[1:], start=1):
+        s = n.generation
+        if s >= G:
+            continue
+        until = sched[k + 1].generation if k + 1 < len(sched) else G
+        fit = [r["mean_fit"] for r in gens]
+        pol = [r["policy_fit"] for r in gens]
+        last = min(until, G) - 1
+        out.append({"from": sched[k - 1].name, "to": n.name, "generation": s,
+                    "population_lag": tracking_lag(fit, gens[s]["sd_fit"], s, until),
+                    "policy_lag": tracking_lag(pol, gens[s]["sd_fit"], s, until) if not math.isnan(pol[s]) else None,
+                    "fit_at_shift": finite(fit[s]), "fit_before_next_shift": finite(fit[last]),
+                    "fit_change_by_next_shift": finite(fit[last] - fit[s]),
+                    "threshold": finite(0.5 * gens[s]["sd_fit"])})
+    return out
+
+
+def plot_norms(table: pl.DataFrame, cfg: AgoraConfig, out_dir: Path) -> list[str]:
+    from sim.plots import plt, save_png
+
+    gen = table["generation"].to_list()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
+    ax = axes[0]
+    ax.plot(gen, table["mean_fit"], "-o", label="population")
+    ax.fill_between(gen, table["mean_fit"] - table["sd_fit"], table["mean_fit"] + table["sd_fit"], alpha=0.15)
+    if table["policy_fit"].is_not_nan().any():
+        ax.plot(gen, table["policy_fit"], "-s", label="policy")
+    for n in cfg.study.norms.schedule[1:]:
+        ax.axvline(n.generation - 0.5, color="k", ls="--", lw=0.8)
+        ax.text(n.generation - 0.45, ax.get_ylim()[1], n.name, fontsize=7, va="top")
+    ax.set_title("fit with the current norm (±1 sd)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[1]
+    axes_tracked = [n.axis for n in cfg.study.norms.schedule if n.axis] or list(MFQ_AXES)
+    for a in dict.fromkeys(axes_tracked):
+        ax.plot(gen, table[f"mean[{a}]"], "-o", label=a)
+    ax.set_title("population mean of the norms' value axes (MFQ, 0-5)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[2]
+    for c in [c for c in table.columns if c.startswith("share[")]:
+        ax.plot(gen, table[c], "-o", label=c[6:-1])
+    ax.plot(gen, table["lineage_entropy"], "k--", label="cluster entropy")
+    ax.set_title("who is left: cluster shares and their entropy", fontsize=9)
+    ax.legend(fontsize=7)
+    for ax in axes:
+        ax.set_xlabel("generation")
+        ax.set_xticks(gen)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_png(fig, out_dir / "norms_tracking.png")
+    return ["norms_tracking.png"]
+
+
+def norms_report(out_dir: Path, summary: dict[str, Any]) -> list[str]:
+    from sim.report import config_block, figure, md_table, render, standard_sections
+
+    sched = md_table([{"from generation": n["generation"], "norm": n["name"], "principle": n["text"]}
+                      for n in summary["schedule"]])
+    cols = ["generation", "norm", "mean_fit", "sd_fit", "policy_fit", "lineage_entropy", "founders_alive",
+            "choice_entropy", "mfq_dispersion", "replaced"]
+    shifts = md_table(summary["shifts"]) if summary["shifts"] else "_(no norm change inside the run)_"
+    lost = md_table([{"figure": k, "last − first generation": v} for k, v in summary["pluralism_change"].items()])
+    sections = standard_sections(summary, "Agents are judged each generation for fit with the norm in force; the "
+                                          "least fit leave and offspring of the fittest (mutated worldviews) replace "
+                                          "them. Lag = generations until mean fit under a new norm rises by half the "
+                                          "between-agent sd at the shift (None: not within the run).")
+    sections += [("Norm schedule", sched), ("Tracking each shift", shifts), ("Per generation", md_table(summary["generations"], cols)),
+                 ("Pluralism lost along the way", lost), ("Plot", figure("norms_tracking.png", "Fit, value axes and "
+                                                                                             "cluster shares by generation")),
+                 ("Config", config_block(summary["config"]))]
+    return render(out_dir, f"agora evolving norms — {summary['run_id']}", sections)

@@ -1,0 +1,225 @@
+"""``experiment=pluralism``: does answering as a panel keep more perspectives alive than one model?
+
+After WorldView-Bench's multiplexity study. Per dilemma, three conditions:
+
+- ``single``: one model answers alone (no persona);
+- ``contextual``: the same model, told to weigh the clusters' perspectives (contextual multiplexity);
+- ``panel``: agents from different clusters answer, a synthesiser merges them (multi-agent multiplexity).
+
+A judge (``score_choices`` over numbered perspectives, every rotation of the list) gives each answer a
+distribution over the clusters whose values it reflects; its normalised entropy is the answer's
+perspective diversity (WorldView-Bench's PDS entropy). The panel members' own answers are classified
+too, as a validity check: a classifier that cannot tell a member's cluster from its answer cannot
+measure multiplexity either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from tqdm.auto import tqdm
+
+from agents import prompts
+from agents.llm.base import GenerateRequest, LLMBackend
+from agents.worldview import cluster_centre, cluster_label
+from alignment.metrics import bootstrap_interval, normalised_entropy, paired_permutation_test
+from scenarios.dilemma import Dilemma, load_dilemmas
+from sim import store
+from sim.config import AgoraConfig
+from sim.rating import classify, finite, interval
+from sim.run import make_backend, run_id_for
+from sim.seeding import child_rng, child_seed
+from sim.society import population
+
+CONDITIONS = ("single", "contextual", "panel")
+
+
+def sample_dilemmas(dilemmas: list[Dilemma], n: int, seed: int, *path: int | str) -> list[Dilemma]:
+    """``n`` dilemmas in a seeded order (all of them when the pool is smaller)."""
+    order = child_rng(seed, "sample_dilemmas", *path).permutation(len(dilemmas))[:n]
+    return [dilemmas[int(i)] for i in order]
+
+
+def panel_members(clusters: list[str], size: int, rng: np.random.Generator) -> list[int]:
+    """``size`` agents, cycling through the clusters so that the panel spans as many as it can."""
+    names = list(dict.fromkeys(clusters))
+    by_cluster = {c: [i for i, x in enumerate(clusters) if x == c] for c in names}
+    out: list[int] = []
+    for k in range(size):
+        pool = [i for i in by_cluster[names[k % len(names)]] if i not in out] or [i for i in range(len(clusters)) if i not in out]
+        if not pool:
+            break
+        out.append(int(pool[int(rng.integers(len(pool)))]))
+    return out
+
+
+async def _answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: list[Dilemma], bar: tqdm) -> list[dict[str, Any]]:
+    p, temp, top_p = cfg.study.pluralism, cfg.llm.temperature, cfg.llm.top_p
+    worldviews = population(cfg)
+    clusters = [w.cluster for w in worldviews]
+    names = list(dict.fromkeys(clusters))
+    views = [(cluster_label(c), cluster_centre(c).persona) for c in names]
+
+    async def gen(messages, tokens: int, *path: int | str) -> str:
+        (text,) = await backend.generate([GenerateRequest(messages=messages, max_new_tokens=tokens, temperature=temp,
+                                                          top_p=top_p, seed=child_seed(cfg.seed, "pluralism", *path))])
+        bar.update(1)
+        return text
+
+    async def one(j: int, d: Dilemma) -> list[dict[str, Any]]:
+        members = panel_members(clusters, p.panel_size, child_rng(cfg.seed, "pluralism", "panel", j))
+        single, contextual, *said = await asyncio.gather(
+            gen(prompts.stance_messages(d, None), p.answer_tokens, "single", j),
+            gen(prompts.multiplex_messages(d, views), p.answer_tokens, "contextual", j),
+            *(gen(prompts.stance_messages(d, worldviews[m]), p.answer_tokens, "member", j, m) for m in members))
+        merged = await gen(prompts.synthesis_messages(d, [(cluster_label(clusters[m]), t) for m, t in zip(members, said,
+                                                                                                       strict=True)]),
+                           p.synthesis_tokens, "panel", j)
+        base = {"dilemma_id": d.id}
+        rows = [base | {"condition": "single", "agent_id": None, "cluster": None, "text": single},
+                base | {"condition": "contextual", "agent_id": None, "cluster": None, "text": contextual},
+                base | {"condition": "panel", "agent_id": None, "cluster": None, "text": merged}]
+        rows += [base | {"condition": "member", "agent_id": m, "cluster": clusters[m], "text": t}
+                 for m, t in zip(members, said, strict=True)]
+        return rows
+
+    out = await asyncio.gather(*(one(j, d) for j, d in enumerate(dilemmas)))
+    return [r for rows in out for r in rows]
+
+
+async def _classify(backend: LLMBackend, rows: list[dict[str, Any]], dilemmas: dict[str, Dilemma],
+                    names: list[str], bar: tqdm) -> list[np.ndarray]:
+    descriptions = {c: (cluster_label(c), cluster_centre(c).persona) for c in names}
+
+    async def one(r: dict[str, Any]) -> np.ndarray:
+        dist = await classify(backend, names, lambda order: prompts.perspective_messages(
+            dilemmas[r["dilemma_id"]], r["text"], [descriptions[c] for c in order]))
+        bar.update(1)
+        return dist
+
+    return list(await asyncio.gather(*(one(r) for r in rows)))
+
+
+def pluralism_metrics(answers: pl.DataFrame, names: list[str], seed: int, n_boot: int = 2000) -> dict[str, Any]:
+    """Per condition: mean PDS entropy with a bootstrap interval over dilemmas; paired differences vs
+    ``single`` (interval + sign-flip permutation p); the entropy of the pooled distribution; and the
+    classifier's accuracy at naming panel members' own clusters."""
+    out: dict[str, Any] = {"conditions": {}, "differences": {}}
+    per = {c: answers.filter(pl.col("condition") == c).sort("dilemma_id") for c in CONDITIONS}
+    for c, df in per.items():
+        dist = np.asarray(df.select([f"p[{n}]" for n in names]).to_numpy(), float)
+        out["conditions"][c] = {
+            "entropy": interval(bootstrap_interval(df["entropy"].to_list(), n_resamples=n_boot, seed=seed)),
+            "pooled_entropy": finite(normalised_entropy(dist.mean(axis=0))) if len(dist) else None,
+            "mean_distribution": {n: finite(v) for n, v in zip(names, dist.mean(axis=0), strict=True)} if len(dist) else {},
+            "top_perspective_counts": {n: int((df["top"] == n).sum()) for n in names},
+            "answers": len(df),
+        }
+    for c in ("contextual", "panel"):
+        d = (per[c]["entropy"] - per["single"]["entropy"]).to_list()
+        out["differences"][f"{c}_minus_single"] = interval(bootstrap_interval(d, n_resamples=n_boot, seed=seed)) | {
+            "permutation_p": finite(paired_permutation_test(d, seed=seed))}
+    members = answers.filter(pl.col("condition") == "member")
+    if len(members):
+        hits = int((members["top"] == members["cluster"]).sum())
+        from alignment.metrics import proportion_interval
+
+        out["classifier_member_accuracy"] = interval(proportion_interval(hits, len(members))) | {
+            "chance": finite(1 / len(names)), "n": len(members)}
+    return out
+
+
+def plot_pluralism(metrics: dict[str, Any], names: list[str], out_dir: Path) -> list[str]:
+    from sim.plots import plt, save_png
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    conds = list(metrics["conditions"])
+    vals = [metrics["conditions"][c]["entropy"] for c in conds]
+    mid = [v["value"] or 0 for v in vals]
+    err = [[m - (v["low"] if v["low"] is not None else m) for m, v in zip(mid, vals, strict=True)],
+           [(v["high"] if v["high"] is not None else m) - m for m, v in zip(mid, vals, strict=True)]]
+    ax1.bar(conds, mid, yerr=err, capsize=4, color=["#999999", "#4c72b0", "#55a868"][:len(conds)])
+    ax1.set_ylim(0, 1.05)
+    ax1.set_ylabel("perspective entropy (0 = one view, 1 = all equally)")
+    ax1.set_title("Perspective diversity per answer (95% bootstrap CI)", fontsize=9)
+    bottom = np.zeros(len(conds))
+    colours = plt.get_cmap("tab10")
+    for k, n in enumerate(names):
+        share = np.array([metrics["conditions"][c]["mean_distribution"].get(n) or 0 for c in conds])
+        ax2.bar(conds, share, bottom=bottom, label=cluster_label(n), color=colours(k % 10))
+        bottom += share
+    ax2.set_ylabel("mean share of the judged perspective")
+    ax2.set_title("Whose perspective the answers reflect", fontsize=9)
+    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    save_png(fig, out_dir / "pluralism_entropy.png")
+    return ["pluralism_entropy.png"]
+
+
+def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    p = cfg.study.pluralism
+    backend = backend or make_backend(cfg.llm)
+    dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), p.dilemmas, cfg.seed, "pluralism")
+    names = list(dict.fromkeys(cfg.population.clusters))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n_answers = len(dilemmas) * (3 + min(p.panel_size, cfg.population.size))
+    with tqdm(total=n_answers, desc="pluralism: answers", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
+        rows = asyncio.run(_answers(cfg, backend, dilemmas, bar))
+    t_answers = time.perf_counter() - t0
+    with tqdm(total=len(rows), desc="pluralism: classify", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
+        dists = asyncio.run(_classify(backend, rows, {d.id: d for d in dilemmas}, names, bar))
+    for r, dist in zip(rows, dists, strict=True):
+        r |= {f"p[{n}]": float(v) for n, v in zip(names, dist, strict=True)}
+        r["entropy"] = normalised_entropy(dist)
+        r["top"] = names[int(np.argmax(dist))]
+    answers = pl.DataFrame(rows, infer_schema_length=None)
+    metrics = pluralism_metrics(answers, names, cfg.seed, cfg.eval.bootstrap)
+    store.write_parquet(answers, out_dir / "pluralism_answers.parquet")
+    plots = plot_pluralism(metrics, names, out_dir)
+    summary = {
+        "run_id": run_id_for(cfg), "kind": "pluralism", "wall_seconds": round(time.perf_counter() - t0, 1),
+        "seconds": {"answers": round(t_answers, 1), "classify": round(time.perf_counter() - t0 - t_answers, 1)},
+        "dilemmas": len(dilemmas), "clusters": names, **metrics, "plots": plots,
+        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
+    summary["headline"] = {f"entropy[{c}]": v["entropy"] for c, v in metrics["conditions"].items()}
+    summary["headline"] |= {k: {kk: v[kk] for kk in ("value", "low", "high")} for k, v in metrics["differences"].items()}
+    if "classifier_member_accuracy" in metrics:
+        summary["headline"]["classifier_member_accuracy"] = {k: metrics["classifier_member_accuracy"][k]
+                                                             for k in ("value", "low", "high")}
+    pluralism_report(out_dir, summary, answers)
+    store.write_json(summary, out_dir / "summary.json")
+    return summary
+
+
+def pluralism_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFrame) -> list[str]:
+    from sim.report import config_block, figure, fmt_interval, md_table, quote, render, standard_sections
+
+    names = summary["clusters"]
+    rows = [{"condition": c, "answers": v["answers"], "PDS entropy [95% CI]": v["entropy"],
+             "pooled entropy": v["pooled_entropy"], **{cluster_label(n): v["mean_distribution"].get(n) for n in names}}
+            for c, v in summary["conditions"].items()]
+    diffs = [{"difference": k, "mean [95% CI]": v, "permutation p": v["permutation_p"]}
+             for k, v in summary["differences"].items()]
+    acc = summary.get("classifier_member_accuracy")
+    validity = (f"The judge named a panel member's own cluster for {fmt_interval(acc)} of {acc['n']} member answers "
+                f"(chance {acc['chance']:.2f}). Near chance, the perspective distributions say more about the judge "
+                "than about the answers." if acc else "")
+    d0 = answers["dilemma_id"][0]
+    sample = "\n\n".join(f"*{r['condition']}*{' — ' + str(r['cluster']) if r['cluster'] else ''} (entropy "
+                         f"{r['entropy']:.2f}, judged {r['top']}):\n\n{quote(r['text'])}"
+                         for r in answers.filter(pl.col("dilemma_id") == d0).iter_rows(named=True))
+    sections = standard_sections(summary, f"{summary['dilemmas']} dilemmas answered three ways: one model alone, the "
+                                          "same model told to weigh every cluster's view, and a panel of agents from "
+                                          "different clusters merged by a synthesiser.")
+    sections += [("Perspective entropy per condition", md_table(rows)), ("Paired differences (per dilemma)", md_table(diffs)),
+                 ("Is the judge able to tell perspectives apart?", validity),
+                 ("Plot", figure("pluralism_entropy.png", "PDS entropy per condition and the judged perspective mix")),
+                 (f"Sample answers (dilemma `{d0}`)", sample), ("Config", config_block(summary["config"]))]
+    return render(out_dir, f"agora pluralism — {summary['run_id']}", sections)

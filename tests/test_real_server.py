@@ -1,0 +1,224 @@
+"""A real OpenAI-compatible server: llama.cpp's, through ``llama-cpp-python[server]``, on the embedded
+model's own GGUF, started on 127.0.0.1 by the test. A small society runs through the
+``openai_compatible`` backend against it; then through a loopback proxy that injects faults —
+500s, 429 with Retry-After, truncated JSON, timeouts, refused connections (the proxy stops
+listening for a while) — and, last, a server that goes down for good mid-run. Nothing may be lost: the faulted
+run gives the clean run's rows, the failed run stops in one line with a resumable checkpoint.
+
+Marked slow: ``make test-slow`` installs llama-cpp-python (it compiles llama.cpp, ~5.5 min on 2 cores,
+once per venv) and runs it; CI runs it after ``make test``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytestmark = pytest.mark.slow  # ~5 min with the server's start; `make test-slow` (and CI) run it
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/v1/models")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("llama.cpp server did not come up")
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError:
+        pytest.fail("llama-cpp-python[server] is not installed: run `make test` (it installs it) or "
+                    "`pip install 'llama-cpp-python[server]'`")
+    from agents.llm.embedded import locate_gguf
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(locate_gguf()), "--host", "127.0.0.1",
+                             "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", "--logits_all", "true",
+                             "--verbose", "false", "--n_threads", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_listening(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+class FaultProxy:
+    """Forwards to ``upstream``; request k (0-based, counted over all requests) meets ``fault(k)``."""
+
+    def __init__(self, upstream: str, port: int, fault) -> None:
+        self.upstream, self.port, self.fault, self.count = upstream, port, fault, 0
+        self.injected: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        proxy = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                self._forward(b"")
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with proxy.lock:
+                    k = proxy.count
+                    proxy.count += 1
+                kind = proxy.fault(k)
+                if kind:
+                    proxy.injected[kind] = proxy.injected.get(kind, 0) + 1
+                if kind == "down":
+                    return self._reply(503, b'{"error": {"message": "server is down"}}')
+                if kind == "500":
+                    return self._reply(500, b'{"error": {"message": "internal error"}}')
+                if kind == "429":
+                    return self._reply(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0.3"})
+                if kind == "timeout":
+                    time.sleep(11.0)  # the client's timeout is 10 s
+                    return None
+                self._forward(body, truncate=kind == "truncated")
+                if kind == "close":  # then stop listening for 2 s: the next connections are refused
+                    threading.Thread(target=proxy.restart, args=(2.0,), daemon=True).start()
+
+            def _reply(self, status, data, headers=None):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _forward(self, body, truncate=False):
+                host, port = proxy.upstream.removeprefix("http://").split(":")
+                conn = http.client.HTTPConnection(host, int(port), timeout=120)
+                conn.request(self.command, self.path, body=body or None, headers={"Content-Type": "application/json"})
+                res = conn.getresponse()
+                data = res.read()
+                if truncate:
+                    data = data[: len(data) // 2]
+                self._reply(res.status, data)
+
+        self.handler = H
+        self._listen()
+
+    def _listen(self) -> None:
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def restart(self, closed_for: float) -> None:
+        self.stop()
+        time.sleep(closed_for)
+        self._listen()
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def society(out: Path, base_url: str, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sim.cli", "llm=openai_compatible", f"llm.base_url={base_url}/v1",
+                           "llm.model=smollm2", "llm.timeout_s=10", "llm.max_retries=6", "llm.backoff_s=0.3",
+                           "llm.concurrency=2", "population.size=4", "sim.steps=2", "sim.group_size=2",
+                           "sim.tokens.stance=12", "sim.tokens.debate=12", "sim.tokens.critique=12", "sim.tokens.revision=12",
+                           "sim.progress=false", "name=served", f"hydra.run.dir={out}", *extra],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def rows(out: Path) -> dict[str, pl.DataFrame]:
+    return {f: pl.read_parquet(out / f) for f in ("preferences.parquet", "stances.parquet", "transcripts.parquet")}
+
+
+def same_rows(a: dict[str, pl.DataFrame], b: dict[str, pl.DataFrame]) -> None:
+    for name in a:
+        assert a[name].shape == b[name].shape, name
+    key = ["pref_id", "response_a", "response_b", "judge_id", "principle_id"]
+    assert a["preferences.parquet"].select(key).equals(b["preferences.parquet"].select(key))
+    diff = (a["preferences.parquet"]["p_a"] - b["preferences.parquet"]["p_a"]).abs().max()
+    assert diff < 1e-3
+    assert a["transcripts.parquet"]["text"].to_list() == b["transcripts.parquet"]["text"].to_list()
+
+
+def test_society_through_a_real_server_survives_faults_and_an_outage(llama_server, tmp_path):
+    # 1. clean: every row, logprobs read from the server
+    clean = tmp_path / "clean"
+    res = society(clean, llama_server)
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((clean / "summary.json").read_text())
+    assert s["backend"]["retries"] == 0 and s["counts"]["preferences"] > 0
+    reference = rows(clean)
+    assert reference["preferences.parquet"]["p_a"].is_between(0, 1).all()
+
+    # 2. faults: 500, 429 with Retry-After, truncated JSON, a reply slower than the client's timeout,
+    #    and the proxy not listening for 2 s (refused connections)
+    port = free_port()
+    schedule = {3: "500", 7: "429", 11: "truncated", 15: "timeout", 19: "close", 23: "500", 27: "truncated"}
+    proxy = FaultProxy(llama_server, port, lambda k: schedule.get(k))
+    proxy.start()
+    faulted = tmp_path / "faulted"
+    try:
+        res = society(faulted, f"http://127.0.0.1:{port}")
+    finally:
+        proxy.stop()
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((faulted / "summary.json").read_text())
+    causes = s["backend"]["extra"]
+    assert s["backend"]["retries"] >= len(schedule)  # one per fault, one or more for the closed port
+    assert {"retry:connection", "retry:http_500", "retry:rate_limit", "retry:bad_response", "retry:timeout"} <= set(causes)
+    same_rows(rows(faulted), reference)  # nothing lost, nothing changed
+
+    # 3. an outage that outlasts the retry budget, after the first step's checkpoint
+    first_step = json.loads((clean / "summary.json").read_text())["backend"]
+    per_step = (first_step["generate_calls"] + first_step["score_calls"]) // 2
+    down_from = per_step + 5
+    proxy = FaultProxy(llama_server, free_port(), lambda k: "down" if k >= down_from else None)
+    proxy.start()
+    broken = tmp_path / "broken"
+    try:
+        res = society(broken, f"http://127.0.0.1:{proxy.port}")
+    finally:
+        proxy.stop()
+    assert res.returncode == 2
+    err = res.stderr.strip().splitlines()[-1]
+    assert err.startswith("agora: error: model server") and "after 7 attempts" in err and "503" in err
+    assert (broken / "checkpoint.json").exists() and not (broken / "summary.json").exists()
+    assert json.loads((broken / "checkpoint.json").read_text())["society"]["steps"] == 1
+
+    # the server is back (at another address): resume with the stored config, pointed at the live server
+    res = subprocess.run([sys.executable, "-m", "sim.cli", f"resume={broken}", f"llm.base_url={llama_server}/v1"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-3000:]
+    same_rows(rows(broken), reference)
+    assert json.loads((broken / "summary.json").read_text())["resumed_after_step"] == 1
