@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
+from sim.checkpoint import Checkpoint, simulate
 from sim.config import AgoraConfig
 from sim.rating import finite, interval, p_yes
 from sim.run import make_backend, run_id_for
@@ -97,31 +98,32 @@ def shift_toward(p_arm: np.ndarray, p_ref: np.ndarray, delta: np.ndarray, seed: 
 
 
 def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    t0 = time.perf_counter()
     ab = cfg.study.ablation
-    backend = backend or make_backend(cfg.llm)
     pool = load_dilemmas(cfg.scenario.dilemmas)
     arms = {name: load_constitution(name) for name in ab.constitutions}
+    ckpt = Checkpoint(out_dir, run_id_for(cfg), "constitution_ablation", cfg, None, resume=bool(cfg.resume))
+    backend = backend or make_backend(cfg.llm)
+    ckpt.track(backend.stats)
     society = Society(cfg, pool, load_constitution(cfg.constitution.name), backend, run_id=run_id_for(cfg))
     out_dir.mkdir(parents=True, exist_ok=True)
-    for _ in range(cfg.sim.steps):
-        society.step()
-    t_society = time.perf_counter() - t0
-    stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
+    fb = ckpt.stage("society", partial(simulate, society, ckpt, "society"), drop=("society",))
+    stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
     store.write_feedback(out_dir, stances, transcripts, prefs)
     dilemmas = {d.id: d for d in pool}
     prog = dict(disable=not cfg.sim.progress, leave=False, unit="pair")
     labels: dict[str, list[float]] = {}
     for name, con in arms.items():
         with tqdm(total=len(prefs), desc=f"ablation: judge under {name}", **prog) as bar:
-            labels[name] = asyncio.run(rejudge(society, prefs, con, dilemmas, (name,), bar))
+            labels[name] = ckpt.stage(f"judge/{name}", lambda con=con, name=name, bar=bar: asyncio.run(
+                rejudge(society, prefs, con, dilemmas, (name,), bar)))
     texts = sorted({(r["dilemma_id"], t) for r in prefs.iter_rows(named=True) for t in (r["response_a"], r["response_b"])})
     directions = {name: con.direction for name, con in arms.items() if con.direction}
     rated: dict[str, dict[tuple[str, str], float]] = {}
     for name, question in directions.items():
         with tqdm(total=len(texts), desc=f"ablation: rate '{name}' direction", **prog) as bar:
-            rated[name] = dict(zip(texts, asyncio.run(rate_answers(backend, texts, question, dilemmas, bar)), strict=True))
-    t_judge = time.perf_counter() - t0 - t_society
+            scores = ckpt.stage(f"rate/{name}", lambda question=question, bar=bar: asyncio.run(
+                rate_answers(backend, texts, question, dilemmas, bar)))
+            rated[name] = dict(zip(texts, scores, strict=True))
     table = prefs.select("pref_id", "dilemma_id", "pair_kind", "judge_id", "prompt", "response_a", "response_b")
     table = table.with_columns(*(pl.Series(f"p_a[{n}]", v) for n, v in labels.items()))
     for dname in directions:
@@ -134,12 +136,13 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
         for dname in directions:
             effects.setdefault(arm, {})[dname] = shift_toward(table[f"p_a[{arm}]"].to_numpy(), ref,
                                                               table[f"delta[{dname}]"].to_numpy(), cfg.seed, cfg.eval.bootstrap)
-    reward = _reward_arms(cfg, table, list(arms), list(directions), out_dir) if ab.train_reward and len(table) >= 4 else {}
+    reward = (ckpt.stage("reward", lambda: _reward_arms(cfg, table, list(arms), list(directions), out_dir))
+              if ab.train_reward and len(table) >= 4 else {})
     store.write_parquet(table, out_dir / "ablation_pairs.parquet")
     plots = plot_ablation(effects, reward, out_dir)
     summary: dict[str, Any] = {
-        "run_id": society.run_id, "kind": "constitution_ablation", "wall_seconds": round(time.perf_counter() - t0, 1),
-        "seconds": {"society": round(t_society, 1), "judging_and_rating": round(t_judge, 1)},
+        "run_id": society.run_id, "kind": "constitution_ablation", "wall_seconds": round(ckpt.wall_seconds, 1),
+        "seconds": {"society": round(ckpt.seconds("society"), 1), "judging_and_rating": round(ckpt.seconds("judge/", "rate/"), 1)},
         "pairs": len(table), "arms": {n: {"tag": c.tag, "principles": [p.text for p in c.judge], "direction": c.direction}
                                       for n, c in arms.items()},
         "mean_p_a": {n: finite(float(np.mean(v))) for n, v in labels.items()},
@@ -152,6 +155,7 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
                             for a in directions if a in reward and a in reward[a]}
     ablation_report(out_dir, summary, transcripts)
     store.write_json(summary, out_dir / "summary.json")
+    ckpt.finish()
     return summary
 
 

@@ -115,7 +115,7 @@ def _main(dcfg: DictConfig) -> None:
 
 def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
     """The config stored in an unfinished run's checkpoint, and that run's folder (outputs go back there)."""
-    from sim.run import read_checkpoint
+    from sim.checkpoint import read_checkpoint
 
     out = Path(run_dir)
     try:

@@ -98,7 +98,14 @@ async def vote(citizens: Sequence[Worldview], graph: nx.Graph, current: Constitu
     for k, c in enumerate(candidates):
         c |= {"approval": float(score[k] / weights.sum()), "approvers": int(approve[:, k].sum()),
               "mean_p_yes": float(p_approve[:, k].mean()), "elected": k in winners}
-    new = Constitution(name=current.name.split("+")[0] + "+collective", version=f"g{generation}",
-                       critique=current.critique, description=current.description, direction=current.direction,
-                       judge=tuple(JudgePrinciple(id=candidates[k]["id"], text=candidates[k]["text"]) for k in winners))
+    new = elected_constitution(current, generation, candidates, [candidates[k]["id"] for k in winners])
     return Ballot(constitution=new, candidates=candidates, approvals=approve)
+
+
+def elected_constitution(current: Constitution, generation: int, candidates: Sequence[dict[str, Any]],
+                         elected: Sequence[str]) -> Constitution:
+    """``current`` with its judging principles replaced by the ``elected`` candidates (ids, in rank order)."""
+    by_id = {c["id"]: c for c in candidates}
+    return Constitution(name=current.name.split("+")[0] + "+collective", version=f"g{generation}",
+                        critique=current.critique, description=current.description, direction=current.direction,
+                        judge=tuple(JudgePrinciple(id=i, text=by_id[i]["text"]) for i in elected))

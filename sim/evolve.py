@@ -12,7 +12,7 @@ import dataclasses
 import json
 import logging
 import math
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,9 @@ from alignment.metrics import js_distance, krippendorff_alpha, normalised_entrop
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
 from alignment.reward import train_reward_model
 from scenarios.constitution import Constitution, load_constitution
-from scenarios.dilemma import InputError, load_dilemmas
+from scenarios.dilemma import load_dilemmas
 from sim import store
+from sim.checkpoint import Checkpoint, simulate
 from sim.config import AgoraConfig
 from sim.run import embedded_options, make_backend, run_id_for
 from sim.seeding import child_rng
@@ -128,22 +129,35 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
     return written
 
 
-def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    """Run ``cfg.alignment.generations`` generations; write per-generation and pooled outputs."""
-    from agents.llm.embedded import EmbeddedBackend
+def _simulate(society: Society, ckpt: Checkpoint, g: int, group: list[int],
+              policy: tuple[Path, str] | None) -> dict[str, list[dict[str, Any]]]:
+    """Generation ``g``'s steps, checkpointed after each one (resumes mid-generation); its feedback rows.
+    ``policy``: (folder, name) of the tuned policy the ``group`` speaks with, loaded here only."""
+    if policy is not None:
+        from agents.llm.embedded import EmbeddedBackend
 
-    if cfg.resume:
-        raise InputError("resume= continues single-society runs; a generations run (alignment.generations > 0) "
-                         "cannot be resumed yet and must be restarted")
-    t0 = time.perf_counter()
+        tuned = EmbeddedBackend(policy[0], **embedded_options(society.cfg.llm), name=policy[1])
+        for i in group:
+            society.citizens[i].backend = tuned
+    return simulate(society, ckpt, f"generation_{g}")
+
+
+def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
+    """Run ``cfg.alignment.generations`` generations; write per-generation and pooled outputs.
+
+    Checkpointed after every society step, reward model and DPO run; ``resume=DIR`` replays the
+    finished ones from the checkpoint and the saved policy folders and continues.
+    """
     a = cfg.alignment
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     constitution = load_constitution(cfg.constitution.name)
-    base = backend or make_backend(cfg.llm)
     run_id = run_id_for(cfg)
+    ckpt = Checkpoint(out_dir, run_id, "generations", cfg, None, resume=bool(cfg.resume))
+    base = backend or make_backend(cfg.llm)
+    ckpt.track(base.stats)
     out_dir.mkdir(parents=True, exist_ok=True)
     policy_dir: Path | None = cfg.llm.model_path and Path(cfg.llm.model_path) or None
-    policy_backend: LLMBackend | None = None
+    policy_name: str | None = None  # set once a tuned policy exists; loaded only if a society must run
     rows: list[dict[str, Any]] = []
     per_dilemma: list[dict[str, Any]] = []
     all_stances, all_prefs, all_transcripts = [], [], []
@@ -154,20 +168,16 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     for g in range(a.generations):
         society = Society(cfg, dilemmas, constitution, base, run_id=run_id, generation=g)
         if cfg.constitution.collective.enabled:
-            constitution = _collective_vote(cfg, society, constitution, base, g, versions, votes)
+            constitution = _collective_vote(cfg, society, constitution, base, g, versions, votes, ckpt)
             society.constitution = constitution
         group = policy_group(society.clusters, a.policy_share, cfg.seed)
-        if policy_backend is not None:
-            for i in group:
-                society.citizens[i].backend = policy_backend
-        for _ in range(cfg.sim.steps):
-            society.step()
-        stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
+        policy = (policy_dir, policy_name) if policy_dir and policy_name else None
+        fb = ckpt.stage(f"generation_{g}/society", partial(_simulate, society, ckpt, g, group, policy), drop=("society",))
+        stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
         all_stances.append(stances)
         all_prefs.append(prefs)
         all_transcripts.append(transcripts)
-        row: dict[str, Any] = {"generation": g, "policy_model": policy_backend.name if policy_backend else base.name,
-                               "preferences": len(prefs)}
+        row: dict[str, Any] = {"generation": g, "policy_model": policy_name or base.name, "preferences": len(prefs)}
         metrics, previous = generation_metrics(stances, prefs, group, society.clusters, previous)
         per_dilemma += [{"generation": g, **r} for r in metrics.pop("_per_dilemma")]
         row |= metrics
@@ -177,16 +187,17 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
         train, held = split_by_dilemma(data, a.eval_fraction, cfg.seed + g)
         gdir = out_dir / f"generation_{g}"
         rm_cfg = dataclasses.replace(a.reward, seed=a.reward.seed + g)
-        rm = train_reward_model(train, held, rm_cfg, gdir / "reward_model", policy_path=policy_dir)
+        rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
+                                                          policy_path=policy_dir))
         row |= {"rm_eval_accuracy": rm["eval"]["accuracy"], "rm_eval_ece": rm["eval"]["ece"],
                 "rm_eval_log_loss": rm["eval"]["log_loss"], "rm_pairs_per_s": rm["pairs_per_s"]}
         if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
             dpo_cfg = dataclasses.replace(a.dpo, seed=a.dpo.seed + g)
-            dpo = train_dpo(train, held, dpo_cfg, gdir / "policy", base_path=policy_dir)
+            dpo = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, train, held, dpo_cfg, gdir / "policy",
+                                                            base_path=policy_dir))
             row |= {"dpo_eval_margin_before": dpo["eval_margin_before"], "dpo_eval_margin_after": dpo["eval_margin_after"],
                     "dpo_train_margin_after": dpo["train_margin_after"], "dpo_pairs_per_s": dpo["pairs_per_s"]}
-            policy_dir = gdir / "policy"
-            policy_backend = EmbeddedBackend(policy_dir, **embedded_options(cfg.llm), name=f"policy-g{g + 1}")
+            policy_dir, policy_name = gdir / "policy", f"policy-g{g + 1}"
         rows.append(row)
         log.info("generation %d done: %s", g, {k: v for k, v in row.items() if isinstance(v, float)})
     metrics_df = pl.DataFrame(rows)
@@ -201,31 +212,36 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     last = rows[-1]
     headline = {k: last.get(k) for k in ("js_policy_population", "pds_entropy", "value_drift_js", "rm_eval_accuracy",
                                          "position_flip_rate") if isinstance(last.get(k), float) and not math.isnan(last[k])}
-    summary = {"run_id": run_id, "kind": "generations", "wall_seconds": round(time.perf_counter() - t0, 1),
+    summary = {"run_id": run_id, "kind": "generations", "wall_seconds": round(ckpt.wall_seconds, 1),
                "generations": rows, "policy_group": group, "plots": plots, "constitutions": versions,
                "headline": {f"last_generation[{k}]": v for k, v in headline.items()}, "config": dataclasses.asdict(cfg)}
     from sim.report import generations_report
 
     generations_report(out_dir, summary)
     store.write_json(summary, out_dir / "summary.json")
+    ckpt.finish()
     return summary
 
 
 def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
-                     versions: list[dict[str, Any]], votes: list[dict[str, Any]]) -> Constitution:
+                     versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:
     """Generation ``g``'s society votes the constitution it will judge under; both are recorded."""
     import asyncio
 
-    from sim.collective import vote
+    from sim.collective import elected_constitution, vote
 
     if not versions:
         versions.append({"generation": g, "tag": current.tag, "judge": [{"id": p.id, "text": p.text} for p in current.judge]})
-    ballot = asyncio.run(vote([c.worldview for c in society.citizens], society.graph, current, backend,
-                              cfg.constitution.collective, seed=cfg.seed, generation=g,
-                              temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
-    new = ballot.constitution
-    votes += [{"generation": g, **c} for c in ballot.candidates]
-    by_id = {c["id"]: c for c in ballot.candidates}
+    def ballot() -> dict[str, Any]:
+        b = asyncio.run(vote([c.worldview for c in society.citizens], society.graph, current, backend,
+                             cfg.constitution.collective, seed=cfg.seed, generation=g,
+                             temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
+        return {"candidates": b.candidates, "elected": [p.id for p in b.constitution.judge]}
+
+    result = ckpt.stage(f"generation_{g}/vote", ballot)
+    new = elected_constitution(current, g, result["candidates"], result["elected"])
+    votes += [{"generation": g, **c} for c in result["candidates"]]
+    by_id = {c["id"]: c for c in result["candidates"]}
     versions.append({"generation": g, "tag": new.tag, "judge": [{"id": p.id, "text": p.text,
                                                                  "approval": by_id[p.id]["approval"]} for p in new.judge]})
     log.info("generation %d constitution %s: %s", g, new.tag, [p.text[:60] for p in new.judge])

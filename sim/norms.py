@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from agents.worldview import Worldview, cluster_centre, cluster_label, mutate
 from alignment.metrics import binary_entropy, normalised_entropy
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
+from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig, NormConfig
 from sim.pluralism import sample_dilemmas
 from sim.rating import finite, p_yes
@@ -106,6 +107,18 @@ async def _generation(cfg: AgoraConfig, g: int, people: list[Worldview], dilemma
     return agent_rows, list(done[len(agent_jobs):])
 
 
+def _answer_generation(cfg: AgoraConfig, g: int, people: list[Worldview], dilemmas: list[Dilemma], principle: str,
+                       backend: LLMBackend, policy_dir: Path | None, bar: tqdm) -> tuple[list[dict], list[dict]]:
+    """One generation's rated answers; the policy (base model until one is tuned) answers too with train_policy."""
+    policy: LLMBackend | None = None
+    if cfg.study.norms.train_policy:
+        from agents.llm.embedded import EmbeddedBackend
+
+        policy = backend if policy_dir is None else EmbeddedBackend(policy_dir, **embedded_options(cfg.llm),
+                                                                    name=f"policy-{policy_dir.parent.name}")
+    return asyncio.run(_generation(cfg, g, people, dilemmas, principle, backend, policy, bar))
+
+
 def _policy_pairs(rows: list[dict], dilemmas: list[Dilemma], g: int) -> pl.DataFrame:
     """Per dilemma, the fittest answer vs the least fit, soft label from their fit gap (DPO input)."""
     out = []
@@ -120,18 +133,16 @@ def _policy_pairs(rows: list[dict], dilemmas: list[Dilemma], g: int) -> pl.DataF
 
 
 def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    t0 = time.perf_counter()
     nc = cfg.study.norms
+    ckpt = Checkpoint(out_dir, run_id_for(cfg), "evolving_norms", cfg, None, resume=bool(cfg.resume))
     backend = backend or make_backend(cfg.llm)
+    ckpt.track(backend.stats)
     pool = load_dilemmas(cfg.scenario.dilemmas)
     people = population(cfg)
     lineage = list(range(len(people)))  # founder each slot descends from
     names = list(dict.fromkeys(cfg.population.clusters))
     out_dir.mkdir(parents=True, exist_ok=True)
-    policy: LLMBackend | None = None
-    policy_dir: Path | None = None
-    if nc.train_policy:
-        policy = backend  # generation 0's policy is the base model itself
+    policy_dir: Path | None = None  # the tuned policy, once there is one; before that the base model answers as policy
     gens: list[dict[str, Any]] = []
     agent_rows: list[dict[str, Any]] = []
     policy_rows: list[dict[str, Any]] = []
@@ -142,7 +153,10 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
     dilemmas = sample_dilemmas(pool, nc.dilemmas, cfg.seed, "norms")
     for g in range(nc.generations):
         norm = norm_at(nc.schedule, g)
-        rows, prow = asyncio.run(_generation(cfg, g, people, dilemmas, norm_text(norm), backend, policy, bar))
+        if ckpt.done(f"generation_{g}/answers"):
+            bar.update(per_call)
+        rows, prow = ckpt.stage(f"generation_{g}/answers", partial(_answer_generation, cfg, g, people, dilemmas,
+                                                                   norm_text(norm), backend, policy_dir, bar))
         fit = np.zeros(len(people))
         for r in rows:
             fit[r["slot"]] += r["fit"] / len(dilemmas)
@@ -172,17 +186,16 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
         rng = child_rng(cfg.seed, "norms", "select", g)
         plan = select(fit, nc.turnover, rng)
         row["replaced"] = len(plan)
-        if nc.train_policy and policy is not None and g < nc.generations - 1:
-            from agents.llm.embedded import EmbeddedBackend
+        if nc.train_policy and g < nc.generations - 1:
             from alignment.dpo import train_dpo
 
             pairs = _policy_pairs(rows, dilemmas, g)
             if len(pairs):
                 dpo_cfg = dataclasses.replace(cfg.alignment.dpo, seed=cfg.alignment.dpo.seed + g)
-                rep = train_dpo(pairs, pairs, dpo_cfg, out_dir / f"generation_{g}" / "policy", base_path=policy_dir)
+                rep = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg,
+                                                                out_dir / f"generation_{g}" / "policy", base_path=policy_dir))
                 row["dpo_train_margin_after"] = rep["train_margin_after"]
                 policy_dir = out_dir / f"generation_{g}" / "policy"
-                policy = EmbeddedBackend(policy_dir, **embedded_options(cfg.llm), name=f"policy-g{g + 1}")
         new_people, new_lineage = list(people), list(lineage)
         for leaving, parent in plan:
             new_people[leaving] = mutate(people[parent], rng, nc.mutation)
@@ -201,7 +214,7 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
         store.write_parquet(pl.DataFrame(policy_rows, infer_schema_length=None), out_dir / "norms_policy_answers.parquet")
     plots = plot_norms(table, cfg, out_dir)
     summary: dict[str, Any] = {
-        "run_id": run_id_for(cfg), "kind": "evolving_norms", "wall_seconds": round(time.perf_counter() - t0, 1),
+        "run_id": run_id_for(cfg), "kind": "evolving_norms", "wall_seconds": round(ckpt.wall_seconds, 1),
         "schedule": [dataclasses.asdict(n) | {"text": norm_text(n)} for n in nc.schedule], "generations": gens,
         "shifts": shifts, "pluralism_change": lost, "plots": plots,
         "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
@@ -214,6 +227,7 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
     summary["headline"] |= {f"change[{k}]": v for k, v in lost.items()}
     norms_report(out_dir, summary)
     store.write_json(summary, out_dir / "summary.json")
+    ckpt.finish()
     return summary
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from agents.worldview import cluster_centre, cluster_label
 from alignment.metrics import bootstrap_interval, normalised_entropy, paired_permutation_test
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
+from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig
 from sim.rating import classify, finite, interval
 from sim.run import make_backend, run_id_for
@@ -163,19 +163,20 @@ def plot_pluralism(metrics: dict[str, Any], names: list[str], out_dir: Path) -> 
 
 
 def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    t0 = time.perf_counter()
     p = cfg.study.pluralism
+    ckpt = Checkpoint(out_dir, run_id_for(cfg), "pluralism", cfg, None, resume=bool(cfg.resume))
     backend = backend or make_backend(cfg.llm)
+    ckpt.track(backend.stats)
     dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), p.dilemmas, cfg.seed, "pluralism")
     names = list(dict.fromkeys(cfg.population.clusters))
     out_dir.mkdir(parents=True, exist_ok=True)
     n_answers = len(dilemmas) * (3 + min(p.panel_size, cfg.population.size))
     with tqdm(total=n_answers, desc="pluralism: answers", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
-        rows = asyncio.run(_answers(cfg, backend, dilemmas, bar))
-    t_answers = time.perf_counter() - t0
+        rows = ckpt.stage("answers", lambda: asyncio.run(_answers(cfg, backend, dilemmas, bar)))
     with tqdm(total=len(rows), desc="pluralism: classify", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
-        dists = asyncio.run(_classify(backend, rows, {d.id: d for d in dilemmas}, names, bar))
-    for r, dist in zip(rows, dists, strict=True):
+        dists = ckpt.stage("classify", lambda: [d.tolist() for d in asyncio.run(
+            _classify(backend, rows, {d.id: d for d in dilemmas}, names, bar))])
+    for r, dist in zip(rows, map(np.asarray, dists), strict=True):
         r |= {f"p[{n}]": float(v) for n, v in zip(names, dist, strict=True)}
         r["entropy"] = normalised_entropy(dist)
         r["top"] = names[int(np.argmax(dist))]
@@ -184,8 +185,8 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
     store.write_parquet(answers, out_dir / "pluralism_answers.parquet")
     plots = plot_pluralism(metrics, names, out_dir)
     summary = {
-        "run_id": run_id_for(cfg), "kind": "pluralism", "wall_seconds": round(time.perf_counter() - t0, 1),
-        "seconds": {"answers": round(t_answers, 1), "classify": round(time.perf_counter() - t0 - t_answers, 1)},
+        "run_id": run_id_for(cfg), "kind": "pluralism", "wall_seconds": round(ckpt.wall_seconds, 1),
+        "seconds": {"answers": round(ckpt.seconds("answers"), 1), "classify": round(ckpt.seconds("classify"), 1)},
         "dilemmas": len(dilemmas), "clusters": names, **metrics, "plots": plots,
         "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
     summary["headline"] = {f"entropy[{c}]": v["entropy"] for c, v in metrics["conditions"].items()}
@@ -195,6 +196,7 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
                                                              for k in ("value", "low", "high")}
     pluralism_report(out_dir, summary, answers)
     store.write_json(summary, out_dir / "summary.json")
+    ckpt.finish()
     return summary
 
 

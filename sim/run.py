@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import platform
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,9 @@ import polars as pl
 
 from agents.llm.base import LLMBackend
 from scenarios.constitution import load_constitution
-from scenarios.dilemma import InputError, load_dilemmas
+from scenarios.dilemma import load_dilemmas
 from sim import store
+from sim.checkpoint import Checkpoint, simulate
 from sim.config import AgoraConfig, LLMConfig
 from sim.society import Society
 
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet",
                 "metrics.parquet", "summary.json", "stance_shares.png",
                 "report.md", "report.html")
-CHECKPOINT = "checkpoint.json"
 # llm settings that say how to reach a model server, not what it computes: a resumed run may change them
 TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")
 
@@ -140,31 +139,19 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     Files appear only when complete (atomic renames); ``summary.json`` is written last, so its
     presence marks a finished run.
     """
-    t0 = time.perf_counter()
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     constitution = load_constitution(cfg.constitution.name)
+    run_id = run_id_for(cfg)
+    ckpt = Checkpoint(out_dir, run_id, "society", cfg, None, resume=bool(cfg.resume))  # refuses before the model loads
     backend = backend or make_backend(cfg.llm)
-    society = Society(cfg, dilemmas, constitution, backend, run_id=run_id_for(cfg))
+    ckpt.track(backend.stats)
+    society = Society(cfg, dilemmas, constitution, backend, run_id=run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt, prior_wall, resumed_from = out_dir / CHECKPOINT, 0.0, None
-    if cfg.resume:
-        state = read_checkpoint(out_dir)
-        if state["run_id"] != society.run_id:
-            raise InputError(f"{ckpt}: checkpoint is for run {state['run_id']}, this config gives {society.run_id}")
-        society.load_state_dict(state["society"])
-        for k, v in state["backend_stats"].items():
-            setattr(backend.stats, k, v)
-        prior_wall, resumed_from = state["wall_seconds"], society.steps
-        log.info("resuming %s after step %d of %d", society.run_id, society.steps, cfg.sim.steps)
-    while society.steps < cfg.sim.steps:
-        society.step()
-        log.info("step %d/%d done: %s", society.steps, cfg.sim.steps,
-                 {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
-        # after every step: a kill -9 from here on loses at most the step in progress
-        store.atomic_write_bytes(ckpt, json.dumps(
-            {"run_id": society.run_id, "config": dataclasses.asdict(cfg), "society": society.state_dict(),
-             "backend_stats": dataclasses.asdict(backend.stats), "wall_seconds": prior_wall + time.perf_counter() - t0},
-            allow_nan=True).encode())
+    midway = ckpt.extra("society")
+    resumed_from = midway["state"]["steps"] if midway else None
+    if midway:
+        log.info("resuming %s after step %d of %d", society.run_id, resumed_from, cfg.sim.steps)
+    simulate(society, ckpt, "society")  # checkpoints after every step
     stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
@@ -173,7 +160,7 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     from sim.plots import plot_stance_shares
 
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
-    summary = summarise(society, prefs, stances, prior_wall + time.perf_counter() - t0)
+    summary = summarise(society, prefs, stances, ckpt.wall_seconds)
     summary["resumed_after_step"] = resumed_from
     summary["config"] = dataclasses.asdict(cfg)
     summary["seed"] = cfg.seed
@@ -189,7 +176,7 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
 
     society_report(out_dir, summary)
     store.write_json(summary, out_dir / "summary.json")
-    ckpt.unlink(missing_ok=True)  # summary.json now marks the run complete
+    ckpt.finish()  # summary.json now marks the run complete
     return summary
 
 
@@ -201,16 +188,3 @@ def headline(summary: dict[str, Any]) -> dict[str, Any]:
            "label_informativeness": j["label_informativeness_mean_abs_p_minus_half"],
            "cluster_share_spread": s["mean_cluster_share_spread"]}
     return {k: v for k, v in out.items() if v is not None}
-
-
-def read_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The checkpoint of an unfinished run, or a one-line error saying why there is none."""
-    ckpt = run_dir / CHECKPOINT
-    if not ckpt.is_file():
-        done = (run_dir / "summary.json").is_file()
-        raise InputError(f"{run_dir}: " + ("run already complete (summary.json present), nothing to resume" if done
-                                           else f"no {CHECKPOINT} (it is written after each finished step)"))
-    try:
-        return json.loads(ckpt.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{ckpt}: unreadable checkpoint ({exc})") from None

@@ -11,8 +11,6 @@ from sim.config import AgoraConfig
 
 
 def run_study(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    if cfg.resume:
-        raise InputError(f"resume= continues single-society runs; a {cfg.study.kind} run must be restarted")
     kind = cfg.study.kind
     if kind == "pluralism":
         from sim.pluralism import run_pluralism

@@ -1,15 +1,21 @@
 """Checkpoint and resume: a run killed with SIGKILL at a random point continues to the same bytes."""
 
+import dataclasses
 import json
 import random
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from agents.llm.scripted import ScriptedBackend
 from scenarios.dilemma import InputError
-from sim.run import CHECKPOINT, read_checkpoint
+from sim.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
+from sim.config import AgoraConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ARGS = ["llm=scripted", "population.size=120", "sim.steps=6", "sim.progress=false", "seed=3", "name=resume"]
 
@@ -20,7 +26,7 @@ def agora(*args: str) -> subprocess.CompletedProcess:
 
 def _steps_done(path) -> int:
     try:
-        return json.loads(path.read_text())["society"]["steps"]
+        return json.loads(path.read_text())["extra"]["society"]["state"]["steps"]
     except (FileNotFoundError, json.JSONDecodeError, KeyError):
         return 0
 
@@ -63,3 +69,108 @@ def test_resume_refuses_clearly_when_there_is_nothing_to_resume(tmp_path):
         read_checkpoint(tmp_path)
     res = agora(f"resume={tmp_path}", f"hydra.run.dir={tmp_path / 'log'}")
     assert res.returncode == 2 and "already complete" in res.stderr and "Traceback" not in res.stderr
+
+
+# -- every kind of run: stop right after each checkpoint write, resume, compare ----------------------------
+class Crash(Exception):
+    """Stands in for a kill: raised right after the n-th checkpoint write (before any later work)."""
+
+
+def _with_crash(monkeypatch, n: int | None) -> list[int]:
+    """Patch checkpoint writes to raise after the ``n``-th (never for None); returns the write counter."""
+    real, writes = Checkpoint.save, [0]
+
+    def save(self, **extra):
+        real(self, **extra)
+        writes[0] += 1
+        if writes[0] == n:
+            raise Crash(n)
+
+    monkeypatch.setattr(Checkpoint, "save", save)
+    return writes
+
+
+def _compose(*overrides: str) -> AgoraConfig:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import sim.cli  # noqa: F401  (registers the schema)
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return OmegaConf.to_object(compose("config", overrides=["llm=scripted", "sim.progress=false", *overrides]))
+
+
+def _entry(cfg: AgoraConfig):
+    if cfg.study.kind != "society":
+        from sim.studies import run_study
+
+        return run_study
+    if cfg.alignment.generations:
+        from sim.evolve import run_generations
+
+        return run_generations
+    from sim.run import run
+
+    return run
+
+
+def _outputs(d: Path) -> dict[str, bytes]:
+    # metrics_generations holds training throughput (wall clock): compared without it below
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*.parquet")) if p.name != "metrics_generations.parquet"}
+
+
+def _stop_and_resume(monkeypatch, cfg: AgoraConfig, ref: dict, ref_dir: Path, out: Path, n: int) -> dict:
+    with pytest.raises(Crash):
+        _with_crash(monkeypatch, n)
+        _entry(cfg)(cfg, out, ScriptedBackend())
+    assert (out / CHECKPOINT).exists() and not (out / "summary.json").exists()
+    monkeypatch.undo()
+    resumed = dataclasses.replace(cfg, resume=str(out))
+    summary = _entry(cfg)(resumed, out, ScriptedBackend())
+    where = f"stopped after checkpoint write {n}"
+    assert _outputs(out) == _outputs(ref_dir), where
+    assert summary.get("backend", {}).get("generate_calls") == ref.get("backend", {}).get("generate_calls"), where
+    untimed = lambda h: {k: v for k, v in h.items() if not k.endswith("_per_s")}  # noqa: E731
+    assert untimed(summary["headline"]) == untimed(ref["headline"]), where
+    assert not (out / CHECKPOINT).exists()
+    return summary
+
+
+STUDIES = {
+    "pluralism": ("experiment=pluralism", "study.pluralism.dilemmas=3", "population.size=8"),
+    "evolving_norms": ("experiment=evolving_norms", "study.norms.generations=4", "study.norms.dilemmas=2",
+                       "study.norms.train_policy=false", "population.size=8"),
+    "constitution_ablation": ("experiment=constitution_ablation", "study.ablation.train_reward=false",
+                              "population.size=8", "sim.steps=2"),
+    "society": ("experiment=tiny", "population.size=8", "sim.steps=3"),
+}
+
+
+@pytest.mark.parametrize("kind", list(STUDIES))
+def test_stopping_after_any_checkpoint_then_resuming_gives_identical_outputs(kind, tmp_path, monkeypatch):
+    cfg = _compose(*STUDIES[kind])
+    writes = _with_crash(monkeypatch, None)
+    ref = _entry(cfg)(cfg, tmp_path / "ref", ScriptedBackend())
+    total = writes[0]
+    monkeypatch.undo()
+    assert total >= 2 and not (tmp_path / "ref" / CHECKPOINT).exists()
+    assert _outputs(tmp_path / "ref")
+    for n in range(1, total + 1):  # every unit boundary, the last one included
+        _stop_and_resume(monkeypatch, cfg, ref, tmp_path / "ref", tmp_path / f"stop{n}", n)
+
+
+@pytest.mark.slow  # ~2 min: each attempt trains reward models and a DPO policy; `make test-slow` (and CI) run it
+def test_generations_run_resumes_mid_generation_with_the_tuned_policy_from_disk(tmp_path, monkeypatch):
+    """Stop in generation 1's first step (after generation 0's DPO): the resumed run must load the tuned
+    policy from its folder, the stored society state, and end with the same feedback as a run that never stopped."""
+    cfg = _compose("experiment=tiny_evolve")
+    writes = _with_crash(monkeypatch, None)
+    ref = _entry(cfg)(cfg, tmp_path / "ref", ScriptedBackend())
+    monkeypatch.undo()
+    steps = cfg.sim.steps
+    after_dpo_first_step = steps + 3 + 1  # gen 0: steps, society stage, reward, dpo; then gen 1's first step
+    assert writes[0] == 2 * (steps + 2) + 1
+    summary = _stop_and_resume(monkeypatch, cfg, ref, tmp_path / "ref", tmp_path / "stopped", after_dpo_first_step)
+    assert summary["generations"][1]["policy_model"] == "policy-g1" == ref["generations"][1]["policy_model"]
+    for key in ("rm_eval_accuracy", "dpo_eval_margin_after"):
+        assert summary["generations"][0][key] == ref["generations"][0][key]
