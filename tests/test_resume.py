@@ -12,7 +12,7 @@ import pytest
 
 from agents.llm.scripted import ScriptedBackend
 from scenarios.dilemma import InputError
-from sim.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
+from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint, read_checkpoint
 from sim.config import AgoraConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,18 +76,18 @@ class Crash(Exception):
     """Stands in for a kill: raised right after the n-th checkpoint write (before any later work)."""
 
 
-def _with_crash(monkeypatch, n: int | None) -> list[int]:
-    """Patch checkpoint writes to raise after the ``n``-th (never for None); returns the write counter."""
-    real, writes = Checkpoint.save, [0]
+def _with_crash(monkeypatch, n: int | None, method: str = "save") -> list[int]:
+    """Patch ``Checkpoint.<method>`` to raise right after its ``n``-th call (never for None); returns the call counter."""
+    real, calls = getattr(Checkpoint, method), [0]
 
-    def save(self, **extra):
-        real(self, **extra)
-        writes[0] += 1
-        if writes[0] == n:
+    def patched(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        calls[0] += 1
+        if calls[0] == n:
             raise Crash(n)
 
-    monkeypatch.setattr(Checkpoint, "save", save)
-    return writes
+    monkeypatch.setattr(Checkpoint, method, patched)
+    return calls
 
 
 def _compose(*overrides: str) -> AgoraConfig:
@@ -119,9 +119,10 @@ def _outputs(d: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(d.glob("*.parquet")) if p.name != "metrics_generations.parquet"}
 
 
-def _stop_and_resume(monkeypatch, cfg: AgoraConfig, ref: dict, ref_dir: Path, out: Path, n: int) -> dict:
+def _stop_and_resume(monkeypatch, cfg: AgoraConfig, ref: dict, ref_dir: Path, out: Path, n: int,
+                     method: str = "save") -> dict:
     with pytest.raises(Crash):
-        _with_crash(monkeypatch, n)
+        _with_crash(monkeypatch, n, method)
         _entry(cfg)(cfg, out, ScriptedBackend())
     assert (out / CHECKPOINT).exists() and not (out / "summary.json").exists()
     monkeypatch.undo()
@@ -132,7 +133,7 @@ def _stop_and_resume(monkeypatch, cfg: AgoraConfig, ref: dict, ref_dir: Path, ou
     assert summary.get("backend", {}).get("generate_calls") == ref.get("backend", {}).get("generate_calls"), where
     untimed = lambda h: {k: v for k, v in h.items() if not k.endswith("_per_s")}  # noqa: E731
     assert untimed(summary["headline"]) == untimed(ref["headline"]), where
-    assert not (out / CHECKPOINT).exists()
+    assert not (out / CHECKPOINT).exists() and not (out / CHECKPOINT_DIR).exists()
     return summary
 
 
@@ -157,6 +158,23 @@ def test_stopping_after_any_checkpoint_then_resuming_gives_identical_outputs(kin
     assert _outputs(tmp_path / "ref")
     for n in range(1, total + 1):  # every unit boundary, the last one included
         _stop_and_resume(monkeypatch, cfg, ref, tmp_path / "ref", tmp_path / f"stop{n}", n)
+
+
+def test_rows_logged_after_the_last_checkpoint_are_dropped_on_resume(tmp_path, monkeypatch):
+    """A kill between a step's row append and its checkpoint write leaves a tail the checkpoint does not
+    record: the resumed run cuts it and redoes that step (no row twice, none lost)."""
+    cfg = _compose(*STUDIES["society"])
+    ref = _entry(cfg)(cfg, tmp_path / "ref", ScriptedBackend())
+    out = tmp_path / "torn"
+    with pytest.raises(Crash):
+        _with_crash(monkeypatch, 2, "append_rows")
+        _entry(cfg)(cfg, out, ScriptedBackend())
+    monkeypatch.undo()
+    state = read_checkpoint(out)
+    assert state["extra"]["society"]["state"]["steps"] == 1
+    assert (out / CHECKPOINT_DIR / "rows.jsonl").stat().st_size > state["rows"]["bytes"]  # step 2's rows, uncommitted
+    summary = _entry(cfg)(dataclasses.replace(cfg, resume=str(out)), out, ScriptedBackend())
+    assert _outputs(out) == _outputs(tmp_path / "ref") and summary["counts"] == ref["counts"]
 
 
 @pytest.mark.slow  # ~2 min: each attempt trains reward models and a DPO policy; `make test-slow` (and CI) run it
