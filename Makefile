@@ -40,7 +40,7 @@ test: setup
 
 # Tests marked slow: a real llama.cpp server under injected faults (needs test-setup's build).
 test-slow: test-setup
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -rP  # -rP: the passed tests' printed figures (retries by cause)
 
 test-all: test-setup
 	$(BIN)/python -m pytest -q -m ''

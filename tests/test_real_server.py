@@ -195,6 +195,8 @@ def test_society_through_a_real_server_survives_faults_and_an_outage(llama_serve
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((faulted / "summary.json").read_text())
     causes = s["backend"]["extra"]
+    print(f"faulted run: {len(schedule)} faults + 2 s refused -> {s['backend']['retries']} retries {causes}; "
+          f"{s['counts']['preferences']} preferences, {s['counts']['stances']} stances")  # shown by `make test-slow`
     assert s["backend"]["retries"] >= len(schedule)  # one per fault, one or more for the closed port
     assert {"retry:connection", "retry:http_500", "retry:rate_limit", "retry:bad_response", "retry:timeout"} <= set(causes)
     same_rows(rows(faulted), reference)  # nothing lost, nothing changed
@@ -214,7 +216,7 @@ def test_society_through_a_real_server_survives_faults_and_an_outage(llama_serve
     err = res.stderr.strip().splitlines()[-1]
     assert err.startswith("agora: error: model server") and "after 7 attempts" in err and "503" in err
     assert (broken / "checkpoint.json").exists() and not (broken / "summary.json").exists()
-    assert json.loads((broken / "checkpoint.json").read_text())["society"]["steps"] == 1
+    assert json.loads((broken / "checkpoint.json").read_text())["extra"]["society"]["state"]["steps"] == 1
 
     # the server is back (at another address): resume with the stored config, pointed at the live server
     res = subprocess.run([sys.executable, "-m", "sim.cli", f"resume={broken}", f"llm.base_url={llama_server}/v1"],
