@@ -29,7 +29,10 @@ class LLMConfig:
         max_batch_tokens: most rows x padded tokens per forward batch, bounding activation and KV
             memory (embedded).
         prefix_sharing: score a prompt prefix shared by several requests once and reuse its KV cache
-            (embedded; results equal unshared scoring within 1e-4).
+            (embedded; results equal unshared scoring within 1e-4); also lets a prompt start from the
+            KV of an earlier prompt with the same opening while the engine is busy (a stance's
+            generation and its scoring share one prompt).
+        prefix_cache_mb: memory for those earlier prompts' KV (embedded; 0 turns that cache off).
         max_context_tokens: prompt + generation budget; longer prompts are truncated (middle dropped).
         base_url: server URL for ``openai_compatible``, e.g. ``http://127.0.0.1:8000/v1``.
         model: model name sent to the server.
@@ -52,6 +55,7 @@ class LLMConfig:
     max_batch_size: int = 32
     max_batch_tokens: int = 16384
     prefix_sharing: bool = True
+    prefix_cache_mb: int = 512
     max_context_tokens: int = 2048
     base_url: str | None = None
     model: str | None = None
@@ -72,6 +76,8 @@ class LLMConfig:
             raise ValueError(f"llm.dtype must be auto, float32 or bfloat16, got '{self.dtype}'")
         if self.max_batch_size < 1 or self.max_context_tokens < 256 or self.max_batch_tokens < 256:
             raise ValueError("llm.max_batch_size must be >= 1, llm.max_context_tokens and llm.max_batch_tokens >= 256")
+        if self.prefix_cache_mb < 0:
+            raise ValueError(f"llm.prefix_cache_mb must be >= 0, got {self.prefix_cache_mb}")
         if not 0 <= self.temperature <= 5 or not 0 < self.top_p <= 1:
             raise ValueError("llm.temperature must be in [0, 5] and llm.top_p in (0, 1]")
 

@@ -34,7 +34,7 @@ TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backof
 def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
     return {"device": cfg.device, "dtype": cfg.dtype, "max_batch_size": cfg.max_batch_size,
             "max_batch_tokens": cfg.max_batch_tokens, "max_context_tokens": cfg.max_context_tokens,
-            "prefix_sharing": cfg.prefix_sharing}
+            "prefix_sharing": cfg.prefix_sharing, "prefix_cache_mb": cfg.prefix_cache_mb}
 
 
 def make_backend(cfg: LLMConfig) -> LLMBackend:

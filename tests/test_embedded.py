@@ -113,3 +113,55 @@ def test_missing_weights_error_names_the_install_command(monkeypatch, tmp_path):
 def test_model_path_must_be_an_hf_folder(tmp_path):
     with pytest.raises(BackendError, match="not a Hugging Face model folder"):
         emb.EmbeddedBackend(tmp_path)
+
+
+def test_prefix_cache_finds_whole_blocks_and_evicts_least_recently_used():
+    import torch
+
+    def kv(n: int, fill: float) -> torch.Tensor:
+        return torch.full((2, 2, 1, n, 4), fill)  # [layers, k/v, heads, tokens, dim]
+
+    cache = emb.PrefixCache(max_bytes=2 * kv(8, 0).numel() * 4, block=4)
+    cache.store(list(range(10)), lambda n: kv(n, 1.0))  # blocks of 4: keeps 8 tokens
+    assert cache.find(list(range(10)), limit=10) == (8, cache.find(list(range(8)), limit=8)[1])
+    assert cache.find(list(range(8)) + [99], limit=7)[0] == 4  # the limit keeps read positions out
+    assert cache.find([0, 1, 2, 99], limit=4) == (0, None)  # a partial block never matches
+    cache.store(list(range(8)), lambda n: pytest.fail("nothing new to store"))
+    cache.store([5] * 8, lambda n: kv(n, 2.0))
+    cache.find(list(range(8)), limit=8)  # touch the first entry: the second is now least recently used
+    cache.store([6] * 8, lambda n: kv(n, 3.0))  # over budget: one entry goes
+    assert len(cache) == 2 and cache.find([5] * 8, limit=8) == (0, None)
+    assert float(cache.find([6] * 8, limit=8)[1].mean()) == 3.0
+    cache.clear()
+    assert len(cache) == 0 and cache.nbytes == 0 and cache.find(list(range(8)), limit=8) == (0, None)
+
+
+def test_a_stance_burst_reuses_its_generation_prefill_for_scoring_with_equal_results(embedded):
+    """Generation and scoring of the same prompts, submitted together as a stance phase does: the
+    scores start from the generation's cached prompt KV, and nothing changes but the work done."""
+    from benches.workloads import stance_requests
+
+    gen, score = stance_requests(6, max_new_tokens=8)
+
+    async def burst(backend):
+        return await asyncio.gather(backend.generate(gen), backend.score_choices(score))
+
+    cached, plain = embedded.reconfigured(), embedded.reconfigured(prefix_cache_mb=0)
+    texts, scores = asyncio.run(burst(cached))
+    texts0, scores0 = asyncio.run(burst(plain))
+    assert texts == texts0
+    for s, s0 in zip(scores, scores0, strict=True):
+        assert s == pytest.approx(s0, abs=1e-4)
+    assert cached.stats.cached_prompt_tokens > 0 and plain.stats.cached_prompt_tokens == 0
+    assert cached.stats.prompt_tokens < 0.8 * plain.stats.prompt_tokens
+    assert len(cached._prefix_cache) == 0  # emptied once the engine went idle
+    singles = [embedded.score_batch([r])[0] for r in score]
+    for s, one in zip(scores, singles, strict=True):
+        assert s == pytest.approx(one, abs=1e-4)
+
+
+def test_negative_prefix_cache_budget_is_refused():
+    from sim.config import LLMConfig
+
+    with pytest.raises(ValueError, match="llm.prefix_cache_mb must be >= 0"):
+        LLMConfig(prefix_cache_mb=-1)

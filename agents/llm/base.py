@@ -64,6 +64,7 @@ class BackendStats:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     truncated_prompts: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens whose KV came from the prefix cache, not a forward
     retries: int = 0
     fallbacks: int = 0  # scores read from parsed text because the server gave no logprobs
     extra: dict[str, int] = field(default_factory=dict)
@@ -96,13 +97,19 @@ class Coalescer(Generic[Req, Res]):
     """
 
     def __init__(self, fn: Callable[[list[Req]], list[Res]], max_batch: int, settle: int = 8,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None, on_idle: Callable[[], None] | None = None) -> None:
         self._fn = fn
         self._max_batch = max_batch
         self._settle = settle
         self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
         self._flushing = False
         self._on_batch = on_batch
+        self._on_idle = on_idle
+
+    @property
+    def busy(self) -> bool:
+        """Requests are queued or a flush is under way."""
+        return self._flushing or bool(self._pending)
 
     async def submit(self, req: Req) -> Res:
         fut: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
@@ -138,3 +145,5 @@ class Coalescer(Generic[Req, Res]):
                 await asyncio.sleep(0)
         finally:
             self._flushing = False
+            if self._on_idle:
+                self._on_idle()

@@ -20,7 +20,8 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +151,71 @@ def plan_prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int],
     return groups[::-1]
 
 
+class PrefixCache:
+    """KV states of recently forwarded prompts, reused by any later prompt that starts with the
+    same tokens (in whole blocks of ``block`` tokens), within ``max_bytes`` (least recently used
+    prompts are dropped first).
+
+    The backend empties it whenever it goes idle (see :meth:`EmbeddedBackend._on_idle`), so reuse
+    spans one burst of concurrent work, e.g. a stance phase's generation and its scoring of the
+    same prompts, and never outlives the weights, or a checkpoint (a resumed run starts a step
+    with an empty cache, as the uninterrupted run did). Hand-written for the reason given in
+    :func:`plan_prefix_groups`: vLLM's and SGLang's prefix caches live inside their servers.
+    """
+
+    def __init__(self, max_bytes: int, block: int = 16) -> None:
+        self.max_bytes, self.block = max_bytes, block
+        self._entries: OrderedDict[int, tuple[torch.Tensor, list[tuple[int, ...]]]] = OrderedDict()
+        self._index: dict[tuple[int, ...], int] = {}  # block-aligned prefix -> entry holding its KV
+        self._bytes = self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._index.clear()
+        self._bytes = 0
+
+    def find(self, ids: Sequence[int], limit: int, touch: bool = True) -> tuple[int, torch.Tensor | None]:
+        """Longest cached prefix of ``ids`` no longer than ``limit``: ``(length, kv)``, where ``kv``
+        is ``[layers, 2, kv_heads, >= length, head_dim]``; ``(0, None)`` on a miss."""
+        for k in range(min(limit, len(ids)) // self.block, 0, -1):
+            entry = self._index.get(tuple(ids[: k * self.block]))
+            if entry is not None:
+                if touch:
+                    self._entries.move_to_end(entry)
+                return k * self.block, self._entries[entry][0]
+        return 0, None
+
+    def store(self, ids: Sequence[int], kv: Callable[[int], torch.Tensor]) -> None:
+        """Keep the KV of ``ids``' whole blocks; ``kv(n)`` returns that of its first ``n`` tokens
+        (called only when some block is new)."""
+        n = len(ids) // self.block * self.block
+        keys = [tuple(ids[:k]) for k in range(self.block, n + 1, self.block)]
+        if not keys or keys[-1] in self._index:
+            return
+        t = kv(n)
+        size = t.numel() * t.element_size()
+        if size > self.max_bytes:
+            return
+        eid, self._next = self._next, self._next + 1
+        self._entries[eid] = (t, keys)
+        for k in keys:
+            self._index[k] = eid  # the newest entry serves every prefix it holds
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            old, (t_old, old_keys) = self._entries.popitem(last=False)
+            self._bytes -= t_old.numel() * t_old.element_size()
+            for k in old_keys:
+                if self._index.get(k) == old:
+                    del self._index[k]
+
+
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -165,14 +231,16 @@ class EmbeddedBackend:
         dtype: ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"float32"`` or ``"bfloat16"``.
         max_batch_size: most rows in one forward batch.
         max_batch_tokens: most rows x padded length in one forward batch (bounds the KV cache).
-        prefix_sharing: score a prefix shared by several requests once (see :func:`plan_prefix_groups`).
+        prefix_sharing: score a prefix shared by several requests once (see :func:`plan_prefix_groups`)
+            and start a prompt from the KV of an earlier one with the same opening (see :class:`PrefixCache`).
+        prefix_cache_mb: memory for that cache (0 turns it off).
         max_context_tokens: prompt + generation budget; longer prompts are truncated by
             :meth:`_fit`'s rule and counted in ``stats.truncated_prompts``.
     """
 
     def __init__(self, model_path: str | Path | None = None, *, device: str = "auto", dtype: str = "auto",
                  max_batch_size: int = 32, max_batch_tokens: int = 16384, max_context_tokens: int = 2048,
-                 prefix_sharing: bool = True, name: str | None = None) -> None:
+                 prefix_sharing: bool = True, prefix_cache_mb: int = 512, name: str | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = Path(model_path) if model_path else prepare_default_model()
@@ -196,21 +264,37 @@ class EmbeddedBackend:
         self.max_batch_tokens = max_batch_tokens
         self.max_context_tokens = max_context_tokens
         self.prefix_sharing = prefix_sharing
+        self.prefix_cache_mb = prefix_cache_mb
         self.stats = BackendStats()
         self._make_coalescers()
 
     def _make_coalescers(self) -> None:
-        self._gen = Coalescer(self.generate_batch, self.max_batch_size, on_batch=self._count_batch)
+        self._prefix_cache = PrefixCache(self.prefix_cache_mb << 20)
+        self._gen = Coalescer(self.generate_batch, self.max_batch_size, on_batch=self._count_batch,
+                              on_idle=self._on_idle)
         # Scoring gathers more than one forward batch: the more requests it sees, the more prefixes it shares.
-        self._score = Coalescer(self.score_batch, 4 * self.max_batch_size, on_batch=self._count_batch)
+        self._score = Coalescer(self.score_batch, 4 * self.max_batch_size, on_batch=self._count_batch,
+                                on_idle=self._on_idle)
+
+    @property
+    def _cache(self) -> PrefixCache | None:
+        return self._prefix_cache if self.prefix_sharing and self.prefix_cache_mb > 0 else None
+
+    def _on_idle(self) -> None:
+        """Empty the prefix cache once no request is queued or running (also after a direct,
+        uncoalesced batch call): cached KV never outlives a burst of work."""
+        if not (self._gen.busy or self._score.busy):
+            self._prefix_cache.clear()
 
     def reconfigured(self, *, max_batch_size: int | None = None, max_batch_tokens: int | None = None,
-                     prefix_sharing: bool | None = None, name: str | None = None) -> EmbeddedBackend:
+                     prefix_sharing: bool | None = None, prefix_cache_mb: int | None = None,
+                     name: str | None = None) -> EmbeddedBackend:
         """A second backend on the same loaded weights with other batching options and fresh stats."""
         other = copy.copy(self)
         other.max_batch_size = max_batch_size or self.max_batch_size
         other.max_batch_tokens = max_batch_tokens or self.max_batch_tokens
         other.prefix_sharing = self.prefix_sharing if prefix_sharing is None else prefix_sharing
+        other.prefix_cache_mb = self.prefix_cache_mb if prefix_cache_mb is None else prefix_cache_mb
         other.name = name or self.name
         other.stats = BackendStats()
         other._make_coalescers()
@@ -251,12 +335,75 @@ class EmbeddedBackend:
             mask[i, width - len(r):] = 1
         return ids.to(self.device), mask.to(self.device)
 
+    def _prefill(self, seqs: list[list[int]], limits: list[int], keep: int = 1):
+        """Forward ``seqs`` as one left-padded batch, each starting from the KV of its longest
+        prefix in the prefix cache (at most ``limits[i]`` tokens: positions whose logits are needed
+        are always forwarded), and store the new prompts' KV in the cache.
+
+        Returns ``(output, cache, mask)``; ``output`` (the logits) is None unless every sequence was
+        forwarded, i.e. unless some were cached whole (possible only where ``limits[i] == len(seqs[i])``).
+        """
+        from transformers import DynamicCache
+
+        dev, n, store = self.device, len(seqs), self._cache
+        hits = [store.find(s, lim) if store is not None else (0, None) for s, lim in zip(seqs, limits, strict=True)]
+        width = max(h for h, _ in hits)
+        p_mask = torch.zeros((n, width), dtype=torch.long, device=dev)
+        if width:
+            shape = next(t.shape for h, t in hits if h)
+            past = torch.zeros((shape[0], 2, n, shape[2], width, shape[4]), dtype=self.model.dtype, device=dev)
+            for i, (h, t) in enumerate(hits):
+                if h:
+                    past[:, :, i, :, width - h:] = t[:, :, :, :h]
+                    p_mask[i, width - h:] = 1
+            cache = DynamicCache(ddp_cache_data=[(past[layer, 0], past[layer, 1]) for layer in range(shape[0])])
+            self.stats.cached_prompt_tokens += sum(h for h, _ in hits)
+        else:
+            cache = DynamicCache()
+        rest = [s[h:] for s, (h, _) in zip(seqs, hits, strict=True)]
+        run = [i for i, r in enumerate(rest) if r]  # rows cached whole are not forwarded (no padded rows)
+        if not run:
+            return None, cache, p_mask
+        sub, sub_mask = cache, p_mask
+        if len(run) < n:
+            index = torch.tensor(run, device=dev)
+            sub = DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers])
+            sub_mask = p_mask[index]
+        self.stats.prompt_tokens += sum(len(rest[i]) for i in run)
+        ids, r_mask = self._left_pad([rest[i] for i in run])
+        pos = torch.tensor([hits[i][0] for i in run], device=dev)[:, None] + (r_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([sub_mask, r_mask], dim=1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=sub,
+                         use_cache=True, logits_to_keep=keep)
+        if store is not None:
+            for b, i in enumerate(run):
+                store.store(seqs[i], lambda k, b=b: self._row_kv(sub, mask, b, k))
+        if len(run) == n:
+            return out, sub, mask
+        full_mask = torch.cat([p_mask, torch.zeros_like(r_mask[:1]).expand(n, -1)], dim=1)
+        full_mask[index] = mask
+        layers = []
+        for old, new in zip(cache.layers, sub.layers, strict=True):
+            kv = []
+            for a, b in ((old.keys, new.keys), (old.values, new.values)):
+                t = torch.zeros((n, *b.shape[1:]), dtype=b.dtype, device=dev)
+                t[:, :, :width] = a
+                t[index] = b
+                kv.append(t)
+            layers.append(tuple(kv))
+        return None, DynamicCache(ddp_cache_data=layers), full_mask
+
+    @staticmethod
+    def _row_kv(cache, mask: torch.Tensor, row: int, n: int) -> torch.Tensor:
+        """Row ``row``'s first ``n`` real tokens' KV as ``[layers, 2, kv_heads, n, head_dim]``."""
+        cols = torch.nonzero(mask[row]).flatten()[:n]
+        return torch.stack([torch.stack((layer.keys[row][:, cols], layer.values[row][:, cols]))
+                            for layer in cache.layers])
+
     # -- batched operations (synchronous) -------------------------------------------------------
     @torch.inference_mode()
     def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """Generate for a batch: left padding, KV cache, per-row seed, per-row stop."""
-        from transformers import DynamicCache
-
         self.stats.generate_calls += len(requests)
         prompts = [self._fit(self._prompt_ids(r.messages), self.max_context_tokens - r.max_new_tokens)
                    for r in requests]
@@ -266,18 +413,19 @@ class EmbeddedBackend:
         for i in order + [-1]:
             if chunk and (i < 0 or len(chunk) == self.max_batch_size or (len(chunk) + 1) * max(
                     len(prompts[k]) + requests[k].max_new_tokens for k in chunk + [i]) > self.max_batch_tokens):
-                texts = self._decode_rows([prompts[k] for k in chunk], [requests[k] for k in chunk], DynamicCache)
+                texts = self._decode_rows([prompts[k] for k in chunk], [requests[k] for k in chunk])
                 for k, t in zip(chunk, texts, strict=True):
                     out[k] = t
                 chunk = []
             chunk.append(i)
+        self._on_idle()
         return out
 
-    def _decode_rows(self, prompts: list[list[int]], reqs: list[GenerateRequest], cache_cls) -> list[str]:
+    def _decode_rows(self, prompts: list[list[int]], reqs: list[GenerateRequest]) -> list[str]:
         n = len(prompts)
-        self.stats.prompt_tokens += sum(len(p) for p in prompts)
-        ids, mask = self._left_pad(prompts)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        # The last prompt position is always forwarded: its logits give the first token.
+        out, cache, mask = self._prefill(prompts, [len(p) - 1 for p in prompts])
+        pos = mask.sum(-1, keepdim=True) - 1
         gens = [torch.Generator(device=self.device).manual_seed(int(r.seed) & 0x7FFF_FFFF_FFFF_FFFF) for r in reqs]
         temps = torch.tensor([max(r.temperature, 0.0) for r in reqs], device=self.device)
         top_p = torch.tensor([r.top_p for r in reqs], device=self.device)
@@ -285,9 +433,6 @@ class EmbeddedBackend:
         stop = torch.tensor(self.stop_ids, device=self.device)
         done = torch.zeros(n, dtype=torch.bool, device=self.device)
         produced: list[list[int]] = [[] for _ in range(n)]
-        cache = cache_cls()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                         use_cache=True, logits_to_keep=1)
         for t in range(int(budget.max())):
             logits = out.logits[:, -1, :].float()
             nxt = self._sample(logits, temps, top_p, max(r.top_k for r in reqs), gens)
@@ -349,6 +494,7 @@ class EmbeddedBackend:
         for row, logps in zip(rows, self._score_rows(rows, share=self.prefix_sharing), strict=True):
             for (_, _, j), lp in zip(row.reads, logps, strict=True):
                 out[row.request][j] += lp
+        self._on_idle()
         return out
 
     def _score_rows(self, rows: list[_Row], share: bool) -> list[list[float]]:
@@ -359,13 +505,30 @@ class EmbeddedBackend:
             longest = max(len(r.ids) for r in rows)
             max_rows = max(1, min(self.max_batch_size, self.max_batch_tokens // longest))
             groups = plan_prefix_groups([r.ids for r in rows], [r.first_read for r in rows], max_rows)
+            if self._cache is not None and len(self._cache):
+                groups = self._regroup_cached(groups, rows)
         else:  # every row alone, whole sequence as "suffix"
             groups = [(0, [i]) for i in range(len(rows))]
-        groups.sort(key=lambda g: (max(len(rows[i].ids) for i in g[1]), g[0]))
+        # Similar suffix lengths together: a chunk's suffix forward is as wide as its longest suffix.
+        groups.sort(key=lambda g: (max(len(rows[i].ids) - g[0] for i in g[1]), max(len(rows[i].ids) for i in g[1])))
         results: list[list[float]] = [[] for _ in rows]
         for chunk in self._chunks(groups, rows):
             self._score_chunk(chunk, rows, results)
         return results
+
+    def _regroup_cached(self, groups: list[tuple[int, list[int]]], rows: list[_Row]) -> list[tuple[int, list[int]]]:
+        """A row whose prompt the prefix cache holds further than its group's shared prefix runs
+        alone, with the cached part as its prefix (e.g. a stance prompt its generation forwarded)."""
+        hit = [self._cache.find(r.ids, r.first_read, touch=False)[0] for r in rows]
+        out = []
+        for length, members in groups:
+            stay = [i for i in members if hit[i] <= length]
+            if len(stay) < 2:
+                stay = []
+            out += [(hit[i], [i]) for i in members if i not in stay]
+            if stay:
+                out.append((length, stay))
+        return out
 
     def _chunks(self, groups: list[tuple[int, list[int]]], rows: list[_Row]):
         """Consecutive groups packed under ``max_batch_size`` rows and ``max_batch_tokens`` (rows x
@@ -388,21 +551,18 @@ class EmbeddedBackend:
         from transformers import DynamicCache
 
         dev = self.device
-        cache = DynamicCache()
         lens = [length for length, _ in chunk]
         row_ids = [i for _, members in chunk for i in members]
         seg_of = [s for s, (_, members) in enumerate(chunk) for _ in members]
         width = max(lens)
-        if width:
+        if width:  # each group's prefix once (from the prefix cache where it can), then copied to its rows
             prefixes = [rows[members[0]].ids[:length] for length, members in chunk]
-            p_ids, p_mask = self._left_pad(prefixes)
-            self.stats.prompt_tokens += sum(lens)
-            self.model(input_ids=p_ids, attention_mask=p_mask, position_ids=(p_mask.cumsum(-1) - 1).clamp(min=0),
-                       past_key_values=cache, use_cache=True, logits_to_keep=1)
+            _, cache, p_mask = self._prefill(prefixes, lens)
             index = torch.tensor(seg_of, device=dev)
             cache.batch_select_indices(index)
             p_mask = p_mask[index]
         else:
+            cache = DynamicCache()
             p_mask = torch.zeros((len(row_ids), 0), dtype=torch.long, device=dev)
         suffixes = [rows[i].ids[lens[s]:] for i, s in zip(row_ids, seg_of, strict=True)]
         self.stats.prompt_tokens += sum(len(x) for x in suffixes)
@@ -410,8 +570,13 @@ class EmbeddedBackend:
         pos = torch.tensor([lens[s] for s in seg_of], device=dev)[:, None] + (s_mask.cumsum(-1) - 1).clamp(min=0)
         # Rows end aligned (left padding), so the positions read lie in the last ``keep`` columns.
         keep = max(len(rows[i].ids) - rows[i].first_read for i in row_ids)
-        logits = self.model(input_ids=s_ids, attention_mask=torch.cat([p_mask, s_mask], dim=1), position_ids=pos,
-                            past_key_values=cache, use_cache=bool(width), logits_to_keep=keep).logits
+        mask = torch.cat([p_mask, s_mask], dim=1)
+        store = self._cache
+        logits = self.model(input_ids=s_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                            use_cache=bool(width) or store is not None, logits_to_keep=keep).logits
+        if store is not None:  # whole prompts too: a later generation from the same prompt starts from them
+            for b, i in enumerate(row_ids):
+                store.store(rows[i].ids, lambda k, b=b: self._row_kv(cache, mask, b, k))
         logp = torch.log_softmax(logits.float(), dim=-1)
         for b, i in enumerate(row_ids):
             n = len(rows[i].ids)
