@@ -90,3 +90,16 @@ def last_position_judge(model, tokenizer, req: ScoreRequest) -> list[float]:
     logp = torch.log_softmax(model(input_ids=ids, logits_to_keep=1).logits[0, -1].float(), -1)
     return [float(logp[tokenizer(c, add_special_tokens=False)["input_ids"][0]]) for c in req.choices]
 
+
+
+def distinct_prefix_tokens(seqs: list[list[int]]) -> int:
+    """Tokens an engine must forward at the least to read every sequence's last position: the size
+    of the prefix tree of ``seqs`` (each shared prefix once), i.e. the sum of lengths minus each
+    sequence's common prefix with its predecessor in sorted order."""
+    out, prev = 0, []
+    for s in sorted(seqs):
+        k = 0
+        while k < min(len(s), len(prev)) and s[k] == prev[k]:
+            k += 1
+        out, prev = out + len(s) - k, s
+    return out

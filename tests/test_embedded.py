@@ -165,3 +165,27 @@ def test_negative_prefix_cache_budget_is_refused():
 
     with pytest.raises(ValueError, match="llm.prefix_cache_mb must be >= 0"):
         LLMConfig(prefix_cache_mb=-1)
+
+
+def test_cached_and_uncached_rows_mixed_in_one_chunk_score_like_the_reference(embedded):
+    """One scoring chunk mixing prompts that share a prefix, a lone prompt, and prompts the prefix
+    cache holds (whole or in part): every score still equals the full-sequence reference."""
+    def pair(persona: str) -> list[ScoreRequest]:
+        return [ScoreRequest(messages=(ChatMessage(role="system", content=persona), ChatMessage(role="user", content=q)),
+                             choices=("A", "B")) for q in QUESTIONS[:2]]
+
+    careful, bold = pair("You are a careful person who weighs every option slowly."), pair("You are bold and quick.")
+    lone = ScoreRequest(messages=msgs("Is honesty always right? Answer A (yes) or B (no)."), choices=("A", "B"))
+    reqs = careful + bold + [lone]
+    backend = embedded.reconfigured()
+    direct = backend.score_batch(reqs)  # empty cache: two shared prefixes and a row with none
+
+    async def burst():  # a generation from careful[0]'s prompt runs first and fills the cache
+        gen = GenerateRequest(messages=careful[0].messages, max_new_tokens=2, temperature=0.0)
+        return await asyncio.gather(backend.generate([gen]), backend.score_choices(reqs))
+
+    _, cached = asyncio.run(burst())
+    assert backend.stats.cached_prompt_tokens > 0
+    for r, a, b in zip(reqs, direct, cached, strict=True):
+        ref = full_sequence_logprobs(embedded, r)
+        assert a == pytest.approx(ref, abs=1e-4) and b == pytest.approx(ref, abs=1e-4)

@@ -367,7 +367,8 @@ class EmbeddedBackend:
         sub, sub_mask = cache, p_mask
         if len(run) < n:
             index = torch.tensor(run, device=dev)
-            sub = DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers])
+            sub = DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers]
+                               if width else None)
             sub_mask = p_mask[index]
         self.stats.prompt_tokens += sum(len(rest[i]) for i in run)
         ids, r_mask = self._left_pad([rest[i] for i in run])
@@ -383,11 +384,12 @@ class EmbeddedBackend:
         full_mask = torch.cat([p_mask, torch.zeros_like(r_mask[:1]).expand(n, -1)], dim=1)
         full_mask[index] = mask
         layers = []
-        for old, new in zip(cache.layers, sub.layers, strict=True):
+        for k, new in enumerate(sub.layers):
             kv = []
-            for a, b in ((old.keys, new.keys), (old.values, new.values)):
+            for j, b in enumerate((new.keys, new.values)):
                 t = torch.zeros((n, *b.shape[1:]), dtype=b.dtype, device=dev)
-                t[:, :, :width] = a
+                if width:
+                    t[:, :, :width] = (cache.layers[k].keys, cache.layers[k].values)[j]
                 t[index] = b
                 kv.append(t)
             layers.append(tuple(kv))
