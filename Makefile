@@ -38,7 +38,8 @@ run: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# Tests marked slow: a real llama.cpp server under injected faults (needs test-setup's build).
+# Tests marked slow: a real llama.cpp server under injected faults (needs test-setup's build), a generations
+# run resumed mid-way, the known-rule sanity experiment and a two-generation run.
 test-slow: test-setup
 	$(BIN)/python -m pytest -q -m slow -rP  # -rP: the passed tests' printed figures (retries by cause)
 

@@ -70,6 +70,7 @@ def test_dpo_step_changes_weights_and_raises_margin_on_training_pairs(rule_pairs
     assert torch.allclose(lp1, lp2, atol=1e-4)
 
 
+@pytest.mark.slow  # ~4.5 min on 2 cores; `make test-slow` (and CI) run it
 def test_sanity_experiment_learns_the_planted_rule(tmp_path):
     """The README's sanity figures, at test size: RM well above chance on unseen dilemmas and phrasings;
     one DPO epoch raises the held-out implicit reward margin."""
@@ -80,6 +81,7 @@ def test_sanity_experiment_learns_the_planted_rule(tmp_path):
     assert report["dpo"]["eval_margin_after"] > report["dpo"]["eval_margin_before"] + 0.05
 
 
+@pytest.mark.slow  # ~3.5 min on 2 cores; `make test-slow` (and CI) run it
 def test_evolve_runs_two_tiny_generations_end_to_end(tmp_path):
     res = subprocess.run([sys.executable, "-m", "sim.cli", "experiment=tiny_evolve", "sim.progress=false",
                           "constitution.collective.enabled=true", "constitution.collective.proposers=2",
