@@ -12,6 +12,7 @@ import torch
 
 from agents import prompts
 from agents.llm.base import GenerateRequest, ScoreRequest
+from agents.llm.embedded import sorted_common_prefixes
 from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
@@ -96,10 +97,4 @@ def distinct_prefix_tokens(seqs: list[list[int]]) -> int:
     """Tokens an engine must forward at the least to read every sequence's last position: the size
     of the prefix tree of ``seqs`` (each shared prefix once), i.e. the sum of lengths minus each
     sequence's common prefix with its predecessor in sorted order."""
-    out, prev = 0, []
-    for s in sorted(seqs):
-        k = 0
-        while k < min(len(s), len(prev)) and s[k] == prev[k]:
-            k += 1
-        out, prev = out + len(s) - k, s
-    return out
+    return sum(len(s) for s in seqs) - sum(sorted_common_prefixes(seqs)[1])

@@ -109,6 +109,21 @@ class _Row:
         return min(p for p, _, _ in self.reads)
 
 
+def sorted_common_prefixes(seqs: Sequence[Sequence[int]],
+                           limits: Sequence[int] | None = None) -> tuple[list[int], list[int]]:
+    """Indices of ``seqs`` in lexicographic order, and the common-prefix length of each neighbouring
+    pair in that order (capped by both members' ``limits``)."""
+    order = sorted(range(len(seqs)), key=lambda i: tuple(seqs[i]))
+    lcp = []
+    for a, b in zip(order, order[1:], strict=False):
+        cap = min(len(seqs[a]), len(seqs[b]), *((limits[a], limits[b]) if limits is not None else ()))
+        k = 0
+        while k < cap and seqs[a][k] == seqs[b][k]:
+            k += 1
+        lcp.append(k)
+    return order, lcp
+
+
 def plan_prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int],
                        max_rows: int) -> list[tuple[int, list[int]]]:
     """Group sequences that share a prefix, to run each shared prefix once.
@@ -122,14 +137,7 @@ def plan_prefix_groups(seqs: Sequence[Sequence[int]], limits: Sequence[int],
     do this with a radix tree inside their servers, which we cannot run in-process on a CPU.
     """
     n = len(seqs)
-    order = sorted(range(n), key=lambda i: tuple(seqs[i]))
-    lcp = []
-    for a, b in zip(order, order[1:], strict=False):
-        cap = min(limits[a], limits[b], len(seqs[a]), len(seqs[b]))
-        k = 0
-        while k < cap and seqs[a][k] == seqs[b][k]:
-            k += 1
-        lcp.append(k)
+    order, lcp = sorted_common_prefixes(seqs, limits)
     best = [0] * (n + 1)
     cut: list[tuple[int, int]] = [(0, 0)] * (n + 1)  # (start of last run, its prefix length)
     for end in range(1, n + 1):
@@ -196,9 +204,9 @@ class PrefixCache:
         """Keep the KV of ``ids``' whole blocks; ``kv(n)`` returns that of its first ``n`` tokens
         (called only when some block is new)."""
         n = len(ids) // self.block * self.block
-        keys = [tuple(ids[:k]) for k in range(self.block, n + 1, self.block)]
-        if not keys or keys[-1] in self._index:
+        if not n or tuple(ids[:n]) in self._index:  # its longest block is held: so are the shorter ones
             return
+        keys = [tuple(ids[:k]) for k in range(self.block, n + 1, self.block)]
         t = kv(n)
         size = t.numel() * t.element_size()
         if size > self.max_bytes:
