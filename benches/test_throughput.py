@@ -11,14 +11,14 @@ import asyncio
 
 import numpy as np
 
+from agents.scoring import p_first
 from benches.conftest import record, timed
 from benches.workloads import QUICK, distinct_prefix_tokens, judge_pairs, last_position_judge, naive_judge, size, stance_requests
-from sim.society import _p_first
 
 
 def _labels(scores: list[list[float]]) -> np.ndarray:
     """Order-debiased P(first answer better) per pair, from (seen, reversed) score pairs."""
-    return np.array([(_p_first(s1) + 1 - _p_first(s2)) / 2 for s1, s2 in zip(scores[::2], scores[1::2], strict=True)])
+    return np.array([(p_first(s1) + 1 - p_first(s2)) / 2 for s1, s2 in zip(scores[::2], scores[1::2], strict=True)])
 
 
 def test_judge_preferences_per_second(benchmark, backend):

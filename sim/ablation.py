@@ -32,7 +32,9 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from agents import prompts
-from agents.llm.base import LLMBackend, ScoreRequest
+from agents.llm.base import LLMBackend
+from agents.scoring import scorer
+from alignment.calibration import start, warn_if_uninformative
 from alignment.metrics import bootstrap_interval
 from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
@@ -43,7 +45,7 @@ from sim.config import AgoraConfig
 from sim.rating import finite, interval, p_yes
 from sim.run import make_backend, run_id_for
 from sim.seeding import child_rng
-from sim.society import Society, _p_first
+from sim.society import Society, read_judgment
 
 
 async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitution, dilemmas: dict[str, Dilemma],
@@ -54,23 +56,14 @@ async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitut
     principles = [constitution.judge[int(rng.integers(len(constitution.judge)))] for _ in range(len(prefs))]
     c = society.cfg.sim
 
+    score = scorer(society.judge_backend)
+
     async def one(r: dict[str, Any], principle) -> float:
-        d = dilemmas[r["dilemma_id"]]
         w = society.citizens[r["judge_id"]].worldview if c.judge_persona else None
-        ra, rb = r["response_a"], r["response_b"]
-        first, second = (rb, ra) if r["order_swapped"] else (ra, rb)
-        reqs = [ScoreRequest(messages=prompts.judge_messages(d, w, principle.text, first, second), choices=prompts.CHOICE_LABELS)]
-        if c.debias_order:
-            reqs.append(ScoreRequest(messages=prompts.judge_messages(d, w, principle.text, second, first),
-                                     choices=prompts.CHOICE_LABELS))
-        scored = await asyncio.gather(*(society.judge_backend.score_choices([q]) for q in reqs))
-        p_seen = _p_first(scored[0][0])
-        p = 1 - p_seen if r["order_swapped"] else p_seen
-        if len(scored) > 1:
-            p_other = _p_first(scored[1][0])
-            p = (p + (p_other if r["order_swapped"] else 1 - p_other)) / 2
+        reading = await read_judgment(score, c, dilemmas[r["dilemma_id"]], w, principle.text, r["response_a"],
+                                      r["response_b"], r["order_swapped"], f"ablation judgment of {r['pref_id']}")
         bar.update(1)
-        return p
+        return reading.p_a
 
     return list(await asyncio.gather(*(one(r, pr) for r, pr in zip(prefs.iter_rows(named=True), principles, strict=True))))
 
@@ -104,6 +97,7 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
     ckpt = Checkpoint(out_dir, run_id_for(cfg), "constitution_ablation", cfg, None, resume=bool(cfg.resume))
     backend = backend or make_backend(cfg.llm)
     ckpt.track(backend.stats)
+    quality = start(cfg, backend, ckpt)
     society = Society(cfg, pool, load_constitution(cfg.constitution.name), backend, run_id=run_id_for(cfg))
     out_dir.mkdir(parents=True, exist_ok=True)
     fb = ckpt.stage("society", partial(simulate, society, ckpt, "society"), drop=("society",))
@@ -136,6 +130,8 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
         for dname in directions:
             effects.setdefault(arm, {})[dname] = shift_toward(table[f"p_a[{arm}]"].to_numpy(), ref,
                                                               table[f"delta[{dname}]"].to_numpy(), cfg.seed, cfg.eval.bootstrap)
+    if ab.train_reward and len(table) >= 4:
+        warn_if_uninformative(quality, cfg.alignment.require_informative_labels, "a reward model per arm trains on them")
     reward = (ckpt.stage("reward", lambda: _reward_arms(cfg, table, list(arms), list(directions), out_dir))
               if ab.train_reward and len(table) >= 4 else {})
     store.write_parquet(table, out_dir / "ablation_pairs.parquet")
@@ -147,7 +143,7 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
                                       for n, c in arms.items()},
         "mean_p_a": {n: finite(float(np.mean(v))) for n, v in labels.items()},
         "label_change_vs_none": {n: finite(float(np.mean(np.abs(np.asarray(v) - ref)))) for n, v in labels.items()},
-        "effects": effects, "reward": reward, "plots": plots,
+        "effects": effects, "reward": reward, "plots": plots, "label_quality": quality,
         "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
     summary["headline"] = {f"shift[{a}→{a}]": {k: effects[a][a][k] for k in ("value", "low", "high")}
                            for a in directions if a in effects}

@@ -44,7 +44,14 @@ def report(summary: dict, out: Path) -> str:
         f"mean |p_a - 0.5| {fmt(j['label_informativeness_mean_abs_p_minus_half'])}",
         f"  steerability: mean spread of share choosing A across clusters {fmt(s['mean_cluster_share_spread'], 2)}, "
         f"of P(A) {fmt(s['mean_cluster_p_a_spread'], 4)}",
-    ] + (["  " + line for line in eval_lines(summary["eval"]) if line] if "eval" in summary else []))
+    ] + [f"  label quality: {line}" for line in quality_lines(summary.get("label_quality"))]
+      + (["  " + line for line in eval_lines(summary["eval"]) if line] if "eval" in summary else []))
+
+
+def quality_lines(block: dict | None) -> list[str]:
+    from alignment.calibration import lines
+
+    return lines(block) if block else []
 
 
 def report_generations(summary: dict, out: Path) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agents.scoring import READERS
 from alignment.dpo import DPOConfig
 from alignment.reward import RewardConfig
 
@@ -225,6 +226,13 @@ class SimConfig:
         choice_rule: how a stance's choice is read from its scored P(a): ``sample`` draws it with a
             per-call seed (a near-0.5 model then splits instead of feigning unanimity), ``argmax``
             takes the likelier option.
+        choice_reader: how a stance's P(a) is read (``agents/scoring.py``): ``likelihood`` — each
+            action's own text scored after the situation, compared per character (lm-evaluation-harness's
+            ``acc_norm``; MoralChoice agreement ~86% on the embedded model) — or ``label`` — the option
+            letter's probability, both orders with ``debias_order`` (~35% there: position bias).
+        judge_reader: how a judge's P(A better) is read: ``label`` (the letter, both orders with
+            ``debias_order``) or ``likelihood`` (each answer's text scored after the dilemma and the
+            principle). See the README's "How good is the feedback?" for the measurements behind the default.
         tokens: new-token budgets per phase.
         progress: show progress bars.
     """
@@ -237,12 +245,17 @@ class SimConfig:
     judge_persona: bool = True
     debias_order: bool = True
     choice_rule: str = "sample"
+    choice_reader: str = "likelihood"
+    judge_reader: str = "likelihood"
     tokens: TokenBudget = field(default_factory=TokenBudget)
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.choice_rule not in ("sample", "argmax"):
             raise ValueError(f"sim.choice_rule must be sample or argmax, got '{self.choice_rule}'")
+        for key in ("choice_reader", "judge_reader"):
+            if getattr(self, key) not in READERS:
+                raise ValueError(f"sim.{key} must be one of {READERS}, got '{getattr(self, key)}'")
         if self.steps < 1 or self.debate_rounds < 0 or self.group_size < 2:
             raise ValueError("sim.steps must be >= 1, sim.debate_rounds >= 0, sim.group_size >= 2")
 
@@ -259,6 +272,8 @@ class AlignmentConfig:
             keep the base model, a control group in the same society).
         eval_fraction: share of dilemmas held out (whole dilemmas, never split across train/eval).
         min_confidence: keep pairs with |p_a − 0.5| at least this.
+        require_informative_labels: stop before training when the calibration slice's judge accuracy
+            interval does not clear chance (else the run says so in one line and goes on).
         balance_clusters: down-sample so every author cluster contributes equally.
         reward: reward-model settings (see ``alignment/reward.py``).
         dpo: DPO settings (see ``alignment/dpo.py``).
@@ -268,6 +283,7 @@ class AlignmentConfig:
     policy_share: float = 0.5
     eval_fraction: float = 0.25
     min_confidence: float = 0.0
+    require_informative_labels: bool = False
     balance_clusters: bool = False
     reward: RewardConfig = field(default_factory=RewardConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
@@ -448,13 +464,38 @@ class EvalConfig:
 
 
 @dataclass
+class CalibrationConfig:
+    """The label-quality gate every run starts with: its stance and judge readers scored on a small
+    seeded slice of external ground truth (MoralChoice low-ambiguity, bundled; HHH if asked for and
+    found), with Wilson intervals, in ``summary.json`` and the report.
+
+    Attributes:
+        enabled: run the gate.
+        stance_items: MoralChoice scenarios the stance reader answers (one agent each, in turn).
+        judge_items: MoralChoice scenarios whose two actions a judge compares under the constitution's
+            first judging principle.
+        hhh_items: HHH comparisons judged (read from ``eval.data_dir``/``eval.hhh_path``; 0 = none).
+    """
+
+    enabled: bool = True
+    stance_items: int = 40
+    judge_items: int = 40
+    hhh_items: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.stance_items, self.judge_items, self.hhh_items) < 0:
+            raise ValueError("calibration.stance_items, judge_items and hhh_items must be >= 0")
+
+
+@dataclass
 class AgoraConfig:
     """A whole run.
 
     Attributes:
         seed: the root seed; every random draw in the run derives from it.
         name: experiment name, recorded in outputs.
-        llm, population, network, scenario, constitution, sim, alignment, study, eval: see their classes.
+        llm, population, network, scenario, constitution, sim, alignment, study, eval, calibration: see
+            their classes.
         resume: a run folder with a ``checkpoint.json`` to continue (its stored config is used).
     """
 
@@ -469,6 +510,7 @@ class AgoraConfig:
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     resume: str = ""
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from agents.llm.base import LLMBackend
+from alignment.calibration import start, warn_if_uninformative
 from alignment.dpo import train_dpo
 from alignment.metrics import js_distance, krippendorff_alpha, normalised_entropy
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
@@ -155,6 +156,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     ckpt = Checkpoint(out_dir, run_id, "generations", cfg, None, resume=bool(cfg.resume))
     base = backend or make_backend(cfg.llm)
     ckpt.track(base.stats)
+    quality = start(cfg, base, ckpt)
     out_dir.mkdir(parents=True, exist_ok=True)
     policy_dir: Path | None = cfg.llm.model_path and Path(cfg.llm.model_path) or None
     policy_name: str | None = None  # set once a tuned policy exists; loaded only if a society must run
@@ -186,6 +188,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
             data = balance_by_cluster(data, cfg.seed + g)
         train, held = split_by_dilemma(data, a.eval_fraction, cfg.seed + g)
         gdir = out_dir / f"generation_{g}"
+        warn_if_uninformative(quality, a.require_informative_labels, f"generation {g}'s reward model trains on them")
         rm_cfg = dataclasses.replace(a.reward, seed=a.reward.seed + g)
         rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
                                                           policy_path=policy_dir))
@@ -214,7 +217,8 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
                                          "position_flip_rate") if isinstance(last.get(k), float) and not math.isnan(last[k])}
     summary = {"run_id": run_id, "kind": "generations", "wall_seconds": round(ckpt.wall_seconds, 1),
                "generations": rows, "policy_group": group, "plots": plots, "constitutions": versions,
-               "headline": {f"last_generation[{k}]": v for k, v in headline.items()}, "config": dataclasses.asdict(cfg)}
+               "headline": {f"last_generation[{k}]": v for k, v in headline.items()}, "label_quality": quality,
+               "config": dataclasses.asdict(cfg)}
     from sim.report import generations_report
 
     generations_report(out_dir, summary)

@@ -31,6 +31,7 @@ from agents import prompts
 from agents.culture import MFQ_AXES
 from agents.llm.base import GenerateRequest, LLMBackend
 from agents.worldview import Worldview, cluster_centre, cluster_label, mutate
+from alignment.calibration import start, warn_if_uninformative
 from alignment.metrics import binary_entropy, normalised_entropy
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
@@ -137,6 +138,7 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
     ckpt = Checkpoint(out_dir, run_id_for(cfg), "evolving_norms", cfg, None, resume=bool(cfg.resume))
     backend = backend or make_backend(cfg.llm)
     ckpt.track(backend.stats)
+    quality = start(cfg, backend, ckpt)
     pool = load_dilemmas(cfg.scenario.dilemmas)
     people = population(cfg)
     lineage = list(range(len(people)))  # founder each slot descends from
@@ -191,6 +193,8 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
 
             pairs = _policy_pairs(rows, dilemmas, g)
             if len(pairs):
+                warn_if_uninformative(quality, cfg.alignment.require_informative_labels,
+                                      f"generation {g}'s policy is tuned on fitness judgments")
                 dpo_cfg = dataclasses.replace(cfg.alignment.dpo, seed=cfg.alignment.dpo.seed + g)
                 rep = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg,
                                                                 out_dir / f"generation_{g}" / "policy", base_path=policy_dir))
@@ -216,7 +220,7 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
     summary: dict[str, Any] = {
         "run_id": run_id_for(cfg), "kind": "evolving_norms", "wall_seconds": round(ckpt.wall_seconds, 1),
         "schedule": [dataclasses.asdict(n) | {"text": norm_text(n)} for n in nc.schedule], "generations": gens,
-        "shifts": shifts, "pluralism_change": lost, "plots": plots,
+        "shifts": shifts, "pluralism_change": lost, "plots": plots, "label_quality": quality,
         "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
     summary["headline"] = {}
     for s in shifts:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend
 from agents.worldview import cluster_centre, cluster_label
+from alignment.calibration import start
 from alignment.metrics import bootstrap_interval, normalised_entropy, paired_permutation_test
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
@@ -167,6 +168,7 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
     ckpt = Checkpoint(out_dir, run_id_for(cfg), "pluralism", cfg, None, resume=bool(cfg.resume))
     backend = backend or make_backend(cfg.llm)
     ckpt.track(backend.stats)
+    quality = start(cfg, backend, ckpt)
     dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), p.dilemmas, cfg.seed, "pluralism")
     names = list(dict.fromkeys(cfg.population.clusters))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +190,8 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
         "run_id": run_id_for(cfg), "kind": "pluralism", "wall_seconds": round(ckpt.wall_seconds, 1),
         "seconds": {"answers": round(ckpt.seconds("answers"), 1), "classify": round(ckpt.seconds("classify"), 1)},
         "dilemmas": len(dilemmas), "clusters": names, **metrics, "plots": plots,
-        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
+        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "label_quality": quality,
+        "config": dataclasses.asdict(cfg)}
     summary["headline"] = {f"entropy[{c}]": v["entropy"] for c, v in metrics["conditions"].items()}
     summary["headline"] |= {k: {kk: v[kk] for kk in ("value", "low", "high")} for k, v in metrics["differences"].items()}
     if "classifier_member_accuracy" in metrics:

@@ -15,37 +15,25 @@ import numpy as np
 
 from agents.llm.base import ChatMessage, LLMBackend, ScoreRequest
 from agents.prompts import YES_NO
-
-
-def softmax(logprobs: Sequence[float]) -> np.ndarray:
-    x = np.asarray(logprobs, float)
-    e = np.exp(x - x.max())
-    return e / e.sum()
+from agents.scoring import distribution, read_rotations, scorer
 
 
 async def p_yes(backend: LLMBackend, messages: Callable[[bool], tuple[ChatMessage, ...]]) -> float:
     """P(yes) normalised over {Yes, No}, averaged over both orders the replies are named in
     (``messages(no_first)`` renders the prompt)."""
-    (a,), (b,) = await asyncio.gather(backend.score_choices([ScoreRequest(messages=messages(False), choices=YES_NO)]),
-                                      backend.score_choices([ScoreRequest(messages=messages(True), choices=YES_NO)]))
-    return float((softmax(a)[0] + softmax(b)[0]) / 2)
+    score = scorer(backend)
+    a, b = await asyncio.gather(score(ScoreRequest(messages=messages(False), choices=YES_NO)),
+                                score(ScoreRequest(messages=messages(True), choices=YES_NO)))
+    return float((distribution(a, "yes/no rating")[0] + distribution(b, "yes/no rating")[0]) / 2)
 
 
 async def classify(backend: LLMBackend, labels: Sequence[str],
                    messages: Callable[[Sequence[str]], tuple[ChatMessage, ...]]) -> np.ndarray:
-    """A distribution over ``labels``: the model picks one of the numbered options ``"1".."K"``;
-    asked once per rotation of the list (each label at each position once) and averaged."""
-    k = len(labels)
-    choices = tuple(str(i) for i in range(1, k + 1))
-    rotations = [[labels[(r + i) % k] for i in range(k)] for r in range(k)]
-    scored = await asyncio.gather(*(backend.score_choices([ScoreRequest(messages=messages(order), choices=choices)])
-                                    for order in rotations))
-    dist = np.zeros(k)
-    for order, (lp,) in zip(rotations, scored, strict=True):
-        p = softmax(lp)
-        for pos, label in enumerate(order):
-            dist[labels.index(label)] += p[pos] / k
-    return dist
+    """A distribution over ``labels``: the model picks one of the numbered options ``"1".."K"``, read
+    in every rotation of the list (:func:`agents.scoring.read_rotations`)."""
+    choices = tuple(str(i) for i in range(1, len(labels) + 1))
+    return await read_rotations(scorer(backend), labels, lambda order: ScoreRequest(messages=messages(order), choices=choices),
+                                "perspective classification")
 
 
 def finite(x: float | None, digits: int = 6) -> float | None:

@@ -114,7 +114,21 @@ def standard_sections(summary: Mapping[str, Any], intro: str = "") -> list[tuple
     what = (f"Run `{summary.get('run_id', '?')}` ({summary.get('kind', 'society')}), "
             f"{fmt(summary.get('wall_seconds'), 0)} s wall time.")
     return [("Summary", (intro + "\n\n" if intro else "") + what),
-            ("Key figures", headline_table(summary.get("headline", {})))]
+            ("Key figures", headline_table(summary.get("headline", {}))),
+            ("Label quality", label_quality_section(summary.get("label_quality")))]
+
+
+def label_quality_section(block: Mapping[str, Any] | None) -> str:
+    """The calibration slice's figures: can this run's labels be trusted?"""
+    if not block:
+        return ""
+    from alignment.calibration import lines
+
+    verdict = {True: "The judge's accuracy interval clears chance.",
+               False: "**The judge's accuracy interval does not clear chance: its labels are not shown to carry "
+                      "information.**", None: ""}[block.get("judge_clears_chance")]
+    return (f"The run's readers on a seeded slice of {block['source']}, {block['seconds']} s. {verdict}\n\n"
+            + "\n".join(f"- {line}" for line in lines(block)))
 
 
 def society_report(out_dir: Path, summary: Mapping[str, Any]) -> list[str]:

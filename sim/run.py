@@ -60,6 +60,8 @@ def run_id_for(cfg: AgoraConfig) -> str:
     settings["sim"].pop("progress")  # display only: must not change the id or the bytes
     settings.pop("resume")  # how a run is continued is not what it is
     settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
+    settings.pop("calibration")  # nor does the label-quality gate, nor whether a failed gate stops the run
+    settings["alignment"].pop("require_informative_labels")
     for k in TRANSPORT_KEYS:  # where the model is served from and how patiently: not what the run is
         settings["llm"].pop(k)
     blob = json.dumps(settings, sort_keys=True, default=str)
@@ -145,6 +147,9 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     ckpt = Checkpoint(out_dir, run_id, "society", cfg, None, resume=bool(cfg.resume))  # refuses before the model loads
     backend = backend or make_backend(cfg.llm)
     ckpt.track(backend.stats)
+    from alignment.calibration import start
+
+    quality = start(cfg, backend, ckpt)
     society = Society(cfg, dilemmas, constitution, backend, run_id=run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     midway = ckpt.extra("society")
@@ -162,6 +167,7 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
     summary = summarise(society, prefs, stances, ckpt.wall_seconds)
     summary["resumed_after_step"] = resumed_from
+    summary["label_quality"] = quality
     summary["config"] = dataclasses.asdict(cfg)
     summary["seed"] = cfg.seed
     summary["outputs"] = list(OUTPUT_FILES)

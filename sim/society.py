@@ -22,10 +22,11 @@ from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend, ScoreRequest
+from agents.scoring import PairReading, check_probability, read_likelihood, read_pair, scorer
 from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution
 from scenarios.dilemma import Dilemma
-from sim.config import AgoraConfig
+from sim.config import AgoraConfig, SimConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
 from sim.seeding import child_rng, child_seed
 
@@ -52,19 +53,23 @@ def population(cfg: AgoraConfig) -> list[Worldview]:
     return sample_population(spec, child_rng(cfg.seed, "population"))
 
 
-def _p_first(logprobs: Sequence[float]) -> float:
-    """P(first option) from the two options' log-probabilities, normalised over the pair."""
-    a, b = logprobs[0], logprobs[1]
-    m = max(a, b)
-    ea, eb = math.exp(a - m), math.exp(b - m)
-    return ea / (ea + eb)
-
-
 def _choice(p_a: float, u: float | None) -> str:
     """``argmax`` when ``u`` is None (exact ties abstain), else a draw: a if ``u < p_a``."""
     if u is not None:
         return "a" if u < p_a else "b"
     return "a" if p_a > 0.5 else "b" if p_a < 0.5 else "abstain"
+
+
+def read_judgment(score: Callable, c: SimConfig, d: Dilemma, judge: Worldview | None, principle: str, ra: str,
+                  rb: str, swapped: bool, what: str) -> Awaitable[PairReading]:
+    """P(response a is better) by ``sim.judge_reader``: the letters with response b shown first when
+    ``swapped`` (and the other order too with ``sim.debias_order``), or each response's likelihood."""
+    if c.judge_reader == "likelihood":
+        return read_likelihood(score, ScoreRequest(messages=prompts.judge_likelihood_messages(d, judge, principle),
+                                                   choices=(prompts.continuation(ra), prompts.continuation(rb))), what)
+    return read_pair(score, lambda s: ScoreRequest(
+        messages=prompts.judge_messages(d, judge, principle, *((rb, ra) if s else (ra, rb))),
+        choices=prompts.CHOICE_LABELS), both_orders=c.debias_order, swapped=swapped, what=what)
 
 
 @dataclass
@@ -197,11 +202,11 @@ class Society(mesa.Model):
 
     def _bar(self, n_dilemmas: int) -> tqdm:
         c = self.cfg.sim
-        reads = 2 if c.debias_order else 1
+        reads = 2 if c.debias_order and c.choice_reader == "label" else 1
         critique = c.critique and bool(self.constitution.critique)
         calls_per_agent = 1 + reads * (1 + (c.debate_rounds > 0) + critique) + c.debate_rounds + 2 * critique
-        judged = (2 if c.debias_order else 1) * (len(self.citizens) * (c.critique and bool(self.constitution.critique))
-                                                  + self._n_cross())
+        judge_reads = 2 if c.debias_order and c.judge_reader == "label" else 1
+        judged = judge_reads * (len(self.citizens) * critique + self._n_cross())
         return tqdm(total=n_dilemmas * (calls_per_agent * len(self.citizens) + judged), unit="call",
                     desc=f"gen {self.generation} step {self.steps}", disable=not c.progress, leave=False,
                     mininterval=1.0)
@@ -223,34 +228,31 @@ class Society(mesa.Model):
             return text
         return list(await asyncio.gather(*(one(r) for r in reqs)))
 
-    async def _score(self, backend: LLMBackend, reqs: Sequence[ScoreRequest], bar: tqdm) -> list[list[float]]:
-        async def one(r: ScoreRequest) -> list[float]:
-            (s,) = await backend.score_choices([r])
-            bar.update(1)
-            return s
-        return list(await asyncio.gather(*(one(r) for r in reqs)))
-
     def _call_seed(self, phase: str, *path: int) -> int:
         return child_seed(self.cfg.seed, self.generation, self.steps, phase, *path)
 
     def _row(self, **kw: Any) -> dict[str, Any]:
         return {"run_id": self.run_id, "generation": self.generation, "step": self.steps, **kw}
 
-    async def _read_stances(self, d: Dilemma, messages_for: Callable[[Citizen, bool], tuple], bar: tqdm,
-                            debias: bool) -> list[tuple[float, float, float | None]]:
-        """Score the option labels for every agent: ``(p_a, p_a_presented, p_a_reversed)``."""
-        choices = prompts.CHOICE_LABELS
+    async def _read_stances(self, d: Dilemma, phase: str, bar: tqdm,
+                            quoted: Callable[[Citizen], tuple[str, Sequence[tuple[str, str]]]] | None = None,
+                            ) -> list[PairReading]:
+        """Every agent's P(a) by ``sim.choice_reader``: the option letters of the phase's prompt (both
+        orders with ``sim.debias_order``), or the likelihood of each action's text after it.
+        ``quoted(agent)`` gives the heading and the text an agent has seen since its first stance."""
+        c = self.cfg.sim
 
-        async def for_agent(a: Citizen) -> tuple[float, float, float | None]:
-            plain = self._score(a.backend, [ScoreRequest(messages=messages_for(a, False), choices=choices)], bar)
-            if not debias:
-                (s,) = await plain
-                p = _p_first(s)
-                return p, p, None
-            swapped = self._score(a.backend, [ScoreRequest(messages=messages_for(a, True), choices=choices)], bar)
-            (s1,), (s2,) = await asyncio.gather(plain, swapped)
-            p1, p2 = _p_first(s1), 1 - _p_first(s2)  # in the swapped prompt, option A is action b
-            return (p1 + p2) / 2, p1, p2
+        async def for_agent(a: Citizen) -> PairReading:
+            score, what = scorer(a.backend, lambda: bar.update(1)), f"{phase} stance of {a.name} on '{d.id}'"
+            seen = quoted(a) if quoted else None
+            if c.choice_reader == "likelihood":
+                req = ScoreRequest(messages=prompts.choice_messages(d, a.worldview, *(seen or ())),
+                                   choices=(d.action_a, d.action_b))
+                return await read_likelihood(score, req, what)
+            return await read_pair(score, lambda s: ScoreRequest(
+                messages=(prompts.reconsider_messages(d, a.worldview, *seen, swap=s) if seen
+                          else prompts.stance_messages(d, a.worldview, swap=s)),
+                choices=prompts.CHOICE_LABELS), both_orders=c.debias_order, what=what)
 
         return list(await asyncio.gather(*(for_agent(a) for a in self.citizens)))
 
@@ -264,11 +266,11 @@ class Society(mesa.Model):
                     for a in self.citizens]
         texts, scored = await self._timed("stance", len(self.citizens), asyncio.gather(
             asyncio.gather(*(self._gen(a.backend, [r], bar) for a, r in zip(self.citizens, gen_reqs, strict=True))),
-            self._read_stances(d, lambda a, s: prompts.stance_messages(d, a.worldview, swap=s), bar, c.debias_order)))
+            self._read_stances(d, "initial", bar)))
         texts = [t[0] for t in texts]
         answers: dict[int, str] = {}
-        for a, text, (p_a, p1, p2), req in zip(self.citizens, texts, scored, gen_reqs, strict=True):
-            self._add_stance(a, d, "initial", p_a, p1, p2, text, req.seed, j)
+        for a, text, reading, req in zip(self.citizens, texts, scored, gen_reqs, strict=True):
+            self._add_stance(a, d, "initial", reading, text, req.seed, j)
             self.transcripts.append(self._row(dilemma_id=d.id, phase="stance", group_id=None, turn=0,
                                               agent_id=a.index, cluster=a.worldview.cluster, target_id=None,
                                               principle_id=None, text=text, seed=req.seed))
@@ -279,11 +281,9 @@ class Society(mesa.Model):
             said = await self._timed("debate", len(self.citizens) * c.debate_rounds,
                                      self._debate(d, j, answers, bar))
             post = await self._timed("post_debate", len(self.citizens), self._read_stances(
-                d, lambda a, s: prompts.reconsider_messages(d, a.worldview, "Your group discussed it", said[a.index],
-                                                            swap=s), bar,
-                c.debias_order))
-            for a, (p_a, p1, p2) in zip(self.citizens, post, strict=True):
-                self._add_stance(a, d, "post_debate", p_a, p1, p2, None, None, j)
+                d, "post_debate", bar, lambda a: ("Your group discussed it", said[a.index])))
+            for a, reading in zip(self.citizens, post, strict=True):
+                self._add_stance(a, d, "post_debate", reading, None, None, j)
 
         # 3. critique: a random neighbour critiques each answer; the author revises.
         revised: dict[int, str] = {}
@@ -294,8 +294,11 @@ class Society(mesa.Model):
         plan = self._judge_plan(answers, revised)
         await self._timed("judge", len(plan), self._judge(d, j, plan, bar))
 
-    def _add_stance(self, a: Citizen, d: Dilemma, phase: str, p_a: float, p1: float, p2: float | None,
+    def _add_stance(self, a: Citizen, d: Dilemma, phase: str, reading: PairReading,
                     text: str | None, seed: int | None, j: int) -> None:
+        what = f"{phase} stance of {a.name} on '{d.id}'"
+        p_a, p1 = check_probability(reading.p_a, what), check_probability(reading.presented, what)
+        p2 = None if reading.reversed is None else check_probability(reading.reversed, what)
         text_choice = prompts.parse_choice(text) if text is not None else None
         u = (child_rng(self.cfg.seed, self.generation, self.steps, "choice", phase, j, a.index).random()
              if self.cfg.sim.choice_rule == "sample" else None)
@@ -374,19 +377,18 @@ class Society(mesa.Model):
                                            for (a, _, _), r in zip(plan, rev_reqs, strict=True)))
         revisions = [x[0] for x in revisions]
         by_author = {a.index: text for (a, _, _), text in zip(plan, revisions, strict=True)}
-        scores = await self._read_stances(d, lambda a, s: prompts.reconsider_messages(
-            d, a.worldview, "You revised your answer to", [("you", by_author[a.index])], swap=s), bar,
-            c.debias_order)
+        scores = await self._read_stances(d, "revised", bar, lambda a: ("You revised your answer to",
+                                                                        [("you", by_author[a.index])]))
         out: dict[int, str] = {}
-        for (a, critic, p), crit, creq, text, (p_a, p1, p2), rreq in zip(plan, critiques, crit_reqs, revisions, scores,
-                                                                         rev_reqs, strict=True):
+        for (a, critic, p), crit, creq, text, reading, rreq in zip(plan, critiques, crit_reqs, revisions, scores,
+                                                                   rev_reqs, strict=True):
             self.transcripts.append(self._row(dilemma_id=d.id, phase="critique", group_id=None, turn=0,
                                               agent_id=critic.index, cluster=critic.worldview.cluster,
                                               target_id=a.index, principle_id=p.id, text=crit, seed=creq.seed))
             self.transcripts.append(self._row(dilemma_id=d.id, phase="revision", group_id=None, turn=1,
                                               agent_id=a.index, cluster=a.worldview.cluster, target_id=critic.index,
                                               principle_id=p.id, text=text, seed=rreq.seed))
-            self._add_stance(a, d, "revised", p_a, p1, p2, text, rreq.seed, j)
+            self._add_stance(a, d, "revised", reading, text, rreq.seed, j)
             out[a.index] = text
         return out
 
@@ -431,40 +433,26 @@ class Society(mesa.Model):
 
     async def _judge(self, d: Dilemma, j: int, plan: list[tuple], bar: tqdm) -> None:
         c = self.cfg.sim
+        score = scorer(self.judge_backend, lambda: bar.update(1))
 
-        async def judge_one(item: tuple) -> tuple[float, float | None]:
+        async def judge_one(k: int, item: tuple) -> PairReading:
             kind, ia, ra, ib, rb, judge, principle, swapped = item
-            w = judge.worldview if c.judge_persona else None
-            first, second = (rb, ra) if swapped else (ra, rb)
-            seen = ScoreRequest(messages=prompts.judge_messages(d, w, principle.text, first, second),
-                                choices=prompts.CHOICE_LABELS)
-            if not c.debias_order:
-                (s,) = await self._score(self.judge_backend, [seen], bar)
-                p = _p_first(s)
-                return (1 - p if swapped else p), None
-            other = ScoreRequest(messages=prompts.judge_messages(d, w, principle.text, second, first),
-                                 choices=prompts.CHOICE_LABELS)
-            (s1,), (s2,) = await asyncio.gather(self._score(self.judge_backend, [seen], bar),
-                                                self._score(self.judge_backend, [other], bar))
-            p_seen, p_other = _p_first(s1), _p_first(s2)
-            # Undo the order: in ``seen`` option (A) is response_a unless swapped.
-            p_pres = 1 - p_seen if swapped else p_seen
-            p_rev = p_other if swapped else 1 - p_other
-            return p_pres, p_rev
+            return await read_judgment(score, c, d, judge.worldview if c.judge_persona else None, principle.text,
+                                       ra, rb, swapped, f"judgment {k} of {judge.name} on '{d.id}'")
 
-        results = await asyncio.gather(*(judge_one(item) for item in plan))
+        results = await asyncio.gather(*(judge_one(k, item) for k, item in enumerate(plan)))
         prompt = prompts.dilemma_text(d)
-        for k, ((kind, ia, ra, ib, rb, judge, principle, swapped), (p_pres, p_rev)) in enumerate(
-                zip(plan, results, strict=True)):
-            p_a = p_pres if p_rev is None else (p_pres + p_rev) / 2
+        for k, ((kind, ia, ra, ib, rb, judge, principle, swapped), reading) in enumerate(zip(plan, results, strict=True)):
+            what = f"judgment {k} of {judge.name} on '{d.id}'"
+            p_rev = None if reading.reversed is None else check_probability(reading.reversed, what)
             self.preferences.append(self._row(
                 pref_id=f"{self.run_id}-g{self.generation}-s{self.steps}-d{j}-{k}", dilemma_id=d.id, prompt=prompt,
                 response_a=ra, response_b=rb, author_a=ia, author_b=ib, cluster_a=self.clusters[ia],
                 cluster_b=self.clusters[ib], pair_kind=kind, judge_id=judge.index, judge_cluster=judge.worldview.cluster,
-                principle_id=principle.id, p_a=p_a, p_a_presented=p_pres, p_a_reversed=p_rev, order_swapped=swapped,
-                position_flip=None if p_rev is None else (p_pres > 0.5) != (p_rev > 0.5),
-                judge_model=self.judge_backend.name, constitution_version=self.constitution.tag,
-                seed=self._call_seed("judge", j, k)))
+                principle_id=principle.id, p_a=check_probability(reading.p_a, what),
+                p_a_presented=check_probability(reading.presented, what), p_a_reversed=p_rev, order_swapped=swapped,
+                position_flip=reading.position_flip, judge_model=self.judge_backend.name,
+                constitution_version=self.constitution.tag, seed=self._call_seed("judge", j, k)))
 
     # -- summaries -------------------------------------------------------------------------------
     def homophily(self) -> float:

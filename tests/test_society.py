@@ -12,7 +12,7 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.run import run
-from sim.society import Society, _p_first
+from sim.society import Society
 from tests.conftest import tiny_config
 
 ANSWER = re.compile(r"Answer \((A|B)\):\n<<<(.*?)>>>", re.S)
@@ -67,7 +67,7 @@ def test_judge_order_is_undone_so_content_not_position_decides():
 
 def test_position_biased_judge_is_detected_and_neutralised():
     always_a = ScriptedBackend(reply=reviser, scores=lambda r: [-0.1, -2.5])
-    soc = make(tiny_config(), always_a)
+    soc = make(tiny_config(choice_reader="label"), always_a)
     soc.step()
     prefs = pl.DataFrame(soc.preferences)
     assert prefs["position_flip"].all()
@@ -77,7 +77,7 @@ def test_position_biased_judge_is_detected_and_neutralised():
 
 
 def test_without_debiasing_position_bias_becomes_the_label():
-    soc = make(tiny_config(debias_order=False), ScriptedBackend(reply=reviser, scores=lambda r: [-0.1, -2.5]))
+    soc = make(tiny_config(debias_order=False, choice_reader="label"), ScriptedBackend(reply=reviser, scores=lambda r: [-0.1, -2.5]))
     soc.step()
     prefs = pl.DataFrame(soc.preferences)
     assert prefs["p_a_reversed"].is_null().all()
@@ -115,12 +115,6 @@ def test_run_writes_all_outputs_and_is_deterministic(tmp_path):
     other = (tmp_path / "1" / "preferences.parquet").read_bytes() == (tmp_path / "3" / "preferences.parquet").read_bytes()
     assert same and not other
     assert not list(tmp_path.glob("*/.*.tmp"))
-
-
-def test_p_first_normalises_over_the_two_labels():
-    assert _p_first([-1.0, -1.0]) == pytest.approx(0.5)
-    assert _p_first([0.0, -1000.0]) == pytest.approx(1.0)
-    assert _p_first([-2.0, -1.0]) == pytest.approx(1 / (1 + 2.718281828459045))
 
 
 def test_coalescer_batches_concurrent_requests_and_routes_answers():

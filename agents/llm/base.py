@@ -47,11 +47,15 @@ class ScoreRequest:
         messages: the conversation; the assistant turn is opened after it.
         choices: candidate continuations (e.g. ``("A", "B")``).
         assistant_prefix: text the assistant turn starts with before the candidate.
+        continuation: the choices are whole replies whose every token is scored (likelihood
+            readings), not answer labels read from the first token; a server backend needs prompt
+            log-probabilities for these.
     """
 
     messages: tuple[ChatMessage, ...]
     choices: tuple[str, ...]
     assistant_prefix: str = ""
+    continuation: bool = False
 
 
 @dataclass
@@ -66,7 +70,7 @@ class BackendStats:
     truncated_prompts: int = 0
     cached_prompt_tokens: int = 0  # prompt tokens whose KV came from the prefix cache, not a forward
     retries: int = 0
-    fallbacks: int = 0  # scores read from parsed text because the server gave no logprobs
+    fallbacks: int = 0  # scores read some other way than the logprobs asked for; by cause in ``extra["fallback:..."]``
     extra: dict[str, int] = field(default_factory=dict)
 
 

@@ -11,21 +11,111 @@ from collections.abc import Sequence
 
 from agents.llm.base import BackendError, BackendStats, ChatMessage, GenerateRequest, ScoreRequest
 
-UNSEEN_LOGPROB = -30.0  # a choice absent from the server's top_logprobs gets this (~1e-13)
+UNSEEN_LOGPROB = -30.0  # the options not named by a reply read without logprobs (~1e-13)
+_SPACE_MARKS = "\u0120\u2581 \t\n"  # byte-level BPE's "Ġ", SentencePiece's "▁", plain whitespace
 
 
-def to_autogen(messages: Sequence[ChatMessage]) -> list:
-    from autogen_core.models import AssistantMessage, SystemMessage, UserMessage
+class MalformedResponse(ValueError):
+    """A 200 response whose body cannot be read as the reply asked for (retried like a 5xx)."""
 
-    out: list = []
-    for m in messages:
-        if m.role == "system":
-            out.append(SystemMessage(content=m.content))
-        elif m.role == "assistant":
-            out.append(AssistantMessage(content=m.content, source="assistant"))
-        else:
-            out.append(UserMessage(content=m.content, source="user"))
-    return out
+
+def label_key(token: str) -> str:
+    """A token as an answer label: the space marks servers put before a word dropped, case folded
+    (``" A"``, ``"ĠA"``, ``"▁A"``, ``"A"`` and ``"a"`` all read as option A)."""
+    return token.strip(_SPACE_MARKS).casefold()
+
+
+def _logprob(v: object, where: str) -> float:
+    """A server's log-probability, checked: a number, not NaN, not above 0 (``-inf`` is probability 0)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v > 1e-3:
+        raise MalformedResponse(f"{where}: {v!r:.40} is not a log-probability")
+    return float(v)
+
+
+def _first_choice(res: object, what: str):
+    """The first choice of a chat-completion body, or :class:`MalformedResponse` naming what is wrong."""
+    choices = getattr(res, "choices", None)
+    if not isinstance(choices, list):
+        kind = "a body that is not a chat completion" if not hasattr(res, "choices") else "no 'choices'"
+        raise MalformedResponse(f"{what}: {kind} ({str(res)[:60]!r})")
+    if not choices or getattr(choices[0], "message", None) is None:
+        raise MalformedResponse(f"{what}: an empty or malformed choice")
+    return choices[0]
+
+
+def read_label_logprobs(choice, labels: Sequence[str], stats: BackendStats) -> list[float]:
+    """Log-probabilities of answer ``labels`` from the first generated token's logprobs.
+
+    Tokens that read as the same label (:func:`label_key`) are pooled (log-sum-exp). A label absent
+    from the returned top tokens gets the least returned log-probability, an upper bound on its own,
+    counted as ``fallback:option_outside_top_logprobs``. Neither label among them: a one-line error
+    (the model does not answer in the format; a label of 0.5 would look like a judgment). No
+    logprobs at all: the reply's leading label, counted as ``fallback:no_logprobs``."""
+    from agents.scoring import LabelError
+
+    keys = [label_key(c) for c in labels]
+    content = choice.logprobs.content if choice.logprobs is not None else None
+    if not content:
+        text = choice.message.content or ""
+        m = re.match(r"\s*\(?([A-Za-z0-9]+)", text)
+        said = label_key(m.group(1)) if m else None
+        if said not in keys:
+            raise LabelError(f"the reply {text[:40]!r} names none of the options {list(labels)} and the server sent no "
+                             "logprobs to read them from")
+        _count(stats, "fallback:no_logprobs")
+        return [0.0 if k == said else UNSEEN_LOGPROB for k in keys]
+    first = content[0]
+    seen: list[tuple[str, float]] = [(str(first.token), _logprob(first.logprob, "logprob of the reply's first token"))]
+    for t in first.top_logprobs or []:
+        seen.append((str(t.token), _logprob(t.logprob, f"top_logprob of {t.token!r:.20}")))
+    pooled: dict[str, list[float]] = {}
+    for token, lp in dict(seen).items():  # a token listed twice (the reply's and a top one) counts once
+        pooled.setdefault(label_key(token), []).append(lp)
+    found = [_logsumexp(pooled[k]) if k in pooled else None for k in keys]
+    if all(x is None for x in found):
+        top = [t for t, _ in seen[:6]]
+        raise LabelError(f"none of the options {list(labels)} is among the model's likeliest first tokens {top}; "
+                         "the model does not answer with the option label (try sim.judge_reader=likelihood, "
+                         "sim.choice_reader=likelihood or a model that follows the format)")
+    if any(x is None for x in found):
+        _count(stats, "fallback:option_outside_top_logprobs")
+        floor = min(lp for _, lp in seen)
+        found = [floor if x is None else x for x in found]
+    return [float(x) for x in found]
+
+
+def read_continuation_logprob(res: object, text: str, what: str) -> float:
+    """Sum of the prompt log-probabilities of ``text``, the final tokens of an echoed prompt
+    (vLLM's ``prompt_logprobs``: per prompt token ``{token_id: {"logprob", "decoded_token"}}``)."""
+    extra = getattr(res, "model_extra", None) or {}
+    entries = extra.get("prompt_logprobs")
+    if not isinstance(entries, list) or not entries:
+        raise MalformedResponse(f"{what}: no prompt_logprobs in the response")
+    total, covered, want = 0.0, "", text.strip()
+    for entry in reversed(entries):
+        if not isinstance(entry, dict) or len(entry) < 1:
+            raise MalformedResponse(f"{what}: a prompt_logprobs entry is {entry!r:.40}")
+        info = next(iter(entry.values()))  # prompt_logprobs=0: the prompt's own token only
+        if not isinstance(info, dict) or not isinstance(info.get("decoded_token"), str):
+            raise MalformedResponse(f"{what}: a prompt_logprobs entry without decoded_token")
+        total += _logprob(info.get("logprob"), f"{what}: prompt logprob")
+        covered = info["decoded_token"] + covered
+        if len(covered.strip()) >= len(want):
+            if covered.strip() != want:
+                raise MalformedResponse(f"{what}: the echoed prompt does not end with the scored text")
+            return total
+    raise MalformedResponse(f"{what}: the echoed prompt is shorter than the scored text")
+
+
+def _logsumexp(xs: Sequence[float]) -> float:
+    m = max(xs)
+    return m if m == -math.inf else m + math.log(sum(math.exp(x - m) for x in xs))
+
+
+def _count(stats: BackendStats, key: str) -> None:
+    if key.startswith("fallback:"):
+        stats.fallbacks += 1
+    stats.extra[key] = stats.extra.get(key, 0) + 1
 
 
 def retry_cause(exc: BaseException) -> tuple[str | None, float]:
@@ -55,25 +145,33 @@ def retry_cause(exc: BaseException) -> tuple[str | None, float]:
 
 
 class OpenAICompatibleBackend:
-    """Chat completions over HTTP.
+    """Chat completions over HTTP (the openai SDK; any OpenAI-compatible server).
 
-    ``score_choices`` asks for ``logprobs``/``top_logprobs`` of one token at temperature 0 and reads
-    the candidates from them. Servers that return no logprobs get a recorded fallback: the reply's
-    leading letter is parsed and given probability 1 (``stats.fallbacks`` counts these). The
-    ``assistant_prefix`` of a score request cannot be prefilled over the chat API and is ignored.
-    Multi-token candidates are scored by their first token.
+    ``score_choices`` reads a request in one of two ways. Answer labels (``A``/``B``, ``Yes``/``No``):
+    one token at temperature 0 with ``logprobs``/``top_logprobs``, read by
+    :func:`read_label_logprobs` (label tokens pooled across the spellings servers use; a missing
+    option bounded and counted; no option at all a one-line error). Whole continuations
+    (``ScoreRequest.continuation``, the likelihood readers): the candidate is sent as the final
+    assistant message with ``continue_final_message`` and ``prompt_logprobs=0`` (vLLM's extensions),
+    and its tokens' prompt log-probabilities are summed; :meth:`check_continuation_support` says at
+    start-up, in one line, when a server has no such thing. Every value is checked as it is read
+    (a number, not NaN, not above 0); a 200 body that is not a readable chat completion is retried
+    like a 5xx and ends, if it persists, in one line naming the server and the problem.
 
-    Failures that may pass (refused or dropped connections, timeouts, 5xx, 429, a body that is not
-    valid JSON) are retried up to ``max_retries`` times with exponential backoff and jitter
-    (``backoff_s`` × 2^attempt × U[0.5, 1.5], at most ``max_backoff_s``; a 429's ``Retry-After`` is
-    waited at least). Retries are ours, not the SDK's, so each is counted: ``stats.retries`` and
-    ``stats.extra["retry:<cause>"]``. Other 4xx fail at once. At most ``concurrency`` requests are in
-    flight.
+    Failures that may pass (refused or dropped connections, timeouts, 5xx, 429, a malformed body) are
+    retried up to ``max_retries`` times with exponential backoff and jitter (``backoff_s`` × 2^attempt
+    × U[0.5, 1.5], at most ``max_backoff_s``; a 429's ``Retry-After`` is waited at least). Retries
+    are ours, not the SDK's, so each is counted: ``stats.retries`` and ``stats.extra["retry:<cause>"]``.
+    Other 4xx fail at once. At most ``concurrency`` requests are in flight. The SDK is used directly,
+    not autogen's client: autogen keeps a top-logprob's token only as bytes (llama.cpp's server sends
+    ``bytes: null``) and reads a malformed body with Python internals errors that cannot be retried.
     """
 
     def __init__(self, *, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 60.0,
                  max_retries: int = 3, concurrency: int = 8, top_logprobs: int = 10, backoff_s: float = 0.5,
                  max_backoff_s: float = 30.0) -> None:
+        if max_retries < 0 or concurrency < 1 or not timeout_s > 0:
+            raise BackendError("openai_compatible needs max_retries >= 0, concurrency >= 1 and timeout_s > 0")
         self.name = model
         self.base_url = base_url
         self.stats = BackendStats()
@@ -86,11 +184,10 @@ class OpenAICompatibleBackend:
         self._bind()
 
     def _bind(self) -> None:
-        """Clients and the concurrency limit for the running event loop. A society runs each step in
-        its own ``asyncio.run``; a semaphore or an HTTP connection pool from an earlier, closed loop
-        fails in the next one, so they are made anew whenever the loop changes."""
+        """Client and concurrency limit for the running event loop. A society runs each step in its
+        own ``asyncio.run``; a semaphore or an HTTP connection pool from an earlier, closed loop fails
+        in the next one, so they are made anew whenever the loop changes."""
         import openai
-        from autogen_ext.models.openai import OpenAIChatCompletionClient
 
         try:
             self._loop = asyncio.get_running_loop()
@@ -98,12 +195,6 @@ class OpenAICompatibleBackend:
             self._loop = None
         self._sem = asyncio.Semaphore(self.concurrency)
         self.raw = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout_s, max_retries=0)
-        self.client = OpenAIChatCompletionClient(
-            model=self.name, base_url=self.base_url, api_key=self._api_key,
-            timeout=self.timeout_s, max_retries=0, include_name_in_message=False,
-            model_info={"vision": False, "function_calling": False, "json_output": False,
-                        "family": "unknown", "structured_output": False},
-        )
 
     def _for_this_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -112,63 +203,104 @@ class OpenAICompatibleBackend:
                 self._bind()
             self._loop = loop
 
-    async def _create(self, messages: Sequence[ChatMessage], args: dict):
-        chat = to_autogen(messages)
-        return await self._retrying(lambda: self.client.create(chat, extra_create_args=args))
-
     async def _retrying(self, call):
         """``await call()`` under the concurrency limit, retrying transient failures (counted)."""
         self._for_this_loop()
         async with self._sem:
-            for attempt in range(self.max_retries + 1):
+            attempt = 0
+            while True:
                 try:
                     return await call()
                 except Exception as exc:
                     cause, wait_at_least = retry_cause(exc)
-                    msg = str(exc).splitlines()[0] if str(exc) else ""
-                    if cause is None or attempt == self.max_retries:
+                    if cause is None or attempt >= self.max_retries:
                         tried = f" after {attempt + 1} attempts" if attempt else ""
-                        raise BackendError(f"model server {self.base_url} failed{tried}: {type(exc).__name__}: {msg}") from exc
+                        raise BackendError(f"model server {self.base_url} failed{tried}: {_describe(exc)}") from exc
                     self.stats.retries += 1
                     self.stats.extra[f"retry:{cause}"] = self.stats.extra.get(f"retry:{cause}", 0) + 1
                     delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * self._jitter.uniform(0.5, 1.5)
                     await asyncio.sleep(min(max(delay, wait_at_least), max(self.max_backoff_s, wait_at_least)))
-        raise AssertionError("unreachable")
+                    attempt += 1
+
+    async def _chat(self, messages: Sequence[ChatMessage], **args):
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        return await self.raw.chat.completions.create(model=self.name, messages=msgs, **args)
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         async def one(r: GenerateRequest) -> str:
-            res = await self._create(r.messages, {"max_tokens": r.max_new_tokens, "temperature": r.temperature,
-                                                  "top_p": r.top_p, "seed": r.seed})
+            async def call() -> str:
+                res = await self._chat(r.messages, max_tokens=r.max_new_tokens, temperature=r.temperature,
+                                       top_p=r.top_p, seed=r.seed)
+                text = _first_choice(res, "chat completion").message.content
+                if text is not None and not isinstance(text, str):
+                    raise MalformedResponse(f"chat completion: message content is {type(text).__name__}")
+                self._usage(res)
+                return text or ""
+
+            out = await self._retrying(call)
             self.stats.generate_calls += 1
-            self.stats.prompt_tokens += res.usage.prompt_tokens
-            self.stats.generated_tokens += res.usage.completion_tokens
-            return res.content if isinstance(res.content, str) else ""
+            return out
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    def _usage(self, res: object) -> None:
+        usage = getattr(res, "usage", None)
+        for key, field in (("prompt_tokens", "prompt_tokens"), ("completion_tokens", "generated_tokens")):
+            v = getattr(usage, key, None)
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                setattr(self.stats, field, getattr(self.stats, field) + v)
 
     async def score_choices(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
-        # The openai SDK directly, not autogen's client: autogen keeps a top-logprob's token only as
-        # bytes, and servers such as llama.cpp's send ``bytes: null``, which would lose every alternative.
-        async def one(r: ScoreRequest) -> list[float]:
-            msgs = [{"role": m.role, "content": m.content} for m in r.messages]
-            res = await self._retrying(lambda: self.raw.chat.completions.create(
-                model=self.name, messages=msgs, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self._top))
+        async def labels(r: ScoreRequest) -> list[float]:
+            async def call() -> list[float]:
+                res = await self._chat(r.messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self._top)
+                raw = read_label_logprobs(_first_choice(res, "scored chat completion"), r.choices, self.stats)
+                self._usage(res)
+                return raw
+
+            raw = await self._retrying(call)
             self.stats.score_calls += 1
-            if res.usage:
-                self.stats.prompt_tokens += res.usage.prompt_tokens
-            choice = res.choices[0]
-            text = choice.message.content or ""
-            if choice.logprobs and choice.logprobs.content:
-                first = choice.logprobs.content[0]
-                table = {first.token.strip(): first.logprob}
-                for t in first.top_logprobs or []:
-                    table.setdefault(t.token.strip(), t.logprob)
-                raw = [table.get(c.strip(), UNSEEN_LOGPROB) for c in r.choices]
-            else:
-                self.stats.fallbacks += 1
-                m = re.match(r"\s*\(?([A-Za-z0-9]+)", text)
-                raw = [0.0 if m and m.group(1).strip() == c.strip() else UNSEEN_LOGPROB for c in r.choices]
-            z = math.log(sum(math.exp(x) for x in raw))
+            z = _logsumexp(raw)
             return [x - z for x in raw]
 
+        async def continuation(r: ScoreRequest, text: str) -> float:
+            async def call() -> float:
+                res = await self._chat(
+                    (*r.messages, ChatMessage(role="assistant", content=r.assistant_prefix + text)), max_tokens=1,
+                    temperature=0.0, extra_body={"continue_final_message": True, "add_generation_prompt": False,
+                                                 "prompt_logprobs": 0})
+                lp = read_continuation_logprob(res, text, "scored continuation")
+                self._usage(res)
+                return lp
+
+            return await self._retrying(call)
+
+        async def one(r: ScoreRequest) -> list[float]:
+            if not r.continuation:
+                return await labels(r)
+            out = list(await asyncio.gather(*(continuation(r, c) for c in r.choices)))
+            self.stats.score_calls += 1
+            return out
+
         return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def check_continuation_support(self) -> None:
+        """One scored continuation; a one-line :class:`BackendError` if the server cannot give prompt
+        log-probabilities (the likelihood readers need them). Called before a run's first step."""
+        probe = ScoreRequest(messages=(ChatMessage(role="user", content="Say yes."),), choices=("Yes.",), continuation=True)
+        try:
+            await self.score_choices([probe])
+        except BackendError as exc:
+            raise BackendError(f"model server {self.base_url} cannot score whole replies (it returned no usable "
+                               "prompt_logprobs for a continued assistant message; vLLM can), which the likelihood "
+                               "readers need: set sim.choice_reader=label sim.judge_reader=label, or serve the model "
+                               f"with vLLM ({str(exc)[-120:]})") from None
+
+
+def _describe(exc: BaseException) -> str:
+    msg = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, BackendError):
+        return msg
+    if isinstance(exc, MalformedResponse):
+        return f"malformed response: {msg}"
+    return f"{type(exc).__name__}: {msg}"

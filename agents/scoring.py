@@ -1,0 +1,170 @@
+"""Readings: the one home of how a label or a choice is read from a backend's option scores.
+
+Every caller (society stances and judges, ``agora-eval``, the calibration gate, the ablation rater,
+the pluralism judge, the injection study) reads through here, so a fix reaches all of them.
+
+Two readers of a choice between two options:
+
+- ``label``: the prompt lists the options as A/B and asks for the letter; P(a) is the letter tokens'
+  probability normalised over the pair (Constitutional AI's method). Right for capable models; on a
+  135M model nearly all of it is position bias.
+- ``likelihood``: each option's own text is scored as the continuation of a prompt that does not list
+  the options, and compared by log-likelihood per character (lm-evaluation-harness's ``acc_norm``).
+  No option is shown first, so there is no order to undo.
+
+Both orders are read and averaged wherever an order exists (:func:`read_pair`); K options are read in
+every rotation (:func:`read_rotations`). Every value from a backend is checked here as it is read:
+a real number, not NaN, not above 0 beyond rounding, one per option (:func:`check_logprobs`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from agents.llm.base import BackendError, LLMBackend, ScoreRequest
+
+READERS = ("label", "likelihood")
+_MAX_LOGPROB = 1e-3  # a log-probability above 0 by more than rounding is not one
+
+
+class LabelError(BackendError):
+    """A backend's scores cannot become a label (NaN, missing option, not a log-probability)."""
+
+
+def check_logprobs(values: Sequence[object], n: int, what: str = "scores") -> list[float]:
+    """``values`` as ``n`` floats that are log-probabilities (``-inf`` allowed, not for all), or a one-line error."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or len(values) != n:
+        raise LabelError(f"{what}: expected {n} log-probabilities, got {values!r:.120}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise LabelError(f"{what}: a log-probability is {type(v).__name__} {v!r:.40}, not a number")
+        x = float(v)
+        if math.isnan(x) or x > _MAX_LOGPROB:
+            raise LabelError(f"{what}: {x!r} is not a log-probability")
+        out.append(x)
+    if all(x == -math.inf for x in out):
+        raise LabelError(f"{what}: every option has probability 0")
+    return out
+
+
+def p_first(logprobs: Sequence[float], what: str = "scores") -> float:
+    """P(first of two options), normalised over the pair."""
+    a, b = check_logprobs(logprobs, 2, what)
+    m = max(a, b)
+    ea, eb = math.exp(a - m), math.exp(b - m)
+    return ea / (ea + eb)
+
+
+def distribution(logprobs: Sequence[float], what: str = "scores") -> np.ndarray:
+    """Probabilities of K options, normalised over them."""
+    x = np.asarray(check_logprobs(logprobs, len(logprobs), what), float)
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def undo_order(p_first_shown: float, swapped: bool) -> float:
+    """P(option a) from P(first shown): when ``swapped``, option b was shown first."""
+    return 1 - p_first_shown if swapped else p_first_shown
+
+
+def per_char(logprobs: Sequence[float], texts: Sequence[str], what: str = "scores") -> list[float]:
+    """Log-likelihood per character of each option's text (``acc_norm``'s normalisation)."""
+    lps = check_logprobs(logprobs, len(texts), what)
+    return [lp / max(len(t), 1) for lp, t in zip(lps, texts, strict=True)]
+
+
+def likelihood_p_first(logprobs: Sequence[float], texts: Sequence[str], what: str = "scores") -> float:
+    """P(first of two texts) from their per-character log-likelihoods, put back on the scale of a
+    text of the pair's mean length: ``σ(L̄·(ℓ_a/c_a − ℓ_b/c_b))``. Its sign is ``acc_norm``'s choice;
+    its size is how sure the model is at equal length (a raw per-character gap of 0.1 nats would
+    otherwise read as a near-coin-flip P of 0.52)."""
+    a, b = per_char(logprobs, texts, what)
+    scale = (len(texts[0]) + len(texts[1])) / 2
+    z = scale * (a - b)
+    return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
+
+
+def check_probability(p: object, what: str) -> float:
+    """A label about to be stored: a finite number in [0, 1], or a one-line error (before checkpointing)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:  # NaN fails too
+        raise LabelError(f"{what}: {p!r} is not a probability")
+    return float(p)
+
+
+@dataclass(frozen=True)
+class PairReading:
+    """P(option a) read from a backend.
+
+    Attributes:
+        p_a: the label: both orders averaged where read, else the one reading.
+        presented: P(a) from the order presented first (a first unless the caller drew a swap).
+        reversed: P(a) from the other order; None when one order was read or no order exists.
+        first_shown: P(the option shown first) as read, per order read (empty when no order exists).
+    """
+
+    p_a: float
+    presented: float
+    reversed: float | None = None
+    first_shown: tuple[float, ...] = ()
+
+    @property
+    def position_flip(self) -> bool | None:
+        return None if self.reversed is None else (self.presented > 0.5) != (self.reversed > 0.5)
+
+
+Score = Callable[[ScoreRequest], Awaitable[list[float]]]
+
+
+def scorer(backend: LLMBackend, on_done: Callable[[], None] | None = None) -> Score:
+    """One request per submission (so a coalescing backend batches concurrent readings), ``on_done``
+    after each (a progress bar)."""
+    async def score(r: ScoreRequest) -> list[float]:
+        (s,) = await backend.score_choices([r])
+        if on_done:
+            on_done()
+        return s
+    return score
+
+
+async def read_pair(score: Score, render: Callable[[bool], ScoreRequest], *, both_orders: bool = True,
+                    swapped: bool = False, what: str = "label") -> PairReading:
+    """A label reading of two options. ``render(swap)`` is the request with option b shown first when
+    ``swap``; the order ``swapped`` is presented first, the other one second when ``both_orders``."""
+    first = score(render(swapped))
+    if not both_orders:
+        f1 = p_first(await first, what)
+        p = undo_order(f1, swapped)
+        return PairReading(p, p, None, (f1,))
+    s1, s2 = await asyncio.gather(first, score(render(not swapped)))
+    f1, f2 = p_first(s1, what), p_first(s2, what)
+    p1, p2 = undo_order(f1, swapped), undo_order(f2, not swapped)
+    return PairReading((p1 + p2) / 2, p1, p2, (f1, f2))
+
+
+async def read_likelihood(score: Score, request: ScoreRequest, what: str = "likelihood") -> PairReading:
+    """A likelihood reading: ``request.choices`` are the two options' own texts, option a first."""
+    request = dataclasses.replace(request, continuation=True)
+    p = likelihood_p_first(await score(request), request.choices, what)
+    return PairReading(p, p)
+
+
+async def read_rotations(score: Score, labels: Sequence[str],
+                         render: Callable[[Sequence[str]], ScoreRequest], what: str = "label") -> np.ndarray:
+    """A distribution over ``labels`` whose request lists them as numbered options: read once per
+    rotation of the list (each label at each position once) and averaged."""
+    k = len(labels)
+    rotations = [[labels[(r + i) % k] for i in range(k)] for r in range(k)]
+    scored = await asyncio.gather(*(score(render(order)) for order in rotations))
+    dist = np.zeros(k)
+    for order, lp in zip(rotations, scored, strict=True):
+        p = distribution(lp, what)
+        for pos, label in enumerate(order):
+            dist[labels.index(label)] += p[pos] / k
+    return dist

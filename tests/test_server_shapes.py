@@ -1,0 +1,176 @@
+"""Every response shape a real or broken OpenAI-compatible server sends, on the generate and score
+paths: each ends in a correct label, a counted fallback, or one clear line; never a silent 0.5 or NaN.
+"""
+
+import asyncio
+import json
+import math
+
+import pytest
+
+from agents.llm.base import BackendError, ChatMessage, GenerateRequest, ScoreRequest
+from agents.llm.openai_compat import OpenAICompatibleBackend, label_key
+from agents.scoring import p_first
+from tests.test_openai_compat import Handler, serve
+
+MSGS = (ChatMessage(role="user", content="A or B?"),)
+AB = ScoreRequest(messages=MSGS, choices=("A", "B"))
+
+
+def completion(choice: dict | None = None, **top) -> dict:
+    body = {"id": "x", "object": "chat.completion", "created": 0, "model": "tiny",
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
+    body["choices"] = [choice] if choice is not None else []
+    return body | top
+
+
+def logprob_choice(first: tuple, *top: tuple) -> dict:
+    entry = lambda t, lp: {"token": t, "logprob": lp, "bytes": None, "top_logprobs": []}  # noqa: E731
+    first_entry = entry(*first) | {"top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in top]}
+    return {"index": 0, "finish_reason": "length", "message": {"role": "assistant", "content": first[0]},
+            "logprobs": {"content": [first_entry]}}
+
+
+class Shaped(Handler):
+    """Answers every request with ``Shaped.body`` (bytes, or a dict dumped as JSON) and ``Shaped.ctype``."""
+
+    body: object = b""
+    ctype = "application/json"
+    requests: list[dict] = []
+
+    def do_POST(self):
+        Shaped.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        data = Shaped.body if isinstance(Shaped.body, bytes) else json.dumps(Shaped.body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", Shaped.ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def shaped():
+    Shaped.ctype, Shaped.requests = "application/json", []
+    yield from serve(Shaped)
+
+
+def backend(url: str, retries: int = 0) -> OpenAICompatibleBackend:
+    return OpenAICompatibleBackend(base_url=url, model="tiny", max_retries=retries, backoff_s=0.001)
+
+
+def score(url: str, req: ScoreRequest = AB, retries: int = 0) -> tuple[list[float], OpenAICompatibleBackend]:
+    b = backend(url, retries)
+    (s,) = asyncio.run(b.score_choices([req]))
+    return s, b
+
+
+@pytest.mark.parametrize("first,top,expected", [
+    (("A", -0.1), [("B", -2.4)], 1 / (1 + math.exp(-2.3))),  # the plain shape
+    ((" B", -0.2), [(" A", -1.8)], 1 / (1 + math.exp(1.6))),  # a leading space (llama.cpp, OpenAI)
+    (("ĠA", -0.3), [("ĠB", -1.5)], 1 / (1 + math.exp(-1.2))),  # byte-level BPE as the raw vocabulary shows it
+    (("▁B", -0.5), [("▁A", -0.9)], 1 / (1 + math.exp(0.4))),  # SentencePiece
+    ((" a", -0.7), [(" b", -1.2)], 1 / (1 + math.exp(-0.5))),  # lower case
+])
+def test_label_tokens_in_every_spelling_servers_send(shaped, first, top, expected):
+    Shaped.body = completion(logprob_choice(first, first, *top))
+    s, b = score(shaped)
+    assert p_first(s) == pytest.approx(expected)
+    assert b.stats.fallbacks == 0
+
+
+def test_spellings_of_one_label_are_pooled(shaped):
+    Shaped.body = completion(logprob_choice(("A", math.log(0.3)), (" A", math.log(0.3)), ("B", math.log(0.2))))
+    s, _ = score(shaped)
+    assert p_first(s) == pytest.approx(0.6 / 0.8)
+
+
+def test_one_option_outside_the_top_logprobs_is_bounded_and_counted(shaped):
+    Shaped.body = completion(logprob_choice(("A", -0.05), ("The", -3.0), ("I", -4.0)))
+    s, b = score(shaped)
+    assert p_first(s) == pytest.approx(1 / (1 + math.exp(-(4.0 - 0.05))))  # B given the least listed logprob
+    assert b.stats.fallbacks == 1 and b.stats.extra == {"fallback:option_outside_top_logprobs": 1}
+
+
+def test_no_option_among_the_top_logprobs_is_one_line_not_a_half(shaped):
+    Shaped.body = completion(logprob_choice(("The", -0.5), ("I", -1.0), ("Option", -2.0)))
+    with pytest.raises(BackendError) as err:
+        score(shaped, retries=3)
+    msg = str(err.value)
+    assert "\n" not in msg and "none of the options ['A', 'B']" in msg and "'The'" in msg and shaped in msg
+    assert len(Shaped.requests) == 1  # the same prompt would give the same reply: not retried
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1000.0, "low", None, [0.1]])
+def test_a_logprob_that_is_not_one_is_retried_then_one_line(shaped, bad):
+    Shaped.body = completion(logprob_choice(("A", bad), ("B", -1.0)))
+    with pytest.raises(BackendError) as err:
+        score(shaped, retries=2)
+    msg = str(err.value)
+    assert "\n" not in msg and "after 3 attempts" in msg and "not a log-probability" in msg
+    assert len(Shaped.requests) == 3
+
+
+def test_minus_infinity_is_probability_zero(shaped):
+    Shaped.body = completion(logprob_choice(("A", 0.0), ("B", float("-inf"))))
+    s, _ = score(shaped)
+    assert p_first(s) == 1.0
+
+
+@pytest.mark.parametrize("body,ctype,problem", [
+    (b"<html><body>502 Bad Gateway</body></html>", "text/html", "not a chat completion"),
+    (completion() | {"choices": None}, "application/json", "no 'choices'"),
+    ({"id": "x", "object": "chat.completion"}, "application/json", "no 'choices'"),
+    (completion(), "application/json", "empty or malformed choice"),
+    (completion({"index": 0}), "application/json", "empty or malformed choice"),
+])
+@pytest.mark.parametrize("path", ["score", "generate"])
+def test_malformed_200_bodies_are_retried_then_one_line(shaped, body, ctype, problem, path):
+    Shaped.body, Shaped.ctype = body, ctype
+    b = backend(shaped, retries=1)
+    call = (b.score_choices([AB]) if path == "score" else b.generate([GenerateRequest(messages=MSGS)]))
+    with pytest.raises(BackendError) as err:
+        asyncio.run(call)
+    msg = str(err.value)
+    assert "\n" not in msg and shaped in msg and "after 2 attempts" in msg
+    assert "malformed response" in msg or "JSON" in msg, msg
+    assert "NoneType" not in msg and "subscriptable" not in msg
+    assert b.stats.retries == 1 and len(Shaped.requests) == 2
+
+
+def test_no_logprobs_reads_the_leading_label_and_counts_it(shaped):
+    Shaped.body = completion({"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "(b) since"}})
+    s, b = score(shaped)
+    assert p_first(s) < 1e-9 and b.stats.extra == {"fallback:no_logprobs": 1}
+    Shaped.body = completion({"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hmm"}})
+    with pytest.raises(BackendError, match="names none of the options"):
+        score(shaped)
+
+
+def prompt_logprobs(pieces: list[tuple[str, float]]) -> list:
+    return [None] + [{str(100 + i): {"logprob": lp, "rank": 1, "decoded_token": t}} for i, (t, lp) in enumerate(pieces)]
+
+
+def test_continuations_are_scored_from_prompt_logprobs(shaped):
+    head = [("<|im_start|>", -1.0), ("assistant", -0.5), ("\n", -0.1)]
+    Shaped.body = completion(logprob_choice(("x", -0.1)), prompt_logprobs=prompt_logprobs(
+        head + [("I", -0.25), (" swim", -1.5), (" out", -0.75), (".", -0.5)]))
+    req = ScoreRequest(messages=MSGS, choices=("I swim out.",), continuation=True)
+    s, b = score(shaped, req)
+    assert s == [pytest.approx(-3.0)]
+    sent = Shaped.requests[0]
+    assert sent["messages"][-1] == {"role": "assistant", "content": "I swim out."}
+    assert sent["continue_final_message"] is True and sent["prompt_logprobs"] == 0
+
+
+def test_a_server_without_prompt_logprobs_is_refused_at_start_up_in_one_line(shaped):
+    Shaped.body = completion(logprob_choice(("x", -0.1)))
+    b = backend(shaped, retries=2)
+    with pytest.raises(BackendError) as err:
+        asyncio.run(b.check_continuation_support())
+    msg = str(err.value)
+    assert "\n" not in msg and "sim.choice_reader=label" in msg and shaped in msg
+
+
+@pytest.mark.parametrize("token", ["A", " A", "ĠA", "▁A", "a", "\tA\n"])
+def test_label_key(token):
+    assert label_key(token) == "a"
