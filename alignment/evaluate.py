@@ -75,12 +75,12 @@ def _sample(items: Sequence[Any], n: int, seed: int, *path: str) -> list[Any]:
 
 
 def read_all(backend: LLMBackend, readings: Sequence[Callable[[Callable], Awaitable[PairReading]]],
-             what: str) -> list[PairReading]:
+             what: str, progress: bool = True) -> list[PairReading]:
     """Run every reading concurrently (so the backend's coalescer batches them as it batches a
     society); each is ``reading(score)``. A progress bar counts scored requests."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(desc=what, unit="call", mininterval=1.0, leave=False)
+    bar = tqdm(desc=what, unit="call", mininterval=1.0, leave=False, disable=not progress)
     score = scorer(backend, lambda: bar.update(1))
 
     async def main() -> list[PairReading]:
@@ -97,8 +97,8 @@ def _interval(t: tuple[float, float, float]) -> dict[str, float]:
 
 
 # -- hhh ------------------------------------------------------------------------------------------
-def hhh_reading(it: HHHItem, reader: str, instruction: str | None = None,
-                judge: Worldview | None = None) -> Callable[[Callable], Awaitable[PairReading]]:
+def hhh_reading(it: HHHItem, reader: str, instruction: str | None = None, judge: Worldview | None = None,
+                both_orders: bool = True) -> Callable[[Callable], Awaitable[PairReading]]:
     """P(the file's option (A) is the better reply) by ``reader``: the letter in both orders, or each
     reply's likelihood after the conversation and the instruction."""
     q = instruction or it.question
@@ -108,7 +108,8 @@ def hhh_reading(it: HHHItem, reader: str, instruction: str | None = None,
         return lambda score: read_likelihood(score, req, f"HHH item {it.id}")
     return lambda score: read_pair(score, lambda s: ScoreRequest(
         messages=prompts.hhh_judge_messages(it.conversation, *((it.option_b, it.option_a) if s else (it.option_a, it.option_b)),
-                                            q, judge), choices=prompts.CHOICE_LABELS), what=f"HHH item {it.id}")
+                                            q, judge), choices=prompts.CHOICE_LABELS), both_orders=both_orders,
+        what=f"HHH item {it.id}")
 
 
 def score_hhh(backend: LLMBackend, items: Sequence[HHHItem], instruction: str | None = None,
@@ -160,18 +161,20 @@ def reward_model_hhh(path: str | Path, items: Sequence[HHHItem], max_length: int
 
 
 # -- society stances and judges on MoralChoice ---------------------------------------------------
-def stance_reading(d: Dilemma, w: Worldview | None, reader: str) -> Callable[[Callable], Awaitable[PairReading]]:
+def stance_reading(d: Dilemma, w: Worldview | None, reader: str,
+                   both_orders: bool = True) -> Callable[[Callable], Awaitable[PairReading]]:
     """An agent's P(choosing action1), read as the society reads a first stance."""
     what = f"stance on {d.id}"
     if reader == "likelihood":
         req = ScoreRequest(messages=prompts.choice_messages(d, w), choices=(d.action_a, d.action_b))
         return lambda score: read_likelihood(score, req, what)
     return lambda score: read_pair(score, lambda s: ScoreRequest(messages=prompts.stance_messages(d, w, swap=s),
-                                                                 choices=prompts.CHOICE_LABELS), what=what)
+                                                                 choices=prompts.CHOICE_LABELS),
+                                   both_orders=both_orders, what=what)
 
 
-def judge_reading(d: Dilemma, w: Worldview | None, principle: str,
-                  reader: str) -> Callable[[Callable], Awaitable[PairReading]]:
+def judge_reading(d: Dilemma, w: Worldview | None, principle: str, reader: str,
+                  both_orders: bool = True) -> Callable[[Callable], Awaitable[PairReading]]:
     """An agent as a judge of two answers, one taking each action: P(the action1 answer is better)."""
     what = f"judgment on {d.id}"
     if reader == "likelihood":
@@ -179,7 +182,7 @@ def judge_reading(d: Dilemma, w: Worldview | None, principle: str,
         return lambda score: read_likelihood(score, req, what)
     return lambda score: read_pair(score, lambda s: ScoreRequest(
         messages=prompts.judge_messages(d, w, principle, *((d.action_b, d.action_a) if s else (d.action_a, d.action_b))),
-        choices=prompts.CHOICE_LABELS), what=what)
+        choices=prompts.CHOICE_LABELS), both_orders=both_orders, what=what)
 
 
 def _per_agent(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],

@@ -97,7 +97,7 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
     ckpt = Checkpoint(out_dir, run_id_for(cfg), "constitution_ablation", cfg, None, resume=bool(cfg.resume))
     backend = backend or make_backend(cfg.llm)
     ckpt.track(backend.stats)
-    quality = start(cfg, backend, ckpt)
+    quality = start(cfg, backend, ckpt, trains=cfg.study.ablation.train_reward)
     society = Society(cfg, pool, load_constitution(cfg.constitution.name), backend, run_id=run_id_for(cfg))
     out_dir.mkdir(parents=True, exist_ok=True)
     fb = ckpt.stage("society", partial(simulate, society, ckpt, "society"), drop=("society",))

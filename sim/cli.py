@@ -83,7 +83,7 @@ def study_lines(summary: dict, out: Path) -> str:
 
 def typed_config(dcfg: DictConfig) -> AgoraConfig:
     """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
-    for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "MESA"):
+    for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "httpx2", "openai", "MESA"):
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         cfg = OmegaConf.to_object(dcfg)
@@ -131,7 +131,7 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
         fail(str(exc))
     from sim.run import TRANSPORT_KEYS
 
-    allowed = tuple(f"llm.{k}=" for k in TRANSPORT_KEYS) + ("sim.progress=",)
+    allowed = tuple(f"llm.{k}=" for k in TRANSPORT_KEYS) + ("sim.progress=", "alignment.require_informative_labels=")
     given = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
     kept = [o for o in given if o.startswith(allowed)]  # e.g. the server moved: point the run at it
     ignored = [o for o in given if o not in kept]

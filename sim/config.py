@@ -516,3 +516,7 @@ class AgoraConfig:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        c = self.calibration
+        if self.alignment.require_informative_labels and not (c.enabled and (c.judge_items or c.hhh_items)):
+            raise ValueError("alignment.require_informative_labels=true needs the label-quality gate's judge slice "
+                             "(calibration.enabled=true with calibration.judge_items or hhh_items > 0)")

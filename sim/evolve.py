@@ -156,7 +156,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     ckpt = Checkpoint(out_dir, run_id, "generations", cfg, None, resume=bool(cfg.resume))
     base = backend or make_backend(cfg.llm)
     ckpt.track(base.stats)
-    quality = start(cfg, base, ckpt)
+    quality = start(cfg, base, ckpt, trains=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     policy_dir: Path | None = cfg.llm.model_path and Path(cfg.llm.model_path) or None
     policy_name: str | None = None  # set once a tuned policy exists; loaded only if a society must run

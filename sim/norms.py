@@ -138,7 +138,7 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
     ckpt = Checkpoint(out_dir, run_id_for(cfg), "evolving_norms", cfg, None, resume=bool(cfg.resume))
     backend = backend or make_backend(cfg.llm)
     ckpt.track(backend.stats)
-    quality = start(cfg, backend, ckpt)
+    quality = start(cfg, backend, ckpt, trains=cfg.study.norms.train_policy)
     pool = load_dilemmas(cfg.scenario.dilemmas)
     people = population(cfg)
     lineage = list(range(len(people)))  # founder each slot descends from

@@ -121,7 +121,7 @@ def standard_sections(summary: Mapping[str, Any], intro: str = "") -> list[tuple
 def label_quality_section(block: Mapping[str, Any] | None) -> str:
     """The calibration slice's figures: can this run's labels be trusted?"""
     if not block:
-        return ""
+        return "Not measured (`calibration.enabled=false`)."
     from alignment.calibration import lines
 
     verdict = {True: "The judge's accuracy interval clears chance.",

@@ -106,6 +106,9 @@ def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall
             "label_informativeness_mean_abs_p_minus_half": _finite((prefs["p_a"] - 0.5).abs().mean()) if len(prefs) else None,
             "share_confident_labels_abs_gt_0.1": _finite(((prefs["p_a"] - 0.5).abs() > 0.1).mean()) if len(prefs) else None,
             "p_a_std": _finite(prefs["p_a"].std()) if len(prefs) > 1 else None,
+            # an exact 0.5 is a tie (two identical answers, or a model that cannot tell): counted, never hidden
+            "labels_exactly_half": int((prefs["p_a"] == 0.5).sum()) if len(prefs) else 0,
+            "stances_exactly_half": int((stances["p_a"] == 0.5).sum()) if len(stances) else 0,
             "revision_preferred_rate": _finite(prefs.filter(pl.col("pair_kind") == "revision")["p_a"].gt(0.5).mean())
             if len(prefs.filter(pl.col("pair_kind") == "revision")) else None,
         },

@@ -153,7 +153,8 @@ def society(out: Path, base_url: str, *extra: str, timeout: int = 600) -> subpro
                            "llm.model=smollm2", "llm.timeout_s=10", "llm.max_retries=6", "llm.backoff_s=0.3",
                            "llm.concurrency=2", "population.size=4", "sim.steps=2", "sim.group_size=2",
                            "sim.tokens.stance=12", "sim.tokens.debate=12", "sim.tokens.critique=12", "sim.tokens.revision=12",
-                           "sim.progress=false", "name=served", f"hydra.run.dir={out}", *extra],
+                           "sim.progress=false", "sim.choice_reader=label", "sim.judge_reader=label", "calibration.enabled=false",
+                           "name=served", f"hydra.run.dir={out}", *extra],
                           capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
@@ -224,3 +225,10 @@ def test_society_through_a_real_server_survives_faults_and_an_outage(llama_serve
     assert res.returncode == 0, res.stderr[-3000:]
     same_rows(rows(broken), reference)
     assert json.loads((broken / "summary.json").read_text())["resumed_after_step"] == 1
+
+    # 4. llama.cpp's server has no prompt log-probabilities: the likelihood readers are refused at start-up
+    res = society(tmp_path / "likelihood", llama_server, "sim.choice_reader=likelihood")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    err = res.stderr.strip().splitlines()[-1]
+    assert "cannot score whole replies" in err and "sim.choice_reader=label" in err
+    assert not (tmp_path / "likelihood" / "stances.parquet").exists()

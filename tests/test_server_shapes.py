@@ -84,10 +84,15 @@ def test_spellings_of_one_label_are_pooled(shaped):
     assert p_first(s) == pytest.approx(0.6 / 0.8)
 
 
-def test_one_option_outside_the_top_logprobs_is_bounded_and_counted(shaped):
-    Shaped.body = completion(logprob_choice(("A", -0.05), ("The", -3.0), ("I", -4.0)))
+@pytest.mark.parametrize("listed,bound", [
+    ([("A", -0.3), ("The", -2.0), ("I", -3.0)], -3.0),  # below the least listed token
+    ([("A", -0.1)], math.log(1 - math.exp(-0.1))),  # only the answer listed: B has at most what A leaves
+])
+def test_one_option_outside_the_top_logprobs_is_bounded_and_counted(shaped, listed, bound):
+    Shaped.body = completion(logprob_choice(listed[0], *listed))
     s, b = score(shaped)
-    assert p_first(s) == pytest.approx(1 / (1 + math.exp(-(4.0 - 0.05))))  # B given the least listed logprob
+    assert p_first(s) == pytest.approx(1 / (1 + math.exp(bound - listed[0][1])))
+    assert 0.5 < p_first(s) < 1
     assert b.stats.fallbacks == 1 and b.stats.extra == {"fallback:option_outside_top_logprobs": 1}
 
 
@@ -100,7 +105,7 @@ def test_no_option_among_the_top_logprobs_is_one_line_not_a_half(shaped):
     assert len(Shaped.requests) == 1  # the same prompt would give the same reply: not retried
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1000.0, "low", None, [0.1]])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1000.0, "low", "-0.5", False, None, [0.1]])
 def test_a_logprob_that_is_not_one_is_retried_then_one_line(shaped, bad):
     Shaped.body = completion(logprob_choice(("A", bad), ("B", -1.0)))
     with pytest.raises(BackendError) as err:
@@ -122,6 +127,8 @@ def test_minus_infinity_is_probability_zero(shaped):
     ({"id": "x", "object": "chat.completion"}, "application/json", "no 'choices'"),
     (completion(), "application/json", "empty or malformed choice"),
     (completion({"index": 0}), "application/json", "empty or malformed choice"),
+    (completion({"index": 0, "message": "A"}), "application/json", "empty or malformed choice"),
+    ([], "application/json", "not a chat completion"),
 ])
 @pytest.mark.parametrize("path", ["score", "generate"])
 def test_malformed_200_bodies_are_retried_then_one_line(shaped, body, ctype, problem, path):
@@ -174,3 +181,55 @@ def test_a_server_without_prompt_logprobs_is_refused_at_start_up_in_one_line(sha
 @pytest.mark.parametrize("token", ["A", " A", "ĠA", "▁A", "a", "\tA\n"])
 def test_label_key(token):
     assert label_key(token) == "a"
+
+
+@pytest.mark.parametrize("logprobs", ["yes", {"content": {"token": "A"}}, {"content": ["A"]},
+                                      {"content": [{"token": "A", "logprob": -0.1, "top_logprobs": {"B": -1}}]}])
+def test_malformed_logprobs_are_retried_then_one_line(shaped, logprobs):
+    Shaped.body = completion({"index": 0, "message": {"role": "assistant", "content": "A"}, "logprobs": logprobs})
+    with pytest.raises(BackendError) as err:
+        score(shaped, retries=1)
+    assert "\n" not in str(err.value) and "malformed response" in str(err.value) and len(Shaped.requests) == 2
+
+
+def test_both_options_at_minus_infinity_name_the_server(shaped):
+    Shaped.body = completion(logprob_choice(("A", float("-inf")), ("B", float("-inf"))))
+    with pytest.raises(BackendError) as err:
+        score(shaped)
+    assert shaped in str(err.value) and "-inf" in str(err.value)
+
+
+def test_an_empty_reply_is_counted(shaped):
+    Shaped.body = completion({"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": None}})
+    b = backend(shaped)
+    assert asyncio.run(b.generate([GenerateRequest(messages=MSGS)])) == [""]
+    assert b.stats.extra == {"empty_reply": 1}
+
+
+@pytest.mark.parametrize("pieces", [
+    [("Ċ", -0.1), ("I", -0.25), ("Ġswim", -1.5), ("Ġout", -0.75), (".", -0.5)],  # byte-level markers (vLLM V1)
+    [("\n", -0.1), ("I", -0.25), (" swim", -1.5), (" out", -0.75), (".", -0.5)],
+])
+def test_continuation_tokens_in_the_spellings_vllm_decodes(shaped, pieces):
+    Shaped.body = completion(logprob_choice(("x", -0.1)), prompt_logprobs=prompt_logprobs([("assistant", -0.5)] + pieces))
+    s, _ = score(shaped, ScoreRequest(messages=MSGS, choices=("I swim out.",), continuation=True))
+    assert s == [pytest.approx(-3.0)]
+
+
+def test_a_multibyte_character_decoded_as_replacement_still_matches(shaped):
+    pieces = [("I", -0.5), (" say", -0.5), (" \ufffd", -0.5), ("\ufffd", -0.5), ("no", -0.5)]
+    Shaped.body = completion(logprob_choice(("x", -0.1)), prompt_logprobs=prompt_logprobs([("\n", -0.1)] + pieces))
+    s, _ = score(shaped, ScoreRequest(messages=MSGS, choices=("I say \u2014no",), continuation=True))
+    assert s == [pytest.approx(-2.5)]
+
+
+def test_an_unreachable_server_at_start_up_says_so_not_that_it_lacks_prompt_logprobs():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    b = OpenAICompatibleBackend(base_url=f"http://127.0.0.1:{port}/v1", model="tiny", max_retries=0, timeout_s=5)
+    with pytest.raises(BackendError) as err:
+        asyncio.run(b.check_continuation_support())
+    assert "cannot score whole replies" not in str(err.value) and "Connection" in str(err.value)

@@ -1,8 +1,9 @@
-"""Any OpenAI-compatible chat server (vLLM, llama.cpp server, Ollama) through autogen-ext's client."""
+"""Any OpenAI-compatible chat server (vLLM, llama.cpp server, Ollama), read strictly from its JSON."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import random
@@ -32,31 +33,44 @@ def _logprob(v: object, where: str) -> float:
     return float(v)
 
 
-def _first_choice(res: object, what: str):
+def _first_choice(body: dict, what: str) -> dict:
     """The first choice of a chat-completion body, or :class:`MalformedResponse` naming what is wrong."""
-    choices = getattr(res, "choices", None)
+    choices = body.get("choices")
     if not isinstance(choices, list):
-        kind = "a body that is not a chat completion" if not hasattr(res, "choices") else "no 'choices'"
-        raise MalformedResponse(f"{what}: {kind} ({str(res)[:60]!r})")
-    if not choices or getattr(choices[0], "message", None) is None:
+        raise MalformedResponse(f"{what}: no 'choices' ({str(body)[:60]!r})")
+    if not choices or not isinstance(choices[0], dict) or not isinstance(choices[0].get("message"), dict):
         raise MalformedResponse(f"{what}: an empty or malformed choice")
     return choices[0]
 
 
-def read_label_logprobs(choice, labels: Sequence[str], stats: BackendStats) -> list[float]:
+def _entry(d: object, where: str) -> tuple[str, float]:
+    """``(token, logprob)`` of one logprobs entry, both checked."""
+    if not isinstance(d, dict) or not isinstance(d.get("token"), str):
+        raise MalformedResponse(f"{where}: a logprobs entry is {d!r:.60}")
+    return d["token"], _logprob(d.get("logprob"), f"{where}: logprob of {d['token']!r:.20}")
+
+
+def read_label_logprobs(choice: dict, labels: Sequence[str], stats: BackendStats) -> list[float]:
     """Log-probabilities of answer ``labels`` from the first generated token's logprobs.
 
     Tokens that read as the same label (:func:`label_key`) are pooled (log-sum-exp). A label absent
-    from the returned top tokens gets the least returned log-probability, an upper bound on its own,
-    counted as ``fallback:option_outside_top_logprobs``. Neither label among them: a one-line error
-    (the model does not answer in the format; a label of 0.5 would look like a judgment). No
-    logprobs at all: the reply's leading label, counted as ``fallback:no_logprobs``."""
+    from the returned top tokens gets an upper bound on its own log-probability — the least listed
+    one, and no more than what the listed tokens leave — counted as
+    ``fallback:option_outside_top_logprobs``. Neither label among them: a one-line error (the model
+    does not answer in the format; a label of 0.5 would look like a judgment). No logprobs at all:
+    the reply's leading label, counted as ``fallback:no_logprobs``."""
     from agents.scoring import LabelError
 
     keys = [label_key(c) for c in labels]
-    content = choice.logprobs.content if choice.logprobs is not None else None
+    logprobs = choice.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, dict):
+        raise MalformedResponse(f"scored chat completion: logprobs is {logprobs!r:.40}")
+    content = (logprobs or {}).get("content")
+    if content is not None and not isinstance(content, list):
+        raise MalformedResponse(f"scored chat completion: logprobs.content is {content!r:.40}")
     if not content:
-        text = choice.message.content or ""
+        text = choice["message"].get("content")
+        text = text if isinstance(text, str) else ""
         m = re.match(r"\s*\(?([A-Za-z0-9]+)", text)
         said = label_key(m.group(1)) if m else None
         if said not in keys:
@@ -65,43 +79,62 @@ def read_label_logprobs(choice, labels: Sequence[str], stats: BackendStats) -> l
         _count(stats, "fallback:no_logprobs")
         return [0.0 if k == said else UNSEEN_LOGPROB for k in keys]
     first = content[0]
-    seen: list[tuple[str, float]] = [(str(first.token), _logprob(first.logprob, "logprob of the reply's first token"))]
-    for t in first.top_logprobs or []:
-        seen.append((str(t.token), _logprob(t.logprob, f"top_logprob of {t.token!r:.20}")))
+    seen = [_entry(first, "reply's first token")]
+    top = first.get("top_logprobs") if isinstance(first, dict) else None
+    if top is not None and not isinstance(top, list):
+        raise MalformedResponse(f"scored chat completion: top_logprobs is {top!r:.40}")
+    seen += [_entry(t, "top_logprobs") for t in top or []]
+    distinct = dict(seen)  # a token listed twice (the reply's and a top one) counts once
     pooled: dict[str, list[float]] = {}
-    for token, lp in dict(seen).items():  # a token listed twice (the reply's and a top one) counts once
+    for token, lp in distinct.items():
         pooled.setdefault(label_key(token), []).append(lp)
     found = [_logsumexp(pooled[k]) if k in pooled else None for k in keys]
     if all(x is None for x in found):
-        top = [t for t, _ in seen[:6]]
-        raise LabelError(f"none of the options {list(labels)} is among the model's likeliest first tokens {top}; "
+        shown = [t for t, _ in seen[:6]]
+        raise LabelError(f"none of the options {list(labels)} is among the model's likeliest first tokens {shown}; "
                          "the model does not answer with the option label (try sim.judge_reader=likelihood, "
                          "sim.choice_reader=likelihood or a model that follows the format)")
     if any(x is None for x in found):
         _count(stats, "fallback:option_outside_top_logprobs")
-        floor = min(lp for _, lp in seen)
-        found = [floor if x is None else x for x in found]
+        left = 1.0 - sum(math.exp(lp) for lp in distinct.values())
+        bound = min(min(distinct.values()), math.log(left) if left > 0 else -math.inf)
+        found = [bound if x is None else x for x in found]
+    if all(x == -math.inf for x in found):
+        raise LabelError(f"every option of {list(labels)} has log-probability -inf")
     return [float(x) for x in found]
 
 
-def read_continuation_logprob(res: object, text: str, what: str) -> float:
+_MARKS = str.maketrans({"\u0120": " ", "\u010a": "\n", "\u2581": " "})  # Ġ, Ċ, ▁ as vLLM may decode them
+
+
+def _text_key(s: str) -> str:
+    """Text as compared with a decoded token stream: byte-level markers read as spaces, characters a
+    server may decode as U+FFFD (non-ASCII) dropped, whitespace ignored."""
+    return "".join(c for c in s.translate(_MARKS) if " " < c <= "~")
+
+
+def read_continuation_logprob(body: dict, text: str, what: str) -> float:
     """Sum of the prompt log-probabilities of ``text``, the final tokens of an echoed prompt
     (vLLM's ``prompt_logprobs``: per prompt token ``{token_id: {"logprob", "decoded_token"}}``)."""
-    extra = getattr(res, "model_extra", None) or {}
-    entries = extra.get("prompt_logprobs")
+    entries = body.get("prompt_logprobs")
     if not isinstance(entries, list) or not entries:
         raise MalformedResponse(f"{what}: no prompt_logprobs in the response")
-    total, covered, want = 0.0, "", text.strip()
+    want = _text_key(text)
+    if not want:
+        from agents.scoring import LabelError
+
+        raise LabelError(f"{what}: a reply without ASCII letters cannot be located in the server's prompt_logprobs")
+    total, covered = 0.0, ""
     for entry in reversed(entries):
-        if not isinstance(entry, dict) or len(entry) < 1:
+        if not isinstance(entry, dict) or not entry:
             raise MalformedResponse(f"{what}: a prompt_logprobs entry is {entry!r:.40}")
         info = next(iter(entry.values()))  # prompt_logprobs=0: the prompt's own token only
         if not isinstance(info, dict) or not isinstance(info.get("decoded_token"), str):
             raise MalformedResponse(f"{what}: a prompt_logprobs entry without decoded_token")
         total += _logprob(info.get("logprob"), f"{what}: prompt logprob")
-        covered = info["decoded_token"] + covered
-        if len(covered.strip()) >= len(want):
-            if covered.strip() != want:
+        covered = _text_key(info["decoded_token"]) + covered
+        if len(covered) >= len(want):
+            if covered != want:
                 raise MalformedResponse(f"{what}: the echoed prompt does not end with the scored text")
             return total
     raise MalformedResponse(f"{what}: the echoed prompt is shorter than the scored text")
@@ -222,40 +255,53 @@ class OpenAICompatibleBackend:
                     await asyncio.sleep(min(max(delay, wait_at_least), max(self.max_backoff_s, wait_at_least)))
                     attempt += 1
 
-    async def _chat(self, messages: Sequence[ChatMessage], **args):
+    async def _chat(self, messages: Sequence[ChatMessage], **args) -> dict:
+        """The response body as parsed JSON (not the SDK's objects, which coerce ``"-0.5"`` and ``false``
+        into numbers and raise Python internals on a malformed body)."""
         msgs = [{"role": m.role, "content": m.content} for m in messages]
-        return await self.raw.chat.completions.create(model=self.name, messages=msgs, **args)
+        raw = await self.raw.chat.completions.with_raw_response.create(model=self.name, messages=msgs, **args)
+        text = raw.http_response.text
+        try:
+            body = json.loads(text)
+        except ValueError:
+            raise MalformedResponse(f"a body that is not JSON ({text[:60]!r})") from None
+        if not isinstance(body, dict):
+            raise MalformedResponse(f"a body that is not a chat completion ({text[:60]!r})")
+        return body
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         async def one(r: GenerateRequest) -> str:
             async def call() -> str:
-                res = await self._chat(r.messages, max_tokens=r.max_new_tokens, temperature=r.temperature,
-                                       top_p=r.top_p, seed=r.seed)
-                text = _first_choice(res, "chat completion").message.content
+                body = await self._chat(r.messages, max_tokens=r.max_new_tokens, temperature=r.temperature,
+                                        top_p=r.top_p, seed=r.seed)
+                text = _first_choice(body, "chat completion")["message"].get("content")
                 if text is not None and not isinstance(text, str):
                     raise MalformedResponse(f"chat completion: message content is {type(text).__name__}")
-                self._usage(res)
+                self._usage(body)
                 return text or ""
 
             out = await self._retrying(call)
             self.stats.generate_calls += 1
+            if not out:
+                _count(self.stats, "empty_reply")  # recorded: an empty answer is still an answer
             return out
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    def _usage(self, res: object) -> None:
-        usage = getattr(res, "usage", None)
+    def _usage(self, body: dict) -> None:
+        usage = body.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
         for key, field in (("prompt_tokens", "prompt_tokens"), ("completion_tokens", "generated_tokens")):
-            v = getattr(usage, key, None)
+            v = usage.get(key)
             if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
                 setattr(self.stats, field, getattr(self.stats, field) + v)
 
     async def score_choices(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         async def labels(r: ScoreRequest) -> list[float]:
             async def call() -> list[float]:
-                res = await self._chat(r.messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self._top)
-                raw = read_label_logprobs(_first_choice(res, "scored chat completion"), r.choices, self.stats)
-                self._usage(res)
+                body = await self._chat(r.messages, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self._top)
+                raw = read_label_logprobs(_first_choice(body, "scored chat completion"), r.choices, self.stats)
+                self._usage(body)
                 return raw
 
             raw = await self._retrying(call)
@@ -265,12 +311,12 @@ class OpenAICompatibleBackend:
 
         async def continuation(r: ScoreRequest, text: str) -> float:
             async def call() -> float:
-                res = await self._chat(
+                body = await self._chat(
                     (*r.messages, ChatMessage(role="assistant", content=r.assistant_prefix + text)), max_tokens=1,
                     temperature=0.0, extra_body={"continue_final_message": True, "add_generation_prompt": False,
                                                  "prompt_logprobs": 0})
-                lp = read_continuation_logprob(res, text, "scored continuation")
-                self._usage(res)
+                lp = read_continuation_logprob(body, text, "scored continuation")
+                self._usage(body)
                 return lp
 
             return await self._retrying(call)
@@ -280,21 +326,26 @@ class OpenAICompatibleBackend:
                 return await labels(r)
             out = list(await asyncio.gather(*(continuation(r, c) for c in r.choices)))
             self.stats.score_calls += 1
+            if all(x == -math.inf for x in out):
+                raise BackendError(f"model server {self.base_url}: every scored reply has log-probability -inf")
             return out
 
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     async def check_continuation_support(self) -> None:
-        """One scored continuation; a one-line :class:`BackendError` if the server cannot give prompt
-        log-probabilities (the likelihood readers need them). Called before a run's first step."""
+        """One scored continuation; a one-line :class:`BackendError` if the server answers but cannot
+        give prompt log-probabilities (the likelihood readers need them). Called before a run's first
+        step; a server that cannot be reached fails with its own one-line error."""
         probe = ScoreRequest(messages=(ChatMessage(role="user", content="Say yes."),), choices=("Yes.",), continuation=True)
         try:
             await self.score_choices([probe])
         except BackendError as exc:
-            raise BackendError(f"model server {self.base_url} cannot score whole replies (it returned no usable "
-                               "prompt_logprobs for a continued assistant message; vLLM can), which the likelihood "
-                               "readers need: set sim.choice_reader=label sim.judge_reader=label, or serve the model "
-                               f"with vLLM ({str(exc)[-120:]})") from None
+            if not isinstance(exc.__cause__, MalformedResponse):
+                raise
+            raise BackendError(f"model server {self.base_url} cannot score whole replies, which the likelihood readers "
+                               f"need ({_describe(exc.__cause__)}; vLLM returns prompt_logprobs for a continued "
+                               "assistant message): set sim.choice_reader=label sim.judge_reader=label, or serve the "
+                               "model with vLLM") from None
 
 
 def _describe(exc: BaseException) -> str:
