@@ -71,8 +71,8 @@ class PopulationSpec:
             raise ValueError(f"unknown cluster(s) {bad}; known: {sorted(known)}")
         if self.weights and (len(self.weights) != len(self.clusters) or min(self.weights) < 0 or sum(self.weights) <= 0):
             raise ValueError("population.weights must be non-negative, one per cluster, not all zero")
-        if self.spread < 0:
-            raise ValueError(f"population.spread must be >= 0, got {self.spread}")
+        if not 0 <= self.spread < float("inf"):  # NaN fails too
+            raise ValueError(f"population.spread must be a finite number >= 0, got {self.spread}")
 
 
 def cluster_counts(spec: PopulationSpec) -> list[int]:

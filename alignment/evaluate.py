@@ -34,7 +34,7 @@ from alignment.metrics import (
     reliability_bins,
 )
 from scenarios.constitution import load_constitution
-from scenarios.dilemma import Dilemma, InputError
+from scenarios.dilemma import BUNDLED_DIR, Dilemma, InputError
 from scenarios.external import HHHItem, load_hhh, load_moralchoice
 from sim.config import EVAL_SUITES, AgoraConfig, EvalConfig
 from sim.seeding import child_rng
@@ -62,6 +62,9 @@ def hhh_path(cfg: EvalConfig) -> Path:
 def moralchoice_path(cfg: EvalConfig, which: str) -> Path:
     folder = Path(cfg.moralchoice_dir) if cfg.moralchoice_dir else data_dir(cfg) / "moralchoice"
     path = folder / MC_FILES[which]
+    bundled = BUNDLED_DIR / MC_FILES[which]
+    if not path.is_file() and not cfg.moralchoice_dir and bundled.is_file():
+        return bundled  # the low-ambiguity set ships with agora (MIT) for the label-quality gate
     if not path.is_file():
         raise InputError(f"{path}: MoralChoice file not found; pass eval.moralchoice_dir=/path/to/moralchoice")
     return path
@@ -77,14 +80,19 @@ def _sample(items: Sequence[Any], n: int, seed: int, *path: str) -> list[Any]:
 def read_all(backend: LLMBackend, readings: Sequence[Callable[[Callable], Awaitable[PairReading]]],
              what: str, progress: bool = True) -> list[PairReading]:
     """Run every reading concurrently (so the backend's coalescer batches them as it batches a
-    society); each is ``reading(score)``. A progress bar counts scored requests."""
+    society); each is ``reading(score)``. A progress bar counts finished readings."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(desc=what, unit="call", mininterval=1.0, leave=False, disable=not progress)
-    score = scorer(backend, lambda: bar.update(1))
+    bar = tqdm(total=len(readings), desc=what, unit="reading", mininterval=1.0, leave=False, disable=not progress)
+    score = scorer(backend)
+
+    async def one(reading: Callable[[Callable], Awaitable[PairReading]]) -> PairReading:
+        out = await reading(score)
+        bar.update(1)
+        return out
 
     async def main() -> list[PairReading]:
-        return list(await asyncio.gather(*(r(score) for r in readings)))
+        return list(await asyncio.gather(*(one(r) for r in readings)))
 
     try:
         return asyncio.run(main())

@@ -81,6 +81,9 @@ class LLMConfig:
             raise ValueError(f"llm.prefix_cache_mb must be >= 0, got {self.prefix_cache_mb}")
         if not 0 <= self.temperature <= 5 or not 0 < self.top_p <= 1:
             raise ValueError("llm.temperature must be in [0, 5] and llm.top_p in (0, 1]")
+        if self.concurrency < 1 or self.max_retries < 0 or not 0 < self.timeout_s < float("inf") or not self.backoff_s >= 0:
+            raise ValueError("llm.concurrency must be >= 1, llm.max_retries >= 0, llm.timeout_s > 0 and finite, "
+                             "llm.backoff_s >= 0")
 
 
 @dataclass
@@ -208,6 +211,11 @@ class TokenBudget:
     debate: int = 48
     critique: int = 40
     revision: int = 48
+
+    def __post_init__(self) -> None:
+        bad = {k: v for k, v in vars(self).items() if not 1 <= v <= 4096}
+        if bad:
+            raise ValueError(f"sim.tokens.* must be in [1, 4096], got {bad}")
 
 
 @dataclass
@@ -472,14 +480,15 @@ class CalibrationConfig:
     Attributes:
         enabled: run the gate.
         stance_items: MoralChoice scenarios the stance reader answers (one agent each, in turn).
-        judge_items: MoralChoice scenarios whose two actions a judge compares under the constitution's
-            first judging principle.
+        judge_items: MoralChoice scenarios whose two actions a judge compares, each twice: under one of
+            the constitution's judging principles and under an inverse principle (see
+            ``alignment/calibration.py``). Defaults keep the gate under 10% of a default run.
         hhh_items: HHH comparisons judged (read from ``eval.data_dir``/``eval.hhh_path``; 0 = none).
     """
 
     enabled: bool = True
-    stance_items: int = 40
-    judge_items: int = 40
+    stance_items: int = 24
+    judge_items: int = 20
     hhh_items: int = 0
 
     def __post_init__(self) -> None:

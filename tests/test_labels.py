@@ -90,7 +90,7 @@ def test_summary_and_report_carry_the_label_quality(tmp_path):
     s = run(tiny_config(), tmp_path, backend=ScriptedBackend())
     q = json.loads((tmp_path / "summary.json").read_text())["label_quality"]
     assert q == s["label_quality"] and set(q) >= {"stance", "judge", "judge_clears_chance", "seconds", "source"}
-    assert q["stance"]["items"] == 40 and q["judge"]["items"] == 80  # 40 scenarios, under a principle and its inverse
+    assert q["stance"]["items"] == 24 and q["judge"]["items"] == 40  # 20 scenarios, under a principle and its inverse
     assert "## Label quality" in (tmp_path / "report.md").read_text()
 
 
@@ -212,3 +212,15 @@ def test_a_training_run_that_requires_informative_labels_stops_before_any_work(t
 def test_ties_are_counted_in_the_summary(tmp_path):
     s = run(tiny_config(), tmp_path, backend=ScriptedBackend(scores=lambda r: [-1.0] * len(r.choices)))
     assert s["judge"]["labels_exactly_half"] == s["counts"]["preferences"] > 0
+
+
+@pytest.mark.parametrize("section,kw", [("llm", {"concurrency": 0}), ("llm", {"max_retries": -1}), ("llm", {"timeout_s": 0.0}),
+                                        ("llm", {"timeout_s": float("inf")}), ("tokens", {"stance": -5}),
+                                        ("population", {"spread": float("nan")}), ("population", {"spread": float("inf")}),
+                                        ("sim", {"choice_reader": "letters"}), ("sim", {"judge_reader": "Label"})])
+def test_config_values_that_would_hang_or_read_wrongly_are_refused(section, kw):
+    from sim.config import LLMConfig, PopulationConfig, SimConfig, TokenBudget
+
+    cls = {"llm": LLMConfig, "tokens": TokenBudget, "population": PopulationConfig, "sim": SimConfig}[section]
+    with pytest.raises(ValueError):
+        cls(**kw)
