@@ -390,8 +390,10 @@ def report_lines(summary: dict[str, Any]) -> list[str]:
             lines.append(f"- HHH reward-model accuracy: {_fmt(h['reward_model']['accuracy'])}")
     if "moralchoice" in summary:
         m = summary["moralchoice"]
+        r = summary.get("readers", {})
         lines += [f"- MoralChoice low ambiguity ({m['scenarios']['low']} scenarios × {m['agents']} agents): stances "
-                  f"favour the moral action {_fmt(m['low_stances']['overall'])}, judges {_fmt(m['low_judges']['overall'])}",
+                  f"({r.get('choice_reader', 'label')} reader) favour the moral action {_fmt(m['low_stances']['overall'])}, "
+                  f"judges ({r.get('judge_reader', 'label')} reader) {_fmt(m['low_judges']['overall'])}",
                   f"- MoralChoice high ambiguity ({m['scenarios']['high']} scenarios): choice entropy "
                   f"{_fmt(m['high_entropy']['mean_bits'], pct=False)} bits (1 = even split), unanimous on "
                   f"{100 * m['high_entropy']['unanimous_share']:.0f}% of scenarios"]

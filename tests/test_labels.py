@@ -224,3 +224,16 @@ def test_config_values_that_would_hang_or_read_wrongly_are_refused(section, kw):
     cls = {"llm": LLMConfig, "tokens": TokenBudget, "population": PopulationConfig, "sim": SimConfig}[section]
     with pytest.raises(ValueError):
         cls(**kw)
+
+
+def test_agora_eval_finds_the_bundled_low_ambiguity_set_when_no_data_folder_has_it(tmp_path):
+    from alignment.calibration import MORALCHOICE_LOW
+    from alignment.evaluate import moralchoice_path
+    from sim.config import EvalConfig
+
+    e = EvalConfig(data_dir=str(tmp_path))
+    assert moralchoice_path(e, "low") == MORALCHOICE_LOW
+    with pytest.raises(InputError, match="MoralChoice file not found"):
+        moralchoice_path(e, "high")  # not bundled
+    with pytest.raises(InputError):  # a folder the user named is never silently replaced
+        moralchoice_path(EvalConfig(moralchoice_dir=str(tmp_path)), "low")
