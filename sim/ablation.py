@@ -45,7 +45,7 @@ from sim.config import AgoraConfig
 from sim.rating import finite, interval, p_yes
 from sim.run import make_backend, run_id_for
 from sim.seeding import child_rng
-from sim.society import Society, read_judgment
+from sim.society import Society, check_per_step, read_judgment
 
 
 async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitution, dilemmas: dict[str, Dilemma],
@@ -93,6 +93,7 @@ def shift_toward(p_arm: np.ndarray, p_ref: np.ndarray, delta: np.ndarray, seed: 
 def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     ab = cfg.study.ablation
     pool = load_dilemmas(cfg.scenario.dilemmas)
+    check_per_step(cfg, pool)  # before any model work
     arms = {name: load_constitution(name) for name in ab.constitutions}
     ckpt = Checkpoint(out_dir, run_id_for(cfg), "constitution_ablation", cfg, None, resume=bool(cfg.resume))
     backend = backend or make_backend(cfg.llm)

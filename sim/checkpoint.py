@@ -8,6 +8,12 @@ adds only its own rows: a long run writes O(rows) bytes, not O(steps × rows)). 
 rebuilds everything else from the seed and replays finished units, so a run killed at any point ends
 with the same outputs as one that never stopped.
 
+Every file is checked before it is trusted: ``checkpoint.json`` carries the SHA-256 of its own body
+and of each stage file, and a hash chain over the committed lines of ``rows.jsonl`` (one hash per
+line, each over the previous hash and the line, so a step hashes only its own rows). A truncated,
+flipped or re-encoded file, or a ``checkpoint.json`` missing what a resume needs, is one
+:class:`InputError` line naming the file, and nothing in the folder is changed.
+
 Hand-written rather than ``joblib.Memory``: a unit's result must be tied to one run (run id + kind,
 refused otherwise), written atomically with the backend's counters and the elapsed time, and read
 back identically whether or not the run stopped (every result goes through one JSON round trip).
@@ -16,10 +22,12 @@ back identically whether or not the run stopped (every result goes through one J
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -27,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agents.llm.base import BackendStats
-from scenarios.dilemma import InputError
+from scenarios.dilemma import InputError, read_bytes
 from sim import store
 
 if TYPE_CHECKING:
@@ -36,21 +44,87 @@ if TYPE_CHECKING:
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_DIR = "checkpoint.d"
 ROW_TABLES = ("stances", "transcripts", "preferences")
+MAX_CHECKPOINT_BYTES = 2**30  # checkpoint.json holds counters, RNG states and small extras (rows live in rows.jsonl)
+STAGE_FILE = re.compile(r"stage\d{4}\.json")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _chain(h: str, lines: list[bytes]) -> str:
+    """The rows log's hash chain carried over ``lines``."""
+    for line in lines:
+        h = _sha(h.encode() + line)
+    return h
+
+
+def _body(state: dict[str, Any]) -> bytes:
+    return json.dumps(state, allow_nan=True).encode()
+
+
+def _damaged(path: Path, problem: str) -> InputError:
+    return InputError(f"{path}: damaged checkpoint ({problem}); cannot resume")
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _problem(state: dict[str, Any]) -> str | None:
+    """What a resume would trip over in a parsed ``checkpoint.json``, or None."""
+    types = {"run_id": str, "kind": str, "config": dict, "stages": dict, "seconds": dict, "extra": dict,
+             "digests": dict, "wall_seconds": (int, float), "rows": (dict, type(None))}
+    for key, t in types.items():
+        if key not in state:
+            return f"no '{key}'"
+        if not isinstance(state[key], t) or isinstance(state[key], bool):
+            return f"'{key}' is {type(state[key]).__name__}"
+    if not isinstance(state.get("backend_stats", {}), dict):
+        return "'backend_stats' is not an object"
+    for name, fname in state["stages"].items():
+        if not isinstance(fname, str) or not STAGE_FILE.fullmatch(fname) or not isinstance(state["digests"].get(fname), str):
+            return f"stage '{name}' names no checked stage file"
+        if not _is_num(state["seconds"].get(name)):
+            return f"stage '{name}' has no compute time"
+    rows = state["rows"]
+    if rows is not None:
+        counts = rows.get("counts")
+        if not (isinstance(rows.get("tag"), str) and isinstance(rows.get("sha256"), str)
+                and isinstance(rows.get("bytes"), int) and rows["bytes"] >= 0 and isinstance(counts, dict)
+                and set(counts) == set(ROW_TABLES) and all(isinstance(v, int) and v >= 0 for v in counts.values())):
+            return "'rows' is not {tag, bytes, counts, sha256}"
+    return None
+
+
 def read_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The checkpoint of an unfinished run, or a one-line error saying why there is none."""
+    """The checkpoint of an unfinished run, checked against its own digest and for every key a resume
+    reads; or a one-line error saying why there is none."""
     ckpt = run_dir / CHECKPOINT
     if not ckpt.is_file():
         done = (run_dir / "summary.json").is_file()
         raise InputError(f"{run_dir}: " + ("run already complete (summary.json present), nothing to resume" if done
                                            else f"no {CHECKPOINT} (it is written after each finished step or stage)"))
+    data = read_bytes(ckpt, "checkpoint", MAX_CHECKPOINT_BYTES)
     try:
-        return json.loads(ckpt.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{ckpt}: unreadable checkpoint ({exc})") from None
+        state = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise _damaged(ckpt, f"not valid UTF-8 at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise _damaged(ckpt, f"bad JSON: {exc.msg} at byte {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:
+        raise _damaged(ckpt, f"bad JSON: {type(exc).__name__}") from None
+    if not isinstance(state, dict):
+        raise _damaged(ckpt, f"expected a JSON object, got {type(state).__name__}")
+    digest = state.pop("digest", None)
+    if digest != _sha(_body(state)):
+        raise _damaged(ckpt, "no digest" if digest is None else "its contents do not match their SHA-256")
+    problem = _problem(state)
+    if problem:
+        raise _damaged(ckpt, problem)
+    return state
 
 
 class Checkpoint:
@@ -77,15 +151,15 @@ class Checkpoint:
         self._saved_stats: dict[str, Any] = {}
         self._values: dict[str, Any] = {}
         self.state: dict[str, Any] = {"run_id": run_id, "kind": kind, "config": dataclasses.asdict(config),
-                                      "stages": {}, "seconds": {}, "extra": {}, "rows": None}
+                                      "stages": {}, "seconds": {}, "digests": {}, "extra": {}, "rows": None}
         if resume:
             state = read_checkpoint(out_dir)
-            if state.get("run_id") != run_id or state.get("kind", "society") != kind:
-                raise InputError(f"{self.path}: checkpoint is for {state.get('kind', 'society')} run "
-                                 f"{state.get('run_id')}, this config gives {kind} run {run_id}")
-            for k in ("stages", "seconds", "extra", "rows"):
-                self.state[k] = state.get(k, self.state[k])
-            self.prior_wall = float(state.get("wall_seconds", 0.0))
+            if state["run_id"] != run_id or state["kind"] != kind:
+                raise InputError(f"{self.path}: checkpoint is for {state['kind']} run "
+                                 f"{state['run_id']}, this config gives {kind} run {run_id}")
+            for k in ("stages", "seconds", "digests", "extra", "rows"):
+                self.state[k] = state[k]
+            self.prior_wall = float(state["wall_seconds"])
             self._saved_stats = state.get("backend_stats", {})
             self.resumed = True
         if stats is not None:
@@ -116,10 +190,21 @@ class Checkpoint:
             self._values[name] = json.loads(blob)  # the same round trip as a resumed run's read
             self.state["stages"][name] = fname
             self.state["seconds"][name] = time.perf_counter() - t
+            self.state["digests"][fname] = _sha(blob.encode())
             self.save(**dict.fromkeys(drop))
         if name not in self._values:
-            self._values[name] = json.loads((self.dir / self.state["stages"][name]).read_text())
+            self._values[name] = self._read_stage(self.state["stages"][name])
         return self._values[name]
+
+    def _read_stage(self, fname: str) -> Any:
+        path = self.dir / fname
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise _damaged(path, exc.strerror or type(exc).__name__) from None
+        if _sha(data) != self.state["digests"][fname]:
+            raise _damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
+        return json.loads(data)
 
     def seconds(self, *prefixes: str) -> float:
         """Compute time of the finished stages whose names start with any of ``prefixes`` (over every attempt)."""
@@ -135,9 +220,10 @@ class Checkpoint:
         log_path = self.dir / "rows.jsonl"
         rows = self.state["rows"]
         if rows is None or rows["tag"] != tag:
-            rows = {"tag": tag, "bytes": 0, "counts": dict.fromkeys(ROW_TABLES, 0)}
-        lines = [json.dumps([t, r], allow_nan=True) + "\n" for t in ROW_TABLES for r in tables[t][rows["counts"][t]:]]
-        data = "".join(lines).encode()
+            rows = {"tag": tag, "bytes": 0, "counts": dict.fromkeys(ROW_TABLES, 0), "sha256": ""}
+        lines = [(json.dumps([t, r], allow_nan=True) + "\n").encode() for t in ROW_TABLES
+                 for r in tables[t][rows["counts"][t]:]]
+        data = b"".join(lines)
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as fh:
             fh.truncate(rows["bytes"])  # drop a tail written after the last committed checkpoint
@@ -146,7 +232,7 @@ class Checkpoint:
             fh.flush()
             os.fsync(fh.fileno())
         self.state["rows"] = {"tag": tag, "bytes": rows["bytes"] + len(data),
-                              "counts": {t: len(tables[t]) for t in ROW_TABLES}}
+                              "counts": {t: len(tables[t]) for t in ROW_TABLES}, "sha256": _chain(rows["sha256"], lines)}
 
     def rows(self, tag: str) -> dict[str, list[dict[str, Any]]]:
         """The committed rows logged for ``tag`` (empty tables if none)."""
@@ -154,13 +240,22 @@ class Checkpoint:
         rows = self.state["rows"]
         if rows is None or rows["tag"] != tag:
             return out
-        with open(self.dir / "rows.jsonl", "rb") as fh:
-            data = fh.read(rows["bytes"])
-        for line in data.decode().splitlines():
+        path = self.dir / "rows.jsonl"
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(rows["bytes"])
+        except OSError as exc:
+            raise _damaged(path, exc.strerror or type(exc).__name__) from None
+        if len(data) < rows["bytes"]:
+            raise _damaged(path, f"truncated: {len(data):,} bytes, {self.path.name} records {rows['bytes']:,}")
+        lines = data.splitlines(keepends=True)
+        if _chain("", lines) != rows["sha256"]:
+            raise _damaged(path, f"its rows do not match the hash chain that {self.path.name} records")
+        for line in lines:
             t, r = json.loads(line)
             out[t].append(r)
         if {t: len(v) for t, v in out.items()} != rows["counts"]:
-            raise InputError(f"{self.dir / 'rows.jsonl'}: holds fewer rows than {self.path} records; cannot resume")
+            raise _damaged(path, f"holds other row counts than {self.path.name} records")
         return out
 
     def save(self, **extra: Any) -> None:
@@ -173,7 +268,8 @@ class Checkpoint:
         self.state["wall_seconds"] = self.wall_seconds
         if self.stats is not None:
             self.state["backend_stats"] = dataclasses.asdict(self.stats)
-        store.atomic_write_bytes(self.path, json.dumps(self.state, allow_nan=True).encode())
+        # the digest comes last, over the body before it: read_checkpoint pops it and re-serialises the rest
+        store.atomic_write_bytes(self.path, _body({**self.state, "digest": _sha(_body(self.state))}))
 
     def finish(self) -> None:
         """The run is complete (its ``summary.json`` is written): nothing is left to resume."""
@@ -186,7 +282,15 @@ def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dic
     run continues mid-way only in the same one); its feedback rows. Use as a stage: ``drop=("society",)``."""
     midway = ckpt.extra("society")
     if midway and midway["tag"] == tag:
-        society.load_state_dict(midway["state"] | ckpt.rows(tag))
+        rows = ckpt.rows(tag)
+        state = midway["state"]
+        missing = sorted(set(society.state_dict()) - set(ROW_TABLES) - set(state))
+        if missing:
+            raise _damaged(ckpt.path, f"the saved society state has no {', '.join(repr(k) for k in missing)}")
+        try:
+            society.load_state_dict(state | rows)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise _damaged(ckpt.path, f"the saved society state does not load: {type(exc).__name__}: {exc}") from None
     while society.steps < society.cfg.sim.steps:
         society.step()
         log.info("%s step %d/%d done: %s", tag, society.steps, society.cfg.sim.steps,

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from agents.llm.base import BackendError
 from scenarios.dilemma import InputError
@@ -20,9 +25,58 @@ ConfigStore.instance().store(name="agora_schema", node=AgoraConfig)
 log = logging.getLogger("agora")
 
 
-def fail(msg: str) -> None:
-    print(f"agora: error: {msg}", file=sys.stderr)
+def fail(msg: str) -> NoReturn:
+    print(f"agora: error: {' '.join(msg.splitlines())}", file=sys.stderr)
     sys.exit(2)
+
+
+def os_error_line(exc: OSError) -> str:
+    """``file: problem`` for an OSError (``[Errno 13] ...`` says less and hides the second file of a rename)."""
+    files = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    return f"{files}: {exc.strerror or exc}" if files else str(exc)
+
+
+_NOISE = ("See https://hydra.cc", "Config search path", "full_key:", "object_type=", "reference_type=",
+          "To append to your config", "Available options")
+
+
+def hydra_error_line(exc: BaseException) -> str:
+    """One line from a Hydra composition/override error and its OmegaConf cause (Hydra prints several:
+    the error, its cause, the key path, the object type, a link)."""
+    lines = [ln.strip().rstrip(".") for ln in str(exc).splitlines()]
+    kept = [ln for ln in lines if ln and not ln.startswith(_NOISE)][:2]
+    cause = exc.__cause__
+    if isinstance(cause, OmegaConfBaseException) and str(cause).strip():
+        first = str(cause).strip().splitlines()[0].strip()
+        if first not in kept:
+            kept.append(first)
+    if isinstance(exc, OverrideParseException):
+        kept.insert(0, f"cannot parse override '{exc.override}'")
+    if isinstance(exc, MissingConfigException):  # its later lines list the options, one per line
+        kept = kept[:1] + ([f"options: {', '.join(exc.options)}"] if exc.options else [])
+    return ": ".join(kept) or type(exc).__name__
+
+
+def run_hydra(entry: Callable[[], None]) -> None:
+    """Run a ``@hydra.main`` entry point with Hydra's own errors as one ``agora: error:`` line, exit 2.
+
+    Hydra 1.3 prints composition and override errors itself (``run_and_report``: several lines, exit 1)
+    unless ``HYDRA_FULL_ERROR=1``, when it raises them. Set, the errors reach us; a user who set it
+    gets the full trace as before. OSErrors raised by Hydra itself come from making the run's output
+    folder (``hydra.run.dir`` naming a file, a read-only folder).
+    """
+    traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        entry()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if traces:
+            raise
+        fail(f"bad config: {hydra_error_line(exc)}")
+    except OSError as exc:
+        if traces:
+            raise
+        fail(f"cannot write the run's output folder (hydra.run.dir): {os_error_line(exc)}")
 
 
 def eval_lines(block: dict) -> list[str]:
@@ -115,8 +169,10 @@ def _main(dcfg: DictConfig) -> None:
         from sim.run import run
 
         summary = run(cfg, out)
-    except (InputError, BackendError, SchemaError, FileNotFoundError) as exc:
+    except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
+    except OSError as exc:  # e.g. a resumed run's folder that became read-only; the last checkpoint stays
+        fail(os_error_line(exc))
     print(report(summary, out))
 
 
@@ -138,15 +194,20 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
     if ignored:
         log.warning("resume: using the config stored in %s; ignoring %s (only %s may change)", out, " ".join(ignored),
                     ", ".join(a.rstrip("=") for a in allowed))
-    merged = OmegaConf.merge(OmegaConf.structured(AgoraConfig), state["config"], OmegaConf.from_dotlist(kept))
-    cfg = OmegaConf.to_object(merged)
+    from sim.checkpoint import CHECKPOINT
+
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(AgoraConfig), state["config"], OmegaConf.from_dotlist(kept))
+        cfg = OmegaConf.to_object(merged)
+    except Exception as exc:  # OmegaConf type errors and __post_init__ checks, as in typed_config
+        fail(f"{out / CHECKPOINT}: the stored config is not valid: {str(exc).strip().splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
     cfg.resume = str(out)
     return cfg, out
 
 
 def main() -> None:
-    _main()
+    run_hydra(_main)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from agents.llm.base import BackendError
 from scenarios.dilemma import InputError
-from sim.cli import fail, typed_config  # also registers the config schema
+from sim.cli import fail, os_error_line, run_hydra, typed_config  # also registers the config schema
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
@@ -25,15 +25,17 @@ def _main(dcfg: DictConfig) -> None:
 
     try:
         summary = evaluate(cfg, make_backend(cfg.llm), out)
-    except (InputError, BackendError, FileNotFoundError) as exc:
+    except (InputError, BackendError) as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(os_error_line(exc))
     text = "\n".join(report_lines(summary))
     atomic_write_bytes(out / "eval.md", (text + "\n").encode())
     print(f"agora-eval: {', '.join(summary['suites'])} -> {out}\n{text}")
 
 
 def main() -> None:
-    _main()
+    run_hydra(_main)
 
 
 if __name__ == "__main__":

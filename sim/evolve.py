@@ -32,7 +32,7 @@ from sim.checkpoint import Checkpoint, simulate
 from sim.config import AgoraConfig
 from sim.run import embedded_options, make_backend, run_id_for
 from sim.seeding import child_rng
-from sim.society import Society
+from sim.society import Society, check_per_step
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     """
     a = cfg.alignment
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
+    check_per_step(cfg, dilemmas)  # before any model work
     constitution = load_constitution(cfg.constitution.name)
     run_id = run_id_for(cfg)
     ckpt = Checkpoint(out_dir, run_id, "generations", cfg, None, resume=bool(cfg.resume))

@@ -20,7 +20,7 @@ from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.checkpoint import Checkpoint, simulate
 from sim.config import AgoraConfig, LLMConfig
-from sim.society import Society
+from sim.society import Society, check_per_step
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,7 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     presence marks a finished run.
     """
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
+    check_per_step(cfg, dilemmas)  # before any model work
     constitution = load_constitution(cfg.constitution.name)
     run_id = run_id_for(cfg)
     ckpt = Checkpoint(out_dir, run_id, "society", cfg, None, resume=bool(cfg.resume))  # refuses before the model loads

@@ -25,7 +25,7 @@ from agents.llm.base import GenerateRequest, LLMBackend, ScoreRequest
 from agents.scoring import PairReading, check_probability, read_likelihood, read_pair, scorer
 from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution
-from scenarios.dilemma import Dilemma
+from scenarios.dilemma import Dilemma, InputError
 from sim.config import AgoraConfig, SimConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
 from sim.seeding import child_rng, child_seed
@@ -84,6 +84,14 @@ class PhaseClock:
         self.items[phase] = self.items.get(phase, 0) + items
 
 
+def check_per_step(cfg: AgoraConfig, dilemmas: Sequence[Dilemma]) -> None:
+    """A step's dilemmas must differ: rows are keyed by (step, dilemma), and a pool smaller than
+    ``scenario.per_step`` would put one dilemma twice in a step."""
+    if cfg.scenario.per_step > len(dilemmas):
+        raise InputError(f"{cfg.scenario.dilemmas}: scenario.per_step={cfg.scenario.per_step} is more than its "
+                         f"{len(dilemmas)} dilemmas (a step's dilemmas must differ)")
+
+
 class Society(mesa.Model):
     """A population on a social graph that faces dilemmas and produces AI feedback.
 
@@ -98,6 +106,7 @@ class Society(mesa.Model):
 
     def __init__(self, cfg: AgoraConfig, dilemmas: Sequence[Dilemma], constitution: Constitution,
                  backend: LLMBackend, *, run_id: str, generation: int = 0) -> None:
+        check_per_step(cfg, dilemmas)
         super().__init__(rng=child_seed(cfg.seed, "model", generation))
         self.cfg = cfg
         self.run_id = run_id

@@ -1,0 +1,423 @@
+"""A hostile-input corpus: every kind of bad input that once gave a traceback, a hang or a silent wrong
+result must give one line that names the file and the problem (InputError in-process; exit 2 and one
+``agora: error:`` line from the CLI), and a damaged checkpoint must be left as it was.
+
+Everything here runs on the scripted backend (no model): in-process where the loader is the door, as a
+``python -m sim.cli llm=scripted`` subprocess where the CLI is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agents.llm.scripted import ScriptedBackend
+from scenarios.constitution import load_constitution
+from scenarios.dilemma import InputError, load_dilemmas
+from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
+from sim.run import run
+from tests.conftest import tiny_config
+
+OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}
+OK_LINE = json.dumps(OK)
+OK_CONSTITUTION = "name: mine\nversion: 1\njudge:\n  - {id: j1, text: Choose the kinder answer.}\n"
+
+
+def one_line(exc: BaseException, *needles: str) -> str:
+    msg = str(exc)
+    assert msg and "\n" not in msg and "Traceback" not in msg, msg
+    for n in needles:
+        assert n in msg, (n, msg)
+    return msg
+
+
+def cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def cli_one_line(res: subprocess.CompletedProcess, *needles: str) -> str:
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    err = res.stderr.strip()
+    assert err.startswith("agora: error: ") and "\n" not in err and "Traceback" not in err, err
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    """Turn a hang into a failure (a FIFO opened for reading blocks until a writer comes)."""
+    def hung(*_):
+        raise TimeoutError("hung")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+# -- dilemma files ---------------------------------------------------------------------------------------
+DILEMMA_CASES = {
+    "lone_surrogate.jsonl": (OK_LINE.replace("a wallet", "a \\ud800 wallet"), "lone surrogate \\ud800"),
+    "nested_100k.jsonl": ("[" * 100_000, "nested deeper than"),
+    "nested_extra.jsonl": (OK_LINE[:-1] + ', "x": ' + "[" * 12 + "]" * 12 + "}", "nested deeper than 8"),
+    "int_5000_digits.jsonl": (OK_LINE.replace('"d1"', "9" * 5000), "5,000 digits"),
+    "id_true.jsonl": (OK_LINE.replace('"d1"', "true"), "'id' must be text, got bool"),
+    "values_dict.jsonl": (OK_LINE[:-1] + ', "values_a": {"care": 1}}', "'values_a' must be a list of text"),
+    "values_nested.jsonl": (OK_LINE[:-1] + ', "values_a": [["care"]]}', "'values_a' must be a list of text"),
+    "duplicate_key.jsonl": (OK_LINE[:-1] + ', "id": "d2"}', "duplicate key 'id'"),
+    "nan.jsonl": (OK_LINE[:-1] + ', "weight": NaN}', "NaN is not JSON"),
+    "duplicate_column.csv": ("id,situation,action_a,action_b,id\nd1,s,a,b,d2\n", "duplicate column(s) id"),
+}
+
+
+@pytest.mark.parametrize("name", list(DILEMMA_CASES))
+def test_bad_dilemma_files_are_one_line(tmp_path, name):
+    text, needle = DILEMMA_CASES[name]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_dilemmas(path)
+    one_line(err.value, str(path), needle)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "char_device"])
+def test_a_dilemma_path_that_is_not_a_regular_file(tmp_path, alarm, kind):
+    path = tmp_path / "d.jsonl"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(InputError) as err:
+        load_dilemmas(path)
+    one_line(err.value, str(path), {"fifo": "a FIFO", "directory": "a directory", "char_device": "device"}[kind])
+
+
+def test_a_dilemma_file_over_the_size_bound_is_refused_unread(tmp_path, monkeypatch):
+    import scenarios.dilemma as dm
+
+    path = tmp_path / "big.jsonl"
+    path.write_text(OK_LINE + "\n" + " " * 2000)
+    monkeypatch.setattr(dm, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(dm.read_text, "__defaults__", (*dm.read_text.__defaults__[:2], 1000))
+    with pytest.raises(InputError) as err:
+        load_dilemmas(path)
+    one_line(err.value, str(path), "larger than 1,000 bytes")
+
+
+JSON_LEAF = st.one_of(st.text(max_size=8), st.sampled_from(["\ud800", "a\udfffb", "", " "]), st.booleans(), st.none(),
+                      st.integers(), st.integers(min_value=10**70, max_value=10**80), st.floats(allow_nan=False))
+JSON_VALUE = st.recursive(JSON_LEAF, lambda kids: st.one_of(st.lists(kids, max_size=3),
+                                                            st.dictionaries(st.text(max_size=4), kids, max_size=3)),
+                          max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.dictionaries(st.sampled_from(["id", "situation", "action_a", "action_b", "values_a", "topic", "x"]),
+                              JSON_VALUE, max_size=7))
+def test_any_json_record_loads_as_valid_text_or_is_refused_in_one_line(tmp_path, fields):
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps({**OK, **fields}), encoding="utf-8")  # ensure_ascii: surrogates travel as \ud800
+    try:
+        (d,) = load_dilemmas(path)
+    except InputError as exc:
+        one_line(exc, str(path))
+        return
+    for text in (d.id, d.situation, d.action_a, d.action_b, d.topic, *d.values_a):
+        assert isinstance(text, str)
+        text.encode("utf-8")  # what a backend does with it
+    assert d.id not in ("True", "False")
+
+
+# -- constitutions ---------------------------------------------------------------------------------------
+# 9 aliases of 9 aliases of ... (8 levels) of a 9-item list: 9**9 = 387,420,489 leaves from ~470 bytes
+ALIAS_BOMB = "\n".join(["name: bomb", "version: &v [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+                       + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}' if i else '*v'] * 9)}]" for i in range(8)]
+                       + ["judge: [{id: j, text: t}]"]) + "\n"
+CONSTITUTION_CASES = {
+    "alias_bomb.yaml": (ALIAS_BOMB, "aliases (*name) are not allowed"),
+    "nested.yaml": ("name: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than 8"),
+    "duplicate_key.yaml": (OK_CONSTITUTION + "name: other\n", "duplicate key 'name'"),
+    "name_null.yaml": (OK_CONSTITUTION.replace("name: mine", "name: null"), "'name' must be text, got null"),
+    "version_list.yaml": (OK_CONSTITUTION.replace("version: 1", "version: [1, 2]"), "'version' must be text, got list"),
+    "version_newline.yaml": (OK_CONSTITUTION.replace("version: 1", 'version: "1\\nx"'), "one line of printable text"),
+    "judge_dict.yaml": ("name: x\nversion: 1\njudge: {id: j1, text: t}\n", "'judge' must be a list"),
+    "judge_null.yaml": ("name: x\nversion: 1\njudge: null\n", "'judge' must be a list"),
+    "judge_empty.yaml": ("name: x\nversion: 1\njudge: []\n", "at least one judging principle"),
+    "principle_dict.yaml": ("name: x\nversion: 1\njudge: [{id: j1, text: {a: 1}}]\n", "judge[0]: 'text' must be text"),
+    "principle_null.yaml": ("name: x\nversion: 1\njudge: [{id: j1, text: null}]\n", "judge[0]: 'text' must be text"),
+    "principle_empty.yaml": ("name: x\nversion: 1\njudge: [{id: j1, text: ''}]\n", "judge[0]: 'text' must be non-empty"),
+    "principle_extra_key.yaml": ("name: x\nversion: 1\njudge: [{id: j1, text: t, weight: 2}]\n", "unknown weight"),
+    "critique_missing_revision.yaml": (OK_CONSTITUTION + "critique: [{id: c1, critique: c}]\n", "missing revision"),
+    "unknown_key.yaml": (OK_CONSTITUTION + "judges: []\n", "unknown key(s) judges"),
+    "lone_surrogate.yaml": (OK_CONSTITUTION.replace("Choose the kinder answer.", '"Choose \\ud800"'), "lone surrogate"),
+    "not_yaml.yaml": ("name: [x\n", "not valid YAML/JSON"),
+}
+
+
+@pytest.mark.parametrize("name", list(CONSTITUTION_CASES))
+def test_bad_constitutions_are_one_line(tmp_path, name):
+    text, needle = CONSTITUTION_CASES[name]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        load_constitution(path)
+    one_line(err.value, str(path), needle)
+
+
+def test_alias_bomb_is_small_and_refused_before_it_expands(tmp_path):
+    assert len(ALIAS_BOMB) < 600
+    test_bad_constitutions_are_one_line(tmp_path, "alias_bomb.yaml")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_constitution_path_that_is_not_a_regular_file(tmp_path, alarm, kind):
+    path = tmp_path / "c.yaml"
+    path.mkdir() if kind == "directory" else os.mkfifo(path)
+    with pytest.raises(InputError) as err:
+        load_constitution(path)
+    one_line(err.value, str(path), "a directory" if kind == "directory" else "a FIFO")
+
+
+def test_a_good_constitution_still_loads_and_its_tag_is_bounded(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"name": "mine", "version": 2, "judge": [{"id": 1, "text": "Pick the kinder one."}],
+                                "description": None}))
+    c = load_constitution(path)
+    assert c.tag == "mine@2" and c.judge[0].id == "1" and c.description == ""
+    path.write_text(OK_CONSTITUTION.replace("version: 1", "version: " + "9" * 101))
+    with pytest.raises(InputError, match="'version' is 101 characters"):
+        load_constitution(path)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=st.recursive(st.one_of(st.text(max_size=6), st.integers(), st.none(), st.booleans()),
+                        lambda kids: st.one_of(st.lists(kids, max_size=3),
+                                               st.dictionaries(st.sampled_from(["name", "version", "judge", "id",
+                                                                                "text", "critique", "revision"]),
+                                                               kids, max_size=4)), max_leaves=10))
+def test_any_yaml_document_is_a_constitution_of_text_or_one_line(tmp_path, doc):
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(doc), encoding="utf-8")  # JSON is YAML
+    try:
+        c = load_constitution(path)
+    except InputError as exc:
+        one_line(exc, str(path))
+        return
+    assert c.judge and all(isinstance(p.text, str) and p.text.strip() for p in c.judge)
+    assert "None" not in c.tag.split("@") and len(c.tag) <= 201
+
+
+# -- damaged checkpoints ---------------------------------------------------------------------------------
+class Crash(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def stopped(tmp_path_factory):
+    """A 2-step society stopped right after step 1's checkpoint: checkpoint.json, the calibration stage's
+    file and step 1's rows in rows.jsonl."""
+    cfg = dataclasses.replace(tiny_config(), seed=5)
+    cfg = dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, steps=2))
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    real, calls = Checkpoint.save, [0]
+
+    def save(self, **extra):
+        real(self, **extra)
+        calls[0] += 1
+        if "society" in extra:
+            raise Crash
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Checkpoint, "save", save)
+        with pytest.raises(Crash):
+            run(cfg, out, ScriptedBackend())
+    assert (out / CHECKPOINT_DIR / "rows.jsonl").stat().st_size > 0 and list((out / CHECKPOINT_DIR).glob("stage*.json"))
+    return cfg, out
+
+
+@pytest.fixture
+def victim(stopped, tmp_path):
+    import shutil
+
+    cfg, out = stopped
+    dst = tmp_path / "victim"
+    shutil.copytree(out, dst)
+    return dataclasses.replace(cfg, resume=str(dst)), dst
+
+
+def _snapshot(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _rewrite(path: Path, edit) -> None:
+    """Edit a checkpoint.json's state and give it a matching digest: damage that a digest cannot see."""
+    state = json.loads(path.read_text())
+    state.pop("digest")
+    edit(state)
+    body = json.dumps(state, allow_nan=True)
+    path.write_text(json.dumps({**state, "digest": hashlib.sha256(body.encode()).hexdigest()}, allow_nan=True))
+
+
+def _xor(path: Path, at: int, mask: int = 0x01) -> None:
+    data = bytearray(path.read_bytes())
+    data[at % len(data)] ^= mask
+    path.write_bytes(bytes(data))
+
+
+def _ckpt(d):
+    return d / CHECKPOINT
+
+
+def _rows(d):
+    return d / CHECKPOINT_DIR / "rows.jsonl"
+
+
+def _stage(d):
+    return sorted((d / CHECKPOINT_DIR).glob("stage*.json"))[0]
+
+
+CHECKPOINT_DAMAGE = {
+    "rows_truncated": (_rows, lambda p: p.write_bytes(p.read_bytes()[:-40]), "truncated"),
+    "rows_byte_flipped": (_rows, lambda p: _xor(p, 200, 0x04), "hash chain"),
+    "rows_invalid_utf8": (_rows, lambda p: _xor(p, 100, 0x80), "hash chain"),
+    "stage_byte_flipped": (_stage, lambda p: _xor(p, 5, 0x02), "SHA-256"),
+    "checkpoint_byte_flipped": (_ckpt, lambda p: _xor(p, 60, 0x01), "checkpoint"),
+    "checkpoint_invalid_utf8": (_ckpt, lambda p: _xor(p, 10, 0x80), "not valid UTF-8"),
+    "checkpoint_list": (_ckpt, lambda p: p.write_text("[]"), "expected a JSON object, got list"),
+    "checkpoint_truncated": (_ckpt, lambda p: p.write_bytes(p.read_bytes()[:100]), "bad JSON"),
+    "checkpoint_no_digest": (_ckpt, lambda p: p.write_text(json.dumps({k: v for k, v in json.loads(p.read_text()).items()
+                                                                       if k != "digest"})), "no digest"),
+    "config_missing": (_ckpt, lambda p: _rewrite(p, lambda s: s.pop("config")), "no 'config'"),
+    "rng_missing": (_ckpt, lambda p: _rewrite(p, lambda s: s["extra"]["society"]["state"].pop("rng")), "no 'rng'"),
+    "rng_wrong": (_ckpt, lambda p: _rewrite(p, lambda s: s["extra"]["society"]["state"].update(rng={"x": 1})),
+                  "does not load"),
+    "rows_record_missing": (_ckpt, lambda p: _rewrite(p, lambda s: s.update(rows={"tag": "society"})), "'rows' is not"),
+    "stage_name_escapes": (_ckpt, lambda p: _rewrite(p, lambda s: s["stages"].update(x="../../etc/passwd")),
+                           "names no checked stage file"),
+}
+
+
+@pytest.mark.parametrize("name", list(CHECKPOINT_DAMAGE))
+def test_a_damaged_checkpoint_is_one_line_and_left_as_it_was(victim, name):
+    cfg, d = victim
+    which, damage, needle = CHECKPOINT_DAMAGE[name]
+    damage(which(d))
+    before = _snapshot(d)
+    with pytest.raises(InputError) as err:
+        run(cfg, d, ScriptedBackend())
+    one_line(err.value, str(which(d)), needle, "cannot resume")
+    assert _snapshot(d) == before
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(which=st.sampled_from([_ckpt, _rows, _stage]), at=st.integers(0, 10**6), bit=st.integers(0, 7))
+def test_any_flipped_bit_in_a_checkpoint_is_refused(stopped, tmp_path_factory, which, at, bit):
+    import shutil
+
+    cfg, out = stopped
+    d = tmp_path_factory.mktemp("flip") / "run"
+    shutil.copytree(out, d)
+    _xor(which(d), at, 1 << bit)
+    before = _snapshot(d)
+    with pytest.raises(InputError) as err:
+        run(dataclasses.replace(cfg, resume=str(d)), d, ScriptedBackend())
+    one_line(err.value, str(which(d)))
+    assert _snapshot(d) == before
+    shutil.rmtree(d.parent)
+
+
+def test_an_undamaged_checkpoint_still_resumes(victim):
+    cfg, d = victim
+    summary = run(cfg, d, ScriptedBackend())
+    assert summary["resumed_after_step"] == 1 and not _ckpt(d).exists()
+
+
+# -- the CLI: exit 2 and one line ------------------------------------------------------------------------
+TINY = ("llm=scripted", "experiment=tiny", "sim.progress=false")
+
+
+@pytest.mark.parametrize("override,needles", [
+    ("population.size=2.5", ("bad config:", "population.size=2.5", "could not be converted to Integer")),
+    ("population.sizee=3", ("bad config:", "Key 'sizee' not in 'PopulationConfig'")),
+    ("llm=nope", ("bad config:", "llm/nope", "options: embedded, openai_compatible, scripted")),
+    ("population.size=[", ("bad config:", "cannot parse override 'population.size=['")),
+])
+def test_hydra_errors_are_one_line_with_exit_2(tmp_path, override, needles):
+    cli_one_line(cli(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"), *needles)
+
+
+def test_run_dir_naming_a_file(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("")
+    cli_one_line(cli(*TINY, f"hydra.run.dir={f}"), str(f), "File exists", "hydra.run.dir")
+
+
+def test_read_only_output_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        try:
+            (ro / "probe").mkdir()
+        except PermissionError:
+            target = ro / "run"
+        else:  # root writes anywhere chmod allows nothing; sysfs refuses even root
+            (ro / "probe").rmdir()
+            target = Path("/sys/agora-hostile-input-probe")
+            try:
+                target.mkdir()
+            except PermissionError:
+                pass
+            else:
+                target.rmdir()
+                pytest.skip("no folder here refuses writes")
+        err = cli_one_line(cli(*TINY, f"hydra.run.dir={target}"), str(target), "hydra.run.dir")
+        assert "Permission denied" in err or "Operation not permitted" in err
+    finally:
+        ro.chmod(0o755)
+
+
+def test_cli_fifo_as_dilemmas_does_not_hang(tmp_path):
+    fifo = tmp_path / "d.jsonl"
+    os.mkfifo(fifo)
+    cli_one_line(cli(*TINY, f"scenario.dilemmas={fifo}", f"hydra.run.dir={tmp_path / 'run'}", timeout=60),
+                 str(fifo), "a FIFO")
+
+
+def test_cli_per_step_larger_than_the_pool(tmp_path):
+    path = tmp_path / "two.jsonl"
+    path.write_text(OK_LINE + "\n" + OK_LINE.replace('"d1"', '"d2"') + "\n")
+    cli_one_line(cli(*TINY, f"scenario.dilemmas={path}", "scenario.per_step=3", f"hydra.run.dir={tmp_path / 'run'}"),
+                 str(path), "scenario.per_step=3", "2 dilemmas")
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+
+
+def test_cli_resume_of_a_damaged_checkpoint(victim, tmp_path):
+    _, d = victim
+    _ckpt(d).write_text("[]")
+    cli_one_line(cli(f"resume={d}", f"hydra.run.dir={tmp_path / 'log'}"), str(_ckpt(d)), "got list")
+    assert _ckpt(d).read_text() == "[]"
+
+
+def test_cli_resume_of_an_invalid_stored_config(victim, tmp_path):
+    _, d = victim
+    _rewrite(_ckpt(d), lambda s: s["config"]["population"].update(size="many"))
+    before = _snapshot(d)
+    cli_one_line(cli(f"resume={d}", f"hydra.run.dir={tmp_path / 'log'}"), str(_ckpt(d)), "stored config is not valid",
+                 "many")
+    assert _snapshot(d) == before
