@@ -68,11 +68,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    """The process umask, read from /proc on Linux; elsewhere ``os.umask`` sets it and swaps it straight back
+    (process-wide, so a file another thread made in that instant could get 022: the /proc read avoids that)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers see old or new, never half."""
+    """Write to a temp file in the same folder, fsync, rename: readers see old or new, never half.
+
+    ``mkstemp`` makes the temp file 0600 whatever the umask; it gets the mode ``open()`` would have given
+    (0o666 & ~umask: 0644 under umask 022), so a run's outputs are as readable as its log to colleagues.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -56,3 +56,19 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
         store.write_parquet(pl.DataFrame({"a": [2]}), path)
     assert pl.read_parquet(path)["a"].to_list() == [1]
     assert [p.name for p in tmp_path.iterdir()] == ["x.parquet"]  # no temp file left
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_atomic_writes_get_the_mode_the_umask_gives_like_the_log(tmp_path, mask, mode):
+    """mkstemp's temp files are 0600 whatever the umask; renamed into place they must read like cli.log."""
+    old = os.umask(mask)
+    try:
+        assert store._umask() == mask
+        store.write_parquet(pl.DataFrame({"x": [1]}), tmp_path / "m.parquet")
+        store.write_json({"a": 1}, tmp_path / "summary.json")
+        store.write_json({"a": 2}, tmp_path / "summary.json")  # replacing a file: the new one gets the mode too
+        (tmp_path / "cli.log").write_text("log\n")
+    finally:
+        os.umask(old)
+    for name in ("m.parquet", "summary.json", "cli.log"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
