@@ -151,6 +151,8 @@ def typed_config(dcfg: DictConfig) -> AgoraConfig:
 def _main(dcfg: DictConfig) -> None:
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
+    if not cfg.resume and any(_key(o) == "resume" for o in HydraConfig.get().overrides.task):
+        fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
     try:
@@ -206,7 +208,35 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
     return cfg, out
 
 
+def _key(override: str) -> str:
+    """``resume`` for ``resume=...``, ``+resume=...`` and ``++resume=...``."""
+    return override.split("=", 1)[0].lstrip("+")
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """Command-line overrides with a resumed run's Hydra output sent back into the run's own folder.
+
+    Without this Hydra makes ``outputs/<name>/<timestamp>/`` in the current folder for every
+    ``resume=DIR`` and writes the log there. ``hydra.run.dir=${resume}`` (an interpolation, so no path
+    needs quoting for Hydra's grammar) makes ``cli.log`` in DIR, which the file handler appends to;
+    ``hydra.output_subdir=null`` keeps DIR's ``.hydra/`` from being overwritten with the resume's
+    overrides (it records how the run was started). A ``hydra.run.dir=`` given with ``resume=`` is dropped.
+    An empty ``resume=`` or a missing folder fails here, before Hydra makes a folder.
+    """
+    values = [a.split("=", 1)[1] for a in argv if "=" in a and _key(a) == "resume"]
+    if not values:
+        return argv
+    run_dir = values[-1].strip("'\"")
+    if run_dir == "":
+        fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
+    if not Path(run_dir).is_dir():  # before Hydra makes it to hold cli.log
+        fail(f"resume={run_dir}: no such run folder")
+    kept = [a for a in argv if _key(a) not in ("hydra.run.dir", "hydra.output_subdir")]
+    return kept + ["hydra.run.dir=${resume}", "hydra.output_subdir=null"]
+
+
 def main() -> None:
+    sys.argv[1:] = resume_argv(sys.argv[1:])
     run_hydra(_main)
 
 
