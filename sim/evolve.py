@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import math
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,20 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
     return written
 
 
+def training_figures(rm: Mapping[str, Any], dpo: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A generation's reward-model (and DPO, if it trained one) figures for its metrics row, and its
+    training rates apart: pairs/s is wall clock, so it differs between two runs of one seed and would make
+    ``metrics_generations.parquet`` differ too. The rates go to summary.json's ``throughput.generations``."""
+    row = {"rm_eval_accuracy": rm["eval"]["accuracy"], "rm_eval_ece": rm["eval"]["ece"],
+           "rm_eval_log_loss": rm["eval"]["log_loss"]}
+    rates = {"rm_pairs_per_s": rm["pairs_per_s"]}
+    if dpo is not None:
+        row |= {"dpo_eval_margin_before": dpo["eval_margin_before"], "dpo_eval_margin_after": dpo["eval_margin_after"],
+                "dpo_train_margin_after": dpo["train_margin_after"]}
+        rates["dpo_pairs_per_s"] = dpo["pairs_per_s"]
+    return row, rates
+
+
 def _simulate(society: Society, ckpt: Checkpoint, g: int, group: list[int],
               policy: tuple[Path, str] | None) -> dict[str, list[dict[str, Any]]]:
     """Generation ``g``'s steps, checkpointed after each one (resumes mid-generation); its feedback rows.
@@ -162,6 +177,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     policy_dir: Path | None = cfg.llm.model_path and Path(cfg.llm.model_path) or None
     policy_name: str | None = None  # set once a tuned policy exists; loaded only if a society must run
     rows: list[dict[str, Any]] = []
+    timings: list[dict[str, Any]] = []  # training pairs/s per generation: summary.json only
     per_dilemma: list[dict[str, Any]] = []
     all_stances, all_prefs, all_transcripts = [], [], []
     previous: dict[str, float] | None = None
@@ -193,15 +209,15 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
         rm_cfg = dataclasses.replace(a.reward, seed=a.reward.seed + g)
         rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
                                                           policy_path=policy_dir))
-        row |= {"rm_eval_accuracy": rm["eval"]["accuracy"], "rm_eval_ece": rm["eval"]["ece"],
-                "rm_eval_log_loss": rm["eval"]["log_loss"], "rm_pairs_per_s": rm["pairs_per_s"]}
+        dpo = None
         if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
             dpo_cfg = dataclasses.replace(a.dpo, seed=a.dpo.seed + g)
             dpo = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, train, held, dpo_cfg, gdir / "policy",
                                                             base_path=policy_dir))
-            row |= {"dpo_eval_margin_before": dpo["eval_margin_before"], "dpo_eval_margin_after": dpo["eval_margin_after"],
-                    "dpo_train_margin_after": dpo["train_margin_after"], "dpo_pairs_per_s": dpo["pairs_per_s"]}
             policy_dir, policy_name = gdir / "policy", f"policy-g{g + 1}"
+        trained, rates = training_figures(rm, dpo)
+        row |= trained
+        timings.append({"generation": g, **rates})
         rows.append(row)
         log.info("generation %d done: %s", g, {k: v for k, v in row.items() if isinstance(v, float)})
     metrics_df = pl.DataFrame(rows)
@@ -217,7 +233,8 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     headline = {k: last.get(k) for k in ("js_policy_population", "pds_entropy", "value_drift_js", "rm_eval_accuracy",
                                          "position_flip_rate") if isinstance(last.get(k), float) and not math.isnan(last[k])}
     summary = {"run_id": run_id, "kind": "generations", "wall_seconds": round(ckpt.wall_seconds, 1),
-               "generations": rows, "policy_group": group, "plots": plots, "constitutions": versions,
+               "generations": rows, "throughput": {"generations": timings}, "policy_group": group,
+               "plots": plots, "constitutions": versions,
                "headline": {f"last_generation[{k}]": v for k, v in headline.items()}, "label_quality": quality,
                "config": dataclasses.asdict(cfg)}
     from sim.report import generations_report

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from alignment.metrics import js_distance
-from sim.evolve import generation_metrics, policy_group
+from sim.evolve import generation_metrics, policy_group, training_figures
 
 
 def _stances(p: dict[tuple[str, int], float]) -> pl.DataFrame:
@@ -46,3 +46,18 @@ def test_policy_group_is_stratified_and_seeded():
     assert len([i for i in g if i < 4]) == 2 and len([i for i in g if i >= 4]) == 2
     assert g == policy_group(clusters, 0.5, seed=1)
     assert policy_group(clusters, 0.0, seed=1) == []
+
+
+def test_training_figures_keep_wall_clock_rates_out_of_the_metrics_row():
+    """metrics_generations.parquet must be the same bytes for two runs of one seed: pairs/s goes to summary.json."""
+    rm = {"eval": {"accuracy": 0.75, "ece": 0.1, "log_loss": 0.5}, "pairs_per_s": 12.3}
+    dpo = {"eval_margin_before": 0.0, "eval_margin_after": 0.2, "train_margin_after": 0.4, "pairs_per_s": 1.5}
+    row, rates = training_figures(rm, dpo)
+    assert row == {"rm_eval_accuracy": 0.75, "rm_eval_ece": 0.1, "rm_eval_log_loss": 0.5, "dpo_eval_margin_before": 0.0,
+                   "dpo_eval_margin_after": 0.2, "dpo_train_margin_after": 0.4}
+    assert rates == {"rm_pairs_per_s": 12.3, "dpo_pairs_per_s": 1.5}
+    slower = training_figures({**rm, "pairs_per_s": 3.0}, {**dpo, "pairs_per_s": 0.1})
+    assert slower[0] == row  # same training, different speed: same row
+    last_row, last_rates = training_figures(rm, None)  # the last generation trains no policy
+    assert not any(k.startswith("dpo_") for k in last_row) and last_rates == {"rm_pairs_per_s": 12.3}
+    assert not any(k.endswith("_per_s") for k in row | last_row)

@@ -118,8 +118,8 @@ def _entry(cfg: AgoraConfig):
 
 
 def _outputs(d: Path) -> dict[str, bytes]:
-    # metrics_generations holds training throughput (wall clock): compared without it below
-    return {p.name: p.read_bytes() for p in sorted(d.glob("*.parquet")) if p.name != "metrics_generations.parquet"}
+    # every parquet file, metrics_generations included (training pairs/s is in summary.json, not there)
+    return {p.name: p.read_bytes() for p in sorted(d.glob("*.parquet"))}
 
 
 def _stop_and_resume(monkeypatch, cfg: AgoraConfig, ref: dict, ref_dir: Path, out: Path, n: int,
