@@ -40,7 +40,7 @@ from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint, simulate
+from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
 from sim.rating import finite, interval, p_yes
 from sim.run import make_backend, run_id_for
@@ -90,6 +90,7 @@ def shift_toward(p_arm: np.ndarray, p_ref: np.ndarray, delta: np.ndarray, seed: 
     return out
 
 
+@runner
 def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     ab = cfg.study.ablation
     pool = load_dilemmas(cfg.scenario.dilemmas)

@@ -22,6 +22,8 @@ back identically whether or not the run stopped (every result goes through one J
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -31,6 +33,8 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_DIR = "checkpoint.d"
+LOCK = ".agora.lock"  # held (flock) for a run's life; the kernel drops it when the process dies, even by kill -9
 ROW_TABLES = ("stances", "transcripts", "preferences")
 MAX_CHECKPOINT_BYTES = 2**30  # checkpoint.json holds counters, RNG states and small extras (rows live in rows.jsonl)
 STAGE_FILE = re.compile(r"stage\d{4}\.json")
@@ -127,6 +132,99 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     return state
 
 
+def _holder_line(fd: int) -> str:
+    """``pid N, started T`` from an open lock file (what its holder wrote), or what is known."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {int(info['pid'])}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError):  # the holder is still writing it
+        return "pid unknown"
+
+
+def _in_use(out_dir: Path, fd: int) -> InputError:
+    return InputError(f"{out_dir}: in use by another run ({_holder_line(fd)}); "
+                      f"wait for it to end (or kill it) before running or resuming into this folder")
+
+
+def check_unlocked(out_dir: Path) -> None:
+    """Raise :class:`InputError` if a running run holds ``out_dir``'s lock; changes nothing in the folder.
+    The CLI asks before Hydra writes ``.hydra/`` and ``cli.log`` there (the lock itself is taken later, by
+    :class:`Checkpoint`, which is what keeps two runs apart)."""
+    try:
+        fd = os.open(out_dir / LOCK, os.O_RDONLY)
+    except OSError:
+        return  # no lock file: no run holds the folder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _in_use(out_dir, fd) from None
+    finally:
+        os.close(fd)  # also drops the probe's shared lock
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``out_dir/.agora.lock``, which records the holder's pid and start time.
+
+    Released (file removed first, so a finished folder holds only its outputs) by :meth:`release`, or by
+    the kernel when the holder dies. A run that opened the file just before it was removed locks an
+    unlinked inode: it notices (the path names another inode, or none) and opens it again.
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / LOCK
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                err = _in_use(out_dir, fd)
+                os.close(fd)
+                raise err from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        self.fd: int | None = fd
+        os.ftruncate(fd, 0)
+        started = datetime.now().astimezone().isoformat(timespec="seconds")
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": started}).encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.path.unlink(missing_ok=True)  # while still held: no other run can have it yet
+            os.close(self.fd)
+            self.fd = None
+
+
+_OPENED: ContextVar[list[Checkpoint] | None] = ContextVar("_OPENED", default=None)
+
+
+def runner(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorates a run's entry point (which makes a :class:`Checkpoint`): when it stops on an error, the
+    backend counters of the failed attempt are saved into the last checkpoint (no unit is marked done, so
+    ``summary.json``'s counts cover every attempt); whatever the outcome, the folder's lock is released."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> T:
+        opened: list[Checkpoint] = []
+        token = _OPENED.set(opened)
+        try:
+            return fn(*args, **kwargs)
+        except BaseException:
+            for c in opened:
+                c.save_counters()
+            raise
+        finally:
+            _OPENED.reset(token)
+            for c in opened:
+                c.release()
+
+    return wrapped
+
+
 class Checkpoint:
     """A run's saved progress: named finished stages, the rows of the society in progress, and small
     free-form ``extra`` state.
@@ -138,6 +236,10 @@ class Checkpoint:
         config: stored so that ``resume=DIR`` needs nothing else.
         stats: the backend counters; restored on resume, saved with every write.
         resume: load the folder's checkpoint (required to exist) instead of starting afresh.
+
+    Takes the folder's lock (:class:`FolderLock`) before reading anything: a second run into the folder,
+    or a resume while the run still goes, is an :class:`InputError` naming the holder. Released by
+    :meth:`finish`, by :meth:`release` (the :func:`runner` decorator calls it), or when the process dies.
     """
 
     def __init__(self, out_dir: Path, run_id: str, kind: str, config: Any, stats: BackendStats | None,
@@ -152,6 +254,23 @@ class Checkpoint:
         self._values: dict[str, Any] = {}
         self.state: dict[str, Any] = {"run_id": run_id, "kind": kind, "config": dataclasses.asdict(config),
                                       "stages": {}, "seconds": {}, "digests": {}, "extra": {}, "rows": None}
+        self._committed: dict[str, Any] | None = None  # the body of the last checkpoint.json written or read
+        if resume and not out_dir.is_dir():
+            read_checkpoint(out_dir)  # its one-line error; makes no folder
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = FolderLock(out_dir)
+        try:
+            self._load(out_dir, run_id, kind, resume)
+        except BaseException:
+            self.lock.release()
+            raise
+        if stats is not None:
+            self.track(stats)
+        opened = _OPENED.get()
+        if opened is not None:
+            opened.append(self)
+
+    def _load(self, out_dir: Path, run_id: str, kind: str, resume: bool) -> None:
         if resume:
             state = read_checkpoint(out_dir)
             if state["run_id"] != run_id or state["kind"] != kind:
@@ -161,9 +280,8 @@ class Checkpoint:
                 self.state[k] = state[k]
             self.prior_wall = float(state["wall_seconds"])
             self._saved_stats = state.get("backend_stats", {})
+            self._committed = state
             self.resumed = True
-        if stats is not None:
-            self.track(stats)
 
     def track(self, stats: BackendStats) -> None:
         """Save these backend counters with every checkpoint; on resume, start them from the saved ones."""
@@ -268,13 +386,38 @@ class Checkpoint:
         self.state["wall_seconds"] = self.wall_seconds
         if self.stats is not None:
             self.state["backend_stats"] = dataclasses.asdict(self.stats)
+        self._write(self.state)
+
+    def _write(self, state: dict[str, Any]) -> None:
         # the digest comes last, over the body before it: read_checkpoint pops it and re-serialises the rest
-        store.atomic_write_bytes(self.path, _body({**self.state, "digest": _sha(_body(self.state))}))
+        body = _body(state)
+        store.atomic_write_bytes(self.path, _body({**state, "digest": _sha(body)}))
+        self._committed = json.loads(body)
+
+    def save_counters(self) -> None:
+        """The run stops on an error: keep this attempt's backend counters and time in the last checkpoint
+        written, and nothing else (progress after it, e.g. rows logged but not committed, stays uncommitted).
+        Without a checkpoint yet there is nothing to resume, and with unchanged counters (e.g. a damaged
+        checkpoint refused on resume) nothing to add: then nothing is written."""
+        if self._committed is None or self.stats is None or self.lock.fd is None:
+            return
+        if dataclasses.asdict(self.stats) == self._committed.get("backend_stats"):
+            return
+        try:
+            self._write({**self._committed, "wall_seconds": self.wall_seconds,
+                         "backend_stats": dataclasses.asdict(self.stats)})
+        except OSError as exc:  # e.g. the folder became read-only: the previous checkpoint stays as it was
+            log.warning("could not save the backend counters of the failed attempt: %s", exc)
+
+    def release(self) -> None:
+        """Let another run into the folder (idempotent)."""
+        self.lock.release()
 
     def finish(self) -> None:
         """The run is complete (its ``summary.json`` is written): nothing is left to resume."""
         self.path.unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.release()
 
 
 def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dict[str, Any]]]:

@@ -29,7 +29,7 @@ from alignment.reward import train_reward_model
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint, simulate
+from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
 from sim.run import embedded_options, make_backend, run_id_for
 from sim.seeding import child_rng
@@ -158,6 +158,7 @@ def _simulate(society: Society, ckpt: Checkpoint, g: int, group: list[int],
     return simulate(society, ckpt, f"generation_{g}")
 
 
+@runner
 def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     """Run ``cfg.alignment.generations`` generations; write per-generation and pooled outputs.
 

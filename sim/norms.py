@@ -35,7 +35,7 @@ from alignment.calibration import start, warn_if_uninformative
 from alignment.metrics import binary_entropy, normalised_entropy
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint
+from sim.checkpoint import Checkpoint, runner
 from sim.config import AgoraConfig, NormConfig
 from sim.pluralism import sample_dilemmas
 from sim.rating import finite, p_yes
@@ -133,6 +133,7 @@ def _policy_pairs(rows: list[dict], dilemmas: list[Dilemma], g: int) -> pl.DataF
                                      "response_b": pl.String, "p_a": pl.Float64, "generation": pl.Int64})
 
 
+@runner
 def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     nc = cfg.study.norms
     ckpt = Checkpoint(out_dir, run_id_for(cfg), "evolving_norms", cfg, None, resume=bool(cfg.resume))

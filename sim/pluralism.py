@@ -31,7 +31,7 @@ from alignment.calibration import start
 from alignment.metrics import bootstrap_interval, normalised_entropy, paired_permutation_test
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint
+from sim.checkpoint import Checkpoint, runner
 from sim.config import AgoraConfig
 from sim.rating import classify, finite, interval
 from sim.run import make_backend, run_id_for
@@ -163,6 +163,7 @@ def plot_pluralism(metrics: dict[str, Any], names: list[str], out_dir: Path) -> 
     return ["pluralism_entropy.png"]
 
 
+@runner
 def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     p = cfg.study.pluralism
     ckpt = Checkpoint(out_dir, run_id_for(cfg), "pluralism", cfg, None, resume=bool(cfg.resume))

@@ -18,7 +18,7 @@ from agents.llm.base import LLMBackend
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint, simulate
+from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig, LLMConfig
 from sim.society import Society, check_per_step
 
@@ -138,6 +138,7 @@ def _torch_version() -> str:
         return "n/a"
 
 
+@runner
 def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     """Run ``cfg.sim.steps`` steps and write every output file into ``out_dir``.
 
