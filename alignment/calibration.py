@@ -48,11 +48,11 @@ def reader_quality(readings: list[PairReading], truth_a: list[bool], reader: str
     p = np.array([r.p_a for r in readings])
     truth = np.array(truth_a)
     ties = int(np.sum(p == 0.5))
-    right = int(np.sum(np.where(truth, p > 0.5, p < 0.5))) + ties / 2
+    right = int(np.sum(np.where(truth, p > 0.5, p < 0.5))) + ties // 2  # a tie counts half, an odd one down
     both = all(len(r.first_shown) == 2 for r in readings)
     bias = float(np.mean([(r.first_shown[0] > 0.5) == (r.first_shown[1] > 0.5) for r in readings])) if both else None
     n = len(readings)
-    return {"reader": reader, "items": n, "accuracy": _interval(proportion_interval(round(right), n)),
+    return {"reader": reader, "items": n, "accuracy": _interval(proportion_interval(right, n)),
             "ties": ties, "position_bias_rate": bias, "informativeness": float(np.mean(np.abs(p - 0.5))) if n else None}
 
 
@@ -77,14 +77,15 @@ def calibrate(cfg: AgoraConfig, backend: LLMBackend) -> dict[str, Any]:
     out: dict[str, Any] = {"source": f"MoralChoice low ambiguity ({Path(MORALCHOICE_LOW).name}, bundled, MIT)"}
     read = dict(progress=sim.progress)
     if stance_items:
-        got = read_all(backend, [stance_reading(d, agents[k % len(agents)], sim.choice_reader, sim.debias_order)
+        # read in one order only (no sim.debias_order), the moral action is shown second half the time
+        got = read_all(backend, [stance_reading(d, agents[k % len(agents)], sim.choice_reader, sim.debias_order, k % 2 == 1)
                                  for k, d in enumerate(stance_items)], "calibration: stances", **read)
         out["stance"] = reader_quality(got, [True] * len(got), sim.choice_reader)
     if judge_items:
         asked = [(d, judge_of(k), principles[k % len(principles)], True) for k, d in enumerate(judge_items)]
         asked += [(d, judge_of(k), INVERSE_PRINCIPLE, False) for k, d in enumerate(judge_items)]
-        got = read_all(backend, [judge_reading(d, w, text, sim.judge_reader, sim.debias_order) for d, w, text, _ in asked],
-                       "calibration: judges", **read)
+        got = read_all(backend, [judge_reading(d, w, text, sim.judge_reader, sim.debias_order, k % 2 == 1)
+                                 for k, (d, w, text, _) in enumerate(asked)], "calibration: judges", **read)
         truth = [t for *_, t in asked]
         n = len(judge_items)
         out["judge"] = reader_quality(got, truth, sim.judge_reader) | {

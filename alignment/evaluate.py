@@ -169,20 +169,21 @@ def reward_model_hhh(path: str | Path, items: Sequence[HHHItem], max_length: int
 
 
 # -- society stances and judges on MoralChoice ---------------------------------------------------
-def stance_reading(d: Dilemma, w: Worldview | None, reader: str,
-                   both_orders: bool = True) -> Callable[[Callable], Awaitable[PairReading]]:
-    """An agent's P(choosing action1), read as the society reads a first stance."""
+def stance_reading(d: Dilemma, w: Worldview | None, reader: str, both_orders: bool = True,
+                   swapped: bool = False) -> Callable[[Callable], Awaitable[PairReading]]:
+    """An agent's P(choosing action1), read as the society reads a first stance (``swapped``: action2
+    shown first, for a label reader)."""
     what = f"stance on {d.id}"
     if reader == "likelihood":
         req = ScoreRequest(messages=prompts.choice_messages(d, w), choices=(d.action_a, d.action_b))
         return lambda score: read_likelihood(score, req, what)
     return lambda score: read_pair(score, lambda s: ScoreRequest(messages=prompts.stance_messages(d, w, swap=s),
                                                                  choices=prompts.CHOICE_LABELS),
-                                   both_orders=both_orders, what=what)
+                                   both_orders=both_orders, swapped=swapped, what=what)
 
 
-def judge_reading(d: Dilemma, w: Worldview | None, principle: str, reader: str,
-                  both_orders: bool = True) -> Callable[[Callable], Awaitable[PairReading]]:
+def judge_reading(d: Dilemma, w: Worldview | None, principle: str, reader: str, both_orders: bool = True,
+                  swapped: bool = False) -> Callable[[Callable], Awaitable[PairReading]]:
     """An agent as a judge of two answers, one taking each action: P(the action1 answer is better)."""
     what = f"judgment on {d.id}"
     if reader == "likelihood":
@@ -190,7 +191,7 @@ def judge_reading(d: Dilemma, w: Worldview | None, principle: str, reader: str,
         return lambda score: read_likelihood(score, req, what)
     return lambda score: read_pair(score, lambda s: ScoreRequest(
         messages=prompts.judge_messages(d, w, principle, *((d.action_b, d.action_a) if s else (d.action_a, d.action_b))),
-        choices=prompts.CHOICE_LABELS), both_orders=both_orders, what=what)
+        choices=prompts.CHOICE_LABELS), both_orders=both_orders, swapped=swapped, what=what)
 
 
 def _per_agent(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],

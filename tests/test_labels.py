@@ -126,6 +126,8 @@ def test_the_gate_passes_a_judge_that_follows_its_principle_and_no_reader_that_i
     one_order = calibrate(tiny_config(choice_reader="label", judge_reader="label", debias_order=False),
                           ScriptedBackend(scores=lambda r: [-0.1, -2.5]))
     assert one_order["judge"]["position_bias_rate"] is None  # read as the society reads: one order
+    # ...with the moral action shown second half the time, so "always A" is not "always right"
+    assert one_order["stance"]["accuracy"]["value"] == 0.5 and one_order["judge"]["accuracy"]["value"] == 0.5
 
 
 def test_no_items_means_no_readings():

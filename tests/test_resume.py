@@ -189,8 +189,9 @@ def test_generations_run_resumes_mid_generation_with_the_tuned_policy_from_disk(
     ref = _entry(cfg)(cfg, tmp_path / "ref", ScriptedBackend())
     monkeypatch.undo()
     steps = cfg.sim.steps
-    after_dpo_first_step = steps + 3 + 1  # gen 0: steps, society stage, reward, dpo; then gen 1's first step
-    assert writes[0] == 2 * (steps + 2) + 1
+    # the label-quality gate's stage; gen 0: steps, society stage, reward, dpo; then gen 1's first step
+    after_dpo_first_step = 1 + steps + 3 + 1
+    assert writes[0] == 1 + 2 * (steps + 2) + 1
     summary = _stop_and_resume(monkeypatch, cfg, ref, tmp_path / "ref", tmp_path / "stopped", after_dpo_first_step)
     assert summary["generations"][1]["policy_model"] == "policy-g1" == ref["generations"][1]["policy_model"]
     for key in ("rm_eval_accuracy", "dpo_eval_margin_after"):

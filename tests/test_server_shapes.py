@@ -68,7 +68,7 @@ def score(url: str, req: ScoreRequest = AB, retries: int = 0) -> tuple[list[floa
     (("A", -0.1), [("B", -2.4)], 1 / (1 + math.exp(-2.3))),  # the plain shape
     ((" B", -0.2), [(" A", -1.8)], 1 / (1 + math.exp(1.6))),  # a leading space (llama.cpp, OpenAI)
     (("ĠA", -0.3), [("ĠB", -1.5)], 1 / (1 + math.exp(-1.2))),  # byte-level BPE as the raw vocabulary shows it
-    (("▁B", -0.5), [("▁A", -0.9)], 1 / (1 + math.exp(0.4))),  # SentencePiece
+    (("▁B", -0.6), [("▁A", -1.0)], 1 / (1 + math.exp(0.4))),  # SentencePiece
     ((" a", -0.7), [(" b", -1.2)], 1 / (1 + math.exp(-0.5))),  # lower case
 ])
 def test_label_tokens_in_every_spelling_servers_send(shaped, first, top, expected):
@@ -97,7 +97,7 @@ def test_one_option_outside_the_top_logprobs_is_bounded_and_counted(shaped, list
 
 
 def test_no_option_among_the_top_logprobs_is_one_line_not_a_half(shaped):
-    Shaped.body = completion(logprob_choice(("The", -0.5), ("I", -1.0), ("Option", -2.0)))
+    Shaped.body = completion(logprob_choice(("The", -0.7), ("I", -1.5), ("Option", -2.5)))
     with pytest.raises(BackendError) as err:
         score(shaped, retries=3)
     msg = str(err.value)
@@ -233,3 +233,28 @@ def test_an_unreachable_server_at_start_up_says_so_not_that_it_lacks_prompt_logp
     with pytest.raises(BackendError) as err:
         asyncio.run(b.check_continuation_support())
     assert "cannot score whole replies" not in str(err.value) and "Connection" in str(err.value)
+
+
+def test_a_reply_with_no_ascii_and_one_that_opens_with_a_dash_are_scored_whole(shaped):
+    cases = [("是的。", [("\n", -0.1), ("是", -1.0), ("\ufffd", -1.0), ("的。", -1.0)], -3.0),
+             ("— yes", [("\n", -0.1), ("\u2014", -1.0), (" yes", -1.0)], -2.0)]
+    for text, pieces, want in cases:
+        Shaped.body = completion(logprob_choice(("x", -0.1)), prompt_logprobs=prompt_logprobs([("assistant", -0.5)] + pieces))
+        s, _ = score(shaped, ScoreRequest(messages=MSGS, choices=(text,), continuation=True))
+        assert s == [pytest.approx(want)], text
+
+
+@pytest.mark.parametrize("tail", [("", -20.0), ("\n", -20.0), ("<|im_end|>", -20.0)])
+def test_a_token_after_the_scored_text_is_not_summed_silently(shaped, tail):
+    pieces = [("\n", -0.1), ("Yes", -1.0), (".", -1.0), tail]
+    Shaped.body = completion(logprob_choice(("x", -0.1)), prompt_logprobs=prompt_logprobs(pieces))
+    with pytest.raises(BackendError, match="malformed response"):
+        score(shaped, ScoreRequest(messages=MSGS, choices=("Yes.",), continuation=True))
+
+
+@pytest.mark.parametrize("top", [[(" A", -3.0), (" B", -1.0)],  # the reply's token listed again, another value
+                                 [("a", -0.01), (" B", -5.0)]])  # listed mass over 1
+def test_inconsistent_top_logprobs_are_malformed(shaped, top):
+    Shaped.body = completion(logprob_choice((" A", -0.01), *top))
+    with pytest.raises(BackendError, match="malformed response"):
+        score(shaped)

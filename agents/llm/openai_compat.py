@@ -84,7 +84,13 @@ def read_label_logprobs(choice: dict, labels: Sequence[str], stats: BackendStats
     if top is not None and not isinstance(top, list):
         raise MalformedResponse(f"scored chat completion: top_logprobs is {top!r:.40}")
     seen += [_entry(t, "top_logprobs") for t in top or []]
-    distinct = dict(seen)  # a token listed twice (the reply's and a top one) counts once
+    distinct: dict[str, float] = {}  # a token listed twice (the reply's and a top one) counts once
+    for token, lp in seen:
+        if token in distinct and abs(distinct[token] - lp) > 1e-4:
+            raise MalformedResponse(f"scored chat completion: token {token!r:.20} listed with two log-probabilities")
+        distinct[token] = lp
+    if sum(math.exp(lp) for lp in distinct.values()) > 1.001:
+        raise MalformedResponse("scored chat completion: the listed tokens' probabilities sum to more than 1")
     pooled: dict[str, list[float]] = {}
     for token, lp in distinct.items():
         pooled.setdefault(label_key(token), []).append(lp)
@@ -108,36 +114,54 @@ _MARKS = str.maketrans({"\u0120": " ", "\u010a": "\n", "\u2581": " "})  # Ġ, Ċ
 
 
 def _text_key(s: str) -> str:
-    """Text as compared with a decoded token stream: byte-level markers read as spaces, characters a
-    server may decode as U+FFFD (non-ASCII) dropped, whitespace ignored."""
+    """Text as compared with a decoded token stream: byte-level markers read as spaces, whitespace and
+    characters a server may decode as U+FFFD (non-ASCII) dropped."""
     return "".join(c for c in s.translate(_MARKS) if " " < c <= "~")
+
+
+def _beyond_ascii(s: str) -> bool:
+    """A decoded token made only of non-ASCII characters (or U+FFFD for part of one): text, not space."""
+    s = s.translate(_MARKS)
+    return bool(s) and all(ord(c) > 126 for c in s)
 
 
 def read_continuation_logprob(body: dict, text: str, what: str) -> float:
     """Sum of the prompt log-probabilities of ``text``, the final tokens of an echoed prompt
-    (vLLM's ``prompt_logprobs``: per prompt token ``{token_id: {"logprob", "decoded_token"}}``)."""
+    (vLLM's ``prompt_logprobs``: per prompt token ``{token_id: {"logprob", "decoded_token"}}``).
+
+    The tokens are found from the end by their ASCII text (servers decode a multibyte character split
+    across tokens as U+FFFD), then the tokens before them made only of non-ASCII characters (a reply
+    that opens with "—" or is all CJK). A token after the text (an end-of-turn a server appended) or
+    text that does not match is a malformed response, never a silently different sum."""
     entries = body.get("prompt_logprobs")
     if not isinstance(entries, list) or not entries:
         raise MalformedResponse(f"{what}: no prompt_logprobs in the response")
-    want = _text_key(text)
-    if not want:
-        from agents.scoring import LabelError
 
-        raise LabelError(f"{what}: a reply without ASCII letters cannot be located in the server's prompt_logprobs")
-    total, covered = 0.0, ""
-    for entry in reversed(entries):
+    def read(entry: object) -> tuple[str, float]:
         if not isinstance(entry, dict) or not entry:
             raise MalformedResponse(f"{what}: a prompt_logprobs entry is {entry!r:.40}")
         info = next(iter(entry.values()))  # prompt_logprobs=0: the prompt's own token only
         if not isinstance(info, dict) or not isinstance(info.get("decoded_token"), str):
             raise MalformedResponse(f"{what}: a prompt_logprobs entry without decoded_token")
-        total += _logprob(info.get("logprob"), f"{what}: prompt logprob")
-        covered = _text_key(info["decoded_token"]) + covered
-        if len(covered) >= len(want):
-            if covered != want:
-                raise MalformedResponse(f"{what}: the echoed prompt does not end with the scored text")
-            return total
-    raise MalformedResponse(f"{what}: the echoed prompt is shorter than the scored text")
+        return info["decoded_token"], _logprob(info.get("logprob"), f"{what}: prompt logprob")
+
+    want = _text_key(text)
+    total, covered, i = 0.0, "", len(entries)
+    while covered != want or i == len(entries):
+        if i == 0:
+            raise MalformedResponse(f"{what}: the echoed prompt is shorter than the scored text")
+        i -= 1
+        token, lp = read(entries[i])
+        key = _text_key(token)
+        if i == len(entries) - 1 and not key and not _beyond_ascii(token):
+            raise MalformedResponse(f"{what}: the echoed prompt has a token after the scored text ({token!r:.20})")
+        total, covered = total + lp, key + covered
+        if len(covered) > len(want) or not want.endswith(covered):
+            raise MalformedResponse(f"{what}: the echoed prompt does not end with the scored text")
+    while i > 0 and _beyond_ascii(read(entries[i - 1])[0]):
+        i -= 1
+        total += read(entries[i])[1]
+    return total
 
 
 def _logsumexp(xs: Sequence[float]) -> float:
