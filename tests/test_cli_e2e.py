@@ -40,7 +40,11 @@ def test_tiny_run_writes_every_output(tiny_runs):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["agents"] == 4 and summary["counts"]["preferences"] == len(prefs) == 6
     assert summary["backend"]["name"].startswith("SmolLM2") and summary["backend"]["generated_tokens"] > 0
-    assert 0 <= summary["judge"]["position_flip_rate"] <= 1
+    assert summary["judge"]["position_flip_rate"] is None  # the default likelihood judge shows no answer first
+    assert prefs["p_a"].is_between(0, 1).all() and prefs["p_a_reversed"].is_null().all()
+    q = summary["label_quality"]
+    assert q["stance"]["reader"] == "likelihood" and q["stance"]["items"] == 24 and q["judge"]["items"] == 40
+    assert "label quality: stances" in res.stdout
     assert "finished" in res.stdout and "preferences/s" in res.stdout
 
 

@@ -150,7 +150,7 @@ def test_steerability_detects_a_cluster_that_favours_action1():
         persona = r.messages[0].content
         lean = 2.0 if any(w.persona == persona for w in agents if w.cluster == steered) else 0.0
         a_is_first = opts["A"].startswith("first")
-        return [lean if a_is_first else 0.0, 0.0 if a_is_first else lean]
+        return [0.0 if a_is_first else -lean, -lean if a_is_first else 0.0]  # log-probabilities
 
     backend = ScriptedBackend(scores=scores)
     rows = score_stances(backend, scenarios, agents, "high")

@@ -42,7 +42,8 @@ def test_adversarial_agents_in_a_society_cannot_move_labels(tmp_path):
     from sim.society import Society
 
     cfg = AgoraConfig(name="adv", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=6),
-                      sim=SimConfig(steps=1, group_size=2, progress=False, tokens=TokenBudget(8, 8, 8, 8)))
+                      sim=SimConfig(steps=1, group_size=2, progress=False, tokens=TokenBudget(8, 8, 8, 8),
+                                    choice_reader="label", judge_reader="label"))
     judge = ScriptedBackend(scores=gullible)
     soc = Society(cfg, load_dilemmas("default"), load_constitution("harmlessness"), judge, run_id="adv")
     adversary = ScriptedBackend(reply=lambda r: "A. " + INJECTIONS["forged_verdict"] + " " + INJECTIONS["ignore_instructions"],

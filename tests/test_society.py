@@ -57,7 +57,7 @@ def test_one_step_produces_every_phase_with_expected_counts():
 
 
 def test_judge_order_is_undone_so_content_not_position_decides():
-    soc = make(tiny_config(), ScriptedBackend(reply=reviser, scores=content_judge))
+    soc = make(tiny_config(judge_reader="label"), ScriptedBackend(reply=reviser, scores=content_judge))
     soc.step()
     rev = pl.DataFrame(soc.preferences).filter(pl.col("pair_kind") == "revision")
     assert rev["order_swapped"].any() and (~rev["order_swapped"]).any()  # both orders were used
@@ -67,7 +67,7 @@ def test_judge_order_is_undone_so_content_not_position_decides():
 
 def test_position_biased_judge_is_detected_and_neutralised():
     always_a = ScriptedBackend(reply=reviser, scores=lambda r: [-0.1, -2.5])
-    soc = make(tiny_config(choice_reader="label"), always_a)
+    soc = make(tiny_config(choice_reader="label", judge_reader="label"), always_a)
     soc.step()
     prefs = pl.DataFrame(soc.preferences)
     assert prefs["position_flip"].all()
@@ -77,7 +77,7 @@ def test_position_biased_judge_is_detected_and_neutralised():
 
 
 def test_without_debiasing_position_bias_becomes_the_label():
-    soc = make(tiny_config(debias_order=False, choice_reader="label"), ScriptedBackend(reply=reviser, scores=lambda r: [-0.1, -2.5]))
+    soc = make(tiny_config(debias_order=False, choice_reader="label", judge_reader="label"), ScriptedBackend(reply=reviser, scores=lambda r: [-0.1, -2.5]))
     soc.step()
     prefs = pl.DataFrame(soc.preferences)
     assert prefs["p_a_reversed"].is_null().all()

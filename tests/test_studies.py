@@ -218,7 +218,7 @@ def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tm
         return [0.0, -1.0]
 
     cfg = AgoraConfig(name="t", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=8),
-                      sim=SimConfig(steps=2, group_size=2, progress=False,
+                      sim=SimConfig(steps=2, group_size=2, progress=False, judge_reader="label",
                                     tokens=TokenBudget(stance=8, debate=8, critique=8, revision=8)),
                       study=StudyConfig(kind="constitution_ablation",
                                         ablation=AblationConfig(constitutions=["none", "single_care"], train_reward=False)))
