@@ -83,16 +83,6 @@ DILEMMA_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(DILEMMA_CASES))
-def test_bad_dilemma_files_are_one_line(tmp_path, name):
-    text, needle = DILEMMA_CASES[name]
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    with pytest.raises(InputError) as err:
-        load_dilemmas(path)
-    one_line(err.value, str(path), needle)
-
-
 @pytest.mark.parametrize("kind", ["fifo", "directory", "char_device"])
 def test_a_dilemma_path_that_is_not_a_regular_file(tmp_path, alarm, kind):
     path = tmp_path / "d.jsonl"
@@ -169,19 +159,20 @@ CONSTITUTION_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", list(CONSTITUTION_CASES))
-def test_bad_constitutions_are_one_line(tmp_path, name):
-    text, needle = CONSTITUTION_CASES[name]
+@pytest.mark.parametrize("name", [*DILEMMA_CASES, *CONSTITUTION_CASES])
+def test_bad_dilemma_and_constitution_files_are_one_line(tmp_path, name):
+    load, (text, needle) = ((load_dilemmas, DILEMMA_CASES[name]) if name in DILEMMA_CASES
+                            else (load_constitution, CONSTITUTION_CASES[name]))
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError) as err:
-        load_constitution(path)
+        load(path)
     one_line(err.value, str(path), needle)
 
 
 def test_alias_bomb_is_small_and_refused_before_it_expands(tmp_path):
     assert len(ALIAS_BOMB) < 600
-    test_bad_constitutions_are_one_line(tmp_path, "alias_bomb.yaml")
+    test_bad_dilemma_and_constitution_files_are_one_line(tmp_path, "alias_bomb.yaml")
 
 
 @pytest.mark.parametrize("kind", ["directory", "fifo"])

@@ -77,7 +77,8 @@ def test_position_biased_judge_is_detected_and_neutralised():
 
 
 def test_without_debiasing_position_bias_becomes_the_label():
-    soc = make(tiny_config(debias_order=False, choice_reader="label", judge_reader="label"), ScriptedBackend(reply=reviser, scores=lambda r: [-0.1, -2.5]))
+    soc = make(tiny_config(debias_order=False, choice_reader="label", judge_reader="label"),
+               ScriptedBackend(reply=reviser, scores=lambda r: [-0.1, -2.5]))
     soc.step()
     prefs = pl.DataFrame(soc.preferences)
     assert prefs["p_a_reversed"].is_null().all()
