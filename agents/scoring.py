@@ -27,7 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agents import prompts
 from agents.llm.base import BackendError, LLMBackend, ScoreRequest
+from agents.worldview import Worldview
+from scenarios.dilemma import Dilemma
 
 READERS = ("label", "likelihood")
 _MAX_LOGPROB = 1e-3  # a log-probability above 0 by more than rounding is not one
@@ -168,3 +171,29 @@ async def read_rotations(score: Score, labels: Sequence[str],
         for pos, label in enumerate(order):
             dist[labels.index(label)] += p[pos] / k
     return dist
+
+
+def read_stance(score: Score, reader: str, d: Dilemma, w: Worldview | None,
+                quoted: tuple[str, Sequence[tuple[str, str]]] | None = None, *, both_orders: bool = True,
+                swapped: bool = False, what: str = "stance") -> Awaitable[PairReading]:
+    """An agent's P(choosing action a) by ``reader``: each action's text after the situation, or the
+    option letters of the stance prompt. ``quoted`` is ``(heading, [(name, text)...])`` the agent has
+    heard since its first stance (debate, its own revision)."""
+    if reader == "likelihood":
+        return read_likelihood(score, ScoreRequest(messages=prompts.choice_messages(d, w, *(quoted or ())),
+                                                   choices=(d.action_a, d.action_b)), what)
+    return read_pair(score, lambda s: ScoreRequest(
+        messages=(prompts.reconsider_messages(d, w, *quoted, swap=s) if quoted else prompts.stance_messages(d, w, swap=s)),
+        choices=prompts.CHOICE_LABELS), both_orders=both_orders, swapped=swapped, what=what)
+
+
+def read_judgment(score: Score, reader: str, d: Dilemma, judge: Worldview | None, principle: str, ra: str, rb: str, *,
+                  both_orders: bool = True, swapped: bool = False, what: str = "judgment") -> Awaitable[PairReading]:
+    """P(answer ``ra`` is better than ``rb``) by ``reader``: each answer's likelihood after the dilemma
+    and the principle, or the letters with ``rb`` shown first when ``swapped``."""
+    if reader == "likelihood":
+        return read_likelihood(score, ScoreRequest(messages=prompts.judge_likelihood_messages(d, judge, principle),
+                                                   choices=(prompts.continuation(ra), prompts.continuation(rb))), what)
+    return read_pair(score, lambda s: ScoreRequest(
+        messages=prompts.judge_messages(d, judge, principle, *((rb, ra) if s else (ra, rb))),
+        choices=prompts.CHOICE_LABELS), both_orders=both_orders, swapped=swapped, what=what)

@@ -22,7 +22,7 @@ import polars as pl
 
 from agents import prompts
 from agents.llm.base import LLMBackend, ScoreRequest
-from agents.scoring import PairReading, read_likelihood, read_pair, scorer
+from agents.scoring import PairReading, read_judgment, read_likelihood, read_pair, read_stance, scorer
 from agents.worldview import Worldview
 from alignment.metrics import (
     binary_entropy,
@@ -173,25 +173,15 @@ def stance_reading(d: Dilemma, w: Worldview | None, reader: str, both_orders: bo
                    swapped: bool = False) -> Callable[[Callable], Awaitable[PairReading]]:
     """An agent's P(choosing action1), read as the society reads a first stance (``swapped``: action2
     shown first, for a label reader)."""
-    what = f"stance on {d.id}"
-    if reader == "likelihood":
-        req = ScoreRequest(messages=prompts.choice_messages(d, w), choices=(d.action_a, d.action_b))
-        return lambda score: read_likelihood(score, req, what)
-    return lambda score: read_pair(score, lambda s: ScoreRequest(messages=prompts.stance_messages(d, w, swap=s),
-                                                                 choices=prompts.CHOICE_LABELS),
-                                   both_orders=both_orders, swapped=swapped, what=what)
+    return lambda score: read_stance(score, reader, d, w, both_orders=both_orders, swapped=swapped,
+                                     what=f"stance on {d.id}")
 
 
 def judge_reading(d: Dilemma, w: Worldview | None, principle: str, reader: str, both_orders: bool = True,
                   swapped: bool = False) -> Callable[[Callable], Awaitable[PairReading]]:
     """An agent as a judge of two answers, one taking each action: P(the action1 answer is better)."""
-    what = f"judgment on {d.id}"
-    if reader == "likelihood":
-        req = ScoreRequest(messages=prompts.judge_likelihood_messages(d, w, principle), choices=(d.action_a, d.action_b))
-        return lambda score: read_likelihood(score, req, what)
-    return lambda score: read_pair(score, lambda s: ScoreRequest(
-        messages=prompts.judge_messages(d, w, principle, *((d.action_b, d.action_a) if s else (d.action_a, d.action_b))),
-        choices=prompts.CHOICE_LABELS), both_orders=both_orders, swapped=swapped, what=what)
+    return lambda score: read_judgment(score, reader, d, w, principle, d.action_a, d.action_b, both_orders=both_orders,
+                                       swapped=swapped, what=f"judgment on {d.id}")
 
 
 def _per_agent(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],

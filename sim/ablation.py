@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.llm.base import LLMBackend
-from agents.scoring import scorer
+from agents.scoring import read_judgment, scorer
 from alignment.calibration import start, warn_if_uninformative
 from alignment.metrics import bootstrap_interval
 from alignment.preferences import split_by_dilemma
@@ -45,7 +45,7 @@ from sim.config import AgoraConfig
 from sim.rating import finite, interval, p_yes
 from sim.run import make_backend, run_id_for
 from sim.seeding import child_rng
-from sim.society import Society, check_per_step, read_judgment
+from sim.society import Society, check_per_step
 
 
 async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitution, dilemmas: dict[str, Dilemma],
@@ -60,8 +60,9 @@ async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitut
 
     async def one(r: dict[str, Any], principle) -> float:
         w = society.citizens[r["judge_id"]].worldview if c.judge_persona else None
-        reading = await read_judgment(score, c, dilemmas[r["dilemma_id"]], w, principle.text, r["response_a"],
-                                      r["response_b"], r["order_swapped"], f"ablation judgment of {r['pref_id']}")
+        reading = await read_judgment(score, c.judge_reader, dilemmas[r["dilemma_id"]], w, principle.text,
+                                      r["response_a"], r["response_b"], both_orders=c.debias_order,
+                                      swapped=r["order_swapped"], what=f"ablation judgment of {r['pref_id']}")
         bar.update(1)
         return reading.p_a
 

@@ -21,12 +21,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents import prompts
-from agents.llm.base import GenerateRequest, LLMBackend, ScoreRequest
-from agents.scoring import PairReading, check_probability, read_likelihood, read_pair, scorer
+from agents.llm.base import GenerateRequest, LLMBackend
+from agents.scoring import PairReading, check_probability, read_judgment, read_stance, scorer
 from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution
 from scenarios.dilemma import Dilemma, InputError
-from sim.config import AgoraConfig, SimConfig
+from sim.config import AgoraConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
 from sim.seeding import child_rng, child_seed
 
@@ -58,18 +58,6 @@ def _choice(p_a: float, u: float | None) -> str:
     if u is not None:
         return "a" if u < p_a else "b"
     return "a" if p_a > 0.5 else "b" if p_a < 0.5 else "abstain"
-
-
-def read_judgment(score: Callable, c: SimConfig, d: Dilemma, judge: Worldview | None, principle: str, ra: str,
-                  rb: str, swapped: bool, what: str) -> Awaitable[PairReading]:
-    """P(response a is better) by ``sim.judge_reader``: the letters with response b shown first when
-    ``swapped`` (and the other order too with ``sim.debias_order``), or each response's likelihood."""
-    if c.judge_reader == "likelihood":
-        return read_likelihood(score, ScoreRequest(messages=prompts.judge_likelihood_messages(d, judge, principle),
-                                                   choices=(prompts.continuation(ra), prompts.continuation(rb))), what)
-    return read_pair(score, lambda s: ScoreRequest(
-        messages=prompts.judge_messages(d, judge, principle, *((rb, ra) if s else (ra, rb))),
-        choices=prompts.CHOICE_LABELS), both_orders=c.debias_order, swapped=swapped, what=what)
 
 
 @dataclass
@@ -252,16 +240,9 @@ class Society(mesa.Model):
         c = self.cfg.sim
 
         async def for_agent(a: Citizen) -> PairReading:
-            score, what = scorer(a.backend, lambda: bar.update(1)), f"{phase} stance of {a.name} on '{d.id}'"
-            seen = quoted(a) if quoted else None
-            if c.choice_reader == "likelihood":
-                req = ScoreRequest(messages=prompts.choice_messages(d, a.worldview, *(seen or ())),
-                                   choices=(d.action_a, d.action_b))
-                return await read_likelihood(score, req, what)
-            return await read_pair(score, lambda s: ScoreRequest(
-                messages=(prompts.reconsider_messages(d, a.worldview, *seen, swap=s) if seen
-                          else prompts.stance_messages(d, a.worldview, swap=s)),
-                choices=prompts.CHOICE_LABELS), both_orders=c.debias_order, what=what)
+            return await read_stance(scorer(a.backend, lambda: bar.update(1)), c.choice_reader, d, a.worldview,
+                                     quoted(a) if quoted else None, both_orders=c.debias_order,
+                                     what=f"{phase} stance of {a.name} on '{d.id}'")
 
         return list(await asyncio.gather(*(for_agent(a) for a in self.citizens)))
 
@@ -446,8 +427,9 @@ class Society(mesa.Model):
 
         async def judge_one(k: int, item: tuple) -> PairReading:
             kind, ia, ra, ib, rb, judge, principle, swapped = item
-            return await read_judgment(score, c, d, judge.worldview if c.judge_persona else None, principle.text,
-                                       ra, rb, swapped, f"judgment {k} of {judge.name} on '{d.id}'")
+            return await read_judgment(score, c.judge_reader, d, judge.worldview if c.judge_persona else None,
+                                       principle.text, ra, rb, both_orders=c.debias_order, swapped=swapped,
+                                       what=f"judgment {k} of {judge.name} on '{d.id}'")
 
         results = await asyncio.gather(*(judge_one(k, item) for k, item in enumerate(plan)))
         prompt = prompts.dilemma_text(d)

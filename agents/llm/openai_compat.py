@@ -158,9 +158,11 @@ def read_continuation_logprob(body: dict, text: str, what: str) -> float:
         total, covered = total + lp, key + covered
         if len(covered) > len(want) or not want.endswith(covered):
             raise MalformedResponse(f"{what}: the echoed prompt does not end with the scored text")
-    while i > 0 and _beyond_ascii(read(entries[i - 1])[0]):
-        i -= 1
-        total += read(entries[i])[1]
+    while i > 0:
+        token, lp = read(entries[i - 1])
+        if not _beyond_ascii(token):
+            break
+        i, total = i - 1, total + lp
     return total
 
 
