@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents import prompts
-from agents.llm.base import BackendError, LLMBackend, ScoreRequest
+from agents.llm.base import BackendError, ChatMessage, LLMBackend, ScoreRequest
 from agents.worldview import Worldview
 from scenarios.dilemma import Dilemma
 
@@ -197,3 +197,21 @@ def read_judgment(score: Score, reader: str, d: Dilemma, judge: Worldview | None
     return read_pair(score, lambda s: ScoreRequest(
         messages=prompts.judge_messages(d, judge, principle, *((rb, ra) if s else (ra, rb))),
         choices=prompts.CHOICE_LABELS), both_orders=both_orders, swapped=swapped, what=what)
+
+
+async def p_yes(backend: LLMBackend, messages: Callable[[bool], tuple[ChatMessage, ...]]) -> float:
+    """P(yes) normalised over {Yes, No}, averaged over both orders the replies are named in
+    (``messages(no_first)`` renders the prompt)."""
+    score = scorer(backend)
+    a, b = await asyncio.gather(score(ScoreRequest(messages=messages(False), choices=prompts.YES_NO)),
+                                score(ScoreRequest(messages=messages(True), choices=prompts.YES_NO)))
+    return float((distribution(a, "yes/no rating")[0] + distribution(b, "yes/no rating")[0]) / 2)
+
+
+async def classify(backend: LLMBackend, labels: Sequence[str],
+                   messages: Callable[[Sequence[str]], tuple[ChatMessage, ...]]) -> np.ndarray:
+    """A distribution over ``labels``: the model picks one of the numbered options ``"1".."K"``, read
+    in every rotation of the list (:func:`agents.scoring.read_rotations`)."""
+    choices = tuple(str(i) for i in range(1, len(labels) + 1))
+    return await read_rotations(scorer(backend), labels, lambda order: ScoreRequest(messages=messages(order), choices=choices),
+                                "perspective classification")

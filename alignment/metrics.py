@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -144,3 +145,13 @@ def reliability_bins(p_hat: Sequence[float], outcome: Sequence[float], bins: int
     idx = np.minimum((p_hat * bins).astype(int), bins - 1)
     return [{"bin": b, "n": int((idx == b).sum()), "mean_p": float(p_hat[idx == b].mean()),
              "observed": float(outcome[idx == b].mean())} for b in range(bins) if (idx == b).any()]
+
+
+def finite(x: float | None, digits: int = 6) -> float | None:
+    """JSON-ready: NaN/None -> None, else rounded."""
+    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), digits)
+
+
+def interval(mean_low_high: tuple[float, float, float]) -> dict[str, float | None]:
+    m, lo, hi = mean_low_high
+    return {"value": finite(m), "low": finite(lo), "high": finite(hi)}

@@ -11,8 +11,6 @@ Run: ``python -m alignment.sanity --out DIR`` (prints a JSON report).
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -98,24 +96,3 @@ def run_sanity(out_dir: Path, n_train: int = 64, n_eval: int = 32, seed: int = 0
                             out_dir / "reward_model")
     dp = train_dpo(train, held, dpo or DPOConfig(epochs=1, batch_size=8, lr=5e-4, seed=seed), out_dir / "policy")
     return {"train_pairs": len(train), "eval_pairs": len(held), "reward_model": rm, "dpo": dp}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("outputs/sanity"))
-    ap.add_argument("--train", type=int, default=64)
-    ap.add_argument("--eval", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    report = run_sanity(args.out, args.train, args.eval, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sanity.json").write_text(json.dumps(report, indent=2, default=str))
-    rm, dp = report["reward_model"], report["dpo"]
-    print(f"reward model: held-out accuracy {rm['eval']['accuracy']:.3f} (chance 0.5), ECE {rm['eval']['ece']:.3f}, "
-          f"{rm['pairs_per_s']:.1f} pairs/s")
-    print(f"DPO (1 epoch): held-out implicit reward margin {dp['eval_margin_before']:.4f} -> {dp['eval_margin_after']:.4f}, "
-          f"margin accuracy {dp['eval_margin_accuracy']:.3f}, {dp['pairs_per_s']:.2f} pairs/s")
-
-
-if __name__ == "__main__":
-    main()

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf import OmegaConf
 
     import sim.cli  # noqa: F401  (registers the config schema)
-    from sim.run import make_backend, run
+    from sim.experiments.society_run import run
+    from sim.lifecycle import make_backend
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("profile.json"))

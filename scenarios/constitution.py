@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from scenarios.dilemma import MAX_FIELD_CHARS, InputError, check_tree, read_text, text_problem
+from scenarios.dilemma import MAX_FIELD_CHARS, check_tree, read_text, text_problem
+from scenarios.errors import InputError
 
 BUNDLED_DIR = Path(__file__).parent / "data" / "constitutions"
 MAX_BYTES = 2**20  # the bundled constitutions are ~2 KB; a 1 MiB file already holds ~200 pages of principles

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scenarios.errors import InputError
+
 REQUIRED = ("id", "situation", "action_a", "action_b")
 OPTIONAL = ("values_a", "values_b", "topic", "source")
 BUNDLED_DIR = Path(__file__).parent / "data"
@@ -21,8 +23,6 @@ MAX_DEPTH = 8  # a dilemma record is an object holding text and lists of tags: d
 MAX_INT_DIGITS = 64  # Python refuses to parse ints over 4,300 digits with a ValueError of its own
 
 
-class InputError(ValueError):
-    """Bad user input; the message is one line that names the file, the line and the problem."""
 
 
 def text_problem(value: str) -> str | None:

@@ -10,7 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from scenarios.dilemma import Dilemma, InputError, csv_rows, jsonl_objects, read_text
+from scenarios.dilemma import Dilemma, csv_rows, jsonl_objects, read_text
+from scenarios.errors import InputError
 
 MORALCHOICE_REQUIRED = ("scenario_id", "context", "action1", "action2")
 HHH_REQUIRED = ("prompt", "corrects", "incorrects", "text_correct", "text_incorrect")

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from agents.llm.base import BackendStats
-from scenarios.dilemma import InputError, read_bytes
+from scenarios.dilemma import read_bytes
+from scenarios.errors import InputError
 from sim import store
 
 if TYPE_CHECKING:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,8 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.llm.base import BackendError
-from scenarios.dilemma import InputError
+from scenarios.errors import InputError
 from sim.config import AgoraConfig
+from sim.experiments import run_experiment
+from sim.report.console import finished_lines
 from sim.store import SchemaError
 
 ConfigStore.instance().store(name="agora_schema", node=AgoraConfig)
@@ -79,60 +84,14 @@ def run_hydra(entry: Callable[[], None]) -> None:
         fail(f"cannot write the run's output folder (hydra.run.dir): {os_error_line(exc)}")
 
 
-def eval_lines(block: dict) -> list[str]:
-    from alignment.evaluate import report_lines
-
-    return report_lines(block)
 
 
-def report(summary: dict, out: Path) -> str:
-    c, t, j, s = summary["counts"], summary["throughput"], summary["judge"], summary["steerability"]
-    fmt = lambda x, p=3: "n/a" if x is None else f"{x:.{p}f}"  # noqa: E731
-    return "\n".join([
-        f"agora: run {summary['run_id']} finished in {summary['wall_seconds']:.0f} s -> {out}",
-        f"  {c['agents']} agents x {c['steps']} steps: {c['stances']} stances "
-        f"({c['unparsed_stance_texts']} of {c['initial_stances']} free-text replies unparseable), "
-        f"{c['preferences']} preferences",
-        f"  throughput: {fmt(t['stances_per_s'], 2)} stances/s, {fmt(t['preferences_per_s'], 2)} preferences/s",
-        f"  judge: position-flip rate {fmt(j['position_flip_rate'], 2)}, "
-        f"mean |p_a - 0.5| {fmt(j['label_informativeness_mean_abs_p_minus_half'])}",
-        f"  steerability: mean spread of share choosing A across clusters {fmt(s['mean_cluster_share_spread'], 2)}, "
-        f"of P(A) {fmt(s['mean_cluster_p_a_spread'], 4)}",
-    ] + [f"  label quality: {line}" for line in quality_lines(summary.get("label_quality"))]
-      + (["  " + line for line in eval_lines(summary["eval"]) if line] if "eval" in summary else []))
 
 
-def quality_lines(block: dict | None) -> list[str]:
-    from alignment.calibration import lines
-
-    return lines(block) if block else []
 
 
-def report_generations(summary: dict, out: Path) -> str:
-    """Per-generation metrics as a table: one row per metric, one column per generation."""
-    rows = summary["generations"]
-    keys = [k for k in rows[0] if k not in ("generation",)]
-    for r in rows[1:]:
-        keys += [k for k in r if k not in keys and k != "generation"]
-    width = max(len(k) for k in keys)
-    lines = [f"agora: {len(rows)} generations in {summary['wall_seconds']:.0f} s -> {out}",
-             f"  {'metric':<{width}}  " + "  ".join(f"{'gen ' + str(r['generation']):>12}" for r in rows)]
-    for k in keys:
-        cells = []
-        for r in rows:
-            v = r.get(k)
-            cells.append(f"{v:>12.3f}" if isinstance(v, float) else f"{str(v if v is not None else '-')[:12]:>12}")
-        lines.append(f"  {k:<{width}}  " + "  ".join(cells))
-    return "\n".join(lines)
 
 
-def study_lines(summary: dict, out: Path) -> str:
-    """An experiment's headline figures, one per line (the full report is in report.md)."""
-    from sim.report import fmt_interval
-
-    lines = [f"agora: {summary['kind']} run {summary['run_id']} finished in {summary['wall_seconds']:.0f} s -> {out}"]
-    lines += [f"  {k}: {fmt_interval(v)}" for k, v in summary["headline"].items()]
-    return "\n".join(lines + [f"  report: {out / 'report.md'}"])
 
 
 def typed_config(dcfg: DictConfig) -> AgoraConfig:
@@ -155,27 +114,14 @@ def _main(dcfg: DictConfig) -> None:
         fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
+
     try:
-        if cfg.study.kind != "society":
-            from sim.studies import run_study
-
-            summary = run_study(cfg, out)
-            print(study_lines(summary, out))
-            return
-        if cfg.alignment.generations > 0:
-            from sim.evolve import run_generations
-
-            summary = run_generations(cfg, out)
-            print(report_generations(summary, out))
-            return
-        from sim.run import run
-
-        summary = run(cfg, out)
+        summary = run_experiment(cfg, out)
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
     except OSError as exc:  # e.g. a resumed run's folder that became read-only; the last checkpoint stays
         fail(os_error_line(exc))
-    print(report(summary, out))
+    print(finished_lines(summary, out))
 
 
 def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
@@ -187,7 +133,7 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
         state = read_checkpoint(out)
     except InputError as exc:
         fail(str(exc))
-    from sim.run import TRANSPORT_KEYS
+    from sim.lifecycle import TRANSPORT_KEYS
 
     allowed = tuple(f"llm.{k}=" for k in TRANSPORT_KEYS) + ("sim.progress=", "alignment.require_informative_labels=")
     given = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
@@ -255,6 +201,94 @@ def main() -> None:
     sys.argv[1:] = resume_argv(sys.argv[1:])
     run_hydra(_main)
 
+
+
+# -- agora-eval ----------------------------------------------------------------------------------
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def _eval_main(dcfg: DictConfig) -> None:
+    cfg = typed_config(dcfg)
+    out = Path(HydraConfig.get().runtime.output_dir)
+    from sim.experiments.evaluate import evaluate, report_lines
+    from sim.lifecycle import make_backend
+    from sim.store import atomic_write_bytes
+
+    try:
+        summary = evaluate(cfg, make_backend(cfg.llm), out)
+    except (InputError, BackendError) as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(os_error_line(exc))
+    text = "\n".join(report_lines(summary))
+    atomic_write_bytes(out / "eval.md", (text + "\n").encode())
+    print(f"agora-eval: {', '.join(summary['suites'])} -> {out}\n{text}")
+
+
+def eval_main() -> None:
+    run_hydra(_eval_main)
+
+
+
+# -- agora-report --------------------------------------------------------------------------------
+def report_main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="agora-report", description="Compare finished agora runs or a --multirun sweep "
+                                 "side by side (report.md, report.html, comparison.parquet, plots).")
+    ap.add_argument("dirs", nargs="+", help="run folders, or folders holding runs (a sweep's multirun/... folder)")
+    ap.add_argument("-o", "--out", help="output folder (default: the folder given, when one; else ./agora_report)")
+    args = ap.parse_args(argv)
+    from sim.report.compare import compare, find_runs
+
+    single_parent = len(args.dirs) == 1 and not (Path(args.dirs[0]) / "summary.json").is_file()
+    out = Path(args.out) if args.out else Path(args.dirs[0]) if single_parent else Path("agora_report")
+    try:
+        path = compare(args.dirs, out)
+    except (FileNotFoundError, json.JSONDecodeError, KeyError) as exc:
+        print(f"agora-report: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"agora-report: compared {len(find_runs(args.dirs))} runs -> {path}")
+
+
+# -- agora-sanity, agora-injection: measurements with their own small argument lists -------------
+def sanity_main() -> None:
+    ap = argparse.ArgumentParser(prog="agora-sanity", description="Known-rule sanity check: do the reward model and DPO "
+                                 "learn a rule planted in synthetic preferences?")
+    ap.add_argument("--out", type=Path, default=Path("outputs/sanity"))
+    ap.add_argument("--train", type=int, default=64)
+    ap.add_argument("--eval", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    from alignment.sanity import run_sanity
+
+    result = run_sanity(args.out, args.train, args.eval, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "sanity.json").write_text(json.dumps(result, indent=2, default=str))
+    rm, dp = result["reward_model"], result["dpo"]
+    print(f"reward model: held-out accuracy {rm['eval']['accuracy']:.3f} (chance 0.5), ECE {rm['eval']['ece']:.3f}, "
+          f"{rm['pairs_per_s']:.1f} pairs/s")
+    print(f"DPO (1 epoch): held-out implicit reward margin {dp['eval_margin_before']:.4f} -> {dp['eval_margin_after']:.4f}, "
+          f"margin accuracy {dp['eval_margin_accuracy']:.3f}, {dp['pairs_per_s']:.2f} pairs/s")
+
+
+def injection_main(argv: Sequence[str] | None = None) -> None:
+    from agents.llm.embedded import EmbeddedBackend
+    from scenarios.dilemma import load_dilemmas
+    from sim.experiments.injection import answers, measure
+    from sim.seeding import sample_dilemmas
+
+    ap = argparse.ArgumentParser(prog="agora-injection", description="How often does text an agent writes move a judge's "
+                                 "label? Before and after agora's mitigations (writes injection.json).")
+    ap.add_argument("--dilemmas", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="injection.json")
+    args = ap.parse_args(argv)
+    backend = EmbeddedBackend()
+    ds = sample_dilemmas(load_dilemmas("default"), args.dilemmas, args.seed, "injection")
+    pairs = asyncio.run(answers(backend, ds, args.seed))
+    result = asyncio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": args.seed}
+    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    for pname, res in result["prompts"].items():
+        for iname, r in res.items():
+            print(f"{pname:7s} {iname:20s} moved (one order) {r['moved_one_order']:.3f}  moved (both) {r['moved']:.3f}  "
+                  f"shift {r['shift']:+.4f}  max |shift| {r['max_abs_shift']:.4f}")
 
 if __name__ == "__main__":
     main()

@@ -7,9 +7,12 @@ call's output never depends on the order calls were made in or on which batch it
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
 PHASES = {"stance": 1, "debate": 2, "critique": 3, "revision": 4, "judge": 5, "population": 6, "network": 7,
           "schedule": 8, "model": 9}
 
@@ -22,3 +25,9 @@ def child_seed(root: int, *path: int | str) -> int:
 
 def child_rng(root: int, *path: int | str) -> np.random.Generator:
     return np.random.default_rng(child_seed(root, *path))
+
+
+def sample_dilemmas(dilemmas: Sequence[T], n: int, seed: int, *path: int | str) -> list[T]:
+    """``n`` dilemmas in a seeded order (all of them when the pool is smaller)."""
+    order = child_rng(seed, "sample_dilemmas", *path).permutation(len(dilemmas))[:n]
+    return [dilemmas[int(i)] for i in order]

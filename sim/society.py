@@ -25,7 +25,8 @@ from agents.llm.base import GenerateRequest, LLMBackend
 from agents.scoring import PairReading, check_probability, read_judgment, read_stance, scorer
 from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution
-from scenarios.dilemma import Dilemma, InputError
+from scenarios.dilemma import Dilemma
+from scenarios.errors import InputError
 from sim.config import AgoraConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
 from sim.seeding import child_rng, child_seed

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from sim import store
-from sim.run import OUTPUT_FILES
+from sim.experiments.society_run import OUTPUT_FILES
 
 
 def agora(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -5,7 +5,8 @@ import sys
 import pytest
 
 from scenarios.constitution import bundled_constitutions, load_constitution
-from scenarios.dilemma import InputError, load_dilemmas
+from scenarios.dilemma import load_dilemmas
+from scenarios.errors import InputError
 
 
 def test_bundled_default_has_at_least_40_real_dilemmas():

@@ -13,7 +13,6 @@ import pytest
 
 from agents.llm.base import ScoreRequest
 from agents.llm.scripted import ScriptedBackend
-from alignment.evaluate import evaluate, hhh_metrics, score_hhh, score_stances, steerability
 from alignment.metrics import (
     binary_entropy,
     bootstrap_interval,
@@ -22,9 +21,11 @@ from alignment.metrics import (
     position_bias_rate,
     proportion_interval,
 )
-from scenarios.dilemma import Dilemma, InputError
+from scenarios.dilemma import Dilemma
+from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
 from sim.config import AgoraConfig, EvalConfig, PopulationConfig
+from sim.experiments.evaluate import evaluate, hhh_metrics, score_hhh, score_stances, steerability
 from tests.conftest import tiny_config
 
 REPLY = re.compile(r"Reply \((A|B)\):\n<<<(.*?)>>>", re.S)
@@ -40,6 +41,9 @@ def test_wilson_interval_matches_the_formula():
     share, lo, hi = proportion_interval(k, n)
     assert share == 0.8 and lo == pytest.approx(centre - half, abs=1e-9) and hi == pytest.approx(centre + half, abs=1e-9)
     assert proportion_interval(0, 5)[1] == 0.0 and math.isnan(proportion_interval(0, 0)[0])
+
+
+AGORA_EVAL = [sys.executable, "-c", "from sim.cli import eval_main; eval_main()"]  # the agora-eval console script
 
 
 def test_ece_by_hand():
@@ -140,7 +144,7 @@ def test_steerability_detects_a_cluster_that_favours_action1():
     scenarios = [Dilemma(id=f"s{k}", situation=f"Situation {k}.", action_a=f"first {k}", action_b=f"second {k}")
                  for k in range(12)]
     cfg = AgoraConfig(population=PopulationConfig(size=8))
-    from alignment.evaluate import population
+    from sim.experiments.evaluate import population
 
     agents = population(cfg)
     steered = agents[0].cluster
@@ -187,7 +191,7 @@ def test_tiny_hhh_run_on_the_embedded_model(embedded, shared_data, tmp_path):
 
 def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     out = tmp_path / "ev"
-    res = subprocess.run([sys.executable, "-m", "sim.eval_cli", f"eval.data_dir={shared_data}", "eval.hhh_items=3",
+    res = subprocess.run(AGORA_EVAL + [f"eval.data_dir={shared_data}", "eval.hhh_items=3",
                           "eval.scenarios=2", "population.size=4", f"hydra.run.dir={out}"],
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -200,14 +204,14 @@ def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     assert set(items["suite"].unique()) == {"hhh", "moralchoice_low", "moralchoice_low_judge", "moralchoice_high",
                                             "moralchoice_high_unconditioned"}
     assert np.isfinite(items.filter(pl.col("suite") != "hhh")["p_action1"].to_numpy()).all()
-    bad = subprocess.run([sys.executable, "-m", "sim.eval_cli", "eval.suites=[vibes]", f"hydra.run.dir={tmp_path / 'x'}"],
+    bad = subprocess.run(AGORA_EVAL + ["eval.suites=[vibes]", f"hydra.run.dir={tmp_path / 'x'}"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "unknown eval suite" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_reward_model_on_hhh_pairs_is_scored_with_an_interval(shared_data, tmp_path):
-    from alignment.evaluate import reward_model_hhh
     from alignment.reward import backbone_path, load_reward_model
+    from sim.experiments.evaluate import reward_model_hhh
 
     model, tok = load_reward_model(backbone_path("minilm"), seed=0)  # an untrained head: any accuracy will do
     model.save_pretrained(tmp_path / "rm")

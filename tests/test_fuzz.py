@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scenarios.constitution import load_constitution
-from scenarios.dilemma import InputError, load_dilemmas
+from scenarios.dilemma import load_dilemmas
+from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

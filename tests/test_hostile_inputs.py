@@ -24,9 +24,10 @@ from hypothesis import strategies as st
 
 from agents.llm.scripted import ScriptedBackend
 from scenarios.constitution import load_constitution
-from scenarios.dilemma import InputError, load_dilemmas
+from scenarios.dilemma import load_dilemmas
+from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
-from sim.run import run
+from sim.experiments.society_run import run
 from tests.conftest import tiny_config
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}

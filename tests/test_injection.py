@@ -9,7 +9,7 @@ import pytest
 
 from agents.llm.scripted import ScriptedBackend
 from scenarios.dilemma import load_dilemmas
-from sim.injection import INJECTIONS, measure
+from sim.experiments.injection import INJECTIONS, measure
 
 FENCED = re.compile(r"<<<.*?>>>", re.S)
 
@@ -61,7 +61,7 @@ def test_adversarial_agents_in_a_society_cannot_move_labels(tmp_path):
 
 
 def test_injection_measure_on_the_embedded_model(embedded):
-    from sim.injection import answers
+    from sim.experiments.injection import answers
 
     ds = load_dilemmas("default")[:3]
     pairs = asyncio.run(answers(embedded, ds, seed=0, tokens=16))

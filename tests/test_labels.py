@@ -10,10 +10,11 @@ import pytest
 from agents.llm.base import BackendError, ScoreRequest
 from agents.llm.scripted import ScriptedBackend
 from agents.scoring import LabelError
-from alignment.calibration import INVERSE_PRINCIPLE, calibrate, warn_if_uninformative
 from scenarios.constitution import load_constitution
-from scenarios.dilemma import InputError, load_dilemmas
-from sim.run import run
+from scenarios.dilemma import load_dilemmas
+from scenarios.errors import InputError
+from sim.calibration import INVERSE_PRINCIPLE, calibrate, warn_if_uninformative
+from sim.experiments.society_run import run
 from sim.society import Society
 from tests.conftest import tiny_config
 
@@ -201,7 +202,7 @@ def test_a_training_run_that_requires_informative_labels_stops_before_any_work(t
     import dataclasses
 
     from sim.config import AlignmentConfig
-    from sim.evolve import run_generations
+    from sim.experiments.generations import run_generations
 
     cfg = dataclasses.replace(tiny_config(), alignment=AlignmentConfig(generations=1, require_informative_labels=True))
     b = ScriptedBackend(scores=moral_first)
@@ -229,9 +230,9 @@ def test_config_values_that_would_hang_or_read_wrongly_are_refused(section, kw):
 
 
 def test_agora_eval_finds_the_bundled_low_ambiguity_set_when_no_data_folder_has_it(tmp_path):
-    from alignment.calibration import MORALCHOICE_LOW
-    from alignment.evaluate import moralchoice_path
+    from sim.calibration import MORALCHOICE_LOW
     from sim.config import EvalConfig
+    from sim.probes import moralchoice_path
 
     e = EvalConfig(data_dir=str(tmp_path))
     assert moralchoice_path(e, "low") == MORALCHOICE_LOW

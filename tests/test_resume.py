@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agents.llm.scripted import ScriptedBackend
-from scenarios.dilemma import InputError
+from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint, read_checkpoint
 from sim.config import AgoraConfig
 
@@ -105,14 +105,14 @@ def _compose(*overrides: str) -> AgoraConfig:
 
 def _entry(cfg: AgoraConfig):
     if cfg.study.kind != "society":
-        from sim.studies import run_study
+        from sim.experiments import run_study
 
         return run_study
     if cfg.alignment.generations:
-        from sim.evolve import run_generations
+        from sim.experiments.generations import run_generations
 
         return run_generations
-    from sim.run import run
+    from sim.experiments.society_run import run
 
     return run
 

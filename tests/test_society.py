@@ -11,7 +11,7 @@ from agents.prompts import DEBATE_ROLE
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
-from sim.run import run
+from sim.experiments.society_run import run
 from sim.society import Society
 from tests.conftest import tiny_config
 

@@ -28,6 +28,12 @@ def agora(*args: str, timeout: int = 900, module: str = "sim.cli") -> subprocess
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+def agora_report(*args: str) -> subprocess.CompletedProcess:
+    """The ``agora-report`` console script's entry point, run as a process."""
+    return subprocess.run([sys.executable, "-c", "from sim.cli import report_main; report_main()", *args],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
 # -- metrics against hand-computed values ------------------------------------------------------------
 def test_entropy_js_and_bootstrap_hand_values():
     # H([0.5, 0.25, 0.25]) = 1.5 bits; normalised by log2(3) = 1.58496
@@ -44,7 +50,7 @@ def test_entropy_js_and_bootstrap_hand_values():
 
 # -- scored reads --------------------------------------------------------------------------------------
 def test_classify_averages_out_a_position_bias_and_keeps_content():
-    from sim.rating import classify
+    from agents.scoring import classify
 
     labels = ["x", "y", "z"]
     render = lambda order: (__import__("agents.llm.base", fromlist=["ChatMessage"]).ChatMessage(
@@ -60,7 +66,7 @@ def test_classify_averages_out_a_position_bias_and_keeps_content():
 
 def test_p_yes_averages_both_reply_orders():
     from agents.llm.base import ChatMessage
-    from sim.rating import p_yes
+    from agents.scoring import p_yes
 
     # the model says yes more when "Yes" is named first: 0.8 vs 0.4 -> 0.6
     be = ScriptedBackend(scores=lambda r: [math.log(0.8), math.log(0.2)] if "Yes or No" in r.messages[-1].content
@@ -71,7 +77,7 @@ def test_p_yes_averages_both_reply_orders():
 
 # -- evolving norms --------------------------------------------------------------------------------------
 def test_norm_schedule_selection_and_lag():
-    from sim.norms import norm_at, norm_text, select, tracking_lag
+    from sim.experiments.norms import norm_at, norm_text, select, tracking_lag
 
     sched = NormsConfig().schedule
     assert [norm_at(sched, g).name for g in range(5)] == ["loyalty_first"] * 3 + ["fairness_first"] * 2
@@ -113,7 +119,7 @@ def test_mutation_keeps_lineage_and_scale():
 def test_norms_selection_follows_the_rater_on_a_scripted_backend(tmp_path):
     """A rater that likes answers of agents with high loyalty: selection under loyalty-first raises mean loyalty."""
     from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig
-    from sim.norms import run_evolving_norms
+    from sim.experiments.norms import run_evolving_norms
 
     def reply(r):
         return f"A. loyalty={r.messages[0].content.count('loyalty')}"
@@ -141,7 +147,7 @@ def test_norms_selection_follows_the_rater_on_a_scripted_backend(tmp_path):
 
 # -- collective constitution ------------------------------------------------------------------------------
 def test_clean_proposal_and_voter_weights():
-    from sim.collective import clean_proposal, voter_weights
+    from sim.experiments.collective import clean_proposal, voter_weights
 
     assert clean_proposal('  "Choose the answer that is kind. And more text') == "Choose the answer that is kind."
     assert clean_proposal("1. Choose the answer <|im_end|> that helps!") == "Choose the answer   that helps!".replace("   ", " ")
@@ -154,7 +160,7 @@ def test_clean_proposal_and_voter_weights():
 
 
 def test_tally_weights_approvals_and_keeps_status_quo_on_ties():
-    from sim.collective import tally
+    from sim.experiments.collective import tally
 
     cands = [{"id": "old"}, {"id": "new1"}, {"id": "new2"}]
     approve = np.array([[1, 0, 1], [0, 1, 0], [0, 1, 0]], float)  # hub approves old+new2, leaves approve new1
@@ -165,7 +171,7 @@ def test_tally_weights_approvals_and_keeps_status_quo_on_ties():
 
 def test_vote_elects_what_the_agents_approve():
     from scenarios.constitution import load_constitution
-    from sim.collective import vote
+    from sim.experiments.collective import vote
 
     people = sample_population(PopulationSpec(size=6, clusters=("protestant_europe", "confucian")), np.random.default_rng(0))
 
@@ -186,7 +192,7 @@ def test_vote_elects_what_the_agents_approve():
 
 # -- constitution ablation -----------------------------------------------------------------------------------
 def test_shift_toward_hand_values():
-    from sim.ablation import shift_toward
+    from sim.experiments.ablation import shift_toward
 
     p_arm, p_ref = np.array([0.8, 0.3, 0.6, 0.5]), np.array([0.5, 0.5, 0.5, 0.5])
     delta = np.array([0.4, -0.2, 0.0, 0.1])  # pair 3 has no direction and is left out
@@ -200,8 +206,8 @@ def test_shift_toward_hand_values():
 def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tmp_path):
     """A judge that follows the principle's words: under single_care it prefers the answer that says
     'care'; under none it follows position only. The care arm's diagonal shift must be positive."""
-    from sim.ablation import run_constitution_ablation
     from sim.config import AblationConfig, AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
+    from sim.experiments.ablation import run_constitution_ablation
 
     def reply(r):
         return "A. I care about them." if r.seed % 2 else "B. Rules are rules."
@@ -279,7 +285,7 @@ def test_multirun_sweep_then_agora_report(tmp_path, launcher):
     assert len(runs) == 4 and all((r / "report.md").exists() and (r / "summary.json").exists() for r in runs)
     seeds = sorted(json.loads((r / "summary.json").read_text())["config"]["seed"] for r in runs)
     assert seeds == [0, 0, 1, 1]
-    rep = agora(str(sweep), module="sim.report")
+    rep = agora_report(str(sweep))
     assert rep.returncode == 0, rep.stderr
     df = pl.read_parquet(sweep / "comparison.parquet")
     assert len(df) == 4 and set(df["label"]) == {f"population.size={n} seed={s}" for n in (4, 8) for s in (0, 1)}
@@ -294,12 +300,12 @@ def test_agora_report_compares_two_runs_and_fails_cleanly(tmp_path):
         assert res.returncode == 0, res.stderr[-2000:]
         assert "## Sample transcript" in (tmp_path / str(seed) / "report.md").read_text()
     out = tmp_path / "cmp"
-    rep = agora(str(tmp_path / "0"), str(tmp_path / "1"), "-o", str(out), module="sim.report")
+    rep = agora_report(str(tmp_path / "0"), str(tmp_path / "1"), "-o", str(out))
     assert rep.returncode == 0, rep.stderr
     df = pl.read_parquet(out / "comparison.parquet")
     assert df["label"].to_list() == ["seed=0", "seed=1"] and df["preferences_per_s"].is_not_null().all()
     assert "| seed=0 | society |" in (out / "report.md").read_text()
-    bad = agora(str(tmp_path / "nowhere"), module="sim.report")
+    bad = agora_report(str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such directory" in bad.stderr
 
 

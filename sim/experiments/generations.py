@@ -13,6 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,6 @@ import numpy as np
 import polars as pl
 
 from agents.llm.base import LLMBackend
-from alignment.calibration import start, warn_if_uninformative
 from alignment.dpo import train_dpo
 from alignment.metrics import js_distance, krippendorff_alpha, normalised_entropy
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
@@ -29,9 +29,11 @@ from alignment.reward import train_reward_model
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
+from sim.calibration import warn_if_uninformative
 from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
-from sim.run import embedded_options, make_backend, run_id_for
+from sim.lifecycle import Run, embedded_options
+from sim.report.generations import generations_report, plot_generations
 from sim.seeding import child_rng
 from sim.society import Society, check_per_step
 
@@ -102,33 +104,6 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
     return out, policy_pa
 
 
-def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
-    """One PNG per metric against generation."""
-    from sim.plots import plt, save_png
-
-    written = []
-    agree = [c for c in metrics.columns if c.startswith("agreement[")]
-    groups: dict[str, list[str]] = {"agreement_by_cluster": agree}
-    for c in metrics.columns:
-        if c not in agree and c != "generation" and metrics[c].dtype.is_numeric():
-            groups[c] = [c]
-    for name, cols in groups.items():
-        if not cols or metrics.select(cols).null_count().sum_horizontal().item() == len(metrics) * len(cols):
-            continue
-        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-        for c in cols:
-            ax.plot(metrics["generation"], metrics[c], marker="o", label=c)
-        ax.set_xlabel("generation")
-        ax.set_title(name, fontsize=10)
-        ax.set_xticks(metrics["generation"].to_list())
-        ax.grid(alpha=0.3)
-        if len(cols) > 1:
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        fname = f"gen_{name.replace('[', '_').replace(']', '')}.png"
-        save_png(fig, out_dir / fname)
-        written.append(fname)
-    return written
 
 
 def training_figures(rm: Mapping[str, Any], dpo: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -158,6 +133,22 @@ def _simulate(society: Society, ckpt: Checkpoint, g: int, group: list[int],
     return simulate(society, ckpt, f"generation_{g}")
 
 
+@dataclass
+class _Loop:
+    """What the generations loop carries from one generation to the next, and collects for the outputs."""
+
+    policy_dir: Path | None  # the tuned policy's folder (the configured model's before any)
+    policy_name: str | None = None  # set once a tuned policy exists; loaded only if a society must run
+    group: list[int] = field(default_factory=list)
+    previous: dict[str, float] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    timings: list[dict[str, Any]] = field(default_factory=list)  # training pairs/s per generation: summary.json only
+    per_dilemma: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    votes: list[dict[str, Any]] = field(default_factory=list)
+
+
 @runner
 def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     """Run ``cfg.alignment.generations`` generations; write per-generation and pooled outputs.
@@ -165,93 +156,81 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     Checkpointed after every society step, reward model and DPO run; ``resume=DIR`` replays the
     finished ones from the checkpoint and the saved policy folders and continues.
     """
-    a = cfg.alignment
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     check_per_step(cfg, dilemmas)  # before any model work
     constitution = load_constitution(cfg.constitution.name)
-    run_id = run_id_for(cfg)
-    ckpt = Checkpoint(out_dir, run_id, "generations", cfg, None, resume=bool(cfg.resume))
-    base = backend or make_backend(cfg.llm)
-    ckpt.track(base.stats)
-    quality = start(cfg, base, ckpt, trains=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    policy_dir: Path | None = cfg.llm.model_path and Path(cfg.llm.model_path) or None
-    policy_name: str | None = None  # set once a tuned policy exists; loaded only if a society must run
-    rows: list[dict[str, Any]] = []
-    timings: list[dict[str, Any]] = []  # training pairs/s per generation: summary.json only
-    per_dilemma: list[dict[str, Any]] = []
-    all_stances, all_prefs, all_transcripts = [], [], []
-    previous: dict[str, float] | None = None
-    group: list[int] = []
-    versions: list[dict[str, Any]] = []
-    votes: list[dict[str, Any]] = []
-    for g in range(a.generations):
-        society = Society(cfg, dilemmas, constitution, base, run_id=run_id, generation=g)
+    run = Run.start(cfg, out_dir, "generations", backend, trains=True)
+    loop = _Loop(policy_dir=cfg.llm.model_path and Path(cfg.llm.model_path) or None)
+    for g in range(cfg.alignment.generations):
+        society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id, generation=g)
         if cfg.constitution.collective.enabled:
-            constitution = _collective_vote(cfg, society, constitution, base, g, versions, votes, ckpt)
+            constitution = _collective_vote(cfg, society, constitution, run.backend, g, loop.versions, loop.votes, run.ckpt)
             society.constitution = constitution
-        group = policy_group(society.clusters, a.policy_share, cfg.seed)
-        policy = (policy_dir, policy_name) if policy_dir and policy_name else None
-        fb = ckpt.stage(f"generation_{g}/society", partial(_simulate, society, ckpt, g, group, policy), drop=("society",))
-        stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
-        all_stances.append(stances)
-        all_prefs.append(prefs)
-        all_transcripts.append(transcripts)
-        row: dict[str, Any] = {"generation": g, "policy_model": policy_name or base.name, "preferences": len(prefs)}
-        metrics, previous = generation_metrics(stances, prefs, group, society.clusters, previous)
-        per_dilemma += [{"generation": g, **r} for r in metrics.pop("_per_dilemma")]
-        row |= metrics
-        data = filter_confident(prefs, a.min_confidence)
-        if a.balance_clusters:
-            data = balance_by_cluster(data, cfg.seed + g)
-        train, held = split_by_dilemma(data, a.eval_fraction, cfg.seed + g)
-        gdir = out_dir / f"generation_{g}"
-        warn_if_uninformative(quality, a.require_informative_labels, f"generation {g}'s reward model trains on them")
-        rm_cfg = dataclasses.replace(a.reward, seed=a.reward.seed + g)
-        rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
-                                                          policy_path=policy_dir))
-        dpo = None
-        if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
-            dpo_cfg = dataclasses.replace(a.dpo, seed=a.dpo.seed + g)
-            dpo = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, train, held, dpo_cfg, gdir / "policy",
-                                                            base_path=policy_dir))
-            policy_dir, policy_name = gdir / "policy", f"policy-g{g + 1}"
-        trained, rates = training_figures(rm, dpo)
-        row |= trained
-        timings.append({"generation": g, **rates})
-        rows.append(row)
-        log.info("generation %d done: %s", g, {k: v for k, v in row.items() if isinstance(v, float)})
+        _generation(run, society, g, loop)
+    return _finish(run, loop)
+
+
+def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
+    """Generation ``g``: its society (the policy group on the latest policy), metrics, reward model and
+    (but for the last generation) the DPO run whose policy the next generation speaks with."""
+    cfg, ckpt, a = run.cfg, run.ckpt, run.cfg.alignment
+    loop.group = group = policy_group(society.clusters, a.policy_share, cfg.seed)
+    policy = (loop.policy_dir, loop.policy_name) if loop.policy_dir and loop.policy_name else None
+    fb = ckpt.stage(f"generation_{g}/society", partial(_simulate, society, ckpt, g, group, policy), drop=("society",))
+    stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
+    loop.feedback.append((stances, transcripts, prefs))
+    row: dict[str, Any] = {"generation": g, "policy_model": loop.policy_name or run.backend.name, "preferences": len(prefs)}
+    metrics, loop.previous = generation_metrics(stances, prefs, group, society.clusters, loop.previous)
+    loop.per_dilemma += [{"generation": g, **r} for r in metrics.pop("_per_dilemma")]
+    row |= metrics
+    data = filter_confident(prefs, a.min_confidence)
+    if a.balance_clusters:
+        data = balance_by_cluster(data, cfg.seed + g)
+    train, held = split_by_dilemma(data, a.eval_fraction, cfg.seed + g)
+    gdir = run.out_dir / f"generation_{g}"
+    warn_if_uninformative(run.label_quality, a.require_informative_labels, f"generation {g}'s reward model trains on them")
+    rm_cfg = dataclasses.replace(a.reward, seed=a.reward.seed + g)
+    rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
+                                                      policy_path=loop.policy_dir))
+    dpo = None
+    if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
+        dpo_cfg = dataclasses.replace(a.dpo, seed=a.dpo.seed + g)
+        dpo = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, train, held, dpo_cfg, gdir / "policy",
+                                                        base_path=loop.policy_dir))
+        loop.policy_dir, loop.policy_name = gdir / "policy", f"policy-g{g + 1}"
+    trained, rates = training_figures(rm, dpo)
+    row |= trained
+    loop.timings.append({"generation": g, **rates})
+    loop.rows.append(row)
+    log.info("generation %d done: %s", g, {k: v for k, v in row.items() if isinstance(v, float)})
+
+
+def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
+    out_dir, rows = run.out_dir, loop.rows
     metrics_df = pl.DataFrame(rows)
-    store.write_feedback(out_dir, pl.concat(all_stances), pl.concat(all_transcripts), pl.concat(all_prefs))
+    stances, transcripts, prefs = (pl.concat(t) for t in zip(*loop.feedback, strict=True))
+    store.write_feedback(out_dir, stances, transcripts, prefs)
     store.write_parquet(metrics_df, out_dir / "metrics_generations.parquet")
-    store.write_parquet(pl.DataFrame(per_dilemma), out_dir / "pluralism_per_dilemma.parquet")
-    if versions:
-        store.write_parquet(pl.DataFrame(votes, infer_schema_length=None), out_dir / "constitution_votes.parquet")
+    store.write_parquet(pl.DataFrame(loop.per_dilemma), out_dir / "pluralism_per_dilemma.parquet")
+    if loop.versions:
+        store.write_parquet(pl.DataFrame(loop.votes, infer_schema_length=None), out_dir / "constitution_votes.parquet")
         store.atomic_write_bytes(out_dir / "constitutions.jsonl",
-                                 "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in versions).encode())
+                                 "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in loop.versions).encode())
     plots = plot_generations(metrics_df, out_dir)
     last = rows[-1]
     headline = {k: last.get(k) for k in ("js_policy_population", "pds_entropy", "value_drift_js", "rm_eval_accuracy",
                                          "position_flip_rate") if isinstance(last.get(k), float) and not math.isnan(last[k])}
-    summary = {"run_id": run_id, "kind": "generations", "wall_seconds": round(ckpt.wall_seconds, 1),
-               "generations": rows, "throughput": {"generations": timings}, "policy_group": group,
-               "plots": plots, "constitutions": versions,
-               "headline": {f"last_generation[{k}]": v for k, v in headline.items()}, "label_quality": quality,
-               "config": dataclasses.asdict(cfg)}
-    from sim.report import generations_report
-
-    generations_report(out_dir, summary)
-    store.write_json(summary, out_dir / "summary.json")
-    ckpt.finish()
-    return summary
-
+    summary = {"generations": rows, "throughput": {"generations": loop.timings}, "policy_group": loop.group,
+               "plots": plots, "constitutions": loop.versions,
+               "headline": {f"last_generation[{k}]": v for k, v in headline.items()}}
+    return run.finish(summary, generations_report)
 
 def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
                      versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:
     """Generation ``g``'s society votes the constitution it will judge under; both are recorded."""
     import asyncio
 
-    from sim.collective import elected_constitution, vote
+    from sim.experiments.collective import elected_constitution, vote
 
     if not versions:
         versions.append({"generation": g, "tag": current.tag, "judge": [{"id": p.id, "text": p.text} for p in current.judge]})

@@ -22,7 +22,6 @@ constitution moves labels toward what the same model, asked directly, calls that
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,17 +32,17 @@ from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.llm.base import LLMBackend
-from agents.scoring import read_judgment, scorer
-from alignment.calibration import start, warn_if_uninformative
-from alignment.metrics import bootstrap_interval
+from agents.scoring import p_yes, read_judgment, scorer
+from alignment.metrics import bootstrap_interval, finite, interval
 from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint, runner, simulate
+from sim.calibration import warn_if_uninformative
+from sim.checkpoint import runner, simulate
 from sim.config import AgoraConfig
-from sim.rating import finite, interval, p_yes
-from sim.run import make_backend, run_id_for
+from sim.lifecycle import Run
+from sim.report.ablation import ablation_report, plot_ablation
 from sim.seeding import child_rng
 from sim.society import Society, check_per_step
 
@@ -97,12 +96,9 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
     pool = load_dilemmas(cfg.scenario.dilemmas)
     check_per_step(cfg, pool)  # before any model work
     arms = {name: load_constitution(name) for name in ab.constitutions}
-    ckpt = Checkpoint(out_dir, run_id_for(cfg), "constitution_ablation", cfg, None, resume=bool(cfg.resume))
-    backend = backend or make_backend(cfg.llm)
-    ckpt.track(backend.stats)
-    quality = start(cfg, backend, ckpt, trains=cfg.study.ablation.train_reward)
-    society = Society(cfg, pool, load_constitution(cfg.constitution.name), backend, run_id=run_id_for(cfg))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    run = Run.start(cfg, out_dir, "constitution_ablation", backend, trains=cfg.study.ablation.train_reward)
+    ckpt, backend = run.ckpt, run.backend
+    society = Society(cfg, pool, load_constitution(cfg.constitution.name), backend, run_id=run.run_id)
     fb = ckpt.stage("society", partial(simulate, society, ckpt, "society"), drop=("society",))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
     store.write_feedback(out_dir, stances, transcripts, prefs)
@@ -134,28 +130,23 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
             effects.setdefault(arm, {})[dname] = shift_toward(table[f"p_a[{arm}]"].to_numpy(), ref,
                                                               table[f"delta[{dname}]"].to_numpy(), cfg.seed, cfg.eval.bootstrap)
     if ab.train_reward and len(table) >= 4:
-        warn_if_uninformative(quality, cfg.alignment.require_informative_labels, "a reward model per arm trains on them")
+        warn_if_uninformative(run.label_quality, cfg.alignment.require_informative_labels, "a reward model per arm trains on them")
     reward = (ckpt.stage("reward", lambda: _reward_arms(cfg, table, list(arms), list(directions), out_dir))
               if ab.train_reward and len(table) >= 4 else {})
     store.write_parquet(table, out_dir / "ablation_pairs.parquet")
     plots = plot_ablation(effects, reward, out_dir)
     summary: dict[str, Any] = {
-        "run_id": society.run_id, "kind": "constitution_ablation", "wall_seconds": round(ckpt.wall_seconds, 1),
         "seconds": {"society": round(ckpt.seconds("society"), 1), "judging_and_rating": round(ckpt.seconds("judge/", "rate/"), 1)},
         "pairs": len(table), "arms": {n: {"tag": c.tag, "principles": [p.text for p in c.judge], "direction": c.direction}
                                       for n, c in arms.items()},
         "mean_p_a": {n: finite(float(np.mean(v))) for n, v in labels.items()},
         "label_change_vs_none": {n: finite(float(np.mean(np.abs(np.asarray(v) - ref)))) for n, v in labels.items()},
-        "effects": effects, "reward": reward, "plots": plots, "label_quality": quality,
-        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
+        "effects": effects, "reward": reward, "plots": plots}
     summary["headline"] = {f"shift[{a}→{a}]": {k: effects[a][a][k] for k in ("value", "low", "high")}
                            for a in directions if a in effects}
     summary["headline"] |= {f"rm_shift[{a}→{a}]": {k: reward[a][a]["rm_shift"][k] for k in ("value", "low", "high")}
                             for a in directions if a in reward and a in reward[a]}
-    ablation_report(out_dir, summary, transcripts)
-    store.write_json(summary, out_dir / "summary.json")
-    ckpt.finish()
-    return summary
+    return run.finish(summary, partial(ablation_report, transcripts=transcripts))
 
 
 def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directions: list[str],
@@ -192,56 +183,5 @@ def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directi
     return report
 
 
-def plot_ablation(effects: dict[str, dict[str, Any]], reward: dict[str, Any], out_dir: Path) -> list[str]:
-    """Heat map: rows = constitution judged under, columns = direction; cell = shift vs none."""
-    from sim.plots import plt, save_png
-
-    arms = [a for a in effects if a != "none"]
-    dirs = list(next(iter(effects.values())).keys()) if effects else []
-    if not arms or not dirs:
-        return []
-    panels = [("labels", lambda a, d: effects[a][d]["value"])]
-    if reward:
-        panels.append(("reward model", lambda a, d: reward.get(a, {}).get(d, {}).get("rm_shift", {}).get("value")))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1, 0.6 * len(arms) + 2.2), dpi=110, squeeze=False)
-    for ax, (title, get) in zip(axes[0], panels, strict=True):
-        m = np.array([[get(a, d) if get(a, d) is not None else np.nan for d in dirs] for a in arms], float)
-        lim = max(np.nanmax(np.abs(m)) if np.isfinite(m).any() else 0.0, 1e-3)
-        im = ax.imshow(m, cmap="RdBu", vmin=-lim, vmax=lim)
-        ax.set_xticks(range(len(dirs)), dirs, rotation=30, ha="right", fontsize=8)
-        ax.set_yticks(range(len(arms)), arms, fontsize=8)
-        for i in range(len(arms)):
-            for j in range(len(dirs)):
-                if np.isfinite(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:+.3f}", ha="center", va="center", fontsize=7)
-        ax.set_xlabel("direction (property rated)")
-        ax.set_title(f"{title}: shift toward direction vs 'none'", fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    save_png(fig, out_dir / "ablation_shift.png")
-    return ["ablation_shift.png"]
 
 
-def ablation_report(out_dir: Path, summary: dict[str, Any], transcripts: pl.DataFrame) -> list[str]:
-    from sim.report import config_block, figure, md_table, render, standard_sections, transcript_sample
-
-    arms = md_table([{"arm": n, "constitution": a["tag"], "judging principles": len(a["principles"]),
-                      "direction (rated property)": a["direction"] or "—", "mean P(a)": summary["mean_p_a"][n],
-                      "mean |Δp| vs none": summary["label_change_vs_none"][n]} for n, a in summary["arms"].items()])
-    rows = [{"judged under": a, "direction": d, "shift [95% CI]": e, "d_z": e["d_z"], "P(prefer more-D)": e["agreement"],
-             "pairs": e["pairs"]} for a, per in summary["effects"].items() for d, e in per.items()]
-    sections = standard_sections(summary, f"One society's {summary['pairs']} judged pairs, judged again under each "
-                                          "constitution by the same judges. Shift = change, vs no constitution, in the "
-                                          "probability of preferring the answer a persona-free rater scores higher on "
-                                          "the property a constitution names (its diagonal is the constitution's own "
-                                          "direction).")
-    sections += [("Arms", arms), ("Preference shift toward each direction", md_table(rows))]
-    if summary["reward"]:
-        rm = [{"reward model of": a, "direction": d, "RM ranks more-D higher": v["rm_agreement"],
-               "vs none [95% CI]": v["rm_shift"]} for a, per in summary["reward"].items() for d, v in per.items()
-              if isinstance(v, dict) and "rm_shift" in v]
-        sections.append(("Reward models trained on each arm's labels (held-out pairs)", md_table(rm)))
-    if summary["plots"]:
-        sections.append(("Plot", figure("ablation_shift.png", "Shift toward each direction, labels and reward models")))
-    sections += [("Sample transcript", transcript_sample(transcripts)), ("Config", config_block(summary["config"]))]
-    return render(out_dir, f"agora constitution ablation — {summary['run_id']}", sections)

@@ -27,12 +27,13 @@ import numpy as np
 
 from agents.llm.base import LLMBackend
 from agents.scoring import PairReading
-from alignment.evaluate import _interval, _sample, hhh_path, hhh_reading, judge_reading, read_all, stance_reading
 from alignment.metrics import proportion_interval
 from scenarios.constitution import load_constitution
-from scenarios.dilemma import BUNDLED_DIR, InputError
+from scenarios.dilemma import BUNDLED_DIR
+from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
 from sim.config import AgoraConfig
+from sim.probes import as_interval, hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
 from sim.society import population
 
 log = logging.getLogger("agora")
@@ -52,12 +53,12 @@ def reader_quality(readings: list[PairReading], truth_a: list[bool], reader: str
     both = all(len(r.first_shown) == 2 for r in readings)
     bias = float(np.mean([(r.first_shown[0] > 0.5) == (r.first_shown[1] > 0.5) for r in readings])) if both else None
     n = len(readings)
-    return {"reader": reader, "items": n, "accuracy": _interval(proportion_interval(right, n)),
+    return {"reader": reader, "items": n, "accuracy": as_interval(proportion_interval(right, n)),
             "ties": ties, "position_bias_rate": bias, "informativeness": float(np.mean(np.abs(p - 0.5))) if n else None}
 
 
 def _take(items: list, n: int, seed: int, *path: str) -> list:
-    return _sample(items, n, seed, *path) if n > 0 else []
+    return sample(items, n, seed, *path) if n > 0 else []
 
 
 def calibrate(cfg: AgoraConfig, backend: LLMBackend) -> dict[str, Any]:
@@ -101,21 +102,6 @@ def calibrate(cfg: AgoraConfig, backend: LLMBackend) -> dict[str, Any]:
     return out
 
 
-def lines(block: dict[str, Any]) -> list[str]:
-    """The gate's figures as short lines (console, report)."""
-    out = []
-    for key, name in (("stance", "stances"), ("judge", "judges"), ("hhh_judge", "HHH judges")):
-        if key in block:
-            q, iv = block[key], block[key]["accuracy"]
-            bias = "n/a" if q["position_bias_rate"] is None else f"{100 * q['position_bias_rate']:.0f}%"
-            halves = ""
-            if "under_principle" in q:
-                halves = (f" (under its principles {100 * q['under_principle']['value']:.0f}%, under the inverse "
-                          f"principle {100 * q['under_inverse_principle']['value']:.0f}%)")
-            out.append(f"{name} ({q['reader']} reader): {100 * iv['value']:.1f}% right [{100 * iv['low']:.1f}, "
-                       f"{100 * iv['high']:.1f}] on {q['items']} readings{halves}; position bias {bias}; "
-                       f"mean |p - 0.5| {q['informativeness']:.3f}")
-    return out
 
 
 def warn_if_uninformative(block: dict[str, Any] | None, require: bool, what: str) -> None:
@@ -149,3 +135,20 @@ def start(cfg: AgoraConfig, backend: LLMBackend, ckpt: Any, trains: bool = False
     if trains and cfg.alignment.require_informative_labels:
         warn_if_uninformative(block, True, "this run would train on them")
     return block
+
+
+def lines(block: dict[str, Any]) -> list[str]:
+    """The gate's figures as short lines (console, report)."""
+    out = []
+    for key, name in (("stance", "stances"), ("judge", "judges"), ("hhh_judge", "HHH judges")):
+        if key in block:
+            q, iv = block[key], block[key]["accuracy"]
+            bias = "n/a" if q["position_bias_rate"] is None else f"{100 * q['position_bias_rate']:.0f}%"
+            halves = ""
+            if "under_principle" in q:
+                halves = (f" (under its principles {100 * q['under_principle']['value']:.0f}%, under the inverse "
+                          f"principle {100 * q['under_inverse_principle']['value']:.0f}%)")
+            out.append(f"{name} ({q['reader']} reader): {100 * iv['value']:.1f}% right [{100 * iv['low']:.1f}, "
+                       f"{100 * iv['high']:.1f}] on {q['items']} readings{halves}; position bias {bias}; "
+                       f"mean |p - 0.5| {q['informativeness']:.3f}")
+    return out

@@ -16,7 +16,7 @@ measure multiplexity either.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +26,21 @@ from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend
+from agents.scoring import classify
 from agents.worldview import cluster_centre, cluster_label
-from alignment.calibration import start
-from alignment.metrics import bootstrap_interval, normalised_entropy, paired_permutation_test
+from alignment.metrics import bootstrap_interval, finite, interval, normalised_entropy, paired_permutation_test
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint, runner
+from sim.checkpoint import runner
 from sim.config import AgoraConfig
-from sim.rating import classify, finite, interval
-from sim.run import make_backend, run_id_for
-from sim.seeding import child_rng, child_seed
+from sim.lifecycle import Run
+from sim.report.pluralism import plot_pluralism, pluralism_report
+from sim.seeding import child_rng, child_seed, sample_dilemmas
 from sim.society import population
 
 CONDITIONS = ("single", "contextual", "panel")
 
 
-def sample_dilemmas(dilemmas: list[Dilemma], n: int, seed: int, *path: int | str) -> list[Dilemma]:
-    """``n`` dilemmas in a seeded order (all of them when the pool is smaller)."""
-    order = child_rng(seed, "sample_dilemmas", *path).permutation(len(dilemmas))[:n]
-    return [dilemmas[int(i)] for i in order]
 
 
 def panel_members(clusters: list[str], size: int, rng: np.random.Generator) -> list[int]:
@@ -136,43 +132,15 @@ def pluralism_metrics(answers: pl.DataFrame, names: list[str], seed: int, n_boot
     return out
 
 
-def plot_pluralism(metrics: dict[str, Any], names: list[str], out_dir: Path) -> list[str]:
-    from sim.plots import plt, save_png
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
-    conds = list(metrics["conditions"])
-    vals = [metrics["conditions"][c]["entropy"] for c in conds]
-    mid = [v["value"] or 0 for v in vals]
-    err = [[m - (v["low"] if v["low"] is not None else m) for m, v in zip(mid, vals, strict=True)],
-           [(v["high"] if v["high"] is not None else m) - m for m, v in zip(mid, vals, strict=True)]]
-    ax1.bar(conds, mid, yerr=err, capsize=4, color=["#999999", "#4c72b0", "#55a868"][:len(conds)])
-    ax1.set_ylim(0, 1.05)
-    ax1.set_ylabel("perspective entropy (0 = one view, 1 = all equally)")
-    ax1.set_title("Perspective diversity per answer (95% bootstrap CI)", fontsize=9)
-    bottom = np.zeros(len(conds))
-    colours = plt.get_cmap("tab10")
-    for k, n in enumerate(names):
-        share = np.array([metrics["conditions"][c]["mean_distribution"].get(n) or 0 for c in conds])
-        ax2.bar(conds, share, bottom=bottom, label=cluster_label(n), color=colours(k % 10))
-        bottom += share
-    ax2.set_ylabel("mean share of the judged perspective")
-    ax2.set_title("Whose perspective the answers reflect", fontsize=9)
-    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    save_png(fig, out_dir / "pluralism_entropy.png")
-    return ["pluralism_entropy.png"]
 
 
 @runner
 def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     p = cfg.study.pluralism
-    ckpt = Checkpoint(out_dir, run_id_for(cfg), "pluralism", cfg, None, resume=bool(cfg.resume))
-    backend = backend or make_backend(cfg.llm)
-    ckpt.track(backend.stats)
-    quality = start(cfg, backend, ckpt)
+    run = Run.start(cfg, out_dir, "pluralism", backend)
+    ckpt, backend = run.ckpt, run.backend
     dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), p.dilemmas, cfg.seed, "pluralism")
     names = list(dict.fromkeys(cfg.population.clusters))
-    out_dir.mkdir(parents=True, exist_ok=True)
     n_answers = len(dilemmas) * (3 + min(p.panel_size, cfg.population.size))
     with tqdm(total=n_answers, desc="pluralism: answers", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
         rows = ckpt.stage("answers", lambda: asyncio.run(_answers(cfg, backend, dilemmas, bar)))
@@ -188,44 +156,13 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
     store.write_parquet(answers, out_dir / "pluralism_answers.parquet")
     plots = plot_pluralism(metrics, names, out_dir)
     summary = {
-        "run_id": run_id_for(cfg), "kind": "pluralism", "wall_seconds": round(ckpt.wall_seconds, 1),
         "seconds": {"answers": round(ckpt.seconds("answers"), 1), "classify": round(ckpt.seconds("classify"), 1)},
-        "dilemmas": len(dilemmas), "clusters": names, **metrics, "plots": plots,
-        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "label_quality": quality,
-        "config": dataclasses.asdict(cfg)}
+        "dilemmas": len(dilemmas), "clusters": names, **metrics, "plots": plots}
     summary["headline"] = {f"entropy[{c}]": v["entropy"] for c, v in metrics["conditions"].items()}
     summary["headline"] |= {k: {kk: v[kk] for kk in ("value", "low", "high")} for k, v in metrics["differences"].items()}
     if "classifier_member_accuracy" in metrics:
         summary["headline"]["classifier_member_accuracy"] = {k: metrics["classifier_member_accuracy"][k]
                                                              for k in ("value", "low", "high")}
-    pluralism_report(out_dir, summary, answers)
-    store.write_json(summary, out_dir / "summary.json")
-    ckpt.finish()
-    return summary
+    return run.finish(summary, partial(pluralism_report, answers=answers))
 
 
-def pluralism_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFrame) -> list[str]:
-    from sim.report import config_block, figure, fmt_interval, md_table, quote, render, standard_sections
-
-    names = summary["clusters"]
-    rows = [{"condition": c, "answers": v["answers"], "PDS entropy [95% CI]": v["entropy"],
-             "pooled entropy": v["pooled_entropy"], **{cluster_label(n): v["mean_distribution"].get(n) for n in names}}
-            for c, v in summary["conditions"].items()]
-    diffs = [{"difference": k, "mean [95% CI]": v, "permutation p": v["permutation_p"]}
-             for k, v in summary["differences"].items()]
-    acc = summary.get("classifier_member_accuracy")
-    validity = (f"The judge named a panel member's own cluster for {fmt_interval(acc)} of {acc['n']} member answers "
-                f"(chance {acc['chance']:.2f}). Near chance, the perspective distributions say more about the judge "
-                "than about the answers." if acc else "")
-    d0 = answers["dilemma_id"][0]
-    sample = "\n\n".join(f"*{r['condition']}*{' — ' + str(r['cluster']) if r['cluster'] else ''} (entropy "
-                         f"{r['entropy']:.2f}, judged {r['top']}):\n\n{quote(r['text'])}"
-                         for r in answers.filter(pl.col("dilemma_id") == d0).iter_rows(named=True))
-    sections = standard_sections(summary, f"{summary['dilemmas']} dilemmas answered three ways: one model alone, the "
-                                          "same model told to weigh every cluster's view, and a panel of agents from "
-                                          "different clusters merged by a synthesiser.")
-    sections += [("Perspective entropy per condition", md_table(rows)), ("Paired differences (per dilemma)", md_table(diffs)),
-                 ("Is the judge able to tell perspectives apart?", validity),
-                 ("Plot", figure("pluralism_entropy.png", "PDS entropy per condition and the judged perspective mix")),
-                 (f"Sample answers (dilemma `{d0}`)", sample), ("Config", config_block(summary["config"]))]
-    return render(out_dir, f"agora pluralism — {summary['run_id']}", sections)

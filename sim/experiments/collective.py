@@ -22,10 +22,10 @@ import numpy as np
 
 from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend
+from agents.scoring import p_yes
 from agents.worldview import Worldview
 from scenarios.constitution import Constitution, JudgePrinciple
 from sim.config import CollectiveConfig
-from sim.rating import p_yes
 from sim.seeding import child_rng, child_seed
 
 _WS = re.compile(r"\s+")

@@ -30,17 +30,17 @@ from tqdm.auto import tqdm
 from agents import prompts
 from agents.culture import MFQ_AXES
 from agents.llm.base import GenerateRequest, LLMBackend
+from agents.scoring import p_yes
 from agents.worldview import Worldview, cluster_centre, cluster_label, mutate
-from alignment.calibration import start, warn_if_uninformative
-from alignment.metrics import binary_entropy, normalised_entropy
+from alignment.metrics import binary_entropy, finite, normalised_entropy
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint, runner
+from sim.calibration import warn_if_uninformative
+from sim.checkpoint import runner
 from sim.config import AgoraConfig, NormConfig
-from sim.pluralism import sample_dilemmas
-from sim.rating import finite, p_yes
-from sim.run import embedded_options, make_backend, run_id_for
-from sim.seeding import child_rng, child_seed
+from sim.lifecycle import Run, embedded_options
+from sim.report.norms import norms_report, plot_norms
+from sim.seeding import child_rng, child_seed, sample_dilemmas
 from sim.society import population
 
 log = logging.getLogger(__name__)
@@ -136,15 +136,12 @@ def _policy_pairs(rows: list[dict], dilemmas: list[Dilemma], g: int) -> pl.DataF
 @runner
 def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     nc = cfg.study.norms
-    ckpt = Checkpoint(out_dir, run_id_for(cfg), "evolving_norms", cfg, None, resume=bool(cfg.resume))
-    backend = backend or make_backend(cfg.llm)
-    ckpt.track(backend.stats)
-    quality = start(cfg, backend, ckpt, trains=cfg.study.norms.train_policy)
+    run = Run.start(cfg, out_dir, "evolving_norms", backend, trains=cfg.study.norms.train_policy)
+    ckpt, backend = run.ckpt, run.backend
     pool = load_dilemmas(cfg.scenario.dilemmas)
     people = population(cfg)
     lineage = list(range(len(people)))  # founder each slot descends from
     names = list(dict.fromkeys(cfg.population.clusters))
-    out_dir.mkdir(parents=True, exist_ok=True)
     policy_dir: Path | None = None  # the tuned policy, once there is one; before that the base model answers as policy
     gens: list[dict[str, Any]] = []
     agent_rows: list[dict[str, Any]] = []
@@ -169,43 +166,14 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
                                **{a: w.values.get(a) for a in MFQ_AXES}})
         policy_fit = float(np.mean([r["fit"] for r in prow])) if prow else math.nan
         policy_rows += [{"generation": g, "norm": norm.name, **r} for r in prow]
-        choices = [r["choice"] for r in rows]
-        shares = []
-        for d in dilemmas:
-            cs = [r["choice"] for r in rows if r["dilemma_id"] == d.id and r["choice"]]
-            if cs:
-                shares.append(sum(c == "a" for c in cs) / len(cs))
-        row: dict[str, Any] = {
-            "generation": g, "norm": norm.name, "mean_fit": float(fit.mean()), "sd_fit": float(fit.std(ddof=1)),
-            "policy_fit": policy_fit, "lineage_entropy": lineage_entropy([w.cluster for w in people], names),
-            "founders_alive": len(set(lineage)),
-            "choice_entropy": float(np.mean(binary_entropy(shares))) if shares else math.nan,
-            "unparsed_share": sum(c is None for c in choices) / len(choices),
-            "mfq_dispersion": float(np.mean([np.std([w.values[a] for w in people]) for a in MFQ_AXES])),
-            **{f"share[{c}]": sum(w.cluster == c for w in people) / len(people) for c in names},
-            **{f"mean[{a}]": float(np.mean([w.values[a] for w in people])) for a in MFQ_AXES},
-        }
+        row = _population_row(g, norm.name, fit, rows, policy_fit, people, lineage, names, dilemmas)
         # reproduction: the least fit leave, offspring of the fittest take their places
         rng = child_rng(cfg.seed, "norms", "select", g)
         plan = select(fit, nc.turnover, rng)
         row["replaced"] = len(plan)
         if nc.train_policy and g < nc.generations - 1:
-            from alignment.dpo import train_dpo
-
-            pairs = _policy_pairs(rows, dilemmas, g)
-            if len(pairs):
-                warn_if_uninformative(quality, cfg.alignment.require_informative_labels,
-                                      f"generation {g}'s policy is tuned on fitness judgments")
-                dpo_cfg = dataclasses.replace(cfg.alignment.dpo, seed=cfg.alignment.dpo.seed + g)
-                rep = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg,
-                                                                out_dir / f"generation_{g}" / "policy", base_path=policy_dir))
-                row["dpo_train_margin_after"] = rep["train_margin_after"]
-                policy_dir = out_dir / f"generation_{g}" / "policy"
-        new_people, new_lineage = list(people), list(lineage)
-        for leaving, parent in plan:
-            new_people[leaving] = mutate(people[parent], rng, nc.mutation)
-            new_lineage[leaving] = lineage[parent]
-        people, lineage = new_people, new_lineage
+            policy_dir = _tune_policy(run, rows, dilemmas, g, policy_dir, row)
+        people, lineage = _reproduce(people, lineage, plan, rng, nc.mutation)
         gens.append(row)
         log.info("generation %d (%s): mean fit %.3f", g, norm.name, row["mean_fit"])
     bar.close()
@@ -219,22 +187,70 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
         store.write_parquet(pl.DataFrame(policy_rows, infer_schema_length=None), out_dir / "norms_policy_answers.parquet")
     plots = plot_norms(table, cfg, out_dir)
     summary: dict[str, Any] = {
-        "run_id": run_id_for(cfg), "kind": "evolving_norms", "wall_seconds": round(ckpt.wall_seconds, 1),
         "schedule": [dataclasses.asdict(n) | {"text": norm_text(n)} for n in nc.schedule], "generations": gens,
-        "shifts": shifts, "pluralism_change": lost, "plots": plots, "label_quality": quality,
-        "backend": {"name": backend.name, **dataclasses.asdict(backend.stats)}, "config": dataclasses.asdict(cfg)}
-    summary["headline"] = {}
-    for s in shifts:
-        summary["headline"][f"population_lag[{s['to']}]"] = s["population_lag"]
-        if nc.train_policy:
-            summary["headline"][f"policy_lag[{s['to']}]"] = s["policy_lag"]
-        summary["headline"][f"fit_change[{s['to']}]"] = s["fit_change_by_next_shift"]
-    summary["headline"] |= {f"change[{k}]": v for k, v in lost.items()}
-    norms_report(out_dir, summary)
-    store.write_json(summary, out_dir / "summary.json")
-    ckpt.finish()
-    return summary
+        "shifts": shifts, "pluralism_change": lost, "plots": plots}
+    summary["headline"] = _headline(shifts, lost, nc.train_policy)
+    return run.finish(summary, norms_report)
 
+
+def _population_row(g: int, norm: str, fit: np.ndarray, rows: list[dict[str, Any]], policy_fit: float,
+                    people: list[Worldview], lineage: list[int], names: list[str], dilemmas: list[Dilemma]) -> dict[str, Any]:
+    """Generation ``g``'s row of ``norms_generations.parquet``: fit, diversity and composition."""
+    choices = [r["choice"] for r in rows]
+    shares = []
+    for d in dilemmas:
+        cs = [r["choice"] for r in rows if r["dilemma_id"] == d.id and r["choice"]]
+        if cs:
+            shares.append(sum(c == "a" for c in cs) / len(cs))
+    return {
+        "generation": g, "norm": norm, "mean_fit": float(fit.mean()), "sd_fit": float(fit.std(ddof=1)),
+        "policy_fit": policy_fit, "lineage_entropy": lineage_entropy([w.cluster for w in people], names),
+        "founders_alive": len(set(lineage)),
+        "choice_entropy": float(np.mean(binary_entropy(shares))) if shares else math.nan,
+        "unparsed_share": sum(c is None for c in choices) / len(choices),
+        "mfq_dispersion": float(np.mean([np.std([w.values[a] for w in people]) for a in MFQ_AXES])),
+        **{f"share[{c}]": sum(w.cluster == c for w in people) / len(people) for c in names},
+        **{f"mean[{a}]": float(np.mean([w.values[a] for w in people])) for a in MFQ_AXES},
+    }
+
+
+def _tune_policy(run: Run, rows: list[dict[str, Any]], dilemmas: list[Dilemma], g: int, policy_dir: Path | None,
+                 row: dict[str, Any]) -> Path | None:
+    """DPO on generation ``g``'s fitness judgments (a checkpointed stage); the policy folder the next
+    generation answers with (unchanged when there were no pairs)."""
+    from alignment.dpo import train_dpo
+
+    cfg = run.cfg
+    pairs = _policy_pairs(rows, dilemmas, g)
+    if not len(pairs):
+        return policy_dir
+    warn_if_uninformative(run.label_quality, cfg.alignment.require_informative_labels,
+                          f"generation {g}'s policy is tuned on fitness judgments")
+    dpo_cfg = dataclasses.replace(cfg.alignment.dpo, seed=cfg.alignment.dpo.seed + g)
+    folder = run.out_dir / f"generation_{g}" / "policy"
+    rep = run.ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg, folder, base_path=policy_dir))
+    row["dpo_train_margin_after"] = rep["train_margin_after"]
+    return folder
+
+
+
+def _reproduce(people: list[Worldview], lineage: list[int], plan: list[tuple[int, int]], rng: np.random.Generator,
+               mutation: float) -> tuple[list[Worldview], list[int]]:
+    """The next generation: each (leaving, parent) slot takes a mutated copy of its parent and its lineage."""
+    new_people, new_lineage = list(people), list(lineage)
+    for leaving, parent in plan:
+        new_people[leaving] = mutate(people[parent], rng, mutation)
+        new_lineage[leaving] = lineage[parent]
+    return new_people, new_lineage
+
+def _headline(shifts: list[dict[str, Any]], lost: dict[str, Any], train_policy: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for s in shifts:
+        out[f"population_lag[{s['to']}]"] = s["population_lag"]
+        if train_policy:
+            out[f"policy_lag[{s['to']}]"] = s["policy_lag"]
+        out[f"fit_change[{s['to']}]"] = s["fit_change_by_next_shift"]
+    return out | {f"change[{k}]": v for k, v in lost.items()}
 
 def _shifts(cfg: AgoraConfig, gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per norm change inside the run: lag of the population (and policy) and the fit gained."""
@@ -257,57 +273,5 @@ def _shifts(cfg: AgoraConfig, gens: list[dict[str, Any]]) -> list[dict[str, Any]
     return out
 
 
-def plot_norms(table: pl.DataFrame, cfg: AgoraConfig, out_dir: Path) -> list[str]:
-    from sim.plots import plt, save_png
-
-    gen = table["generation"].to_list()
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
-    ax = axes[0]
-    ax.plot(gen, table["mean_fit"], "-o", label="population")
-    ax.fill_between(gen, table["mean_fit"] - table["sd_fit"], table["mean_fit"] + table["sd_fit"], alpha=0.15)
-    if table["policy_fit"].is_not_nan().any():
-        ax.plot(gen, table["policy_fit"], "-s", label="policy")
-    for n in cfg.study.norms.schedule[1:]:
-        ax.axvline(n.generation - 0.5, color="k", ls="--", lw=0.8)
-        ax.text(n.generation - 0.45, ax.get_ylim()[1], n.name, fontsize=7, va="top")
-    ax.set_title("fit with the current norm (±1 sd)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax = axes[1]
-    axes_tracked = [n.axis for n in cfg.study.norms.schedule if n.axis] or list(MFQ_AXES)
-    for a in dict.fromkeys(axes_tracked):
-        ax.plot(gen, table[f"mean[{a}]"], "-o", label=a)
-    ax.set_title("population mean of the norms' value axes (MFQ, 0-5)", fontsize=9)
-    ax.legend(fontsize=7)
-    ax = axes[2]
-    for c in [c for c in table.columns if c.startswith("share[")]:
-        ax.plot(gen, table[c], "-o", label=c[6:-1])
-    ax.plot(gen, table["lineage_entropy"], "k--", label="cluster entropy")
-    ax.set_title("who is left: cluster shares and their entropy", fontsize=9)
-    ax.legend(fontsize=7)
-    for ax in axes:
-        ax.set_xlabel("generation")
-        ax.set_xticks(gen)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_png(fig, out_dir / "norms_tracking.png")
-    return ["norms_tracking.png"]
 
 
-def norms_report(out_dir: Path, summary: dict[str, Any]) -> list[str]:
-    from sim.report import config_block, figure, md_table, render, standard_sections
-
-    sched = md_table([{"from generation": n["generation"], "norm": n["name"], "principle": n["text"]}
-                      for n in summary["schedule"]])
-    cols = ["generation", "norm", "mean_fit", "sd_fit", "policy_fit", "lineage_entropy", "founders_alive",
-            "choice_entropy", "mfq_dispersion", "replaced"]
-    shifts = md_table(summary["shifts"]) if summary["shifts"] else "_(no norm change inside the run)_"
-    lost = md_table([{"figure": k, "last − first generation": v} for k, v in summary["pluralism_change"].items()])
-    sections = standard_sections(summary, "Agents are judged each generation for fit with the norm in force; the "
-                                          "least fit leave and offspring of the fittest (mutated worldviews) replace "
-                                          "them. Lag = generations until mean fit under a new norm rises by half the "
-                                          "between-agent sd at the shift (None: not within the run).")
-    sections += [("Norm schedule", sched), ("Tracking each shift", shifts), ("Per generation", md_table(summary["generations"], cols)),
-                 ("Pluralism lost along the way", lost), ("Plot", figure("norms_tracking.png", "Fit, value axes and "
-                                                                                             "cluster shares by generation")),
-                 ("Config", config_block(summary["config"]))]
-    return render(out_dir, f"agora evolving norms — {summary['run_id']}", sections)

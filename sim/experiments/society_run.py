@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
-import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -15,11 +12,15 @@ import numpy as np
 import polars as pl
 
 from agents.llm.base import LLMBackend
+from alignment.metrics import finite
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
-from sim.checkpoint import Checkpoint, runner, simulate
-from sim.config import AgoraConfig, LLMConfig
+from sim.checkpoint import runner, simulate
+from sim.config import AgoraConfig
+from sim.lifecycle import Run
+from sim.report.plots import plot_stance_shares
+from sim.report.society import society_report
 from sim.society import Society, check_per_step
 
 log = logging.getLogger(__name__)
@@ -28,48 +29,13 @@ OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet",
                 "metrics.parquet", "summary.json", "stance_shares.png",
                 "report.md", "report.html")
 # llm settings that say how to reach a model server, not what it computes: a resumed run may change them
-TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")
 
 
-def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
-    return {"device": cfg.device, "dtype": cfg.dtype, "max_batch_size": cfg.max_batch_size,
-            "max_batch_tokens": cfg.max_batch_tokens, "max_context_tokens": cfg.max_context_tokens,
-            "prefix_sharing": cfg.prefix_sharing, "prefix_cache_mb": cfg.prefix_cache_mb}
 
 
-def make_backend(cfg: LLMConfig) -> LLMBackend:
-    if cfg.backend == "embedded":
-        from agents.llm.embedded import EmbeddedBackend
-
-        return EmbeddedBackend(cfg.model_path, **embedded_options(cfg))
-    if cfg.backend == "openai_compatible":
-        from agents.llm.openai_compat import OpenAICompatibleBackend
-
-        assert cfg.base_url and cfg.model
-        return OpenAICompatibleBackend(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env,
-                                       timeout_s=cfg.timeout_s, max_retries=cfg.max_retries, backoff_s=cfg.backoff_s,
-                                       concurrency=cfg.concurrency)
-    from agents.llm.scripted import ScriptedBackend
-
-    return ScriptedBackend()
 
 
-def run_id_for(cfg: AgoraConfig) -> str:
-    """Deterministic: the same config and seed give the same id (so outputs are byte-identical)."""
-    settings = dataclasses.asdict(cfg)
-    settings["sim"].pop("progress")  # display only: must not change the id or the bytes
-    settings.pop("resume")  # how a run is continued is not what it is
-    settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
-    settings.pop("calibration")  # nor does the label-quality gate, nor whether a failed gate stops the run
-    settings["alignment"].pop("require_informative_labels")
-    for k in TRANSPORT_KEYS:  # where the model is served from and how patiently: not what the run is
-        settings["llm"].pop(k)
-    blob = json.dumps(settings, sort_keys=True, default=str)
-    return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
-
-def _finite(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 6)
 
 
 def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall: float) -> dict[str, Any]:
@@ -98,27 +64,27 @@ def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall
             "transcript_messages": len(society.transcripts), "preferences": len(prefs),
         },
         "throughput": {
-            "stances_per_s": _finite(rate("stance")), "preferences_per_s": _finite(rate("judge")),
-            "debate_messages_per_s": _finite(rate("debate")), "phase_seconds": {k: round(v, 2) for k, v in clock.seconds.items()},
+            "stances_per_s": finite(rate("stance")), "preferences_per_s": finite(rate("judge")),
+            "debate_messages_per_s": finite(rate("debate")), "phase_seconds": {k: round(v, 2) for k, v in clock.seconds.items()},
         },
         "judge": {
-            "position_flip_rate": _finite(flips["position_flip"].mean()) if len(flips) else None,
-            "label_informativeness_mean_abs_p_minus_half": _finite((prefs["p_a"] - 0.5).abs().mean()) if len(prefs) else None,
-            "share_confident_labels_abs_gt_0.1": _finite(((prefs["p_a"] - 0.5).abs() > 0.1).mean()) if len(prefs) else None,
-            "p_a_std": _finite(prefs["p_a"].std()) if len(prefs) > 1 else None,
+            "position_flip_rate": finite(flips["position_flip"].mean()) if len(flips) else None,
+            "label_informativeness_mean_abs_p_minus_half": finite((prefs["p_a"] - 0.5).abs().mean()) if len(prefs) else None,
+            "share_confident_labels_abs_gt_0.1": finite(((prefs["p_a"] - 0.5).abs() > 0.1).mean()) if len(prefs) else None,
+            "p_a_std": finite(prefs["p_a"].std()) if len(prefs) > 1 else None,
             # an exact 0.5 is a tie (two identical answers, or a model that cannot tell): counted, never hidden
             "labels_exactly_half": int((prefs["p_a"] == 0.5).sum()) if len(prefs) else 0,
             "stances_exactly_half": int((stances["p_a"] == 0.5).sum()) if len(stances) else 0,
-            "revision_preferred_rate": _finite(prefs.filter(pl.col("pair_kind") == "revision")["p_a"].gt(0.5).mean())
+            "revision_preferred_rate": finite(prefs.filter(pl.col("pair_kind") == "revision")["p_a"].gt(0.5).mean())
             if len(prefs.filter(pl.col("pair_kind") == "revision")) else None,
         },
-        "stance_text_agreement": _finite((initial.filter(pl.col("parsed_ok"))
+        "stance_text_agreement": finite((initial.filter(pl.col("parsed_ok"))
                                           .select((pl.col("text_choice") == pl.col("choice")).mean()).item())
                                          if int(initial["parsed_ok"].sum()) else float("nan")),
         "steerability": {
-            "mean_cluster_share_spread": _finite(spread["share_spread"].mean()),
-            "mean_cluster_p_a_spread": _finite(spread["p_a_spread"].mean()),
-            "by_cluster": {r["cluster"]: {"share_a": _finite(r["share_a"]), "p_a": _finite(r["p_a"])}
+            "mean_cluster_share_spread": finite(spread["share_spread"].mean()),
+            "mean_cluster_p_a_spread": finite(spread["p_a_spread"].mean()),
+            "by_cluster": {r["cluster"]: {"share_a": finite(r["share_a"]), "p_a": finite(r["p_a"])}
                            for r in by_cluster.iter_rows(named=True)},
         },
         "network": {"kind": society.cfg.network.kind, "edges": society.graph.number_of_edges(),
@@ -148,48 +114,30 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     check_per_step(cfg, dilemmas)  # before any model work
     constitution = load_constitution(cfg.constitution.name)
-    run_id = run_id_for(cfg)
-    ckpt = Checkpoint(out_dir, run_id, "society", cfg, None, resume=bool(cfg.resume))  # refuses before the model loads
-    backend = backend or make_backend(cfg.llm)
-    ckpt.track(backend.stats)
-    from alignment.calibration import start
-
-    quality = start(cfg, backend, ckpt)
-    society = Society(cfg, dilemmas, constitution, backend, run_id=run_id)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    midway = ckpt.extra("society")
+    run = Run.start(cfg, out_dir, "society", backend)
+    society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id)
+    midway = run.ckpt.extra("society")
     resumed_from = midway["state"]["steps"] if midway else None
     if midway:
         log.info("resuming %s after step %d of %d", society.run_id, resumed_from, cfg.sim.steps)
-    simulate(society, ckpt, "society")  # checkpoints after every step
+    simulate(society, run.ckpt, "society")  # checkpoints after every step
     stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
     store.write_feedback(out_dir, stances, transcripts, prefs)
     store.write_parquet(metrics, out_dir / "metrics.parquet")
-    from sim.plots import plot_stance_shares
-
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
-    summary = summarise(society, prefs, stances, ckpt.wall_seconds)
+    summary = summarise(society, prefs, stances, run.ckpt.wall_seconds)
     summary["resumed_after_step"] = resumed_from
-    summary["label_quality"] = quality
-    summary["config"] = dataclasses.asdict(cfg)
     summary["seed"] = cfg.seed
     summary["outputs"] = list(OUTPUT_FILES)
     summary["cluster_sizes"] = {c: int(n) for c, n in zip(*np.unique(society.clusters, return_counts=True), strict=True)}
     if cfg.eval.suites:
-        from alignment.evaluate import evaluate
+        from sim.experiments.evaluate import evaluate
 
-        summary["eval"] = evaluate(cfg, backend, out_dir)
-    summary["kind"] = "society"
+        summary["eval"] = evaluate(cfg, run.backend, out_dir)
     summary["headline"] = headline(summary)
-    from sim.report import society_report
-
-    society_report(out_dir, summary)
-    store.write_json(summary, out_dir / "summary.json")
-    ckpt.finish()  # summary.json now marks the run complete
-    return summary
-
+    return run.finish(summary, society_report)
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
     """The figures ``agora-report`` compares across society runs."""

@@ -1,0 +1,74 @@
+"""The pluralism experiment's plots and report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from agents.worldview import cluster_label
+from sim.report.plots import save_png
+from sim.report.render import (
+    config_block,
+    figure,
+    fmt_interval,
+    md_table,
+    quote,
+    render,
+    standard_sections,
+)
+
+
+def plot_pluralism(metrics: dict[str, Any], names: list[str], out_dir: Path) -> list[str]:
+    from sim.report.plots import plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    conds = list(metrics["conditions"])
+    vals = [metrics["conditions"][c]["entropy"] for c in conds]
+    mid = [v["value"] or 0 for v in vals]
+    err = [[m - (v["low"] if v["low"] is not None else m) for m, v in zip(mid, vals, strict=True)],
+           [(v["high"] if v["high"] is not None else m) - m for m, v in zip(mid, vals, strict=True)]]
+    ax1.bar(conds, mid, yerr=err, capsize=4, color=["#999999", "#4c72b0", "#55a868"][:len(conds)])
+    ax1.set_ylim(0, 1.05)
+    ax1.set_ylabel("perspective entropy (0 = one view, 1 = all equally)")
+    ax1.set_title("Perspective diversity per answer (95% bootstrap CI)", fontsize=9)
+    bottom = np.zeros(len(conds))
+    colours = plt.get_cmap("tab10")
+    for k, n in enumerate(names):
+        share = np.array([metrics["conditions"][c]["mean_distribution"].get(n) or 0 for c in conds])
+        ax2.bar(conds, share, bottom=bottom, label=cluster_label(n), color=colours(k % 10))
+        bottom += share
+    ax2.set_ylabel("mean share of the judged perspective")
+    ax2.set_title("Whose perspective the answers reflect", fontsize=9)
+    ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    save_png(fig, out_dir / "pluralism_entropy.png")
+    return ["pluralism_entropy.png"]
+
+
+def pluralism_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFrame) -> list[str]:
+
+    names = summary["clusters"]
+    rows = [{"condition": c, "answers": v["answers"], "PDS entropy [95% CI]": v["entropy"],
+             "pooled entropy": v["pooled_entropy"], **{cluster_label(n): v["mean_distribution"].get(n) for n in names}}
+            for c, v in summary["conditions"].items()]
+    diffs = [{"difference": k, "mean [95% CI]": v, "permutation p": v["permutation_p"]}
+             for k, v in summary["differences"].items()]
+    acc = summary.get("classifier_member_accuracy")
+    validity = (f"The judge named a panel member's own cluster for {fmt_interval(acc)} of {acc['n']} member answers "
+                f"(chance {acc['chance']:.2f}). Near chance, the perspective distributions say more about the judge "
+                "than about the answers." if acc else "")
+    d0 = answers["dilemma_id"][0]
+    sample = "\n\n".join(f"*{r['condition']}*{' — ' + str(r['cluster']) if r['cluster'] else ''} (entropy "
+                         f"{r['entropy']:.2f}, judged {r['top']}):\n\n{quote(r['text'])}"
+                         for r in answers.filter(pl.col("dilemma_id") == d0).iter_rows(named=True))
+    sections = standard_sections(summary, f"{summary['dilemmas']} dilemmas answered three ways: one model alone, the "
+                                          "same model told to weigh every cluster's view, and a panel of agents from "
+                                          "different clusters merged by a synthesiser.")
+    sections += [("Perspective entropy per condition", md_table(rows)), ("Paired differences (per dilemma)", md_table(diffs)),
+                 ("Is the judge able to tell perspectives apart?", validity),
+                 ("Plot", figure("pluralism_entropy.png", "PDS entropy per condition and the judged perspective mix")),
+                 (f"Sample answers (dilemma `{d0}`)", sample), ("Config", config_block(summary["config"]))]
+    return render(out_dir, f"agora pluralism — {summary['run_id']}", sections)

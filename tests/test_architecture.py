@@ -1,0 +1,56 @@
+"""The dependency direction: scenarios → agents → alignment → sim core → sim.report → sim.experiments
+→ sim.cli. A module may import its own layer and those before it, never one after (lazy imports
+inside functions count too: they are cycles waiting to happen)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYERS = ["scenarios", "agents", "alignment", "sim", "sim.report", "sim.experiments", "sim.cli"]
+PACKAGES = ("scenarios", "agents", "alignment", "sim")
+
+
+def layer(module: str) -> int | None:
+    """The index in LAYERS of the longest prefix that names ``module``'s layer (None: not ours)."""
+    best = None
+    for i, name in enumerate(LAYERS):
+        if module == name or module.startswith(name + "."):
+            if best is None or len(name) > len(LAYERS[best]):
+                best = i
+    return best
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # ``from sim import store`` imports the module sim.store
+            out += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return out
+
+
+def modules() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_imports_point_one_way(path):
+    name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    own = layer(name)
+    bad = [f"line {n}: {m} ({LAYERS[layer(m)]})" for n, m in imports(path)
+           if layer(m) is not None and layer(m) > own]
+    assert not bad, f"{name} ({LAYERS[own]}) imports a later layer: " + "; ".join(bad)
+
+
+def test_the_check_sees_a_backward_import(tmp_path):
+    """The rule itself: a core module importing an experiment is caught."""
+    bad = tmp_path / "m.py"
+    bad.write_text("def f():\n    from sim.experiments.pluralism import run_pluralism\n")
+    assert [layer(m) for _, m in imports(bad)] == [LAYERS.index("sim.experiments")]
+    assert layer("sim.society") == LAYERS.index("sim") < LAYERS.index("sim.report") == layer("sim.report.render")
