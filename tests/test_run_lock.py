@@ -13,8 +13,9 @@ import pytest
 from agents.llm.base import BackendError
 from agents.llm.scripted import ScriptedBackend
 from scenarios.dilemma import InputError
-from sim.checkpoint import CHECKPOINT, LOCK, Checkpoint, read_checkpoint
+from sim.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
 from sim.config import AgoraConfig
+from sim.lock import LOCK
 from sim.run import run
 
 ROOT = Path(__file__).resolve().parents[1]
