@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # (tokenisation happens outside forward passes, sampling after them, Mesa/parquet outside the LLM).
 BUCKETS = {
     "model forward (torch)": [("modeling_llama.py", "forward@LlamaForCausalLM")],
-    "tokenisation + chat template": [("embedded.py", "_prompt_ids"), ("tokenization_utils_base.py", "decode")],
-    "sampling": [("embedded.py", "_sample")],
-    "prefix planning + padding": [("embedded.py", "plan_prefix_groups"), ("embedded.py", "_left_pad")],
+    "tokenisation + chat template": [("embedded/engine.py", "_prompt_ids"), ("tokenization_utils_base.py", "decode")],
+    "sampling": [("embedded/decode.py", "_sample")],
+    "prefix planning + padding": [("embedded/prefix.py", "plan_prefix_groups"), ("embedded/engine.py", "_left_pad")],
     "Mesa bookkeeping (DataCollector)": [("datacollection.py", "collect")],
     "society set-up (population, graph)": [("society.py", "__init__")],
     "parquet + json writing": [("store.py", "write_feedback"), ("store.py", "write_json")],

@@ -22,7 +22,6 @@ back identically whether or not the run stopped (every result goes through one J
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import json
@@ -34,7 +33,6 @@ import shutil
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,13 +40,13 @@ from agents.llm.base import BackendStats
 from scenarios.dilemma import read_bytes
 from scenarios.errors import InputError
 from sim import store
+from sim.lock import FolderLock
 
 if TYPE_CHECKING:
     from sim.society import Society
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_DIR = "checkpoint.d"
-LOCK = ".agora.lock"  # held (flock) for a run's life; the kernel drops it when the process dies, even by kill -9
 ROW_TABLES = ("stances", "transcripts", "preferences")
 MAX_CHECKPOINT_BYTES = 2**30  # checkpoint.json holds counters, RNG states and small extras (rows live in rows.jsonl)
 STAGE_FILE = re.compile(r"stage\d{4}\.json")
@@ -133,73 +131,6 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     return state
 
 
-def _holder_line(fd: int) -> str:
-    """``pid N, started T`` from an open lock file (what its holder wrote), or what is known."""
-    try:
-        info = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"pid {int(info['pid'])}, started {info['started']}"
-    except (OSError, ValueError, KeyError, TypeError):  # the holder is still writing it
-        return "pid unknown"
-
-
-def _in_use(out_dir: Path, fd: int) -> InputError:
-    return InputError(f"{out_dir}: in use by another run ({_holder_line(fd)}); "
-                      f"wait for it to end (or kill it) before running or resuming into this folder")
-
-
-def check_unlocked(out_dir: Path) -> None:
-    """Raise :class:`InputError` if a running run holds ``out_dir``'s lock; changes nothing in the folder.
-    The CLI asks before Hydra writes ``.hydra/`` and ``cli.log`` there (the lock itself is taken later, by
-    :class:`Checkpoint`, which is what keeps two runs apart)."""
-    try:
-        fd = os.open(out_dir / LOCK, os.O_RDONLY)
-    except OSError:
-        return  # no lock file: no run holds the folder
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _in_use(out_dir, fd) from None
-    finally:
-        os.close(fd)  # also drops the probe's shared lock
-
-
-class FolderLock:
-    """An exclusive ``flock`` on ``out_dir/.agora.lock``, which records the holder's pid and start time.
-
-    Released (file removed first, so a finished folder holds only its outputs) by :meth:`release`, or by
-    the kernel when the holder dies. A run that opened the file just before it was removed locks an
-    unlinked inode: it notices (the path names another inode, or none) and opens it again.
-    """
-
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / LOCK
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                err = _in_use(out_dir, fd)
-                os.close(fd)
-                raise err from None
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        self.fd: int | None = fd
-        os.ftruncate(fd, 0)
-        started = datetime.now().astimezone().isoformat(timespec="seconds")
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "started": started}).encode(), 0)
-
-    def release(self) -> None:
-        if self.fd is not None:
-            self.path.unlink(missing_ok=True)  # while still held: no other run can have it yet
-            os.close(self.fd)
-            self.fd = None
-
-
 _OPENED: ContextVar[list[Checkpoint] | None] = ContextVar("_OPENED", default=None)
 
 
@@ -238,7 +169,7 @@ class Checkpoint:
         stats: the backend counters; restored on resume, saved with every write.
         resume: load the folder's checkpoint (required to exist) instead of starting afresh.
 
-    Takes the folder's lock (:class:`FolderLock`) before reading anything: a second run into the folder,
+    Takes the folder's lock (:class:`~sim.lock.FolderLock`) before reading anything: a second run into the folder,
     or a resume while the run still goes, is an :class:`InputError` naming the holder. Released by
     :meth:`finish`, by :meth:`release` (the :func:`runner` decorator calls it), or when the process dies.
     """

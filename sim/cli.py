@@ -185,7 +185,7 @@ def check_run_dir_free(argv: list[str]) -> None:
     """Fail (one line, exit 2) if a running run holds the folder this command would write into, before
     Hydra appends to its ``cli.log`` and rewrites its ``.hydra/``: ``resume=DIR``, or a literal
     ``hydra.run.dir=DIR`` (a timestamped default folder is new). The run's own lock decides the rest."""
-    from sim.checkpoint import check_unlocked
+    from sim.lock import check_unlocked
 
     value = lambda key: [a.split("=", 1)[1].strip("'\"") for a in argv if "=" in a and _key(a) == key]  # noqa: E731
     dirs = [d for d in (value("resume") or value("hydra.run.dir"))[-1:] if d and "${" not in d]

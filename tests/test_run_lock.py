@@ -13,9 +13,10 @@ import pytest
 from agents.llm.base import BackendError
 from agents.llm.scripted import ScriptedBackend
 from scenarios.errors import InputError
-from sim.checkpoint import CHECKPOINT, LOCK, Checkpoint, read_checkpoint
+from sim.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
 from sim.config import AgoraConfig
 from sim.experiments.society_run import run
+from sim.lock import LOCK
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["llm=scripted", "experiment=tiny", "population.size=8", "sim.steps=3", "sim.progress=false"]

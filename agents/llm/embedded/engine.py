@@ -1,0 +1,132 @@
+"""The embedded engine's shared core: tokenisation, left padding, and the prefill that starts
+each prompt from the prefix cache. :class:`~agents.llm.embedded.decode.Decoder` and
+:class:`~agents.llm.embedded.score.Scorer` build on it; the backend combines the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agents.llm.base import BackendStats, ChatMessage
+from agents.llm.embedded.prefix import PrefixCache
+
+
+class ForwardEngine:
+    """Forward passes of one loaded causal LM; the state is set by
+    :class:`~agents.llm.embedded.backend.EmbeddedBackend`, which documents its settings."""
+
+    tokenizer: Any
+    model: Any
+    device: torch.device
+    model_path: Path
+    stop_ids: list[int]
+    max_batch_size: int
+    max_batch_tokens: int
+    max_context_tokens: int
+    prefix_sharing: bool
+    prefix_cache_mb: int
+    stats: BackendStats
+    _prefix_cache: PrefixCache
+
+    @property
+    def _cache(self) -> PrefixCache | None:
+        return self._prefix_cache if self.prefix_sharing and self.prefix_cache_mb > 0 else None
+
+    def _on_idle(self) -> None:
+        """Called after each direct batch call; the backend empties the prefix cache there."""
+
+    # -- tokenisation ---------------------------------------------------------------------------
+    def _prompt_ids(self, messages: Sequence[ChatMessage], prefix: str = "") -> list[int]:
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        text = self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
+
+    def _fit(self, ids: list[int], budget: int) -> list[int]:
+        """Truncation rule: keep the first quarter of the budget (system prompt, persona) and the
+        last three quarters (the question being asked); drop the middle."""
+        if len(ids) <= budget:
+            return ids
+        self.stats.truncated_prompts += 1
+        head = budget // 4
+        return ids[:head] + ids[len(ids) - (budget - head):]
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _prefill(self, seqs: list[list[int]], limits: list[int], keep: int = 1):
+        """Forward ``seqs`` as one left-padded batch, each starting from the KV of its longest
+        prefix in the prefix cache (at most ``limits[i]`` tokens: positions whose logits are needed
+        are always forwarded), and store the new prompts' KV in the cache.
+
+        Returns ``(output, cache, mask)``; ``output`` (the logits) is None unless every sequence was
+        forwarded, i.e. unless some were cached whole (possible only where ``limits[i] == len(seqs[i])``).
+        """
+        from transformers import DynamicCache
+
+        dev, n, store = self.device, len(seqs), self._cache
+        hits = [store.find(s, lim) if store is not None else (0, None) for s, lim in zip(seqs, limits, strict=True)]
+        width = max(h for h, _ in hits)
+        p_mask = torch.zeros((n, width), dtype=torch.long, device=dev)
+        if width:
+            shape = next(t.shape for h, t in hits if h)
+            past = torch.zeros((shape[0], 2, n, shape[2], width, shape[4]), dtype=self.model.dtype, device=dev)
+            for i, (h, t) in enumerate(hits):
+                if h:
+                    past[:, :, i, :, width - h:] = t[:, :, :, :h]
+                    p_mask[i, width - h:] = 1
+            cache = DynamicCache(ddp_cache_data=[(past[layer, 0], past[layer, 1]) for layer in range(shape[0])])
+            self.stats.cached_prompt_tokens += sum(h for h, _ in hits)
+        else:
+            cache = DynamicCache()
+        rest = [s[h:] for s, (h, _) in zip(seqs, hits, strict=True)]
+        run = [i for i, r in enumerate(rest) if r]  # rows cached whole are not forwarded (no padded rows)
+        if not run:
+            return None, cache, p_mask
+        sub, sub_mask = cache, p_mask
+        if len(run) < n:
+            index = torch.tensor(run, device=dev)
+            sub = DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers]
+                               if width else None)
+            sub_mask = p_mask[index]
+        self.stats.prompt_tokens += sum(len(rest[i]) for i in run)
+        ids, r_mask = self._left_pad([rest[i] for i in run])
+        pos = torch.tensor([hits[i][0] for i in run], device=dev)[:, None] + (r_mask.cumsum(-1) - 1).clamp(min=0)
+        mask = torch.cat([sub_mask, r_mask], dim=1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=sub,
+                         use_cache=True, logits_to_keep=keep)
+        if store is not None:
+            for b, i in enumerate(run):
+                store.store(seqs[i], lambda k, b=b: self._row_kv(sub, mask, b, k))
+        if len(run) == n:
+            return out, sub, mask
+        full_mask = torch.cat([p_mask, torch.zeros_like(r_mask[:1]).expand(n, -1)], dim=1)
+        full_mask[index] = mask
+        layers = []
+        for k, new in enumerate(sub.layers):
+            kv = []
+            for j, b in enumerate((new.keys, new.values)):
+                t = torch.zeros((n, *b.shape[1:]), dtype=b.dtype, device=dev)
+                if width:
+                    t[:, :, :width] = (cache.layers[k].keys, cache.layers[k].values)[j]
+                t[index] = b
+                kv.append(t)
+            layers.append(tuple(kv))
+        return None, DynamicCache(ddp_cache_data=layers), full_mask
+
+    @staticmethod
+    def _row_kv(cache, mask: torch.Tensor, row: int, n: int) -> torch.Tensor:
+        """Row ``row``'s first ``n`` real tokens' KV as ``[layers, 2, kv_heads, n, head_dim]``."""
+        cols = torch.nonzero(mask[row]).flatten()[:n]
+        return torch.stack([torch.stack((layer.keys[row][:, cols], layer.values[row][:, cols]))
+                            for layer in cache.layers])
