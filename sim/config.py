@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from agents.scoring import READERS
-from alignment.dpo import DPOConfig
-from alignment.reward import RewardConfig
+from alignment.config import DPOConfig, RewardConfig
 
 BACKENDS = ("embedded", "openai_compatible", "scripted")
 NETWORKS = ("small_world", "scale_free", "complete")
@@ -283,8 +282,8 @@ class AlignmentConfig:
         require_informative_labels: stop before training when the calibration slice's judge accuracy
             interval does not clear chance (else the run says so in one line and goes on).
         balance_clusters: down-sample so every author cluster contributes equally.
-        reward: reward-model settings (see ``alignment/reward.py``).
-        dpo: DPO settings (see ``alignment/dpo.py``).
+        reward: reward-model settings (see ``alignment/config.py``).
+        dpo: DPO settings (see ``alignment/config.py``).
     """
 
     generations: int = 0
