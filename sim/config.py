@@ -96,7 +96,7 @@ class PopulationConfig:
         spread: within-cluster noise in units of the cluster's between-country standard deviation.
     """
 
-    size: int = 16
+    size: int = 12
     clusters: list[str] = field(default_factory=lambda: ["protestant_europe", "english_speaking", "confucian",
                                                          "islamic"])
     weights: list[float] = field(default_factory=list)
@@ -244,7 +244,7 @@ class SimConfig:
         progress: show progress bars.
     """
 
-    steps: int = 3
+    steps: int = 2
     debate_rounds: int = 1
     group_size: int = 3
     critique: bool = True

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
+import typing
+
+import yaml
 
 from tests.conftest import ROOT
 
@@ -14,3 +18,45 @@ def test_importing_the_config_loads_no_torch_and_leaves_the_hub_setting_alone():
              "os.environ.get('HF_HUB_OFFLINE'))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "None"]
+
+
+# -- one source of truth: conf/ group files hold only what names their option -----------------------------
+CONF = ROOT / "conf"
+SELECTORS = {"llm": "backend", "network": "kind", "constitution": "name"}  # the key that names each option
+
+
+def group_classes() -> dict[str, type]:
+    from sim.config import AgoraConfig
+
+    hints = typing.get_type_hints(AgoraConfig)
+    return {d.name: hints[d.name] for d in sorted(CONF.iterdir()) if d.is_dir() and d.name in hints}
+
+
+def composed(*overrides: str) -> dict:
+    from hydra import compose, initialize_config_module
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from sim.config import AgoraConfig
+
+    ConfigStore.instance().store(name="agora_schema", node=AgoraConfig)  # as the CLI registers it
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)))
+
+
+def test_the_cli_default_config_is_the_dataclass_default():
+    from sim.config import AgoraConfig
+
+    assert composed() == dataclasses.asdict(AgoraConfig())
+
+
+def test_every_group_option_is_its_dataclass_with_only_what_names_it_changed():
+    classes = group_classes()
+    assert set(classes) == {"llm", "population", "network", "scenario", "constitution", "sim"}
+    for group, cls in classes.items():
+        default = dataclasses.asdict(cls())
+        for path in sorted((CONF / group).glob("*.yaml")):
+            values = yaml.safe_load(path.read_text()) or {}
+            restated = {k: v for k, v in values.items() if k != SELECTORS.get(group) and default[k] == v}
+            assert not restated, f"{path.relative_to(ROOT)} restates dataclass defaults {restated}"
+            assert composed(f"{group}={path.stem}")[group] == dataclasses.asdict(cls(**values)), path
