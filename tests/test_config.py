@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import typing
@@ -60,3 +61,22 @@ def test_every_group_option_is_its_dataclass_with_only_what_names_it_changed():
             restated = {k: v for k, v in values.items() if k != SELECTORS.get(group) and default[k] == v}
             assert not restated, f"{path.relative_to(ROOT)} restates dataclass defaults {restated}"
             assert composed(f"{group}={path.stem}")[group] == dataclasses.asdict(cls(**values)), path
+
+
+# -- constitution=NAME for every bundled constitution -----------------------------------------------------
+def test_every_bundled_constitution_is_a_group_option():
+    from scenarios.constitution import bundled_constitutions
+
+    assert sorted(p.stem for p in (CONF / "constitution").glob("*.yaml")) == bundled_constitutions()
+    for name in bundled_constitutions():
+        assert composed(f"constitution={name}")["constitution"]["name"] == name
+
+
+def test_the_readme_constitution_options_compose_as_written():
+    readme = (ROOT / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `constitution` |"))
+    options = re.findall(r"`(\w+)`", row.split("|")[2].split(" or ")[0])
+    overrides = {f"constitution={o}" for o in options} | set(re.findall(r"constitution=\w+", readme))
+    assert {"constitution=single_care", "constitution=none"} <= overrides
+    for override in sorted(overrides):
+        assert composed(override)["constitution"]["name"] == override.split("=")[1], override
