@@ -24,6 +24,7 @@ from agents import prompts
 from agents.llm.base import LLMBackend, ScoreRequest
 from agents.scoring import PairReading, read_judgment, read_likelihood, read_pair, read_stance, scorer
 from agents.worldview import Worldview
+from alignment.config import EVAL_SUITES, EvalConfig
 from alignment.metrics import (
     binary_entropy,
     bootstrap_interval,
@@ -36,7 +37,7 @@ from alignment.metrics import (
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import BUNDLED_DIR, Dilemma, InputError
 from scenarios.external import HHHItem, load_hhh, load_moralchoice
-from sim.config import EVAL_SUITES, AgoraConfig, EvalConfig
+from sim.config import AgoraConfig
 from sim.seeding import child_rng
 from sim.society import population
 

@@ -36,12 +36,13 @@ from alignment.metrics import binary_entropy, normalised_entropy
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
 from sim.checkpoint import Checkpoint, runner
-from sim.config import AgoraConfig, NormConfig
+from sim.config import AgoraConfig
 from sim.pluralism import sample_dilemmas
 from sim.rating import finite, p_yes
 from sim.run import embedded_options, make_backend, run_id_for
 from sim.seeding import child_rng, child_seed
 from sim.society import population
+from sim.study_config import NormConfig
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import pytest
 
 from agents.llm.base import ScoreRequest
 from agents.llm.scripted import ScriptedBackend
+from alignment.config import EvalConfig
 from alignment.evaluate import evaluate, hhh_metrics, score_hhh, score_stances, steerability
 from alignment.metrics import (
     binary_entropy,
@@ -24,7 +25,7 @@ from alignment.metrics import (
 )
 from scenarios.dilemma import Dilemma, InputError
 from scenarios.external import load_hhh, load_moralchoice
-from sim.config import AgoraConfig, EvalConfig, PopulationConfig
+from sim.config import AgoraConfig, PopulationConfig
 from tests.conftest import tiny_config
 
 REPLY = re.compile(r"Reply \((A|B)\):\n<<<(.*?)>>>", re.S)
