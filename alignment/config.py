@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(frozen=True)
 class RewardConfig:
     """Reward-model training.
 
@@ -34,7 +34,7 @@ class RewardConfig:
     device: str = "auto"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DPOConfig:
     """DPO fine-tuning.
 
@@ -66,7 +66,7 @@ class DPOConfig:
 EVAL_SUITES = ("hhh", "moralchoice", "steerability")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalConfig:
     """Validity against external ground truth (``agora-eval``, or ``eval.suites=[...]`` on any run).
 
@@ -106,7 +106,7 @@ class EvalConfig:
             raise ValueError("eval.hhh_items and eval.scenarios must be >= 0, permutations >= 1, bootstrap >= 100")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CalibrationConfig:
     """The label-quality gate every run starts with: its stance and judge readers scored on a small
     seeded slice of external ground truth (MoralChoice low-ambiguity, bundled; HHH if asked for and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -18,10 +19,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agents.llm.base import BackendError
 from scenarios.dilemma import InputError
-from sim.config import AgoraConfig
+from sim.config import AgoraConfig, schema
 from sim.store import SchemaError
 
-ConfigStore.instance().store(name="agora_schema", node=AgoraConfig)
+ConfigStore.instance().store(name="agora_schema", node=schema())
 log = logging.getLogger("agora")
 
 
@@ -199,13 +200,12 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
     from sim.checkpoint import CHECKPOINT
 
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(AgoraConfig), state["config"], OmegaConf.from_dotlist(kept))
+        merged = OmegaConf.merge(schema(), state["config"], OmegaConf.from_dotlist(kept))
         cfg = OmegaConf.to_object(merged)
     except Exception as exc:  # OmegaConf type errors and __post_init__ checks, as in typed_config
         fail(f"{out / CHECKPOINT}: the stored config is not valid: {str(exc).strip().splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
-    cfg.resume = str(out)
-    return cfg, out
+    return dataclasses.replace(cfg, resume=str(out)), out
 
 
 def _key(override: str) -> str:

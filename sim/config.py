@@ -9,6 +9,7 @@ fails before any work starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from agents.scoring import READERS
 from alignment.config import CalibrationConfig, DPOConfig, EvalConfig, RewardConfig
@@ -18,7 +19,7 @@ BACKENDS = ("embedded", "openai_compatible", "scripted")
 NETWORKS = ("small_world", "scale_free", "complete")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LLMConfig:
     """The model every agent and judge uses.
 
@@ -88,7 +89,7 @@ class LLMConfig:
                              "llm.backoff_s >= 0")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PopulationConfig:
     """Who is in the society (see ``agents/data/clusters.json`` for cluster names).
 
@@ -111,7 +112,7 @@ class PopulationConfig:
         PopulationSpec(size=self.size, clusters=tuple(self.clusters), weights=tuple(self.weights), spread=self.spread)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NetworkConfig:
     """The social graph (networkx, always seeded from the run's seed).
 
@@ -138,7 +139,7 @@ class NetworkConfig:
             raise ValueError("network.k must be >= 2 and network.m >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScenarioConfig:
     """What the society faces.
 
@@ -157,7 +158,7 @@ class ScenarioConfig:
             raise ValueError("scenario.per_step must be >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CollectiveConfig:
     """A constitution the agents write themselves (generations runs): before each generation every
     ``proposers`` agents draft a principle, everyone approves or not each candidate (the current
@@ -191,7 +192,7 @@ class CollectiveConfig:
             raise ValueError("constitution.collective.proposers and keep must be >= 1, approve_above in (0, 1)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConstitutionConfig:
     """Principles for critique and judging.
 
@@ -205,7 +206,7 @@ class ConstitutionConfig:
     collective: CollectiveConfig = field(default_factory=CollectiveConfig)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TokenBudget:
     """New tokens per reply, by phase (SmolLM2 on 2 CPU cores makes ~90 tokens/s at batch 32)."""
 
@@ -220,7 +221,7 @@ class TokenBudget:
             raise ValueError(f"sim.tokens.* must be in [1, 4096], got {bad}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SimConfig:
     """How each step runs.
 
@@ -270,7 +271,7 @@ class SimConfig:
             raise ValueError("sim.steps must be >= 1, sim.debate_rounds >= 0, sim.group_size >= 2")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AlignmentConfig:
     """The feedback loop (``agora experiment=evolve``).
 
@@ -303,7 +304,7 @@ class AlignmentConfig:
             raise ValueError("alignment.generations must be >= 0, policy_share in [0, 1], eval_fraction in (0, 1)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AgoraConfig:
     """A whole run.
 
@@ -336,3 +337,25 @@ class AgoraConfig:
         if self.alignment.require_informative_labels and not (c.enabled and (c.judge_items or c.hhh_items)):
             raise ValueError("alignment.require_informative_labels=true needs the label-quality gate's judge slice "
                              "(calibration.enabled=true with calibration.judge_items or hhh_items > 0)")
+
+
+def schema() -> Any:
+    """``AgoraConfig`` as the schema Hydra composes into: typed, unknown keys refused, but writable.
+
+    OmegaConf marks the node of a frozen dataclass read-only, which would refuse every group file and
+    command-line override ("Cannot change read-only config container"); the objects that
+    ``OmegaConf.to_object`` builds from the composed config are frozen all the same.
+    """
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    def thaw(node: Any) -> None:
+        OmegaConf.set_readonly(node, False)
+        children = [node[k] for k in node] if isinstance(node, DictConfig) else list(node)
+        for child in children:
+            if isinstance(child, DictConfig | ListConfig):
+                thaw(child)
+
+    root = OmegaConf.structured(AgoraConfig)
+    thaw(root)
+    return root
+

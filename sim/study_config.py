@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PluralismConfig:
     """``experiment=pluralism`` (after WorldView-Bench): per dilemma, (a) one model answering alone,
     (b) the same model told to weigh several cultures (contextual multiplexity), (c) a panel of
@@ -34,7 +34,7 @@ class PluralismConfig:
             raise ValueError("study.pluralism.dilemmas and panel_size must be >= 2, token budgets >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class NormConfig:
     """One entry of a norm schedule: from ``generation`` on, agents are judged for fit with this norm.
 
@@ -53,7 +53,7 @@ class NormConfig:
     axis: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class NormsConfig:
     """``experiment=evolving_norms`` (after EvolutionaryAgent and ProgressGym).
 
@@ -96,7 +96,7 @@ class NormsConfig:
                 raise ValueError(f"norm '{n.name}': give exactly one of principle or cluster")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AblationConfig:
     """``experiment=constitution_ablation``: one society's answer pairs judged again under each
     constitution; does each move preferences (and a reward model trained on them) toward what it names?
@@ -114,7 +114,7 @@ class AblationConfig:
             raise ValueError("study.ablation.constitutions must include 'none' (the reference) and at least one other")
 
 
-@dataclass
+@dataclass(frozen=True)
 class StudyConfig:
     """Which experiment a run is (the ``experiment=`` presets set it).
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import typing
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -33,16 +34,22 @@ def group_classes() -> dict[str, type]:
     return {d.name: hints[d.name] for d in sorted(CONF.iterdir()) if d.is_dir() and d.name in hints}
 
 
-def composed(*overrides: str) -> dict:
+def compose_config(*overrides: str):
+    """The ``DictConfig`` the CLI gets for these overrides."""
     from hydra import compose, initialize_config_module
     from hydra.core.config_store import ConfigStore
+
+    from sim.config import schema
+
+    ConfigStore.instance().store(name="agora_schema", node=schema())  # as the CLI registers it
+    with initialize_config_module(config_module="conf", version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def composed(*overrides: str) -> dict:
     from omegaconf import OmegaConf
 
-    from sim.config import AgoraConfig
-
-    ConfigStore.instance().store(name="agora_schema", node=AgoraConfig)  # as the CLI registers it
-    with initialize_config_module(config_module="conf", version_base="1.3"):
-        return OmegaConf.to_container(compose(config_name="config", overrides=list(overrides)))
+    return OmegaConf.to_container(compose_config(*overrides))
 
 
 def test_the_cli_default_config_is_the_dataclass_default():
@@ -80,3 +87,32 @@ def test_the_readme_constitution_options_compose_as_written():
     assert {"constitution=single_care", "constitution=none"} <= overrides
     for override in sorted(overrides):
         assert composed(override)["constitution"]["name"] == override.split("=")[1], override
+
+
+# -- frozen once checked ---------------------------------------------------------------------------------
+def nested_configs(obj) -> list:
+    """``obj`` and every config object inside it (nested dataclasses and dataclasses in lists)."""
+    found = [obj]
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        for item in value if isinstance(value, list) else [value]:
+            if dataclasses.is_dataclass(item):
+                found += nested_configs(item)
+    return found
+
+
+def test_a_composed_config_is_frozen_all_the_way_down():
+    from omegaconf import OmegaConf
+
+    schedule = "[{generation:0,name:confucian,cluster:confucian},{generation:2,name:english,cluster:english_speaking}]"
+    dcfg = compose_config("experiment=collective", "alignment.reward.epochs=1", "sim.tokens.stance=5",
+                    "population.clusters=[confucian,islamic]", f"study.norms.schedule={schedule}")
+    cfg = OmegaConf.to_object(dcfg)
+    assert cfg.alignment.reward.epochs == 1 and cfg.sim.tokens.stance == 5 and cfg.constitution.collective.enabled
+    assert [n.name for n in cfg.study.norms.schedule] == ["confucian", "english"]
+    objects = nested_configs(cfg)
+    assert len(objects) == 20  # AgoraConfig, its 10 parts, tokens, collective, reward, dpo, 3 studies, 2 norms
+    for obj in objects:
+        name = dataclasses.fields(obj)[0].name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, name, getattr(obj, name))
