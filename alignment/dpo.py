@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,36 +19,8 @@ import polars as pl
 import torch
 
 from agents.llm.embedded import pick_device, prepare_default_model
+from alignment.config import DPOConfig
 from alignment.losses import LOSSES
-
-
-@dataclass
-class DPOConfig:
-    """DPO fine-tuning.
-
-    Attributes:
-        beta: DPO temperature (strength of the KL anchor to the reference).
-        lr: AdamW learning rate.
-        epochs: passes over the training pairs.
-        batch_size: pairs per step.
-        lora: train a LoRA adapter (peft) and merge it into the saved weights.
-        lora_r: LoRA rank.
-        gradient_checkpointing: trade compute for memory.
-        max_length: tokens per prompt+response; the prompt is cut from the left first.
-        seed: data order, adapter initialisation, dropout.
-        device: ``auto``, ``cpu`` or ``cuda`` (bf16 autocast on cuda).
-    """
-
-    beta: float = 0.1
-    lr: float = 1e-4
-    epochs: int = 1
-    batch_size: int = 8
-    lora: bool = True
-    lora_r: int = 8
-    gradient_checkpointing: bool = False
-    max_length: int = 384
-    seed: int = 0
-    device: str = "auto"
 
 
 def _encode(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:

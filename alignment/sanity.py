@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from alignment.dpo import DPOConfig, train_dpo
+from alignment.config import DPOConfig, RewardConfig
+from alignment.dpo import train_dpo
 from alignment.preferences import PREFERENCE_SCHEMA
-from alignment.reward import RewardConfig, train_reward_model
+from alignment.reward import train_reward_model
 from scenarios.dilemma import load_dilemmas
 
 ACKNOWLEDGE = {

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from alignment.dpo import DPOConfig, train_dpo
-from alignment.reward import RewardConfig, train_reward_model
+from alignment.config import DPOConfig, RewardConfig
+from alignment.dpo import train_dpo
+from alignment.reward import train_reward_model
 from alignment.sanity import known_rule_preferences
 from benches.conftest import record, timed
 from benches.workloads import QUICK, size

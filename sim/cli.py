@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -21,12 +22,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 from agents.llm.base import BackendError
 from scenarios.errors import InputError
-from sim.config import AgoraConfig
-from sim.experiments import run_experiment
-from sim.report.console import finished_lines
+from sim.config import AgoraConfig, schema
 from sim.store import SchemaError
 
-ConfigStore.instance().store(name="agora_schema", node=AgoraConfig)
+ConfigStore.instance().store(name="agora_schema", node=schema())
 log = logging.getLogger("agora")
 
 
@@ -114,6 +113,8 @@ def _main(dcfg: DictConfig) -> None:
         fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
+    from sim.experiments import run_experiment
+    from sim.report.console import finished_lines
 
     try:
         summary = run_experiment(cfg, out)
@@ -145,13 +146,12 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
     from sim.checkpoint import CHECKPOINT
 
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(AgoraConfig), state["config"], OmegaConf.from_dotlist(kept))
+        merged = OmegaConf.merge(schema(), state["config"], OmegaConf.from_dotlist(kept))
         cfg = OmegaConf.to_object(merged)
     except Exception as exc:  # OmegaConf type errors and __post_init__ checks, as in typed_config
         fail(f"{out / CHECKPOINT}: the stored config is not valid: {str(exc).strip().splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
-    cfg.resume = str(out)
-    return cfg, out
+    return dataclasses.replace(cfg, resume=str(out)), out
 
 
 def _key(override: str) -> str:

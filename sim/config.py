@@ -1,22 +1,25 @@
 """Run configuration as dataclasses. ``conf/`` (Hydra YAML) mirrors these; the CLI converts once.
 
-Each setting is documented once, here. ``__post_init__`` checks run when Hydra's ``DictConfig`` is
-turned into these objects (``OmegaConf.to_object``), so a bad value fails before any work starts.
+Each setting is documented once, in its class: here, in ``sim/study_config.py`` (the experiments)
+or in ``alignment/config.py`` (training, the label-quality gate, evaluation). ``__post_init__`` checks
+run when Hydra's ``DictConfig`` is turned into these objects (``OmegaConf.to_object``), so a bad value
+fails before any work starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from agents.scoring import READERS
-from alignment.dpo import DPOConfig
-from alignment.reward import RewardConfig
+from alignment.config import CalibrationConfig, DPOConfig, EvalConfig, RewardConfig
+from sim.study_config import StudyConfig
 
 BACKENDS = ("embedded", "openai_compatible", "scripted")
 NETWORKS = ("small_world", "scale_free", "complete")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LLMConfig:
     """The model every agent and judge uses.
 
@@ -86,7 +89,7 @@ class LLMConfig:
                              "llm.backoff_s >= 0")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PopulationConfig:
     """Who is in the society (see ``agents/data/clusters.json`` for cluster names).
 
@@ -97,7 +100,7 @@ class PopulationConfig:
         spread: within-cluster noise in units of the cluster's between-country standard deviation.
     """
 
-    size: int = 16
+    size: int = 12
     clusters: list[str] = field(default_factory=lambda: ["protestant_europe", "english_speaking", "confucian",
                                                          "islamic"])
     weights: list[float] = field(default_factory=list)
@@ -109,7 +112,7 @@ class PopulationConfig:
         PopulationSpec(size=self.size, clusters=tuple(self.clusters), weights=tuple(self.weights), spread=self.spread)
 
 
-@dataclass
+@dataclass(frozen=True)
 class NetworkConfig:
     """The social graph (networkx, always seeded from the run's seed).
 
@@ -136,7 +139,7 @@ class NetworkConfig:
             raise ValueError("network.k must be >= 2 and network.m >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScenarioConfig:
     """What the society faces.
 
@@ -155,7 +158,7 @@ class ScenarioConfig:
             raise ValueError("scenario.per_step must be >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CollectiveConfig:
     """A constitution the agents write themselves (generations runs): before each generation every
     ``proposers`` agents draft a principle, everyone approves or not each candidate (the current
@@ -189,7 +192,7 @@ class CollectiveConfig:
             raise ValueError("constitution.collective.proposers and keep must be >= 1, approve_above in (0, 1)")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ConstitutionConfig:
     """Principles for critique and judging.
 
@@ -203,7 +206,7 @@ class ConstitutionConfig:
     collective: CollectiveConfig = field(default_factory=CollectiveConfig)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TokenBudget:
     """New tokens per reply, by phase (SmolLM2 on 2 CPU cores makes ~90 tokens/s at batch 32)."""
 
@@ -218,7 +221,7 @@ class TokenBudget:
             raise ValueError(f"sim.tokens.* must be in [1, 4096], got {bad}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class SimConfig:
     """How each step runs.
 
@@ -245,7 +248,7 @@ class SimConfig:
         progress: show progress bars.
     """
 
-    steps: int = 3
+    steps: int = 2
     debate_rounds: int = 1
     group_size: int = 3
     critique: bool = True
@@ -268,7 +271,7 @@ class SimConfig:
             raise ValueError("sim.steps must be >= 1, sim.debate_rounds >= 0, sim.group_size >= 2")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AlignmentConfig:
     """The feedback loop (``agora experiment=evolve``).
 
@@ -283,8 +286,8 @@ class AlignmentConfig:
         require_informative_labels: stop before training when the calibration slice's judge accuracy
             interval does not clear chance (else the run says so in one line and goes on).
         balance_clusters: down-sample so every author cluster contributes equally.
-        reward: reward-model settings (see ``alignment/reward.py``).
-        dpo: DPO settings (see ``alignment/dpo.py``).
+        reward: reward-model settings (see ``alignment/config.py``).
+        dpo: DPO settings (see ``alignment/config.py``).
     """
 
     generations: int = 0
@@ -301,202 +304,7 @@ class AlignmentConfig:
             raise ValueError("alignment.generations must be >= 0, policy_share in [0, 1], eval_fraction in (0, 1)")
 
 
-STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation")
-
-
-@dataclass
-class PluralismConfig:
-    """``experiment=pluralism`` (after WorldView-Bench): per dilemma, (a) one model answering alone,
-    (b) the same model told to weigh several cultures (contextual multiplexity), (c) a panel of
-    agents from different clusters whose answers a synthesiser merges (multi-agent multiplexity).
-    A judge scores which cluster's perspective each answer reflects.
-
-    Attributes:
-        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``).
-        panel_size: panel members in (c), one per cluster in turn.
-        answer_tokens: new tokens per answer in (a), (b) and per panel member.
-        synthesis_tokens: new tokens for the synthesiser's merged answer.
-    """
-
-    dilemmas: int = 12
-    panel_size: int = 4
-    answer_tokens: int = 64
-    synthesis_tokens: int = 96
-
-    def __post_init__(self) -> None:
-        if self.dilemmas < 2 or self.panel_size < 2 or self.answer_tokens < 1 or self.synthesis_tokens < 1:
-            raise ValueError("study.pluralism.dilemmas and panel_size must be >= 2, token budgets >= 1")
-
-
-@dataclass
-class NormConfig:
-    """One entry of a norm schedule: from ``generation`` on, agents are judged for fit with this norm.
-
-    Attributes:
-        generation: the first generation the norm holds.
-        name: short label for reports.
-        principle: what fitting the norm means, e.g. "Put loyalty to family and group first."
-        cluster: instead of ``principle``, make a cultural cluster's values the norm (its dominance).
-        axis: the value axis the norm rewards (e.g. ``loyalty``), tracked in the population; optional.
-    """
-
-    generation: int = 0
-    name: str = ""
-    principle: str = ""
-    cluster: str = ""
-    axis: str = ""
-
-
-@dataclass
-class NormsConfig:
-    """``experiment=evolving_norms`` (after EvolutionaryAgent and ProgressGym).
-
-    Attributes:
-        schedule: the norms and the generations they start at; the first starts at generation 0.
-        generations: generations simulated.
-        dilemmas: dilemmas every generation answers (one seeded sample, the same each generation, so
-            fit is comparable across generations).
-        turnover: share of agents that leave each generation (the least fit) and are replaced by
-            offspring of the fittest (worldview copied with mutation).
-        mutation: offspring noise per value axis, as a share of the axis's scale range.
-        answer_tokens: new tokens per answer.
-        train_policy: DPO-tune a policy on each generation's fitness judgments (fit vs unfit
-            answers) and measure how it tracks the norm too (slow on CPU).
-    """
-
-    schedule: list[NormConfig] = field(default_factory=lambda: [
-        NormConfig(generation=0, name="loyalty_first", axis="loyalty",
-                   principle="Put loyalty to one's family, friends and group first, even at some cost to outsiders."),
-        NormConfig(generation=3, name="fairness_first", axis="fairness",
-                   principle="Treat everyone fairly and equally, even when it means going against one's own group."),
-    ])
-    generations: int = 6
-    dilemmas: int = 3
-    turnover: float = 0.25
-    mutation: float = 0.05
-    answer_tokens: int = 48
-    train_policy: bool = False
-
-    def __post_init__(self) -> None:
-        if self.generations < 1 or self.dilemmas < 1 or not 0 <= self.turnover <= 0.5 or not 0 <= self.mutation <= 1:
-            raise ValueError("study.norms.generations and dilemmas must be >= 1, turnover in [0, 0.5], mutation in [0, 1]")
-        if not self.schedule or self.schedule[0].generation != 0:
-            raise ValueError("study.norms.schedule must start with a norm at generation 0")
-        gens = [n.generation for n in self.schedule]
-        if gens != sorted(set(gens)):
-            raise ValueError(f"study.norms.schedule generations must be strictly increasing, got {gens}")
-        for n in self.schedule:
-            if bool(n.principle) == bool(n.cluster):
-                raise ValueError(f"norm '{n.name}': give exactly one of principle or cluster")
-
-
-@dataclass
-class AblationConfig:
-    """``experiment=constitution_ablation``: one society's answer pairs judged again under each
-    constitution; does each move preferences (and a reward model trained on them) toward what it names?
-
-    Attributes:
-        constitutions: the arms; ``none`` (no principle) is the reference every effect is measured from.
-        train_reward: train one reward model per arm on its labels and measure it on held-out pairs.
-    """
-
-    constitutions: list[str] = field(default_factory=lambda: ["none", "harmlessness", "multiplex", "single_care"])
-    train_reward: bool = True
-
-    def __post_init__(self) -> None:
-        if "none" not in self.constitutions or len(self.constitutions) < 2:
-            raise ValueError("study.ablation.constitutions must include 'none' (the reference) and at least one other")
-
-
-@dataclass
-class StudyConfig:
-    """Which experiment a run is (the ``experiment=`` presets set it).
-
-    Attributes:
-        kind: ``society`` (a society run, or generations with ``alignment.generations``),
-            ``pluralism``, ``evolving_norms`` or ``constitution_ablation``.
-        pluralism, norms, ablation: settings of each experiment.
-    """
-
-    kind: str = "society"
-    pluralism: PluralismConfig = field(default_factory=PluralismConfig)
-    norms: NormsConfig = field(default_factory=NormsConfig)
-    ablation: AblationConfig = field(default_factory=AblationConfig)
-
-    def __post_init__(self) -> None:
-        if self.kind not in STUDIES:
-            raise ValueError(f"study.kind must be one of {STUDIES}, got '{self.kind}'")
-
-
-EVAL_SUITES = ("hhh", "moralchoice", "steerability")
-
-
-@dataclass
-class EvalConfig:
-    """Validity against external ground truth (``agora-eval``, or ``eval.suites=[...]`` on any run).
-
-    Attributes:
-        suites: any of ``hhh``, ``moralchoice``, ``steerability``; empty = no evaluation
-            (``agora-eval`` with no suites runs all three).
-        data_dir: folder holding ``cai/438HHHEvaluations.jsonl`` and ``moralchoice/*.csv``; empty =
-            ``$AGORA_SHARED_DATA``, else ``../shared/data`` beside the checkout. Files are read in
-            place, never copied.
-        hhh_path: the HHH JSONL file (overrides ``data_dir``).
-        moralchoice_dir: the MoralChoice folder (overrides ``data_dir``).
-        principle: ``dataset`` (the HHH file's own question) or a judging-principle id of the
-            configured constitution.
-        hhh_items: HHH comparisons scored (0 = all 438).
-        scenarios: MoralChoice scenarios per set, a seeded sample (0 = all; 687 low, 510 high).
-        reward_model: a trained reward-model folder to score on the HHH pairs (optional).
-        permutations: resamples for the steerability permutation test.
-        bootstrap: resamples for bootstrap intervals.
-    """
-
-    suites: list[str] = field(default_factory=list)
-    data_dir: str = ""
-    hhh_path: str = ""
-    moralchoice_dir: str = ""
-    principle: str = "dataset"
-    hhh_items: int = 0
-    scenarios: int = 40
-    reward_model: str = ""
-    permutations: int = 9999
-    bootstrap: int = 2000
-
-    def __post_init__(self) -> None:
-        bad = [s for s in self.suites if s not in EVAL_SUITES]
-        if bad:
-            raise ValueError(f"unknown eval suite(s) {bad}; known: {list(EVAL_SUITES)}")
-        if self.hhh_items < 0 or self.scenarios < 0 or self.permutations < 1 or self.bootstrap < 100:
-            raise ValueError("eval.hhh_items and eval.scenarios must be >= 0, permutations >= 1, bootstrap >= 100")
-
-
-@dataclass
-class CalibrationConfig:
-    """The label-quality gate every run starts with: its stance and judge readers scored on a small
-    seeded slice of external ground truth (MoralChoice low-ambiguity, bundled; HHH if asked for and
-    found), with Wilson intervals, in ``summary.json`` and the report.
-
-    Attributes:
-        enabled: run the gate.
-        stance_items: MoralChoice scenarios the stance reader answers (one agent each, in turn).
-        judge_items: MoralChoice scenarios whose two actions a judge compares, each twice: under one of
-            the constitution's judging principles and under an inverse principle (see
-            ``alignment/calibration.py``). Defaults keep the gate under 10% of a default run.
-        hhh_items: HHH comparisons judged (read from ``eval.data_dir``/``eval.hhh_path``; 0 = none).
-    """
-
-    enabled: bool = True
-    stance_items: int = 24
-    judge_items: int = 20
-    hhh_items: int = 0
-
-    def __post_init__(self) -> None:
-        if min(self.stance_items, self.judge_items, self.hhh_items) < 0:
-            raise ValueError("calibration.stance_items, judge_items and hhh_items must be >= 0")
-
-
-@dataclass
+@dataclass(frozen=True)
 class AgoraConfig:
     """A whole run.
 
@@ -529,3 +337,25 @@ class AgoraConfig:
         if self.alignment.require_informative_labels and not (c.enabled and (c.judge_items or c.hhh_items)):
             raise ValueError("alignment.require_informative_labels=true needs the label-quality gate's judge slice "
                              "(calibration.enabled=true with calibration.judge_items or hhh_items > 0)")
+
+
+def schema() -> Any:
+    """``AgoraConfig`` as the schema Hydra composes into: typed, unknown keys refused, but writable.
+
+    OmegaConf marks the node of a frozen dataclass read-only, which would refuse every group file and
+    command-line override ("Cannot change read-only config container"); the objects that
+    ``OmegaConf.to_object`` builds from the composed config are frozen all the same.
+    """
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    def thaw(node: Any) -> None:
+        OmegaConf.set_readonly(node, False)
+        children = [node[k] for k in node] if isinstance(node, DictConfig) else list(node)
+        for child in children:
+            if isinstance(child, DictConfig | ListConfig):
+                thaw(child)
+
+    root = OmegaConf.structured(AgoraConfig)
+    thaw(root)
+    return root
+

@@ -16,10 +16,10 @@ from agents import prompts
 from agents.llm.base import LLMBackend, ScoreRequest
 from agents.scoring import PairReading, read_judgment, read_likelihood, read_pair, read_stance, scorer
 from agents.worldview import Worldview
+from alignment.config import EvalConfig
 from scenarios.dilemma import BUNDLED_DIR, Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem
-from sim.config import EvalConfig
 from sim.seeding import child_rng
 
 ROOT = Path(__file__).resolve().parents[1]

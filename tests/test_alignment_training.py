@@ -9,8 +9,9 @@ import polars as pl
 import pytest
 import torch
 
-from alignment.dpo import DPOConfig, load_policy, sequence_logprobs, train_dpo
-from alignment.reward import RewardConfig, load_reward_model, score_texts, train_reward_model
+from alignment.config import DPOConfig, RewardConfig
+from alignment.dpo import load_policy, sequence_logprobs, train_dpo
+from alignment.reward import load_reward_model, score_texts, train_reward_model
 from alignment.sanity import known_rule_preferences, run_sanity
 
 

@@ -1,6 +1,7 @@
 """`agora-eval`: interval/calibration/test functions by hand, the external loaders, scripted judges
 whose accuracy and bias are known, and tiny runs on the embedded model."""
 
+import dataclasses
 import json
 import math
 import re
@@ -13,6 +14,7 @@ import pytest
 
 from agents.llm.base import ScoreRequest
 from agents.llm.scripted import ScriptedBackend
+from alignment.config import EvalConfig
 from alignment.metrics import (
     binary_entropy,
     bootstrap_interval,
@@ -24,7 +26,7 @@ from alignment.metrics import (
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
-from sim.config import AgoraConfig, EvalConfig, PopulationConfig
+from sim.config import AgoraConfig, PopulationConfig
 from sim.experiments.evaluate import evaluate, hhh_metrics, score_hhh, score_stances, steerability
 from tests.conftest import tiny_config
 
@@ -168,8 +170,7 @@ def test_steerability_detects_a_cluster_that_favours_action1():
 def test_unknown_suite_and_missing_files_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="unknown eval suite"):
         EvalConfig(suites=["hhh", "vibes"])
-    cfg = tiny_config()
-    cfg.eval = EvalConfig(suites=["hhh"], hhh_path=str(tmp_path / "nope.jsonl"))
+    cfg = dataclasses.replace(tiny_config(), eval=EvalConfig(suites=["hhh"], hhh_path=str(tmp_path / "nope.jsonl")))
     with pytest.raises(InputError, match="HHH file not found"):
         evaluate(cfg, ScriptedBackend(), tmp_path / "out")
     assert not (tmp_path / "out" / "eval.json").exists()
@@ -177,8 +178,7 @@ def test_unknown_suite_and_missing_files_fail_clearly(tmp_path):
 
 # -- the embedded model ---------------------------------------------------------------------------
 def test_tiny_hhh_run_on_the_embedded_model(embedded, shared_data, tmp_path):
-    cfg = tiny_config()
-    cfg.eval = EvalConfig(suites=["hhh"], data_dir=str(shared_data), hhh_items=4)
+    cfg = dataclasses.replace(tiny_config(), eval=EvalConfig(suites=["hhh"], data_dir=str(shared_data), hhh_items=4))
     summary = evaluate(cfg, embedded, tmp_path)
     assert summary["hhh"]["items"] == 4
     items = pl.read_parquet(tmp_path / "eval_items.parquet")

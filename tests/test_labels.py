@@ -68,7 +68,7 @@ def test_likelihood_judge_reads_each_answer_after_the_principle():
 def test_a_bad_score_stops_the_step_before_its_rows_are_checkpointed(tmp_path, reader, bad):
     import dataclasses
 
-    from sim.config import CalibrationConfig
+    from alignment.config import CalibrationConfig
 
     cfg = dataclasses.replace(tiny_config(choice_reader=reader, judge_reader=reader),
                               calibration=CalibrationConfig(enabled=False))
@@ -134,7 +134,7 @@ def test_the_gate_passes_a_judge_that_follows_its_principle_and_no_reader_that_i
 def test_no_items_means_no_readings():
     import dataclasses
 
-    from sim.config import CalibrationConfig
+    from alignment.config import CalibrationConfig
 
     b = ScriptedBackend()
     q = calibrate(dataclasses.replace(tiny_config(), calibration=CalibrationConfig(stance_items=0, judge_items=0)), b)
@@ -165,7 +165,8 @@ def test_uninformative_labels_warn_in_one_line_or_stop(caplog):
 
 
 def test_requiring_informative_labels_without_a_judge_slice_is_refused():
-    from sim.config import AgoraConfig, AlignmentConfig, CalibrationConfig
+    from alignment.config import CalibrationConfig
+    from sim.config import AgoraConfig, AlignmentConfig
 
     for cal in (CalibrationConfig(enabled=False), CalibrationConfig(judge_items=0)):
         with pytest.raises(ValueError, match="require_informative_labels"):
@@ -175,7 +176,7 @@ def test_requiring_informative_labels_without_a_judge_slice_is_refused():
 def test_too_many_calibration_items_is_one_line():
     import dataclasses
 
-    from sim.config import CalibrationConfig
+    from alignment.config import CalibrationConfig
 
     cfg = dataclasses.replace(tiny_config(), calibration=CalibrationConfig(stance_items=600, judge_items=600))
     with pytest.raises(InputError, match="at most 687"):
@@ -189,7 +190,7 @@ def test_on_the_embedded_model_the_likelihood_reader_finds_the_moral_action_and_
     """30 seeded MoralChoice low-ambiguity scenarios, one cultural persona each (the gate's own slice)."""
     import dataclasses
 
-    from sim.config import CalibrationConfig
+    from alignment.config import CalibrationConfig
 
     cfg = dataclasses.replace(tiny_config(), calibration=CalibrationConfig(stance_items=30, judge_items=0))
     lik = calibrate(cfg, embedded)["stance"]
@@ -230,8 +231,8 @@ def test_config_values_that_would_hang_or_read_wrongly_are_refused(section, kw):
 
 
 def test_agora_eval_finds_the_bundled_low_ambiguity_set_when_no_data_folder_has_it(tmp_path):
+    from alignment.config import EvalConfig
     from sim.calibration import MORALCHOICE_LOW
-    from sim.config import EvalConfig
     from sim.probes import moralchoice_path
 
     e = EvalConfig(data_dir=str(tmp_path))

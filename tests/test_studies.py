@@ -19,7 +19,8 @@ import pytest
 from agents.llm.scripted import ScriptedBackend
 from agents.worldview import PopulationSpec, cluster_centre, mutate, sample_population
 from alignment.metrics import bootstrap_interval, js_distance, normalised_entropy
-from sim.config import CollectiveConfig, NormConfig, NormsConfig, StudyConfig
+from sim.config import CollectiveConfig
+from sim.study_config import NormConfig, NormsConfig, StudyConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -206,8 +207,9 @@ def test_shift_toward_hand_values():
 def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tmp_path):
     """A judge that follows the principle's words: under single_care it prefers the answer that says
     'care'; under none it follows position only. The care arm's diagonal shift must be positive."""
-    from sim.config import AblationConfig, AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
+    from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
     from sim.experiments.ablation import run_constitution_ablation
+    from sim.study_config import AblationConfig
 
     def reply(r):
         return "A. I care about them." if r.seed % 2 else "B. Rules are rules."

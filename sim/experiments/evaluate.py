@@ -20,6 +20,7 @@ import polars as pl
 
 from agents.llm.base import LLMBackend
 from agents.worldview import Worldview
+from alignment.config import EVAL_SUITES
 from alignment.metrics import (
     binary_entropy,
     bootstrap_interval,
@@ -33,7 +34,7 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem, load_hhh, load_moralchoice
-from sim.config import EVAL_SUITES, AgoraConfig
+from sim.config import AgoraConfig
 from sim.probes import as_interval, hhh_path, hhh_reading, judge_reading, moralchoice_path, read_all, sample, stance_reading
 from sim.report.eval import plot_eval
 from sim.society import population

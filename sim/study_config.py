@@ -1,0 +1,134 @@
+"""Settings of the experiments (``study.*``; the ``experiment=`` presets in ``conf/experiment/`` set them).
+
+Each setting is documented once, here; ``sim.config.AgoraConfig`` holds them under ``study``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation")
+
+
+@dataclass(frozen=True)
+class PluralismConfig:
+    """``experiment=pluralism`` (after WorldView-Bench): per dilemma, (a) one model answering alone,
+    (b) the same model told to weigh several cultures (contextual multiplexity), (c) a panel of
+    agents from different clusters whose answers a synthesiser merges (multi-agent multiplexity).
+    A judge scores which cluster's perspective each answer reflects.
+
+    Attributes:
+        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``).
+        panel_size: panel members in (c), one per cluster in turn.
+        answer_tokens: new tokens per answer in (a), (b) and per panel member.
+        synthesis_tokens: new tokens for the synthesiser's merged answer.
+    """
+
+    dilemmas: int = 12
+    panel_size: int = 4
+    answer_tokens: int = 64
+    synthesis_tokens: int = 96
+
+    def __post_init__(self) -> None:
+        if self.dilemmas < 2 or self.panel_size < 2 or self.answer_tokens < 1 or self.synthesis_tokens < 1:
+            raise ValueError("study.pluralism.dilemmas and panel_size must be >= 2, token budgets >= 1")
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """One entry of a norm schedule: from ``generation`` on, agents are judged for fit with this norm.
+
+    Attributes:
+        generation: the first generation the norm holds.
+        name: short label for reports.
+        principle: what fitting the norm means, e.g. "Put loyalty to family and group first."
+        cluster: instead of ``principle``, make a cultural cluster's values the norm (its dominance).
+        axis: the value axis the norm rewards (e.g. ``loyalty``), tracked in the population; optional.
+    """
+
+    generation: int = 0
+    name: str = ""
+    principle: str = ""
+    cluster: str = ""
+    axis: str = ""
+
+
+@dataclass(frozen=True)
+class NormsConfig:
+    """``experiment=evolving_norms`` (after EvolutionaryAgent and ProgressGym).
+
+    Attributes:
+        schedule: the norms and the generations they start at; the first starts at generation 0.
+        generations: generations simulated.
+        dilemmas: dilemmas every generation answers (one seeded sample, the same each generation, so
+            fit is comparable across generations).
+        turnover: share of agents that leave each generation (the least fit) and are replaced by
+            offspring of the fittest (worldview copied with mutation).
+        mutation: offspring noise per value axis, as a share of the axis's scale range.
+        answer_tokens: new tokens per answer.
+        train_policy: DPO-tune a policy on each generation's fitness judgments (fit vs unfit
+            answers) and measure how it tracks the norm too (slow on CPU).
+    """
+
+    schedule: list[NormConfig] = field(default_factory=lambda: [
+        NormConfig(generation=0, name="loyalty_first", axis="loyalty",
+                   principle="Put loyalty to one's family, friends and group first, even at some cost to outsiders."),
+        NormConfig(generation=3, name="fairness_first", axis="fairness",
+                   principle="Treat everyone fairly and equally, even when it means going against one's own group."),
+    ])
+    generations: int = 6
+    dilemmas: int = 3
+    turnover: float = 0.25
+    mutation: float = 0.05
+    answer_tokens: int = 48
+    train_policy: bool = False
+
+    def __post_init__(self) -> None:
+        if self.generations < 1 or self.dilemmas < 1 or not 0 <= self.turnover <= 0.5 or not 0 <= self.mutation <= 1:
+            raise ValueError("study.norms.generations and dilemmas must be >= 1, turnover in [0, 0.5], mutation in [0, 1]")
+        if not self.schedule or self.schedule[0].generation != 0:
+            raise ValueError("study.norms.schedule must start with a norm at generation 0")
+        gens = [n.generation for n in self.schedule]
+        if gens != sorted(set(gens)):
+            raise ValueError(f"study.norms.schedule generations must be strictly increasing, got {gens}")
+        for n in self.schedule:
+            if bool(n.principle) == bool(n.cluster):
+                raise ValueError(f"norm '{n.name}': give exactly one of principle or cluster")
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """``experiment=constitution_ablation``: one society's answer pairs judged again under each
+    constitution; does each move preferences (and a reward model trained on them) toward what it names?
+
+    Attributes:
+        constitutions: the arms; ``none`` (no principle) is the reference every effect is measured from.
+        train_reward: train one reward model per arm on its labels and measure it on held-out pairs.
+    """
+
+    constitutions: list[str] = field(default_factory=lambda: ["none", "harmlessness", "multiplex", "single_care"])
+    train_reward: bool = True
+
+    def __post_init__(self) -> None:
+        if "none" not in self.constitutions or len(self.constitutions) < 2:
+            raise ValueError("study.ablation.constitutions must include 'none' (the reference) and at least one other")
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Which experiment a run is (the ``experiment=`` presets set it).
+
+    Attributes:
+        kind: ``society`` (a society run, or generations with ``alignment.generations``),
+            ``pluralism``, ``evolving_norms`` or ``constitution_ablation``.
+        pluralism, norms, ablation: settings of each experiment.
+    """
+
+    kind: str = "society"
+    pluralism: PluralismConfig = field(default_factory=PluralismConfig)
+    norms: NormsConfig = field(default_factory=NormsConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+
+    def __post_init__(self) -> None:
+        if self.kind not in STUDIES:
+            raise ValueError(f"study.kind must be one of {STUDIES}, got '{self.kind}'")
