@@ -1,9 +1,11 @@
+import dataclasses
 import os
 
 import polars as pl
 import pytest
 
 from sim import store
+from sim.records import Message, Preference, Stance
 
 
 def _pref(i: int, p_a: float) -> dict:
@@ -72,3 +74,15 @@ def test_atomic_writes_get_the_mode_the_umask_gives_like_the_log(tmp_path, mask,
         os.umask(old)
     for name in ("m.parquet", "summary.json", "cli.log"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+
+
+@pytest.mark.parametrize(("record", "schema"), [(Stance, store.STANCE_SCHEMA), (Message, store.TRANSCRIPT_SCHEMA),
+                                                (Preference, store.PREFERENCE_SCHEMA)])
+def test_each_record_has_its_schemas_columns_in_order(record, schema):
+    assert [f.name for f in dataclasses.fields(record)] == list(schema)
+
+
+def test_a_preference_outside_0_1_is_refused_where_it_is_built():
+    with pytest.raises(store.SchemaError, match="outside"):
+        Preference(**_pref(0, 1.5))
+    assert dataclasses.asdict(Preference(**_pref(0, 0.25))) == _pref(0, 0.25)
