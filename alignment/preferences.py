@@ -1,16 +1,56 @@
-"""Preference records: the schema every run writes, and the datasets the trainers read.
+"""Preference records: the record and schema every run writes, and the datasets the trainers read.
 
-The schema lives here (not in ``sim``) so that ``sim`` depends on ``alignment`` and never the
-other way round.
+They live here (not in ``sim``) so that ``sim`` depends on ``alignment`` and never the other way round.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+
+class SchemaError(ValueError):
+    """Rows that do not fit their schema."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Preference:
+    """One judged pair; ``p_a`` is P(response_a is better) with the presented order undone."""
+
+    pref_id: str
+    run_id: str
+    generation: int
+    step: int
+    dilemma_id: str
+    prompt: str
+    response_a: str
+    response_b: str
+    author_a: int
+    author_b: int
+    cluster_a: str
+    cluster_b: str
+    pair_kind: str
+    judge_id: int
+    judge_cluster: str
+    principle_id: str
+    p_a: float
+    p_a_presented: float
+    p_a_reversed: float | None
+    order_swapped: bool
+    position_flip: bool | None
+    judge_model: str
+    constitution_version: str
+    seed: int
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_a <= 1.0 or math.isnan(self.p_a):
+            raise SchemaError(f"preference {self.pref_id}: p_a={self.p_a} is outside [0, 1]")
+
 
 PREFERENCE_SCHEMA: dict[str, pl.DataType] = {
     "pref_id": pl.String, "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32,
@@ -30,6 +70,17 @@ TRL_SCHEMA: dict[str, pl.DataType] = {
     "prompt": pl.String, "chosen": pl.String, "rejected": pl.String,
     "score_chosen": pl.Float64, "score_rejected": pl.Float64, "pref_id": pl.String,
 }
+
+
+def validate_preferences(df: pl.DataFrame) -> None:
+    """A preferences frame as every run writes it: the schema, p_a in [0, 1], unique ids."""
+    if dict(df.schema) != PREFERENCE_SCHEMA:
+        raise SchemaError(f"preferences schema mismatch: {dict(df.schema)}")
+    bad = df.filter(~pl.col("p_a").is_between(0.0, 1.0) | pl.col("p_a").is_null())
+    if len(bad):
+        raise SchemaError(f"{len(bad)} preference rows have p_a outside [0, 1]")
+    if df["pref_id"].n_unique() != len(df):
+        raise SchemaError("duplicate pref_id in preferences")
 
 
 def to_trl(prefs: pl.DataFrame) -> pl.DataFrame:

@@ -92,9 +92,9 @@ def test_debate_messages_per_second(benchmark, backend):
 
     def debate(b):
         soc = Society(cfg, [d], load_constitution("harmlessness"), b, run_id="bench")
-        answers = {a.index: f"{'AB'[a.index % 2]}. {d.action_a if a.index % 2 == 0 else d.action_b}" for a in soc.citizens}
-        said = asyncio.run(soc._debate(d, 0, answers, soc._bar(1)))
-        return [r["text"] for r in soc.transcripts], said
+        answers = {a.index: f"{'AB'[a.index % 2]}. {d.action_a if a.index % 2 == 0 else d.action_b}" for a in soc.agents}
+        said = asyncio.run(soc._debate(d, 0, answers))
+        return [r.text for r in soc.transcripts], said
 
     one = backend.reconfigured(max_batch_size=1, prefix_sharing=False)
     (texts1, _), base_s = timed(lambda: debate(one))

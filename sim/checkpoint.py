@@ -373,4 +373,4 @@ def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dic
         state = society.state_dict()
         ckpt.append_rows(tag, {t: state.pop(t) for t in ROW_TABLES})
         ckpt.save(society={"tag": tag, "state": state})  # a kill from here on loses at most one step
-    return {"stances": society.stances, "transcripts": society.transcripts, "preferences": society.preferences}
+    return {t: [dataclasses.asdict(r) for r in getattr(society, t)] for t in ROW_TABLES}

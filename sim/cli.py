@@ -21,9 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.llm.base import BackendError
+from alignment.preferences import SchemaError
 from scenarios.errors import InputError
 from sim.config import AgoraConfig, schema
-from sim.store import SchemaError
 
 ConfigStore.instance().store(name="agora_schema", node=schema())
 log = logging.getLogger("agora")

@@ -1,17 +1,19 @@
 """The society: a thin Mesa model whose ``step()`` runs the phases over all agents at once.
 
-Each phase sends every agent's request together (``asyncio.gather``) so the backend batches them;
-no agent acts before another within a phase, so activation order cannot bias outcomes (the role
-Mesa's step/advance plays in its pd_grid example).
+Each phase is a :class:`~sim.citizen.Citizen` method run over the model's ``AgentSet`` and awaited together
+(``asyncio.gather(*self.agents.map(...))``), so the backend batches every agent's request; no agent acts
+before another within a phase, so activation order cannot bias outcomes (the role Mesa's step/advance
+plays in its pd_grid example).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,30 +23,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents import prompts
-from agents.llm.base import GenerateRequest, LLMBackend
-from agents.scoring import PairReading, check_probability, read_judgment, read_stance, scorer
+from agents.llm.base import ChatMessage, GenerateRequest, LLMBackend
+from agents.scoring import PairReading
 from agents.worldview import PopulationSpec, Worldview, sample_population
-from scenarios.constitution import Constitution
+from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
+from sim.citizen import Citizen, Counted, Seen
 from sim.config import AgoraConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
+from sim.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
 from sim.seeding import child_rng, child_seed
-
-
-class Citizen(mesa.Agent):
-    """An agent: a worldview, the model it speaks with, and its memory of what it said."""
-
-    def __init__(self, model: Society, index: int, worldview: Worldview, backend: LLMBackend) -> None:
-        super().__init__(model)
-        self.index = index  # 0-based position in the population and node id in the graph
-        self.worldview = worldview
-        self.backend = backend
-        self.memory: list[dict[str, Any]] = []  # this agent's stances, newest last
-
-    @property
-    def name(self) -> str:
-        return f"agent_{self.index}"
 
 
 def population(cfg: AgoraConfig) -> list[Worldview]:
@@ -52,13 +41,6 @@ def population(cfg: AgoraConfig) -> list[Worldview]:
     pop = cfg.population
     spec = PopulationSpec(size=pop.size, clusters=tuple(pop.clusters), weights=tuple(pop.weights), spread=pop.spread)
     return sample_population(spec, child_rng(cfg.seed, "population"))
-
-
-def _choice(p_a: float, u: float | None) -> str:
-    """``argmax`` when ``u`` is None (exact ties abstain), else a draw: a if ``u < p_a``."""
-    if u is not None:
-        return "a" if u < p_a else "b"
-    return "a" if p_a > 0.5 else "b" if p_a < 0.5 else "abstain"
 
 
 @dataclass
@@ -81,6 +63,90 @@ def check_per_step(cfg: AgoraConfig, dilemmas: Sequence[Dilemma]) -> None:
                          f"{len(dilemmas)} dilemmas (a step's dilemmas must differ)")
 
 
+# -- metrics (pure functions of one step's rows) ----------------------------------------------------
+METRICS = ("share_a_initial", "share_a_post_debate", "share_a_revised", "consensus_initial", "consensus_post_debate",
+           "consensus_revised", "abstain_initial", "unparsed_initial", "preferences", "position_flip_rate",
+           "label_informativeness", "cluster_spread")
+
+
+def _stance_stats(rows: list[Stance], label: str, clusters: Sequence[str]) -> dict[str, float]:
+    if not rows:
+        return {}
+    choices = [r.choice for r in rows]
+    voted = [c for c in choices if c != "abstain"]
+    share_a = sum(c == "a" for c in voted) / len(voted) if voted else float("nan")
+    out = {f"share_a_{label}": share_a, f"consensus_{label}": max(share_a, 1 - share_a) if voted else float("nan")}
+    if label == "initial":
+        out["abstain_initial"] = sum(c == "abstain" for c in choices) / len(choices)
+        out["unparsed_initial"] = sum(not r.parsed_ok for r in rows) / len(rows)
+        per = {}
+        for c in dict.fromkeys(clusters):
+            cv = [r.choice for r in rows if r.cluster == c and r.choice != "abstain"]
+            per[c] = sum(x == "a" for x in cv) / len(cv) if cv else float("nan")
+            out[f"share_a_initial[{c}]"] = per[c]
+        vals = [v for v in per.values() if not math.isnan(v)]
+        out["cluster_spread"] = max(vals) - min(vals) if vals else float("nan")
+    return out
+
+
+def step_metrics(stances: list[Stance], prefs: list[Preference], clusters: Sequence[str]) -> dict[str, float]:
+    """One step's model reporters, from its stances and preferences; ``clusters`` as configured."""
+    metrics: dict[str, float] = {}
+    for label in ("initial", "post_debate", "revised"):
+        metrics |= _stance_stats([r for r in stances if r.phase == label], label, clusters)
+    metrics["preferences"] = len(prefs)
+    rev = [p for p in prefs if p.p_a_reversed is not None]
+    metrics["position_flip_rate"] = sum(p.position_flip for p in rev) / len(rev) if rev else float("nan")
+    metrics["label_informativeness"] = float(np.mean([abs(p.p_a - 0.5) for p in prefs])) if prefs else float("nan")
+    return metrics
+
+
+def datacollector(clusters: Sequence[str]) -> mesa.DataCollector:
+    """Per step, the model's :func:`step_metrics` and each agent's mean P(a) per phase."""
+    keys = [*METRICS, *(f"share_a_initial[{c}]" for c in dict.fromkeys(clusters))]
+    return mesa.DataCollector(
+        model_reporters={k: (lambda m, k=k: m.step_metrics.get(k, float("nan"))) for k in keys},
+        agent_reporters={"cluster": "cluster", **{f"p_a_{phase}": (lambda a, phase=phase: a.mean_p_a(phase))
+                                                  for phase in STANCE_PHASES}})
+
+
+# -- who judges what (draws from the model's rng, in a fixed order) ----------------------------------
+def draw_excluding(rng: np.random.Generator, n: int, excluded: list[int]) -> int:
+    """A uniform index in ``range(n)`` outside ``excluded`` (sorted), in O(1): the same draw as
+    ``rng.choice`` over the list of the others, without building that list."""
+    if n <= len(excluded):
+        return int(rng.integers(n))
+    k = int(rng.integers(n - len(excluded)))
+    for e in excluded:
+        k += k >= e
+    return k
+
+
+def judge_plan(rng: np.random.Generator, clusters: Sequence[str], answers: dict[int, str], revised: dict[int, str],
+               n_cross: int, principles: Sequence[JudgePrinciple]) -> list[JudgePlan]:
+    """Each revision against its original, then ``n_cross`` pairs across clusters; per pair a judge
+    (neither author), a principle and the presented order."""
+    pairs = [("revision", i, revised[i], i, answers[i]) for i in sorted(revised)]
+    latest = {i: revised.get(i, answers[i]) for i in answers}
+    n = len(clusters)
+    if len(set(clusters)) > 1:
+        # One "everyone outside cluster c" list per cluster, not per pair: O(N) per step, not O(N^2).
+        # rng.integers(len(x)) draws exactly what rng.choice(x) draws, without copying x to an array.
+        outside = {cl: [k for k in range(n) if clusters[k] != cl] for cl in dict.fromkeys(clusters)}
+        for _ in range(n_cross):
+            i = int(rng.integers(n))
+            others = outside[clusters[i]]
+            k = others[int(rng.integers(len(others)))]
+            pairs.append(("cross_cluster", i, latest[i], k, latest[k]))
+    plan = []
+    for kind, ia, ra, ib, rb in pairs:
+        judge = draw_excluding(rng, n, sorted({ia, ib}))
+        principle = principles[int(rng.integers(len(principles)))]
+        plan.append(JudgePlan(kind=kind, author_a=ia, response_a=ra, author_b=ib, response_b=rb, judge=judge,
+                              principle=principle, swapped=bool(rng.random() < 0.5)))
+    return plan
+
+
 class Society(mesa.Model):
     """A population on a social graph that faces dilemmas and produces AI feedback.
 
@@ -97,75 +163,64 @@ class Society(mesa.Model):
                  backend: LLMBackend, *, run_id: str, generation: int = 0) -> None:
         check_per_step(cfg, dilemmas)
         super().__init__(rng=child_seed(cfg.seed, "model", generation))
-        self.cfg = cfg
-        self.run_id = run_id
-        self.generation = generation
+        self.cfg, self.run_id, self.generation = cfg, run_id, generation
         self.constitution = constitution
         self.judge_backend = backend
         worldviews = population(cfg)
-        self.citizens = [Citizen(self, i, w, backend) for i, w in enumerate(worldviews)]
+        Citizen.create_agents(self, len(worldviews), list(range(len(worldviews))), worldviews, backend)
         self.clusters = [w.cluster for w in worldviews]
         self.graph: nx.Graph = build_graph(cfg.network, self.clusters, child_seed(cfg.seed, "network"))
         order = (child_rng(cfg.seed, "schedule").permutation(len(dilemmas)) if cfg.scenario.shuffle
                  else np.arange(len(dilemmas)))
         self.schedule = [dilemmas[int(i)] for i in order]
-        self.stances: list[dict[str, Any]] = []
-        self.transcripts: list[dict[str, Any]] = []
-        self.preferences: list[dict[str, Any]] = []
+        self.stances: list[Stance] = []
+        self.transcripts: list[Message] = []
+        self.preferences: list[Preference] = []
         self.clock = PhaseClock()
         self.step_metrics: dict[str, float] = {}
-        self.datacollector = mesa.DataCollector(model_reporters=self._reporters())
+        self.bar = tqdm(total=0, disable=True)  # the step's progress bar: calls sent (total) and answered
+        self.datacollector = datacollector(self.cfg.population.clusters)
 
     # -- checkpoint ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything a later step depends on, as JSON-ready builtins. Population, graph and
         schedule are rebuilt from the seed; every LLM call's seed is a function of (seed, step, ...)."""
         return {"steps": self.steps, "rng": self.rng.bit_generator.state, "random": self.random.getstate(),
-                "stances": self.stances, "transcripts": self.transcripts, "preferences": self.preferences,
-                "clock": {"seconds": self.clock.seconds, "items": self.clock.items}, "step_metrics": self.step_metrics,
-                "model_vars": self.datacollector.model_vars}
+                "stances": [dataclasses.asdict(r) for r in self.stances],
+                "transcripts": [dataclasses.asdict(r) for r in self.transcripts],
+                "preferences": [dataclasses.asdict(r) for r in self.preferences],
+                "clock": {"seconds": self.clock.seconds, "items": self.clock.items}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.steps = int(state["steps"])
+        steps = int(state["steps"])
         self.rng.bit_generator.state = state["rng"]
         version, internal, gauss = state["random"]
         self.random.setstate((version, tuple(internal), gauss))
-        self.stances, self.transcripts, self.preferences = state["stances"], state["transcripts"], state["preferences"]
+        self.stances = [Stance(**r) for r in state["stances"]]
+        self.transcripts = [Message(**r) for r in state["transcripts"]]
+        self.preferences = [Preference(**r) for r in state["preferences"]]
         self.clock = PhaseClock(dict(state["clock"]["seconds"]), dict(state["clock"]["items"]))
-        self.step_metrics = state["step_metrics"]
-        self.datacollector.model_vars = {k: list(v) for k, v in state["model_vars"].items()}
-        for a in self.citizens:
+        agents = list(self.agents)
+        for a in agents:
             a.memory = []
-        for row in self.stances:  # memories are the agent's own stance rows, in order
-            self.citizens[row["agent_id"]].memory.append(row)
+        for s in self.stances:  # memories are the agent's own stances, in order
+            agents[s.agent_id].memory.append(s)
+        self._recollect(steps)
 
-    # -- metrics ---------------------------------------------------------------------------------
-    def _reporters(self) -> dict[str, Callable[[Society], float]]:
-        keys = ["share_a_initial", "share_a_post_debate", "share_a_revised", "consensus_initial",
-                "consensus_post_debate", "consensus_revised", "abstain_initial", "unparsed_initial",
-                "preferences", "position_flip_rate", "label_informativeness", "cluster_spread"]
-        keys += [f"share_a_initial[{c}]" for c in dict.fromkeys(self.cfg.population.clusters)]
-        return {k: (lambda m, k=k: m.step_metrics.get(k, float("nan"))) for k in keys}
-
-    def _stance_stats(self, rows: list[dict[str, Any]], label: str) -> dict[str, float]:
-        if not rows:
-            return {}
-        choices = [r["choice"] for r in rows]
-        voted = [c for c in choices if c != "abstain"]
-        share_a = sum(c == "a" for c in voted) / len(voted) if voted else float("nan")
-        out = {f"share_a_{label}": share_a,
-               f"consensus_{label}": max(share_a, 1 - share_a) if voted else float("nan")}
-        if label == "initial":
-            out["abstain_initial"] = sum(c == "abstain" for c in choices) / len(choices)
-            out["unparsed_initial"] = sum(not r["parsed_ok"] for r in rows) / len(rows)
-            per = {}
-            for c in dict.fromkeys(self.cfg.population.clusters):
-                cv = [r["choice"] for r in rows if r["cluster"] == c and r["choice"] != "abstain"]
-                per[c] = sum(x == "a" for x in cv) / len(cv) if cv else float("nan")
-                out[f"share_a_initial[{c}]"] = per[c]
-            vals = [v for v in per.values() if not math.isnan(v)]
-            out["cluster_spread"] = max(vals) - min(vals) if vals else float("nan")
-        return out
+    def _recollect(self, steps: int) -> None:
+        """Collect again for each step done, as it ended: every reporter reads the rows the checkpoint
+        holds, so the DataCollector's tables come back through its public ``collect`` alone."""
+        by_step: dict[int, tuple[list[Stance], list[Preference]]] = {s: ([], []) for s in range(1, steps + 1)}
+        for r in self.stances:
+            by_step[r.step][0].append(r)
+        for p in self.preferences:
+            by_step[p.step][1].append(p)
+        self.datacollector = datacollector(self.cfg.population.clusters)
+        for step, (stances, prefs) in by_step.items():
+            self.steps = step  # what the reporters and the collector read
+            self.step_metrics = step_metrics(stances, prefs, self.cfg.population.clusters)
+            self.datacollector.collect(self)
+        self.steps = steps
 
     # -- the step --------------------------------------------------------------------------------
     def step(self) -> None:
@@ -181,37 +236,44 @@ class Society(mesa.Model):
             asyncio.run(self._run_step(todays))
         finally:
             gc.unfreeze()
-        new_stances, new_prefs = self.stances[before[0]:], self.preferences[before[1]:]
-        metrics: dict[str, float] = {}
-        for label in ("initial", "post_debate", "revised"):
-            metrics |= self._stance_stats([r for r in new_stances if r["phase"] == label], label)
-        metrics["preferences"] = len(new_prefs)
-        rev = [p for p in new_prefs if p["p_a_reversed"] is not None]
-        metrics["position_flip_rate"] = sum(p["position_flip"] for p in rev) / len(rev) if rev else float("nan")
-        metrics["label_informativeness"] = (float(np.mean([abs(p["p_a"] - 0.5) for p in new_prefs]))
-                                            if new_prefs else float("nan"))
-        self.step_metrics = metrics
+        self.step_metrics = step_metrics(self.stances[before[0]:], self.preferences[before[1]:],
+                                         self.cfg.population.clusters)
         self.datacollector.collect(self)
 
     async def _run_step(self, todays: Sequence[Dilemma]) -> None:
-        bar = self._bar(len(todays))
-        await asyncio.gather(*(self._run_dilemma(d, j, bar) for j, d in enumerate(todays)))
-        bar.close()
+        with tqdm(total=0, unit="call", desc=f"gen {self.generation} step {self.steps}", leave=False,
+                  disable=not self.cfg.sim.progress, mininterval=1.0) as self.bar:
+            await asyncio.gather(*(self._run_dilemma(d, j) for j, d in enumerate(todays)))
 
-    def _bar(self, n_dilemmas: int) -> tqdm:
-        c = self.cfg.sim
-        reads = 2 if c.debias_order and c.choice_reader == "label" else 1
-        critique = c.critique and bool(self.constitution.critique)
-        calls_per_agent = 1 + reads * (1 + (c.debate_rounds > 0) + critique) + c.debate_rounds + 2 * critique
-        judge_reads = 2 if c.debias_order and c.judge_reader == "label" else 1
-        judged = judge_reads * (len(self.citizens) * critique + self._n_cross())
-        return tqdm(total=n_dilemmas * (calls_per_agent * len(self.citizens) + judged), unit="call",
-                    desc=f"gen {self.generation} step {self.steps}", disable=not c.progress, leave=False,
-                    mininterval=1.0)
+    async def _run_dilemma(self, d: Dilemma, j: int) -> None:
+        c, n = self.cfg.sim, len(self.agents)
+        answers = await self._timed("stance", n, self._stance(d, j))
+        if c.debate_rounds > 0:  # every group is an autogen team; all teams run concurrently
+            said = await self._timed("debate", n * c.debate_rounds, self._debate(d, j, answers))
+            post = await self._timed("post_debate", n, self._read_all(
+                d, "post_debate", lambda a: ("Your group discussed it", said[a.index])))
+            self.stances += [a.take_stance(d, j, "post_debate", r) for a, r in zip(self.agents, post, strict=True)]
+        revised: dict[int, str] = {}
+        if c.critique and self.constitution.critique:  # a random neighbour critiques each answer; the author revises
+            revised = await self._timed("critique", n, self._critique(d, j, answers))
+        n_cross = n // 2 if c.cross_cluster_pairs < 0 else c.cross_cluster_pairs
+        plan = judge_plan(self.rng, self.clusters, answers, revised, n_cross, self.constitution.judge)
+        await self._timed("judge", len(plan), self._judge(d, j, plan))
 
-    def _n_cross(self) -> int:
-        c = self.cfg.sim.cross_cluster_pairs
-        return len(self.citizens) // 2 if c < 0 else c
+    # -- helpers the citizens call -----------------------------------------------------------------
+    def call_seed(self, phase: str, *path: int) -> int:
+        return child_seed(self.cfg.seed, self.generation, self.steps, phase, *path)
+
+    def counted(self, backend: LLMBackend) -> Counted:
+        return Counted(backend, self.bar)
+
+    async def generate(self, backend: LLMBackend, messages: Sequence[ChatMessage], budget: str, seed: int) -> str:
+        """One reply, ``sim.tokens.<budget>`` tokens at most."""
+        req = GenerateRequest(messages=messages, max_new_tokens=getattr(self.cfg.sim.tokens, budget),
+                              temperature=self.cfg.llm.temperature, top_p=self.cfg.llm.top_p, seed=seed)
+        # one task per request, as the coalescer has always been sent them (batches follow task order)
+        ((text,),) = await asyncio.gather(self.counted(backend).generate([req]))
+        return text
 
     async def _timed(self, phase: str, items: int, coro: Awaitable[Any]) -> Any:
         t0 = time.perf_counter()
@@ -219,232 +281,65 @@ class Society(mesa.Model):
         self.clock.add(phase, time.perf_counter() - t0, items)
         return out
 
-    async def _gen(self, backend: LLMBackend, reqs: Sequence[GenerateRequest], bar: tqdm) -> list[str]:
-        async def one(r: GenerateRequest) -> str:
-            (text,) = await backend.generate([r])
-            bar.update(1)
-            return text
-        return list(await asyncio.gather(*(one(r) for r in reqs)))
+    # -- the phases, each over all agents at once ----------------------------------------------------
+    async def _read_all(self, d: Dilemma, phase: str, seen: Seen | None = None) -> list[PairReading]:
+        return list(await asyncio.gather(*self.agents.map("read", d, phase, seen)))
 
-    def _call_seed(self, phase: str, *path: int) -> int:
-        return child_seed(self.cfg.seed, self.generation, self.steps, phase, *path)
+    async def _stance(self, d: Dilemma, j: int) -> dict[int, str]:
+        """1. Every agent's reason (free text) and scored choice, together; the answers by agent."""
+        said, readings = await asyncio.gather(asyncio.gather(*self.agents.map("answer", d, j)),
+                                              self._read_all(d, "initial"))
+        for a, msg, reading in zip(self.agents, said, readings, strict=True):
+            self.stances.append(a.take_stance(d, j, "initial", reading, msg.text, msg.seed))
+            self.transcripts.append(msg)
+        return {msg.agent_id: msg.text for msg in said}
 
-    def _row(self, **kw: Any) -> dict[str, Any]:
-        return {"run_id": self.run_id, "generation": self.generation, "step": self.steps, **kw}
-
-    async def _read_stances(self, d: Dilemma, phase: str, bar: tqdm,
-                            quoted: Callable[[Citizen], tuple[str, Sequence[tuple[str, str]]]] | None = None,
-                            ) -> list[PairReading]:
-        """Every agent's P(a) by ``sim.choice_reader``: the option letters of the phase's prompt (both
-        orders with ``sim.debias_order``), or the likelihood of each action's text after it.
-        ``quoted(agent)`` gives the heading and the text an agent has seen since its first stance."""
-        c = self.cfg.sim
-
-        async def for_agent(a: Citizen) -> PairReading:
-            return await read_stance(scorer(a.backend, lambda: bar.update(1)), c.choice_reader, d, a.worldview,
-                                     quoted(a) if quoted else None, both_orders=c.debias_order,
-                                     what=f"{phase} stance of {a.name} on '{d.id}'")
-
-        return list(await asyncio.gather(*(for_agent(a) for a in self.citizens)))
-
-    async def _run_dilemma(self, d: Dilemma, j: int, bar: tqdm) -> None:
-        c = self.cfg.sim
-        temp, top_p = self.cfg.llm.temperature, self.cfg.llm.top_p
-
-        # 1. stance: free text (the reason) and the scored choice, together.
-        gen_reqs = [GenerateRequest(messages=prompts.stance_messages(d, a.worldview), max_new_tokens=c.tokens.stance,
-                                    temperature=temp, top_p=top_p, seed=self._call_seed("stance", j, a.index))
-                    for a in self.citizens]
-        texts, scored = await self._timed("stance", len(self.citizens), asyncio.gather(
-            asyncio.gather(*(self._gen(a.backend, [r], bar) for a, r in zip(self.citizens, gen_reqs, strict=True))),
-            self._read_stances(d, "initial", bar)))
-        texts = [t[0] for t in texts]
-        answers: dict[int, str] = {}
-        for a, text, reading, req in zip(self.citizens, texts, scored, gen_reqs, strict=True):
-            self._add_stance(a, d, "initial", reading, text, req.seed, j)
-            self.transcripts.append(self._row(dilemma_id=d.id, phase="stance", group_id=None, turn=0,
-                                              agent_id=a.index, cluster=a.worldview.cluster, target_id=None,
-                                              principle_id=None, text=text, seed=req.seed))
-            answers[a.index] = text
-
-        # 2. debate: every group is an autogen team; all teams run concurrently.
-        if c.debate_rounds > 0:
-            said = await self._timed("debate", len(self.citizens) * c.debate_rounds,
-                                     self._debate(d, j, answers, bar))
-            post = await self._timed("post_debate", len(self.citizens), self._read_stances(
-                d, "post_debate", bar, lambda a: ("Your group discussed it", said[a.index])))
-            for a, reading in zip(self.citizens, post, strict=True):
-                self._add_stance(a, d, "post_debate", reading, None, None, j)
-
-        # 3. critique: a random neighbour critiques each answer; the author revises.
-        revised: dict[int, str] = {}
-        if c.critique and self.constitution.critique:
-            revised = await self._timed("critique", len(self.citizens), self._critique(d, j, answers, bar))
-
-        # 4. judge: original vs revised, and pairs across clusters.
-        plan = self._judge_plan(answers, revised)
-        await self._timed("judge", len(plan), self._judge(d, j, plan, bar))
-
-    def _add_stance(self, a: Citizen, d: Dilemma, phase: str, reading: PairReading,
-                    text: str | None, seed: int | None, j: int) -> None:
-        what = f"{phase} stance of {a.name} on '{d.id}'"
-        p_a, p1 = check_probability(reading.p_a, what), check_probability(reading.presented, what)
-        p2 = None if reading.reversed is None else check_probability(reading.reversed, what)
-        text_choice = prompts.parse_choice(text) if text is not None else None
-        u = (child_rng(self.cfg.seed, self.generation, self.steps, "choice", phase, j, a.index).random()
-             if self.cfg.sim.choice_rule == "sample" else None)
-        row = self._row(dilemma_id=d.id, agent_id=a.index, cluster=a.worldview.cluster, model=a.backend.name,
-                        phase=phase, choice=_choice(p_a, u), p_a=p_a, p_a_presented=p1, p_a_reversed=p2,
-                        text_choice=text_choice or ("abstain" if text is not None else None),
-                        parsed_ok=text_choice is not None if text is not None else None,
-                        reason=text, seed=seed)
-        self.stances.append(row)
-        a.memory.append(row)
-
-    async def _debate(self, d: Dilemma, j: int, answers: dict[int, str], bar: tqdm) -> dict[int, list[tuple[str, str]]]:
-        from autogen_agentchat.agents import AssistantAgent
+    async def _debate(self, d: Dilemma, j: int, answers: dict[int, str]) -> dict[int, list[tuple[str, str]]]:
+        """2. Each group debates as an autogen team; what each agent heard, by agent."""
         from autogen_agentchat.messages import TextMessage
         from autogen_agentchat.teams import RoundRobinGroupChat
 
-        from agents.llm.autogen_client import AgoraChatClient
-
-        c = self.cfg.sim
+        c, agents = self.cfg.sim, list(self.agents)
         groups = debate_groups(self.graph, c.group_size, child_rng(self.cfg.seed, self.generation, self.steps,
                                                                    "debate", j))
 
-        class _Counting(AgoraChatClient):
-            async def create(self, *args: Any, **kwargs: Any):  # type: ignore[override]
-                out = await super().create(*args, **kwargs)
-                bar.update(1)
-                return out
-
-        async def run_group(g: int, members: list[int]) -> list[tuple[int, str]]:
-            team_agents = []
-            for m in members:
-                a = self.citizens[m]
-                client = _Counting(a.backend, seed_for_call=lambda k, m=m: self._call_seed("debate", j, m, k),
-                                   max_new_tokens=c.tokens.debate, temperature=self.cfg.llm.temperature,
-                                   top_p=self.cfg.llm.top_p, speaker=a.name)
-                team_agents.append(AssistantAgent(a.name, model_client=client,
-                                                  system_message=f"{a.worldview.persona} {prompts.DEBATE_ROLE}"))
-            team = RoundRobinGroupChat(team_agents, max_turns=c.debate_rounds * len(members))
-            task = prompts.debate_task(d, [(self.citizens[m].name, answers[m]) for m in members])
-            result = await team.run(task=task)
+        async def run_group(members: list[int]) -> list[tuple[int, str]]:
+            team = RoundRobinGroupChat([agents[m].debater(j) for m in members],
+                                       max_turns=c.debate_rounds * len(members))
+            result = await team.run(task=prompts.debate_task(d, [(agents[m].name, answers[m]) for m in members]))
             return [(int(msg.source.split("_")[1]), msg.content) for msg in result.messages
                     if isinstance(msg, TextMessage) and msg.source.startswith("agent_")]
 
-        results = await asyncio.gather(*(run_group(g, m) for g, m in enumerate(groups)))
+        results = await asyncio.gather(*(run_group(m) for m in groups))
         said: dict[int, list[tuple[str, str]]] = {}
         for g, (members, turns) in enumerate(zip(groups, results, strict=True)):
             # rows in group order, not in the order groups finish (which a remote server makes vary)
             for t, (who, text) in enumerate(turns, start=1):
-                self.transcripts.append(self._row(dilemma_id=d.id, phase="debate", group_id=g, turn=t, agent_id=who,
-                                                  cluster=self.clusters[who], target_id=None, principle_id=None,
-                                                  text=text, seed=self._call_seed("debate", j, who, (t - 1) // len(members))))
-            lines = [(f"agent_{who}", text) for who, text in turns]
+                seed = self.call_seed("debate", j, who, (t - 1) // len(members))
+                self.transcripts.append(agents[who].message(d, "debate", text, seed, group_id=g, turn=t))
             for m in members:
-                said[m] = lines
+                said[m] = [(f"agent_{who}", text) for who, text in turns]
         return said
 
-    async def _critique(self, d: Dilemma, j: int, answers: dict[int, str], bar: tqdm) -> dict[int, str]:
-        c, temp, top_p = self.cfg.sim, self.cfg.llm.temperature, self.cfg.llm.top_p
-        plan = []
-        for a in self.citizens:
-            neighbours = sorted(self.graph.neighbors(a.index)) or [i for i in range(len(self.citizens)) if i != a.index]
-            critic = self.citizens[int(self.rng.choice(neighbours))]
-            principle = self.constitution.critique[int(self.rng.integers(len(self.constitution.critique)))]
-            plan.append((a, critic, principle))
-        crit_reqs = [GenerateRequest(messages=prompts.critique_messages(d, critic.worldview, answers[a.index], p.critique),
-                                     max_new_tokens=c.tokens.critique, temperature=temp, top_p=top_p,
-                                     seed=self._call_seed("critique", j, a.index)) for a, critic, p in plan]
-        critiques = await asyncio.gather(*(self._gen(critic.backend, [r], bar)
-                                           for (_, critic, _), r in zip(plan, crit_reqs, strict=True)))
-        critiques = [x[0] for x in critiques]
-        rev_msgs = [prompts.revision_messages(d, a.worldview, answers[a.index], crit, p.revision)
-                    for (a, _, p), crit in zip(plan, critiques, strict=True)]
-        rev_reqs = [GenerateRequest(messages=m, max_new_tokens=c.tokens.revision, temperature=temp, top_p=top_p,
-                                    seed=self._call_seed("revision", j, a.index)) for (a, _, _), m in zip(plan, rev_msgs, strict=True)]
-        revisions = await asyncio.gather(*(self._gen(a.backend, [r], bar)
-                                           for (a, _, _), r in zip(plan, rev_reqs, strict=True)))
-        revisions = [x[0] for x in revisions]
-        by_author = {a.index: text for (a, _, _), text in zip(plan, revisions, strict=True)}
-        scores = await self._read_stances(d, "revised", bar, lambda a: ("You revised your answer to",
-                                                                        [("you", by_author[a.index])]))
-        out: dict[int, str] = {}
-        for (a, critic, p), crit, creq, text, reading, rreq in zip(plan, critiques, crit_reqs, revisions, scores,
-                                                                   rev_reqs, strict=True):
-            self.transcripts.append(self._row(dilemma_id=d.id, phase="critique", group_id=None, turn=0,
-                                              agent_id=critic.index, cluster=critic.worldview.cluster,
-                                              target_id=a.index, principle_id=p.id, text=crit, seed=creq.seed))
-            self.transcripts.append(self._row(dilemma_id=d.id, phase="revision", group_id=None, turn=1,
-                                              agent_id=a.index, cluster=a.worldview.cluster, target_id=critic.index,
-                                              principle_id=p.id, text=text, seed=rreq.seed))
-            self._add_stance(a, d, "revised", reading, text, rreq.seed, j)
-            out[a.index] = text
-        return out
+    async def _critique(self, d: Dilemma, j: int, answers: dict[int, str]) -> dict[int, str]:
+        """3. A critic per agent critiques its answer; the author revises and is read again. The revisions."""
+        agents = list(self.agents)
+        plan = self.agents.map("draw_critic")
+        crits = await asyncio.gather(*(agents[critic].critique(d, j, a.index, answers[a.index], p)
+                                       for a, (critic, p) in zip(agents, plan, strict=True)))
+        revs = await asyncio.gather(*(a.revise(d, j, answers[a.index], crit, p)
+                                      for a, crit, (_, p) in zip(agents, crits, plan, strict=True)))
+        revised = {r.agent_id: r.text for r in revs}
+        readings = await self._read_all(d, "revised", lambda a: ("You revised your answer to", [("you", revised[a.index])]))
+        for a, crit, rev, reading in zip(agents, crits, revs, readings, strict=True):
+            self.transcripts += (crit, rev)
+            self.stances.append(a.take_stance(d, j, "revised", reading, rev.text, rev.seed))
+        return revised
 
-    def _pairs(self, answers: dict[int, str], revised: dict[int, str]) -> list[tuple[str, int, str, int, str]]:
-        """(kind, author_a, response_a, author_b, response_b) pairs to judge."""
-        pairs = [("revision", i, revised[i], i, answers[i]) for i in sorted(revised)]
-        latest = {i: revised.get(i, answers[i]) for i in answers}
-        by_cluster: dict[str, list[int]] = {}
-        for i, cl in enumerate(self.clusters):
-            by_cluster.setdefault(cl, []).append(i)
-        if len(by_cluster) > 1:
-            # One "everyone outside cluster c" list per cluster, not per pair: O(N) per step, not O(N^2).
-            # rng.integers(len(x)) draws exactly what rng.choice(x) draws, without copying x to an array.
-            outside = {cl: [k for k in range(len(self.citizens)) if self.clusters[k] != cl] for cl in by_cluster}
-            for _ in range(self._n_cross()):
-                i = int(self.rng.integers(len(self.citizens)))
-                others = outside[self.clusters[i]]
-                k = others[int(self.rng.integers(len(others)))]
-                pairs.append(("cross_cluster", i, latest[i], k, latest[k]))
-        return pairs
-
-    def _judge_plan(self, answers: dict[int, str], revised: dict[int, str]) -> list[tuple]:
-        """Who judges which pair under which principle, in which presented order (drawn from the rng)."""
-        plan = []
-        for kind, ia, ra, ib, rb in self._pairs(answers, revised):
-            judge = self.citizens[self._draw_excluding(sorted({ia, ib}))]
-            principle = self.constitution.judge[int(self.rng.integers(len(self.constitution.judge)))]
-            swapped = bool(self.rng.random() < 0.5)
-            plan.append((kind, ia, ra, ib, rb, judge, principle, swapped))
-        return plan
-
-    def _draw_excluding(self, excluded: list[int]) -> int:
-        """A uniform citizen index outside ``excluded`` (sorted), in O(1): the same draw as
-        ``rng.choice`` over the list of the others, without building that list."""
-        n = len(self.citizens)
-        if n <= len(excluded):
-            return int(self.rng.integers(n))
-        k = int(self.rng.integers(n - len(excluded)))
-        for e in excluded:
-            k += k >= e
-        return k
-
-    async def _judge(self, d: Dilemma, j: int, plan: list[tuple], bar: tqdm) -> None:
-        c = self.cfg.sim
-        score = scorer(self.judge_backend, lambda: bar.update(1))
-
-        async def judge_one(k: int, item: tuple) -> PairReading:
-            kind, ia, ra, ib, rb, judge, principle, swapped = item
-            return await read_judgment(score, c.judge_reader, d, judge.worldview if c.judge_persona else None,
-                                       principle.text, ra, rb, both_orders=c.debias_order, swapped=swapped,
-                                       what=f"judgment {k} of {judge.name} on '{d.id}'")
-
-        results = await asyncio.gather(*(judge_one(k, item) for k, item in enumerate(plan)))
-        prompt = prompts.dilemma_text(d)
-        for k, ((kind, ia, ra, ib, rb, judge, principle, swapped), reading) in enumerate(zip(plan, results, strict=True)):
-            what = f"judgment {k} of {judge.name} on '{d.id}'"
-            p_rev = None if reading.reversed is None else check_probability(reading.reversed, what)
-            self.preferences.append(self._row(
-                pref_id=f"{self.run_id}-g{self.generation}-s{self.steps}-d{j}-{k}", dilemma_id=d.id, prompt=prompt,
-                response_a=ra, response_b=rb, author_a=ia, author_b=ib, cluster_a=self.clusters[ia],
-                cluster_b=self.clusters[ib], pair_kind=kind, judge_id=judge.index, judge_cluster=judge.worldview.cluster,
-                principle_id=principle.id, p_a=check_probability(reading.p_a, what),
-                p_a_presented=check_probability(reading.presented, what), p_a_reversed=p_rev, order_swapped=swapped,
-                position_flip=reading.position_flip, judge_model=self.judge_backend.name,
-                constitution_version=self.constitution.tag, seed=self._call_seed("judge", j, k)))
+    async def _judge(self, d: Dilemma, j: int, plan: list[JudgePlan]) -> None:
+        """4. Each pair judged by its judge, under its principle, in its presented order."""
+        agents = list(self.agents)
+        self.preferences += await asyncio.gather(*(agents[p.judge].judge(d, j, k, p) for k, p in enumerate(plan)))
 
     # -- summaries -------------------------------------------------------------------------------
     def homophily(self) -> float:

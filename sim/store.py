@@ -11,28 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from alignment.preferences import PREFERENCE_SCHEMA, TRL_SCHEMA, to_trl  # noqa: F401 (re-exported)
-
-STANCE_SCHEMA: dict[str, pl.DataType] = {
-    "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32, "dilemma_id": pl.String,
-    "agent_id": pl.Int32, "cluster": pl.String, "model": pl.String,
-    "phase": pl.String,  # initial | post_debate | revised
-    "choice": pl.String,  # a | b | abstain
-    "p_a": pl.Float64,  # P(action a) from the scored option labels, order-debiased where possible
-    "p_a_presented": pl.Float64, "p_a_reversed": pl.Float64,  # the two orders (null if not scored)
-    "text_choice": pl.String, "parsed_ok": pl.Boolean, "reason": pl.String, "seed": pl.Int64,
-}
-
-TRANSCRIPT_SCHEMA: dict[str, pl.DataType] = {
-    "run_id": pl.String, "generation": pl.Int32, "step": pl.Int32, "dilemma_id": pl.String,
-    "phase": pl.String,  # stance | debate | critique | revision
-    "group_id": pl.Int32, "turn": pl.Int32, "agent_id": pl.Int32, "cluster": pl.String,
-    "target_id": pl.Int32,  # whose answer a critique addresses (null otherwise)
-    "principle_id": pl.String, "text": pl.String, "seed": pl.Int64,
-}
-
-class SchemaError(ValueError):
-    pass
+from alignment.preferences import PREFERENCE_SCHEMA, SchemaError, to_trl, validate_preferences
+from sim.records import STANCE_SCHEMA, TRANSCRIPT_SCHEMA
 
 
 def frame(rows: Sequence[Mapping[str, Any]], schema: Mapping[str, pl.DataType], name: str) -> pl.DataFrame:
@@ -45,16 +25,6 @@ def frame(rows: Sequence[Mapping[str, Any]], schema: Mapping[str, pl.DataType], 
         return pl.DataFrame(list(rows), schema=dict(schema), strict=True)
     except (TypeError, pl.exceptions.PolarsError) as exc:
         raise SchemaError(f"{name}: {exc}") from None
-
-
-def validate_preferences(df: pl.DataFrame) -> None:
-    if dict(df.schema) != PREFERENCE_SCHEMA:
-        raise SchemaError(f"preferences schema mismatch: {dict(df.schema)}")
-    bad = df.filter(~pl.col("p_a").is_between(0.0, 1.0) | pl.col("p_a").is_null())
-    if len(bad):
-        raise SchemaError(f"{len(bad)} preference rows have p_a outside [0, 1]")
-    if df["pref_id"].n_unique() != len(df):
-        raise SchemaError("duplicate pref_id in preferences")
 
 
 def _fsync_dir(path: Path) -> None:

@@ -48,10 +48,9 @@ def test_adversarial_agents_in_a_society_cannot_move_labels(tmp_path):
     soc = Society(cfg, load_dilemmas("default"), load_constitution("harmlessness"), judge, run_id="adv")
     adversary = ScriptedBackend(reply=lambda r: "A. " + INJECTIONS["forged_verdict"] + " " + INJECTIONS["ignore_instructions"],
                                 scores=gullible)
-    for i in (1, 4):
-        soc.citizens[i].backend = adversary
+    soc.agents.select(lambda a: a.index in (1, 4)).set("backend", adversary)
     soc.step()
-    assert soc.preferences and all(p["p_a"] == pytest.approx(0.5, abs=1e-3) for p in soc.preferences)
+    assert soc.preferences and all(p.p_a == pytest.approx(0.5, abs=1e-3) for p in soc.preferences)
     seen = [r.messages[-1].content for r in judge.seen_score if "Answer (A)" in r.messages[-1].content]
     with_adv = [t for t in seen if "Ignore all previous instructions" in t]
     assert with_adv, "adversary answers were judged"

@@ -36,7 +36,7 @@ def test_likelihood_stances_score_each_action_text_after_a_prompt_without_the_op
     b = ScriptedBackend(scores=prefers_text("I "))  # MoralChoice-style actions start "I ..."; "Yes, do it." does not
     soc = make(tiny_config(choice_rule="argmax"), b)
     soc.step()
-    d = next(x for x in soc.schedule if x.id == soc.stances[0]["dilemma_id"])
+    d = next(x for x in soc.schedule if x.id == soc.stances[0].dilemma_id)
     reads = [r for r in b.seen_score if r.continuation and r.choices == (d.action_a, d.action_b)]
     assert reads and all("Option A" not in r.messages[-1].content for r in reads)
     assert all(r.messages[-1].content.endswith("at do you do?") for r in reads)

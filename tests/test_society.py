@@ -1,5 +1,6 @@
 import asyncio
 import dataclasses
+import json
 import re
 
 import polars as pl
@@ -44,7 +45,7 @@ def test_one_step_produces_every_phase_with_expected_counts():
     assert dict(phases.iter_rows()) == {"initial": n, "post_debate": n, "revised": n}
     kinds = pl.DataFrame(soc.transcripts)["phase"].value_counts()
     assert dict(kinds.iter_rows()) == {"stance": n, "debate": n, "critique": n, "revision": n}
-    prefs = store.frame(soc.preferences, store.PREFERENCE_SCHEMA, "p")
+    prefs = store.frame([dataclasses.asdict(p) for p in soc.preferences], store.PREFERENCE_SCHEMA, "p")
     store.validate_preferences(prefs)
     assert len(prefs) == n + n // 2
     cross = prefs.filter(pl.col("pair_kind") == "cross_cluster")
@@ -90,10 +91,10 @@ def test_argmax_and_sample_choice_rules():
     fav_a = ScriptedBackend(scores=lambda r: [-0.2, -1.8])  # P(first label) ≈ 0.83 in every order
     soc = make(tiny_config(choice_rule="argmax", debias_order=False), fav_a)
     soc.step()
-    assert {r["choice"] for r in soc.stances if r["phase"] == "initial"} == {"a"}
+    assert {r.choice for r in soc.stances if r.phase == "initial"} == {"a"}
     soc2 = make(tiny_config(choice_rule="sample", debias_order=False), ScriptedBackend(scores=lambda r: [-0.69, -0.7]))
     soc2.step()
-    assert {r["choice"] for r in soc2.stances} == {"a", "b"}
+    assert {r.choice for r in soc2.stances} == {"a", "b"}
 
 
 def test_unparseable_text_is_counted_not_guessed(tmp_path):
@@ -143,3 +144,21 @@ def test_coalescer_hands_errors_to_every_caller():
 
     out = asyncio.run(main())
     assert all(isinstance(e, RuntimeError) for e in out)
+
+
+def test_a_restored_society_recollects_its_data_and_steps_on_as_the_original():
+    cfg = tiny_config(steps=3)
+    soc = make(cfg, ScriptedBackend(reply=reviser, scores=content_judge))
+    soc.step()
+    soc.step()
+    state = json.loads(json.dumps(soc.state_dict()))  # as a checkpoint holds it
+    back = make(cfg, ScriptedBackend(reply=reviser, scores=content_judge))
+    back.load_state_dict(state)
+    dc, dc2 = soc.datacollector, back.datacollector
+    assert dc2.get_model_vars_dataframe().equals(dc.get_model_vars_dataframe())
+    assert dc2.get_agent_vars_dataframe().equals(dc.get_agent_vars_dataframe())
+    assert [a.memory for a in back.agents] == [a.memory for a in soc.agents]
+    soc.step()
+    back.step()
+    assert back.preferences == soc.preferences and back.stances == soc.stances
+    assert dc2.get_model_vars_dataframe().equals(dc.get_model_vars_dataframe())

@@ -1,9 +1,12 @@
+import dataclasses
 import os
 
 import polars as pl
 import pytest
 
+from alignment.preferences import PREFERENCE_SCHEMA, SchemaError, validate_preferences
 from sim import store
+from sim.records import Message, Preference, Stance
 
 
 def _pref(i: int, p_a: float) -> dict:
@@ -15,25 +18,25 @@ def _pref(i: int, p_a: float) -> dict:
 
 
 def test_frame_rejects_missing_and_extra_columns_and_bad_types():
-    with pytest.raises(store.SchemaError, match="missing"):
-        store.frame([{k: v for k, v in _pref(0, 0.5).items() if k != "p_a"}], store.PREFERENCE_SCHEMA, "prefs")
-    with pytest.raises(store.SchemaError, match="unexpected"):
-        store.frame([{**_pref(0, 0.5), "junk": 1}], store.PREFERENCE_SCHEMA, "prefs")
-    with pytest.raises(store.SchemaError):
-        store.frame([{**_pref(0, 0.5), "p_a": "high"}], store.PREFERENCE_SCHEMA, "prefs")
+    with pytest.raises(SchemaError, match="missing"):
+        store.frame([{k: v for k, v in _pref(0, 0.5).items() if k != "p_a"}], PREFERENCE_SCHEMA, "prefs")
+    with pytest.raises(SchemaError, match="unexpected"):
+        store.frame([{**_pref(0, 0.5), "junk": 1}], PREFERENCE_SCHEMA, "prefs")
+    with pytest.raises(SchemaError):
+        store.frame([{**_pref(0, 0.5), "p_a": "high"}], PREFERENCE_SCHEMA, "prefs")
 
 
 def test_validate_rejects_out_of_range_and_duplicate_ids():
-    with pytest.raises(store.SchemaError, match="outside"):
-        store.validate_preferences(store.frame([_pref(0, 1.5)], store.PREFERENCE_SCHEMA, "p"))
-    with pytest.raises(store.SchemaError, match="duplicate"):
-        store.validate_preferences(store.frame([_pref(0, 0.2), _pref(0, 0.3)], store.PREFERENCE_SCHEMA, "p"))
+    with pytest.raises(SchemaError, match="outside"):
+        validate_preferences(store.frame([_pref(0, 1.5)], PREFERENCE_SCHEMA, "p"))
+    with pytest.raises(SchemaError, match="duplicate"):
+        validate_preferences(store.frame([_pref(0, 0.2), _pref(0, 0.3)], PREFERENCE_SCHEMA, "p"))
 
 
 def test_trl_export_orders_chosen_by_label_and_loads_with_datasets(tmp_path):
     from datasets import load_dataset
 
-    prefs = store.frame([_pref(0, 0.8), _pref(1, 0.3)], store.PREFERENCE_SCHEMA, "p")
+    prefs = store.frame([_pref(0, 0.8), _pref(1, 0.3)], PREFERENCE_SCHEMA, "p")
     trl = store.to_trl(prefs)
     assert trl["chosen"].to_list() == ["a0", "b1"] and trl["rejected"].to_list() == ["b0", "a1"]
     assert trl["score_chosen"].to_list() == pytest.approx([0.8, 0.7])
@@ -72,3 +75,15 @@ def test_atomic_writes_get_the_mode_the_umask_gives_like_the_log(tmp_path, mask,
         os.umask(old)
     for name in ("m.parquet", "summary.json", "cli.log"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
+
+
+@pytest.mark.parametrize(("record", "schema"), [(Stance, store.STANCE_SCHEMA), (Message, store.TRANSCRIPT_SCHEMA),
+                                                (Preference, PREFERENCE_SCHEMA)])
+def test_each_record_has_its_schemas_columns_in_order(record, schema):
+    assert [f.name for f in dataclasses.fields(record)] == list(schema)
+
+
+def test_a_preference_outside_0_1_is_refused_where_it_is_built():
+    with pytest.raises(SchemaError, match="outside"):
+        Preference(**_pref(0, 1.5))
+    assert dataclasses.asdict(Preference(**_pref(0, 0.25))) == _pref(0, 0.25)

@@ -56,9 +56,10 @@ async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitut
     c = society.cfg.sim
 
     score = scorer(society.judge_backend)
+    worldviews = society.agents.get("worldview")
 
     async def one(r: dict[str, Any], principle) -> float:
-        w = society.citizens[r["judge_id"]].worldview if c.judge_persona else None
+        w = worldviews[r["judge_id"]] if c.judge_persona else None
         reading = await read_judgment(score, c.judge_reader, dilemmas[r["dilemma_id"]], w, principle.text,
                                       r["response_a"], r["response_b"], both_orders=c.debias_order,
                                       swapped=r["order_swapped"], what=f"ablation judgment of {r['pref_id']}")

@@ -128,8 +128,8 @@ def _simulate(society: Society, ckpt: Checkpoint, g: int, group: list[int],
         from agents.llm.embedded import EmbeddedBackend
 
         tuned = EmbeddedBackend(policy[0], **embedded_options(society.cfg.llm), name=policy[1])
-        for i in group:
-            society.citizens[i].backend = tuned
+        members = set(group)
+        society.agents.select(lambda a: a.index in members).set("backend", tuned)
     return simulate(society, ckpt, f"generation_{g}")
 
 
@@ -235,7 +235,7 @@ def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, 
     if not versions:
         versions.append({"generation": g, "tag": current.tag, "judge": [{"id": p.id, "text": p.text} for p in current.judge]})
     def ballot() -> dict[str, Any]:
-        b = asyncio.run(vote([c.worldview for c in society.citizens], society.graph, current, backend,
+        b = asyncio.run(vote(society.agents.get("worldview"), society.graph, current, backend,
                              cfg.constitution.collective, seed=cfg.seed, generation=g,
                              temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
         return {"candidates": b.candidates, "elected": [p.id for p in b.constitution.judge]}

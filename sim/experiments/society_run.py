@@ -57,7 +57,7 @@ def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall
         "run_id": society.run_id,
         "wall_seconds": round(wall, 2),
         "counts": {
-            "agents": len(society.citizens), "steps": society.steps,
+            "agents": len(society.agents), "steps": society.steps,
             "stances": len(stances), "initial_stances": len(initial),
             "unparsed_stance_texts": int((~initial["parsed_ok"]).sum()) if len(initial) else 0,
             "abstentions": int((stances["choice"] == "abstain").sum()) if len(stances) else 0,
@@ -120,8 +120,8 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     resumed_from = midway["state"]["steps"] if midway else None
     if midway:
         log.info("resuming %s after step %d of %d", society.run_id, resumed_from, cfg.sim.steps)
-    simulate(society, run.ckpt, "society")  # checkpoints after every step
-    stances, transcripts, prefs = store.feedback_tables(society.stances, society.transcripts, society.preferences)
+    rows = simulate(society, run.ckpt, "society")  # checkpoints after every step
+    stances, transcripts, prefs = store.feedback_tables(**rows)
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
     store.write_feedback(out_dir, stances, transcripts, prefs)

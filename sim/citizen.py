@@ -1,0 +1,193 @@
+"""The society's agent: a worldview, the model it speaks with, its memory, and its half of every phase.
+
+Each phase method is one agent's part; :class:`sim.society.Society` runs it over all agents at once
+(``asyncio.gather(*model.agents.map(...))``) so the backend batches their requests. Every method that
+calls a model returns a record (:mod:`sim.records`) built here, so each record has one constructor site.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import mesa
+
+from agents import prompts
+from agents.llm.base import GenerateRequest, LLMBackend, ScoreRequest
+from agents.scoring import PairReading, check_probability, read_judgment, read_stance, scorer
+from agents.worldview import Worldview
+from scenarios.constitution import CritiquePrinciple
+from scenarios.dilemma import Dilemma
+from sim.records import JudgePlan, Message, Preference, Stance
+from sim.seeding import child_rng
+
+if TYPE_CHECKING:
+    from autogen_agentchat.agents import AssistantAgent
+    from tqdm import tqdm
+
+    from sim.society import Society
+
+# what an agent has seen since its first stance: a heading and (speaker, text) lines
+Seen = Callable[["Citizen"], tuple[str, Sequence[tuple[str, str]]]]
+
+
+def _choice(p_a: float, u: float | None) -> str:
+    """``argmax`` when ``u`` is None (exact ties abstain), else a draw: a if ``u < p_a``."""
+    if u is not None:
+        return "a" if u < p_a else "b"
+    return "a" if p_a > 0.5 else "b" if p_a < 0.5 else "abstain"
+
+
+class Counted:
+    """A backend whose calls count themselves on a progress bar: each adds to the total when sent and
+    ticks when answered, so the bar's total is what the phases actually sent (no arithmetic to keep in step)."""
+
+    def __init__(self, backend: LLMBackend, bar: tqdm) -> None:
+        self.backend, self.bar = backend, bar
+
+    def __getattr__(self, name: str) -> Any:  # name, stats, token_logprobs, ...
+        return getattr(self.backend, name)
+
+    async def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        self.bar.total += len(requests)
+        out = await self.backend.generate(requests)
+        self.bar.update(len(requests))
+        return out
+
+    async def score_choices(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
+        self.bar.total += len(requests)
+        out = await self.backend.score_choices(requests)
+        self.bar.update(len(requests))
+        return out
+
+
+class Citizen(mesa.Agent):
+    """An agent of the society.
+
+    Args:
+        model: the society.
+        index: 0-based position in the population and node id in the graph.
+        worldview: its values and persona.
+        backend: the model it speaks with (the society's unless replaced, e.g. by a tuned policy).
+    """
+
+    model: Society
+
+    def __init__(self, model: Society, index: int, worldview: Worldview, backend: LLMBackend) -> None:
+        super().__init__(model)
+        self.index = index
+        self.worldview = worldview
+        self.backend = backend
+        self.memory: list[Stance] = []  # this agent's stances, newest last
+
+    @property
+    def name(self) -> str:
+        return f"agent_{self.index}"
+
+    @property
+    def cluster(self) -> str:
+        return self.worldview.cluster
+
+    def mean_p_a(self, phase: str) -> float:
+        """Mean P(a) over this step's stances in ``phase`` (NaN if none): an agent reporter."""
+        ps = [s.p_a for s in self.memory if s.step == self.model.steps and s.phase == phase]
+        return sum(ps) / len(ps) if ps else math.nan
+
+    def message(self, d: Dilemma, phase: str, text: str, seed: int, *, group_id: int | None = None, turn: int = 0,
+                target_id: int | None = None, principle_id: str | None = None) -> Message:
+        """A transcript row of this agent speaking."""
+        m = self.model
+        return Message(run_id=m.run_id, generation=m.generation, step=m.steps, dilemma_id=d.id, phase=phase,
+                       group_id=group_id, turn=turn, agent_id=self.index, cluster=self.cluster, target_id=target_id,
+                       principle_id=principle_id, text=text, seed=seed)
+
+    # -- 1. stance ---------------------------------------------------------------------------------
+    async def answer(self, d: Dilemma, j: int) -> Message:
+        """The free-text stance (its reason)."""
+        seed = self.model.call_seed("stance", j, self.index)
+        text = await self.model.generate(self.backend, prompts.stance_messages(d, self.worldview), "stance", seed)
+        return self.message(d, "stance", text, seed)
+
+    async def read(self, d: Dilemma, phase: str, seen: Seen | None = None) -> PairReading:
+        """P(a) by ``sim.choice_reader``: the option letters of the phase's prompt (both orders with
+        ``sim.debias_order``), or the likelihood of each action's text after it."""
+        c = self.model.cfg.sim
+        return await read_stance(scorer(self.model.counted(self.backend)), c.choice_reader, d, self.worldview,
+                                 seen(self) if seen else None, both_orders=c.debias_order,
+                                 what=f"{phase} stance of {self.name} on '{d.id}'")
+
+    def take_stance(self, d: Dilemma, j: int, phase: str, reading: PairReading, text: str | None = None,
+                    seed: int | None = None) -> Stance:
+        """The stance a reading (and the text, where the phase wrote one) gives; remembered."""
+        m = self.model
+        what = f"{phase} stance of {self.name} on '{d.id}'"
+        p_a, p1 = check_probability(reading.p_a, what), check_probability(reading.presented, what)
+        p2 = None if reading.reversed is None else check_probability(reading.reversed, what)
+        text_choice = prompts.parse_choice(text) if text is not None else None
+        u = (child_rng(m.cfg.seed, m.generation, m.steps, "choice", phase, j, self.index).random()
+             if m.cfg.sim.choice_rule == "sample" else None)
+        stance = Stance(run_id=m.run_id, generation=m.generation, step=m.steps, dilemma_id=d.id, agent_id=self.index,
+                        cluster=self.cluster, model=self.backend.name, phase=phase, choice=_choice(p_a, u), p_a=p_a,
+                        p_a_presented=p1, p_a_reversed=p2,
+                        text_choice=text_choice or ("abstain" if text is not None else None),
+                        parsed_ok=text_choice is not None if text is not None else None, reason=text, seed=seed)
+        self.memory.append(stance)
+        return stance
+
+    # -- 2. debate ---------------------------------------------------------------------------------
+    def debater(self, j: int) -> AssistantAgent:
+        """This agent as a member of an autogen team (its k-th turn seeded by (step, dilemma, agent, k))."""
+        from autogen_agentchat.agents import AssistantAgent
+
+        from agents.llm.autogen_client import AgoraChatClient
+
+        m = self.model
+        client = AgoraChatClient(m.counted(self.backend), seed_for_call=lambda k: m.call_seed("debate", j, self.index, k),
+                                 max_new_tokens=m.cfg.sim.tokens.debate, temperature=m.cfg.llm.temperature,
+                                 top_p=m.cfg.llm.top_p, speaker=self.name)
+        return AssistantAgent(self.name, model_client=client,
+                              system_message=f"{self.worldview.persona} {prompts.DEBATE_ROLE}")
+
+    # -- 3. critique -------------------------------------------------------------------------------
+    def draw_critic(self) -> tuple[int, CritiquePrinciple]:
+        """Who critiques this agent's answer (a random neighbour; anyone else if it has none), and under
+        which principle: two draws from the model's rng."""
+        m = self.model
+        neighbours = sorted(m.graph.neighbors(self.index)) or [i for i in range(len(m.agents)) if i != self.index]
+        critic = int(m.rng.choice(neighbours))
+        return critic, m.constitution.critique[int(m.rng.integers(len(m.constitution.critique)))]
+
+    async def critique(self, d: Dilemma, j: int, author: int, answer: str, principle: CritiquePrinciple) -> Message:
+        """This agent's critique of ``author``'s ``answer``."""
+        seed = self.model.call_seed("critique", j, author)
+        text = await self.model.generate(self.backend, prompts.critique_messages(d, self.worldview, answer,
+                                                                                 principle.critique), "critique", seed)
+        return self.message(d, "critique", text, seed, target_id=author, principle_id=principle.id)
+
+    async def revise(self, d: Dilemma, j: int, answer: str, critique: Message, principle: CritiquePrinciple) -> Message:
+        """This agent's answer revised after ``critique``."""
+        seed = self.model.call_seed("revision", j, self.index)
+        msgs = prompts.revision_messages(d, self.worldview, answer, critique.text, principle.revision)
+        text = await self.model.generate(self.backend, msgs, "revision", seed)
+        return self.message(d, "revision", text, seed, turn=1, target_id=critique.agent_id, principle_id=principle.id)
+
+    # -- 4. judge ----------------------------------------------------------------------------------
+    async def judge(self, d: Dilemma, j: int, k: int, plan: JudgePlan) -> Preference:
+        """This agent judging the pair of ``plan`` (the k-th of dilemma j) with the society's judge model."""
+        m, c = self.model, self.model.cfg.sim
+        what = f"judgment {k} of {self.name} on '{d.id}'"
+        reading = await read_judgment(scorer(m.counted(m.judge_backend)), c.judge_reader, d,
+                                      self.worldview if c.judge_persona else None, plan.principle.text,
+                                      plan.response_a, plan.response_b, both_orders=c.debias_order,
+                                      swapped=plan.swapped, what=what)
+        p_rev = None if reading.reversed is None else check_probability(reading.reversed, what)
+        return Preference(
+            pref_id=f"{m.run_id}-g{m.generation}-s{m.steps}-d{j}-{k}", run_id=m.run_id, generation=m.generation,
+            step=m.steps, dilemma_id=d.id, prompt=prompts.dilemma_text(d), response_a=plan.response_a,
+            response_b=plan.response_b, author_a=plan.author_a, author_b=plan.author_b,
+            cluster_a=m.clusters[plan.author_a], cluster_b=m.clusters[plan.author_b], pair_kind=plan.kind,
+            judge_id=self.index, judge_cluster=self.cluster, principle_id=plan.principle.id,
+            p_a=check_probability(reading.p_a, what), p_a_presented=check_probability(reading.presented, what),
+            p_a_reversed=p_rev, order_swapped=plan.swapped, position_flip=reading.position_flip,
+            judge_model=m.judge_backend.name, constitution_version=m.constitution.tag, seed=m.call_seed("judge", j, k))
