@@ -155,27 +155,16 @@ def _main(dcfg: DictConfig) -> None:
         fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
+    from sim.studies import runner_for
+
     try:
-        if cfg.study.kind != "society":
-            from sim.studies import run_study
-
-            summary = run_study(cfg, out)
-            print(study_lines(summary, out))
-            return
-        if cfg.alignment.generations > 0:
-            from sim.evolve import run_generations
-
-            summary = run_generations(cfg, out)
-            print(report_generations(summary, out))
-            return
-        from sim.run import run
-
-        summary = run(cfg, out)
+        summary = runner_for(cfg)(cfg, out)
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
     except OSError as exc:  # e.g. a resumed run's folder that became read-only; the last checkpoint stays
         fail(os_error_line(exc))
-    print(report(summary, out))
+    lines = {"society": report, "generations": report_generations}.get(summary["kind"], study_lines)
+    print(lines(summary, out))
 
 
 def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from agents.llm.base import LLMBackend
 from scenarios.dilemma import InputError
 from sim.config import AgoraConfig
+
+Runner = Callable[[AgoraConfig, Path, LLMBackend | None], dict[str, Any]]
+
+
+def runner_for(cfg: AgoraConfig) -> Runner:
+    """What ``agora`` runs for ``cfg``: an experiment (``study.kind``), generations of society, reward
+    model and DPO (``alignment.generations > 0``), or one society run. Called as ``runner(cfg, out_dir,
+    backend)``; the summary's ``kind`` says which ran."""
+    if cfg.study.kind != "society":
+        return run_study
+    if cfg.alignment.generations > 0:
+        from sim.evolve import run_generations  # imported on use: it pulls in the trainers
+
+        return run_generations
+    from sim.run import run
+
+    return run
 
 
 def run_study(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
