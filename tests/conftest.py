@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, tiny_config  # noqa: F401  (tiny_config: `from tests.conftest import` still works)
+
 SHARED_DATA = Path(os.environ.get("AGORA_SHARED_DATA", ROOT.parent / "shared" / "data"))
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -25,12 +25,3 @@ def embedded():
     from agents.llm.embedded import EmbeddedBackend
 
     return EmbeddedBackend(max_batch_size=16)
-
-
-def tiny_config(**sim_overrides):
-    from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
-
-    sim = {"steps": 1, "group_size": 2, "tokens": TokenBudget(stance=12, debate=12, critique=12, revision=12),
-           "progress": False, **sim_overrides}
-    return AgoraConfig(name="test", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=6),
-                       sim=SimConfig(**sim))

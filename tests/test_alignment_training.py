@@ -1,8 +1,6 @@
 """Tiny-real-model training tests: steps change the weights and lower the loss; saved folders reload."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import polars as pl
@@ -12,6 +10,7 @@ import torch
 from alignment.dpo import DPOConfig, load_policy, sequence_logprobs, train_dpo
 from alignment.reward import RewardConfig, load_reward_model, score_texts, train_reward_model
 from alignment.sanity import known_rule_preferences, run_sanity
+from tests.helpers import agora
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +82,8 @@ def test_sanity_experiment_learns_the_planted_rule(tmp_path):
 
 @pytest.mark.slow  # ~3.5 min on 2 cores; `make test-slow` (and CI) run it
 def test_evolve_runs_two_tiny_generations_end_to_end(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "sim.cli", "experiment=tiny_evolve", "sim.progress=false",
-                          "constitution.collective.enabled=true", "constitution.collective.proposers=2",
-                          f"hydra.run.dir={tmp_path}"], capture_output=True, text=True, timeout=900)
+    res = agora("experiment=tiny_evolve", "sim.progress=false", "constitution.collective.enabled=true",
+                "constitution.collective.proposers=2", f"hydra.run.dir={tmp_path}", timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     m = pl.read_parquet(tmp_path / "metrics_generations.parquet")
     assert m["generation"].to_list() == [0, 1]

@@ -2,8 +2,6 @@
 
 import json
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -11,10 +9,7 @@ import pytest
 
 from sim import store
 from sim.run import OUTPUT_FILES
-
-
-def agora(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=timeout)
+from tests.helpers import agora
 
 
 @pytest.fixture(scope="module")

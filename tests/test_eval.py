@@ -4,8 +4,6 @@ whose accuracy and bias are known, and tiny runs on the embedded model."""
 import json
 import math
 import re
-import subprocess
-import sys
 
 import numpy as np
 import polars as pl
@@ -25,7 +23,7 @@ from alignment.metrics import (
 from scenarios.dilemma import Dilemma, InputError
 from scenarios.external import load_hhh, load_moralchoice
 from sim.config import AgoraConfig, EvalConfig, PopulationConfig
-from tests.conftest import tiny_config
+from tests.helpers import agora, tiny_config
 
 REPLY = re.compile(r"Reply \((A|B)\):\n<<<(.*?)>>>", re.S)
 OPTION = re.compile(r"Option (A|B): (.*)")
@@ -187,9 +185,8 @@ def test_tiny_hhh_run_on_the_embedded_model(embedded, shared_data, tmp_path):
 
 def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     out = tmp_path / "ev"
-    res = subprocess.run([sys.executable, "-m", "sim.eval_cli", f"eval.data_dir={shared_data}", "eval.hhh_items=3",
-                          "eval.scenarios=2", "population.size=4", f"hydra.run.dir={out}"],
-                         capture_output=True, text=True, timeout=600)
+    res = agora(f"eval.data_dir={shared_data}", "eval.hhh_items=3", "eval.scenarios=2", "population.size=4",
+                f"hydra.run.dir={out}", module="sim.eval_cli")
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((out / "eval.json").read_text())
     assert set(summary) >= {"hhh", "moralchoice", "steerability"}
@@ -200,8 +197,7 @@ def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     assert set(items["suite"].unique()) == {"hhh", "moralchoice_low", "moralchoice_low_judge", "moralchoice_high",
                                             "moralchoice_high_unconditioned"}
     assert np.isfinite(items.filter(pl.col("suite") != "hhh")["p_action1"].to_numpy()).all()
-    bad = subprocess.run([sys.executable, "-m", "sim.eval_cli", "eval.suites=[vibes]", f"hydra.run.dir={tmp_path / 'x'}"],
-                         capture_output=True, text=True, timeout=120)
+    bad = agora("eval.suites=[vibes]", f"hydra.run.dir={tmp_path / 'x'}", module="sim.eval_cli", timeout=120)
     assert bad.returncode != 0 and "unknown eval suite" in bad.stderr and "Traceback" not in bad.stderr
 
 

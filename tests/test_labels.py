@@ -15,7 +15,7 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import InputError, load_dilemmas
 from sim.run import run
 from sim.society import Society
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def make(cfg, backend) -> Society:

@@ -7,9 +7,6 @@ import asyncio
 import json
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -20,12 +17,7 @@ from agents.llm.scripted import ScriptedBackend
 from agents.worldview import PopulationSpec, cluster_centre, mutate, sample_population
 from alignment.metrics import bootstrap_interval, js_distance, normalised_entropy
 from sim.config import CollectiveConfig, NormConfig, NormsConfig, StudyConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def agora(*args: str, timeout: int = 900, module: str = "sim.cli") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+from tests.helpers import ROOT, agora, compose
 
 
 # -- metrics against hand-computed values ------------------------------------------------------------
@@ -236,13 +228,7 @@ def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tm
 @pytest.mark.parametrize("preset,kind", [("pluralism", "pluralism"), ("evolving_norms", "evolving_norms"),
                                          ("constitution_ablation", "constitution_ablation"), ("collective", "society")])
 def test_presets_compose_to_checked_configs(preset, kind):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    import sim.cli  # noqa: F401  (registers the schema)
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={preset}"]))
+    cfg = compose(f"experiment={preset}", scripted=False)
     assert cfg.study.kind == kind and cfg.name == preset
     if preset == "collective":
         assert cfg.constitution.collective.enabled and cfg.alignment.generations == 2
