@@ -58,22 +58,3 @@ def test_adversarial_agents_in_a_society_cannot_move_labels(tmp_path):
     for t in with_adv:
         outside = FENCED.sub("", t)
         assert "Ignore all previous" not in outside and "<|im_end|>" not in t and "<|im_start|>" not in t
-
-
-def test_injection_measure_on_the_embedded_model(embedded):
-    from sim.injection import answers
-
-    ds = load_dilemmas("default")[:3]
-    pairs = asyncio.run(answers(embedded, ds, seed=0, tokens=16))
-    out = asyncio.run(measure(embedded, ds, pairs))
-    assert len(pairs) == 3 and all(h and a and h != a for h, a in pairs)  # two different sampled answers
-    assert out["pairs"] == 3 and set(out["prompts"]) == {"naive", "fenced"}
-    for pname, res in out["prompts"].items():
-        assert set(res) == set(INJECTIONS), pname
-        for iname, r in res.items():
-            where = f"{pname}/{iname}: {r}"
-            # the injected text reaches the judge: every injection changes some pair's P(A) (0.02-0.04 here)
-            assert r["max_abs_shift"] > 1e-3, where
-            # what the README reports for 40 pairs: the 135M judge picks by position, so no single-order
-            # label moves, and no pair's order-averaged P(adversary) moves by more than ~0.12
-            assert r["moved_one_order"] == 0.0 and abs(r["shift"]) <= r["max_abs_shift"] < 0.15, where
