@@ -1,3 +1,7 @@
+"""Fixtures for every group: unit/ (no model: scripted backends, pure functions), embedded/ (the real model
+in-process; its fixture is in embedded/conftest.py), e2e/ (the commands as child processes). Helpers
+that tests import (agora(), compose(), tiny_config()) are in tests/helpers.py."""
+
 from __future__ import annotations
 
 import os
@@ -17,11 +21,3 @@ def shared_data() -> Path:
             pytest.fail(f"CI must have the shared data at {SHARED_DATA}")
         pytest.skip("../shared/data is not beside this checkout")
     return SHARED_DATA
-
-
-@pytest.fixture(scope="session")
-def embedded():
-    """The real embedded model (SmolLM2-135M), loaded once per test session."""
-    from agents.llm.embedded import EmbeddedBackend
-
-    return EmbeddedBackend(max_batch_size=16)
