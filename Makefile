@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.agora-test-installed
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup run test test-slow test-all lint bench clean
+.PHONY: setup test-setup run test test-unit test-slow test-all lint bench clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# tests/unit only: no model weights loaded, no real-model child runs (tests/embedded and tests/e2e hold those)
+test-unit: setup
+	$(BIN)/python -m pytest -q tests/unit
 
 # Tests marked slow: a real llama.cpp server under injected faults (needs test-setup's build), a generations
 # run resumed mid-way, the known-rule sanity experiment and a two-generation run.

@@ -1,3 +1,7 @@
+"""Fixtures for every group: unit/ (no model: scripted backends, pure functions), embedded/ (the real model
+in-process; its fixture is in embedded/conftest.py), e2e/ (the commands as child processes). Helpers
+that tests import (agora(), compose(), tiny_config()) are in tests/helpers.py."""
+
 from __future__ import annotations
 
 import os
@@ -5,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 SHARED_DATA = Path(os.environ.get("AGORA_SHARED_DATA", ROOT.parent / "shared" / "data"))
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -17,20 +21,3 @@ def shared_data() -> Path:
             pytest.fail(f"CI must have the shared data at {SHARED_DATA}")
         pytest.skip("../shared/data is not beside this checkout")
     return SHARED_DATA
-
-
-@pytest.fixture(scope="session")
-def embedded():
-    """The real embedded model (SmolLM2-135M), loaded once per test session."""
-    from agents.llm.embedded import EmbeddedBackend
-
-    return EmbeddedBackend(max_batch_size=16)
-
-
-def tiny_config(**sim_overrides):
-    from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
-
-    sim = {"steps": 1, "group_size": 2, "tokens": TokenBudget(stance=12, debate=12, critique=12, revision=12),
-           "progress": False, **sim_overrides}
-    return AgoraConfig(name="test", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=6),
-                       sim=SimConfig(**sim))

@@ -14,7 +14,7 @@ from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.experiments.society_run import run
 from sim.society import Society
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 ANSWER = re.compile(r"Answer \((A|B)\):\n<<<(.*?)>>>", re.S)
 

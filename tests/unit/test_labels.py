@@ -16,7 +16,7 @@ from scenarios.errors import InputError
 from sim.calibration import INVERSE_PRINCIPLE, calibrate, warn_if_uninformative
 from sim.experiments.society_run import run
 from sim.society import Society
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 
 def make(cfg, backend) -> Society:
@@ -183,20 +183,6 @@ def test_too_many_calibration_items_is_one_line():
         calibrate(cfg, ScriptedBackend())
     with pytest.raises(ValueError):
         CalibrationConfig(stance_items=-1)
-
-
-# -- the embedded model ---------------------------------------------------------------------------
-def test_on_the_embedded_model_the_likelihood_reader_finds_the_moral_action_and_the_letter_does_not(embedded):
-    """30 seeded MoralChoice low-ambiguity scenarios, one cultural persona each (the gate's own slice)."""
-    import dataclasses
-
-    from alignment.config import CalibrationConfig
-
-    cfg = dataclasses.replace(tiny_config(), calibration=CalibrationConfig(stance_items=30, judge_items=0))
-    lik = calibrate(cfg, embedded)["stance"]
-    label = calibrate(dataclasses.replace(cfg, sim=dataclasses.replace(cfg.sim, choice_reader="label")), embedded)["stance"]
-    assert lik["accuracy"]["value"] >= 0.7 and lik["accuracy"]["low"] > 0.5, lik
-    assert label["accuracy"]["value"] < lik["accuracy"]["value"] and label["position_bias_rate"] > 0.5, label
 
 
 def test_a_training_run_that_requires_informative_labels_stops_before_any_work(tmp_path):

@@ -24,8 +24,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.helpers import agora
+
 pytestmark = pytest.mark.slow  # ~5 min with the server's start; `make test-slow` (and CI) run it
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -149,13 +150,11 @@ class FaultProxy:
 
 
 def society(out: Path, base_url: str, *extra: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sim.cli", "llm=openai_compatible", f"llm.base_url={base_url}/v1",
-                           "llm.model=smollm2", "llm.timeout_s=10", "llm.max_retries=6", "llm.backoff_s=0.3",
-                           "llm.concurrency=2", "population.size=4", "sim.steps=2", "sim.group_size=2",
-                           "sim.tokens.stance=12", "sim.tokens.debate=12", "sim.tokens.critique=12", "sim.tokens.revision=12",
-                           "sim.progress=false", "sim.choice_reader=label", "sim.judge_reader=label", "calibration.enabled=false",
-                           "name=served", f"hydra.run.dir={out}", *extra],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return agora("llm=openai_compatible", f"llm.base_url={base_url}/v1", "llm.model=smollm2", "llm.timeout_s=10",
+                 "llm.max_retries=6", "llm.backoff_s=0.3", "llm.concurrency=2", "population.size=4", "sim.steps=2",
+                 "sim.group_size=2", "sim.tokens.stance=12", "sim.tokens.debate=12", "sim.tokens.critique=12",
+                 "sim.tokens.revision=12", "sim.progress=false", "sim.choice_reader=label", "sim.judge_reader=label",
+                 "calibration.enabled=false", "name=served", f"hydra.run.dir={out}", *extra, timeout=timeout)
 
 
 def rows(out: Path) -> dict[str, pl.DataFrame]:
@@ -220,8 +219,7 @@ def test_society_through_a_real_server_survives_faults_and_an_outage(llama_serve
     assert json.loads((broken / "checkpoint.json").read_text())["extra"]["society"]["state"]["steps"] == 1
 
     # the server is back (at another address): resume with the stored config, pointed at the live server
-    res = subprocess.run([sys.executable, "-m", "sim.cli", f"resume={broken}", f"llm.base_url={llama_server}/v1"],
-                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    res = agora(f"resume={broken}", f"llm.base_url={llama_server}/v1")
     assert res.returncode == 0, res.stderr[-3000:]
     same_rows(rows(broken), reference)
     assert json.loads((broken / "summary.json").read_text())["resumed_after_step"] == 1

@@ -1,15 +1,11 @@
-"""The research experiments: their logic on a scripted backend, their presets on the real model,
-sweeps through Hydra's launchers, and ``agora-report``."""
+"""The research experiments' logic on a scripted backend, and their presets and launchers composed (the
+presets run on the real model, sweeps and ``agora-report`` are in test_cli_e2e.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -21,18 +17,7 @@ from agents.worldview import PopulationSpec, cluster_centre, mutate, sample_popu
 from alignment.metrics import bootstrap_interval, js_distance, normalised_entropy
 from sim.config import CollectiveConfig
 from sim.study_config import NormConfig, NormsConfig, StudyConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def agora(*args: str, timeout: int = 900, module: str = "sim.cli") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-
-
-def agora_report(*args: str) -> subprocess.CompletedProcess:
-    """The ``agora-report`` console script's entry point, run as a process."""
-    return subprocess.run([sys.executable, "-c", "from sim.cli import report_main; report_main()", *args],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+from tests.helpers import ROOT, compose
 
 
 # -- metrics against hand-computed values ------------------------------------------------------------
@@ -244,13 +229,7 @@ def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tm
 @pytest.mark.parametrize("preset,kind", [("pluralism", "pluralism"), ("evolving_norms", "evolving_norms"),
                                          ("constitution_ablation", "constitution_ablation"), ("collective", "society")])
 def test_presets_compose_to_checked_configs(preset, kind):
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    import sim.cli  # noqa: F401  (registers the schema)
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = OmegaConf.to_object(compose("config", overrides=[f"experiment={preset}"]))
+    cfg = compose(f"experiment={preset}", scripted=False)
     assert cfg.study.kind == kind and cfg.name == preset
     if preset == "collective":
         assert cfg.constitution.collective.enabled and cfg.alignment.generations == 2
@@ -274,91 +253,3 @@ def test_launcher_configs_compose():
     assert ray.hydra.launcher._target_ == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
     assert ray.hydra.launcher.ray.remote.num_gpus == 1
     assert joblib.hydra.launcher._target_.endswith("JoblibLauncher")
-
-
-# -- sweeps and agora-report ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
-def test_multirun_sweep_then_agora_report(tmp_path, launcher):
-    sweep = tmp_path / "sweep"
-    res = agora("--multirun", "experiment=pluralism", "llm=scripted", "study.pluralism.dilemmas=3", "population.size=4,8",
-                "seed=0,1", f"hydra/launcher={launcher}", "sim.progress=false", f"hydra.sweep.dir={sweep}", timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert len(runs) == 4 and all((r / "report.md").exists() and (r / "summary.json").exists() for r in runs)
-    seeds = sorted(json.loads((r / "summary.json").read_text())["config"]["seed"] for r in runs)
-    assert seeds == [0, 0, 1, 1]
-    rep = agora_report(str(sweep))
-    assert rep.returncode == 0, rep.stderr
-    df = pl.read_parquet(sweep / "comparison.parquet")
-    assert len(df) == 4 and set(df["label"]) == {f"population.size={n} seed={s}" for n in (4, 8) for s in (0, 1)}
-    text = (sweep / "report.md").read_text()
-    assert "Across seeds" in text and "entropy[panel]" in text and (sweep / "report.html").exists()
-    assert (sweep / "compare_entropy_panel.png").exists()
-
-
-def test_agora_report_compares_two_runs_and_fails_cleanly(tmp_path):
-    for seed in (0, 1):
-        res = agora("experiment=tiny", "llm=scripted", f"seed={seed}", "sim.progress=false", f"hydra.run.dir={tmp_path / str(seed)}")
-        assert res.returncode == 0, res.stderr[-2000:]
-        assert "## Sample transcript" in (tmp_path / str(seed) / "report.md").read_text()
-    out = tmp_path / "cmp"
-    rep = agora_report(str(tmp_path / "0"), str(tmp_path / "1"), "-o", str(out))
-    assert rep.returncode == 0, rep.stderr
-    df = pl.read_parquet(out / "comparison.parquet")
-    assert df["label"].to_list() == ["seed=0", "seed=1"] and df["preferences_per_s"].is_not_null().all()
-    assert "| seed=0 | society |" in (out / "report.md").read_text()
-    bad = agora_report(str(tmp_path / "nowhere"))
-    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such directory" in bad.stderr
-
-
-# -- every preset end to end on the real embedded model, at toy size ---------------------------------------
-def test_pluralism_preset_on_the_embedded_model(tmp_path):
-    res = agora("experiment=pluralism", "study.pluralism.dilemmas=2", "study.pluralism.panel_size=2", "population.size=4",
-                "population.clusters=[protestant_europe,confucian]", "study.pluralism.answer_tokens=16",
-                "study.pluralism.synthesis_tokens=16", "sim.progress=false", f"hydra.run.dir={tmp_path}")
-    assert res.returncode == 0, res.stderr[-3000:]
-    s = json.loads((tmp_path / "summary.json").read_text())
-    assert s["backend"]["name"].startswith("SmolLM2") and s["dilemmas"] == 2
-    for c in ("single", "contextual", "panel"):
-        e = s["conditions"][c]["entropy"]
-        assert 0 <= e["low"] <= e["value"] <= e["high"] <= 1
-    answers = pl.read_parquet(tmp_path / "pluralism_answers.parquet")
-    assert len(answers) == 2 * (3 + 2) and (answers["text"].str.len_chars() > 0).all()
-    dist = answers.select("p[protestant_europe]", "p[confucian]").sum_horizontal()
-    assert ((dist - 1).abs() < 1e-6).all()
-    assert "entropy[panel]" in res.stdout and (tmp_path / "report.html").exists()
-
-
-def test_evolving_norms_preset_on_the_embedded_model_with_a_tuned_policy(tmp_path):
-    res = agora("experiment=evolving_norms", "study.norms.generations=4", "study.norms.dilemmas=1", "population.size=4",
-                "study.norms.answer_tokens=12", "study.norms.train_policy=true", "alignment.dpo.max_length=192",
-                "sim.progress=false", f"hydra.run.dir={tmp_path}")
-    assert res.returncode == 0, res.stderr[-3000:]
-    s = json.loads((tmp_path / "summary.json").read_text())
-    assert [g["norm"] for g in s["generations"]] == ["loyalty_first"] * 3 + ["fairness_first"]
-    assert all(0 <= g["mean_fit"] <= 1 and g["replaced"] == 1 and 0 <= g["policy_fit"] <= 1 for g in s["generations"])
-    assert s["shifts"][0]["generation"] == 3 and "population_lag[fairness_first]" in s["headline"]
-    assert "policy_lag[fairness_first]" in s["headline"]
-    tuned = [g for g in s["generations"] if "dpo_train_margin_after" in g]
-    assert tuned and (tmp_path / f"generation_{tuned[0]['generation']}" / "policy" / "model.safetensors").exists()
-    policy = pl.read_parquet(tmp_path / "norms_policy_answers.parquet")
-    assert policy["generation"].to_list() == [0, 1, 2, 3]
-    assert (tmp_path / "norms_tracking.png").exists() and "Tracking each shift" in (tmp_path / "report.md").read_text()
-
-
-def test_constitution_ablation_preset_on_the_embedded_model(tmp_path):
-    res = agora("experiment=constitution_ablation", "study.ablation.constitutions=[none,harmlessness,single_care]",
-                "population.size=4", "sim.steps=2", "sim.group_size=2", "sim.debate_rounds=0", "sim.tokens.stance=12",
-                "sim.tokens.critique=12", "sim.tokens.revision=12", "alignment.reward.epochs=1", "sim.progress=false",
-                f"hydra.run.dir={tmp_path}")
-    assert res.returncode == 0, res.stderr[-3000:]
-    s = json.loads((tmp_path / "summary.json").read_text())
-    prefs = pl.read_parquet(tmp_path / "preferences.parquet")
-    table = pl.read_parquet(tmp_path / "ablation_pairs.parquet")
-    assert s["pairs"] == len(prefs) == len(table) > 0
-    for arm in ("none", "harmlessness", "single_care"):
-        assert table[f"p_a[{arm}]"].is_between(0, 1).all()
-    assert set(s["effects"]) == {"none", "harmlessness", "single_care"}
-    assert s["effects"]["none"]["harmlessness"]["value"] == 0.0  # the reference against itself
-    assert set(s["reward"]) == {"none", "harmlessness", "single_care"} and (tmp_path / "reward_none").is_dir()
-    assert "shift[single_care→single_care]" in s["headline"] and (tmp_path / "ablation_shift.png").exists()

@@ -11,7 +11,7 @@ import pytest
 from agents.llm.base import BackendError, ChatMessage, GenerateRequest, ScoreRequest
 from agents.llm.openai_compat import OpenAICompatibleBackend, label_key
 from agents.scoring import p_first
-from tests.test_openai_compat import Handler, serve
+from tests.unit.test_openai_compat import Handler, serve
 
 MSGS = (ChatMessage(role="user", content="A or B?"),)
 AB = ScoreRequest(messages=MSGS, choices=("A", "B"))

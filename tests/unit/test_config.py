@@ -11,7 +11,7 @@ import typing
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_importing_the_config_loads_no_torch_and_leaves_the_hub_setting_alone():

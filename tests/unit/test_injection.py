@@ -57,15 +57,3 @@ def test_adversarial_agents_in_a_society_cannot_move_labels(tmp_path):
     for t in with_adv:
         outside = FENCED.sub("", t)
         assert "Ignore all previous" not in outside and "<|im_end|>" not in t and "<|im_start|>" not in t
-
-
-def test_injection_measure_on_the_embedded_model(embedded):
-    from sim.experiments.injection import answers
-
-    ds = load_dilemmas("default")[:3]
-    pairs = asyncio.run(answers(embedded, ds, seed=0, tokens=16))
-    out = asyncio.run(measure(embedded, ds, pairs))
-    assert out["pairs"] == 3 and set(out["prompts"]) == {"naive", "fenced"}
-    for res in out["prompts"].values():
-        for r in res.values():
-            assert 0 <= r["moved"] <= 1 and -1 <= r["shift"] <= 1 and r["max_abs_shift"] >= abs(r["shift"]) - 1e-9

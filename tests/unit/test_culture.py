@@ -24,10 +24,18 @@ def test_cluster_centres_are_ordered_as_the_cultural_map_says():
     assert max(surv, key=surv.get) == "protestant_europe" and min(surv, key=surv.get) == "islamic"
 
 
-def test_cluster_counts_apportion_exactly():
-    spec = PopulationSpec(size=10, clusters=("confucian", "islamic", "english_speaking"), weights=(2, 1, 1))
-    assert cluster_counts(spec) == [5, 3, 2] or cluster_counts(spec) == [5, 2, 3]
-    assert sum(cluster_counts(PopulationSpec(size=7, clusters=("confucian", "islamic")))) == 7
+@pytest.mark.parametrize("size,weights,expected", [
+    (10, (2, 1, 1), [5, 3, 2]),  # exact 5, 2.5, 2.5: the tied remainder goes to the earlier cluster
+    (10, (1, 1, 2), [3, 2, 5]),
+    (10, (1, 2, 3), [2, 3, 5]),  # exact 1.67, 3.33, 5: the largest remainder (0.67) gets the spare agent
+    (10, None, [4, 3, 3]),  # equal weights by default
+    (16, None, [6, 5, 5]),
+])
+def test_cluster_counts_apportion_by_largest_remainder(size, weights, expected):
+    clusters = ("confucian", "islamic", "english_speaking")
+    spec = PopulationSpec(size=size, clusters=clusters, **({"weights": weights} if weights else {}))
+    assert cluster_counts(spec) == expected
+    assert cluster_counts(PopulationSpec(size=7, clusters=("confucian", "islamic"))) == [4, 3]
 
 
 def test_sampling_is_seeded_and_uses_real_mfq_profiles():

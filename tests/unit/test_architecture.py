@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
+
 LAYERS = ["scenarios", "agents", "alignment", "sim", "sim.report", "sim.experiments", "sim.cli"]
 PACKAGES = ("scenarios", "agents", "alignment", "sim")
 

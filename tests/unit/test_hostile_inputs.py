@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
 from sim.experiments.society_run import run
-from tests.conftest import tiny_config
+from tests.helpers import agora, tiny_config
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}
 OK_LINE = json.dumps(OK)
@@ -41,10 +40,6 @@ def one_line(exc: BaseException, *needles: str) -> str:
     for n in needles:
         assert n in msg, (n, msg)
     return msg
-
-
-def cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 def cli_one_line(res: subprocess.CompletedProcess, *needles: str) -> str:
@@ -350,13 +345,13 @@ TINY = ("llm=scripted", "experiment=tiny", "sim.progress=false")
     ("population.size=[", ("bad config:", "cannot parse override 'population.size=['")),
 ])
 def test_hydra_errors_are_one_line_with_exit_2(tmp_path, override, needles):
-    cli_one_line(cli(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"), *needles)
+    cli_one_line(agora(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"), *needles)
 
 
 def test_run_dir_naming_a_file(tmp_path):
     f = tmp_path / "a_file"
     f.write_text("")
-    cli_one_line(cli(*TINY, f"hydra.run.dir={f}"), str(f), "File exists", "hydra.run.dir")
+    cli_one_line(agora(*TINY, f"hydra.run.dir={f}"), str(f), "File exists", "hydra.run.dir")
 
 
 def test_read_only_output_folder(tmp_path):
@@ -378,7 +373,7 @@ def test_read_only_output_folder(tmp_path):
             else:
                 target.rmdir()
                 pytest.skip("no folder here refuses writes")
-        err = cli_one_line(cli(*TINY, f"hydra.run.dir={target}"), str(target), "hydra.run.dir")
+        err = cli_one_line(agora(*TINY, f"hydra.run.dir={target}"), str(target), "hydra.run.dir")
         assert "Permission denied" in err or "Operation not permitted" in err
     finally:
         ro.chmod(0o755)
@@ -387,14 +382,14 @@ def test_read_only_output_folder(tmp_path):
 def test_cli_fifo_as_dilemmas_does_not_hang(tmp_path):
     fifo = tmp_path / "d.jsonl"
     os.mkfifo(fifo)
-    cli_one_line(cli(*TINY, f"scenario.dilemmas={fifo}", f"hydra.run.dir={tmp_path / 'run'}", timeout=60),
+    cli_one_line(agora(*TINY, f"scenario.dilemmas={fifo}", f"hydra.run.dir={tmp_path / 'run'}", timeout=60),
                  str(fifo), "a FIFO")
 
 
 def test_cli_per_step_larger_than_the_pool(tmp_path):
     path = tmp_path / "two.jsonl"
     path.write_text(OK_LINE + "\n" + OK_LINE.replace('"d1"', '"d2"') + "\n")
-    cli_one_line(cli(*TINY, f"scenario.dilemmas={path}", "scenario.per_step=3", f"hydra.run.dir={tmp_path / 'run'}"),
+    cli_one_line(agora(*TINY, f"scenario.dilemmas={path}", "scenario.per_step=3", f"hydra.run.dir={tmp_path / 'run'}"),
                  str(path), "scenario.per_step=3", "2 dilemmas")
     assert not (tmp_path / "run" / CHECKPOINT).exists()
 
@@ -402,7 +397,7 @@ def test_cli_per_step_larger_than_the_pool(tmp_path):
 def test_cli_resume_of_a_damaged_checkpoint(victim, tmp_path):
     _, d = victim
     _ckpt(d).write_text("[]")
-    cli_one_line(cli(f"resume={d}", f"hydra.run.dir={tmp_path / 'log'}"), str(_ckpt(d)), "got list")
+    cli_one_line(agora(f"resume={d}", f"hydra.run.dir={tmp_path / 'log'}"), str(_ckpt(d)), "got list")
     assert _ckpt(d).read_text() == "[]"
 
 
@@ -410,7 +405,7 @@ def test_cli_resume_of_an_invalid_stored_config(victim, tmp_path):
     _, d = victim
     _rewrite(_ckpt(d), lambda s: s["config"]["population"].update(size="many"))
     before = _snapshot(d)
-    cli_one_line(cli(f"resume={d}"), str(_ckpt(d)), "stored config is not valid", "many")
+    cli_one_line(agora(f"resume={d}"), str(_ckpt(d)), "stored config is not valid", "many")
     after = _snapshot(d)
     after.pop("cli.log", None)  # a resume logs into its run's folder, a refused one too
     before.pop("cli.log", None)

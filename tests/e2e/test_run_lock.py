@@ -3,8 +3,6 @@
 import dataclasses
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,11 +12,10 @@ from agents.llm.base import BackendError
 from agents.llm.scripted import ScriptedBackend
 from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
-from sim.config import AgoraConfig
 from sim.experiments.society_run import run
 from sim.lock import LOCK
+from tests.helpers import agora, compose, start_agora
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["llm=scripted", "experiment=tiny", "population.size=8", "sim.steps=3", "sim.progress=false"]
 # `agora ARGS...` in a child that, right after its first step's checkpoint, touches READY and waits (lock held)
 _HOLD_AFTER_FIRST_CHECKPOINT = """
@@ -38,23 +35,8 @@ main()
 """
 
 
-def agora(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
-
-
 def _snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
     return {str(p.relative_to(d)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(d.rglob("*")) if p.is_file()}
-
-
-def _compose(*overrides: str) -> AgoraConfig:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
-    import sim.cli  # noqa: F401  (registers the schema)
-
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return OmegaConf.to_object(compose("config", overrides=["llm=scripted", "sim.progress=false", *overrides]))
 
 
 def test_a_second_run_into_a_running_runs_folder_fails_and_a_killed_holder_does_not_block_resume(tmp_path):
@@ -62,8 +44,7 @@ def test_a_second_run_into_a_running_runs_folder_fails_and_a_killed_holder_does_
     assert agora(*TINY, f"hydra.run.dir={ref}").returncode == 0
     assert not (ref / LOCK).exists()  # a finished folder holds only its outputs
     code = _HOLD_AFTER_FIRST_CHECKPOINT.format(ready=str(ready), args=[*TINY, f"hydra.run.dir={run_dir}"])
-    holder = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    holder = start_agora(code=code)
     try:
         deadline = time.monotonic() + 240
         while not ready.exists() and holder.poll() is None and time.monotonic() < deadline:
@@ -88,7 +69,7 @@ def test_a_second_run_into_a_running_runs_folder_fails_and_a_killed_holder_does_
 
 
 def test_the_lock_is_per_folder_and_released_on_error_and_at_finish(tmp_path):
-    cfg = _compose(*TINY[1:])
+    cfg = compose(*TINY[1:])
     first = Checkpoint(tmp_path, "r", "society", cfg, None)
     with pytest.raises(InputError, match=rf"in use by another run \(pid {os.getpid()}, started "):
         Checkpoint(tmp_path, "r", "society", cfg, None)
@@ -118,7 +99,7 @@ class FailingAfterRetries(ScriptedBackend):
 
 
 def test_counters_of_a_failed_attempt_reach_the_final_summary(tmp_path, monkeypatch):
-    cfg = _compose(*TINY[1:])
+    cfg = compose(*TINY[1:])
     ref = run(cfg, tmp_path / "ref", ScriptedBackend())
     out, flaky = tmp_path / "out", FailingAfterRetries()
     real = Checkpoint.save

@@ -31,13 +31,24 @@ def test_bradley_terry_worked_example():
     assert bradley_terry(t(1.0), t(0.0), t(1.0)).item() == pytest.approx(SIG1)
     assert bradley_terry(t(1.0), t(0.0), t(0.5)).item() == pytest.approx(0.5 * (SIG1 + SIGM1))
     assert bradley_terry(t(1.0), t(0.0), t(0.0)).item() == pytest.approx(SIGM1)
-    assert LOSSES["bradley_terry"] is bradley_terry
+    # per pair, not reduced: the trainers weight and average the rows themselves
+    loss = LOSSES["bradley_terry"](t(1.0, 0.0, 2.0), t(0.0, 1.0, 2.0), t(1.0, 1.0, 0.5))
+    assert loss.tolist() == pytest.approx([SIG1, SIGM1, math.log(2)])
+    # swapping the two answers and the label gives the same loss
+    assert bradley_terry(t(0.0), t(1.0), t(0.25)).item() == pytest.approx(bradley_terry(t(1.0), t(0.0), t(0.75)).item())
+
+
+def test_bradley_terry_gradient_pulls_the_margin_toward_the_label():
+    # d loss / d r_a = σ(r_a − r_b) − p: at a margin of 1 and p = 0.75, σ(1) − 0.75 = 0.731059 − 0.75 = −0.018941
+    r_a = torch.ones(1, requires_grad=True, dtype=torch.float64)
+    bradley_terry(r_a, t(0.0), t(0.75)).sum().backward()
+    assert r_a.grad.item() == pytest.approx(1 / (1 + math.exp(-1)) - 0.75)
 
 
 def test_dpo_soft_worked_example():
     # z = β((π_a − ref_a) − (π_b − ref_b)) = 0.5·((−10+11) − (−12+11)) = 1
     args = (t(-10.0), t(-12.0), t(-11.0), t(-11.0))
-    assert dpo_soft(*args, t(1.0), beta=0.5).item() == pytest.approx(SIG1)
+    assert LOSSES["dpo_soft"](*args, t(1.0), beta=0.5).item() == pytest.approx(SIG1)
     assert dpo_soft(*args, t(0.0), beta=0.5).item() == pytest.approx(SIGM1)
     assert dpo_soft(*args, t(0.75), beta=0.5).item() == pytest.approx(0.75 * SIG1 + 0.25 * SIGM1)
     # a tie (p = 0.5) is minimised where the policy equals the reference: gradient zero at z = 0

@@ -1,15 +1,11 @@
-"""`agora-eval`: interval/calibration/test functions by hand, the external loaders, scripted judges
-whose accuracy and bias are known, and tiny runs on the embedded model."""
+"""`agora-eval`: interval/calibration/test functions by hand, the external loaders, and scripted judges
+whose accuracy and bias are known (runs on the embedded model: test_on_the_model.py, test_cli_e2e.py)."""
 
 import dataclasses
 import json
 import math
 import re
-import subprocess
-import sys
 
-import numpy as np
-import polars as pl
 import pytest
 
 from agents.llm.base import ScoreRequest
@@ -28,7 +24,7 @@ from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
 from sim.config import AgoraConfig, PopulationConfig
 from sim.experiments.evaluate import evaluate, hhh_metrics, score_hhh, score_stances, steerability
-from tests.conftest import tiny_config
+from tests.helpers import tiny_config
 
 REPLY = re.compile(r"Reply \((A|B)\):\n<<<(.*?)>>>", re.S)
 OPTION = re.compile(r"Option (A|B): (.*)")
@@ -43,9 +39,6 @@ def test_wilson_interval_matches_the_formula():
     share, lo, hi = proportion_interval(k, n)
     assert share == 0.8 and lo == pytest.approx(centre - half, abs=1e-9) and hi == pytest.approx(centre + half, abs=1e-9)
     assert proportion_interval(0, 5)[1] == 0.0 and math.isnan(proportion_interval(0, 0)[0])
-
-
-AGORA_EVAL = [sys.executable, "-c", "from sim.cli import eval_main; eval_main()"]  # the agora-eval console script
 
 
 def test_ece_by_hand():
@@ -174,56 +167,3 @@ def test_unknown_suite_and_missing_files_fail_clearly(tmp_path):
     with pytest.raises(InputError, match="HHH file not found"):
         evaluate(cfg, ScriptedBackend(), tmp_path / "out")
     assert not (tmp_path / "out" / "eval.json").exists()
-
-
-# -- the embedded model ---------------------------------------------------------------------------
-def test_tiny_hhh_run_on_the_embedded_model(embedded, shared_data, tmp_path):
-    cfg = dataclasses.replace(tiny_config(), eval=EvalConfig(suites=["hhh"], data_dir=str(shared_data), hhh_items=4))
-    summary = evaluate(cfg, embedded, tmp_path)
-    assert summary["hhh"]["items"] == 4
-    items = pl.read_parquet(tmp_path / "eval_items.parquet")
-    assert len(items) == 4 and items["p_correct"].is_between(0, 1).all()
-    acc = summary["hhh"]["accuracy"]
-    assert acc["low"] <= acc["value"] <= acc["high"]
-    assert (tmp_path / "eval_hhh_reliability.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((tmp_path / "eval.json").read_text())["hhh"]["items"] == 4
-
-
-def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
-    out = tmp_path / "ev"
-    res = subprocess.run(AGORA_EVAL + [f"eval.data_dir={shared_data}", "eval.hhh_items=3",
-                          "eval.scenarios=2", "population.size=4", f"hydra.run.dir={out}"],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    summary = json.loads((out / "eval.json").read_text())
-    assert set(summary) >= {"hhh", "moralchoice", "steerability"}
-    assert summary["moralchoice"]["scenarios"] == {"low": 2, "high": 2}
-    assert 0 <= summary["moralchoice"]["high_entropy"]["mean_bits"]["value"] <= 1
-    assert "How good is the feedback?" in (out / "eval.md").read_text()
-    items = pl.read_parquet(out / "eval_items.parquet")
-    assert set(items["suite"].unique()) == {"hhh", "moralchoice_low", "moralchoice_low_judge", "moralchoice_high",
-                                            "moralchoice_high_unconditioned"}
-    assert np.isfinite(items.filter(pl.col("suite") != "hhh")["p_action1"].to_numpy()).all()
-    bad = subprocess.run(AGORA_EVAL + ["eval.suites=[vibes]", f"hydra.run.dir={tmp_path / 'x'}"],
-                         capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "unknown eval suite" in bad.stderr and "Traceback" not in bad.stderr
-
-
-def test_reward_model_on_hhh_pairs_is_scored_with_an_interval(shared_data, tmp_path):
-    from alignment.reward import backbone_path, load_reward_model
-    from sim.experiments.evaluate import reward_model_hhh
-
-    model, tok = load_reward_model(backbone_path("minilm"), seed=0)  # an untrained head: any accuracy will do
-    model.save_pretrained(tmp_path / "rm")
-    tok.save_pretrained(tmp_path / "rm")
-    items = _items(shared_data, 24)
-    got = reward_model_hhh(tmp_path / "rm", items)
-    acc = got["accuracy"]
-    assert got["items"] == 24 and acc["low"] <= acc["value"] <= acc["high"]
-    # swapping which reply counts as correct mirrors the accuracy: the scores, not the order, decide
-    import dataclasses
-
-    swapped = [dataclasses.replace(i, text_correct=i.text_incorrect, text_incorrect=i.text_correct) for i in items]
-    mirrored = reward_model_hhh(tmp_path / "rm", swapped)
-    assert mirrored["accuracy"]["value"] == pytest.approx(1 - acc["value"])
-    assert mirrored["mean_margin"] == pytest.approx(-got["mean_margin"], abs=1e-5)

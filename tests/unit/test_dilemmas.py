@@ -1,12 +1,11 @@
 import json
-import subprocess
-import sys
 
 import pytest
 
 from scenarios.constitution import bundled_constitutions, load_constitution
 from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
+from tests.helpers import agora
 
 
 def test_bundled_default_has_at_least_40_real_dilemmas():
@@ -74,8 +73,7 @@ def test_huge_field_is_refused(tmp_path):
 def test_cli_reports_bad_dilemma_file_in_one_line_without_traceback(tmp_path):
     p = tmp_path / "bad.jsonl"
     p.write_text('{"id":"1","situation":"s","action_a":"a"}\n')
-    out = subprocess.run([sys.executable, "-m", "sim.cli", "llm=scripted", f"scenario.dilemmas={p}",
-                          f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=120)
+    out = agora("llm=scripted", f"scenario.dilemmas={p}", f"hydra.run.dir={tmp_path / 'run'}", timeout=120)
     assert out.returncode == 2
     lines = [x for x in out.stderr.splitlines() if x.strip()]
     assert lines == [f"agora: error: {p}:1: missing required column(s) action_b"]

@@ -1,0 +1,235 @@
+"""End-to-end runs of the commands (``agora``, ``agora-eval``, ``agora-report``) as child processes, on the
+real embedded model unless a test says otherwise: a tiny society, every experiment preset, sweeps, evaluation."""
+
+import json
+import socket
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from sim import store
+from sim.experiments.society_run import OUTPUT_FILES
+from tests.helpers import AGORA_EVAL, AGORA_REPORT, agora
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    dirs = {}
+    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+        out = base / label
+        res = agora("experiment=tiny", f"seed={seed}", "sim.progress=false", f"hydra.run.dir={out}")
+        assert res.returncode == 0, res.stderr[-2000:]
+        dirs[label] = (out, res)
+    return dirs
+
+
+def test_tiny_run_writes_every_output(tiny_runs):
+    out, res = tiny_runs["a"]
+    for name in OUTPUT_FILES:
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "stance_shares.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    prefs = pl.read_parquet(out / "preferences.parquet")
+    assert dict(prefs.schema) == store.PREFERENCE_SCHEMA
+    store.validate_preferences(prefs)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["agents"] == 4 and summary["counts"]["preferences"] == len(prefs) == 6
+    assert summary["backend"]["name"].startswith("SmolLM2") and summary["backend"]["generated_tokens"] > 0
+    assert summary["judge"]["position_flip_rate"] is None  # the default likelihood judge shows no answer first
+    assert prefs["p_a"].is_between(0, 1).all() and prefs["p_a_reversed"].is_null().all()
+    q = summary["label_quality"]
+    assert q["stance"]["reader"] == "likelihood" and q["stance"]["items"] == 24 and q["judge"]["items"] == 40
+    assert "label quality: stances" in res.stdout
+    assert "finished" in res.stdout and "preferences/s" in res.stdout
+
+
+def test_trl_export_loads_with_datasets(tiny_runs):
+    from datasets import load_dataset
+
+    out, _ = tiny_runs["a"]
+    ds = load_dataset("parquet", data_files=str(out / "preferences_trl.parquet"), split="train")
+    assert len(ds) == 6 and {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"} <= set(ds.column_names)
+    assert all(c >= r for c, r in zip(ds["score_chosen"], ds["score_rejected"], strict=True))
+
+
+def test_same_seed_is_byte_identical_and_other_seed_differs(tiny_runs):
+    a, b, c = (tiny_runs[k][0] for k in "abc")
+    for name in ("preferences.parquet", "stances.parquet", "transcripts.parquet"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "preferences.parquet").read_bytes() != (c / "preferences.parquet").read_bytes()
+
+
+def test_help_lists_config_groups():
+    res = agora("--help", timeout=120)
+    assert res.returncode == 0
+    for group in ("llm: embedded, openai_compatible, scripted", "network: complete, scale_free, small_world",
+                  "constitution: harmlessness, multiplex", "population", "scenario"):
+        assert group in res.stdout
+
+
+def test_unknown_key_fails_with_hydras_message(tmp_path):
+    res = agora("population.sizee=3", f"hydra.run.dir={tmp_path}", timeout=120)
+    assert res.returncode != 0 and "Key 'sizee' not in 'PopulationConfig'" in res.stderr
+
+
+def test_bad_value_fails_in_one_line(tmp_path):
+    res = agora("llm=scripted", "network.kind=ring", f"hydra.run.dir={tmp_path}", timeout=120)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["agora: error: bad config: network.kind must be one of "
+                                               "('small_world', 'scale_free', 'complete'), got 'ring'"]
+
+
+def test_unreachable_model_server_fails_in_one_line(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    res = agora("llm=openai_compatible", f"llm.base_url=http://127.0.0.1:{port}/v1", "llm.max_retries=0",
+                "llm.timeout_s=5", "experiment=tiny", "sim.progress=false", f"hydra.run.dir={tmp_path}", timeout=120)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"agora: error: model server http://127.0.0.1:{port}/v1 failed")
+    assert not (Path(tmp_path) / "summary.json").exists()
+
+
+# -- generations: society, reward model, DPO, twice --------------------------------------------------------
+@pytest.mark.slow  # ~3.5 min on 2 cores; `make test-slow` (and CI) run it
+def test_evolve_runs_two_tiny_generations_end_to_end(tmp_path):
+    res = agora("experiment=tiny_evolve", "sim.progress=false", "constitution.collective.enabled=true",
+                "constitution.collective.proposers=2", f"hydra.run.dir={tmp_path}", timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    m = pl.read_parquet(tmp_path / "metrics_generations.parquet")
+    assert m["generation"].to_list() == [0, 1]
+    assert m["policy_model"].to_list()[1] == "policy-g1"
+    for col in ("pds_entropy", "js_policy_population", "value_drift_js", "rm_eval_accuracy", "consensus_initial",
+                "consensus_post_debate", "judge_alpha_orders", "dpo_eval_margin_after"):
+        assert col in m.columns
+    assert (tmp_path / "generation_0" / "policy" / "model.safetensors").exists()
+    assert (tmp_path / "gen_pds_entropy.png").exists() and (tmp_path / "gen_agreement_by_cluster.png").exists()
+    stances = pl.read_parquet(tmp_path / "stances.parquet")
+    models_g1 = set(stances.filter(pl.col("generation") == 1)["model"])
+    assert models_g1 == {"policy-g1", "SmolLM2-135M-Instruct-Q4_1"}  # policy group and control group
+    assert "gen 1" in res.stdout
+    per = pl.read_parquet(tmp_path / "pluralism_per_dilemma.parquet")
+    assert set(per["generation"]) == {0, 1} and per["js_policy_population"].is_between(0, 1).all()
+    # the collective constitution: the base version plus one voted version per generation, each judged under
+    versions = [json.loads(line) for line in (tmp_path / "constitutions.jsonl").read_text().splitlines()]
+    assert [v["tag"] for v in versions] == ["harmlessness@1.0", "harmlessness+collective@g0", "harmlessness+collective@g1"]
+    assert all(len(v["judge"]) == 4 for v in versions[1:])
+    prefs = pl.read_parquet(tmp_path / "preferences.parquet")
+    assert prefs.group_by("generation").agg(pl.col("constitution_version").unique())["constitution_version"].to_list() \
+        in ([["harmlessness+collective@g0"], ["harmlessness+collective@g1"]],
+            [["harmlessness+collective@g1"], ["harmlessness+collective@g0"]])
+    votes = pl.read_parquet(tmp_path / "constitution_votes.parquet")
+    assert votes.filter(pl.col("elected")).group_by("generation").len()["len"].to_list() == [4, 4]
+    assert votes["approval"].is_between(0, 1).all() and votes["approval"].max() > 0  # relative rule: someone approves
+    report = (tmp_path / "report.md").read_text()
+    assert "Collective constitution" in report and (tmp_path / "report.html").exists()
+
+
+# -- sweeps and agora-report ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_multirun_sweep_then_agora_report(tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    res = agora("--multirun", "experiment=pluralism", "llm=scripted", "study.pluralism.dilemmas=3", "population.size=4,8",
+                "seed=0,1", f"hydra/launcher={launcher}", "sim.progress=false", f"hydra.sweep.dir={sweep}", timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(runs) == 4 and all((r / "report.md").exists() and (r / "summary.json").exists() for r in runs)
+    seeds = sorted(json.loads((r / "summary.json").read_text())["config"]["seed"] for r in runs)
+    assert seeds == [0, 0, 1, 1]
+    rep = agora(str(sweep), code=AGORA_REPORT)
+    assert rep.returncode == 0, rep.stderr
+    df = pl.read_parquet(sweep / "comparison.parquet")
+    assert len(df) == 4 and set(df["label"]) == {f"population.size={n} seed={s}" for n in (4, 8) for s in (0, 1)}
+    text = (sweep / "report.md").read_text()
+    assert "Across seeds" in text and "entropy[panel]" in text and (sweep / "report.html").exists()
+    assert (sweep / "compare_entropy_panel.png").exists()
+
+
+def test_agora_report_compares_two_runs_and_fails_cleanly(tmp_path):
+    for seed in (0, 1):
+        res = agora("experiment=tiny", "llm=scripted", f"seed={seed}", "sim.progress=false", f"hydra.run.dir={tmp_path / str(seed)}")
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert "## Sample transcript" in (tmp_path / str(seed) / "report.md").read_text()
+    out = tmp_path / "cmp"
+    rep = agora(str(tmp_path / "0"), str(tmp_path / "1"), "-o", str(out), code=AGORA_REPORT)
+    assert rep.returncode == 0, rep.stderr
+    df = pl.read_parquet(out / "comparison.parquet")
+    assert df["label"].to_list() == ["seed=0", "seed=1"] and df["preferences_per_s"].is_not_null().all()
+    assert "| seed=0 | society |" in (out / "report.md").read_text()
+    bad = agora(str(tmp_path / "nowhere"), code=AGORA_REPORT)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such directory" in bad.stderr
+
+
+# -- every preset end to end on the real embedded model, at toy size ---------------------------------------
+def test_pluralism_preset_on_the_embedded_model(tmp_path):
+    res = agora("experiment=pluralism", "study.pluralism.dilemmas=2", "study.pluralism.panel_size=2", "population.size=4",
+                "population.clusters=[protestant_europe,confucian]", "study.pluralism.answer_tokens=16",
+                "study.pluralism.synthesis_tokens=16", "sim.progress=false", f"hydra.run.dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["backend"]["name"].startswith("SmolLM2") and s["dilemmas"] == 2
+    for c in ("single", "contextual", "panel"):
+        e = s["conditions"][c]["entropy"]
+        assert 0 <= e["low"] <= e["value"] <= e["high"] <= 1
+    answers = pl.read_parquet(tmp_path / "pluralism_answers.parquet")
+    assert len(answers) == 2 * (3 + 2) and (answers["text"].str.len_chars() > 0).all()
+    dist = answers.select("p[protestant_europe]", "p[confucian]").sum_horizontal()
+    assert ((dist - 1).abs() < 1e-6).all()
+    assert "entropy[panel]" in res.stdout and (tmp_path / "report.html").exists()
+
+
+def test_evolving_norms_preset_on_the_embedded_model_with_a_tuned_policy(tmp_path):
+    res = agora("experiment=evolving_norms", "study.norms.generations=4", "study.norms.dilemmas=1", "population.size=4",
+                "study.norms.answer_tokens=12", "study.norms.train_policy=true", "alignment.dpo.max_length=192",
+                "sim.progress=false", f"hydra.run.dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert [g["norm"] for g in s["generations"]] == ["loyalty_first"] * 3 + ["fairness_first"]
+    assert all(0 <= g["mean_fit"] <= 1 and g["replaced"] == 1 and 0 <= g["policy_fit"] <= 1 for g in s["generations"])
+    assert s["shifts"][0]["generation"] == 3 and "population_lag[fairness_first]" in s["headline"]
+    assert "policy_lag[fairness_first]" in s["headline"]
+    tuned = [g for g in s["generations"] if "dpo_train_margin_after" in g]
+    assert tuned and (tmp_path / f"generation_{tuned[0]['generation']}" / "policy" / "model.safetensors").exists()
+    policy = pl.read_parquet(tmp_path / "norms_policy_answers.parquet")
+    assert policy["generation"].to_list() == [0, 1, 2, 3]
+    assert (tmp_path / "norms_tracking.png").exists() and "Tracking each shift" in (tmp_path / "report.md").read_text()
+
+
+def test_constitution_ablation_preset_on_the_embedded_model(tmp_path):
+    res = agora("experiment=constitution_ablation", "study.ablation.constitutions=[none,harmlessness,single_care]",
+                "population.size=4", "sim.steps=2", "sim.group_size=2", "sim.debate_rounds=0", "sim.tokens.stance=12",
+                "sim.tokens.critique=12", "sim.tokens.revision=12", "alignment.reward.epochs=1", "sim.progress=false",
+                f"hydra.run.dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    prefs = pl.read_parquet(tmp_path / "preferences.parquet")
+    table = pl.read_parquet(tmp_path / "ablation_pairs.parquet")
+    assert s["pairs"] == len(prefs) == len(table) > 0
+    for arm in ("none", "harmlessness", "single_care"):
+        assert table[f"p_a[{arm}]"].is_between(0, 1).all()
+    assert set(s["effects"]) == {"none", "harmlessness", "single_care"}
+    assert s["effects"]["none"]["harmlessness"]["value"] == 0.0  # the reference against itself
+    assert set(s["reward"]) == {"none", "harmlessness", "single_care"} and (tmp_path / "reward_none").is_dir()
+    assert "shift[single_care→single_care]" in s["headline"] and (tmp_path / "ablation_shift.png").exists()
+
+
+# -- agora-eval ----------------------------------------------------------------------------------------------
+def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
+    out = tmp_path / "ev"
+    res = agora(f"eval.data_dir={shared_data}", "eval.hhh_items=3", "eval.scenarios=2", "population.size=4",
+                f"hydra.run.dir={out}", code=AGORA_EVAL)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((out / "eval.json").read_text())
+    assert set(summary) >= {"hhh", "moralchoice", "steerability"}
+    assert summary["moralchoice"]["scenarios"] == {"low": 2, "high": 2}
+    assert 0 <= summary["moralchoice"]["high_entropy"]["mean_bits"]["value"] <= 1
+    assert "How good is the feedback?" in (out / "eval.md").read_text()
+    items = pl.read_parquet(out / "eval_items.parquet")
+    assert set(items["suite"].unique()) == {"hhh", "moralchoice_low", "moralchoice_low_judge", "moralchoice_high",
+                                            "moralchoice_high_unconditioned"}
+    assert np.isfinite(items.filter(pl.col("suite") != "hhh")["p_action1"].to_numpy()).all()
+    bad = agora("eval.suites=[vibes]", f"hydra.run.dir={tmp_path / 'x'}", code=AGORA_EVAL, timeout=120)
+    assert bad.returncode != 0 and "unknown eval suite" in bad.stderr and "Traceback" not in bad.stderr

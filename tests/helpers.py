@@ -1,0 +1,67 @@
+"""What tests of every group share: the checkout's root, small configs, and the commands run as a child process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# ``code=`` for the other console scripts (sim/cli.py holds every entry point)
+AGORA_EVAL = "from sim.cli import eval_main; eval_main()"
+AGORA_REPORT = "from sim.cli import report_main; report_main()"
+
+
+def _argv(args: tuple[str, ...], module: str, code: str | None) -> list[str]:
+    return [sys.executable, *(("-c", code) if code is not None else ("-m", module)), *args]
+
+
+def _env() -> dict[str, str]:
+    # this checkout first: a child started outside ROOT would otherwise import whatever `pip install -e` points at
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+
+
+def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT,
+          timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run ``agora ARGS...`` in a child process and wait; stdout and stderr are captured as text.
+
+    Args:
+        module: the entry point's module (``sim.cli`` is ``agora``).
+        code: run ``python -c CODE ARGS...`` instead: :data:`AGORA_EVAL`, :data:`AGORA_REPORT`, or a child that
+            patches something, then calls ``main()``.
+        cwd: where the child starts (Hydra's default output folder and relative paths are under it).
+        timeout: seconds before the child is killed and the test fails.
+    """
+    return subprocess.run(_argv(args, module, code), cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start_agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT) -> subprocess.Popen:
+    """Start ``agora ARGS...`` (as :func:`agora`) without waiting, its output discarded; the caller kills or waits."""
+    return subprocess.Popen(_argv(args, module, code), cwd=cwd, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def compose(*overrides: str, scripted: bool = True):
+    """The checked config ``agora OVERRIDES...`` would run (``conf/`` YAML, not the dataclass defaults);
+    on the scripted backend with no progress bar unless ``scripted`` is false."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import sim.cli  # noqa: F401  (registers the schema)
+
+    base = ["llm=scripted", "sim.progress=false"] if scripted else []
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return OmegaConf.to_object(hydra_compose("config", overrides=[*base, *overrides]))
+
+
+def tiny_config(**sim_overrides):
+    """Six agents, one step, 12-token replies on the scripted backend (dataclass defaults otherwise)."""
+    from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
+
+    sim = {"steps": 1, "group_size": 2, "tokens": TokenBudget(stance=12, debate=12, critique=12, revision=12),
+           "progress": False, **sim_overrides}
+    return AgoraConfig(name="test", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=6),
+                       sim=SimConfig(**sim))
