@@ -197,7 +197,8 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
             if len(pairs):
                 warn_if_uninformative(quality, cfg.alignment.require_informative_labels,
                                       f"generation {g}'s policy is tuned on fitness judgments")
-                dpo_cfg = dataclasses.replace(cfg.alignment.dpo, seed=cfg.alignment.dpo.seed + g)
+                dpo_cfg = dataclasses.replace(cfg.alignment.dpo,
+                                              seed=child_seed(cfg.seed, "norms", "dpo", cfg.alignment.dpo.seed, g))
                 rep = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg,
                                                                 out_dir / f"generation_{g}" / "policy", base_path=policy_dir))
                 row["dpo_train_margin_after"] = rep["train_margin_after"]
