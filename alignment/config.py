@@ -20,7 +20,8 @@ class RewardConfig:
         grad_accum: batches per optimiser step.
         lr: AdamW learning rate.
         max_length: tokens per (prompt, response) input; the prompt is truncated first.
-        seed: data order, head initialisation and dropout.
+        seed: data order, head initialisation and dropout. A run trains generation g's model with
+            ``sim.seeding.child_seed(run seed, "reward", seed, g)``, so it follows the run's seed too.
         device: ``auto``, ``cpu`` or ``cuda`` (bf16 autocast on cuda).
     """
 
@@ -47,7 +48,8 @@ class DPOConfig:
         lora_r: LoRA rank.
         gradient_checkpointing: trade compute for memory.
         max_length: tokens per prompt+response; the prompt is cut from the left first.
-        seed: data order, adapter initialisation, dropout.
+        seed: data order, adapter initialisation, dropout. A run tunes generation g's policy with
+            ``sim.seeding.child_seed(run seed, "dpo", seed, g)``, so it follows the run's seed too.
         device: ``auto``, ``cpu`` or ``cuda`` (bf16 autocast on cuda).
     """
 

@@ -281,7 +281,8 @@ class AlignmentConfig:
             that the policy group uses in the next generation.
         policy_share: share of each cluster's agents that adopt the fine-tuned policy (the rest
             keep the base model, a control group in the same society).
-        eval_fraction: share of dilemmas held out (whole dilemmas, never split across train/eval).
+        eval_fraction: share of dilemmas held out (whole dilemmas, never split across train/eval; a seeded
+            draw per generation from the run's seed tree).
         min_confidence: keep pairs with |p_a − 0.5| at least this.
         require_informative_labels: stop before training when the calibration slice's judge accuracy
             interval does not clear chance (else the run says so in one line and goes on).

@@ -43,7 +43,7 @@ from sim.checkpoint import runner, simulate
 from sim.config import AgoraConfig
 from sim.lifecycle import Run
 from sim.report.ablation import ablation_report, plot_ablation
-from sim.seeding import child_rng
+from sim.seeding import child_rng, child_seed
 from sim.society import Society, check_per_step
 
 
@@ -155,10 +155,11 @@ def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directi
     """One reward model per arm on the same train pairs; agreement with each direction on held-out pairs."""
     from alignment.reward import load_reward_model, score_texts, train_reward_model
 
-    train, held = split_by_dilemma(table, cfg.alignment.eval_fraction, cfg.seed)
+    train, held = split_by_dilemma(table, cfg.alignment.eval_fraction, child_seed(cfg.seed, "ablation", "split"))
     if len(held) == 0 or len(train) == 0:
         return {}
-    rm_cfg = cfg.alignment.reward
+    rm = cfg.alignment.reward  # one seed for every arm: the arms differ only in their labels
+    rm_cfg = dataclasses.replace(rm, seed=child_seed(cfg.seed, "ablation", "reward", rm.seed))
     ranked: dict[str, np.ndarray] = {}
     report: dict[str, Any] = {}
     for arm in arms:

@@ -34,7 +34,7 @@ from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
 from sim.lifecycle import Run, embedded_options
 from sim.report.generations import generations_report, plot_generations
-from sim.seeding import child_rng
+from sim.seeding import child_rng, child_seed
 from sim.society import Society, check_per_step
 
 log = logging.getLogger(__name__)
@@ -185,16 +185,16 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     row |= metrics
     data = filter_confident(prefs, a.min_confidence)
     if a.balance_clusters:
-        data = balance_by_cluster(data, cfg.seed + g)
-    train, held = split_by_dilemma(data, a.eval_fraction, cfg.seed + g)
+        data = balance_by_cluster(data, child_seed(cfg.seed, "balance", g))
+    train, held = split_by_dilemma(data, a.eval_fraction, child_seed(cfg.seed, "split", g))
     gdir = run.out_dir / f"generation_{g}"
     warn_if_uninformative(run.label_quality, a.require_informative_labels, f"generation {g}'s reward model trains on them")
-    rm_cfg = dataclasses.replace(a.reward, seed=a.reward.seed + g)
+    rm_cfg = dataclasses.replace(a.reward, seed=child_seed(cfg.seed, "reward", a.reward.seed, g))
     rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
                                                       policy_path=loop.policy_dir))
     dpo = None
     if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
-        dpo_cfg = dataclasses.replace(a.dpo, seed=a.dpo.seed + g)
+        dpo_cfg = dataclasses.replace(a.dpo, seed=child_seed(cfg.seed, "dpo", a.dpo.seed, g))
         dpo = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, train, held, dpo_cfg, gdir / "policy",
                                                         base_path=loop.policy_dir))
         loop.policy_dir, loop.policy_name = gdir / "policy", f"policy-g{g + 1}"

@@ -116,3 +116,21 @@ def test_a_composed_config_is_frozen_all_the_way_down():
         name = dataclasses.fields(obj)[0].name
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, name, getattr(obj, name))
+
+
+# -- every draw from the seed tree -----------------------------------------------------------------------
+def test_no_seed_is_made_by_arithmetic_outside_the_seed_tree():
+    """``seed + g`` collides across purposes (the split of generation 1 is the draw of generation 0's
+    seed + 1); seeds come from ``sim.seeding.child_seed(root, purpose..., generation)`` instead."""
+    import ast
+
+    def is_seed(node: ast.AST) -> bool:
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+        return name.endswith("seed")
+
+    found = []
+    for path in sorted([*(ROOT / "sim").rglob("*.py"), *(ROOT / "alignment").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub) and (is_seed(node.left) or is_seed(node.right)):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not found
