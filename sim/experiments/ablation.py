@@ -22,6 +22,7 @@ constitution moves labels toward what the same model, asked directly, calls that
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from functools import partial
 from pathlib import Path
 from typing import Any
