@@ -208,8 +208,9 @@ def main() -> None:
 def _eval_main(dcfg: DictConfig) -> None:
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
-    from sim.experiments.evaluate import evaluate, report_lines
+    from sim.experiments.evaluate import evaluate
     from sim.lifecycle import make_backend
+    from sim.report.eval import report_lines
     from sim.store import atomic_write_bytes
 
     try:
