@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -264,15 +264,16 @@ class Checkpoint:
         return self.state["extra"].get(key)
 
     # -- rows of the society in progress: an append-only log ---------------------------------------
-    def append_rows(self, tag: str, tables: dict[str, list[dict[str, Any]]]) -> None:
-        """Log the rows of ``tables`` not logged yet (rows are only ever appended); a new ``tag`` starts a
-        new log. Takes effect with the next :meth:`save`, which records the log's committed length."""
+    def append_rows(self, tag: str, tables: dict[str, Sequence[Any]]) -> None:
+        """Log the rows of ``tables`` (dicts or dataclass records) not logged yet (rows are only ever appended);
+        a new ``tag`` starts a new log. Takes effect with the next :meth:`save`, which records the log's
+        committed length. Only the new rows are converted, so a step costs O(its rows)."""
         log_path = self.dir / "rows.jsonl"
         rows = self.state["rows"]
         if rows is None or rows["tag"] != tag:
             rows = {"tag": tag, "bytes": 0, "counts": dict.fromkeys(ROW_TABLES, 0), "sha256": ""}
-        lines = [(json.dumps([t, r], allow_nan=True) + "\n").encode() for t in ROW_TABLES
-                 for r in tables[t][rows["counts"][t]:]]
+        lines = [(json.dumps([t, dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r], allow_nan=True) + "\n").encode()
+                 for t in ROW_TABLES for r in tables[t][rows["counts"][t]:]]
         data = b"".join(lines)
         self.dir.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as fh:
@@ -359,7 +360,7 @@ def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dic
     if midway and midway["tag"] == tag:
         rows = ckpt.rows(tag)
         state = midway["state"]
-        missing = sorted(set(society.state_dict()) - set(ROW_TABLES) - set(state))
+        missing = sorted(set(society.state_dict(rows=False)) - set(state))
         if missing:
             raise _damaged(ckpt.path, f"the saved society state has no {', '.join(repr(k) for k in missing)}")
         try:
@@ -370,7 +371,6 @@ def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dic
         society.step()
         log.info("%s step %d/%d done: %s", tag, society.steps, society.cfg.sim.steps,
                  {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
-        state = society.state_dict()
-        ckpt.append_rows(tag, {t: state.pop(t) for t in ROW_TABLES})
-        ckpt.save(society={"tag": tag, "state": state})  # a kill from here on loses at most one step
+        ckpt.append_rows(tag, {t: getattr(society, t) for t in ROW_TABLES})
+        ckpt.save(society={"tag": tag, "state": society.state_dict(rows=False)})  # a kill from here on loses at most one step
     return {t: [dataclasses.asdict(r) for r in getattr(society, t)] for t in ROW_TABLES}

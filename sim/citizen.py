@@ -91,7 +91,13 @@ class Citizen(mesa.Agent):
 
     def mean_p_a(self, phase: str) -> float:
         """Mean P(a) over this step's stances in ``phase`` (NaN if none): an agent reporter."""
-        ps = [s.p_a for s in self.memory if s.step == self.model.steps and s.phase == phase]
+        ps, step = [], self.model.steps
+        for s in reversed(self.memory):  # newest last: stop at an earlier step, not at the first stance
+            if s.step < step:
+                break
+            if s.step == step and s.phase == phase:
+                ps.append(s.p_a)
+        ps.reverse()  # summed in the order they were taken
         return sum(ps) / len(ps) if ps else math.nan
 
     def message(self, d: Dilemma, phase: str, text: str, seed: int, *, group_id: int | None = None, turn: int = 0,

@@ -182,14 +182,15 @@ class Society(mesa.Model):
         self.datacollector = datacollector(self.cfg.population.clusters)
 
     # -- checkpoint ------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, rows: bool = True) -> dict[str, Any]:
         """Everything a later step depends on, as JSON-ready builtins. Population, graph and
-        schedule are rebuilt from the seed; every LLM call's seed is a function of (seed, step, ...)."""
-        return {"steps": self.steps, "rng": self.rng.bit_generator.state, "random": self.random.getstate(),
-                "stances": [dataclasses.asdict(r) for r in self.stances],
-                "transcripts": [dataclasses.asdict(r) for r in self.transcripts],
-                "preferences": [dataclasses.asdict(r) for r in self.preferences],
-                "clock": {"seconds": self.clock.seconds, "items": self.clock.items}}
+        schedule are rebuilt from the seed; every LLM call's seed is a function of (seed, step, ...).
+        ``rows=False``: without the row tables (a checkpoint logs those itself, only the new ones)."""
+        state = {"steps": self.steps, "rng": self.rng.bit_generator.state, "random": self.random.getstate(),
+                 "clock": {"seconds": self.clock.seconds, "items": self.clock.items}}
+        if rows:
+            state |= {t: [dataclasses.asdict(r) for r in getattr(self, t)] for t in ("stances", "transcripts", "preferences")}
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         steps = int(state["steps"])
