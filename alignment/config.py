@@ -18,7 +18,7 @@ class LoopConfig:
         lr_scheduler: learning-rate schedule after warmup, a ``transformers.get_scheduler`` name:
             ``cosine`` (to 0 at the last step), ``linear``, ``constant_with_warmup`` or ``constant``.
         warmup_ratio: share of the optimiser steps over which the rate climbs linearly from 0
-            (rounded up: 0.1 of 12 steps = 2 steps).
+            (rounded down: 0.1 of 12 steps = 1 step, spent at rate 0; under 10 steps, none).
         max_grad_norm: clip the global gradient norm to this (0 = measure it, never clip).
         log_every: a log line every N optimiser steps (and at the last); every step is in
             ``train_log.jsonl`` beside the saved model, whatever N.

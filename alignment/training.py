@@ -74,6 +74,12 @@ def plan_steps(n: int, cfg: LoopConfig, size: int) -> list[list[list[int]]]:
     return steps
 
 
+def warmup_steps(cfg: LoopConfig, steps: int) -> int:
+    """Rounded down: transformers' warmup spends its first step at rate 0, which a run of a few steps
+    cannot spare (at 0.1, a run under 10 steps has no warmup)."""
+    return int(cfg.warmup_ratio * steps)
+
+
 def agreement(pref: torch.Tensor, p: torch.Tensor) -> tuple[int, int]:
     """(pairs whose preference points the label's way, pairs with a non-tied label)."""
     keep = p != 0.5
@@ -128,7 +134,7 @@ def train_pairs(name: str, model: torch.nn.Module, train: pl.DataFrame, cfg: Loo
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     from transformers import get_scheduler
 
-    sched = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=math.ceil(cfg.warmup_ratio * len(steps)),
+    sched = get_scheduler(cfg.lr_scheduler, opt, num_warmup_steps=warmup_steps(cfg, len(steps)),
                           num_training_steps=len(steps))
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / CHECKPOINT

@@ -57,12 +57,15 @@ def test_the_rate_warms_up_then_decays(tmp_path):
     done = training.train_pairs("toy", model, toy_pairs(), cfg(warmup_ratio=0.25), stepper(model), tmp_path, progress=False)
     lrs = [r["lr"] for r in step_log(tmp_path)]
     assert len(lrs) == len(done.losses) == 12  # 24 pairs / 4 per batch × 2 epochs
-    # ceil(0.25 × 12) = 3 warmup steps: 0, 1/3, 2/3 of the peak, then the peak, then cosine down to ~0
+    # 0.25 × 12 = 3 warmup steps: 0, 1/3, 2/3 of the peak, then the peak, then cosine down to ~0
     assert lrs[:4] == pytest.approx([0.0, 0.05 / 3, 0.1 / 3, 0.05])
     assert all(x > y for x, y in zip(lrs[3:], lrs[4:], strict=False)) and lrs[-1] < 0.05 * 0.05
     flat = training.train_pairs("toy", toy_model(), toy_pairs(), cfg(lr_scheduler="constant", warmup_ratio=0.0),
                                 stepper(toy_model()), tmp_path / "flat", progress=False)
     assert {r["lr"] for r in step_log(tmp_path / "flat")} == {0.05} and flat.pairs == 48
+    short = toy_model()  # 6 steps at 0.1: warmup rounds down to none, so no step is spent at rate 0
+    training.train_pairs("toy", short, toy_pairs(), cfg(epochs=1), stepper(short), tmp_path / "short", progress=False)
+    assert step_log(tmp_path / "short")[0]["lr"] == 0.05
 
 
 class RecordingSGD(torch.optim.SGD):
