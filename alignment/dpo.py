@@ -21,7 +21,7 @@ import torch
 from agents.llm.embedded import pick_device, prepare_default_model
 from alignment.config import DPOConfig
 from alignment.losses import LOSSES
-from alignment.training import PairStep, train_pairs
+from alignment.training import PairStep, batch_size, train_pairs
 
 
 def _encode(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
@@ -89,9 +89,11 @@ def implicit_margins(policy, ref, tok, pairs: pl.DataFrame, cfg: DPOConfig) -> n
     pairs = pairs.filter(pl.col("p_a") != 0.5)
     out = []
     policy.eval()
-    with torch.no_grad():
-        for start in range(0, len(pairs), cfg.batch_size):
-            rows = pairs[start:start + cfg.batch_size]
+    device = next(policy.parameters()).device
+    size = batch_size(cfg, device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for start in range(0, len(pairs), size):
+            rows = pairs[start:start + size]
             pa, pb, ra, rb = _pair_logps(policy, ref, tok, rows, cfg.max_length, cfg.lora)
             sign = torch.tensor([1.0 if p > 0.5 else -1.0 for p in rows["p_a"].to_list()], device=pa.device)
             out.append((cfg.beta * sign * ((pa - ra) - (pb - rb))).cpu().numpy())

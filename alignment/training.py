@@ -44,7 +44,8 @@ LoopConfig = RewardConfig | DPOConfig
 
 @dataclass(frozen=True)
 class Trained:
-    """What the loop reports: per-step losses, pairs seen and the loop's own wall-clock seconds."""
+    """What the loop reports: every step's loss (a resumed run's earlier ones too), and the pairs and
+    wall-clock seconds of this call's steps."""
 
     losses: list[float]
     pairs: int
@@ -167,7 +168,7 @@ def train_pairs(name: str, model: torch.nn.Module, train: pl.DataFrame, cfg: Loo
                     _save(ckpt, model, opt, sched, i + 1, losses, seen, cfg)
         seconds = time.perf_counter() - t0
     ckpt.unlink(missing_ok=True)  # the finished model supersedes it
-    return Trained(losses, seen, seconds, state["step"])
+    return Trained(losses, seen - state["seen"], seconds, state["step"])  # the rate of this call's steps
 
 
 @contextmanager

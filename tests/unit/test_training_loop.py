@@ -129,7 +129,7 @@ def test_checkpoints_every_n_steps_and_a_stopped_run_resumes_to_the_same_weights
     assert len(step_log(tmp_path / "run")) == 6
     again = toy_model()  # a fresh process: weights from the checkpoint, not from memory
     done = training.train_pairs("toy", again, toy_pairs(), c, stepper(again), tmp_path / "run", progress=False)
-    assert done.resumed_at == 4 and len(done.losses) == 12
+    assert done.resumed_at == 4 and len(done.losses) == 12 and done.pairs == 48 - 4 * 4
     assert [r["step"] for r in step_log(tmp_path / "run")] == list(range(1, 13))
     assert step_log(tmp_path / "run") == step_log(tmp_path / "whole")
     for p, q in zip(whole.parameters(), again.parameters(), strict=True):
@@ -170,3 +170,8 @@ def test_steps_never_cross_an_epoch_and_accumulate_batches():
 def test_bad_loop_settings_fail_in_one_line(bad):
     with pytest.raises(ValueError):
         RewardConfig(**bad)
+
+
+def test_no_pairs_no_steps(tmp_path):
+    done = training.train_pairs("toy", toy_model(), toy_pairs().head(0), cfg(), stepper(toy_model()), tmp_path, progress=False)
+    assert done.losses == [] and done.pairs == 0 and step_log(tmp_path) == []
