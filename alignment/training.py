@@ -4,11 +4,11 @@ a per-step log (``train_log.jsonl`` beside the saved model, and a log line every
 and a checkpoint every ``save_every`` steps that a second call with the same arguments resumes from.
 
 Why a loop of ours and not ``transformers.Trainer`` or TRL's trainers: ``benches/compare_trainers.py``
-measured them on the same pairs (figures in ``benches/NOTES.md``). ``Trainer`` with ``compute_loss``
-overridden ran at the same pairs/s, but seeds torch's, numpy's and Python's global RNGs
-(``set_seed``), prints each log as a raw dict through its progress callback, and needs a dataset,
-collator and sampler wrapped round rows that are already a table; TRL's trainers have no per-pair
-soft labels. The loop keeps the project's seed tree and RNG isolation and is ~150 lines.
+ran them on the same pairs (figures in ``benches/NOTES.md``): this loop keeps the plain loop's pairs/s,
+and speed did not separate it from ``Trainer`` with ``compute_loss`` overridden. ``Trainer`` seeds
+Python's, numpy's and torch's global RNGs (``set_seed``), prints each log as a raw dict, and needs a
+dataset, collator and its own sampler round rows that are already a table; TRL's trainers have no
+per-pair soft labels. This loop keeps the seed tree's order and the RNG isolation.
 """
 
 from __future__ import annotations
