@@ -11,11 +11,11 @@ import polars as pl
 from agents.worldview import cluster_label
 from sim.report.plots import save_png
 from sim.report.render import (
+    Quote,
     config_block,
     figure,
     fmt_interval,
     md_table,
-    quote,
     render,
     standard_sections,
 )
@@ -61,14 +61,15 @@ def pluralism_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFra
                 f"(chance {acc['chance']:.2f}). Near chance, the perspective distributions say more about the judge "
                 "than about the answers." if acc else "")
     d0 = answers["dilemma_id"][0]
-    sample = "\n\n".join(f"*{r['condition']}*{' — ' + str(r['cluster']) if r['cluster'] else ''} (entropy "
-                         f"{r['entropy']:.2f}, judged {r['top']}):\n\n{quote(r['text'])}"
-                         for r in answers.filter(pl.col("dilemma_id") == d0).iter_rows(named=True))
+    sample = [Quote(r["text"], f"*{r['condition']}*{' — ' + cluster_label(r['cluster']) if r['cluster'] else ''} (entropy "
+                                f"{r['entropy']:.2f}, judged {cluster_label(r['top'])}):")
+              for r in answers.filter(pl.col("dilemma_id") == d0).iter_rows(named=True)]
     sections = standard_sections(summary, f"{summary['dilemmas']} dilemmas answered three ways: one model alone, the "
                                           "same model told to weigh every cluster's view, and a panel of agents from "
                                           "different clusters merged by a synthesiser.")
     sections += [("Perspective entropy per condition", md_table(rows)), ("Paired differences (per dilemma)", md_table(diffs)),
                  ("Is the judge able to tell perspectives apart?", validity),
                  ("Plot", figure("pluralism_entropy.png", "PDS entropy per condition and the judged perspective mix")),
-                 (f"Sample answers (dilemma `{d0}`)", sample), ("Config", config_block(summary["config"]))]
+                 (f"Sample answers (dilemma `{d0}`)", sample),
+                 ("Config", config_block(summary["config"], "pluralism"))]
     return render(out_dir, f"agora pluralism — {summary['run_id']}", sections)
