@@ -106,11 +106,11 @@ class Table:
         terms = [v.key for r in self.rows for v in r.values() if isinstance(v, Term) and is_labelled(v.key)]
         return [c for c in self.cols() if label(c, guess=False) != c] + terms
 
-    def _cell(self, v: Any, escape) -> str:  # noqa: ANN001
+    def _cell(self, c: str, v: Any, escape) -> str:  # noqa: ANN001
         if isinstance(v, Term):
             return v.md() if escape is md_escape else v.html()
-        if _numeric(v):  # agora's own digits: nothing to escape
-            return fmt_interval(v, self.digits)
+        if _numeric(v) or (c in self.right and escape is md_escape):  # agora's own digits: nothing to escape
+            return own_md(fmt_interval(v, self.digits))
         return escape(one_line(fmt_interval(v, self.digits)))
 
     def md(self) -> str:
@@ -119,7 +119,7 @@ class Table:
         cols = self.cols()
         lines = ["| " + " | ".join(own_md(label(c, guess=False)) for c in cols) + " |",
                  "|" + "".join("---:|" if self.numeric(c) else ":---|" for c in cols)]
-        lines += ["| " + " | ".join(self._cell(r.get(c), md_escape) for c in cols) + " |" for r in self.rows]
+        lines += ["| " + " | ".join(self._cell(c, r.get(c), md_escape) for c in cols) + " |" for r in self.rows]
         return "\n".join(lines)
 
     def html(self) -> str:
@@ -128,7 +128,7 @@ class Table:
         cols = self.cols()
         cls = {c: ' class="num"' if self.numeric(c) else "" for c in cols}
         head = "".join(f"<th{cls[c]}>{Term(c, guess=False).html()}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td{cls[c]}>{self._cell(r.get(c), html.escape)}</td>" for c in cols) + "</tr>"
+        body = "".join("<tr>" + "".join(f"<td{cls[c]}>{self._cell(c, r.get(c), html.escape)}</td>" for c in cols) + "</tr>"
                        for r in self.rows)
         return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
