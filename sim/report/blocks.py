@@ -91,6 +91,7 @@ class Table:
     columns: Sequence[str] | None = None
     digits: int = 3
     right: Sequence[str] = ()  # text columns aligned right all the same (intervals)
+    code: Sequence[str] = ()  # columns of identifiers, shown verbatim as code
 
     def cols(self) -> list[str]:
         return list(self.columns or (self.rows[0].keys() if self.rows else []))
@@ -109,6 +110,8 @@ class Table:
     def _cell(self, c: str, v: Any, escape) -> str:  # noqa: ANN001
         if isinstance(v, Term):
             return v.md() if escape is md_escape else v.html()
+        if c in self.code and v is not None:
+            return f"`{str(v).replace('`', '')}`" if escape is md_escape else f"<code>{html.escape(str(v))}</code>"
         if _numeric(v) or (c in self.right and escape is md_escape):  # agora's own digits: nothing to escape
             return own_md(fmt_interval(v, self.digits))
         return escape(one_line(fmt_interval(v, self.digits)))
@@ -139,6 +142,7 @@ class Quote:
 
     text: str
     who: str = ""
+    css: str = "said"  # "dilemma": the situation the replies answer
 
     def md(self) -> str:
         lines = [md_escape(line) if line.strip() else "" for line in str(self.text).strip().splitlines()]
@@ -149,7 +153,7 @@ class Quote:
         import markdown
 
         who = markdown.markdown(self.who) if self.who else ""
-        return f'{who}<blockquote class="said">{html.escape(str(self.text).strip())}</blockquote>'
+        return f'{who}<blockquote class="{self.css}">{html.escape(str(self.text).strip())}</blockquote>'
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from agents.culture import CLUSTER_COUNTRIES
 from agents.worldview import cluster_label
 
 LABELS: dict[str, str] = {
@@ -110,7 +111,7 @@ def label(key: str, guess: bool = True) -> str:
         name, arg = m["name"], m["arg"]
         if name == "last_generation":
             return f"{label(arg)}, last generation"
-        arg_label = LABELS.get(arg) or (cluster_label(arg) if "_" in arg and arg.islower() else arg)
+        arg_label = LABELS.get(arg) or (cluster_label(arg) if arg in CLUSTER_COUNTRIES else arg)
         return f"{label(name)}: {arg_label}" if name not in ("agreement", "population_lag", "policy_lag", "fit_change",
                                                              "change") else f"{label(name)} {arg_label}"
     return key.replace("_", " ") if guess else key

@@ -48,7 +48,8 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;p
        "pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;font-size:.8rem}code{overflow-wrap:anywhere}"
        "blockquote{color:#333;border-left:3px solid #ccc;margin:.3rem 0 .8rem;padding:.1rem .8rem}"
        "blockquote.said{white-space:pre-wrap}blockquote.dilemma{background:#f7f7f2;border-color:#b9b07a}"
-       "details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}")
+       "details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}span[title]{text-decoration:underline dotted #999;cursor:help}"
+       "nav{font-size:.9rem;color:#555}nav a{margin-right:.8rem;white-space:nowrap}")
 
 
 def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3) -> Table:
@@ -117,7 +118,7 @@ def transcript_sample(transcripts: pl.DataFrame, dilemmas: Mapping[str, str] | N
     sub = transcripts.filter((pl.col("dilemma_id") == d) & (pl.col("generation") == transcripts["generation"][0]))
     parts: list[Part] = [f"**Dilemma `{d}`**" + (f" (step {sub['step'][0]})" if "step" in sub.columns else "")]
     if dilemmas and d in dilemmas:
-        parts.append(Quote(dilemmas[d]))
+        parts.append(Quote(dilemmas[d], css="dilemma"))
     if budgets:
         parts.append("Replies are shown whole, as generated: at most " + ", ".join(
             f"{v} new tokens for a {k}" for k, v in budgets.items()) + " (`sim.tokens.*`).")
@@ -155,13 +156,15 @@ def render(out_dir: Path, title: str, sections: Sequence[tuple[str, Part | Seque
     sections = [(h, b) for h, b in sections if b]
     keys = list(dict.fromkeys(k for _, b in sections for k in keys_shown(b)))
     if keys:
-        rows = [{"shown as": label(k), "key in summary.json and the parquet files": k} for k in keys]
-        sections.append(("Keys", Details(f"The {len(keys)} data keys behind this page's labels", [Table(rows)])))
+        col = "key in summary.json and the parquet files"
+        rows = [{"shown as": label(k), col: k} for k in keys]
+        sections.append(("Keys", Details(f"Data keys behind this page's labels ({len(keys)})", [Table(rows, code=(col,))])))
     md = f"# {title}\n\n" + "\n\n".join(f"## {h}\n\n{to_md(b)}" for h, b in sections) + "\n"
-    body = "\n".join(f"<h2>{html.escape(h)}</h2>\n{to_html(b)}" for h, b in sections)
+    nav = "<nav>" + "".join(f'<a href="#s{k}">{html.escape(h)}</a>' for k, (h, _) in enumerate(sections)) + "</nav>"
+    body = "\n".join(f'<h2 id="s{k}">{html.escape(h)}</h2>\n{to_html(b)}' for k, (h, b) in enumerate(sections))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>\n"
-            f"{body}\n</body></html>\n")
+            f"{nav}\n{body}\n</body></html>\n")
     atomic_write_bytes(out_dir / f"{stem}.md", md.encode())
     atomic_write_bytes(out_dir / f"{stem}.html", page.encode())
     return [f"{stem}.md", f"{stem}.html"]
@@ -169,8 +172,9 @@ def render(out_dir: Path, title: str, sections: Sequence[tuple[str, Part | Seque
 
 def standard_sections(summary: Mapping[str, Any], intro: str = "") -> list[tuple[str, Part | Sequence[Part]]]:
     """Opening sections every run report shares: what was run, and its headline figures."""
+    wall = summary.get("wall_seconds")
     what = (f"Run `{summary.get('run_id', '?')}` ({summary.get('kind', 'society')}), "
-            f"{fmt(summary.get('wall_seconds'), 0)} s wall time.")
+            f"{'n/a' if wall is None else f'{wall:.1f}'} s wall time.")
     return [("Summary", (intro + "\n\n" if intro else "") + what),
             ("Key figures", headline_table(summary.get("headline", {}))),
             ("Label quality", label_quality_section(summary.get("label_quality")))]

@@ -58,7 +58,7 @@ def test_labels_replace_raw_keys_and_keep_them_as_tooltips_and_in_the_key_list(h
     assert "label informativeness mean abs p minus half" not in md and "p a std" not in md
     assert label("p_a_std") in md and label("label_informativeness_mean_abs_p_minus_half") in md
     assert f'title="p_a_std">{label("p_a_std")}</span>' in page
-    assert "| spread of P(A) over labels (SD) | p_a_std |" in md  # the key list
+    assert "| spread of P(A) over labels (SD) | `p_a_std` |" in md  # the key list
 
 
 def test_numbers_align_right_and_text_left():
@@ -83,7 +83,7 @@ def test_config_is_collapsed_and_shows_only_what_the_run_kind_reads(hostile_run)
     assert set(relevant_config(summary["config"], "pluralism")["study"]) == {"kind", "pluralism"}
     assert "alignment" in relevant_config(summary["config"], "generations")
     page = (out / "report.html").read_text()
-    config_html = page.split("<h2>Config</h2>")[1]
+    config_html = re.split(r'<h2 id="s\d+">Config</h2>', page)[1]
     assert config_html.lstrip().startswith("<details><summary>Config: the 9 sections") and "norms:" not in config_html
 
 
