@@ -9,6 +9,7 @@ from typing import Any
 import networkx as nx
 import polars as pl
 
+from agents.worldview import cluster_label
 from sim.report.labels import label
 from sim.report.plots import save_png
 from sim.report.render import (
@@ -40,7 +41,8 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
             continue
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
         for c in cols:
-            ax.plot(metrics["generation"], metrics[c], marker="o", label=label(c).removeprefix(label("agreement") + " "))
+            ax.plot(metrics["generation"], metrics[c], marker="o",
+                    label=cluster_label(c[len("agreement["):-1]) if c in agree else label(c))
         ax.set_xlabel("generation")
         ax.set_title(label(name), fontsize=10)
         ax.set_xticks(metrics["generation"].to_list())

@@ -61,19 +61,17 @@ LABELS: dict[str, str] = {
     "dpo_eval_margin_before": "DPO held-out margin before",
     "dpo_eval_margin_after": "DPO held-out margin after",
     "dpo_train_margin_after": "DPO training margin after",
-    "last_generation": "last generation",
-    "agreement": "policy agreement with",
-    "agreement_by_cluster": "policy agreement with each cluster (1 − JS)",
+        "agreement_by_cluster": "policy agreement with each cluster (1 − JS)",
     # pluralism
     "entropy": "perspective entropy",
     "contextual_minus_single": "perspective entropy, contextual − single",
     "panel_minus_single": "perspective entropy, panel − single",
     "classifier_member_accuracy": "judge names a panel member's own cluster",
     # evolving norms
-    "population_lag": "population lag (generations) to",
-    "policy_lag": "policy lag (generations) to",
-    "fit_change": "fit gained under",
-    "change": "change over the run in",
+    "population_lag": "population lag (generations)",
+    "policy_lag": "policy lag (generations)",
+    "fit_change": "fit gained",
+    "change": "change over the run",
     "mean_fit": "mean fit with the norm",
     "sd_fit": "SD of fit",
     "policy_fit": "policy fit",
@@ -98,6 +96,18 @@ LABELS: dict[str, str] = {
 }
 
 _BRACKET = re.compile(r"^(?P<name>[A-Za-z0-9_.]+)\[(?P<arg>[^\[\]\s]+)\]$")  # entropy[panel], not "x [95% CI]"
+# ``name[arg]`` keys that read better as a phrase than as "name: arg"
+TEMPLATES: dict[str, str] = {
+    "last_generation": "{}, last generation",
+    "agreement": "policy agreement with {}",
+    "population_lag": "population lag (generations) to {}",
+    "policy_lag": "policy lag (generations) to {}",
+    "fit_change": "fit gained under {}",
+    "change": "change over the run in {}",
+    "share_a_initial": "share choosing A at first, {}",
+    "share": "share of {}",
+    "mean": "mean {}",
+}
 
 
 def label(key: str, guess: bool = True) -> str:
@@ -109,11 +119,9 @@ def label(key: str, guess: bool = True) -> str:
     m = _BRACKET.match(key)
     if m:
         name, arg = m["name"], m["arg"]
-        if name == "last_generation":
-            return f"{label(arg)}, last generation"
-        arg_label = LABELS.get(arg) or (cluster_label(arg) if arg in CLUSTER_COUNTRIES else arg)
-        return f"{label(name)}: {arg_label}" if name not in ("agreement", "population_lag", "policy_lag", "fit_change",
-                                                             "change") else f"{label(name)} {arg_label}"
+        arg_label = label(arg) if name == "last_generation" else LABELS.get(arg) or (
+            cluster_label(arg) if arg in CLUSTER_COUNTRIES else arg)
+        return TEMPLATES[name].format(arg_label) if name in TEMPLATES else f"{label(name)}: {arg_label}"
     return key.replace("_", " ") if guess else key
 
 

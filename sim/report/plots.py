@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
+from agents.worldview import cluster_label  # noqa: E402
 from sim.store import atomic_write_bytes  # noqa: E402
 
 PHASES = (("initial", "first answer"), ("post_debate", "after debate"), ("revised", "after critique"))
@@ -38,7 +39,8 @@ def plot_stance_shares(stances: pl.DataFrame, path: Path, title: str = "") -> No
         for ci, cluster in enumerate(clusters):
             sub = shares.filter((pl.col("cluster") == cluster) & (pl.col("phase") == phase))
             offset = (ci - (len(clusters) - 1) / 2) * 0.04  # keep coinciding points visible
-            ax.plot([x + offset for x in sub["step"]], sub["share_a"], "-o", color=colours(ci % 10), label=cluster, alpha=0.85)
+            ax.plot([x + offset for x in sub["step"]], sub["share_a"], "-o", color=colours(ci % 10), label=cluster_label(cluster),
+                    alpha=0.85)
         ax.set_title(label, fontsize=10)
         ax.set_xticks(steps)
         ax.set_xlabel("step (one dilemma each)")
