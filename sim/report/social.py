@@ -62,9 +62,10 @@ def plot_social_graph(graph: nx.Graph, stances: pl.DataFrame, transcripts: pl.Da
     pos = nx.spring_layout(graph, seed=0, k=1.6 / max(1, n) ** 0.5)
     size = max(12, 320 - 0.6 * n)
     rim = ["black" if v in set(marked) else "white" for v in nodes]
+    rim_width = 1.5 if n <= 100 else 0.4  # a white rim would hide a small node's colour
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 5.6), dpi=100)
     nx.draw_networkx_edges(graph, pos, ax=ax1, edge_color="#999999", width=1.0, alpha=0.6)
-    nx.draw_networkx_nodes(graph, pos, nodelist=nodes, ax=ax1, node_size=size, edgecolors=rim, linewidths=1.5,
+    nx.draw_networkx_nodes(graph, pos, nodelist=nodes, ax=ax1, node_size=size, edgecolors=rim, linewidths=rim_width,
                            node_color=[colour.get(who.get(v), "#cccccc") for v in nodes])
     for c in names:
         ax1.scatter([], [], color=colour[c], label=cluster_label(c), s=40)
@@ -76,12 +77,14 @@ def plot_social_graph(graph: nx.Graph, stances: pl.DataFrame, transcripts: pl.Da
     pairs = debate_pairs(transcripts)
     top = max(pairs.values(), default=1)
     nx.draw_networkx_edges(graph, pos, ax=ax2, edge_color="#dddddd", width=0.8)
-    if pairs:
+    if pairs:  # thinner and fainter as they multiply, so a 512-agent society is not one black blot
+        dense = min(1.0, 150 / len(pairs))
         nx.draw_networkx_edges(nx.Graph(list(pairs)), pos, ax=ax2, edgelist=list(pairs), edge_color="#333333",
-                               width=[0.6 + 2.4 * c / top for c in pairs.values()], alpha=0.7)
+                               width=[(0.6 + 2.4 * c / top) * max(0.3, dense) for c in pairs.values()],
+                               alpha=max(0.12, 0.7 * dense))
     change = stance_change(stances)
     cmap = plt.get_cmap("plasma")
-    nx.draw_networkx_nodes(graph, pos, nodelist=nodes, ax=ax2, node_size=size, edgecolors=rim, linewidths=1.5,
+    nx.draw_networkx_nodes(graph, pos, nodelist=nodes, ax=ax2, node_size=size, edgecolors=rim, linewidths=rim_width,
                            node_color=[cmap(change[v]) if v in change else "#cccccc" for v in nodes])
     if n <= 40:  # agent ids on a pale box: readable on every node colour
         for ax in (ax1, ax2):
