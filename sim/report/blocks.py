@@ -100,7 +100,7 @@ class Table:
         if c in self.right:
             return True
         vals = [r.get(c) for r in self.rows if r.get(c) is not None]
-        return bool(vals) and all(_numeric(v) for v in vals)
+        return bool(vals) and sum(map(_numeric, vals)) * 2 > len(vals)  # mostly numbers (Markdown aligns columns only)
 
     def keys(self) -> list[str]:
         """The raw keys this table shows by their labels."""
@@ -129,10 +129,11 @@ class Table:
         if not self.rows:
             return "<p><em>(no rows)</em></p>"
         cols = self.cols()
-        cls = {c: ' class="num"' if self.numeric(c) else "" for c in cols}
-        head = "".join(f"<th{cls[c]}>{Term(c, guess=False).html()}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td{cls[c]}>{self._cell(c, r.get(c), html.escape)}</td>" for c in cols) + "</tr>"
-                       for r in self.rows)
+        num = ' class="num"'
+        right = lambda c, v: _numeric(v) or c in self.right or (v is None and self.numeric(c))  # noqa: E731  (per cell)
+        head = "".join(f"<th{num if self.numeric(c) else ''}>{Term(c, guess=False).html()}</th>" for c in cols)
+        body = "".join("<tr>" + "".join(f"<td{num if right(c, r.get(c)) else ''}>{self._cell(c, r.get(c), html.escape)}</td>"
+                                        for c in cols) + "</tr>" for r in self.rows)
         return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 

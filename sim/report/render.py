@@ -43,7 +43,7 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;p
        ".table-wrap{overflow-x:auto;max-width:100%;margin:.6rem 0}"
        "table{border-collapse:collapse;font-size:.9rem}"
        "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}"
-       "th{background:#f3f3f3;font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}"
+       "th{background:#f3f3f3;font-weight:600}.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}th.num{white-space:normal}"
        "img{max-width:100%;height:auto}figure{margin:1rem 0}figcaption{font-style:italic;color:#555;font-size:.9rem}"
        "pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;font-size:.8rem}code{overflow-wrap:anywhere}"
        "blockquote{color:#333;border-left:3px solid #ccc;margin:.3rem 0 .8rem;padding:.1rem .8rem}"

@@ -66,6 +66,10 @@ def test_numbers_align_right_and_text_left():
     assert t.md().splitlines()[1] == "|:---|---:|---:|:---|"
     cells = re.findall(r"<td( class=\"num\")?>([^<]*)</td>", t.html())
     assert [bool(c) for c, _ in cells[:4]] == [False, True, True, False]
+    mixed = Table([{"figure": Term("policy_model"), "generation 1": "policy-g1"},
+                   {"figure": Term("rm_eval_accuracy"), "generation 1": 0.9}])  # a metric per row: aligned per cell
+    assert re.findall(r"<td( class=\"num\")?>(policy-g1|0.900)</td>", mixed.html()) == [("", "policy-g1"),
+                                                                                   (' class="num"', "0.900")]
 
 
 def test_interval_column_only_where_some_figure_has_an_interval():
