@@ -68,9 +68,15 @@ def headline_table(headline: Mapping[str, Any]) -> Table:
     return Table(rows, cols, right=("95% interval",))
 
 
-# Config sections each kind of run reads (the rest of the config is in summary.json)
+# Config sections each kind of run reads (from its runner; the whole config is in summary.json)
 CORE_CONFIG = ("seed", "name", "llm", "population", "network", "scenario", "constitution", "sim", "calibration")
-STUDY_CONFIG = {"pluralism": "pluralism", "evolving_norms": "norms", "constitution_ablation": "ablation"}
+KIND_CONFIG: dict[str, tuple[str, ...]] = {
+    "society": CORE_CONFIG,
+    "generations": (*CORE_CONFIG, "alignment"),
+    "pluralism": ("seed", "name", "llm", "population", "scenario", "calibration", "study.pluralism", "eval.bootstrap"),
+    "evolving_norms": ("seed", "name", "llm", "population", "scenario", "calibration", "alignment", "study.norms"),
+    "constitution_ablation": (*CORE_CONFIG, "alignment", "study.ablation", "eval.bootstrap"),
+}
 LLM_KEYS = {"embedded": ("model_path", "device", "dtype", "max_batch_size", "max_batch_tokens", "prefix_sharing",
                          "prefix_cache_mb", "max_context_tokens"),
             "openai_compatible": ("base_url", "model", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")}
@@ -78,17 +84,23 @@ LLM_KEYS = {"embedded": ("model_path", "device", "dtype", "max_batch_size", "max
 
 def relevant_config(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The config sections a run of ``kind`` reads: no other study's settings, no other backend's."""
-    out = {k: config[k] for k in CORE_CONFIG if k in config}
+    out: dict[str, Any] = {}
+    wanted = KIND_CONFIG.get(kind, CORE_CONFIG) + (("eval",) if config.get("eval", {}).get("suites") else ())
+    for path in wanted:
+        top, _, sub = path.partition(".")
+        if top not in config:
+            continue
+        if not sub:
+            out[top] = config[top]
+        elif sub in config[top]:
+            out.setdefault(top, {})
+            if isinstance(out[top], dict) and out[top] is not config[top]:
+                out[top][sub] = config[top][sub]
+    if "study" in out:
+        out["study"] = {"kind": config["study"].get("kind"), **out["study"]}
     if "llm" in out:
         other = {k for b, keys in LLM_KEYS.items() if b != out["llm"].get("backend") for k in keys}
         out["llm"] = {k: v for k, v in out["llm"].items() if k not in other}
-    if kind in ("generations", "evolving_norms", "constitution_ablation") and "alignment" in config:
-        out["alignment"] = config["alignment"]
-    part = STUDY_CONFIG.get(kind)
-    if part and part in config.get("study", {}):
-        out["study"] = {"kind": config["study"].get("kind"), part: config["study"][part]}
-    if config.get("eval", {}).get("suites"):
-        out["eval"] = config["eval"]
     return out
 
 
