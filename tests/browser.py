@@ -21,7 +21,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--hide-scrollbars",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio"]
+         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--mute-audio",
+         "--disable-dev-shm-usage", "--force-device-scale-factor=1"]
 # Written into a copy of the page: after load, the measurements replace the body, and --dump-dom prints them.
 PROBE = """<script>window.addEventListener('load', () => {
   const wraps = [...document.querySelectorAll('.table-wrap')];

@@ -86,14 +86,18 @@ def plot_social_graph(graph: nx.Graph, stances: pl.DataFrame, transcripts: pl.Da
     cmap = plt.get_cmap("plasma")
     nx.draw_networkx_nodes(graph, pos, nodelist=nodes, ax=ax2, node_size=size, edgecolors=rim, linewidths=rim_width,
                            node_color=[cmap(change[v]) if v in change else "#cccccc" for v in nodes])
-    if n <= 40:  # agent ids on a pale box: readable on every node colour
+    if n <= 40:  # agent ids, haloed in white: readable on every node colour without hiding it
+        from matplotlib import patheffects
+
         for ax in (ax1, ax2):
-            nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7 if n > 16 else 8,
-                                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
+            texts = nx.draw_networkx_labels(graph, pos, ax=ax, font_size=7 if n > 16 else 8)
+            for t in texts.values():
+                t.set_path_effects([patheffects.withStroke(linewidth=2.2, foreground="white")])
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
     fig.colorbar(sm, ax=ax2, shrink=0.75, label="share of its dilemmas on which\nthe agent changed its choice")
-    ax2.set_title("Who debated whom (dark: same debate group, wider: more often)" if pairs
-                  else "No debates in this run (sim.debate_rounds=0)", fontsize=10)
+    ax2.set_title(("Who debated whom (dark: same debate group, wider: more often)" if pairs
+                   else "No debates in this run (sim.debate_rounds=0)")
+                  + ("" if change else "\nand no choice after the first to compare"), fontsize=10)
     for ax in (ax1, ax2):
         ax.set_axis_off()
     fig.tight_layout()
