@@ -45,7 +45,11 @@ def fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, float):
         if x != x:
             return "n/a"
-        return f"{x:.2e}" if 0 < abs(x) < 10 ** -digits else f"{x:.{digits}f}"  # small effects stay visible
+        if 0 < abs(x) < 10 ** -digits:  # small effects stay visible, in the same notation: -0.00069
+            import numpy as np
+
+            return np.format_float_positional(x, precision=2, unique=False, fractional=False, trim="-")
+        return f"{x:.{digits}f}"
     return str(x)
 
 
@@ -220,8 +224,21 @@ class Details:
                 f"{to_html(self.parts)}</details>")
 
 
-BLOCKS = (Term, Table, Quote, Items, Code, Figure, Details)
-Block = Term | Table | Quote | Items | Code | Figure | Details
+@dataclass(frozen=True)
+class Grid:
+    """Small figures side by side in HTML (as many columns as fit); one after another in Markdown."""
+
+    parts: Sequence[Part] = field(default_factory=list)
+
+    def md(self) -> str:
+        return to_md(self.parts)
+
+    def html(self) -> str:
+        return f'<div class="grid">{to_html(self.parts)}</div>'
+
+
+BLOCKS = (Term, Table, Quote, Items, Code, Figure, Details, Grid)
+Block = Term | Table | Quote | Items | Code | Figure | Details | Grid
 Part = str | Block
 
 
@@ -248,7 +265,7 @@ def keys_shown(body: Part | Sequence[Part] | None) -> list[str]:
     for p in parts_of(body):
         if isinstance(p, Table):
             out += p.keys()
-        elif isinstance(p, Details):
+        elif isinstance(p, (Details, Grid)):
             out += keys_shown(p.parts)
         elif isinstance(p, Term) and is_labelled(p.key):
             out.append(p.key)

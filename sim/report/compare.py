@@ -15,6 +15,7 @@ from sim.report.labels import known_range
 from sim.report.labels import label as label_of
 from sim.report.plots import save_png
 from sim.report.render import (
+    Grid,
     Term,
     figure,
     fmt,
@@ -108,7 +109,7 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
         sub = df.filter(pl.col(m).is_not_null())
         if sub.is_empty():
             continue
-        fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(sub) + 1.5), dpi=100)
+        fig, ax = plt.subplots(figsize=(5.6, 0.42 * len(sub) + 1.5), dpi=100)  # two to a row on the page
         y = list(range(len(sub)))
         vals = sub[m].to_list()
         lo = sub[f"{m} low"].to_list() if f"{m} low" in sub.columns else [None] * len(sub)
@@ -122,7 +123,7 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
             ax.axvline(0, color="grey", lw=0.8)
         for v, yy in zip(vals, y, strict=True):  # the number itself: differences the axis does not magnify
             ax.annotate(fmt(v), (v, yy), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7)
-        ax.set_yticks(y, [s[:48] for s in sub["label"].to_list()], fontsize=7)
+        ax.set_yticks(y, [s[:48] for s in sub["label"].to_list()], fontsize=8)
         ax.set_ylim(len(sub) - 0.4, -0.7)
         ax.set_title(label_of(m), fontsize=10)
         ax.grid(alpha=0.3, axis="x")
@@ -159,10 +160,10 @@ def compare(paths: Sequence[str | Path], out_dir: Path) -> Path:
                                       md_table(by_figure)])]
     seeds = seed_summary(df)
     if seeds is not None:
-        rows = [r | {"figure": Term(r["figure"])} for r in seeds.to_dicts()]
+        rows = [{"figure": Term(r.pop("figure")), **r} for r in seeds.to_dicts()]  # by figure, its settings together
         sections.append(("Across seeds", ["Per setting, each figure's mean, SD, lowest and highest over its seeds.",
                                           md_table(rows)]))
-    sections.append(("Plots", [figure(p, label_of(m)) for p, m in zip(plots, [m for m in _metrics(df)
-                                                                           if df[m].is_not_null().any()], strict=True)]))
+    shown = [m for m in _metrics(df) if df[m].is_not_null().any()]
+    sections.append(("Plots", Grid([figure(p, label_of(m)) for p, m in zip(plots, shown, strict=True)])))
     render(out_dir, f"agora comparison of {len(runs)} runs", sections)
     return out_dir / "report.md"

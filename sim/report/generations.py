@@ -13,6 +13,7 @@ from agents.worldview import cluster_label
 from sim.report.labels import label
 from sim.report.plots import save_png
 from sim.report.render import (
+    Grid,
     Term,
     config_block,
     constitution_versions,
@@ -83,7 +84,7 @@ def generations_report(out_dir: Path, summary: Mapping[str, Any], graph: nx.Grap
     sections.append(("Per generation", md_table(per_generation(rows))))
     if summary.get("constitutions"):
         sections.append(("Collective constitution", constitution_versions(summary["constitutions"])))
-    sections.append(("Plots", [figure(p, label(_plot_key(p))) for p in summary["plots"]]))
+    sections.append(("Plots", Grid([figure(p, label(_plot_key(p))) for p in summary["plots"]])))
     if not transcripts.is_empty():
         sections.append(("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir),
                                                                 summary["config"]["sim"].get("tokens"))))

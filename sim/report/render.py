@@ -24,6 +24,7 @@ from sim.report.blocks import (  # noqa: F401 (fmt, fmt_interval: the report mod
     Code,
     Details,
     Figure,
+    Grid,
     Items,
     Part,
     Quote,
@@ -47,9 +48,10 @@ CSS = ("body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;p
        "img{max-width:100%;height:auto}figure{margin:1rem 0}figcaption{font-style:italic;color:#555;font-size:.9rem}"
        "pre{background:#f6f6f6;padding:.6rem;overflow-x:auto;font-size:.8rem}code{overflow-wrap:anywhere}"
        "blockquote{color:#333;border-left:3px solid #ccc;margin:.3rem 0 .8rem;padding:.1rem .8rem}"
-       "blockquote.said{white-space:pre-wrap}blockquote.dilemma{background:#f7f7f2;border-color:#b9b07a}"
+       "blockquote.said,blockquote.dilemma{white-space:pre-wrap}blockquote.dilemma{background:#f7f7f2;border-color:#b9b07a}"
+       ".grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(24rem,1fr));gap:0 1.2rem}"
        "details{margin:.6rem 0}summary{cursor:pointer;font-weight:600}span[title]{text-decoration:underline dotted #999;cursor:help}"
-       "nav{font-size:.9rem;color:#555}nav a{margin-right:.8rem;white-space:nowrap}")
+       "nav{display:flex;flex-wrap:wrap;gap:.15rem .9rem;font-size:.9rem}nav a{white-space:nowrap}")
 
 
 def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None, digits: int = 3) -> Table:
@@ -111,13 +113,23 @@ def config_block(config: Mapping[str, Any], kind: str = "society") -> Details:
                    "the whole config is in summary.json)", [Code(text, "yaml")])
 
 
-def dilemma_texts(out_dir: Path) -> dict[str, str]:
-    """Each dilemma's text as its judges saw it (``preferences.parquet``'s ``prompt``), by id."""
+def dilemma_texts(out_dir: Path, config: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Each dilemma's text as its judges saw it (``preferences.parquet``'s ``prompt``), by id; without
+    preferences, from the run's dilemma file (``scenario.dilemmas``) when it can still be read."""
     p = out_dir / "preferences.parquet"
-    if not p.is_file():
+    if p.is_file():
+        df = pl.read_parquet(p, columns=["dilemma_id", "prompt"]).unique("dilemma_id", keep="first", maintain_order=True)
+        return dict(df.iter_rows())
+    if config is None:
         return {}
-    df = pl.read_parquet(p, columns=["dilemma_id", "prompt"]).unique("dilemma_id", keep="first", maintain_order=True)
-    return dict(df.iter_rows())
+    from agents.prompts import dilemma_text
+    from scenarios.dilemma import load_dilemmas
+    from scenarios.errors import InputError
+
+    try:
+        return {d.id: dilemma_text(d) for d in load_dilemmas(config["scenario"]["dilemmas"])}
+    except (InputError, OSError, KeyError):  # moved or edited since: the page names the dilemma by id only
+        return {}
 
 
 def transcript_sample(transcripts: pl.DataFrame, dilemmas: Mapping[str, str] | None = None,
