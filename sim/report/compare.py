@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,8 @@ from typing import Any
 import polars as pl
 import yaml
 
-from sim.report.labels import known_range
 from sim.report.labels import label as label_of
-from sim.report.plots import save_png
+from sim.report.plots import axis_limits, save_png
 from sim.report.render import (
     Grid,
     Term,
@@ -88,18 +86,6 @@ def seed_summary(df: pl.DataFrame) -> pl.DataFrame | None:
                  pl.col("value").min().alias("min"), pl.col("value").max().alias("max")))
 
 
-def axis_limits(metric: str, points: Sequence[float]) -> tuple[float, float]:
-    """A dot plot's x range: the figure's whole range when it is a share or probability, else one that
-    holds zero and every value and interval bound; never a zoom onto the spread between runs."""
-    known = known_range(metric)
-    finite = [x for x in points if x is not None and math.isfinite(x)]
-    lo, hi = known if known else (min([0.0, *finite]), max([0.0, *finite]))
-    if known and finite:  # a value outside the nominal range is still drawn
-        lo, hi = min(lo, *finite), max(hi, *finite)
-    span = (hi - lo) or 1.0
-    return lo - 0.04 * span, hi + 0.04 * span
-
-
 def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
     """One dot plot per headline figure: a row per run, interval bars where the run reported them."""
     from sim.report.plots import plt
@@ -125,6 +111,7 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
             ax.annotate(fmt(v), (v, yy), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7)
         ax.set_yticks(y, [s[:48] for s in sub["label"].to_list()], fontsize=8)
         ax.set_ylim(len(sub) - 0.4, -0.7)
+        ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_title(label_of(m), fontsize=10)
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import polars as pl
 
 from agents.worldview import cluster_label
 from sim.report.labels import label
-from sim.report.plots import save_png
+from sim.report.plots import axis_limits, save_png
 from sim.report.render import (
     Grid,
     Term,
@@ -38,12 +39,15 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
         if c not in agree and c != "generation" and metrics[c].dtype.is_numeric():
             groups[c] = [c]
     for name, cols in groups.items():
-        if not cols or metrics.select(cols).null_count().sum_horizontal().item() == len(metrics) * len(cols):
-            continue
-        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        values = [v for c in cols for v in metrics[c].to_list()]
+        if not any(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            continue  # nothing measured (e.g. no position flips without a second order): no empty plot
+        fig, ax = plt.subplots(figsize=(5.6, 3.4), dpi=100)  # two to a row on the page
         for c in cols:
             ax.plot(metrics["generation"], metrics[c], marker="o",
                     label=cluster_label(c[len("agreement["):-1]) if c in agree else label(c))
+        ax.set_ylim(*axis_limits(cols[0], values))
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("generation")
         ax.set_title(label(name), fontsize=10)
         ax.set_xticks(metrics["generation"].to_list())

@@ -38,10 +38,11 @@ def society_sections(out_dir: Path, stances: pl.DataFrame, transcripts: pl.DataF
                                                                     "their choice")]))
     if not stances.is_empty():
         fname, caption = plot_cluster_choices(stances, out_dir / "cluster_choices.png", facet)
-        intro = ("Share choosing action A per cluster and phase, over all dilemmas, with 95% Wilson intervals in "
-                 "brackets (each agent's "
-                 "choice on each dilemma counted once; abstentions left out). Pooling mixes dilemmas, so read the "
-                 "per-panel plot below for what each cluster chose on each.")
+        pooled, panels = (("all dilemmas", "dilemma") if facet == "dilemma_id" else
+                          ("all dilemmas and generations", f"{facet} (pooled over its dilemmas)"))
+        intro = (f"Share choosing action A per cluster and phase, over {pooled}, with 95% Wilson intervals in "
+                 "brackets (each agent's choice on each dilemma counted once; abstentions left out). Pooling mixes "
+                 f"dilemmas; the plot below has one panel per {panels}.")
         sections.append(("Choices by cluster", [intro, md_table(cluster_choice_rows(stances)), figure(fname, caption)]))
     return sections
 

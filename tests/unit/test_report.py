@@ -15,8 +15,9 @@ from agents.llm.scripted import ScriptedBackend
 from alignment.metrics import proportion_interval
 from sim.experiments.society_run import run
 from sim.report.blocks import Quote, Table, Term, md_escape, to_html, to_md
-from sim.report.compare import axis_limits, seed_summary
+from sim.report.compare import seed_summary
 from sim.report.labels import label
+from sim.report.plots import axis_limits
 from sim.report.render import headline_table, relevant_config
 from sim.report.social import cluster_choices, debate_pairs, plot_social_graph, stance_change
 from tests.helpers import tiny_config
