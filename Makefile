@@ -11,7 +11,7 @@ TEST_STAMP := $(VENV)/.agora-test-installed
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup run test test-unit test-slow test-all lint bench clean
+.PHONY: setup test-setup run test test-unit test-slow test-all lint bench screenshots chromium clean
 
 setup: $(STAMP)
 
@@ -56,8 +56,21 @@ bench: setup
 	$(BIN)/python -m benches.profile_step --out benches/profile.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json
 
+# Report pages in headless Chromium: a society, a two-generation loop and a two-seed sweep (scripted runs; the
+# generations run trains small models, ~3 min in all), one full-page PNG each in screenshots/ and checks.json
+# (page width at 1280 and 800 px, images loaded, not blank); fails on a layout problem. Installs Debian's
+# chromium when none is on PATH (`make test` never needs it: its browser test skips without one).
+screenshots: setup
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || $(MAKE) chromium
+	$(BIN)/python -m tests.browser --out screenshots
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v apt-get >/dev/null || { echo "make chromium: no apt-get here; install Chromium and put it on PATH"; exit 1; }
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
+
 lint: setup
 	$(BIN)/ruff check agents scenarios sim alignment tests benches
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache .benchmarks
+	rm -rf $(VENV) outputs multirun screenshots .pytest_cache .benchmarks

@@ -147,6 +147,7 @@ class _Loop:
     feedback: list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = field(default_factory=list)
     versions: list[dict[str, Any]] = field(default_factory=list)
     votes: list[dict[str, Any]] = field(default_factory=list)
+    graph: Any = None  # the society's social graph (the same every generation), for the report
 
 
 @runner
@@ -175,6 +176,7 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     (but for the last generation) the DPO run whose policy the next generation speaks with."""
     cfg, ckpt, a = run.cfg, run.ckpt, run.cfg.alignment
     loop.group = group = policy_group(society.clusters, a.policy_share, cfg.seed)
+    loop.graph = society.graph
     policy = (loop.policy_dir, loop.policy_name) if loop.policy_dir and loop.policy_name else None
     fb = ckpt.stage(f"generation_{g}/society", partial(_simulate, society, ckpt, g, group, policy), drop=("society",))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
@@ -223,7 +225,7 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
     summary = {"generations": rows, "throughput": {"generations": loop.timings}, "policy_group": loop.group,
                "plots": plots, "constitutions": loop.versions,
                "headline": {f"last_generation[{k}]": v for k, v in headline.items()}}
-    return run.finish(summary, generations_report)
+    return run.finish(summary, partial(generations_report, graph=loop.graph))
 
 def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
                      versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from sim.society import Society, check_per_step
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet",
-                "metrics.parquet", "summary.json", "stance_shares.png",
+                "metrics.parquet", "summary.json", "stance_shares.png", "social_graph.png", "cluster_choices.png",
                 "report.md", "report.html")
 # llm settings that say how to reach a model server, not what it computes: a resumed run may change them
 
@@ -137,7 +138,7 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
 
         summary["eval"] = evaluate(cfg, run.backend, out_dir)
     summary["headline"] = headline(summary)
-    return run.finish(summary, society_report)
+    return run.finish(summary, partial(society_report, graph=society.graph))
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
     """The figures ``agora-report`` compares across society runs."""
