@@ -348,6 +348,16 @@ def test_hydra_errors_are_one_line_with_exit_2(tmp_path, override, needles):
     cli_one_line(agora(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"), *needles)
 
 
+def test_a_mistyped_experiment_is_refused_not_run_as_the_default_society(tmp_path):
+    res = agora("llm=scripted", "experiment=plurlism", f"hydra.run.dir={tmp_path / 'run'}")
+    cli_one_line(res, "bad config:", "experiment/plurlism", "options: collective, constitution_ablation")
+
+
+@pytest.mark.parametrize("name", ["../../escape", "", "a/b", ".hidden"])
+def test_a_run_name_is_one_plain_folder_name(tmp_path, name):
+    cli_one_line(agora(*TINY, f"name={name}", f"hydra.run.dir={tmp_path / 'run'}"), "bad config:", "name must be")
+
+
 def test_run_dir_naming_a_file(tmp_path):
     f = tmp_path / "a_file"
     f.write_text("")
