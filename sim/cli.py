@@ -249,14 +249,39 @@ def report_main(argv: Sequence[str] | None = None) -> None:
 
 
 # -- agora-sanity, agora-injection: measurements with their own small argument lists -------------
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (a bad count fails at once, not after the model loads)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _writable_output(ap: argparse.ArgumentParser, path: Path, folder: bool) -> None:
+    """Fail before the work, in one line, when the result could not be written at the end."""
+    try:
+        if folder:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.parent.is_dir() or path.is_dir():
+            raise NotADirectoryError(2, "no such folder" if not path.parent.is_dir() else "is a folder", str(path))
+    except OSError as exc:
+        ap.error(f"cannot write {os_error_line(exc)}")
+
+
 def sanity_main() -> None:
     ap = argparse.ArgumentParser(prog="agora-sanity", description="Known-rule sanity check: do the reward model and DPO "
                                  "learn a rule planted in synthetic preferences?")
     ap.add_argument("--out", type=Path, default=Path("outputs/sanity"))
-    ap.add_argument("--train", type=int, default=64)
-    ap.add_argument("--eval", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train", type=_at_least(2), default=64, help="training pairs (default 64)")
+    ap.add_argument("--eval", type=_at_least(2), default=32, help="held-out pairs (default 32)")
+    ap.add_argument("--seed", type=_at_least(0), default=0)
     args = ap.parse_args()
+    _writable_output(ap, args.out, folder=True)
     from alignment.sanity import run_sanity
 
     result = run_sanity(args.out, args.train, args.eval, args.seed)
@@ -277,15 +302,16 @@ def injection_main(argv: Sequence[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="agora-injection", description="How often does text an agent writes move a judge's "
                                  "label? Before and after agora's mitigations (writes injection.json).")
-    ap.add_argument("--dilemmas", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="injection.json")
+    ap.add_argument("--dilemmas", type=_at_least(1), default=40, help="answer pairs, one per dilemma (default 40)")
+    ap.add_argument("--seed", type=_at_least(0), default=0)
+    ap.add_argument("--out", type=Path, default=Path("injection.json"))
     args = ap.parse_args(argv)
+    _writable_output(ap, args.out, folder=False)
     backend = EmbeddedBackend()
     ds = sample_dilemmas(load_dilemmas("default"), args.dilemmas, args.seed, "injection")
     pairs = asyncio.run(answers(backend, ds, args.seed))
     result = asyncio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": args.seed}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     for pname, res in result["prompts"].items():
         for iname, r in res.items():
             print(f"{pname:7s} {iname:20s} moved (one order) {r['moved_one_order']:.3f}  moved (both) {r['moved']:.3f}  "

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # ``code=`` for the other console scripts (sim/cli.py holds every entry point)
 AGORA_EVAL = "from sim.cli import eval_main; eval_main()"
 AGORA_REPORT = "from sim.cli import report_main; report_main()"
+AGORA_SANITY = "from sim.cli import sanity_main; sanity_main()"
+AGORA_INJECTION = "from sim.cli import injection_main; injection_main()"
 
 
 def _argv(args: tuple[str, ...], module: str, code: str | None) -> list[str]:

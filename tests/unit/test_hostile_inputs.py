@@ -27,7 +27,7 @@ from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
 from sim.experiments.society_run import run
-from tests.helpers import agora, tiny_config
+from tests.helpers import AGORA_INJECTION, AGORA_SANITY, agora, tiny_config
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}
 OK_LINE = json.dumps(OK)
@@ -356,6 +356,21 @@ def test_a_mistyped_experiment_is_refused_not_run_as_the_default_society(tmp_pat
 @pytest.mark.parametrize("name", ["../../escape", "", "a/b", ".hidden"])
 def test_a_run_name_is_one_plain_folder_name(tmp_path, name):
     cli_one_line(agora(*TINY, f"name={name}", f"hydra.run.dir={tmp_path / 'run'}"), "bad config:", "name must be")
+
+
+@pytest.mark.parametrize("code,args,needle", [
+    (AGORA_INJECTION, ("--dilemmas", "0"), "--dilemmas: must be >= 1, got 0"),
+    (AGORA_INJECTION, ("--dilemmas", "x"), "--dilemmas: not an integer"),
+    (AGORA_INJECTION, ("--out", "/nonexistent-folder/i.json"), "cannot write /nonexistent-folder/i.json: no such folder"),
+    (AGORA_SANITY, ("--train", "-5"), "--train: must be >= 2, got -5"),
+    (AGORA_SANITY, ("--out", "A_FILE"), "File exists"),
+])
+def test_measurement_commands_refuse_bad_arguments_before_any_work(tmp_path, code, args, needle):
+    """A count or output path that cannot work fails at once (it used to fail after the model had run)."""
+    (tmp_path / "a_file").write_text("")
+    args = tuple(str(tmp_path / "a_file") if a == "A_FILE" else a for a in args)
+    res = agora(*args, code=code, timeout=120)
+    assert res.returncode == 2 and needle in res.stderr.strip().splitlines()[-1] and "Traceback" not in res.stderr
 
 
 def test_run_dir_naming_a_file(tmp_path):
