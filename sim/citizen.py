@@ -65,6 +65,10 @@ class StepBar(tqdm):
         self.burst_seen = self.burst_seen or self.n + (n or 0) >= self.sent
         return super().update(n)
 
+    def measured(self) -> tuple[int, float] | None:
+        """This bar's (calls answered, seconds): the next step's ``expected`` (None if it showed nothing)."""
+        return None if self.disable or not self.n else (int(self.n), self._time() - self.start_t)
+
     def pace(self, elapsed: float) -> float:
         """Calls per second for the ETA (0 shows '?'): this step's, with the previous step's weighted by
         the share of calls still to come, ``(n + w C) / (elapsed + w S)``, ``w = 1 - n / C``."""

@@ -258,11 +258,10 @@ class Society(mesa.Model):
         self.datacollector.collect(self)
 
     async def _run_step(self, todays: Sequence[Dilemma]) -> None:
-        t0 = time.perf_counter()
         with StepBar(total=0, unit="call", desc=f"gen {self.generation} step {self.steps}", leave=False,
                      disable=not self.cfg.sim.progress, mininterval=1.0, expected=self.pace) as self.bar:
             await asyncio.gather(*(self._run_dilemma(d, j) for j, d in enumerate(todays)))
-            self.pace = (self.bar.n, time.perf_counter() - t0) if self.bar.n else None
+            self.pace = self.bar.measured()  # before close(), which disables the bar
 
     async def _run_dilemma(self, d: Dilemma, j: int) -> None:
         c, n = self.cfg.sim, len(self.agents)

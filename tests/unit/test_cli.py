@@ -107,3 +107,30 @@ def test_the_bar_total_grows_past_the_expected_count_when_a_step_sends_more():
     assert bar.total == 10
     bar.send(8)
     assert bar.total == 16
+
+
+def test_a_bar_measures_its_own_pace_and_a_disabled_one_none():
+    bar, clock = _bar(None)
+    bar.send(10)
+    clock.t = 5.0
+    bar.update(10)
+    assert bar.measured() == (10, 5.0)
+    assert StepBar(total=0, disable=True).measured() is None
+
+
+def test_every_step_of_a_society_makes_the_same_calls_so_the_last_seeds_the_next(capsys):
+    from agents.llm.scripted import ScriptedBackend
+    from scenarios.constitution import load_constitution
+    from scenarios.dilemma import load_dilemmas
+    from sim.society import Society
+
+    cfg = tiny_config(steps=3, progress=True)
+    soc = Society(cfg, load_dilemmas("default"), load_constitution(cfg.constitution.name), ScriptedBackend(), run_id="t")
+    assert soc.pace is None
+    paces = []
+    for _ in range(3):
+        soc.step()
+        paces.append(soc.pace)
+    calls = {p[0] for p in paces}
+    assert len(calls) == 1 and calls.pop() > 0 and all(p[1] > 0 for p in paces), paces
+    capsys.readouterr()  # the bars went to stderr
