@@ -85,8 +85,8 @@ class StepBar(tqdm):
 
 
 class Counted:
-    """A backend whose calls count themselves on a progress bar: each is sent to the total when sent and
-    ticks when answered, so the bar's total is what the phases actually sent (no arithmetic to keep in step)."""
+    """A backend whose calls count themselves on a progress bar: each is counted as sent (:meth:`StepBar.send`)
+    and ticks when answered, so the bar's total is what the phases actually sent (no arithmetic to keep in step)."""
 
     def __init__(self, backend: LLMBackend, bar: StepBar) -> None:
         self.backend, self.bar = backend, bar
