@@ -18,12 +18,23 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _spread(mean: Any, sd: Any, rounds: Any) -> str:
+    """``61.5 ± 0.4 s, 3 rounds`` (the sample standard deviation over rounds); ``262 s, 1 round`` has none."""
+    n = f"{rounds} round" + ("s" if rounds != 1 else "") if rounds else ""
+    body = f"{mean} ± {sd} s" if sd is not None else f"{mean} s"
+    return f"{body}, {n}" if n else body
+
+
 def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
-    out = ["| workload | items | agora | baseline | ratio | target | baseline is |", "|---|---|---|---|---|---|---|"]
+    out = ["| workload | items | agora: rate (seconds, mean ± sd over rounds) | baseline | ratio of means | target | "
+           "baseline is |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         target = "" if r.get("target") is None else f"≥ {r['target']}× " + ("✅" if r["ratio"] >= r["target"] else "❌")
-        out.append(f"| {r['name']} ({r['unit']}) | {r['items']} | {_fmt(r['agora_rate'])} ({r['agora_s']} s) | "
-                   f"{_fmt(r['baseline_rate'])} ({r['baseline_s']} s) | **{r['ratio']}×** | {target} | {r['baseline']} |")
+        ratio = f"**{r['ratio']}×**" + (f" ± {r['ratio_sd']}" if r.get("ratio_sd") is not None else "")
+        out.append(f"| {r['name']} ({r['unit']}) | {r['items']} | "
+                   f"{_fmt(r['agora_rate'])} ({_spread(r['agora_s'], r.get('agora_sd'), r.get('agora_rounds'))}) | "
+                   f"{_fmt(r['baseline_rate'])} ({_spread(r['baseline_s'], r.get('baseline_sd'), r.get('baseline_rounds'))}) | "
+                   f"{ratio} | {target} | {r['baseline']} |")
     return out
 
 
@@ -44,16 +55,20 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None) -> str:
     if flows:
         lines += ["## Throughput", ""] + throughput_table(flows) + [""]
         for i in flows:
-            extras = {k: v for k, v in i.items() if k not in {"name", "unit", "items", "agora_s", "baseline_s", "agora_rate",
-                                                              "baseline_rate", "baseline", "ratio", "target", "environment"}}
+            shown = {"name", "unit", "items", "agora_s", "baseline_s", "agora_rate", "baseline_rate", "baseline", "ratio",
+                     "target", "environment", "agora_sd", "baseline_sd", "agora_rounds", "baseline_rounds", "ratio_sd"}
+            extras = {k: v for k, v in i.items() if k not in shown}
             if extras:
                 lines.append(f"- **{i['name']}**: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in extras.items()))
         lines.append("")
     for i in info:
         if "exponent" in i:
             ok = "✅" if i["exponent"] <= i["target"] else "❌"
-            lines += [f"## Scaling: {i['name']}", "", "| population | step seconds |", "|---|---|"]
-            lines += [f"| {n} | {s} |" for n, s in zip(i["populations"], i["step_seconds"], strict=True)]
+            sds = i.get("step_seconds_sd") or [None] * len(i["populations"])
+            lines += [f"## Scaling: {i['name']}", "", f"| population | step seconds (mean ± sd, {i.get('rounds', 1)} "
+                      f"round{'s' if i.get('rounds', 1) != 1 else ''} each) |", "|---|---|"]
+            lines += [f"| {n} | {s}" + (f" ± {sd}" if sd is not None else "") + " |"
+                      for n, s, sd in zip(i["populations"], i["step_seconds"], sds, strict=True)]
             lines += ["", f"Fitted exponent of time vs N: **{i['exponent']}** (target ≤ {i['target']} {ok})"
                       + (f"; {i['tokens_per_reply']} tokens per reply." if "tokens_per_reply" in i else "."), ""]
     if profile:

@@ -123,6 +123,10 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise _damaged(ckpt, f"expected a JSON object, got {type(state).__name__}")
     digest = state.pop("digest", None)
+    if digest is None and "digests" not in state:  # the format before checksums (2026-11-29) had neither key
+        raise InputError(f"{ckpt}: this checkpoint predates checksummed checkpoints (agora before 2026-11-29) and "
+                         "cannot be resumed by this version: start the run again without resume= (the same config and seed "
+                         "give the same outputs), or resume it with the agora version that wrote it")
     if digest != _sha(_body(state)):
         raise _damaged(ckpt, "no digest" if digest is None else "its contents do not match their SHA-256")
     problem = _problem(state)
@@ -276,12 +280,17 @@ class Checkpoint:
                  for t in ROW_TABLES for r in tables[t][rows["counts"][t]:]]
         data = b"".join(lines)
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as fh:
-            fh.truncate(rows["bytes"])  # drop a tail written after the last committed checkpoint
-            fh.seek(rows["bytes"])
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            with open(log_path, "ab") as fh:
+                fh.truncate(rows["bytes"])  # drop a tail written after the last committed checkpoint
+                fh.seek(rows["bytes"])
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:  # e.g. disk full: checkpoint.json still records the last committed length
+            if exc.filename is None:
+                raise store.named(exc, log_path) from exc
+            raise
         self.state["rows"] = {"tag": tag, "bytes": rows["bytes"] + len(data),
                               "counts": {t: len(tables[t]) for t in ROW_TABLES}, "sha256": _chain(rows["sha256"], lines)}
 
@@ -356,6 +365,8 @@ class Checkpoint:
 def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dict[str, Any]]]:
     """The society's remaining steps, checkpointed after each (``tag`` names which society, so a resumed
     run continues mid-way only in the same one); its feedback rows. Use as a stage: ``drop=("society",)``."""
+    from sim.society import step_line  # here, like Society above: reading a checkpoint needs no Mesa
+
     midway = ckpt.extra("society")
     if midway and midway["tag"] == tag:
         rows = ckpt.rows(tag)
@@ -369,8 +380,9 @@ def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dic
             raise _damaged(ckpt.path, f"the saved society state does not load: {type(exc).__name__}: {exc}") from None
     while society.steps < society.cfg.sim.steps:
         society.step()
-        log.info("%s step %d/%d done: %s", tag, society.steps, society.cfg.sim.steps,
-                 {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
+        log.info("%s step %d/%d done: %s", tag, society.steps, society.cfg.sim.steps, step_line(society.step_metrics))
+        log.debug("%s step %d metrics: %s", tag, society.steps,
+                  {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
         ckpt.append_rows(tag, {t: getattr(society, t) for t in ROW_TABLES})
         ckpt.save(society={"tag": tag, "state": society.state_dict(rows=False)})  # a kill from here on loses at most one step
     return {t: [dataclasses.asdict(r) for r in getattr(society, t)] for t in ROW_TABLES}

@@ -83,20 +83,33 @@ def run_hydra(entry: Callable[[], None]) -> None:
         fail(f"cannot write the run's output folder (hydra.run.dir): {os_error_line(exc)}")
 
 
+def unknown_key(node: DictConfig, path: str = "") -> tuple[str, str] | None:
+    """The first key under ``node`` that its dataclass lacks, and the dataclass's name; or None.
 
-
-
-
-
-
-
-
+    Hydra's ``+key=value`` (and ``++``) adds a key through the struct flag that refuses ``key=value``;
+    without this check ``OmegaConf.to_object`` then fails on the frozen dataclass with "cannot assign
+    to field", which names neither the key's place nor the schema."""
+    t = OmegaConf.get_type(node)
+    names = {f.name for f in dataclasses.fields(t)} if dataclasses.is_dataclass(t) else None
+    for k in node.keys():
+        key = f"{path}{k}"
+        if names is not None and k not in names:
+            return key, t.__name__
+        child = node._get_node(k)
+        if isinstance(child, DictConfig) and not (child._is_none() or child._is_missing() or child._is_interpolation()):
+            found = unknown_key(child, key + ".")
+            if found:
+                return found
+    return None
 
 
 def typed_config(dcfg: DictConfig) -> AgoraConfig:
     """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "httpx2", "openai", "MESA"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    unknown = unknown_key(dcfg)
+    if unknown:
+        fail(f"bad config: Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in '{unknown[1]}'")
     try:
         cfg = OmegaConf.to_object(dcfg)
     except Exception as exc:  # __post_init__ checks and OmegaConf type errors
@@ -120,8 +133,11 @@ def _main(dcfg: DictConfig) -> None:
         summary = run_experiment(cfg, out)
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
-    except OSError as exc:  # e.g. a resumed run's folder that became read-only; the last checkpoint stays
-        fail(os_error_line(exc))
+    except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
+        from sim.checkpoint import CHECKPOINT
+
+        kept = f" (the last checkpoint is kept: agora resume={out})" if (out / CHECKPOINT).is_file() else ""
+        fail(os_error_line(exc) + kept)
     print(finished_lines(summary, out))
 
 
@@ -225,6 +241,11 @@ def _eval_main(dcfg: DictConfig) -> None:
 
 
 def eval_main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):  # Hydra's --help would print agora's page (its config is agora's)
+        from sim.report.console import eval_help
+
+        print(eval_help())
+        return
     run_hydra(_eval_main)
 
 
@@ -234,18 +255,25 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="agora-report", description="Compare finished agora runs or a --multirun sweep "
                                  "side by side (report.md, report.html, comparison.parquet, plots).")
     ap.add_argument("dirs", nargs="+", help="run folders, or folders holding runs (a sweep's multirun/... folder)")
-    ap.add_argument("-o", "--out", help="output folder (default: the folder given, when one; else ./agora_report)")
+    ap.add_argument("-o", "--out", help="output folder (default: the one folder given when it holds runs, e.g. a "
+                    "sweep; DIR/agora_report for one run folder, whose own report.md stays; ./agora_report for several)")
     args = ap.parse_args(argv)
     from sim.report.compare import compare, find_runs
 
-    single_parent = len(args.dirs) == 1 and not (Path(args.dirs[0]) / "summary.json").is_file()
-    out = Path(args.out) if args.out else Path(args.dirs[0]) if single_parent else Path("agora_report")
+    out = Path(args.out) if args.out else default_report_dir([Path(d) for d in args.dirs])
     try:
         path = compare(args.dirs, out)
     except (FileNotFoundError, json.JSONDecodeError, KeyError) as exc:
         print(f"agora-report: error: {exc}", file=sys.stderr)
         sys.exit(2)
     print(f"agora-report: compared {len(find_runs(args.dirs))} runs -> {path}")
+
+
+def default_report_dir(dirs: list[Path]) -> Path:
+    """Where ``agora-report`` writes without ``-o`` (as its ``--help`` says)."""
+    if len(dirs) != 1:
+        return Path("agora_report")
+    return dirs[0] / "agora_report" if (dirs[0] / "summary.json").is_file() else dirs[0]
 
 
 # -- agora-sanity, agora-injection: measurements with their own small argument lists -------------

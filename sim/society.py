@@ -19,7 +19,6 @@ from typing import Any
 
 import networkx as nx
 import numpy as np
-from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.llm.base import ChatMessage, GenerateRequest, LLMBackend
@@ -29,7 +28,7 @@ from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
 from sim.abm import mesa
-from sim.citizen import Citizen, Counted, Seen
+from sim.citizen import Citizen, Counted, Seen, StepBar
 from sim.config import AgoraConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
 from sim.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
@@ -99,6 +98,22 @@ def step_metrics(stances: list[Stance], prefs: list[Preference], clusters: Seque
     metrics["position_flip_rate"] = sum(p.position_flip for p in rev) / len(rev) if rev else float("nan")
     metrics["label_informativeness"] = float(np.mean([abs(p.p_a - 0.5) for p in prefs])) if prefs else float("nan")
     return metrics
+
+
+def step_line(m: dict[str, float]) -> str:
+    """A step's headline figures, labelled, for the log's INFO line (every metric is in ``metrics.parquet``)."""
+    def ok(k: str) -> bool:
+        return isinstance(m.get(k), int | float) and not math.isnan(m[k])
+
+    shares = [f"{m[k]:.0%} {label}" for k, label in (("share_a_initial", "at first"), ("share_a_post_debate", "after debate"),
+                                                     ("share_a_revised", "revised")) if ok(k)]
+    parts = [f"{int(m['preferences'])} preferences"] if ok("preferences") else []
+    parts += ["chose A " + " -> ".join(shares)] if shares else []
+    parts += [f"clusters differ by {m['cluster_spread']:.0%}"] if ok("cluster_spread") else []
+    parts += [f"label strength |P(A)-0.5| {m['label_informativeness']:.2f}"] if ok("label_informativeness") else []
+    parts += [f"position flips {m['position_flip_rate']:.0%}"] if ok("position_flip_rate") else []
+    parts += [f"unparseable replies {m['unparsed_initial']:.0%}"] if ok("unparsed_initial") and m["unparsed_initial"] else []
+    return ", ".join(parts)
 
 
 def datacollector(clusters: Sequence[str]) -> mesa.DataCollector:
@@ -178,7 +193,8 @@ class Society(mesa.Model):
         self.preferences: list[Preference] = []
         self.clock = PhaseClock()
         self.step_metrics: dict[str, float] = {}
-        self.bar = tqdm(total=0, disable=True)  # the step's progress bar: calls sent (total) and answered
+        self.bar = StepBar(total=0, disable=True)  # the step's progress bar: calls sent (total) and answered
+        self.pace: tuple[int, float] | None = None  # the last step's (calls, seconds): the next bar's ETA starts from it
         self.datacollector = datacollector(self.cfg.population.clusters)
 
     # -- checkpoint ------------------------------------------------------------------------------
@@ -242,9 +258,10 @@ class Society(mesa.Model):
         self.datacollector.collect(self)
 
     async def _run_step(self, todays: Sequence[Dilemma]) -> None:
-        with tqdm(total=0, unit="call", desc=f"gen {self.generation} step {self.steps}", leave=False,
-                  disable=not self.cfg.sim.progress, mininterval=1.0) as self.bar:
+        with StepBar(total=0, unit="call", desc=f"gen {self.generation} step {self.steps}", leave=False,
+                     disable=not self.cfg.sim.progress, mininterval=1.0, expected=self.pace) as self.bar:
             await asyncio.gather(*(self._run_dilemma(d, j) for j, d in enumerate(todays)))
+            self.pace = self.bar.measured()  # before close(), which disables the bar
 
     async def _run_dilemma(self, d: Dilemma, j: int) -> None:
         c, n = self.cfg.sim, len(self.agents)

@@ -211,7 +211,7 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
     out_dir, rows = run.out_dir, loop.rows
     metrics_df = pl.DataFrame(rows)
     stances, transcripts, prefs = (pl.concat(t) for t in zip(*loop.feedback, strict=True))
-    store.write_feedback(out_dir, stances, transcripts, prefs)
+    trl_export = store.write_feedback(out_dir, stances, transcripts, prefs)
     store.write_parquet(metrics_df, out_dir / "metrics_generations.parquet")
     store.write_parquet(pl.DataFrame(loop.per_dilemma), out_dir / "pluralism_per_dilemma.parquet")
     if loop.versions:
@@ -223,7 +223,7 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
     headline = {k: last.get(k) for k in ("js_policy_population", "pds_entropy", "value_drift_js", "rm_eval_accuracy",
                                          "position_flip_rate") if isinstance(last.get(k), float) and not math.isnan(last[k])}
     summary = {"generations": rows, "throughput": {"generations": loop.timings}, "policy_group": loop.group,
-               "plots": plots, "constitutions": loop.versions,
+               "plots": plots, "constitutions": loop.versions, "trl_export": trl_export,
                "headline": {f"last_generation[{k}]": v for k, v in headline.items()}}
     return run.finish(summary, partial(generations_report, graph=loop.graph))
 

@@ -27,7 +27,8 @@ from sim.society import Society, check_per_step
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet",
-                "metrics.parquet", "summary.json", "stance_shares.png", "social_graph.png", "cluster_choices.png",
+                "preferences_trl_chat.parquet", "metrics.parquet", "summary.json", "stance_shares.png",
+                "social_graph.png", "cluster_choices.png",
                 "report.md", "report.html")
 # llm settings that say how to reach a model server, not what it computes: a resumed run may change them
 
@@ -125,13 +126,14 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     stances, transcripts, prefs = store.feedback_tables(**rows)
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
-    store.write_feedback(out_dir, stances, transcripts, prefs)
+    trl_export = store.write_feedback(out_dir, stances, transcripts, prefs)
     store.write_parquet(metrics, out_dir / "metrics.parquet")
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
     summary = summarise(society, prefs, stances, run.ckpt.wall_seconds)
     summary["resumed_after_step"] = resumed_from
     summary["seed"] = cfg.seed
     summary["outputs"] = list(OUTPUT_FILES)
+    summary["trl_export"] = trl_export
     summary["cluster_sizes"] = {c: int(n) for c, n in zip(*np.unique(society.clusters, return_counts=True), strict=True)}
     if cfg.eval.suites:
         from sim.experiments.evaluate import evaluate

@@ -59,9 +59,14 @@ def test_trl_export_loads_with_datasets(tiny_runs):
     from datasets import load_dataset
 
     out, _ = tiny_runs["a"]
+    export = json.loads((out / "summary.json").read_text())["trl_export"]
+    assert export["pairs"] + export["ties_left_out"] == 6  # ties (p_a exactly 0.5) have no chosen answer
     ds = load_dataset("parquet", data_files=str(out / "preferences_trl.parquet"), split="train")
-    assert len(ds) == 6 and {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"} <= set(ds.column_names)
-    assert all(c >= r for c, r in zip(ds["score_chosen"], ds["score_rejected"], strict=True))
+    assert len(ds) == export["pairs"] and {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"} <= set(ds.column_names)
+    assert all(c > r for c, r in zip(ds["score_chosen"], ds["score_rejected"], strict=True))
+    chat = load_dataset("parquet", data_files=str(out / "preferences_trl_chat.parquet"), split="train")
+    assert chat["pref_id"] == ds["pref_id"]
+    assert all(p == [{"role": "user", "content": q}] for p, q in zip(chat["prompt"], ds["prompt"], strict=True))
 
 
 def test_same_seed_is_byte_identical_and_other_seed_differs(tiny_runs):
@@ -169,6 +174,12 @@ def test_agora_report_compares_two_runs_and_fails_cleanly(tmp_path):
     df = pl.read_parquet(out / "comparison.parquet")
     assert df["label"].to_list() == ["seed=0", "seed=1"] and df["preferences_per_s"].is_not_null().all()
     assert "| seed=0 | society |" in (out / "report.md").read_text()
+    # without -o: one run folder gets its comparison in RUN/agora_report/ (the run's own report stays), as --help says
+    own = (tmp_path / "0" / "report.md").read_bytes()
+    rep = agora(str(tmp_path / "0"), code=AGORA_REPORT, cwd=tmp_path)
+    assert rep.returncode == 0 and f"-> {tmp_path / '0' / 'agora_report'}" in rep.stdout, rep.stdout + rep.stderr
+    assert (tmp_path / "0" / "agora_report" / "report.md").is_file() and not (tmp_path / "agora_report").exists()
+    assert (tmp_path / "0" / "report.md").read_bytes() == own
     bad = agora(str(tmp_path / "nowhere"), code=AGORA_REPORT)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such directory" in bad.stderr
 

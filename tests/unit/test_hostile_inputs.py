@@ -435,3 +435,72 @@ def test_cli_resume_of_an_invalid_stored_config(victim, tmp_path):
     after.pop("cli.log", None)  # a resume logs into its run's folder, a refused one too
     before.pop("cli.log", None)
     assert after == before
+
+
+@pytest.mark.parametrize("override", ["+foo=1", "++foo=1", "+population.foo=1", "+sim.tokens.extra=3"])
+def test_an_appended_unknown_key_is_refused_like_any_unknown_key(tmp_path, override):
+    key = override.lstrip("+").split("=")[0]
+    owner = {"foo": "AgoraConfig", "population.foo": "PopulationConfig", "sim.tokens.extra": "TokenBudget"}[key]
+    cli_one_line(agora(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"),
+                 "bad config:", f"Could not append '{key}'", f"Key '{key.rsplit('.', 1)[-1]}' not in '{owner}'")
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+
+
+def test_a_checkpoint_from_before_checksums_says_so_and_what_to_do(victim):
+    cfg, d = victim
+    state = json.loads(_ckpt(d).read_text())
+    old = {k: v for k, v in state.items() if k not in ("digest", "digests")}  # the format before 2026-11-29
+    _ckpt(d).write_text(json.dumps(old))
+    before = _snapshot(d)
+    with pytest.raises(InputError) as err:
+        run(cfg, d, ScriptedBackend())
+    one_line(err.value, str(_ckpt(d)), "predates checksummed checkpoints", "without resume=")
+    assert _snapshot(d) == before
+
+
+# -- disk full (ENOSPC) in the final writes and in a checkpoint's rows append ---------------------------------
+# A child whose os.fsync fails with ENOSPC on the nth fsync of a file whose name starts with NAME (a temp
+# file ".NAME.xxxx.tmp" of an atomic write counts): where a full disk surfaces on most filesystems.
+ENOSPC_CHILD = """
+import errno, os, sys
+name, nth = sys.argv.pop(1), int(sys.argv.pop(1))
+real, seen = os.fsync, [0]
+def fsync(fd):
+    if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).lstrip(".").startswith(name):
+        seen[0] += 1
+        if seen[0] == nth:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(fd)
+os.fsync = fsync
+from sim.cli import main
+main()
+"""
+TWO_STEPS = (*TINY, "sim.steps=2", "seed=3", "calibration.enabled=false")  # no gate: a faster child
+PARQUETS = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet", "metrics.parquet")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("enospc") / "whole"
+    res = agora(*TWO_STEPS, f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the child finds an fd's file name in /proc")
+@pytest.mark.parametrize("name,nth,steps_kept", [("rows.jsonl", 2, 1), ("preferences.parquet", 1, 2)])
+def test_disk_full_is_one_line_naming_the_file_and_the_last_checkpoint_resumes(uninterrupted, tmp_path, name, nth,
+                                                                                steps_kept):
+    from sim.checkpoint import read_checkpoint
+
+    d = tmp_path / "run"
+    res = agora(name, str(nth), *TWO_STEPS, f"hydra.run.dir={d}", code=ENOSPC_CHILD)
+    err = cli_one_line(res, name, "No space left on device", f"resume={d}")
+    assert str(d) in err and not list(d.rglob(".*.tmp")), err  # nothing half-written
+    assert not (d / "summary.json").exists()
+    state = read_checkpoint(d)  # intact: its digest, its rows log up to the committed length
+    assert state["extra"]["society"]["state"]["steps"] == steps_kept
+    res = agora(f"resume={d}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    for f in PARQUETS:
+        assert (d / f).read_bytes() == (uninterrupted / f).read_bytes(), f

@@ -47,6 +47,39 @@ def test_trl_export_orders_chosen_by_label_and_loads_with_datasets(tmp_path):
     assert ds[0]["chosen"] == "a0"
 
 
+def test_trl_exports_leave_ties_out_and_the_chat_form_is_trls_conversational_format(tmp_path):
+    from datasets import load_dataset
+
+    prefs = store.frame([_pref(0, 0.8), _pref(1, 0.5), _pref(2, 0.3)], PREFERENCE_SCHEMA, "p")
+    empty = pl.DataFrame()
+    export = store.write_feedback(tmp_path, empty, empty, prefs)
+    assert export == {"files": ["preferences_trl.parquet", "preferences_trl_chat.parquet"], "pairs": 2, "ties_left_out": 1}
+    plain = pl.read_parquet(tmp_path / "preferences_trl.parquet")
+    assert plain["pref_id"].to_list() == ["p0", "p2"] and plain["chosen"].to_list() == ["a0", "b2"]
+    assert len(pl.read_parquet(tmp_path / "preferences.parquet")) == 3  # the tie stays in the full table
+    ds = load_dataset("parquet", data_files=str(tmp_path / "preferences_trl_chat.parquet"), split="train",
+                      cache_dir=str(tmp_path / "hf"))
+    assert ds.column_names == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected", "pref_id"]
+    row = ds[1]
+    # TRL's is_conversational: prompt/chosen/rejected are lists of {"role", "content"} messages
+    assert row["prompt"] == [{"role": "user", "content": "P"}]
+    assert row["chosen"] == [{"role": "assistant", "content": "b2"}] and row["rejected"] == [{"role": "assistant", "content": "a2"}]
+    assert row["score_chosen"] == pytest.approx(0.7) and row["pref_id"] == "p2"
+
+
+def test_a_write_that_fails_without_naming_a_file_names_it(tmp_path, monkeypatch):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as err:
+        store.write_json({"a": 1}, tmp_path / "summary.json")
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "summary.json")
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
+
+
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
     path = tmp_path / "x.parquet"
     store.write_parquet(pl.DataFrame({"a": [1]}), path)
