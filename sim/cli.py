@@ -8,6 +8,8 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -103,17 +105,29 @@ def unknown_key(node: DictConfig, path: str = "") -> tuple[str, str] | None:
     return None
 
 
+def bad_config(msg: str) -> NoReturn:
+    """``fail`` for a config refused before any work: the folder Hydra made for the run (``.hydra/`` and
+    ``cli.log`` only) is removed first, so a mistyped command leaves nothing behind. A folder holding
+    anything else (a run to resume, a user's files) is left as it is."""
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    if out is not None and out.is_dir() and not {p.name for p in out.iterdir()} - {".hydra", "cli.log"}:
+        logging.shutdown()  # close cli.log before it goes
+        shutil.rmtree(out, ignore_errors=True)
+    fail(msg)
+
+
 def typed_config(dcfg: DictConfig) -> AgoraConfig:
     """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "httpx2", "openai", "MESA"):
         logging.getLogger(name).setLevel(logging.WARNING)
     unknown = unknown_key(dcfg)
     if unknown:
-        fail(f"bad config: Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in '{unknown[1]}'")
+        bad_config(f"bad config: Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in "
+                   f"'{unknown[1]}'")
     try:
         cfg = OmegaConf.to_object(dcfg)
     except Exception as exc:  # __post_init__ checks and OmegaConf type errors
-        fail(f"bad config: {str(exc).splitlines()[0]}")
+        bad_config(f"bad config: {str(exc).splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
     return cfg
 
@@ -123,7 +137,7 @@ def _main(dcfg: DictConfig) -> None:
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     if not cfg.resume and any(_key(o) == "resume" for o in HydraConfig.get().overrides.task):
-        fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
+        bad_config("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
     from sim.experiments import run_experiment
@@ -134,11 +148,35 @@ def _main(dcfg: DictConfig) -> None:
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
     except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
-        from sim.checkpoint import CHECKPOINT
-
-        kept = f" (the last checkpoint is kept: agora resume={out})" if (out / CHECKPOINT).is_file() else ""
-        fail(os_error_line(exc) + kept)
+        fail(os_error_line(exc) + _kept(out))
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
+        print(f"agora: interrupted{_kept(out)}", file=sys.stderr)
+        sys.exit(130)
     print(finished_lines(summary, out))
+
+
+def _kept(out: Path) -> str:
+    from sim.checkpoint import CHECKPOINT
+
+    return f" (the last checkpoint is kept: agora resume={out})" if (out / CHECKPOINT).is_file() else ""
+
+
+def _interrupted(signum: int, frame: object) -> NoReturn:
+    # a kill (SIGTERM) stops a run the way Ctrl-C does: one line, checkpoint kept. The event loop then
+    # cancels the agents' tasks, whose cancellation asyncio would log as tracebacks: not news here.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    raise KeyboardInterrupt
+
+
+def interruptible(entry: Callable[[], None], prog: str) -> None:
+    """Run ``entry`` with SIGTERM treated as Ctrl-C and either one as one line (exit 130)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupted)
+    try:
+        entry()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
@@ -190,7 +228,7 @@ def resume_argv(argv: list[str]) -> list[str]:
         return argv
     run_dir = values[-1].strip("'\"")
     if run_dir == "":
-        fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
+        bad_config("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if not Path(run_dir).is_dir():  # before Hydra makes it to hold cli.log
         fail(f"resume={run_dir}: no such run folder")
     kept = [a for a in argv if _key(a) not in ("hydra.run.dir", "hydra.output_subdir")]
@@ -215,7 +253,7 @@ def check_run_dir_free(argv: list[str]) -> None:
 def main() -> None:
     check_run_dir_free(sys.argv[1:])
     sys.argv[1:] = resume_argv(sys.argv[1:])
-    run_hydra(_main)
+    interruptible(lambda: run_hydra(_main), "agora")
 
 
 
@@ -246,7 +284,7 @@ def eval_main() -> None:
 
         print(eval_help())
         return
-    run_hydra(_eval_main)
+    interruptible(lambda: run_hydra(_eval_main), "agora-eval")
 
 
 

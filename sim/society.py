@@ -258,10 +258,13 @@ class Society(mesa.Model):
         self.datacollector.collect(self)
 
     async def _run_step(self, todays: Sequence[Dilemma]) -> None:
-        with StepBar(total=0, unit="call", desc=f"gen {self.generation} step {self.steps}", leave=False,
+        with StepBar(total=0, unit="call", desc=self._bar_name(), leave=False,
                      disable=not self.cfg.sim.progress, mininterval=1.0, expected=self.pace) as self.bar:
             await asyncio.gather(*(self._run_dilemma(d, j) for j, d in enumerate(todays)))
             self.pace = self.bar.measured()  # before close(), which disables the bar
+
+    def _bar_name(self) -> str:
+        return f"generation {self.generation} step {self.steps}" if self.generation else f"step {self.steps}"
 
     async def _run_dilemma(self, d: Dilemma, j: int) -> None:
         c, n = self.cfg.sim, len(self.agents)

@@ -39,10 +39,12 @@ def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Pat
                           timeout=timeout)
 
 
-def start_agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT) -> subprocess.Popen:
-    """Start ``agora ARGS...`` (as :func:`agora`) without waiting, its output discarded; the caller kills or waits."""
+def start_agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT,
+                stderr: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """Start ``agora ARGS...`` (as :func:`agora`) without waiting, its output discarded (``stderr=subprocess.PIPE``
+    keeps the errors, as text); the caller kills or waits."""
     return subprocess.Popen(_argv(args, module, code), cwd=cwd, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=stderr, text=True)
 
 
 def compose(*overrides: str, scripted: bool = True):

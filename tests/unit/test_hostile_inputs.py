@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
 from sim.experiments.society_run import run
-from tests.helpers import AGORA_INJECTION, AGORA_SANITY, agora, tiny_config
+from tests.helpers import AGORA_INJECTION, AGORA_SANITY, agora, start_agora, tiny_config
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}
 OK_LINE = json.dumps(OK)
@@ -371,6 +372,31 @@ def test_measurement_commands_refuse_bad_arguments_before_any_work(tmp_path, cod
     args = tuple(str(tmp_path / "a_file") if a == "A_FILE" else a for a in args)
     res = agora(*args, code=code, timeout=120)
     assert res.returncode == 2 and needle in res.stderr.strip().splitlines()[-1] and "Traceback" not in res.stderr
+
+
+def test_a_refused_config_leaves_no_run_folder_behind(tmp_path):
+    """Hydra makes the run's folder before agora checks the values; a refusal removes it again."""
+    cli_one_line(agora(*TINY, "population.size=0", f"hydra.run.dir={tmp_path / 'run'}"), "bad config:",
+                 "population.size must be at least 2")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_stopped_run_says_so_in_one_line_and_keeps_its_checkpoint(tmp_path):
+    """SIGTERM (a scheduler's or a user's kill) stops a run as Ctrl-C does: one line naming how to resume."""
+    run_dir = tmp_path / "run"
+    proc = start_agora("llm=scripted", "population.size=6", "sim.steps=100000", "sim.progress=false",
+                       f"hydra.run.dir={run_dir}", stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoint.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        f"agora: interrupted (the last checkpoint is kept: agora resume={run_dir})")
 
 
 def test_run_dir_naming_a_file(tmp_path):
