@@ -296,14 +296,15 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("-o", "--out", help="output folder (default: the one folder given when it holds runs, e.g. a "
                     "sweep; DIR/agora_report for one run folder, whose own report.md stays; ./agora_report for several)")
     args = ap.parse_args(argv)
-    from sim.report.compare import compare, find_runs
+    from sim.report.compare import NotARun, compare, find_runs
 
     out = Path(args.out) if args.out else default_report_dir([Path(d) for d in args.dirs])
     try:
         path = compare(args.dirs, out)
-    except (FileNotFoundError, json.JSONDecodeError, KeyError) as exc:
-        print(f"agora-report: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except (FileNotFoundError, NotARun) as exc:
+        ap.exit(2, f"agora-report: error: {exc}\n")
+    except OSError as exc:  # the output folder: a file, read-only, disk full
+        ap.exit(2, f"agora-report: error: cannot write the report: {os_error_line(exc)}\n")
     print(f"agora-report: compared {len(find_runs(args.dirs))} runs -> {path}")
 
 

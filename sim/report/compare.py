@@ -36,6 +36,22 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     return runs
 
 
+class NotARun(ValueError):
+    """A ``summary.json`` that is not a finished agora run's."""
+
+
+def read_summary(run: Path) -> dict[str, Any]:
+    """A finished run's ``summary.json``: a JSON object with the ``run_id`` and ``kind`` every run writes."""
+    path = run / "summary.json"
+    try:
+        s = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NotARun(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(s, dict) or not {"run_id", "kind"} <= s.keys():
+        raise NotARun(f"{path}: not an agora run's summary (a JSON object with run_id and kind)")
+    return s
+
+
 def run_label(run: Path, summary: Mapping[str, Any]) -> str:
     """The Hydra overrides that made the run (what differs in a sweep), else its run id."""
     ov = run / ".hydra" / "overrides.yaml"
@@ -50,7 +66,7 @@ def comparison_table(runs: Sequence[Path]) -> pl.DataFrame:
     """One row per run: label, kind, wall time, and each headline figure (value, low, high)."""
     rows = []
     for r in runs:
-        s = json.loads((r / "summary.json").read_text())
+        s = read_summary(r)
         row: dict[str, Any] = {"run": str(r), "label": run_label(r, s), "kind": s.get("kind", "society"),
                                "seed": s.get("config", {}).get("seed"), "wall_seconds": s.get("wall_seconds")}
         for k, v in s.get("headline", {}).items():

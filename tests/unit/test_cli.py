@@ -134,3 +134,33 @@ def test_every_step_of_a_society_makes_the_same_calls_so_the_last_seeds_the_next
     calls = {p[0] for p in paces}
     assert len(calls) == 1 and calls.pop() > 0 and all(p[1] > 0 for p in paces), paces
     capsys.readouterr()  # the bars went to stderr
+
+
+# -- agora-report on folders that are not finished runs, and outputs it cannot write --------------------
+@pytest.mark.parametrize("text,needle", [
+    ("[]", "not an agora run's summary"),
+    ("{}", "not an agora run's summary"),
+    ("{bad", "not valid JSON"),
+    ('{"run_id": "x"}', "not an agora run's summary"),
+])
+def test_agora_report_refuses_a_summary_that_is_not_a_run_in_one_line(tmp_path, capsys, text, needle):
+    from sim.cli import report_main
+
+    (tmp_path / "summary.json").write_text(text)
+    with pytest.raises(SystemExit) as stop:
+        report_main([str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err.count("\n") == 0
+    assert err.startswith(f"agora-report: error: {tmp_path / 'summary.json'}: ") and needle in err
+
+
+def test_agora_report_names_an_output_it_cannot_write(tmp_path, capsys):
+    from sim.cli import report_main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text('{"run_id": "r", "kind": "society", "headline": {"x": 1.0}}')
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as stop:
+        report_main([str(tmp_path / "run"), "-o", str(tmp_path / "a_file")])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err == f"agora-report: error: cannot write the report: {tmp_path / 'a_file'}: File exists"
