@@ -162,3 +162,30 @@ def test_a_restored_society_recollects_its_data_and_steps_on_as_the_original():
     back.step()
     assert back.preferences == soc.preferences and back.stances == soc.stances
     assert dc2.get_model_vars_dataframe().equals(dc.get_model_vars_dataframe())
+
+
+def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    import sim.society
+
+    real, live, most = RoundRobinGroupChat.run, [0], [0]
+
+    async def counted_run(self, *args, **kwargs):
+        live[0] += 1
+        most[0] = max(most[0], live[0])
+        try:
+            return await real(self, *args, **kwargs)
+        finally:
+            live[0] -= 1
+
+    monkeypatch.setattr(RoundRobinGroupChat, "run", counted_run)
+    rows = []
+    for cap in (1, 1000):
+        monkeypatch.setattr(sim.society, "MAX_TEAMS", cap)
+        most[0] = 0
+        soc = make(tiny_config(), ScriptedBackend())  # 6 agents in groups of 2: 3 teams
+        soc.step()
+        assert most[0] == min(cap, 3)
+        rows.append((soc.stances, soc.transcripts, soc.preferences))
+    assert rows[0] == rows[1]
