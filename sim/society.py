@@ -270,7 +270,7 @@ class Society(mesa.Model):
     async def _run_dilemma(self, d: Dilemma, j: int) -> None:
         c, n = self.cfg.sim, len(self.agents)
         answers = await self._timed("stance", n, self._stance(d, j))
-        if c.debate_rounds > 0:  # every group is an autogen team; all teams run concurrently
+        if c.debate_rounds > 0:  # every group is an autogen team; up to MAX_TEAMS run at once
             said = await self._timed("debate", n * c.debate_rounds, self._debate(d, j, answers))
             post = await self._timed("post_debate", n, self._read_all(
                 d, "post_debate", lambda a: ("Your group discussed it", said[a.index])))
