@@ -38,12 +38,15 @@ def scale_section(scale: dict[str, Any]) -> list[str]:
                   f"{m.get('cpu', {}).get('brand_raw', '?')} ({m.get('cpu', {}).get('count', '?')} logical cores, no GPU), "
                   f"{scale.get('datetime', '?')[:16]}. Peak RSS is the process's (`wait4`); bytes per agent are above "
                   f"an 8-agent run's {i['base_rss_mb']:,} MB (interpreter and libraries).", "",
-                  "| agents | step s | run wall s | peak RSS MB | bytes per agent | finished |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['agents']:,} | {r.get('step_s', '—')} | {r['wall_s']} | {r['peak_rss_mb']:,} | "
+                  "| agents | step s | run wall s | run CPU s | peak RSS MB | bytes per agent | finished |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['agents']:,} | {r.get('step_s', '—')} | {r['wall_s']} | {r.get('cpu_s', '—')} | {r['peak_rss_mb']:,} | "
                   f"{r['bytes_per_agent']:,} | {'yes' if r['finished'] else 'no: ' + str(r.get('stopped') or r.get('error'))} |"
                   for r in i["runs"]]
-        lines += ["", f"Scaling exponent from 10,000 to 100,000 agents: time per step **{i['time_exponent']}**, "
-                      f"memory above the fixed cost **{i['memory_exponent']}** (target ≤ 1.15 for both).", ""]
+        lines += ["", f"Scaling exponent from 10,000 to 100,000 agents: time per step **{i['time_exponent']}**"
+                      + (f" (the run's CPU time {i['cpu_exponent']})" if "cpu_exponent" in i else "")
+                      + f", memory above the fixed cost **{i['memory_exponent']}** (target ≤ 1.15)."]
+        lines += [f"- {r['agents']:,} agents: {r['note']}" for r in i["runs"] if r.get("note")] + [""]
     return lines
 
 

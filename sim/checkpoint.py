@@ -280,7 +280,7 @@ class Checkpoint:
         """Log the rows of ``tables`` (dicts or dataclass records) not logged yet (rows are only ever appended);
         a new ``tag`` starts a new log. Takes effect with the next :meth:`save`, which records the log's
         committed length. Only the new rows are converted, one at a time as they are written (a
-        100,000-agent step logs ~0.5 GB of JSON: it is never held whole), so a step costs O(its rows)."""
+        100,000-agent step logs 850,000 rows: their JSON is never held whole), so a step costs O(its rows)."""
         log_path = self.dir / "rows.jsonl"
         rows = self.state["rows"]
         if rows is None or rows["tag"] != tag:

@@ -22,7 +22,7 @@ class ScriptedBackend:
             seed, so runs are reproducible and different seeds differ.
         scores: ``request -> log-probs``; the default prefers each choice by a stable hash.
         record: keep every request in ``seen_generate`` / ``seen_score`` (for tests that inspect them).
-            Off for runs: a 100,000-agent step sends ~1.4 million requests, each holding its prompts.
+            Off for runs: a 100,000-agent step sends ~850,000 requests, each holding its prompts.
     """
 
     def __init__(self, reply: Callable[[GenerateRequest], str] | None = None,
