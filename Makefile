@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.agora-test-installed
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup run test test-unit test-slow test-all lint bench screenshots chromium clean
+.PHONY: setup test-setup run test test-unit test-slow test-all lint bench bench-scale screenshots chromium clean
 
 setup: $(STAMP)
 
@@ -70,6 +70,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 chromium:
 	@command -v apt-get >/dev/null || { echo "make chromium: no apt-get here; install Chromium and put it on PATH"; exit 1; }
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
+
+# Large populations (benches/test_population_scale.py, ~15 min on 2 cores, up to ~3 GB): 1k/10k/100k-agent
+# scripted society runs, then RESULTS.md again with their figures.
+bench-scale: setup
+	$(BIN)/python -m pytest benches/test_population_scale.py -m slow -q --benchmark-json=benches/scale.json
+	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --scale benches/scale.json
 
 lint: setup
 	$(BIN)/ruff check agents scenarios sim alignment tests benches

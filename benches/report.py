@@ -1,6 +1,7 @@
 """Render ``benches/RESULTS.md`` from pytest-benchmark's JSON (and the profiler's JSON if present).
 
-    python -m benches.report benches/results.json [--profile benches/profile.json] [--out benches/RESULTS.md]
+    python -m benches.report benches/results.json [--profile benches/profile.json] [--scale benches/scale.json]
+        [--out benches/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -38,7 +39,29 @@ def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render(bench: dict[str, Any], profile: dict[str, Any] | None) -> str:
+def scale_section(scale: dict[str, Any]) -> list[str]:
+    """``benches/test_population_scale.py``'s figures (its own JSON: the benchmark is not in ``make bench``)."""
+    m = scale.get("machine_info", {})
+    lines = []
+    for i in (b["extra_info"] for b in scale["benchmarks"] if b["extra_info"].get("name") == "population_scale"):
+        lines += ["## Large populations (scripted backend)", "",
+                  f"`agora llm=scripted population.size=N sim.steps=1`, one process per size, on "
+                  f"{m.get('cpu', {}).get('brand_raw', '?')} ({m.get('cpu', {}).get('count', '?')} logical cores, no GPU), "
+                  f"{scale.get('datetime', '?')[:16]}. Peak RSS is the process's (`wait4`); bytes per agent are above "
+                  f"an 8-agent run's {i['base_rss_mb']:,} MB (interpreter and libraries).", "",
+                  "| agents | step s | run wall s | run CPU s | peak RSS MB | bytes per agent | finished |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['agents']:,} | {r.get('step_s', '—')} | {r['wall_s']} | {r.get('cpu_s', '—')} | {r['peak_rss_mb']:,} | "
+                  f"{r['bytes_per_agent']:,} | {'yes' if r['finished'] else 'no: ' + str(r.get('stopped') or r.get('error'))} |"
+                  for r in i["runs"]]
+        lines += ["", f"Scaling exponent from 10,000 to 100,000 agents: time per step **{i['time_exponent']}**"
+                      + (f" (the run's CPU time {i['cpu_exponent']})" if "cpu_exponent" in i else "")
+                      + f", memory above the fixed cost **{i['memory_exponent']}** (target ≤ 1.15)."]
+        lines += [f"- {r['agents']:,} agents: {r['note']}" for r in i["runs"] if r.get("note")] + [""]
+    return lines
+
+
+def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[str, Any] | None = None) -> str:
     m, info = bench.get("machine_info", {}), [b["extra_info"] for b in bench["benchmarks"]]
     env = next((i["environment"] for i in info if "environment" in i), {})
     lines = ["# Benchmark results", "",
@@ -78,6 +101,8 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None) -> str:
                   "in the outermost).", "", "| bucket | seconds | share |", "|---|---|---|"]
         lines += [f"| {k} | {v:.2f} | {100 * v / profile['wall_s']:.1f}% |" for k, v in profile["buckets"].items()]
         lines += [""] + [f"- {n}" for n in profile.get("notes", [])] + [""]
+    if scale:
+        lines += scale_section(scale)
     return "\n".join(lines)
 
 
@@ -85,13 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--scale", type=Path, default=Path(__file__).with_name("scale.json"),
+                    help="benches/test_population_scale.py's JSON, kept across `make bench` runs (skipped if absent)")
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("NOTES.md"),
                     help="hand-written analysis appended verbatim (kept across re-runs)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     a = ap.parse_args(argv)
     bench = json.loads(a.results.read_text())
     profile = json.loads(a.profile.read_text()) if a.profile and a.profile.is_file() else None
-    text = render(bench, profile)
+    scale = json.loads(a.scale.read_text()) if a.scale and a.scale.is_file() else None
+    text = render(bench, profile, scale)
     if a.notes and a.notes.is_file():
         text += "\n" + a.notes.read_text()
     a.out.write_text(text)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -58,11 +59,22 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _chain(h: str, lines: list[bytes]) -> str:
-    """The rows log's hash chain carried over ``lines``."""
-    for line in lines:
-        h = _sha(h.encode() + line)
-    return h
+def _row_dict(r: Any) -> Any:
+    """A record as the dict ``dataclasses.asdict`` gives (records are flat: no deep copy needed), or ``r``."""
+    if not dataclasses.is_dataclass(r):
+        return r
+    return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+
+
+def _lines(path: Path, limit: int) -> Iterator[bytes]:
+    """The lines of ``path``'s first ``limit`` bytes, one at a time (the last one without its newline if cut)."""
+    with open(path, "rb") as fh:
+        while limit > 0:
+            line = fh.readline(limit)
+            if not line:
+                return
+            limit -= len(line)
+            yield line
 
 
 def _body(state: dict[str, Any]) -> bytes:
@@ -271,49 +283,52 @@ class Checkpoint:
     def append_rows(self, tag: str, tables: dict[str, Sequence[Any]]) -> None:
         """Log the rows of ``tables`` (dicts or dataclass records) not logged yet (rows are only ever appended);
         a new ``tag`` starts a new log. Takes effect with the next :meth:`save`, which records the log's
-        committed length. Only the new rows are converted, so a step costs O(its rows)."""
+        committed length. Only the new rows are converted, one at a time as they are written (a
+        100,000-agent step logs 850,000 rows: their JSON is never held whole), so a step costs O(its rows)."""
         log_path = self.dir / "rows.jsonl"
         rows = self.state["rows"]
         if rows is None or rows["tag"] != tag:
             rows = {"tag": tag, "bytes": 0, "counts": dict.fromkeys(ROW_TABLES, 0), "sha256": ""}
-        lines = [(json.dumps([t, dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r], allow_nan=True) + "\n").encode()
-                 for t in ROW_TABLES for r in tables[t][rows["counts"][t]:]]
-        data = b"".join(lines)
         self.dir.mkdir(parents=True, exist_ok=True)
+        size, h = rows["bytes"], rows["sha256"]
         try:
             with open(log_path, "ab") as fh:
                 fh.truncate(rows["bytes"])  # drop a tail written after the last committed checkpoint
                 fh.seek(rows["bytes"])
-                fh.write(data)
+                for t in ROW_TABLES:
+                    for r in itertools.islice(tables[t], rows["counts"][t], None):
+                        line = (json.dumps([t, _row_dict(r)], allow_nan=True) + "\n").encode()
+                        h = _sha(h.encode() + line)
+                        size += fh.write(line)
                 fh.flush()
                 os.fsync(fh.fileno())
         except OSError as exc:  # e.g. disk full: checkpoint.json still records the last committed length
             if exc.filename is None:
                 raise store.named(exc, log_path) from exc
             raise
-        self.state["rows"] = {"tag": tag, "bytes": rows["bytes"] + len(data),
-                              "counts": {t: len(tables[t]) for t in ROW_TABLES}, "sha256": _chain(rows["sha256"], lines)}
+        self.state["rows"] = {"tag": tag, "bytes": size, "counts": {t: len(tables[t]) for t in ROW_TABLES}, "sha256": h}
 
     def rows(self, tag: str) -> dict[str, list[dict[str, Any]]]:
-        """The committed rows logged for ``tag`` (empty tables if none)."""
+        """The committed rows logged for ``tag`` (empty tables if none). Read twice, a line at a time: the
+        hash chain is checked over the whole log before any line is parsed, and no copy of the file is held."""
         out: dict[str, list[dict[str, Any]]] = {t: [] for t in ROW_TABLES}
         rows = self.state["rows"]
         if rows is None or rows["tag"] != tag:
             return out
         path = self.dir / "rows.jsonl"
         try:
-            with open(path, "rb") as fh:
-                data = fh.read(rows["bytes"])
+            h, size = "", 0
+            for line in _lines(path, rows["bytes"]):
+                h, size = _sha(h.encode() + line), size + len(line)
+            if size < rows["bytes"]:
+                raise _damaged(path, f"truncated: {size:,} bytes, {self.path.name} records {rows['bytes']:,}")
+            if h != rows["sha256"]:
+                raise _damaged(path, f"its rows do not match the hash chain that {self.path.name} records")
+            for line in _lines(path, rows["bytes"]):
+                t, r = json.loads(line)
+                out[t].append(r)
         except OSError as exc:
             raise _damaged(path, exc.strerror or type(exc).__name__) from None
-        if len(data) < rows["bytes"]:
-            raise _damaged(path, f"truncated: {len(data):,} bytes, {self.path.name} records {rows['bytes']:,}")
-        lines = data.splitlines(keepends=True)
-        if _chain("", lines) != rows["sha256"]:
-            raise _damaged(path, f"its rows do not match the hash chain that {self.path.name} records")
-        for line in lines:
-            t, r = json.loads(line)
-            out[t].append(r)
         if {t: len(v) for t, v in out.items()} != rows["counts"]:
             raise _damaged(path, f"holds other row counts than {self.path.name} records")
         return out
@@ -362,9 +377,9 @@ class Checkpoint:
         self.release()
 
 
-def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dict[str, Any]]]:
-    """The society's remaining steps, checkpointed after each (``tag`` names which society, so a resumed
-    run continues mid-way only in the same one); its feedback rows. Use as a stage: ``drop=("society",)``."""
+def advance(society: Society, ckpt: Checkpoint, tag: str) -> None:
+    """Run the society's remaining steps, checkpointed after each (``tag`` names which society, so a resumed
+    run continues mid-way only in the same one); its rows stay on ``society`` as records."""
     from sim.society import step_line  # here, like Society above: reading a checkpoint needs no Mesa
 
     midway = ckpt.extra("society")
@@ -378,6 +393,7 @@ def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dic
             society.load_state_dict(state | rows)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise _damaged(ckpt.path, f"the saved society state does not load: {type(exc).__name__}: {exc}") from None
+        del rows  # the records hold them now
     while society.steps < society.cfg.sim.steps:
         society.step()
         log.info("%s step %d/%d done: %s", tag, society.steps, society.cfg.sim.steps, step_line(society.step_metrics))
@@ -385,4 +401,9 @@ def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dic
                   {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
         ckpt.append_rows(tag, {t: getattr(society, t) for t in ROW_TABLES})
         ckpt.save(society={"tag": tag, "state": society.state_dict(rows=False)})  # a kill from here on loses at most one step
-    return {t: [dataclasses.asdict(r) for r in getattr(society, t)] for t in ROW_TABLES}
+
+
+def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dict[str, Any]]]:
+    """:func:`advance`, then the society's feedback rows as JSON-ready dicts. Use as a stage: ``drop=("society",)``."""
+    advance(society, ckpt, tag)
+    return {t: [_row_dict(r) for r in getattr(society, t)] for t in ROW_TABLES}

@@ -8,6 +8,7 @@ calls a model returns a record (:mod:`sim.records`) built here, so each record h
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -235,10 +236,11 @@ class Citizen(mesa.Agent):
         p_rev = None if reading.reversed is None else check_probability(reading.reversed, what)
         return Preference(
             pref_id=f"{m.run_id}-g{m.generation}-s{m.steps}-d{j}-{k}", run_id=m.run_id, generation=m.generation,
-            step=m.steps, dilemma_id=d.id, prompt=prompts.dilemma_text(d), response_a=plan.response_a,
+            # interned: every row on a dilemma shares one prompt string (150,000 rows a step at 100,000 agents)
+            step=m.steps, dilemma_id=d.id, prompt=sys.intern(prompts.dilemma_text(d)), response_a=plan.response_a,
             response_b=plan.response_b, author_a=plan.author_a, author_b=plan.author_b,
             cluster_a=m.clusters[plan.author_a], cluster_b=m.clusters[plan.author_b], pair_kind=plan.kind,
             judge_id=self.index, judge_cluster=self.cluster, principle_id=plan.principle.id,
             p_a=check_probability(reading.p_a, what), p_a_presented=check_probability(reading.presented, what),
             p_a_reversed=p_rev, order_swapped=plan.swapped, position_flip=reading.position_flip,
-            judge_model=m.judge_backend.name, constitution_version=m.constitution.tag, seed=m.call_seed("judge", j, k))
+            judge_model=m.judge_backend.name, constitution_version=sys.intern(m.constitution.tag), seed=m.call_seed("judge", j, k))

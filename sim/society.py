@@ -162,6 +162,27 @@ def judge_plan(rng: np.random.Generator, clusters: Sequence[str], answers: dict[
     return plan
 
 
+# Teams debating at once. All of them alive together held ~34 KB per agent (3.4 GB at 100,000 agents), and
+# every full pass of the cyclic collector (autogen teams are reference cycles) scanned them all: at 10,000
+# agents a step took 35 s of CPU with 1,024 teams at once and 26 s with 256. 256 teams still give a batching
+# backend far more concurrent requests than a batch takes (llm.max_batch_size 32, llm.concurrency 8); up to
+# 256 groups (~770 agents) nothing waits and the event loop runs exactly as before (same batches, same bytes).
+MAX_TEAMS = 256
+
+
+async def debate(slots: asyncio.Semaphore, members: Sequence[Citizen], d: Dilemma, j: int, answers: dict[int, str],
+                 rounds: int) -> list[tuple[int, str]]:
+    """One group's debate as an autogen team, once a slot is free: (speaker, text) per turn."""
+    from autogen_agentchat.messages import TextMessage
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    async with slots:
+        team = RoundRobinGroupChat([a.debater(j) for a in members], max_turns=rounds * len(members))
+        result = await team.run(task=prompts.debate_task(d, [(a.name, answers[a.index]) for a in members]))
+    return [(int(msg.source.split("_")[1]), msg.content) for msg in result.messages
+            if isinstance(msg, TextMessage) and msg.source.startswith("agent_")]
+
+
 class Society(mesa.Model):
     """A population on a social graph that faces dilemmas and produces AI feedback.
 
@@ -269,7 +290,7 @@ class Society(mesa.Model):
     async def _run_dilemma(self, d: Dilemma, j: int) -> None:
         c, n = self.cfg.sim, len(self.agents)
         answers = await self._timed("stance", n, self._stance(d, j))
-        if c.debate_rounds > 0:  # every group is an autogen team; all teams run concurrently
+        if c.debate_rounds > 0:  # every group is an autogen team; up to MAX_TEAMS run at once
             said = await self._timed("debate", n * c.debate_rounds, self._debate(d, j, answers))
             post = await self._timed("post_debate", n, self._read_all(
                 d, "post_debate", lambda a: ("Your group discussed it", said[a.index])))
@@ -317,21 +338,12 @@ class Society(mesa.Model):
 
     async def _debate(self, d: Dilemma, j: int, answers: dict[int, str]) -> dict[int, list[tuple[str, str]]]:
         """2. Each group debates as an autogen team; what each agent heard, by agent."""
-        from autogen_agentchat.messages import TextMessage
-        from autogen_agentchat.teams import RoundRobinGroupChat
-
         c, agents = self.cfg.sim, list(self.agents)
         groups = debate_groups(self.graph, c.group_size, child_rng(self.cfg.seed, self.generation, self.steps,
                                                                    "debate", j))
-
-        async def run_group(members: list[int]) -> list[tuple[int, str]]:
-            team = RoundRobinGroupChat([agents[m].debater(j) for m in members],
-                                       max_turns=c.debate_rounds * len(members))
-            result = await team.run(task=prompts.debate_task(d, [(agents[m].name, answers[m]) for m in members]))
-            return [(int(msg.source.split("_")[1]), msg.content) for msg in result.messages
-                    if isinstance(msg, TextMessage) and msg.source.startswith("agent_")]
-
-        results = await asyncio.gather(*(run_group(m) for m in groups))
+        slots = asyncio.Semaphore(MAX_TEAMS)
+        results = await asyncio.gather(*(debate(slots, [agents[m] for m in g], d, j, answers, c.debate_rounds)
+                                         for g in groups))
         said: dict[int, list[tuple[str, str]]] = {}
         for g, (members, turns) in enumerate(zip(groups, results, strict=True)):
             # rows in group order, not in the order groups finish (which a remote server makes vary)

@@ -17,7 +17,7 @@ from alignment.metrics import finite
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
-from sim.checkpoint import runner, simulate
+from sim.checkpoint import advance, runner
 from sim.config import AgoraConfig
 from sim.lifecycle import Run
 from sim.report.plots import plot_stance_shares
@@ -122,8 +122,8 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     resumed_from = midway["state"]["steps"] if midway else None
     if midway:
         log.info("resuming %s after step %d of %d", society.run_id, resumed_from, cfg.sim.steps)
-    rows = simulate(society, run.ckpt, "society")  # checkpoints after every step
-    stances, transcripts, prefs = store.feedback_tables(**rows)
+    advance(society, run.ckpt, "society")  # checkpoints after every step
+    stances, transcripts, prefs = store.record_tables(society.stances, society.transcripts, society.preferences)
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
     trl_export = store.write_feedback(out_dir, stances, transcripts, prefs)

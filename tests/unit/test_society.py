@@ -179,3 +179,30 @@ def test_importing_the_society_leaves_the_start_method_and_tqdm_needs_no_semapho
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["None", "fork", "None"]  # none chosen; then the platform's own, and no tracker
+
+
+def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    import sim.society
+
+    real, live, most = RoundRobinGroupChat.run, [0], [0]
+
+    async def counted_run(self, *args, **kwargs):
+        live[0] += 1
+        most[0] = max(most[0], live[0])
+        try:
+            return await real(self, *args, **kwargs)
+        finally:
+            live[0] -= 1
+
+    monkeypatch.setattr(RoundRobinGroupChat, "run", counted_run)
+    rows = []
+    for cap in (1, 1000):
+        monkeypatch.setattr(sim.society, "MAX_TEAMS", cap)
+        most[0] = 0
+        soc = make(tiny_config(), ScriptedBackend())  # 6 agents in groups of 2: 3 teams
+        soc.step()
+        assert most[0] == min(cap, 3)
+        rows.append((soc.stances, soc.transcripts, soc.preferences))
+    assert rows[0] == rows[1]

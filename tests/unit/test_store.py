@@ -6,7 +6,7 @@ import pytest
 
 from alignment.preferences import PREFERENCE_SCHEMA, SchemaError, validate_preferences
 from sim import store
-from sim.records import Message, Preference, Stance
+from sim.records import TRANSCRIPT_SCHEMA, Message, Preference, Stance
 
 
 def _pref(i: int, p_a: float) -> dict:
@@ -120,3 +120,27 @@ def test_a_preference_outside_0_1_is_refused_where_it_is_built():
     with pytest.raises(SchemaError, match="outside"):
         Preference(**_pref(0, 1.5))
     assert dataclasses.asdict(Preference(**_pref(0, 0.25))) == _pref(0, 0.25)
+
+
+def test_frames_built_from_records_equal_those_built_from_their_dicts(tmp_path):
+    from scenarios.constitution import load_constitution
+    from scenarios.dilemma import load_dilemmas
+    from sim.lifecycle import make_backend
+    from sim.society import Society
+    from tests.helpers import tiny_config
+
+    cfg = tiny_config(steps=2)
+    soc = Society(cfg, load_dilemmas("default"), load_constitution(cfg.constitution.name), make_backend(cfg.llm), run_id="t")
+    soc.step()
+    soc.step()
+    assert soc.judge_backend.seen_generate == [] == soc.judge_backend.seen_score  # a run's backend keeps no requests
+    tables = (soc.stances, soc.transcripts, soc.preferences)
+    by_column = store.record_tables(*tables)
+    by_row = store.feedback_tables(*([dataclasses.asdict(r) for r in t] for t in tables))
+    for a, b, name in zip(by_column, by_row, ("s", "t", "p"), strict=True):
+        assert a.equals(b, null_equal=True) and a.schema == b.schema and len(a) > 0
+        store.write_parquet(a, tmp_path / f"{name}1.parquet")
+        store.write_parquet(b, tmp_path / f"{name}2.parquet")
+        assert (tmp_path / f"{name}1.parquet").read_bytes() == (tmp_path / f"{name}2.parquet").read_bytes()
+    with pytest.raises(SchemaError, match="not the schema's columns"):
+        store.record_frame(soc.stances, TRANSCRIPT_SCHEMA, "transcripts")
