@@ -24,15 +24,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import itertools
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -40,15 +38,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agents.llm.base import BackendStats
 from scenarios.dilemma import read_bytes
 from scenarios.errors import InputError
-from sim import store
+from sim import rowlog, store
 from sim.lock import FolderLock
+from sim.rowlog import ROW_TABLES, damaged, row_dict
 
 if TYPE_CHECKING:
     from sim.society import Society
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_DIR = "checkpoint.d"
-ROW_TABLES = ("stances", "transcripts", "preferences")
 MAX_CHECKPOINT_BYTES = 2**30  # checkpoint.json holds counters, RNG states and small extras (rows live in rows.jsonl)
 STAGE_FILE = re.compile(r"stage\d{4}\.json")
 T = TypeVar("T")
@@ -59,30 +57,10 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _row_dict(r: Any) -> Any:
-    """A record as the dict ``dataclasses.asdict`` gives (records are flat: no deep copy needed), or ``r``."""
-    if not dataclasses.is_dataclass(r):
-        return r
-    return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
-
-
-def _lines(path: Path, limit: int) -> Iterator[bytes]:
-    """The lines of ``path``'s first ``limit`` bytes, one at a time (the last one without its newline if cut)."""
-    with open(path, "rb") as fh:
-        while limit > 0:
-            line = fh.readline(limit)
-            if not line:
-                return
-            limit -= len(line)
-            yield line
-
-
 def _body(state: dict[str, Any]) -> bytes:
     return json.dumps(state, allow_nan=True).encode()
 
 
-def _damaged(path: Path, problem: str) -> InputError:
-    return InputError(f"{path}: damaged checkpoint ({problem}); cannot resume")
 
 
 def _is_num(x: Any) -> bool:
@@ -127,23 +105,23 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     try:
         state = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise _damaged(ckpt, f"not valid UTF-8 at byte {exc.start}") from None
+        raise damaged(ckpt, f"not valid UTF-8 at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
-        raise _damaged(ckpt, f"bad JSON: {exc.msg} at byte {exc.pos}") from None
+        raise damaged(ckpt, f"bad JSON: {exc.msg} at byte {exc.pos}") from None
     except (ValueError, RecursionError) as exc:
-        raise _damaged(ckpt, f"bad JSON: {type(exc).__name__}") from None
+        raise damaged(ckpt, f"bad JSON: {type(exc).__name__}") from None
     if not isinstance(state, dict):
-        raise _damaged(ckpt, f"expected a JSON object, got {type(state).__name__}")
+        raise damaged(ckpt, f"expected a JSON object, got {type(state).__name__}")
     digest = state.pop("digest", None)
     if digest is None and "digests" not in state:  # the format before checksums (2026-11-29) had neither key
         raise InputError(f"{ckpt}: this checkpoint predates checksummed checkpoints (agora before 2026-11-29) and "
                          "cannot be resumed by this version: start the run again without resume= (the same config and seed "
                          "give the same outputs), or resume it with the agora version that wrote it")
     if digest != _sha(_body(state)):
-        raise _damaged(ckpt, "no digest" if digest is None else "its contents do not match their SHA-256")
+        raise damaged(ckpt, "no digest" if digest is None else "its contents do not match their SHA-256")
     problem = _problem(state)
     if problem:
-        raise _damaged(ckpt, problem)
+        raise damaged(ckpt, problem)
     return state
 
 
@@ -267,9 +245,9 @@ class Checkpoint:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise _damaged(path, exc.strerror or type(exc).__name__) from None
+            raise damaged(path, exc.strerror or type(exc).__name__) from None
         if _sha(data) != self.state["digests"][fname]:
-            raise _damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
+            raise damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
         return json.loads(data)
 
     def seconds(self, *prefixes: str) -> float:
@@ -283,55 +261,13 @@ class Checkpoint:
     def append_rows(self, tag: str, tables: dict[str, Sequence[Any]]) -> None:
         """Log the rows of ``tables`` (dicts or dataclass records) not logged yet (rows are only ever appended);
         a new ``tag`` starts a new log. Takes effect with the next :meth:`save`, which records the log's
-        committed length. Only the new rows are converted, one at a time as they are written (a
-        100,000-agent step logs 850,000 rows: their JSON is never held whole), so a step costs O(its rows)."""
-        log_path = self.dir / "rows.jsonl"
-        rows = self.state["rows"]
-        if rows is None or rows["tag"] != tag:
-            rows = {"tag": tag, "bytes": 0, "counts": dict.fromkeys(ROW_TABLES, 0), "sha256": ""}
+        committed length (see :mod:`sim.rowlog`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        size, h = rows["bytes"], rows["sha256"]
-        try:
-            with open(log_path, "ab") as fh:
-                fh.truncate(rows["bytes"])  # drop a tail written after the last committed checkpoint
-                fh.seek(rows["bytes"])
-                for t in ROW_TABLES:
-                    for r in itertools.islice(tables[t], rows["counts"][t], None):
-                        line = (json.dumps([t, _row_dict(r)], allow_nan=True) + "\n").encode()
-                        h = _sha(h.encode() + line)
-                        size += fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:  # e.g. disk full: checkpoint.json still records the last committed length
-            if exc.filename is None:
-                raise store.named(exc, log_path) from exc
-            raise
-        self.state["rows"] = {"tag": tag, "bytes": size, "counts": {t: len(tables[t]) for t in ROW_TABLES}, "sha256": h}
+        self.state["rows"] = rowlog.append(self.dir / "rows.jsonl", self.state["rows"], tag, tables)
 
     def rows(self, tag: str) -> dict[str, list[dict[str, Any]]]:
-        """The committed rows logged for ``tag`` (empty tables if none). Read twice, a line at a time: the
-        hash chain is checked over the whole log before any line is parsed, and no copy of the file is held."""
-        out: dict[str, list[dict[str, Any]]] = {t: [] for t in ROW_TABLES}
-        rows = self.state["rows"]
-        if rows is None or rows["tag"] != tag:
-            return out
-        path = self.dir / "rows.jsonl"
-        try:
-            h, size = "", 0
-            for line in _lines(path, rows["bytes"]):
-                h, size = _sha(h.encode() + line), size + len(line)
-            if size < rows["bytes"]:
-                raise _damaged(path, f"truncated: {size:,} bytes, {self.path.name} records {rows['bytes']:,}")
-            if h != rows["sha256"]:
-                raise _damaged(path, f"its rows do not match the hash chain that {self.path.name} records")
-            for line in _lines(path, rows["bytes"]):
-                t, r = json.loads(line)
-                out[t].append(r)
-        except OSError as exc:
-            raise _damaged(path, exc.strerror or type(exc).__name__) from None
-        if {t: len(v) for t, v in out.items()} != rows["counts"]:
-            raise _damaged(path, f"holds other row counts than {self.path.name} records")
-        return out
+        """The committed rows logged for ``tag`` (empty tables if none), checked against the hash chain."""
+        return rowlog.read(self.dir / "rows.jsonl", self.state["rows"], tag, self.path.name)
 
     def save(self, **extra: Any) -> None:
         """Write ``checkpoint.json`` now (atomic rename); ``extra`` keys replace the stored ones (None drops)."""
@@ -388,11 +324,11 @@ def advance(society: Society, ckpt: Checkpoint, tag: str) -> None:
         state = midway["state"]
         missing = sorted(set(society.state_dict(rows=False)) - set(state))
         if missing:
-            raise _damaged(ckpt.path, f"the saved society state has no {', '.join(repr(k) for k in missing)}")
+            raise damaged(ckpt.path, f"the saved society state has no {', '.join(repr(k) for k in missing)}")
         try:
             society.load_state_dict(state | rows)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise _damaged(ckpt.path, f"the saved society state does not load: {type(exc).__name__}: {exc}") from None
+            raise damaged(ckpt.path, f"the saved society state does not load: {type(exc).__name__}: {exc}") from None
         del rows  # the records hold them now
     while society.steps < society.cfg.sim.steps:
         society.step()
@@ -406,4 +342,4 @@ def advance(society: Society, ckpt: Checkpoint, tag: str) -> None:
 def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dict[str, Any]]]:
     """:func:`advance`, then the society's feedback rows as JSON-ready dicts. Use as a stage: ``drop=("society",)``."""
     advance(society, ckpt, tag)
-    return {t: [_row_dict(r) for r in getattr(society, t)] for t in ROW_TABLES}
+    return {t: [row_dict(r) for r in getattr(society, t)] for t in ROW_TABLES}
