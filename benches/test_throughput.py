@@ -1,8 +1,10 @@
 """AI-feedback throughput of the embedded engine against what a user would otherwise write.
 
-Each test times agora's path with pytest-benchmark (one round: these are seconds-long workloads)
-and its baseline in the same process on the same model and inputs, checks both give the same
-answers, and records the figures for ``benches/report.py``.
+Each test times agora's path with pytest-benchmark's rounds and its baseline with the same clock and
+round (``benches/conftest.py``: ``bench`` and ``measure``) in the same process on the same model and
+inputs, checks both give the same answers, and records each side's mean, spread and rounds for
+``benches/report.py``. Rounds per side are set by what a round costs (benches/NOTES.md):
+agora's side 3, a baseline of minutes per round 1; ``AGORA_BENCH_ROUNDS=N`` sets every side to N.
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ import asyncio
 import numpy as np
 
 from agents.scoring import p_first
-from benches.conftest import record, timed
-from benches.workloads import QUICK, distinct_prefix_tokens, judge_pairs, last_position_judge, naive_judge, size, stance_requests
+from benches.conftest import bench, measure, record
+from benches.workloads import (
+    QUICK,
+    distinct_prefix_tokens,
+    judge_pairs,
+    last_position_judge,
+    naive_judge,
+    rounds,
+    size,
+    stance_requests,
+)
 
 
 def _labels(scores: list[list[float]]) -> np.ndarray:
@@ -26,27 +37,28 @@ def test_judge_preferences_per_second(benchmark, backend):
     reqs = [r for pair in pairs for r in pair]
     model, tok = backend.model, backend.tokenizer
     naive_judge(model, tok, reqs[0]), backend.score_batch(reqs[:2])  # warm-up: lazy initialisation
-    naive, naive_s = timed(lambda: [naive_judge(model, tok, r) for r in reqs])
-    last, last_s = timed(lambda: [last_position_judge(model, tok, r) for r in reqs])
+    (naive, *_), naive_t = measure(lambda: [naive_judge(model, tok, r) for r in reqs], rounds(1))  # ~4 min a round
+    _, last_t = measure(lambda: [last_position_judge(model, tok, r) for r in reqs], rounds(1))
     before = backend.stats.prompt_tokens
 
     async def engine():
         return await backend.score_choices(reqs)  # every request submitted on its own, as a society does
 
-    got, agora_s = timed(lambda: benchmark.pedantic(lambda: asyncio.run(engine()), rounds=1, iterations=1))
-    diff = float(np.abs(np.array(got) - np.array(naive)).max())
+    outs, agora_t = bench(benchmark, lambda: asyncio.run(engine()), rounds(3))
+    diff = max(float(np.abs(np.array(got) - np.array(naive)).max()) for got in outs)
     assert diff < 1e-4
-    assert (_labels(got) > 0.5).tolist() == (_labels(naive) > 0.5).tolist()
+    assert all((_labels(got) > 0.5).tolist() == (_labels(naive) > 0.5).tolist() for got in outs)
+    naive_s, last_s, agora_s = naive_t.mean, last_t.mean, agora_t.mean
     # The fp32 ceiling on this machine: every shared prefix forwarded once, at the batch-1 prefill
     # rate of the last-position baseline (batching does not speed prefill up on a CPU).
     prompts = [backend._prompt_ids(r.messages, r.assistant_prefix) for r in reqs]
     floor_tokens = distinct_prefix_tokens(prompts)
     ceiling = naive_s / (floor_tokens * last_s / sum(len(p) for p in prompts))
-    ratio = record(benchmark, name="judge", unit="preferences/s", items=len(pairs), agora_s=agora_s, baseline_s=naive_s,
-                   baseline="per option, one batch-1 full-sequence forward (transformers, full logits)", target=8.0,
+    ratio = record(benchmark, name="judge", unit="preferences/s", items=len(pairs), agora=agora_t, baseline=naive_t,
+                   baseline_is="per option, one batch-1 full-sequence forward (transformers, full logits)", target=8.0,
                    max_abs_logprob_diff=diff, last_position_baseline_s=round(last_s, 3),
                    ratio_vs_last_position=round(last_s / agora_s, 2),
-                   tokens_forwarded=backend.stats.prompt_tokens - before,
+                   tokens_forwarded=(backend.stats.prompt_tokens - before) // len(outs),
                    naive_tokens=sum(2 * (len(p) + 1) for p in prompts), least_tokens=floor_tokens,
                    fp32_ceiling_ratio=round(ceiling, 2))
     assert QUICK or ratio > 1.0  # smoke size is too small to promise a speed-up
@@ -62,17 +74,18 @@ def test_stances_per_second(benchmark, backend):
         texts = [one.generate_batch([g])[0] for g in gen]
         return texts, [one.score_batch([s])[0] for s in score]
 
-    (texts1, scores1), base_s = timed(one_by_one)
+    ((texts1, scores1), *_), base_t = measure(one_by_one, rounds(1))  # ~3 min a round
 
     async def engine():
         return await asyncio.gather(backend.generate(gen), backend.score_choices(score))
 
-    (texts, scores), agora_s = timed(lambda: benchmark.pedantic(lambda: asyncio.run(engine()), rounds=1, iterations=1))
-    diff = float(np.abs(np.array(scores) - np.array(scores1)).max())
+    outs, agora_t = bench(benchmark, lambda: asyncio.run(engine()), rounds(3))
+    diff = max(float(np.abs(np.array(scores) - np.array(scores1)).max()) for _, scores in outs)
     assert diff < 1e-4
+    texts = outs[-1][0]
     same = sum(a == b for a, b in zip(texts, texts1, strict=True))
-    ratio = record(benchmark, name="stances", unit="stances/s", items=n, agora_s=agora_s, baseline_s=base_s,
-                   baseline="same engine, one request at a time (batch 1, no prefix sharing)", target=4.0,
+    ratio = record(benchmark, name="stances", unit="stances/s", items=n, agora=agora_t, baseline=base_t,
+                   baseline_is="same engine, one request at a time (batch 1, no prefix sharing)", target=4.0,
                    population=n, identical_greedy_texts=f"{same}/{n}", max_abs_logprob_diff=diff)
     assert same >= (n if QUICK else int(0.9 * n))  # greedy text equal, bar rare float near-ties over 48 tokens
     assert QUICK or ratio > 1.0  # smoke size is too small to promise a speed-up
@@ -97,11 +110,12 @@ def test_debate_messages_per_second(benchmark, backend):
         return [r.text for r in soc.transcripts], said
 
     one = backend.reconfigured(max_batch_size=1, prefix_sharing=False)
-    (texts1, _), base_s = timed(lambda: debate(one))
-    (texts, _), agora_s = timed(lambda: benchmark.pedantic(lambda: debate(backend), rounds=1, iterations=1))
+    ((texts1, _), *_), base_t = measure(lambda: debate(one), rounds(1))  # ~1.5 min a round
+    outs, agora_t = bench(benchmark, lambda: debate(backend), rounds(3))
+    texts = outs[-1][0]
     same = sum(a == b for a, b in zip(texts, texts1, strict=True))
-    ratio = record(benchmark, name="debate", unit="messages/s", items=len(texts), agora_s=agora_s, baseline_s=base_s,
-                   baseline="same autogen teams, backend batch size 1 (no coalescing)", population=n,
+    ratio = record(benchmark, name="debate", unit="messages/s", items=len(texts), agora=agora_t, baseline=base_t,
+                   baseline_is="same autogen teams, backend batch size 1 (no coalescing)", population=n,
                    teams=-(-n // 3), identical_sampled_texts=f"{same}/{len(texts)}")
     assert len(texts) == len(texts1) == n
     assert QUICK or ratio > 1.0  # smoke size is too small to promise a speed-up

@@ -25,6 +25,13 @@ def size(full: int, quick: int) -> int:
     return quick if QUICK else full
 
 
+def rounds(full: int) -> int:
+    """Timed rounds for one side of a workload: ``AGORA_BENCH_ROUNDS`` when set, else ``full`` (chosen per
+    workload by what a round costs: see benches/NOTES.md), 2 at smoke size so the spread is computed."""
+    env = os.environ.get("AGORA_BENCH_ROUNDS")
+    return max(1, int(env)) if env else size(full, 2)
+
+
 def population(n: int, seed: int = 0) -> list[Worldview]:
     return sample_population(PopulationSpec(size=n, clusters=CLUSTERS), np.random.default_rng(seed))
 

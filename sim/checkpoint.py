@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import time
@@ -39,15 +38,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agents.llm.base import BackendStats
 from scenarios.dilemma import read_bytes
 from scenarios.errors import InputError
-from sim import store
+from sim import rowlog, store
 from sim.lock import FolderLock
+from sim.rowlog import ROW_TABLES, damaged, row_dict
 
 if TYPE_CHECKING:
     from sim.society import Society
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_DIR = "checkpoint.d"
-ROW_TABLES = ("stances", "transcripts", "preferences")
 MAX_CHECKPOINT_BYTES = 2**30  # checkpoint.json holds counters, RNG states and small extras (rows live in rows.jsonl)
 STAGE_FILE = re.compile(r"stage\d{4}\.json")
 T = TypeVar("T")
@@ -58,19 +57,10 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _chain(h: str, lines: list[bytes]) -> str:
-    """The rows log's hash chain carried over ``lines``."""
-    for line in lines:
-        h = _sha(h.encode() + line)
-    return h
-
-
 def _body(state: dict[str, Any]) -> bytes:
     return json.dumps(state, allow_nan=True).encode()
 
 
-def _damaged(path: Path, problem: str) -> InputError:
-    return InputError(f"{path}: damaged checkpoint ({problem}); cannot resume")
 
 
 def _is_num(x: Any) -> bool:
@@ -115,19 +105,23 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     try:
         state = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise _damaged(ckpt, f"not valid UTF-8 at byte {exc.start}") from None
+        raise damaged(ckpt, f"not valid UTF-8 at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
-        raise _damaged(ckpt, f"bad JSON: {exc.msg} at byte {exc.pos}") from None
+        raise damaged(ckpt, f"bad JSON: {exc.msg} at byte {exc.pos}") from None
     except (ValueError, RecursionError) as exc:
-        raise _damaged(ckpt, f"bad JSON: {type(exc).__name__}") from None
+        raise damaged(ckpt, f"bad JSON: {type(exc).__name__}") from None
     if not isinstance(state, dict):
-        raise _damaged(ckpt, f"expected a JSON object, got {type(state).__name__}")
+        raise damaged(ckpt, f"expected a JSON object, got {type(state).__name__}")
     digest = state.pop("digest", None)
+    if digest is None and "digests" not in state:  # the format before checksums (2026-11-29) had neither key
+        raise InputError(f"{ckpt}: this checkpoint predates checksummed checkpoints (agora before 2026-11-29) and "
+                         "cannot be resumed by this version: start the run again without resume= (the same config and seed "
+                         "give the same outputs), or resume it with the agora version that wrote it")
     if digest != _sha(_body(state)):
-        raise _damaged(ckpt, "no digest" if digest is None else "its contents do not match their SHA-256")
+        raise damaged(ckpt, "no digest" if digest is None else "its contents do not match their SHA-256")
     problem = _problem(state)
     if problem:
-        raise _damaged(ckpt, problem)
+        raise damaged(ckpt, problem)
     return state
 
 
@@ -251,9 +245,9 @@ class Checkpoint:
         try:
             data = path.read_bytes()
         except OSError as exc:
-            raise _damaged(path, exc.strerror or type(exc).__name__) from None
+            raise damaged(path, exc.strerror or type(exc).__name__) from None
         if _sha(data) != self.state["digests"][fname]:
-            raise _damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
+            raise damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
         return json.loads(data)
 
     def seconds(self, *prefixes: str) -> float:
@@ -267,47 +261,13 @@ class Checkpoint:
     def append_rows(self, tag: str, tables: dict[str, Sequence[Any]]) -> None:
         """Log the rows of ``tables`` (dicts or dataclass records) not logged yet (rows are only ever appended);
         a new ``tag`` starts a new log. Takes effect with the next :meth:`save`, which records the log's
-        committed length. Only the new rows are converted, so a step costs O(its rows)."""
-        log_path = self.dir / "rows.jsonl"
-        rows = self.state["rows"]
-        if rows is None or rows["tag"] != tag:
-            rows = {"tag": tag, "bytes": 0, "counts": dict.fromkeys(ROW_TABLES, 0), "sha256": ""}
-        lines = [(json.dumps([t, dataclasses.asdict(r) if dataclasses.is_dataclass(r) else r], allow_nan=True) + "\n").encode()
-                 for t in ROW_TABLES for r in tables[t][rows["counts"][t]:]]
-        data = b"".join(lines)
+        committed length (see :mod:`sim.rowlog`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as fh:
-            fh.truncate(rows["bytes"])  # drop a tail written after the last committed checkpoint
-            fh.seek(rows["bytes"])
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.state["rows"] = {"tag": tag, "bytes": rows["bytes"] + len(data),
-                              "counts": {t: len(tables[t]) for t in ROW_TABLES}, "sha256": _chain(rows["sha256"], lines)}
+        self.state["rows"] = rowlog.append(self.dir / "rows.jsonl", self.state["rows"], tag, tables)
 
     def rows(self, tag: str) -> dict[str, list[dict[str, Any]]]:
-        """The committed rows logged for ``tag`` (empty tables if none)."""
-        out: dict[str, list[dict[str, Any]]] = {t: [] for t in ROW_TABLES}
-        rows = self.state["rows"]
-        if rows is None or rows["tag"] != tag:
-            return out
-        path = self.dir / "rows.jsonl"
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read(rows["bytes"])
-        except OSError as exc:
-            raise _damaged(path, exc.strerror or type(exc).__name__) from None
-        if len(data) < rows["bytes"]:
-            raise _damaged(path, f"truncated: {len(data):,} bytes, {self.path.name} records {rows['bytes']:,}")
-        lines = data.splitlines(keepends=True)
-        if _chain("", lines) != rows["sha256"]:
-            raise _damaged(path, f"its rows do not match the hash chain that {self.path.name} records")
-        for line in lines:
-            t, r = json.loads(line)
-            out[t].append(r)
-        if {t: len(v) for t, v in out.items()} != rows["counts"]:
-            raise _damaged(path, f"holds other row counts than {self.path.name} records")
-        return out
+        """The committed rows logged for ``tag`` (empty tables if none), checked against the hash chain."""
+        return rowlog.read(self.dir / "rows.jsonl", self.state["rows"], tag, self.path.name)
 
     def save(self, **extra: Any) -> None:
         """Write ``checkpoint.json`` now (atomic rename); ``extra`` keys replace the stored ones (None drops)."""
@@ -353,24 +313,33 @@ class Checkpoint:
         self.release()
 
 
-def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dict[str, Any]]]:
-    """The society's remaining steps, checkpointed after each (``tag`` names which society, so a resumed
-    run continues mid-way only in the same one); its feedback rows. Use as a stage: ``drop=("society",)``."""
+def advance(society: Society, ckpt: Checkpoint, tag: str) -> None:
+    """Run the society's remaining steps, checkpointed after each (``tag`` names which society, so a resumed
+    run continues mid-way only in the same one); its rows stay on ``society`` as records."""
+    from sim.society import step_line  # here, like Society above: reading a checkpoint needs no Mesa
+
     midway = ckpt.extra("society")
     if midway and midway["tag"] == tag:
         rows = ckpt.rows(tag)
         state = midway["state"]
         missing = sorted(set(society.state_dict(rows=False)) - set(state))
         if missing:
-            raise _damaged(ckpt.path, f"the saved society state has no {', '.join(repr(k) for k in missing)}")
+            raise damaged(ckpt.path, f"the saved society state has no {', '.join(repr(k) for k in missing)}")
         try:
             society.load_state_dict(state | rows)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise _damaged(ckpt.path, f"the saved society state does not load: {type(exc).__name__}: {exc}") from None
+            raise damaged(ckpt.path, f"the saved society state does not load: {type(exc).__name__}: {exc}") from None
+        del rows  # the records hold them now
     while society.steps < society.cfg.sim.steps:
         society.step()
-        log.info("%s step %d/%d done: %s", tag, society.steps, society.cfg.sim.steps,
-                 {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
+        log.info("%s step %d/%d done: %s", tag, society.steps, society.cfg.sim.steps, step_line(society.step_metrics))
+        log.debug("%s step %d metrics: %s", tag, society.steps,
+                  {k: round(v, 3) for k, v in society.step_metrics.items() if isinstance(v, float) and not math.isnan(v)})
         ckpt.append_rows(tag, {t: getattr(society, t) for t in ROW_TABLES})
         ckpt.save(society={"tag": tag, "state": society.state_dict(rows=False)})  # a kill from here on loses at most one step
-    return {t: [dataclasses.asdict(r) for r in getattr(society, t)] for t in ROW_TABLES}
+
+
+def simulate(society: Society, ckpt: Checkpoint, tag: str) -> dict[str, list[dict[str, Any]]]:
+    """:func:`advance`, then the society's feedback rows as JSON-ready dicts. Use as a stage: ``drop=("society",)``."""
+    advance(society, ckpt, tag)
+    return {t: [row_dict(r) for r in getattr(society, t)] for t in ROW_TABLES}

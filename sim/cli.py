@@ -8,6 +8,8 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -83,24 +85,49 @@ def run_hydra(entry: Callable[[], None]) -> None:
         fail(f"cannot write the run's output folder (hydra.run.dir): {os_error_line(exc)}")
 
 
+def unknown_key(node: DictConfig, path: str = "") -> tuple[str, str] | None:
+    """The first key under ``node`` that its dataclass lacks, and the dataclass's name; or None.
+
+    Hydra's ``+key=value`` (and ``++``) adds a key through the struct flag that refuses ``key=value``;
+    without this check ``OmegaConf.to_object`` then fails on the frozen dataclass with "cannot assign
+    to field", which names neither the key's place nor the schema."""
+    t = OmegaConf.get_type(node)
+    names = {f.name for f in dataclasses.fields(t)} if dataclasses.is_dataclass(t) else None
+    for k in node.keys():
+        key = f"{path}{k}"
+        if names is not None and k not in names:
+            return key, t.__name__
+        child = node._get_node(k)
+        if isinstance(child, DictConfig) and not (child._is_none() or child._is_missing() or child._is_interpolation()):
+            found = unknown_key(child, key + ".")
+            if found:
+                return found
+    return None
 
 
-
-
-
-
-
-
+def bad_config(msg: str) -> NoReturn:
+    """``fail`` for a config refused before any work: the folder Hydra made for the run (``.hydra/`` and
+    ``cli.log`` only) is removed first, so a mistyped command leaves nothing behind. A folder holding
+    anything else (a run to resume, a user's files) is left as it is."""
+    out = Path(HydraConfig.get().runtime.output_dir) if HydraConfig.initialized() else None
+    if out is not None and out.is_dir() and not {p.name for p in out.iterdir()} - {".hydra", "cli.log"}:
+        logging.shutdown()  # close cli.log before it goes
+        shutil.rmtree(out, ignore_errors=True)
+    fail(msg)
 
 
 def typed_config(dcfg: DictConfig) -> AgoraConfig:
     """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "httpx2", "openai", "MESA"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    unknown = unknown_key(dcfg)
+    if unknown:
+        bad_config(f"bad config: Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in "
+                   f"'{unknown[1]}'")
     try:
         cfg = OmegaConf.to_object(dcfg)
     except Exception as exc:  # __post_init__ checks and OmegaConf type errors
-        fail(f"bad config: {str(exc).splitlines()[0]}")
+        bad_config(f"bad config: {str(exc).splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
     return cfg
 
@@ -110,7 +137,7 @@ def _main(dcfg: DictConfig) -> None:
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     if not cfg.resume and any(_key(o) == "resume" for o in HydraConfig.get().overrides.task):
-        fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
+        bad_config("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
     from sim.experiments import run_experiment
@@ -120,9 +147,36 @@ def _main(dcfg: DictConfig) -> None:
         summary = run_experiment(cfg, out)
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
-    except OSError as exc:  # e.g. a resumed run's folder that became read-only; the last checkpoint stays
-        fail(os_error_line(exc))
+    except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
+        fail(os_error_line(exc) + _kept(out))
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
+        print(f"agora: interrupted{_kept(out)}", file=sys.stderr)
+        sys.exit(130)
     print(finished_lines(summary, out))
+
+
+def _kept(out: Path) -> str:
+    from sim.checkpoint import CHECKPOINT
+
+    return f" (the last checkpoint is kept: agora resume={out})" if (out / CHECKPOINT).is_file() else ""
+
+
+def _interrupted(signum: int, frame: object) -> NoReturn:
+    # a kill (SIGTERM) stops a run the way Ctrl-C does: one line, checkpoint kept. The event loop then
+    # cancels the agents' tasks, whose cancellation asyncio would log as tracebacks: not news here.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    raise KeyboardInterrupt
+
+
+def interruptible(entry: Callable[[], None], prog: str) -> None:
+    """Run ``entry`` with SIGTERM treated as Ctrl-C and either one as one line (exit 130)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupted)
+    try:
+        entry()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
@@ -174,7 +228,7 @@ def resume_argv(argv: list[str]) -> list[str]:
         return argv
     run_dir = values[-1].strip("'\"")
     if run_dir == "":
-        fail("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
+        bad_config("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if not Path(run_dir).is_dir():  # before Hydra makes it to hold cli.log
         fail(f"resume={run_dir}: no such run folder")
     kept = [a for a in argv if _key(a) not in ("hydra.run.dir", "hydra.output_subdir")]
@@ -199,7 +253,7 @@ def check_run_dir_free(argv: list[str]) -> None:
 def main() -> None:
     check_run_dir_free(sys.argv[1:])
     sys.argv[1:] = resume_argv(sys.argv[1:])
-    run_hydra(_main)
+    interruptible(lambda: run_hydra(_main), "agora")
 
 
 
@@ -225,7 +279,12 @@ def _eval_main(dcfg: DictConfig) -> None:
 
 
 def eval_main() -> None:
-    run_hydra(_eval_main)
+    if {"-h", "--help"} & set(sys.argv[1:]):  # Hydra's --help would print agora's page (its config is agora's)
+        from sim.report.console import eval_help
+
+        print(eval_help())
+        return
+    interruptible(lambda: run_hydra(_eval_main), "agora-eval")
 
 
 
@@ -234,29 +293,62 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="agora-report", description="Compare finished agora runs or a --multirun sweep "
                                  "side by side (report.md, report.html, comparison.parquet, plots).")
     ap.add_argument("dirs", nargs="+", help="run folders, or folders holding runs (a sweep's multirun/... folder)")
-    ap.add_argument("-o", "--out", help="output folder (default: the folder given, when one; else ./agora_report)")
+    ap.add_argument("-o", "--out", help="output folder (default: the one folder given when it holds runs, e.g. a "
+                    "sweep; DIR/agora_report for one run folder, whose own report.md stays; ./agora_report for several)")
     args = ap.parse_args(argv)
-    from sim.report.compare import compare, find_runs
+    from sim.report.compare import NotARun, compare, find_runs
 
-    single_parent = len(args.dirs) == 1 and not (Path(args.dirs[0]) / "summary.json").is_file()
-    out = Path(args.out) if args.out else Path(args.dirs[0]) if single_parent else Path("agora_report")
+    out = Path(args.out) if args.out else default_report_dir([Path(d) for d in args.dirs])
     try:
         path = compare(args.dirs, out)
-    except (FileNotFoundError, json.JSONDecodeError, KeyError) as exc:
-        print(f"agora-report: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except (FileNotFoundError, NotARun) as exc:
+        ap.exit(2, f"agora-report: error: {exc}\n")
+    except OSError as exc:  # the output folder: a file, read-only, disk full
+        ap.exit(2, f"agora-report: error: cannot write the report: {os_error_line(exc)}\n")
     print(f"agora-report: compared {len(find_runs(args.dirs))} runs -> {path}")
 
 
+def default_report_dir(dirs: list[Path]) -> Path:
+    """Where ``agora-report`` writes without ``-o`` (as its ``--help`` says)."""
+    if len(dirs) != 1:
+        return Path("agora_report")
+    return dirs[0] / "agora_report" if (dirs[0] / "summary.json").is_file() else dirs[0]
+
+
 # -- agora-sanity, agora-injection: measurements with their own small argument lists -------------
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum`` (a bad count fails at once, not after the model loads)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _writable_output(ap: argparse.ArgumentParser, path: Path, folder: bool) -> None:
+    """Fail before the work, in one line, when the result could not be written at the end."""
+    try:
+        if folder:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.parent.is_dir() or path.is_dir():
+            raise NotADirectoryError(2, "no such folder" if not path.parent.is_dir() else "is a folder", str(path))
+    except OSError as exc:
+        ap.error(f"cannot write {os_error_line(exc)}")
+
+
 def sanity_main() -> None:
     ap = argparse.ArgumentParser(prog="agora-sanity", description="Known-rule sanity check: do the reward model and DPO "
                                  "learn a rule planted in synthetic preferences?")
     ap.add_argument("--out", type=Path, default=Path("outputs/sanity"))
-    ap.add_argument("--train", type=int, default=64)
-    ap.add_argument("--eval", type=int, default=32)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train", type=_at_least(2), default=64, help="training pairs (default 64)")
+    ap.add_argument("--eval", type=_at_least(2), default=32, help="held-out pairs (default 32)")
+    ap.add_argument("--seed", type=_at_least(0), default=0)
     args = ap.parse_args()
+    _writable_output(ap, args.out, folder=True)
     from alignment.sanity import run_sanity
 
     result = run_sanity(args.out, args.train, args.eval, args.seed)
@@ -277,15 +369,16 @@ def injection_main(argv: Sequence[str] | None = None) -> None:
 
     ap = argparse.ArgumentParser(prog="agora-injection", description="How often does text an agent writes move a judge's "
                                  "label? Before and after agora's mitigations (writes injection.json).")
-    ap.add_argument("--dilemmas", type=int, default=40)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="injection.json")
+    ap.add_argument("--dilemmas", type=_at_least(1), default=40, help="answer pairs, one per dilemma (default 40)")
+    ap.add_argument("--seed", type=_at_least(0), default=0)
+    ap.add_argument("--out", type=Path, default=Path("injection.json"))
     args = ap.parse_args(argv)
+    _writable_output(ap, args.out, folder=False)
     backend = EmbeddedBackend()
     ds = sample_dilemmas(load_dilemmas("default"), args.dilemmas, args.seed, "injection")
     pairs = asyncio.run(answers(backend, ds, args.seed))
     result = asyncio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": args.seed}
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
     for pname, res in result["prompts"].items():
         for iname, r in res.items():
             print(f"{pname:7s} {iname:20s} moved (one order) {r['moved_one_order']:.3f}  moved (both) {r['moved']:.3f}  "

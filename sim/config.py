@@ -8,6 +8,7 @@ fails before any work starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,6 +335,9 @@ class AgoraConfig:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        # the name is a folder under outputs/: one plain path part, so a run cannot land elsewhere
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*", self.name):
+            raise ValueError(f"name must be one folder name (letters, digits, _ . + = , -), got {self.name!r}")
         c = self.calibration
         if self.alignment.require_informative_labels and not (c.enabled and (c.judge_items or c.hhh_items)):
             raise ValueError("alignment.require_informative_labels=true needs the label-quality gate's judge slice "

@@ -46,7 +46,7 @@ def make_backend(cfg: LLMConfig) -> LLMBackend:
                                        concurrency=cfg.concurrency)
     from agents.llm.scripted import ScriptedBackend
 
-    return ScriptedBackend()
+    return ScriptedBackend(record=False)  # a run never reads back its requests
 
 
 def run_id_for(cfg: AgoraConfig) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 import networkx as nx
@@ -35,21 +36,33 @@ def _homophilous_relabel(g: nx.Graph, clusters: Sequence[str], h: float, rng: np
 
     Nodes are visited in breadth-first order from node 0 (so consecutive nodes are close in the
     graph); each slot takes, with probability ``h``, an agent of the same cluster as the previous
-    slot's agent when one is left, otherwise any agent left. ``h = 0`` keeps the original placement.
+    slot's agent when one is left, otherwise any agent left (the first of a seeded permutation).
+    ``h = 0`` keeps the original placement. O(N): a pointer into the permutation and one queue of
+    positions per cluster, each skipping agents already placed (a list scan and ``remove`` per slot
+    made a 100,000-agent graph quadratic).
     """
     order = list(nx.bfs_tree(g, 0)) if nx.is_connected(g) else list(g.nodes)
-    remaining = list(rng.permutation(len(clusters)))
+    perm = rng.permutation(len(clusters)).tolist()
+    placed = [False] * len(perm)  # by position in perm
+    queues: dict[str, deque[int]] = {c: deque() for c in dict.fromkeys(clusters)}
+    for pos, a in enumerate(perm):
+        queues[clusters[a]].append(pos)
+    first = 0  # every position before it is placed
     placement: dict[int, int] = {}
     prev: int | None = None
     for node in order:
-        pick = None
+        pos = None
         if prev is not None and rng.random() < h:
-            pick = next((a for a in remaining if clusters[a] == clusters[prev]), None)
-        if pick is None:
-            pick = remaining[0]
-        remaining.remove(pick)
-        placement[node] = int(pick)
-        prev = int(pick)
+            q = queues[clusters[prev]]
+            while q and placed[q[0]]:
+                q.popleft()
+            pos = q[0] if q else None
+        if pos is None:
+            while placed[first]:
+                first += 1
+            pos = first
+        placed[pos] = True
+        placement[node] = prev = perm[pos]
     return nx.relabel_nodes(g, placement)
 
 

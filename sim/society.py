@@ -17,10 +17,8 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import mesa
 import networkx as nx
 import numpy as np
-from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.llm.base import ChatMessage, GenerateRequest, LLMBackend
@@ -29,7 +27,8 @@ from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
-from sim.citizen import Citizen, Counted, Seen
+from sim.abm import mesa
+from sim.citizen import Citizen, Counted, Seen, StepBar
 from sim.config import AgoraConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
 from sim.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
@@ -101,6 +100,22 @@ def step_metrics(stances: list[Stance], prefs: list[Preference], clusters: Seque
     return metrics
 
 
+def step_line(m: dict[str, float]) -> str:
+    """A step's headline figures, labelled, for the log's INFO line (every metric is in ``metrics.parquet``)."""
+    def ok(k: str) -> bool:
+        return isinstance(m.get(k), int | float) and not math.isnan(m[k])
+
+    shares = [f"{m[k]:.0%} {label}" for k, label in (("share_a_initial", "at first"), ("share_a_post_debate", "after debate"),
+                                                     ("share_a_revised", "revised")) if ok(k)]
+    parts = [f"{int(m['preferences'])} preferences"] if ok("preferences") else []
+    parts += ["chose A " + " -> ".join(shares)] if shares else []
+    parts += [f"clusters differ by {m['cluster_spread']:.0%}"] if ok("cluster_spread") else []
+    parts += [f"label strength |P(A)-0.5| {m['label_informativeness']:.2f}"] if ok("label_informativeness") else []
+    parts += [f"position flips {m['position_flip_rate']:.0%}"] if ok("position_flip_rate") else []
+    parts += [f"unparseable replies {m['unparsed_initial']:.0%}"] if ok("unparsed_initial") and m["unparsed_initial"] else []
+    return ", ".join(parts)
+
+
 def datacollector(clusters: Sequence[str]) -> mesa.DataCollector:
     """Per step, the model's :func:`step_metrics` and each agent's mean P(a) per phase."""
     keys = [*METRICS, *(f"share_a_initial[{c}]" for c in dict.fromkeys(clusters))]
@@ -147,6 +162,27 @@ def judge_plan(rng: np.random.Generator, clusters: Sequence[str], answers: dict[
     return plan
 
 
+# Teams debating at once. All of them alive together held ~34 KB per agent (3.4 GB at 100,000 agents), and
+# every full pass of the cyclic collector (autogen teams are reference cycles) scanned them all: at 10,000
+# agents a step took 35 s of CPU with 1,024 teams at once and 26 s with 256. 256 teams still give a batching
+# backend far more concurrent requests than a batch takes (llm.max_batch_size 32, llm.concurrency 8); up to
+# 256 groups (~770 agents) nothing waits and the event loop runs exactly as before (same batches, same bytes).
+MAX_TEAMS = 256
+
+
+async def debate(slots: asyncio.Semaphore, members: Sequence[Citizen], d: Dilemma, j: int, answers: dict[int, str],
+                 rounds: int) -> list[tuple[int, str]]:
+    """One group's debate as an autogen team, once a slot is free: (speaker, text) per turn."""
+    from autogen_agentchat.messages import TextMessage
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    async with slots:
+        team = RoundRobinGroupChat([a.debater(j) for a in members], max_turns=rounds * len(members))
+        result = await team.run(task=prompts.debate_task(d, [(a.name, answers[a.index]) for a in members]))
+    return [(int(msg.source.split("_")[1]), msg.content) for msg in result.messages
+            if isinstance(msg, TextMessage) and msg.source.startswith("agent_")]
+
+
 class Society(mesa.Model):
     """A population on a social graph that faces dilemmas and produces AI feedback.
 
@@ -178,7 +214,8 @@ class Society(mesa.Model):
         self.preferences: list[Preference] = []
         self.clock = PhaseClock()
         self.step_metrics: dict[str, float] = {}
-        self.bar = tqdm(total=0, disable=True)  # the step's progress bar: calls sent (total) and answered
+        self.bar = StepBar(total=0, disable=True)  # the step's progress bar: calls sent (total) and answered
+        self.pace: tuple[int, float] | None = None  # the last step's (calls, seconds): the next bar's ETA starts from it
         self.datacollector = datacollector(self.cfg.population.clusters)
 
     # -- checkpoint ------------------------------------------------------------------------------
@@ -242,14 +279,18 @@ class Society(mesa.Model):
         self.datacollector.collect(self)
 
     async def _run_step(self, todays: Sequence[Dilemma]) -> None:
-        with tqdm(total=0, unit="call", desc=f"gen {self.generation} step {self.steps}", leave=False,
-                  disable=not self.cfg.sim.progress, mininterval=1.0) as self.bar:
+        with StepBar(total=0, unit="call", desc=self._bar_name(), leave=False,
+                     disable=not self.cfg.sim.progress, mininterval=1.0, expected=self.pace) as self.bar:
             await asyncio.gather(*(self._run_dilemma(d, j) for j, d in enumerate(todays)))
+            self.pace = self.bar.measured()  # before close(), which disables the bar
+
+    def _bar_name(self) -> str:
+        return f"generation {self.generation} step {self.steps}" if self.generation else f"step {self.steps}"
 
     async def _run_dilemma(self, d: Dilemma, j: int) -> None:
         c, n = self.cfg.sim, len(self.agents)
         answers = await self._timed("stance", n, self._stance(d, j))
-        if c.debate_rounds > 0:  # every group is an autogen team; all teams run concurrently
+        if c.debate_rounds > 0:  # every group is an autogen team; up to MAX_TEAMS run at once
             said = await self._timed("debate", n * c.debate_rounds, self._debate(d, j, answers))
             post = await self._timed("post_debate", n, self._read_all(
                 d, "post_debate", lambda a: ("Your group discussed it", said[a.index])))
@@ -297,21 +338,12 @@ class Society(mesa.Model):
 
     async def _debate(self, d: Dilemma, j: int, answers: dict[int, str]) -> dict[int, list[tuple[str, str]]]:
         """2. Each group debates as an autogen team; what each agent heard, by agent."""
-        from autogen_agentchat.messages import TextMessage
-        from autogen_agentchat.teams import RoundRobinGroupChat
-
         c, agents = self.cfg.sim, list(self.agents)
         groups = debate_groups(self.graph, c.group_size, child_rng(self.cfg.seed, self.generation, self.steps,
                                                                    "debate", j))
-
-        async def run_group(members: list[int]) -> list[tuple[int, str]]:
-            team = RoundRobinGroupChat([agents[m].debater(j) for m in members],
-                                       max_turns=c.debate_rounds * len(members))
-            result = await team.run(task=prompts.debate_task(d, [(agents[m].name, answers[m]) for m in members]))
-            return [(int(msg.source.split("_")[1]), msg.content) for msg in result.messages
-                    if isinstance(msg, TextMessage) and msg.source.startswith("agent_")]
-
-        results = await asyncio.gather(*(run_group(m) for m in groups))
+        slots = asyncio.Semaphore(MAX_TEAMS)
+        results = await asyncio.gather(*(debate(slots, [agents[m] for m in g], d, j, answers, c.debate_rounds)
+                                         for g in groups))
         said: dict[int, list[tuple[str, str]]] = {}
         for g, (members, turns) in enumerate(zip(groups, results, strict=True)):
             # rows in group order, not in the order groups finish (which a remote server makes vary)

@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # ``code=`` for the other console scripts (sim/cli.py holds every entry point)
 AGORA_EVAL = "from sim.cli import eval_main; eval_main()"
 AGORA_REPORT = "from sim.cli import report_main; report_main()"
+AGORA_SANITY = "from sim.cli import sanity_main; sanity_main()"
+AGORA_INJECTION = "from sim.cli import injection_main; injection_main()"
 
 
 def _argv(args: tuple[str, ...], module: str, code: str | None) -> list[str]:
@@ -37,10 +39,12 @@ def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Pat
                           timeout=timeout)
 
 
-def start_agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT) -> subprocess.Popen:
-    """Start ``agora ARGS...`` (as :func:`agora`) without waiting, its output discarded; the caller kills or waits."""
+def start_agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT,
+                stderr: int = subprocess.DEVNULL) -> subprocess.Popen:
+    """Start ``agora ARGS...`` (as :func:`agora`) without waiting, its output discarded (``stderr=subprocess.PIPE``
+    keeps the errors, as text); the caller kills or waits."""
     return subprocess.Popen(_argv(args, module, code), cwd=cwd, env=_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=stderr, text=True)
 
 
 def compose(*overrides: str, scripted: bool = True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar, runtime_checkable
@@ -105,7 +106,9 @@ class Coalescer(Generic[Req, Res]):
         self._fn = fn
         self._max_batch = max_batch
         self._settle = settle
-        self._pending: list[tuple[Req, asyncio.Future[Res]]] = []
+        # a deque: taking a chunk off the front is O(chunk); slicing a list copied every pending request
+        # per chunk, O(N^2 / max_batch) over N requests
+        self._pending: deque[tuple[Req, asyncio.Future[Res]]] = deque()
         self._flushing = False
         self._on_batch = on_batch
         self._on_idle = on_idle
@@ -131,7 +134,7 @@ class Coalescer(Generic[Req, Res]):
                     await asyncio.sleep(0)
                     quiet = quiet + 1 if len(self._pending) == seen else 0
                     seen = len(self._pending)
-                chunk, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch:]
+                chunk = [self._pending.popleft() for _ in range(min(self._max_batch, len(self._pending)))]
                 try:
                     results = self._fn([r for r, _ in chunk])
                     if len(results) != len(chunk):

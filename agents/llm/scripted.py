@@ -21,14 +21,18 @@ class ScriptedBackend:
         reply: ``request -> text``; the default starts with A or B chosen from the request's text and
             seed, so runs are reproducible and different seeds differ.
         scores: ``request -> log-probs``; the default prefers each choice by a stable hash.
+        record: keep every request in ``seen_generate`` / ``seen_score`` (for tests that inspect them).
+            Off for runs: a 100,000-agent step sends ~850,000 requests, each holding its prompts.
     """
 
     def __init__(self, reply: Callable[[GenerateRequest], str] | None = None,
-                 scores: Callable[[ScoreRequest], list[float]] | None = None, name: str = "scripted") -> None:
+                 scores: Callable[[ScoreRequest], list[float]] | None = None, name: str = "scripted",
+                 record: bool = True) -> None:
         self.name = name
         self.stats = BackendStats()
         self._reply = reply or self.default_reply
         self._scores = scores or self.default_scores
+        self._record = record
         self.seen_generate: list[GenerateRequest] = []
         self.seen_score: list[ScoreRequest] = []
 
@@ -46,10 +50,12 @@ class ScriptedBackend:
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         self.stats.generate_calls += len(requests)
-        self.seen_generate.extend(requests)
+        if self._record:
+            self.seen_generate.extend(requests)
         return [self._reply(r) for r in requests]
 
     async def score_choices(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         self.stats.score_calls += len(requests)
-        self.seen_score.extend(requests)
+        if self._record:
+            self.seen_score.extend(requests)
         return [list(self._scores(r)) for r in requests]

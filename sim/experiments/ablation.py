@@ -103,7 +103,7 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
     society = Society(cfg, pool, load_constitution(cfg.constitution.name), backend, run_id=run.run_id)
     fb = ckpt.stage("society", partial(simulate, society, ckpt, "society"), drop=("society",))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
-    store.write_feedback(out_dir, stances, transcripts, prefs)
+    trl_export = store.write_feedback(out_dir, stances, transcripts, prefs)
     dilemmas = {d.id: d for d in pool}
     prog = dict(disable=not cfg.sim.progress, leave=False, unit="pair")
     labels: dict[str, list[float]] = {}
@@ -143,7 +143,7 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
                                       for n, c in arms.items()},
         "mean_p_a": {n: finite(float(np.mean(v))) for n, v in labels.items()},
         "label_change_vs_none": {n: finite(float(np.mean(np.abs(np.asarray(v) - ref)))) for n, v in labels.items()},
-        "effects": effects, "reward": reward, "plots": plots}
+        "effects": effects, "reward": reward, "plots": plots, "trl_export": trl_export}
     summary["headline"] = {f"shift[{a}→{a}]": {k: effects[a][a][k] for k in ("value", "low", "high")}
                            for a in directions if a in effects}
     summary["headline"] |= {f"rm_shift[{a}→{a}]": {k: reward[a][a]["rm_shift"][k] for k in ("value", "low", "high")}

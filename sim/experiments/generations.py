@@ -147,6 +147,7 @@ class _Loop:
     feedback: list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = field(default_factory=list)
     versions: list[dict[str, Any]] = field(default_factory=list)
     votes: list[dict[str, Any]] = field(default_factory=list)
+    graph: Any = None  # the society's social graph (the same every generation), for the report
 
 
 @runner
@@ -175,6 +176,7 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     (but for the last generation) the DPO run whose policy the next generation speaks with."""
     cfg, ckpt, a = run.cfg, run.ckpt, run.cfg.alignment
     loop.group = group = policy_group(society.clusters, a.policy_share, cfg.seed)
+    loop.graph = society.graph
     policy = (loop.policy_dir, loop.policy_name) if loop.policy_dir and loop.policy_name else None
     fb = ckpt.stage(f"generation_{g}/society", partial(_simulate, society, ckpt, g, group, policy), drop=("society",))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
@@ -209,7 +211,7 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
     out_dir, rows = run.out_dir, loop.rows
     metrics_df = pl.DataFrame(rows)
     stances, transcripts, prefs = (pl.concat(t) for t in zip(*loop.feedback, strict=True))
-    store.write_feedback(out_dir, stances, transcripts, prefs)
+    trl_export = store.write_feedback(out_dir, stances, transcripts, prefs)
     store.write_parquet(metrics_df, out_dir / "metrics_generations.parquet")
     store.write_parquet(pl.DataFrame(loop.per_dilemma), out_dir / "pluralism_per_dilemma.parquet")
     if loop.versions:
@@ -221,9 +223,9 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
     headline = {k: last.get(k) for k in ("js_policy_population", "pds_entropy", "value_drift_js", "rm_eval_accuracy",
                                          "position_flip_rate") if isinstance(last.get(k), float) and not math.isnan(last[k])}
     summary = {"generations": rows, "throughput": {"generations": loop.timings}, "policy_group": loop.group,
-               "plots": plots, "constitutions": loop.versions,
+               "plots": plots, "constitutions": loop.versions, "trl_export": trl_export,
                "headline": {f"last_generation[{k}]": v for k, v in headline.items()}}
-    return run.finish(summary, generations_report)
+    return run.finish(summary, partial(generations_report, graph=loop.graph))
 
 def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
                      versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from alignment.metrics import finite
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
-from sim.checkpoint import runner, simulate
+from sim.checkpoint import advance, runner
 from sim.config import AgoraConfig
 from sim.lifecycle import Run
 from sim.report.plots import plot_stance_shares
@@ -26,7 +27,8 @@ from sim.society import Society, check_per_step
 log = logging.getLogger(__name__)
 
 OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet",
-                "metrics.parquet", "summary.json", "stance_shares.png",
+                "preferences_trl_chat.parquet", "metrics.parquet", "summary.json", "stance_shares.png",
+                "social_graph.png", "cluster_choices.png",
                 "report.md", "report.html")
 # llm settings that say how to reach a model server, not what it computes: a resumed run may change them
 
@@ -120,24 +122,25 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     resumed_from = midway["state"]["steps"] if midway else None
     if midway:
         log.info("resuming %s after step %d of %d", society.run_id, resumed_from, cfg.sim.steps)
-    rows = simulate(society, run.ckpt, "society")  # checkpoints after every step
-    stances, transcripts, prefs = store.feedback_tables(**rows)
+    advance(society, run.ckpt, "society")  # checkpoints after every step
+    stances, transcripts, prefs = store.record_tables(society.stances, society.transcripts, society.preferences)
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
-    store.write_feedback(out_dir, stances, transcripts, prefs)
+    trl_export = store.write_feedback(out_dir, stances, transcripts, prefs)
     store.write_parquet(metrics, out_dir / "metrics.parquet")
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
     summary = summarise(society, prefs, stances, run.ckpt.wall_seconds)
     summary["resumed_after_step"] = resumed_from
     summary["seed"] = cfg.seed
     summary["outputs"] = list(OUTPUT_FILES)
+    summary["trl_export"] = trl_export
     summary["cluster_sizes"] = {c: int(n) for c, n in zip(*np.unique(society.clusters, return_counts=True), strict=True)}
     if cfg.eval.suites:
         from sim.experiments.evaluate import evaluate
 
         summary["eval"] = evaluate(cfg, run.backend, out_dir)
     summary["headline"] = headline(summary)
-    return run.finish(summary, society_report)
+    return run.finish(summary, partial(society_report, graph=society.graph))
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
     """The figures ``agora-report`` compares across society runs."""

@@ -11,6 +11,7 @@ import polars as pl
 from sim.report.plots import save_png
 from sim.report.render import (
     config_block,
+    dilemma_texts,
     figure,
     md_table,
     render,
@@ -69,5 +70,6 @@ def ablation_report(out_dir: Path, summary: dict[str, Any], transcripts: pl.Data
         sections.append(("Reward models trained on each arm's labels (held-out pairs)", md_table(rm)))
     if summary["plots"]:
         sections.append(("Plot", figure("ablation_shift.png", "Shift toward each direction, labels and reward models")))
-    sections += [("Sample transcript", transcript_sample(transcripts)), ("Config", config_block(summary["config"]))]
+    sections += [("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir), summary["config"]["sim"].get("tokens"))),
+                 ("Config", config_block(summary["config"], "constitution_ablation"))]
     return render(out_dir, f"agora constitution ablation — {summary['run_id']}", sections)

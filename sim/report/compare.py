@@ -10,9 +10,13 @@ from typing import Any
 import polars as pl
 import yaml
 
-from sim.report.plots import save_png
+from sim.report.labels import label as label_of
+from sim.report.plots import axis_limits, save_png
 from sim.report.render import (
+    Grid,
+    Term,
     figure,
+    fmt,
     md_table,
     render,
 )
@@ -32,6 +36,22 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     return runs
 
 
+class NotARun(ValueError):
+    """A ``summary.json`` that is not a finished agora run's."""
+
+
+def read_summary(run: Path) -> dict[str, Any]:
+    """A finished run's ``summary.json``: a JSON object with the ``run_id`` and ``kind`` every run writes."""
+    path = run / "summary.json"
+    try:
+        s = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NotARun(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(s, dict) or not {"run_id", "kind"} <= s.keys():
+        raise NotARun(f"{path}: not an agora run's summary (a JSON object with run_id and kind)")
+    return s
+
+
 def run_label(run: Path, summary: Mapping[str, Any]) -> str:
     """The Hydra overrides that made the run (what differs in a sweep), else its run id."""
     ov = run / ".hydra" / "overrides.yaml"
@@ -46,7 +66,7 @@ def comparison_table(runs: Sequence[Path]) -> pl.DataFrame:
     """One row per run: label, kind, wall time, and each headline figure (value, low, high)."""
     rows = []
     for r in runs:
-        s = json.loads((r / "summary.json").read_text())
+        s = read_summary(r)
         row: dict[str, Any] = {"run": str(r), "label": run_label(r, s), "kind": s.get("kind", "society"),
                                "seed": s.get("config", {}).get("seed"), "wall_seconds": s.get("wall_seconds")}
         for k, v in s.get("headline", {}).items():
@@ -69,15 +89,17 @@ def _metrics(df: pl.DataFrame) -> list[str]:
 
 
 def seed_summary(df: pl.DataFrame) -> pl.DataFrame | None:
-    """Across seeds of the same setting: mean, sd and n of each figure (None when no setting repeats)."""
+    """Across seeds of the same setting, one row per (setting, figure): runs, mean, sd, min and max
+    (long, so the table stays as narrow as the page however many figures there are). None when no
+    setting repeats."""
     label = pl.col("label").str.replace_all(r"(^| )seed=\S+", "").str.strip_chars()
-    grouped = df.with_columns(label.alias("setting"))
+    grouped = df.with_columns(pl.when(label == "").then(pl.lit("(one setting)")).otherwise(label).alias("setting"))
     if grouped.group_by("setting").len()["len"].max() < 2:
         return None
-    aggs = []
-    for m in _metrics(df):
-        aggs += [pl.col(m).mean().alias(f"{m} mean"), pl.col(m).std().alias(f"{m} sd")]
-    return grouped.group_by("setting", maintain_order=True).agg(pl.len().alias("runs"), *aggs)
+    long = grouped.unpivot(_metrics(df), index="setting", variable_name="figure").drop_nulls("value")
+    return (long.group_by("setting", "figure", maintain_order=True)
+            .agg(pl.len().alias("runs"), pl.col("value").mean().alias("mean"), pl.col("value").std().alias("sd"),
+                 pl.col("value").min().alias("min"), pl.col("value").max().alias("max")))
 
 
 def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
@@ -89,7 +111,7 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
         sub = df.filter(pl.col(m).is_not_null())
         if sub.is_empty():
             continue
-        fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(sub) + 1.4), dpi=100)
+        fig, ax = plt.subplots(figsize=(5.6, 0.42 * len(sub) + 1.5), dpi=100)  # two to a row on the page
         y = list(range(len(sub)))
         vals = sub[m].to_list()
         lo = sub[f"{m} low"].to_list() if f"{m} low" in sub.columns else [None] * len(sub)
@@ -97,9 +119,16 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
         err = [[v - (low if low is not None else v) for v, low in zip(vals, lo, strict=True)],
                [(high if high is not None else v) - v for v, high in zip(vals, hi, strict=True)]]
         ax.errorbar(vals, y, xerr=err, fmt="o", capsize=3)
-        ax.set_yticks(y, [s[:48] for s in sub["label"].to_list()], fontsize=7)
-        ax.invert_yaxis()
-        ax.set_title(m, fontsize=10)
+        left, right = axis_limits(m, [*vals, *lo, *hi])
+        ax.set_xlim(left, right)
+        if left < 0 < right:
+            ax.axvline(0, color="grey", lw=0.8)
+        for v, yy in zip(vals, y, strict=True):  # the number itself: differences the axis does not magnify
+            ax.annotate(fmt(v), (v, yy), xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7)
+        ax.set_yticks(y, [s[:48] for s in sub["label"].to_list()], fontsize=8)
+        ax.set_ylim(len(sub) - 0.4, -0.7)
+        ax.ticklabel_format(axis="x", useOffset=False)
+        ax.set_title(label_of(m), fontsize=10)
         ax.grid(alpha=0.3, axis="x")
         fig.tight_layout()
         fname = "compare_" + "".join(ch if ch.isalnum() else "_" for ch in m).strip("_") + ".png"
@@ -117,20 +146,27 @@ def compare(paths: Sequence[str | Path], out_dir: Path) -> Path:
     df = comparison_table(runs)
     write_parquet(df, out_dir / "comparison.parquet")
     plots = plot_comparison(df, out_dir)
-    shown = ["label", "kind", "wall_seconds"] + _metrics(df)
-    rows = []
-    for r in df.iter_rows(named=True):
-        row = {c: r[c] for c in shown if c in r}
-        for m in _metrics(df):
-            row[m] = {"value": r[m], "low": r.get(f"{m} low"), "high": r.get(f"{m} high")}
-        rows.append(row)
+    records = df.to_dicts()
+    names: list[str] = []
+    for r in records:  # one column per run: two runs of one setting and seed get a number
+        names.append(next(n for k in range(1, len(records) + 2) if (n := r["label"] + (f" ({k})" if k > 1 else ""))
+                          not in names))
+        r["label"] = names[-1]
+    listing = [{"label": r["label"], "kind": r["kind"], "seed": r["seed"], "wall_seconds": r["wall_seconds"],
+                "folder": r["run"]} for r in records]
+    by_figure = [{"figure": Term(m), **{r["label"]: {"value": r[m], "low": r.get(f"{m} low"), "high": r.get(f"{m} high")}
+                                        for r in records}} for m in _metrics(df)]
     common = df["common"][0] if len(df) else ""
-    sections = [("Runs", f"{len(runs)} runs: " + ", ".join(f"`{r}`" for r in runs)
-                 + (f"\n\nSettings shared by all: `{common}`" if common else "")),
-                ("Headline figures (95% intervals where the run gives them)", md_table(rows, shown))]
+    sections = [("Runs", [f"{len(runs)} runs." + (f" Settings shared by all: `{common}`." if common else ""),
+                          md_table(listing)]),
+                ("Headline figures", ["One column per run; 95% intervals in brackets where the run gives them.",
+                                      md_table(by_figure)])]
     seeds = seed_summary(df)
     if seeds is not None:
-        sections.append(("Across seeds", md_table(seeds.to_dicts())))
-    sections.append(("Plots", "\n\n".join(figure(p, p.removeprefix("compare_").removesuffix(".png")) for p in plots)))
+        rows = [{"figure": Term(r.pop("figure")), **r} for r in seeds.to_dicts()]  # by figure, its settings together
+        sections.append(("Across seeds", ["Per setting, each figure's mean, SD, lowest and highest over its seeds.",
+                                          md_table(rows)]))
+    shown = [m for m in _metrics(df) if df[m].is_not_null().any()]
+    sections.append(("Plots", Grid([figure(p, label_of(m)) for p, m in zip(plots, shown, strict=True)])))
     render(out_dir, f"agora comparison of {len(runs)} runs", sections)
     return out_dir / "report.md"

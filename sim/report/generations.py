@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import polars as pl
 
-from sim.report.plots import save_png
+from agents.worldview import cluster_label
+from sim.report.labels import label
+from sim.report.plots import axis_limits, save_png
 from sim.report.render import (
+    Grid,
+    Term,
     config_block,
     constitution_versions,
+    dilemma_texts,
     figure,
     md_table,
     render,
     standard_sections,
     transcript_sample,
 )
+from sim.report.society import society_sections
 
 
 def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
@@ -31,13 +39,17 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
         if c not in agree and c != "generation" and metrics[c].dtype.is_numeric():
             groups[c] = [c]
     for name, cols in groups.items():
-        if not cols or metrics.select(cols).null_count().sum_horizontal().item() == len(metrics) * len(cols):
-            continue
-        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+        values = [v for c in cols for v in metrics[c].to_list()]
+        if not any(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            continue  # nothing measured (e.g. no position flips without a second order): no empty plot
+        fig, ax = plt.subplots(figsize=(5.6, 3.4), dpi=100)  # two to a row on the page
         for c in cols:
-            ax.plot(metrics["generation"], metrics[c], marker="o", label=c)
+            ax.plot(metrics["generation"], metrics[c], marker="o",
+                    label=cluster_label(c[len("agreement["):-1]) if c in agree else label(c))
+        ax.set_ylim(*axis_limits(cols[0], values))
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.set_xlabel("generation")
-        ax.set_title(name, fontsize=10)
+        ax.set_title(label(name), fontsize=10)
         ax.set_xticks(metrics["generation"].to_list())
         ax.grid(alpha=0.3)
         if len(cols) > 1:
@@ -49,18 +61,36 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
     return written
 
 
-def generations_report(out_dir: Path, summary: Mapping[str, Any]) -> list[str]:
+def per_generation(rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Metrics as rows, generations as columns (a page is narrower than a run is long)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r if k != "generation"))
+    return [{"figure": Term(k), **{f"generation {r['generation']}": r.get(k) for r in rows}} for k in keys]
+
+
+def _plot_key(fname: str) -> str:
+    """``gen_pds_entropy.png`` -> ``pds_entropy`` (``gen_agreement_x.png`` -> ``agreement[x]``)."""
+    stem = fname.removeprefix("gen_").removesuffix(".png")
+    if stem.startswith("agreement_") and stem != "agreement_by_cluster":
+        return f"agreement[{stem.removeprefix('agreement_')}]"
+    return stem
+
+
+def generations_report(out_dir: Path, summary: Mapping[str, Any], graph: nx.Graph | None = None) -> list[str]:
+    """``graph``: the society's social graph (the same in every generation), from the runner."""
     rows = summary["generations"]
-    keys = ["generation", "preferences", "js_policy_population", "pds_entropy", "value_drift_js", "consensus_initial",
-            "position_flip_rate", "rm_eval_accuracy", "dpo_eval_margin_before", "dpo_eval_margin_after"]
     sections = standard_sections(summary, "Generations of the closed loop: the society's feedback trains a reward "
                                           "model and DPO-tunes the policy, which half of each cluster then speaks with.")
-    sections.append(("Per generation", md_table(rows, [k for k in keys if any(k in r for r in rows)])))
+    st, tr = out_dir / "stances.parquet", out_dir / "transcripts.parquet"
+    stances = pl.read_parquet(st) if st.is_file() else pl.DataFrame()
+    transcripts = pl.read_parquet(tr) if tr.is_file() else pl.DataFrame()
+    sections[2:2] = society_sections(out_dir, stances, transcripts, graph, facet="generation",
+                                     marked=summary.get("policy_group"))
+    sections.append(("Per generation", md_table(per_generation(rows))))
     if summary.get("constitutions"):
         sections.append(("Collective constitution", constitution_versions(summary["constitutions"])))
-    sections.append(("Plots", "\n\n".join(figure(p, p.removesuffix(".png").replace("_", " ")) for p in summary["plots"])))
-    tr = out_dir / "transcripts.parquet"
-    if tr.exists():
-        sections.append(("Sample transcript", transcript_sample(pl.read_parquet(tr))))
-    sections.append(("Config", config_block(summary["config"])))
+    sections.append(("Plots", Grid([figure(p, label(_plot_key(p))) for p in summary["plots"]])))
+    if not transcripts.is_empty():
+        sections.append(("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir),
+                                                                summary["config"]["sim"].get("tokens"))))
+    sections.append(("Config", config_block(summary["config"], summary.get("kind", "generations"))))
     return render(out_dir, f"agora report — {summary['run_id']}", sections)

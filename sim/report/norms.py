@@ -70,5 +70,5 @@ def norms_report(out_dir: Path, summary: dict[str, Any]) -> list[str]:
     sections += [("Norm schedule", sched), ("Tracking each shift", shifts), ("Per generation", md_table(summary["generations"], cols)),
                  ("Pluralism lost along the way", lost), ("Plot", figure("norms_tracking.png", "Fit, value axes and "
                                                                                              "cluster shares by generation")),
-                 ("Config", config_block(summary["config"]))]
+                 ("Config", config_block(summary["config"], "evolving_norms"))]
     return render(out_dir, f"agora evolving norms — {summary['run_id']}", sections)

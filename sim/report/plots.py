@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,6 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
+from agents.worldview import cluster_label  # noqa: E402
+from sim.report.labels import known_range  # noqa: E402
 from sim.store import atomic_write_bytes  # noqa: E402
 
 PHASES = (("initial", "first answer"), ("post_debate", "after debate"), ("revised", "after critique"))
@@ -22,6 +26,18 @@ def save_png(fig, path: Path, **savefig_kw) -> None:
     fig.savefig(buf, format="png", **savefig_kw)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def axis_limits(metric: str, points: Sequence[float | None]) -> tuple[float, float]:
+    """A figure's value axis: its whole range when it is a share or probability, else one that holds zero
+    and every value and interval bound; never a zoom onto the spread between runs or generations."""
+    known = known_range(metric)
+    finite = [x for x in points if x is not None and math.isfinite(x)]
+    lo, hi = known if known else (min([0.0, *finite]), max([0.0, *finite]))
+    if known and finite:  # a value outside the nominal range is still drawn
+        lo, hi = min(lo, *finite), max(hi, *finite)
+    span = (hi - lo) or 1.0
+    return lo - 0.04 * span, hi + 0.04 * span
 
 
 def plot_stance_shares(stances: pl.DataFrame, path: Path, title: str = "") -> None:
@@ -38,7 +54,8 @@ def plot_stance_shares(stances: pl.DataFrame, path: Path, title: str = "") -> No
         for ci, cluster in enumerate(clusters):
             sub = shares.filter((pl.col("cluster") == cluster) & (pl.col("phase") == phase))
             offset = (ci - (len(clusters) - 1) / 2) * 0.04  # keep coinciding points visible
-            ax.plot([x + offset for x in sub["step"]], sub["share_a"], "-o", color=colours(ci % 10), label=cluster, alpha=0.85)
+            ax.plot([x + offset for x in sub["step"]], sub["share_a"], "-o", color=colours(ci % 10), label=cluster_label(cluster),
+                    alpha=0.85)
         ax.set_title(label, fontsize=10)
         ax.set_xticks(steps)
         ax.set_xlabel("step (one dilemma each)")

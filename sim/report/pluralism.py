@@ -11,11 +11,13 @@ import polars as pl
 from agents.worldview import cluster_label
 from sim.report.plots import save_png
 from sim.report.render import (
+    Quote,
+    Term,
     config_block,
+    dilemma_texts,
     figure,
     fmt_interval,
     md_table,
-    quote,
     render,
     standard_sections,
 )
@@ -54,21 +56,24 @@ def pluralism_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFra
     rows = [{"condition": c, "answers": v["answers"], "PDS entropy [95% CI]": v["entropy"],
              "pooled entropy": v["pooled_entropy"], **{cluster_label(n): v["mean_distribution"].get(n) for n in names}}
             for c, v in summary["conditions"].items()]
-    diffs = [{"difference": k, "mean [95% CI]": v, "permutation p": v["permutation_p"]}
+    diffs = [{"difference": Term(k), "mean [95% CI]": v, "permutation p": v["permutation_p"]}
              for k, v in summary["differences"].items()]
     acc = summary.get("classifier_member_accuracy")
     validity = (f"The judge named a panel member's own cluster for {fmt_interval(acc)} of {acc['n']} member answers "
                 f"(chance {acc['chance']:.2f}). Near chance, the perspective distributions say more about the judge "
                 "than about the answers." if acc else "")
     d0 = answers["dilemma_id"][0]
-    sample = "\n\n".join(f"*{r['condition']}*{' — ' + str(r['cluster']) if r['cluster'] else ''} (entropy "
-                         f"{r['entropy']:.2f}, judged {r['top']}):\n\n{quote(r['text'])}"
-                         for r in answers.filter(pl.col("dilemma_id") == d0).iter_rows(named=True))
+    text = dilemma_texts(out_dir, summary["config"]).get(d0)
+    who = lambda r: f" — {cluster_label(r['cluster'])}" if r["cluster"] else ""  # noqa: E731
+    sample = ([Quote(text, css="dilemma")] if text else []) + [
+        Quote(r["text"], f"*{r['condition']}*{who(r)} (entropy {r['entropy']:.2f}, judged {cluster_label(r['top'])}):")
+        for r in answers.filter(pl.col("dilemma_id") == d0).iter_rows(named=True)]
     sections = standard_sections(summary, f"{summary['dilemmas']} dilemmas answered three ways: one model alone, the "
                                           "same model told to weigh every cluster's view, and a panel of agents from "
                                           "different clusters merged by a synthesiser.")
     sections += [("Perspective entropy per condition", md_table(rows)), ("Paired differences (per dilemma)", md_table(diffs)),
                  ("Is the judge able to tell perspectives apart?", validity),
                  ("Plot", figure("pluralism_entropy.png", "PDS entropy per condition and the judged perspective mix")),
-                 (f"Sample answers (dilemma `{d0}`)", sample), ("Config", config_block(summary["config"]))]
+                 (f"Sample answers (dilemma {d0})", sample),
+                 ("Config", config_block(summary["config"], "pluralism"))]
     return render(out_dir, f"agora pluralism — {summary['run_id']}", sections)

@@ -6,38 +6,70 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import polars as pl
 
 from sim.report.render import (
+    Term,
     config_block,
+    dilemma_texts,
     figure,
     md_table,
     render,
     standard_sections,
     transcript_sample,
 )
+from sim.report.social import cluster_choice_rows, plot_cluster_choices, plot_social_graph
 
 
-def society_report(out_dir: Path, summary: Mapping[str, Any]) -> list[str]:
-    """``report.md``/``report.html`` of a society run."""
+def society_sections(out_dir: Path, stances: pl.DataFrame, transcripts: pl.DataFrame, graph: nx.Graph | None,
+                     facet: str = "dilemma_id", marked: list[int] | None = None) -> list[tuple[str, Any]]:
+    """The social graph and the choices by cluster, drawn from the run's rows (and the model's graph when
+    the runner passes it; a report re-rendered from the folder reuses the PNG already there)."""
+    sections: list[tuple[str, Any]] = []
+    if graph is not None and not stances.is_empty():
+        plot_social_graph(graph, stances, transcripts, out_dir / "social_graph.png", marked=marked or ())
+    if (out_dir / "social_graph.png").is_file():
+        note = ("Left: the social graph, agents coloured by cultural cluster. Right: the same layout; dark edges join "
+                "agents who sat in one debate group (wider: more often), agents coloured by the share of their "
+                "dilemmas on which their final choice differs from their first (grey: no later choice).")
+        sections.append(("The society", [note + (" Black rims: the policy group." if marked else ""),
+                                         figure("social_graph.png", "Who is tied to whom, who debated whom, who changed "
+                                                                    "their choice")]))
+    if not stances.is_empty():
+        fname, caption = plot_cluster_choices(stances, out_dir / "cluster_choices.png", facet)
+        pooled, panels = (("all dilemmas", "dilemma") if facet == "dilemma_id" else
+                          ("all dilemmas and generations", f"{facet} (pooled over its dilemmas)"))
+        intro = (f"Share choosing action A per cluster and phase, over {pooled}, with 95% Wilson intervals in "
+                 "brackets (each agent's choice on each dilemma counted once; abstentions left out). Pooling mixes "
+                 f"dilemmas; the plot below has one panel per {panels}.")
+        sections.append(("Choices by cluster", [intro, md_table(cluster_choice_rows(stances)), figure(fname, caption)]))
+    return sections
+
+
+def society_report(out_dir: Path, summary: Mapping[str, Any], graph: nx.Graph | None = None) -> list[str]:
+    """``report.md``/``report.html`` of a society run; ``graph``: the model's social graph (in-process)."""
     c, t, j = summary["counts"], summary["throughput"], summary["judge"]
-    counts = md_table([{"what": k.replace("_", " "), "count": v} for k, v in c.items()])
-    phase = md_table([{"phase": k, "seconds": v} for k, v in t.get("phase_seconds", {}).items()])
-    judge = md_table([{"figure": k.replace("_", " "), "value": v} for k, v in j.items()])
-    by_cluster = md_table([{"cluster": k, "share choosing A": v["share_a"], "mean P(A)": v["p_a"]}
-                           for k, v in summary["steerability"]["by_cluster"].items()])
+    stances = pl.read_parquet(out_dir / "stances.parquet") if (out_dir / "stances.parquet").is_file() else pl.DataFrame()
+    tr = out_dir / "transcripts.parquet"
+    transcripts = pl.read_parquet(tr) if tr.is_file() else pl.DataFrame()
     sections = standard_sections(summary, "A society debated moral dilemmas, critiqued and revised its answers "
                                           "under a constitution, and judged pairs of answers into preference data.")
-    sections += [("Counts", counts), ("Where the time went", phase), ("The judges", judge),
-                 ("Stances by cluster", by_cluster + "\n\n" + figure("stance_shares.png", "Share choosing action A per "
-                                                                                          "cluster, by phase"))]
+    sections[2:2] = society_sections(out_dir, stances, transcripts, graph)
+    sections.append(("Stances by cluster over steps", figure("stance_shares.png", "Share choosing action A per cluster "
+                                                                                  "and step, by phase")))
+    sections += [("The judges", md_table([{"figure": Term(k), "value": v} for k, v in j.items()])),
+                 ("Counts", md_table([{"what": Term(k), "count": v} for k, v in c.items()])),
+                 ("Where the time went", md_table([{"phase": Term(k), "seconds": v}
+                                                   for k, v in t.get("phase_seconds", {}).items()]))]
     if "eval" in summary:
         from sim.report.eval import report_lines
 
-        lines = [f"- {x.strip()}" for x in report_lines(summary["eval"]) if x.strip()]
+        lines = [f"**{x.strip('# ')}**\n" if x.startswith("#") else f"- {x.strip()}" for x in report_lines(summary["eval"])
+                 if x.strip()]
         sections.append(("Validity against external data", "\n".join(lines)))
-    tr = out_dir / "transcripts.parquet"
-    if tr.exists():
-        sections.append(("Sample transcript", transcript_sample(pl.read_parquet(tr))))
-    sections.append(("Config", config_block(summary["config"])))
+    if not transcripts.is_empty():
+        sections.append(("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir),
+                                                                summary["config"]["sim"].get("tokens"))))
+    sections.append(("Config", config_block(summary["config"], summary.get("kind", "society"))))
     return render(out_dir, f"agora report — {summary['run_id']}", sections)

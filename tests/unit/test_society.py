@@ -2,6 +2,8 @@ import asyncio
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -14,7 +16,7 @@ from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.experiments.society_run import run
 from sim.society import Society
-from tests.helpers import tiny_config
+from tests.helpers import ROOT, _env, tiny_config
 
 ANSWER = re.compile(r"Answer \((A|B)\):\n<<<(.*?)>>>", re.S)
 
@@ -162,3 +164,45 @@ def test_a_restored_society_recollects_its_data_and_steps_on_as_the_original():
     back.step()
     assert back.preferences == soc.preferences and back.stances == soc.stances
     assert dc2.get_model_vars_dataframe().equals(dc.get_model_vars_dataframe())
+
+
+def test_importing_the_society_leaves_the_start_method_and_tqdm_needs_no_semaphore():
+    """mesa 3.3 forces multiprocessing's "spawn" when imported; under it tqdm's lock is a named semaphore
+    that a killed run leaks (the resource tracker warns at exit). :mod:`sim.abm` puts the start method back,
+    so no tracker process is started at all."""
+    code = ("import multiprocessing as mp, multiprocessing.resource_tracker as rt\n"
+            "import sim.society\n"
+            "print(mp.get_start_method(allow_none=True))\n"
+            "from tqdm.auto import tqdm\n"
+            "tqdm(total=1).close()\n"
+            "print(mp.get_start_method(), rt._resource_tracker._fd)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["None", "fork", "None"]  # none chosen; then the platform's own, and no tracker
+
+
+def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    import sim.society
+
+    real, live, most = RoundRobinGroupChat.run, [0], [0]
+
+    async def counted_run(self, *args, **kwargs):
+        live[0] += 1
+        most[0] = max(most[0], live[0])
+        try:
+            return await real(self, *args, **kwargs)
+        finally:
+            live[0] -= 1
+
+    monkeypatch.setattr(RoundRobinGroupChat, "run", counted_run)
+    rows = []
+    for cap in (1, 1000):
+        monkeypatch.setattr(sim.society, "MAX_TEAMS", cap)
+        most[0] = 0
+        soc = make(tiny_config(), ScriptedBackend())  # 6 agents in groups of 2: 3 teams
+        soc.step()
+        assert most[0] == min(cap, 3)
+        rows.append((soc.stances, soc.transcripts, soc.preferences))
+    assert rows[0] == rows[1]

@@ -6,7 +6,7 @@ import pytest
 
 from alignment.preferences import PREFERENCE_SCHEMA, SchemaError, validate_preferences
 from sim import store
-from sim.records import Message, Preference, Stance
+from sim.records import TRANSCRIPT_SCHEMA, Message, Preference, Stance
 
 
 def _pref(i: int, p_a: float) -> dict:
@@ -45,6 +45,39 @@ def test_trl_export_orders_chosen_by_label_and_loads_with_datasets(tmp_path):
     ds = load_dataset("parquet", data_files=str(path), split="train")
     assert ds.column_names[:5] == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected"]
     assert ds[0]["chosen"] == "a0"
+
+
+def test_trl_exports_leave_ties_out_and_the_chat_form_is_trls_conversational_format(tmp_path):
+    from datasets import load_dataset
+
+    prefs = store.frame([_pref(0, 0.8), _pref(1, 0.5), _pref(2, 0.3)], PREFERENCE_SCHEMA, "p")
+    empty = pl.DataFrame()
+    export = store.write_feedback(tmp_path, empty, empty, prefs)
+    assert export == {"files": ["preferences_trl.parquet", "preferences_trl_chat.parquet"], "pairs": 2, "ties_left_out": 1}
+    plain = pl.read_parquet(tmp_path / "preferences_trl.parquet")
+    assert plain["pref_id"].to_list() == ["p0", "p2"] and plain["chosen"].to_list() == ["a0", "b2"]
+    assert len(pl.read_parquet(tmp_path / "preferences.parquet")) == 3  # the tie stays in the full table
+    ds = load_dataset("parquet", data_files=str(tmp_path / "preferences_trl_chat.parquet"), split="train",
+                      cache_dir=str(tmp_path / "hf"))
+    assert ds.column_names == ["prompt", "chosen", "rejected", "score_chosen", "score_rejected", "pref_id"]
+    row = ds[1]
+    # TRL's is_conversational: prompt/chosen/rejected are lists of {"role", "content"} messages
+    assert row["prompt"] == [{"role": "user", "content": "P"}]
+    assert row["chosen"] == [{"role": "assistant", "content": "b2"}] and row["rejected"] == [{"role": "assistant", "content": "a2"}]
+    assert row["score_chosen"] == pytest.approx(0.7) and row["pref_id"] == "p2"
+
+
+def test_a_write_that_fails_without_naming_a_file_names_it(tmp_path, monkeypatch):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as err:
+        store.write_json({"a": 1}, tmp_path / "summary.json")
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp_path / "summary.json")
+    assert list(tmp_path.iterdir()) == []  # no temp file left behind
 
 
 def test_atomic_write_leaves_old_file_when_interrupted(tmp_path, monkeypatch):
@@ -87,3 +120,27 @@ def test_a_preference_outside_0_1_is_refused_where_it_is_built():
     with pytest.raises(SchemaError, match="outside"):
         Preference(**_pref(0, 1.5))
     assert dataclasses.asdict(Preference(**_pref(0, 0.25))) == _pref(0, 0.25)
+
+
+def test_frames_built_from_records_equal_those_built_from_their_dicts(tmp_path):
+    from scenarios.constitution import load_constitution
+    from scenarios.dilemma import load_dilemmas
+    from sim.lifecycle import make_backend
+    from sim.society import Society
+    from tests.helpers import tiny_config
+
+    cfg = tiny_config(steps=2)
+    soc = Society(cfg, load_dilemmas("default"), load_constitution(cfg.constitution.name), make_backend(cfg.llm), run_id="t")
+    soc.step()
+    soc.step()
+    assert soc.judge_backend.seen_generate == [] == soc.judge_backend.seen_score  # a run's backend keeps no requests
+    tables = (soc.stances, soc.transcripts, soc.preferences)
+    by_column = store.record_tables(*tables)
+    by_row = store.feedback_tables(*([dataclasses.asdict(r) for r in t] for t in tables))
+    for a, b, name in zip(by_column, by_row, ("s", "t", "p"), strict=True):
+        assert a.equals(b, null_equal=True) and a.schema == b.schema and len(a) > 0
+        store.write_parquet(a, tmp_path / f"{name}1.parquet")
+        store.write_parquet(b, tmp_path / f"{name}2.parquet")
+        assert (tmp_path / f"{name}1.parquet").read_bytes() == (tmp_path / f"{name}2.parquet").read_bytes()
+    with pytest.raises(SchemaError, match="not the schema's columns"):
+        store.record_frame(soc.stances, TRANSCRIPT_SCHEMA, "transcripts")

@@ -173,7 +173,13 @@ def test_vote_elects_what_the_agents_approve():
     assert texts[0] == "Choose the answer that is most fair to everyone."  # drafted (deduplicated: one candidate)
     assert len(ballot.candidates) == len(current.judge) + 1 and ballot.approvals.shape == (6, len(current.judge) + 1)
     assert ballot.constitution.tag == "harmlessness+collective@g0" and len(texts) == 2
-    assert all(0 <= c["approval"] <= 1 for c in ballot.candidates)
+    # every agent approves the one fair principle and none of the others (relative rule: above its own mean)
+    fair = ["fair" in c["text"] for c in ballot.candidates]
+    assert [c["approval"] for c in ballot.candidates] == [1.0 if f else 0.0 for f in fair]
+    assert [c["mean_p_yes"] for c in ballot.candidates] == pytest.approx([0.9 if f else 0.1 for f in fair])
+    assert (ballot.approvals == np.array(fair, float)).all()
+    # the fair draft wins; the tie among the rest goes to the earlier candidate
+    assert [c["id"] for c in ballot.candidates if c["elected"]] == [ballot.candidates[0]["id"], "g0_a1"]
 
 
 # -- constitution ablation -----------------------------------------------------------------------------------

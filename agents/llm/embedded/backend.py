@@ -29,7 +29,7 @@ class EmbeddedBackend(Decoder, Scorer):
         prefix_sharing: score a prefix shared by several requests once (see :func:`.prefix.plan_prefix_groups`)
             and start a prompt from the KV of an earlier one with the same opening (see :class:`.prefix.PrefixCache`).
         prefix_cache_mb: memory for that cache (0 turns it off).
-        max_context_tokens: prompt + generation budget; longer prompts are truncated by
+        max_context_tokens: prompt + decoding budget; longer prompts are truncated by
             :meth:`_fit`'s rule and counted in ``stats.truncated_prompts``.
     """
 

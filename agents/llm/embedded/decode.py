@@ -1,4 +1,4 @@
-"""Generation on the embedded engine: a hand-written decode loop rather than ``model.generate``.
+"""Decoding on the embedded engine: a hand-written decode loop rather than ``model.generate``.
 
 ``generate`` draws samples from torch's global RNG, so a batched row's text would depend on its
 batch-mates; here every row samples from its own ``torch.Generator`` seeded by its request, and
@@ -16,11 +16,11 @@ from agents.llm.embedded.engine import ForwardEngine
 
 
 class Decoder(ForwardEngine):
-    """Batched generation (:meth:`generate_batch`), one seeded decode loop per chunk of rows."""
+    """Batched decoding (:meth:`generate_batch`), one seeded decode loop per chunk of rows."""
 
     @torch.inference_mode()
     def generate_batch(self, requests: Sequence[GenerateRequest]) -> list[str]:
-        """Generate for a batch: left padding, KV cache, per-row seed, per-row stop."""
+        """Decode for a batch: left padding, KV cache, per-row seed, per-row stop."""
         self.stats.generate_calls += len(requests)
         prompts = [self._fit(self._prompt_ids(r.messages), self.max_context_tokens - r.max_new_tokens)
                    for r in requests]
@@ -62,7 +62,7 @@ class Decoder(ForwardEngine):
             mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], dim=1)
             pos = pos[:, -1:] + 1
             out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                             past_key_values=cache, use_cache=True)
+                             cache=cache, use_cache=True)
         self.stats.generated_tokens += sum(len(p) for p in produced)
         stop_set = set(self.stop_ids)
         texts = []

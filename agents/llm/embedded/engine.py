@@ -64,6 +64,16 @@ class ForwardEngine:
             mask[i, width - len(r):] = 1
         return ids.to(self.device), mask.to(self.device)
 
+    def _new_cache(self, layers: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()):
+        """A KV cache shaped for this model (as its forward would make one), its first layers filled
+        with ``layers``' ``(keys, values)``, each ``[batch, kv_heads, tokens, head_dim]``."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        for i, (keys, values) in enumerate(layers):
+            cache.update(keys, values, i)
+        return cache
+
     def _prefill(self, seqs: list[list[int]], limits: list[int], keep: int = 1):
         """Forward ``seqs`` as one left-padded batch, each starting from the KV of its longest
         prefix in the prefix cache (at most ``limits[i]`` tokens: positions whose logits are needed
@@ -72,8 +82,6 @@ class ForwardEngine:
         Returns ``(output, cache, mask)``; ``output`` (the logits) is None unless every sequence was
         forwarded, i.e. unless some were cached whole (possible only where ``limits[i] == len(seqs[i])``).
         """
-        from transformers import DynamicCache
-
         dev, n, store = self.device, len(seqs), self._cache
         hits = [store.find(s, lim) if store is not None else (0, None) for s, lim in zip(seqs, limits, strict=True)]
         width = max(h for h, _ in hits)
@@ -85,10 +93,10 @@ class ForwardEngine:
                 if h:
                     past[:, :, i, :, width - h:] = t[:, :, :, :h]
                     p_mask[i, width - h:] = 1
-            cache = DynamicCache(ddp_cache_data=[(past[layer, 0], past[layer, 1]) for layer in range(shape[0])])
+            cache = self._new_cache([(past[layer, 0], past[layer, 1]) for layer in range(shape[0])])
             self.stats.cached_prompt_tokens += sum(h for h, _ in hits)
         else:
-            cache = DynamicCache()
+            cache = self._new_cache()
         rest = [s[h:] for s, (h, _) in zip(seqs, hits, strict=True)]
         run = [i for i, r in enumerate(rest) if r]  # rows cached whole are not forwarded (no padded rows)
         if not run:
@@ -96,14 +104,13 @@ class ForwardEngine:
         sub, sub_mask = cache, p_mask
         if len(run) < n:
             index = torch.tensor(run, device=dev)
-            sub = DynamicCache(ddp_cache_data=[(layer.keys[index], layer.values[index]) for layer in cache.layers]
-                               if width else None)
+            sub = self._new_cache([(layer.keys[index], layer.values[index]) for layer in cache.layers] if width else ())
             sub_mask = p_mask[index]
         self.stats.prompt_tokens += sum(len(rest[i]) for i in run)
         ids, r_mask = self._left_pad([rest[i] for i in run])
         pos = torch.tensor([hits[i][0] for i in run], device=dev)[:, None] + (r_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([sub_mask, r_mask], dim=1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=sub,
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=sub,
                          use_cache=True, logits_to_keep=keep)
         if store is not None:
             for b, i in enumerate(run):
@@ -122,7 +129,7 @@ class ForwardEngine:
                 t[index] = b
                 kv.append(t)
             layers.append(tuple(kv))
-        return None, DynamicCache(ddp_cache_data=layers), full_mask
+        return None, self._new_cache(layers), full_mask
 
     @staticmethod
     def _row_kv(cache, mask: torch.Tensor, row: int, n: int) -> torch.Tensor:

