@@ -15,7 +15,7 @@ import polars as pl
 
 from agents.worldview import cluster_label
 from alignment.metrics import proportion_interval
-from sim.report.plots import PHASES, save_png
+from sim.report.plots import PHASES, error_bars, save_png
 
 PHASE_STYLE = {"initial": ("o", "#4c72b0"), "post_debate": ("s", "#dd8452"), "revised": ("^", "#55a868")}
 MAX_PANELS = 6
@@ -174,7 +174,7 @@ def plot_cluster_choices(stances: pl.DataFrame, path: Path, facet: str = "dilemm
             sub = t.filter((pl.col(facet) == v) & (pl.col("phase") == phase))
             y = [names.index(c) + (k - (len(phases) - 1) / 2) * 0.22 for c in sub["cluster"]]
             marker, colour = PHASE_STYLE[phase]
-            ax.errorbar(sub["share_a"], y, xerr=[sub["share_a"] - sub["low"], sub["high"] - sub["share_a"]],
+            ax.errorbar(sub["share_a"], y, xerr=error_bars(sub["share_a"], sub["low"], sub["high"]),
                         fmt=marker, color=colour, capsize=2, ms=5, label=lbl)
         ax.axvline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xlim(-0.03, 1.03)
