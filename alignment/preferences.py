@@ -112,15 +112,15 @@ def trl_ties(prefs: pl.DataFrame) -> int:
     return int(prefs.select(is_tie().sum()).item())
 
 
-def to_trl_chat(prefs: pl.DataFrame) -> pl.DataFrame:
-    """TRL's "conversational" preference form of :func:`to_trl` (the same rows): the prompt as one user
-    message, each answer as one assistant message, so a trainer applies the model's chat template — as
-    agora's own DPO does (``alignment/dpo.py``)."""
+def to_trl_chat(trl: pl.DataFrame) -> pl.DataFrame:
+    """TRL's "conversational" preference form of :func:`to_trl`'s frame (the same rows): the prompt as one
+    user message, each answer as one assistant message, so a trainer applies the model's chat template —
+    as agora's own DPO does (``alignment/dpo.py``)."""
     def said(role: str, col: str) -> pl.Expr:
         return pl.concat_list([pl.struct(pl.lit(role).alias("role"), pl.col(col).alias("content"))]).alias(col)
 
-    return to_trl(prefs).with_columns(said("user", "prompt"), said("assistant", "chosen"),
-                                      said("assistant", "rejected")).cast(TRL_CHAT_SCHEMA)
+    return trl.with_columns(said("user", "prompt"), said("assistant", "chosen"),
+                            said("assistant", "rejected")).cast(TRL_CHAT_SCHEMA)
 
 
 def load_preferences(paths: Sequence[str | Path]) -> pl.DataFrame:

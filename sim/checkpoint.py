@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -40,7 +39,7 @@ from scenarios.dilemma import read_bytes
 from scenarios.errors import InputError
 from sim import rowlog, store
 from sim.lock import FolderLock
-from sim.rowlog import ROW_TABLES, damaged, row_dict
+from sim.rowlog import ROW_TABLES, damaged, row_dict, sha256_hex
 
 if TYPE_CHECKING:
     from sim.society import Society
@@ -53,14 +52,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _body(state: dict[str, Any]) -> bytes:
     return json.dumps(state, allow_nan=True).encode()
-
-
 
 
 def _is_num(x: Any) -> bool:
@@ -117,7 +110,7 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise InputError(f"{ckpt}: this checkpoint predates checksummed checkpoints (agora before 2026-11-29) and "
                          "cannot be resumed by this version: start the run again without resume= (the same config and seed "
                          "give the same outputs), or resume it with the agora version that wrote it")
-    if digest != _sha(_body(state)):
+    if digest != sha256_hex(_body(state)):
         raise damaged(ckpt, "no digest" if digest is None else "its contents do not match their SHA-256")
     problem = _problem(state)
     if problem:
@@ -234,7 +227,7 @@ class Checkpoint:
             self._values[name] = json.loads(blob)  # the same round trip as a resumed run's read
             self.state["stages"][name] = fname
             self.state["seconds"][name] = time.perf_counter() - t
-            self.state["digests"][fname] = _sha(blob.encode())
+            self.state["digests"][fname] = sha256_hex(blob.encode())
             self.save(**dict.fromkeys(drop))
         if name not in self._values:
             self._values[name] = self._read_stage(self.state["stages"][name])
@@ -246,7 +239,7 @@ class Checkpoint:
             data = path.read_bytes()
         except OSError as exc:
             raise damaged(path, exc.strerror or type(exc).__name__) from None
-        if _sha(data) != self.state["digests"][fname]:
+        if sha256_hex(data) != self.state["digests"][fname]:
             raise damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
         return json.loads(data)
 
@@ -284,7 +277,7 @@ class Checkpoint:
     def _write(self, state: dict[str, Any]) -> None:
         # the digest comes last, over the body before it: read_checkpoint pops it and re-serialises the rest
         body = _body(state)
-        store.atomic_write_bytes(self.path, _body({**state, "digest": _sha(body)}))
+        store.atomic_write_bytes(self.path, _body({**state, "digest": sha256_hex(body)}))
         self._committed = json.loads(body)
 
     def save_counters(self) -> None:

@@ -25,7 +25,7 @@ def damaged(path: Path, problem: str) -> InputError:
     return InputError(f"{path}: damaged checkpoint ({problem}); cannot resume")
 
 
-def _sha(data: bytes) -> str:
+def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
@@ -60,7 +60,7 @@ def append(path: Path, state: dict[str, Any] | None, tag: str, tables: dict[str,
             for t in ROW_TABLES:
                 for r in itertools.islice(tables[t], state["counts"][t], None):
                     line = (json.dumps([t, row_dict(r)], allow_nan=True) + "\n").encode()
-                    h = _sha(h.encode() + line)
+                    h = sha256_hex(h.encode() + line)
                     size += fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
@@ -80,7 +80,7 @@ def read(path: Path, state: dict[str, Any] | None, tag: str, recorder: str) -> d
     try:
         h, size = "", 0
         for line in _lines(path, state["bytes"]):
-            h, size = _sha(h.encode() + line), size + len(line)
+            h, size = sha256_hex(h.encode() + line), size + len(line)
         if size < state["bytes"]:
             raise damaged(path, f"truncated: {size:,} bytes, {recorder} records {state['bytes']:,}")
         if h != state["sha256"]:

@@ -136,5 +136,5 @@ def write_feedback(out_dir: Path, stances: pl.DataFrame, transcripts: pl.DataFra
     write_parquet(prefs, out_dir / "preferences.parquet")
     trl = to_trl(prefs)
     write_parquet(trl, out_dir / TRL_FILES[0])
-    write_parquet(to_trl_chat(prefs), out_dir / TRL_FILES[1])
+    write_parquet(to_trl_chat(trl), out_dir / TRL_FILES[1])
     return {"files": list(TRL_FILES), "pairs": len(trl), "ties_left_out": trl_ties(prefs)}

@@ -134,8 +134,9 @@ class Table:
             return "<p><em>(no rows)</em></p>"
         cols = self.cols()
         num = ' class="num"'
-        right = lambda c, v: _numeric(v) or c in self.right or (v is None and self.numeric(c))  # noqa: E731  (per cell)
-        head = "".join(f"<th{num if self.numeric(c) else ''}>{Term(c, guess=False).html()}</th>" for c in cols)
+        numeric = {c: self.numeric(c) for c in cols}  # once per column: it scans every row
+        right = lambda c, v: _numeric(v) or c in self.right or (v is None and numeric[c])  # noqa: E731  (per cell)
+        head = "".join(f"<th{num if numeric[c] else ''}>{Term(c, guess=False).html()}</th>" for c in cols)
         body = "".join("<tr>" + "".join(f"<td{num if right(c, r.get(c)) else ''}>{self._cell(c, r.get(c), html.escape)}</td>"
                                         for c in cols) + "</tr>" for r in self.rows)
         return f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'

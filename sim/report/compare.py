@@ -11,7 +11,7 @@ import polars as pl
 import yaml
 
 from sim.report.labels import label as label_of
-from sim.report.plots import axis_limits, save_png
+from sim.report.plots import axis_limits, error_bars, save_png
 from sim.report.render import (
     Grid,
     Term,
@@ -116,9 +116,7 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
         vals = sub[m].to_list()
         lo = sub[f"{m} low"].to_list() if f"{m} low" in sub.columns else [None] * len(sub)
         hi = sub[f"{m} high"].to_list() if f"{m} high" in sub.columns else [None] * len(sub)
-        err = [[v - (low if low is not None else v) for v, low in zip(vals, lo, strict=True)],
-               [(high if high is not None else v) - v for v, high in zip(vals, hi, strict=True)]]
-        ax.errorbar(vals, y, xerr=err, fmt="o", capsize=3)
+        ax.errorbar(vals, y, xerr=error_bars(vals, lo, hi), fmt="o", capsize=3)
         left, right = axis_limits(m, [*vals, *lo, *hi])
         ax.set_xlim(left, right)
         if left < 0 < right:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sim.report.plots import save_png
+from sim.report.plots import error_bars, save_png
 
 
 def plot_eval(summary: dict[str, Any], out_dir: Path) -> list[str]:
@@ -35,7 +35,7 @@ def plot_eval(summary: dict[str, Any], out_dir: Path) -> list[str]:
             block = summary["moralchoice"][key]
             names = list(block)
             vals = [block[n]["value"] for n in names]
-            err = [[block[n]["value"] - block[n]["low"] for n in names], [block[n]["high"] - block[n]["value"] for n in names]]
+            err = error_bars(vals, [block[n]["low"] for n in names], [block[n]["high"] for n in names])
             ax.bar(range(len(names)), vals, yerr=err, capsize=3, color=["#444"] + ["#4c72b0"] * (len(names) - 1))
             ax.axhline(0.5, color="grey", lw=1, ls=":")
             ax.set_xticks(range(len(names)), [n.replace("_", "\n") for n in names], fontsize=7)
@@ -47,8 +47,7 @@ def plot_eval(summary: dict[str, Any], out_dir: Path) -> list[str]:
         fig, ax = plt.subplots(figsize=(5, 3.4), dpi=110)
         names = list(st)
         vals = [st[n]["shift"]["value"] for n in names]
-        err = [[st[n]["shift"]["value"] - st[n]["shift"]["low"] for n in names],
-               [st[n]["shift"]["high"] - st[n]["shift"]["value"] for n in names]]
+        err = error_bars(vals, [st[n]["shift"]["low"] for n in names], [st[n]["shift"]["high"] for n in names])
         ax.barh(range(len(names)), vals, xerr=err, capsize=3, color="#dd8452")
         ax.axvline(0, color="grey", lw=1)
         ax.set_yticks(range(len(names)), names, fontsize=8)

@@ -20,6 +20,13 @@ from sim.store import atomic_write_bytes  # noqa: E402
 PHASES = (("initial", "first answer"), ("post_debate", "after debate"), ("revised", "after critique"))
 
 
+def error_bars(values: Sequence[float], lows: Sequence[float | None], highs: Sequence[float | None]) -> list[list[float]]:
+    """matplotlib's ``xerr``/``yerr`` (distances below and above each value) from interval bounds; a
+    missing bound draws no bar on that side."""
+    return [[v - (lo if lo is not None else v) for v, lo in zip(values, lows, strict=True)],
+            [(hi if hi is not None else v) - v for v, hi in zip(values, highs, strict=True)]]
+
+
 def save_png(fig, path: Path, **savefig_kw) -> None:
     """Render a figure to PNG and write it atomically (readers never see half a file); closes it."""
     buf = io.BytesIO()

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from agents.worldview import cluster_label
-from sim.report.plots import save_png
+from sim.report.plots import error_bars, save_png
 from sim.report.render import (
     Quote,
     Term,
@@ -30,8 +30,7 @@ def plot_pluralism(metrics: dict[str, Any], names: list[str], out_dir: Path) -> 
     conds = list(metrics["conditions"])
     vals = [metrics["conditions"][c]["entropy"] for c in conds]
     mid = [v["value"] or 0 for v in vals]
-    err = [[m - (v["low"] if v["low"] is not None else m) for m, v in zip(mid, vals, strict=True)],
-           [(v["high"] if v["high"] is not None else m) - m for m, v in zip(mid, vals, strict=True)]]
+    err = error_bars(mid, [v["low"] for v in vals], [v["high"] for v in vals])
     ax1.bar(conds, mid, yerr=err, capsize=4, color=["#999999", "#4c72b0", "#55a868"][:len(conds)])
     ax1.set_ylim(0, 1.05)
     ax1.set_ylabel("perspective entropy (0 = one view, 1 = all equally)")

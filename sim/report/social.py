@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from itertools import combinations
+from itertools import combinations, islice
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,13 @@ import polars as pl
 
 from agents.worldview import cluster_label
 from alignment.metrics import proportion_interval
-from sim.report.plots import PHASES, save_png
+from sim.report.plots import PHASES, error_bars, save_png
 
 PHASE_STYLE = {"initial": ("o", "#4c72b0"), "post_debate": ("s", "#dd8452"), "revised": ("^", "#55a868")}
 MAX_PANELS = 6
+# spring_layout is quadratic in agents (2 s at 500, 13 s at 2,000 on 2 cores; hours at 100,000), and a
+# page cannot show more nodes than this anyway: larger graphs are drawn as one agent's neighbourhood
+MAX_DRAWN = 500
 
 
 def debate_pairs(transcripts: pl.DataFrame) -> Counter[tuple[int, int]]:
@@ -42,6 +45,15 @@ def stance_change(stances: pl.DataFrame) -> dict[int, float]:
     return dict(changed.iter_rows())
 
 
+def neighbourhood(graph: nx.Graph, k: int) -> list[int]:
+    """``k`` agents in breadth-first order from the lowest-numbered one (then the rest in order, when its
+    component is smaller): a connected patch of the graph, the same on every render."""
+    start = min(graph.nodes)
+    order = list(islice(nx.bfs_tree(graph, start), k))
+    seen = set(order)
+    return order + list(islice((v for v in sorted(graph.nodes) if v not in seen), k - len(order)))
+
+
 def _clusters(stances: pl.DataFrame) -> dict[int, str]:
     return dict(stances.group_by("agent_id").agg(pl.col("cluster").first()).iter_rows())
 
@@ -53,6 +65,9 @@ def plot_social_graph(graph: nx.Graph, stances: pl.DataFrame, transcripts: pl.Da
     agents (a policy group) get a black rim. Returns the file name."""
     from sim.report.plots import plt
 
+    total = graph.number_of_nodes()
+    if total > MAX_DRAWN:
+        graph = graph.subgraph(neighbourhood(graph, MAX_DRAWN))
     who = _clusters(stances)
     names = sorted(set(who.values()))
     colours = plt.get_cmap("tab10")
@@ -61,7 +76,8 @@ def plot_social_graph(graph: nx.Graph, stances: pl.DataFrame, transcripts: pl.Da
     n = len(nodes)
     pos = nx.spring_layout(graph, seed=0, k=1.6 / max(1, n) ** 0.5)
     size = max(12, 320 - 0.6 * n)
-    rim = ["black" if v in set(marked) else "white" for v in nodes]
+    marked = set(marked)
+    rim = ["black" if v in marked else "white" for v in nodes]
     rim_width = 1.5 if n <= 100 else 0.4  # a white rim would hide a small node's colour
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 5.6), dpi=100)
     nx.draw_networkx_edges(graph, pos, ax=ax1, edge_color="#999999", width=1.0, alpha=0.6)
@@ -73,8 +89,9 @@ def plot_social_graph(graph: nx.Graph, stances: pl.DataFrame, transcripts: pl.Da
         ax1.scatter([], [], facecolor="white", edgecolor="black", label="policy group", s=40)
     ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.02), ncol=3, frameon=False)
     same = sum(who.get(u) == who.get(v) for u, v in graph.edges) / max(1, graph.number_of_edges())
-    ax1.set_title(f"Social graph: {n} agents, {graph.number_of_edges()} ties ({same:.0%} within a cluster)", fontsize=10)
-    pairs = debate_pairs(transcripts)
+    shown = f"{n} agents" if n == total else f"the {n} agents nearest agent {min(graph.nodes)} of {total:,}"
+    ax1.set_title(f"Social graph: {shown}, {graph.number_of_edges()} ties ({same:.0%} within a cluster)", fontsize=10)
+    pairs = Counter({p: c for p, c in debate_pairs(transcripts).items() if p[0] in graph and p[1] in graph})
     top = max(pairs.values(), default=1)
     nx.draw_networkx_edges(graph, pos, ax=ax2, edge_color="#dddddd", width=0.8)
     if pairs:  # thinner and fainter as they multiply, so a 512-agent society is not one black blot
@@ -157,7 +174,7 @@ def plot_cluster_choices(stances: pl.DataFrame, path: Path, facet: str = "dilemm
             sub = t.filter((pl.col(facet) == v) & (pl.col("phase") == phase))
             y = [names.index(c) + (k - (len(phases) - 1) / 2) * 0.22 for c in sub["cluster"]]
             marker, colour = PHASE_STYLE[phase]
-            ax.errorbar(sub["share_a"], y, xerr=[sub["share_a"] - sub["low"], sub["high"] - sub["share_a"]],
+            ax.errorbar(sub["share_a"], y, xerr=error_bars(sub["share_a"], sub["low"], sub["high"]),
                         fmt=marker, color=colour, capsize=2, ms=5, label=lbl)
         ax.axvline(0.5, color="grey", lw=0.8, ls=":")
         ax.set_xlim(-0.03, 1.03)

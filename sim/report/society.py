@@ -65,8 +65,8 @@ def society_report(out_dir: Path, summary: Mapping[str, Any], graph: nx.Graph | 
     if "eval" in summary:
         from sim.report.eval import report_lines
 
-        lines = [f"**{x.strip('# ')}**\n" if x.startswith("#") else f"- {x.strip()}" for x in report_lines(summary["eval"])
-                 if x.strip()]
+        lines = [f"**{x.strip('# ')}**\n" if x.startswith("#") else x.strip() if x.lstrip().startswith("- ")
+                 else f"- {x.strip()}" for x in report_lines(summary["eval"]) if x.strip()]  # its own bullets kept
         sections.append(("Validity against external data", "\n".join(lines)))
     if not transcripts.is_empty():
         sections.append(("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir),

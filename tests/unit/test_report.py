@@ -161,3 +161,17 @@ def test_across_seeds_is_long_not_wide():
     r = s.filter((pl.col("setting") == "n=8") & (pl.col("figure") == "m3")).row(0, named=True)
     assert r["runs"] == 2 and r["mean"] == pytest.approx(0.4) and (r["min"], r["max"]) == (0.3, 0.5)
 
+
+
+def test_a_large_graph_is_drawn_as_one_connected_neighbourhood():
+    """The layout is quadratic in agents: above MAX_DRAWN the page shows a breadth-first patch, the same each time."""
+    import networkx as nx
+
+    from sim.report.social import MAX_DRAWN, neighbourhood
+
+    g = nx.connected_watts_strogatz_graph(3 * MAX_DRAWN, 4, 0.1, seed=0)
+    patch = neighbourhood(g, MAX_DRAWN)
+    assert len(set(patch)) == MAX_DRAWN and patch[0] == 0 and nx.is_connected(g.subgraph(patch))
+    assert patch == neighbourhood(g, MAX_DRAWN)
+    split = nx.disjoint_union(nx.path_graph(3), nx.path_graph(5))  # a component smaller than k: filled in order
+    assert neighbourhood(split, 5) == [0, 1, 2, 3, 4]
