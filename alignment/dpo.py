@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from agents.llm.embedded import pick_device, prepare_default_model
+from agents.llm.embedded import pick_device, prepare_default_model, quiet_load
 from alignment.config import DPOConfig
 from alignment.losses import LOSSES
 from alignment.training import PairStep, batch_size, train_pairs
@@ -61,12 +61,13 @@ def load_policy(path: str | Path | None, cfg: DPOConfig):
         tok.pad_token = tok.eos_token
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(pick_device(cfg.device))
-        if cfg.lora:
-            from peft import LoraConfig, get_peft_model
+        with quiet_load():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(pick_device(cfg.device))
+            if cfg.lora:
+                from peft import LoraConfig, get_peft_model
 
-            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0,
-                                                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+                model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0,
+                                                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if cfg.lora:

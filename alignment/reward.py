@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from agents.llm.embedded import minilm_path, pick_device, prepare_default_model
+from agents.llm.embedded import minilm_path, pick_device, prepare_default_model, quiet_load
 from alignment.config import RewardConfig
 from alignment.losses import LOSSES
 from alignment.metrics import expected_calibration_error, log_loss, pairwise_accuracy
@@ -41,7 +41,8 @@ def load_reward_model(path: str | Path, seed: int = 0, device: str = "auto"):
         tok.pad_token = tok.eos_token
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        with quiet_load():
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     return model.to(pick_device(device)), tok
 

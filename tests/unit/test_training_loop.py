@@ -175,3 +175,25 @@ def test_bad_loop_settings_fail_in_one_line(bad):
 def test_no_pairs_no_steps(tmp_path):
     done = training.train_pairs("toy", toy_model(), toy_pairs().head(0), cfg(), stepper(toy_model()), tmp_path, progress=False)
     assert done.losses == [] and done.pairs == 0 and step_log(tmp_path) == []
+
+
+def test_quiet_load_hides_load_chatter_only_while_loading(capsys):
+    """A reward model's new head makes transformers print a LOAD REPORT, and peft touches a deprecated
+    property: both are expected, so loading hides them; afterwards the library speaks as before."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    from agents.llm.embedded import quiet_load
+
+    before = hf_logging.get_verbosity()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet_load():
+            hf_logging.get_logger("transformers.modeling_utils").warning("LOAD REPORT: classifier.bias MISSING")
+            warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning, stacklevel=1)
+            assert not hf_logging.is_progress_bar_enabled()
+        warnings.warn("another deprecation", FutureWarning, stacklevel=1)
+    assert "LOAD REPORT" not in capsys.readouterr().err
+    assert [str(w.message) for w in seen] == ["another deprecation"]
+    assert hf_logging.get_verbosity() == before and hf_logging.is_progress_bar_enabled()
