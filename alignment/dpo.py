@@ -1,15 +1,15 @@
 """Policy fine-tuning with confidence-weighted DPO on the society's soft labels.
 
-Hand-written rather than TRL's ``DPOTrainer``: TRL has no per-pair soft-label weighting of both
-directions, and on this CPU its defaults (bf16, gradient checkpointing) cost ~204 s/step against
-~15 s for this loop. Reference log-probs come from a frozen copy (full fine-tuning) or from the same
-weights with the LoRA adapter disabled, computed once per batch under ``no_grad``.
+Trained in the loop shared with the reward model (``alignment/training.py``) rather than TRL's
+``DPOTrainer``: TRL has no per-pair soft-label weighting of both directions, and on this CPU its
+defaults cost ~204 s/step against ~15 s for this loop (``benches/NOTES.md`` says why). Reference
+log-probs come from a frozen copy (full fine-tuning) or from the same weights with the LoRA adapter
+disabled, computed once per batch under ``no_grad``.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
@@ -18,9 +18,10 @@ import numpy as np
 import polars as pl
 import torch
 
-from agents.llm.embedded import pick_device, prepare_default_model
+from agents.llm.embedded import pick_device, prepare_default_model, quiet_load
 from alignment.config import DPOConfig
 from alignment.losses import LOSSES
+from alignment.training import PairStep, batch_size, train_pairs
 
 
 def _encode(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
@@ -60,12 +61,13 @@ def load_policy(path: str | Path | None, cfg: DPOConfig):
         tok.pad_token = tok.eos_token
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(pick_device(cfg.device))
-        if cfg.lora:
-            from peft import LoraConfig, get_peft_model
+        with quiet_load():
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(pick_device(cfg.device))
+            if cfg.lora:
+                from peft import LoraConfig, get_peft_model
 
-            model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0,
-                                                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+                model = get_peft_model(model, LoraConfig(r=cfg.lora_r, lora_alpha=2 * cfg.lora_r, lora_dropout=0.0,
+                                                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         if cfg.lora:
@@ -88,53 +90,46 @@ def implicit_margins(policy, ref, tok, pairs: pl.DataFrame, cfg: DPOConfig) -> n
     pairs = pairs.filter(pl.col("p_a") != 0.5)
     out = []
     policy.eval()
-    with torch.no_grad():
-        for start in range(0, len(pairs), cfg.batch_size):
-            rows = pairs[start:start + cfg.batch_size]
+    device = next(policy.parameters()).device
+    size = batch_size(cfg, device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for start in range(0, len(pairs), size):
+            rows = pairs[start:start + size]
             pa, pb, ra, rb = _pair_logps(policy, ref, tok, rows, cfg.max_length, cfg.lora)
             sign = torch.tensor([1.0 if p > 0.5 else -1.0 for p in rows["p_a"].to_list()], device=pa.device)
             out.append((cfg.beta * sign * ((pa - ra) - (pb - rb))).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def pair_step(policy, ref, tok, cfg: DPOConfig) -> PairStep:
+    """A batch's per-pair soft DPO losses, and each pair's log-ratio difference (> 0: the policy moved toward A)."""
+    loss_fn = LOSSES["dpo_soft"]
+
+    def step(rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        pa, pb, ra, rb = _pair_logps(policy, ref, tok, rows, cfg.max_length, cfg.lora)
+        p = torch.tensor(rows["p_a"].to_list(), device=pa.device, dtype=torch.float32)
+        return loss_fn(pa, pb, ra, rb, p, cfg.beta), (pa - ra) - (pb - rb)
+
+    return step
+
+
 def train_dpo(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: DPOConfig, out_dir: str | Path,
-              base_path: str | Path | None = None) -> dict:
+              base_path: str | Path | None = None, progress: bool = True) -> dict:
     """Fine-tune the policy at ``base_path`` (default: the embedded model); save a full HF folder."""
     policy, tok = load_policy(base_path, cfg)
     ref = None if cfg.lora else copy.deepcopy(policy).eval().requires_grad_(False)
-    opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr)
-    device = next(policy.parameters()).device
     margins_before = implicit_margins(policy, ref, tok, eval_pairs, cfg)
-    rng = np.random.default_rng(cfg.seed)
-    loss_fn = LOSSES["dpo_soft"]
-    losses: list[float] = []
-    seen, t0 = 0, time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        for _ in range(cfg.epochs):
-            order = rng.permutation(len(train))
-            for start in range(0, len(order), cfg.batch_size):
-                policy.train()
-                rows = train[order[start:start + cfg.batch_size].tolist()]
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    pa, pb, ra, rb = _pair_logps(policy, ref, tok, rows, cfg.max_length, cfg.lora)
-                p = torch.tensor(rows["p_a"].to_list(), device=device, dtype=torch.float32)
-                loss = loss_fn(pa, pb, ra, rb, p, cfg.beta).mean()
-                loss.backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                seen += len(rows)
-    train_seconds = time.perf_counter() - t0
+    out = Path(out_dir)
+    done = train_pairs("DPO", policy, train, cfg, pair_step(policy, ref, tok, cfg), out, progress)
     margins_after = implicit_margins(policy, ref, tok, eval_pairs, cfg)
     train_margins = implicit_margins(policy, ref, tok, train, cfg)
-    out = Path(out_dir)
     model = policy.merge_and_unload() if cfg.lora else policy
     model.save_pretrained(out)
     tok.save_pretrained(out)
     mean = lambda a: float(a.mean()) if len(a) else float("nan")  # noqa: E731
-    return {"config": asdict(cfg), "train_pairs": len(train), "pairs_per_s": seen / train_seconds if train_seconds else None,
-            "train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None,
+    return {"config": asdict(cfg), "train_pairs": len(train), "steps": len(done.losses), "pairs_per_s": done.pairs_per_s,
+            "train_loss_first": done.losses[0] if done.losses else None,
+            "train_loss_last": done.losses[-1] if done.losses else None,
             "eval_margin_before": mean(margins_before), "eval_margin_after": mean(margins_after),
             "eval_margin_accuracy": float((margins_after > 0).mean()) if len(margins_after) else float("nan"),
-            "train_margin_after": mean(train_margins), "seconds": train_seconds}
+            "train_margin_after": mean(train_margins), "seconds": done.seconds}

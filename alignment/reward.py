@@ -2,14 +2,14 @@
 
 The model is a stock ``AutoModelForSequenceClassification`` with ``num_labels=1`` (BERT for
 all-MiniLM-L6-v2, Llama for the policy backbone), so the saved folder reloads with
-``from_pretrained`` anywhere. The training loop is hand-written (about 40 lines) rather than TRL's
-``RewardTrainer`` because TRL has no soft-label Bradley–Terry loss and we want the loss to be the one
-pure function in ``alignment/losses.py``.
+``from_pretrained`` anywhere. It trains in the loop shared with DPO (``alignment/training.py``:
+schedule, clipping, progress, per-step log, checkpoints) rather than TRL's ``RewardTrainer``, because
+TRL has no soft-label Bradley–Terry loss and we want the loss to be the one pure function in
+``alignment/losses.py``.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,10 +17,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from agents.llm.embedded import minilm_path, pick_device, prepare_default_model
+from agents.llm.embedded import minilm_path, pick_device, prepare_default_model, quiet_load
 from alignment.config import RewardConfig
 from alignment.losses import LOSSES
 from alignment.metrics import expected_calibration_error, log_loss, pairwise_accuracy
+from alignment.training import PairStep, train_pairs
 
 
 def backbone_path(name: str, policy_path: str | Path | None = None) -> Path:
@@ -40,7 +41,8 @@ def load_reward_model(path: str | Path, seed: int = 0, device: str = "auto"):
         tok.pad_token = tok.eos_token
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        with quiet_load():
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     return model.to(pick_device(device)), tok
 
@@ -71,43 +73,32 @@ def evaluate(model, tok, pairs: pl.DataFrame, max_length: int) -> dict[str, floa
             "ece": expected_calibration_error(p_hat, (p > 0.5).astype(float)), "pairs": len(pairs)}
 
 
-def train_reward_model(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: RewardConfig, out_dir: str | Path,
-                       policy_path: str | Path | None = None) -> dict:
-    """Train, evaluate on held-out pairs, save an HF folder to ``out_dir``; return the report."""
-    device = pick_device(cfg.device)
-    model, tok = load_reward_model(backbone_path(cfg.backbone, policy_path), cfg.seed, cfg.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    rng = np.random.default_rng(cfg.seed)
+def pair_step(model, tok, cfg: RewardConfig) -> PairStep:
+    """A batch's per-pair Bradley–Terry losses against the soft labels, and r_a − r_b (both answers in one forward)."""
+    device = next(model.parameters()).device
     loss_fn = LOSSES["bradley_terry"]
-    losses: list[float] = []
-    t0 = time.perf_counter()
-    seen = 0
-    with torch.random.fork_rng(devices=[]):  # dropout draws from torch's RNG: seed it without touching the global one
-        torch.manual_seed(cfg.seed)
-        model.train()
-        for _ in range(cfg.epochs):
-            order = rng.permutation(len(train))
-            for k, start in enumerate(range(0, len(order), cfg.batch_size)):
-                rows = train[order[start:start + cfg.batch_size].tolist()]
-                prompts = rows["prompt"].to_list() * 2
-                enc = tok(prompts, rows["response_a"].to_list() + rows["response_b"].to_list(), truncation="only_first",
-                          max_length=cfg.max_length, padding=True, return_tensors="pt").to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                    r = model(**enc).logits[:, 0].float()
-                n = len(rows)
-                p = torch.tensor(rows["p_a"].to_list(), device=device, dtype=torch.float32)
-                loss = loss_fn(r[:n], r[n:], p).mean()
-                (loss / cfg.grad_accum).backward()
-                if (k + 1) % cfg.grad_accum == 0 or start + cfg.batch_size >= len(order):
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
-                seen += n
-    train_seconds = time.perf_counter() - t0
-    report = {"config": asdict(cfg), "train_pairs": len(train), "train_loss_first": losses[0] if losses else None,
-              "train_loss_last": losses[-1] if losses else None, "pairs_per_s": seen / train_seconds if train_seconds else None,
-              "eval": evaluate(model, tok, eval_pairs, cfg.max_length), "train": evaluate(model, tok, train, cfg.max_length)}
+
+    def step(rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = tok(rows["prompt"].to_list() * 2, rows["response_a"].to_list() + rows["response_b"].to_list(),
+                  truncation="only_first", max_length=cfg.max_length, padding=True, return_tensors="pt").to(device)
+        r = model(**enc).logits[:, 0].float()
+        n = len(rows)
+        p = torch.tensor(rows["p_a"].to_list(), device=device, dtype=torch.float32)
+        return loss_fn(r[:n], r[n:], p), r[:n] - r[n:]
+
+    return step
+
+
+def train_reward_model(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: RewardConfig, out_dir: str | Path,
+                       policy_path: str | Path | None = None, progress: bool = True) -> dict:
+    """Train, evaluate on held-out pairs, save an HF folder to ``out_dir``; return the report."""
+    model, tok = load_reward_model(backbone_path(cfg.backbone, policy_path), cfg.seed, cfg.device)
     out = Path(out_dir)
+    done = train_pairs("reward model", model, train, cfg, pair_step(model, tok, cfg), out, progress)
+    report = {"config": asdict(cfg), "train_pairs": len(train), "steps": len(done.losses),
+              "train_loss_first": done.losses[0] if done.losses else None,
+              "train_loss_last": done.losses[-1] if done.losses else None, "pairs_per_s": done.pairs_per_s,
+              "eval": evaluate(model, tok, eval_pairs, cfg.max_length), "train": evaluate(model, tok, train, cfg.max_length)}
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return report

@@ -167,7 +167,7 @@ def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directi
         col = f"p_a[{arm}]"
         tr = train.with_columns(pl.col(col).alias("p_a"))
         he = held.with_columns(pl.col(col).alias("p_a"))
-        rep = train_reward_model(tr, he, rm_cfg, out_dir / f"reward_{arm}")
+        rep = train_reward_model(tr, he, rm_cfg, out_dir / f"reward_{arm}", progress=cfg.sim.progress)
         model, tok = load_reward_model(out_dir / f"reward_{arm}", rm_cfg.seed, rm_cfg.device)
         ra = score_texts(model, tok, held["prompt"].to_list(), held["response_a"].to_list(), rm_cfg.max_length)
         rb = score_texts(model, tok, held["prompt"].to_list(), held["response_b"].to_list(), rm_cfg.max_length)

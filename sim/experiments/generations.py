@@ -193,12 +193,12 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     warn_if_uninformative(run.label_quality, a.require_informative_labels, f"generation {g}'s reward model trains on them")
     rm_cfg = dataclasses.replace(a.reward, seed=child_seed(cfg.seed, "reward", a.reward.seed, g))
     rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
-                                                      policy_path=loop.policy_dir))
+                                                      policy_path=loop.policy_dir, progress=cfg.sim.progress))
     dpo = None
     if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
         dpo_cfg = dataclasses.replace(a.dpo, seed=child_seed(cfg.seed, "dpo", a.dpo.seed, g))
         dpo = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, train, held, dpo_cfg, gdir / "policy",
-                                                        base_path=loop.policy_dir))
+                                                        base_path=loop.policy_dir, progress=cfg.sim.progress))
         loop.policy_dir, loop.policy_name = gdir / "policy", f"policy-g{g + 1}"
     trained, rates = training_figures(rm, dpo)
     row |= trained

@@ -229,7 +229,8 @@ def _tune_policy(run: Run, rows: list[dict[str, Any]], dilemmas: list[Dilemma], 
                           f"generation {g}'s policy is tuned on fitness judgments")
     dpo_cfg = dataclasses.replace(cfg.alignment.dpo, seed=child_seed(cfg.seed, "norms", "dpo", cfg.alignment.dpo.seed, g))
     folder = run.out_dir / f"generation_{g}" / "policy"
-    rep = run.ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg, folder, base_path=policy_dir))
+    rep = run.ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg, folder, base_path=policy_dir,
+                                                        progress=cfg.sim.progress))
     row["dpo_train_margin_after"] = rep["train_margin_after"]
     return folder
 

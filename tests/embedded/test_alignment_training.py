@@ -72,7 +72,7 @@ def test_sanity_experiment_learns_the_planted_rule(tmp_path):
     """The README's sanity figures, at test size: RM well above chance on unseen dilemmas and phrasings;
     one DPO epoch raises the held-out implicit reward margin."""
     report = run_sanity(tmp_path, n_train=32, n_eval=16, seed=0,
-                        reward=RewardConfig(epochs=3, batch_size=16, lr=5e-5),
-                        dpo=DPOConfig(epochs=1, batch_size=8, lr=5e-4, max_length=256))
+                        reward=RewardConfig(epochs=3, batch_size=16, lr=1e-4),
+                        dpo=DPOConfig(epochs=1, batch_size=8, lr=1e-3, max_length=256))
     assert report["reward_model"]["eval"]["accuracy"] >= 0.75
     assert report["dpo"]["eval_margin_after"] > report["dpo"]["eval_margin_before"] + 0.05

@@ -21,6 +21,7 @@ from agents.llm.embedded.weights import (
     minilm_path,
     pick_device,
     prepare_default_model,
+    quiet_load,
 )
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "pick_device",
     "plan_prefix_groups",
     "prepare_default_model",
+    "quiet_load",
     "sorted_common_prefixes",
 ]

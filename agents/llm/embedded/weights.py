@@ -19,7 +19,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,22 +159,36 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+@contextmanager
+def quiet_load() -> Iterator[None]:
+    """Load bundled weights without transformers' chatter: its "Loading weights" bar (a sub-second
+    load), the LOAD REPORT of a freshly initialised head (a reward model's head is new by design) and
+    peft's use of the deprecated ``is_gradient_checkpointing``. Errors still raise."""
+    from transformers.utils import logging as hf_logging
+
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_model(path: Path, device: torch.device, dtype: str):
     """Tokenizer and eval-mode model of the HF folder ``path`` on ``device``; ``dtype`` is
     ``"auto"`` (bf16 on CUDA, fp32 on CPU), ``"float32"`` or ``"bfloat16"``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     torch_dtype = {"auto": torch.bfloat16 if device.type == "cuda" else torch.float32,
                    "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     tokenizer = AutoTokenizer.from_pretrained(path)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a sub-second load: its "Loading weights" bar would only clutter agora's screen
-    try:
+    with quiet_load():
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(device).eval()
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, model
