@@ -258,3 +258,16 @@ def test_a_stopped_inverse_run_resumes_to_the_same_outputs(tmp_path, monkeypatch
         _stop_and_resume(monkeypatch, cfg, ref, tmp_path / "ref", tmp_path / f"stop{n}", n)
     shutil.rmtree(tmp_path / "ref")
     assert json.dumps(ref["headline"])  # JSON-ready
+
+
+def test_the_inverse_settings_name_only_inverse_runs():
+    """study.inverse joined the config after runs were published: every other run keeps its id (and bytes)."""
+    from sim.lifecycle import run_id_for
+
+    def with_bank(cfg, size):
+        return dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, inverse=dataclasses.replace(
+            cfg.study.inverse, bank_size=size)))
+
+    society, inverse = compose("experiment=tiny"), compose("experiment=inverse_constitution")
+    assert run_id_for(with_bank(society, 3)) == run_id_for(society)
+    assert run_id_for(with_bank(inverse, 3)) != run_id_for(inverse)
