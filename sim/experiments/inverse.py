@@ -323,6 +323,7 @@ def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBacken
     store.write_parquet(scores_table(prefs, held, principles, scores), out_dir / "inverse_scores.parquet")
     summary = _summary(result, principles, proposals, notes)
     summary |= {"pairs": {"all": len(prefs), "held_out": int(held.sum()), "label_ties": int((prefs["p_a"] == 0.5).sum())},
-                "seconds": {k: round(run.ckpt.seconds(k), 1) for k in ("society", "proposals", "score/")},
+                "seconds": {k: round(run.ckpt.seconds(stage), 1) for k, stage in
+                            (("society", "society"), ("proposals", "proposals"), ("scoring", "score/"))},
                 "plots": plot_inverse(summary["scopes"], out_dir)}
     return run.finish(summary, partial(inverse_report, lists=lists))
