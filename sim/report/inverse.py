@@ -35,10 +35,11 @@ def plot_inverse(scopes: dict[str, Any], out_dir: Path) -> list[str]:
                capsize=3, label=label, color=colour)
     ax.axhline(0.5, color="#444", lw=0.8, ls=":")
     ax.set_xticks(x, [scope_label(s) for s in names], rotation=15, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.2)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("held-out agreement with the labels")
     ax.set_title("Which principles explain the preferences? (held-out pairs, Wilson 95% CI)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, ncol=3, loc="upper center")
     fig.tight_layout()
     save_png(fig, out_dir / "inverse_agreement.png")
     return ["inverse_agreement.png"]
