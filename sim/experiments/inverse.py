@@ -326,4 +326,4 @@ def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBacken
                 "seconds": {k: round(run.ckpt.seconds(stage), 1) for k, stage in
                             (("society", "society"), ("proposals", "proposals"), ("scoring", "score/"))},
                 "plots": plot_inverse(summary["scopes"], out_dir)}
-    return run.finish(summary, partial(inverse_report, lists=lists))
+    return run.finish(summary, inverse_report)

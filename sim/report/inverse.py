@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from agents.worldview import cluster_label
 from sim.report.plots import error_bars, save_png
@@ -64,7 +63,7 @@ def _held(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def inverse_report(out_dir: Path, summary: dict[str, Any], lists: pl.DataFrame) -> list[str]:
+def inverse_report(out_dir: Path, summary: dict[str, Any]) -> list[str]:
     p, b = summary["proposals"], summary["bank"]
     src = ", ".join(f"{k} {n}" for k, n in summary["principles"]["by_source"].items()) or "none"
     intro = (f"Preferences: {summary['preferences']} ({summary['pairs']['all']} pairs, {summary['pairs']['held_out']} held "
