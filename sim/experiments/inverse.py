@@ -257,6 +257,11 @@ def scores_table(prefs: pl.DataFrame, held: np.ndarray, principles: list[dict[st
                       for k, p in enumerate(principles)])
 
 
+def _spread(values: list[float | None]) -> dict[str, float | None]:
+    v = [x for x in values if x is not None]
+    return {"min": min(v) if v else None, "max": max(v) if v else None}
+
+
 def _summary(result: dict[str, Any], principles: list[dict[str, Any]], proposals: list[dict[str, Any]],
              notes: dict[str, Any]) -> dict[str, Any]:
     counts = {s: sum(p["status"] == s for p in proposals) for s in ("parsed", "duplicate", "unparsed")}
@@ -265,6 +270,7 @@ def _summary(result: dict[str, Any], principles: list[dict[str, Any]], proposals
         scopes[scope] = {"pairs": r["pairs"],
                          "learned_list": [{"id": principles[s["row"]]["id"], "text": principles[s["row"]]["text"],
                                            "train_agreement": s["train_agreement"]} for s in r["steps"]],
+                         "candidate_train_agreement": _spread([a["value"] for a in r["candidates"].values()]),
                          "held_out": {m: v["held_out"] for m, v in r["methods"].items()},
                          "learned_minus": r["learned_minus"]}
         headline |= {f"{m}[{scope}]": {k: v["held_out"][k] for k in ("value", "low", "high")} for m, v in r["methods"].items()}

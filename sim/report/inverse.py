@@ -63,6 +63,19 @@ def _held(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _reading(summary: dict[str, Any]) -> str:
+    """Which scopes' learned lists beat no principle on held-out pairs, and how far apart the candidates are."""
+    scopes = summary["scopes"]
+    beats = [scope_label(s) for s, v in scopes.items() if (v["learned_minus"]["no_principle"]["low"] or 0) > 0]
+    spread = scopes["society"]["candidate_train_agreement"]
+    best = scopes["society"]["held_out"]["learned"]
+    return (f"Whole society, learned list: {fmt_interval(best)} of {best['n']} held-out pairs. The learned list agrees "
+            f"with held-out labels more than no principle does (paired interval above 0) in: {', '.join(beats) or 'no scope'}. "
+            f"The candidates' training agreement over the whole society spans {fmt_interval(spread.get('min'))}–"
+            f"{fmt_interval(spread.get('max'))}: when every principle agrees about equally, the labels follow something "
+            "the principles do not name (e.g. which answer the judge's model finds likelier), and no list is singled out.")
+
+
 def inverse_report(out_dir: Path, summary: dict[str, Any]) -> list[str]:
     p, b = summary["proposals"], summary["bank"]
     src = ", ".join(f"{k} {n}" for k, n in summary["principles"]["by_source"].items()) or "none"
@@ -74,13 +87,10 @@ def inverse_report(out_dir: Path, summary: dict[str, Any]) -> list[str]:
     notes = (f"Candidates: {summary['principles']['candidates']} ({src}). Proposals: {p['asked']} asked, {p['parsed']} "
              f"parsed, {p['duplicate']} duplicates, **{p['unparsed']} unparsed (fallback: no candidate from that pair)**. "
              f"Bank: {b['drawn']} drawn from {b['pool']} ({b['drawn_ccai']} CCAI); CCAI statements {b['ccai']}.")
-    best = summary["scopes"]["society"]["held_out"]["learned"]
     sections = standard_sections(summary, intro)
     sections += [("Candidates", notes), ("Learned lists", md_table(_lists(summary))),
                  ("Held-out agreement", md_table(_held(summary))),
                  ("Plot", figure("inverse_agreement.png", "Held-out agreement per scope (Wilson 95% CI)")),
-                 ("Reading it", f"Whole society, learned list: {fmt_interval(best)} of {best['n']} held-out pairs. "
-                  "Agreement near ½ with intervals spanning ½ means the principles explain the labels no better "
-                  "than a coin: the judge that produced them does not follow any principle the candidates name."),
+                 ("Reading it", _reading(summary)),
                  ("Config", config_block(summary["config"], "inverse_constitution"))]
     return render(out_dir, f"agora inverse constitution — {summary['run_id']}", sections)
