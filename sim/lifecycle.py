@@ -24,6 +24,9 @@ from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig, LLMConfig
 
 TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")
+# study settings added after runs were published: hashed only into runs of their own kind, so every other
+# run keeps the id (and the bytes) it had ({study.<key>: its study.kind})
+OWN_KIND_ONLY = {"inverse": "inverse_constitution"}
 
 
 def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
@@ -59,6 +62,9 @@ def run_id_for(cfg: AgoraConfig) -> str:
     settings["alignment"].pop("require_informative_labels")
     for k in TRANSPORT_KEYS:  # where the model is served from and how patiently: not what the run is
         settings["llm"].pop(k)
+    for key, kind in OWN_KIND_ONLY.items():
+        if settings["study"]["kind"] != kind:
+            settings["study"].pop(key)
     blob = json.dumps(settings, sort_keys=True, default=str)
     return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 

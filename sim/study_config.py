@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation")
+STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation", "inverse_constitution")
 
 
 @dataclass(frozen=True)
@@ -115,19 +115,61 @@ class AblationConfig:
 
 
 @dataclass(frozen=True)
+class InverseConfig:
+    """``experiment=inverse_constitution`` (after Inverse Constitutional AI, Findeis et al. 2024): the
+    short list of principles that best explains a society's preferences, for the whole society and per
+    judge cluster, scored on held-out pairs against the given constitution and no principle.
+
+    Attributes:
+        preferences: a run folder or a ``preferences.parquet`` to analyse; empty = run a society first
+            (the ``population``/``sim``/``constitution`` settings) and analyse its preferences.
+        max_principles: longest list selected per scope (greedy; it stops early when no candidate
+            raises training agreement).
+        proposals: training pairs (a seeded draw, clusters in turn) the model writes one principle for.
+        proposal_tokens: new tokens per proposal.
+        bank_size: principles drawn (seeded) from the bank (the bundled constitutions' judging principles
+            and the Collective Constitutional AI statements); 0 = none.
+        ccai_path: the CCAI ``clean_comments.csv`` (read in place, never copied); relative paths are
+            looked up from the working directory, then from the checkout's root. Absent = the bank is the
+            bundled constitutions only (recorded, not an error); empty = do not use it.
+        held_out: share of pairs held out to evaluate each list.
+        split_by: ``pair`` (a seeded split within each judge cluster) or ``dilemma`` (every dilemma on
+            one side; needs several dilemmas).
+    """
+
+    preferences: str = ""
+    max_principles: int = 3
+    proposals: int = 8
+    proposal_tokens: int = 40
+    bank_size: int = 8
+    ccai_path: str = "../shared/data/ccai_polis/clean_comments.csv"
+    held_out: float = 0.4
+    split_by: str = "pair"
+
+    def __post_init__(self) -> None:
+        if self.max_principles < 1 or self.proposals < 0 or self.proposal_tokens < 1 or self.bank_size < 0:
+            raise ValueError("study.inverse.max_principles and proposal_tokens must be >= 1, proposals and bank_size >= 0")
+        if not 0 < self.held_out < 1:
+            raise ValueError(f"study.inverse.held_out must be in (0, 1), got {self.held_out}")
+        if self.split_by not in ("pair", "dilemma"):
+            raise ValueError(f"study.inverse.split_by must be pair or dilemma, got '{self.split_by}'")
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """Which experiment a run is (the ``experiment=`` presets set it).
 
     Attributes:
         kind: ``society`` (a society run, or generations with ``alignment.generations``),
-            ``pluralism``, ``evolving_norms`` or ``constitution_ablation``.
-        pluralism, norms, ablation: settings of each experiment.
+            ``pluralism``, ``evolving_norms``, ``constitution_ablation`` or ``inverse_constitution``.
+        pluralism, norms, ablation, inverse: settings of each experiment.
     """
 
     kind: str = "society"
     pluralism: PluralismConfig = field(default_factory=PluralismConfig)
     norms: NormsConfig = field(default_factory=NormsConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    inverse: InverseConfig = field(default_factory=InverseConfig)
 
     def __post_init__(self) -> None:
         if self.kind not in STUDIES:

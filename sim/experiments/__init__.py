@@ -32,6 +32,10 @@ def runner_for(cfg: AgoraConfig) -> Runner:
         from sim.experiments.ablation import run_constitution_ablation
 
         return run_constitution_ablation
+    if kind == "inverse_constitution":
+        from sim.experiments.inverse import run_inverse_constitution
+
+        return run_inverse_constitution
     if kind != "society":
         raise InputError(f"study.kind '{kind}' is not an experiment")
     if cfg.alignment.generations > 0:

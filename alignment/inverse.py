@@ -1,0 +1,108 @@
+"""Inverse constitutions (after Inverse Constitutional AI, Findeis et al. 2024): pure functions over a
+principles × pairs matrix of P(A better | principle), hand-checked in tests/unit/test_inverse_constitution.py.
+
+A principle *agrees* with a pair when the side it prefers (P(A) above or below ½) is the label's side.
+A list of principles votes by the mean of its principles' P(A) (a soft vote: a principle sure of a pair
+outweighs one near ½, as the society's own labels average readings); a vote of exactly ½ is *undecided*
+and counts as a miss. Pairs whose label is exactly ½ (ties) have no side: left out and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from alignment.metrics import bootstrap_interval, finite, interval, proportion_interval
+
+
+def side(p: Sequence[float] | np.ndarray) -> np.ndarray:
+    """+1 where P(A) > ½, −1 where below, 0 at exactly ½."""
+    return np.sign(np.asarray(p, float) - 0.5).astype(int)
+
+
+def list_vote(scores: np.ndarray, chosen: Sequence[int]) -> np.ndarray:
+    """P(A) of a list of principles: the mean of its rows of ``scores`` (principles × pairs); ½ for an empty list."""
+    scores = np.asarray(scores, float)
+    if not len(chosen):
+        return np.full(scores.shape[1], 0.5)
+    return scores[list(chosen)].mean(axis=0)
+
+
+def hits(pred: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Per pair with a decided label: 1 where the prediction's side is the label's, else 0 (undecided too)."""
+    lab = side(label)
+    keep = lab != 0
+    return (side(pred)[keep] == lab[keep]).astype(int)
+
+
+def agreement(pred: np.ndarray, label: np.ndarray) -> dict[str, Any]:
+    """Agreement of ``pred`` with ``label`` and its Wilson 95% interval; ties and undecided votes counted."""
+    lab = side(label)
+    h = hits(pred, label)
+    out = interval(proportion_interval(int(h.sum()), len(h)))
+    return out | {"hits": int(h.sum()), "n": len(h), "label_ties": int((lab == 0).sum()),
+                  "undecided": int((side(pred)[lab != 0] == 0).sum())}
+
+
+def greedy_select(scores: np.ndarray, label: np.ndarray, max_k: int) -> list[dict[str, Any]]:
+    """ICA's selection, greedy: add the principle that most raises the list's agreement with ``label``
+    on these pairs, until ``max_k`` or until no principle raises it (ties: the earlier row). Each step:
+    ``{"index", "hits", "n"}`` (the list's agreement after adding it)."""
+    scores = np.asarray(scores, float)
+    n = int((side(label) != 0).sum())
+    chosen: list[int] = []
+    steps: list[dict[str, Any]] = []
+    best = -1
+    while len(chosen) < min(max_k, len(scores)) and n:
+        gains = [(-1 if i in chosen else int(hits(list_vote(scores, [*chosen, i]), label).sum())) for i in range(len(scores))]
+        top = int(np.argmax(gains))  # the first of equals
+        if gains[top] <= best:
+            break
+        best = gains[top]
+        chosen.append(top)
+        steps.append({"index": top, "hits": best, "n": n})
+    return steps
+
+
+def paired_difference(pred_a: np.ndarray, pred_b: np.ndarray, label: np.ndarray, seed: int,
+                      n_boot: int = 2000) -> dict[str, Any]:
+    """Agreement of ``pred_a`` minus that of ``pred_b`` on the same pairs, bootstrap 95% interval over pairs."""
+    d = hits(pred_a, label) - hits(pred_b, label)
+    return interval(bootstrap_interval(d.astype(float).tolist(), n_resamples=n_boot, seed=seed)) | {"n": len(d)}
+
+
+def rate(h: int, n: int) -> float | None:
+    return finite(h / n) if n else None
+
+
+def explain_scopes(scores: np.ndarray, label: np.ndarray, groups: Sequence[str], held: np.ndarray,
+                   roles: dict[str, list[int]], max_k: int, seed: int, n_boot: int = 2000) -> dict[str, Any]:
+    """Per scope (``society``: every pair; then each group, e.g. judge cluster): every candidate's training
+    agreement, the greedy list on the training pairs, and three predictors on the held-out pairs — the
+    learned list, the ``given`` principles (the constitution the society was given) and the ``none``
+    principle (no principle) — with the learned list's paired differences from the other two.
+
+    ``roles``: row indices of ``scores`` that are ``candidate``, ``given`` and ``none``."""
+    scores, label, held = np.asarray(scores, float), np.asarray(label, float), np.asarray(held, bool)
+    groups = np.asarray(groups, dtype=object)
+    cand = roles["candidate"]
+    out: dict[str, Any] = {}
+    for scope in ["society", *sorted(set(groups.tolist()))]:
+        mask = np.ones(len(label), bool) if scope == "society" else groups == scope
+        tr, he = mask & ~held, mask & held
+        steps = greedy_select(scores[cand][:, tr], label[tr], max_k) if cand else []
+        chosen = [cand[s["index"]] for s in steps]
+        preds = {"learned": list_vote(scores, chosen), "given_constitution": list_vote(scores, roles["given"]),
+                 "no_principle": list_vote(scores, roles["none"])}
+        out[scope] = {
+            "candidates": {i: agreement(scores[i, tr], label[tr]) for i in cand},
+            "steps": [{"row": cand[s["index"]], "train_agreement": rate(s["hits"], s["n"])} for s in steps],
+            "methods": {m: {"rows": rows, "train": agreement(p[tr], label[tr]), "held_out": agreement(p[he], label[he])}
+                        for (m, p), rows in zip(preds.items(), (chosen, roles["given"], roles["none"]), strict=True)},
+            "learned_minus": {m: paired_difference(preds["learned"][he], preds[m][he], label[he], seed, n_boot)
+                              for m in ("given_constitution", "no_principle")},
+            "pairs": {"train": int(tr.sum()), "held_out": int(he.sum())},
+        }
+    return out
