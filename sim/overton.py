@@ -162,15 +162,17 @@ def own_position_check(pairs: pl.DataFrame) -> dict[str, Any]:
 
 async def policy_coverage(backend: LLMBackend, stances: pl.DataFrame, group: Sequence[int],
                           dilemmas: Mapping[str, Dilemma], merge: bool = False) -> float:
-    """The generations loop's ``overton_coverage``: the policy group's initial answers against the
-    positions of the whole population's clusters (the agents' initial stances: P(a) and reason), the mean
-    over dilemmas of the per-dilemma mean coverage; NaN when the group wrote no answer."""
+    """The generations loop's ``overton_coverage``: the policy group's initial answers against the clusters'
+    positions, the mean over dilemmas of the per-dilemma mean coverage; NaN when the group wrote no answer.
+    The positions come from the other agents' initial stances (P(a) and reason): a policy agent would
+    otherwise often be its own cluster's representative and cover itself. With no other agents, from all."""
     init = stances.filter(pl.col("phase") == "initial").sort("dilemma_id", "agent_id", "step")
-    voices = init.select("dilemma_id", "agent_id", "cluster", "p_a", pl.col("reason").alias("text"))
-    answers = [r | {"condition": "policy"} for r in voices.filter(pl.col("agent_id").is_in(list(group))
-                                                                 & pl.col("text").is_not_null()).iter_rows(named=True)]
+    rows = init.select("dilemma_id", "agent_id", "cluster", "p_a", pl.col("reason").alias("text"))
+    mine = pl.col("agent_id").is_in(list(group))
+    answers = [r | {"condition": "policy"} for r in rows.filter(mine & pl.col("text").is_not_null()).iter_rows(named=True)]
     if not answers:
         return float("nan")
+    voices = rows.filter(~mine) if len(rows.filter(~mine)) else rows
     positions = cluster_positions(voices, dilemmas, merge)
     pairs = coverage_pairs(answers, positions, await judge_coverage(backend, answers, positions, dilemmas))
     cov = pl.DataFrame(answers).select("dilemma_id", "condition").with_columns(

@@ -180,6 +180,11 @@ def test_policy_coverage_reads_the_policy_groups_first_answers():
     assert asyncio.run(policy_coverage(be, stances, [0, 3], D)) == pytest.approx(0.75)
     assert asyncio.run(policy_coverage(be, stances, [0], D)) == pytest.approx(0.5)
     assert math.isnan(asyncio.run(policy_coverage(be, stances, [9], D)))
+    # the positions come from the other agents: agent 2, the surest of y, would otherwise cover itself
+    own = pl.DataFrame({"dilemma_id": ["d1"] * 3, "agent_id": [0, 1, 2], "cluster": ["x", "y", "y"], "phase": ["initial"] * 3,
+                        "step": [0] * 3, "p_a": [0.9, 0.1, 0.05], "reason": ["[MARK-P]", "[MARK-C]", "[MARK-I]"]})
+    assert asyncio.run(policy_coverage(be, own, [2], D)) == 0.0
+    assert asyncio.run(policy_coverage(be, own, [0, 1, 2], D)) == pytest.approx((1 / 2 + 0 + 1 / 2) / 3)  # no control: all
 
 
 def test_generations_loop_records_overton_coverage_beside_pds_entropy(tmp_path, monkeypatch):
