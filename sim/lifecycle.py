@@ -57,6 +57,10 @@ def run_id_for(cfg: AgoraConfig) -> str:
     settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
     settings.pop("calibration")  # nor does the label-quality gate, nor whether a failed gate stops the run
     settings["alignment"].pop("require_informative_labels")
+    # a study's settings enter only its own runs' ids (those kept since the first ids were made enter all):
+    # adding a study must not change the id, and so the rows' bytes, of every other run
+    for key in set(settings["study"]) - {"kind", "pluralism", "norms", "ablation", cfg.study.kind}:
+        settings["study"].pop(key)
     for k in TRANSPORT_KEYS:  # where the model is served from and how patiently: not what the run is
         settings["llm"].pop(k)
     blob = json.dumps(settings, sort_keys=True, default=str)

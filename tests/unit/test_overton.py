@@ -222,3 +222,13 @@ def test_bad_overton_settings_fail_in_one_line(override, message):
 def test_bad_overton_setting_exits_2_on_the_command_line(tmp_path):
     r = agora("experiment=overton", "llm=scripted", "study.overton.voices=0", f"hydra.run.dir={tmp_path}")
     assert r.returncode == 2 and "voices" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_overton_settings_enter_only_overton_run_ids():
+    """Adding study.overton must not change any other run's id (every row carries it: their bytes would change)."""
+    from sim.lifecycle import run_id_for
+
+    society, other = compose("experiment=tiny"), compose("experiment=tiny", "study.overton.voices=5")
+    assert run_id_for(society) == run_id_for(other)
+    assert run_id_for(_cfg()) != run_id_for(_cfg("study.overton.voices=1"))
+    assert run_id_for(compose("experiment=pluralism")) != run_id_for(compose("experiment=pluralism", "study.pluralism.dilemmas=5"))
