@@ -110,7 +110,8 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
 
 def _overton(run: Run, society: Society, stances: pl.DataFrame, group: list[int]) -> float:
     """The policy group's Overton coverage this generation (``sim/overton.py``): its agents' first answers
-    against every cluster's position, judged by the run's base model (the same judge every generation)."""
+    against the clusters' positions (from the control agents' first answers), judged by the run's base model
+    (the same judge every generation)."""
     return asyncio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
 
 
