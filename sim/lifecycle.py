@@ -26,7 +26,7 @@ from sim.config import AgoraConfig, LLMConfig
 TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")
 # study settings added after runs were published: hashed only into runs of their own kind, so every other
 # run keeps the id (and the bytes) it had ({study.<key>: its study.kind})
-OWN_KIND_ONLY = {"inverse": "inverse_constitution"}
+OWN_KIND_ONLY = {"inverse": "inverse_constitution", "overton": "overton", "human": "human_distributions"}
 
 
 def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
@@ -64,7 +64,7 @@ def run_id_for(cfg: AgoraConfig) -> str:
         settings["llm"].pop(k)
     for key, kind in OWN_KIND_ONLY.items():
         if settings["study"]["kind"] != kind:
-            settings["study"].pop(key)
+            settings["study"].pop(key, None)
     blob = json.dumps(settings, sort_keys=True, default=str)
     return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation", "inverse_constitution")
+STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation", "inverse_constitution", "overton")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,38 @@ class PluralismConfig:
     def __post_init__(self) -> None:
         if self.dilemmas < 2 or self.panel_size < 2 or self.answer_tokens < 1 or self.synthesis_tokens < 1:
             raise ValueError("study.pluralism.dilemmas and panel_size must be >= 2, token budgets >= 1")
+
+
+@dataclass(frozen=True)
+class OvertonConfig:
+    """``experiment=overton`` (after Sorensen et al., "A Roadmap to Pluralistic Alignment"): per dilemma,
+    the population's clusters' positions (each cluster's side and its most confident voice's reason,
+    ``sim/overton.py``) and, for the base model alone, the contextual prompt and the panel synthesis (the
+    pluralism experiment's three answers), the share of those positions each answer represents.
+
+    Attributes:
+        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``).
+        voices: agents per cluster whose answers make its position (a seeded draw; fewer when a
+            cluster has fewer agents).
+        merge: clusters on the same side are one position (their reasons listed together) instead of
+            one position per cluster.
+        panel_size: panel members in the panel condition, one per cluster in turn.
+        answer_tokens: new tokens per answer (voices, single, contextual, panel members).
+        synthesis_tokens: new tokens for the panel's merged answer.
+    """
+
+    dilemmas: int = 6
+    voices: int = 2
+    merge: bool = False
+    panel_size: int = 4
+    answer_tokens: int = 48
+    synthesis_tokens: int = 80
+
+    def __post_init__(self) -> None:
+        if self.dilemmas < 2 or self.voices < 1 or self.panel_size < 2:
+            raise ValueError("study.overton.dilemmas must be >= 2 (intervals over dilemmas), voices >= 1, panel_size >= 2")
+        if self.answer_tokens < 1 or self.synthesis_tokens < 1:
+            raise ValueError("study.overton.answer_tokens and synthesis_tokens must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -161,8 +193,8 @@ class StudyConfig:
 
     Attributes:
         kind: ``society`` (a society run, or generations with ``alignment.generations``),
-            ``pluralism``, ``evolving_norms``, ``constitution_ablation`` or ``inverse_constitution``.
-        pluralism, norms, ablation, inverse: settings of each experiment.
+            ``pluralism``, ``evolving_norms``, ``constitution_ablation``, ``inverse_constitution`` or ``overton``.
+        pluralism, norms, ablation, inverse, overton: settings of each experiment.
     """
 
     kind: str = "society"
@@ -170,6 +202,7 @@ class StudyConfig:
     norms: NormsConfig = field(default_factory=NormsConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     inverse: InverseConfig = field(default_factory=InverseConfig)
+    overton: OvertonConfig = field(default_factory=OvertonConfig)
 
     def __post_init__(self) -> None:
         if self.kind not in STUDIES:

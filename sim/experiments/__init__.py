@@ -1,6 +1,6 @@
 """Everything ``agora`` can run, each in its own module: the society run (``society_run``), the
 generations loop (``generations``), the research experiments (``study.kind``: ``pluralism``,
-``norms``, ``ablation``) and what they share (``collective`` votes, ``evaluate`` suites,
+``norms``, ``ablation``, ``overton``) and what they share (``collective`` votes, ``evaluate`` suites,
 ``injection`` measurement). :func:`runner_for` is the one place a config is mapped to its runner."""
 
 from __future__ import annotations
@@ -36,6 +36,10 @@ def runner_for(cfg: AgoraConfig) -> Runner:
         from sim.experiments.inverse import run_inverse_constitution
 
         return run_inverse_constitution
+    if kind == "overton":
+        from sim.experiments.overton import run_overton
+
+        return run_overton
     if kind != "society":
         raise InputError(f"study.kind '{kind}' is not an experiment")
     if cfg.alignment.generations > 0:

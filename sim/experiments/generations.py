@@ -8,6 +8,7 @@ base model). Every generation faces the same dilemmas, so its choice distributio
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -33,6 +34,7 @@ from sim.calibration import warn_if_uninformative
 from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
 from sim.lifecycle import Run, embedded_options
+from sim.overton import policy_coverage
 from sim.report.generations import generations_report, plot_generations
 from sim.seeding import child_rng, child_seed
 from sim.society import Society, check_per_step
@@ -104,6 +106,13 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
     return out, policy_pa
 
 
+
+
+def _overton(run: Run, society: Society, stances: pl.DataFrame, group: list[int]) -> float:
+    """The policy group's Overton coverage this generation (``sim/overton.py``): its agents' first answers
+    against the clusters' positions (from the control agents' first answers), judged by the run's base model
+    (the same judge every generation)."""
+    return asyncio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
 
 
 def training_figures(rm: Mapping[str, Any], dpo: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -184,7 +193,11 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     row: dict[str, Any] = {"generation": g, "policy_model": loop.policy_name or run.backend.name, "preferences": len(prefs)}
     metrics, loop.previous = generation_metrics(stances, prefs, group, society.clusters, loop.previous)
     loop.per_dilemma += [{"generation": g, **r} for r in metrics.pop("_per_dilemma")]
-    row |= metrics
+    coverage = ckpt.stage(f"generation_{g}/overton", partial(_overton, run, society, stances, group))
+    for key, value in metrics.items():
+        row[key] = value
+        if key == "pds_entropy":  # its column beside pds_entropy's
+            row["overton_coverage"] = coverage
     data = filter_confident(prefs, a.min_confidence)
     if a.balance_clusters:
         data = balance_by_cluster(data, child_seed(cfg.seed, "balance", g))
@@ -220,8 +233,8 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
                                  "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in loop.versions).encode())
     plots = plot_generations(metrics_df, out_dir)
     last = rows[-1]
-    headline = {k: last.get(k) for k in ("js_policy_population", "pds_entropy", "value_drift_js", "rm_eval_accuracy",
-                                         "position_flip_rate") if isinstance(last.get(k), float) and not math.isnan(last[k])}
+    keys = ("js_policy_population", "pds_entropy", "overton_coverage", "value_drift_js", "rm_eval_accuracy", "position_flip_rate")
+    headline = {k: last.get(k) for k in keys if isinstance(last.get(k), float) and not math.isnan(last[k])}
     summary = {"generations": rows, "throughput": {"generations": loop.timings}, "policy_group": loop.group,
                "plots": plots, "constitutions": loop.versions, "trl_export": trl_export,
                "headline": {f"last_generation[{k}]": v for k, v in headline.items()}}

@@ -56,8 +56,13 @@ def panel_members(clusters: list[str], size: int, rng: np.random.Generator) -> l
     return out
 
 
-async def _answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: list[Dilemma], bar: tqdm) -> list[dict[str, Any]]:
-    p, temp, top_p = cfg.study.pluralism, cfg.llm.temperature, cfg.llm.top_p
+async def condition_answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: list[Dilemma], bar: tqdm, *,
+                            tag: str = "pluralism", panel_size: int, answer_tokens: int,
+                            synthesis_tokens: int) -> list[dict[str, Any]]:
+    """Per dilemma, the ``single``, ``contextual`` and ``panel`` answers and the panel's ``member`` answers
+    (rows of ``dilemma_id, condition, agent_id, cluster, text``); seeds drawn under ``tag`` (the experiment
+    that asks: ``pluralism``, ``overton``)."""
+    temp, top_p = cfg.llm.temperature, cfg.llm.top_p
     worldviews = population(cfg)
     clusters = [w.cluster for w in worldviews]
     names = list(dict.fromkeys(clusters))
@@ -65,19 +70,19 @@ async def _answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: list[Dilemma
 
     async def gen(messages, tokens: int, *path: int | str) -> str:
         (text,) = await backend.generate([GenerateRequest(messages=messages, max_new_tokens=tokens, temperature=temp,
-                                                          top_p=top_p, seed=child_seed(cfg.seed, "pluralism", *path))])
+                                                          top_p=top_p, seed=child_seed(cfg.seed, tag, *path))])
         bar.update(1)
         return text
 
     async def one(j: int, d: Dilemma) -> list[dict[str, Any]]:
-        members = panel_members(clusters, p.panel_size, child_rng(cfg.seed, "pluralism", "panel", j))
+        members = panel_members(clusters, panel_size, child_rng(cfg.seed, tag, "panel", j))
         single, contextual, *said = await asyncio.gather(
-            gen(prompts.stance_messages(d, None), p.answer_tokens, "single", j),
-            gen(prompts.multiplex_messages(d, views), p.answer_tokens, "contextual", j),
-            *(gen(prompts.stance_messages(d, worldviews[m]), p.answer_tokens, "member", j, m) for m in members))
+            gen(prompts.stance_messages(d, None), answer_tokens, "single", j),
+            gen(prompts.multiplex_messages(d, views), answer_tokens, "contextual", j),
+            *(gen(prompts.stance_messages(d, worldviews[m]), answer_tokens, "member", j, m) for m in members))
         merged = await gen(prompts.synthesis_messages(d, [(cluster_label(clusters[m]), t) for m, t in zip(members, said,
                                                                                                        strict=True)]),
-                           p.synthesis_tokens, "panel", j)
+                           synthesis_tokens, "panel", j)
         base = {"dilemma_id": d.id}
         rows = [base | {"condition": "single", "agent_id": None, "cluster": None, "text": single},
                 base | {"condition": "contextual", "agent_id": None, "cluster": None, "text": contextual},
@@ -143,7 +148,9 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
     names = list(dict.fromkeys(cfg.population.clusters))
     n_answers = len(dilemmas) * (3 + min(p.panel_size, cfg.population.size))
     with tqdm(total=n_answers, desc="pluralism: answers", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
-        rows = ckpt.stage("answers", lambda: asyncio.run(_answers(cfg, backend, dilemmas, bar)))
+        rows = ckpt.stage("answers", lambda: asyncio.run(condition_answers(
+            cfg, backend, dilemmas, bar, panel_size=p.panel_size, answer_tokens=p.answer_tokens,
+            synthesis_tokens=p.synthesis_tokens)))
     with tqdm(total=len(rows), desc="pluralism: classify", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
         dists = ckpt.stage("classify", lambda: [d.tolist() for d in asyncio.run(
             _classify(backend, rows, {d.id: d for d in dilemmas}, names, bar))])

@@ -50,6 +50,7 @@ LABELS: dict[str, str] = {
     "js_policy_population": "policy vs population, JS distance",
     "js_policy_population_overall": "policy vs population, JS distance of pooled P(A)",
     "pds_entropy": "PDS entropy (whose side the policy takes)",
+    "overton_coverage": "Overton coverage (share of the clusters' positions the policy's answers represent)",
     "value_drift_js": "value drift from the previous generation (JS)",
     "consensus_initial": "consensus, first answer",
     "consensus_post_debate": "consensus after debate",
@@ -67,6 +68,15 @@ LABELS: dict[str, str] = {
     "contextual_minus_single": "perspective entropy, contextual − single",
     "panel_minus_single": "perspective entropy, panel − single",
     "classifier_member_accuracy": "judge names a panel member's own cluster",
+    # overton
+    "coverage": "Overton coverage",
+    "soft_coverage": "Overton coverage, soft (mean P)",
+    "coverage_contextual_minus_single": "Overton coverage, contextual − single",
+    "coverage_panel_minus_single": "Overton coverage, panel − single",
+    "soft_coverage_contextual_minus_single": "soft Overton coverage, contextual − single",
+    "soft_coverage_panel_minus_single": "soft Overton coverage, panel − single",
+    "judge_own_position": "judge: a member's answer covers its own cluster's position",
+    "judge_other_positions": "judge: a member's answer covers another cluster's position",
     # evolving norms
     "population_lag": "population lag (generations)",
     "policy_lag": "policy lag (generations)",
@@ -136,7 +146,8 @@ def is_labelled(key: str) -> bool:
 
 # figures with a known range: shares and probabilities are drawn on it, not zoomed to their spread
 _HALF = re.compile(r"informativeness")
-_UNIT = re.compile(r"(rate|share|accuracy|consensus|agreement|^entropy\[|pds_entropy|classifier|spread)")
+_UNIT = re.compile(r"(rate|share|accuracy|consensus|agreement|^entropy\[|pds_entropy|classifier|spread|coverage"
+                   r"|own_position|other_positions)")
 
 
 def known_range(key: str) -> tuple[float, float] | None:

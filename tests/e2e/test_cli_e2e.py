@@ -117,6 +117,8 @@ def test_evolve_runs_two_tiny_generations_end_to_end(tmp_path):
     m = pl.read_parquet(tmp_path / "metrics_generations.parquet")
     assert m["generation"].to_list() == [0, 1]
     assert m["policy_model"].to_list()[1] == "policy-g1"
+    assert m.columns.index("overton_coverage") == m.columns.index("pds_entropy") + 1
+    assert m["overton_coverage"].is_between(0, 1).all() and (tmp_path / "gen_overton_coverage.png").exists()
     for col in ("pds_entropy", "js_policy_population", "value_drift_js", "rm_eval_accuracy", "consensus_initial",
                 "consensus_post_debate", "judge_alpha_orders", "dpo_eval_margin_after"):
         assert col in m.columns
@@ -204,6 +206,27 @@ def test_pluralism_preset_on_the_embedded_model(tmp_path):
         assert e["value"] == pytest.approx(answers.filter(pl.col("condition") == c)["entropy"].mean(), abs=1e-6)
         assert 0 <= e["low"] <= e["value"] <= e["high"] <= 1
     assert "entropy[panel]" in res.stdout and (tmp_path / "report.html").exists()
+
+
+def test_overton_preset_on_the_embedded_model(tmp_path):
+    res = agora("experiment=overton", "study.overton.dilemmas=2", "study.overton.panel_size=2", "study.overton.voices=1",
+                "population.size=4", "population.clusters=[protestant_europe,confucian]", "study.overton.answer_tokens=16",
+                "study.overton.synthesis_tokens=16", "sim.progress=false", f"hydra.run.dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["backend"]["name"].startswith("SmolLM2") and s["dilemmas"] == 2
+    assert s["positions_per_dilemma"] == {"mean": 2.0, "min": 2, "max": 2}  # one per cluster, not merged
+    answers = pl.read_parquet(tmp_path / "overton_answers.parquet")
+    assert len(answers) == 2 * (3 + 2) and (answers["text"].str.len_chars() > 0).all()
+    assert (answers["coverage"] == answers["covered"] / answers["positions"]).all() and (answers["positions"] == 2).all()
+    pairs = pl.read_parquet(tmp_path / "overton_coverage.parquet")
+    assert len(pairs) == 2 * 5 * 2 and pairs["p_yes"].is_between(0, 1).all()
+    assert (pairs["covered"] == (pairs["p_yes"] > 0.5)).all()
+    for c in ("single", "contextual", "panel"):
+        v = s["conditions"][c]["coverage"]
+        assert v["value"] == pytest.approx(answers.filter(pl.col("condition") == c)["coverage"].mean(), abs=1e-6)
+        assert 0 <= v["low"] <= v["value"] <= v["high"] <= 1
+    assert "coverage[panel]" in res.stdout and (tmp_path / "report.html").exists()
 
 
 def test_evolving_norms_preset_on_the_embedded_model_with_a_tuned_policy(tmp_path):

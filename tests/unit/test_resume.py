@@ -62,6 +62,7 @@ STUDIES = {
     "constitution_ablation": ("experiment=constitution_ablation", "study.ablation.train_reward=false",
                               "population.size=8", "sim.steps=2"),
     "society": ("experiment=tiny", "population.size=8", "sim.steps=3"),
+    "overton": ("experiment=overton", "study.overton.dilemmas=3", "population.size=8"),
 }
 
 
@@ -104,9 +105,9 @@ def test_generations_run_resumes_mid_generation_with_the_tuned_policy_from_disk(
     ref = runner_for(cfg)(cfg, tmp_path / "ref", ScriptedBackend())
     monkeypatch.undo()
     steps = cfg.sim.steps
-    # the label-quality gate's stage; gen 0: steps, society stage, reward, dpo; then gen 1's first step
-    after_dpo_first_step = 1 + steps + 3 + 1
-    assert writes[0] == 1 + 2 * (steps + 2) + 1
+    # the label-quality gate's stage; gen 0: steps, society stage, overton coverage, reward, dpo; then gen 1's first step
+    after_dpo_first_step = 1 + steps + 4 + 1
+    assert writes[0] == 1 + 2 * (steps + 3) + 1
     summary = _stop_and_resume(monkeypatch, cfg, ref, tmp_path / "ref", tmp_path / "stopped", after_dpo_first_step)
     assert summary["generations"][1]["policy_model"] == "policy-g1" == ref["generations"][1]["policy_model"]
     for key in ("rm_eval_accuracy", "dpo_eval_margin_after"):
