@@ -54,6 +54,8 @@ def run_id_for(cfg: AgoraConfig) -> str:
     settings = dataclasses.asdict(cfg)
     settings["sim"].pop("progress")  # display only: must not change the id or the bytes
     settings.pop("resume")  # how a run is continued is not what it is
+    if settings["study"]["kind"] != "human_distributions":  # added later: other runs keep their ids
+        settings["study"].pop("human")
     settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
     settings.pop("calibration")  # nor does the label-quality gate, nor whether a failed gate stops the run
     settings["alignment"].pop("require_informative_labels")

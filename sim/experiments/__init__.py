@@ -32,6 +32,10 @@ def runner_for(cfg: AgoraConfig) -> Runner:
         from sim.experiments.ablation import run_constitution_ablation
 
         return run_constitution_ablation
+    if kind == "human_distributions":
+        from sim.experiments.human import run_human_distributions
+
+        return run_human_distributions
     if kind != "society":
         raise InputError(f"study.kind '{kind}' is not an experiment")
     if cfg.alignment.generations > 0:
