@@ -55,7 +55,8 @@ def _metrics_plot(results: dict[str, Any], out_dir: Path) -> str:
         for j, (cond, label, colour) in enumerate(CONDITIONS):
             vals = [results[i][cond][metric] for i in insts]
             mid = [v["value"] if v["value"] is not None else np.nan for v in vals]
-            err = error_bars([0 if np.isnan(m) else m for m in mid], [v["low"] for v in vals], [v["high"] for v in vals])
+            err = np.clip(error_bars([0 if np.isnan(m) else m for m in mid], [v["low"] for v in vals],
+                                     [v["high"] for v in vals]), 0, None)  # a bootstrap range may miss its point (distance 0)
             ax.bar(x + (j - 1) * 0.26, mid, 0.26, yerr=err, capsize=3, color=colour, label=label)
         ax.set_xticks(x, [TITLES[i].split(" (")[0] for i in insts], fontsize=8)
         ax.axhline(0, color="black", lw=0.6)

@@ -62,6 +62,7 @@ STUDIES = {
     "constitution_ablation": ("experiment=constitution_ablation", "study.ablation.train_reward=false",
                               "population.size=8", "sim.steps=2"),
     "society": ("experiment=tiny", "population.size=8", "sim.steps=3"),
+    "human_distributions": ("experiment=human_distributions", "study.human.countries=[US,UK,Japan]"),
 }
 
 
