@@ -58,6 +58,9 @@ def _metrics_plot(results: dict[str, Any], out_dir: Path) -> str:
             err = np.clip(error_bars([0 if np.isnan(m) else m for m in mid], [v["low"] for v in vals],
                                      [v["high"] for v in vals]), 0, None)  # a bootstrap range may miss its point (distance 0)
             ax.bar(x + (j - 1) * 0.26, mid, 0.26, yerr=err, capsize=3, color=colour, label=label)
+            for k, m in enumerate(mid):
+                if np.isnan(m):  # e.g. no persona: one profile for every country
+                    ax.text(x[k] + (j - 1) * 0.26, 0.03, "undefined", rotation=90, fontsize=7, ha="center", va="bottom")
         ax.set_xticks(x, [TITLES[i].split(" (")[0] for i in insts], fontsize=8)
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title({"distance": "Distance from people (RMS per country; lower is closer)",
