@@ -22,7 +22,7 @@ def _scatter(profiles: pl.DataFrame, instrument: str, out_dir: Path) -> str:
 
     df = profiles.filter(pl.col("instrument") == instrument)
     dims = list(dict.fromkeys(df["dimension"].to_list()))
-    cols = 3 if len(dims) > 5 else len(dims)
+    cols = min(3, len(dims))
     rows = -(-len(dims) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), dpi=110, squeeze=False)
     for ax, d in zip(axes.flat, dims, strict=False):
