@@ -11,7 +11,9 @@ value axis is the mean of its countries' published scores:
   2015-08-16: the six dimensions on their 0–100 scale.
 - Moral Foundations (MFQ-30, Atari et al. 2020, via mkezer/Moral-values-across-countries, MIT):
   agents draw a *real respondent's* five foundation averages (0–5 scale) from the cluster's
-  countries rather than a mean, so within-cluster disagreement is real, not invented.
+  countries rather than a mean, so within-cluster disagreement is real, not invented. The bundle
+  holds all 19 countries' respondents; those of Latvia and Mongolia (in no cluster) have an empty
+  ``cluster`` and serve the per-country comparison only (:func:`load_mfq_by_country`).
 
 Only derived aggregates (cluster means) and the MIT-licensed MFQ rows are bundled in
 ``agents/data/``; :func:`build_bundle` recomputes them from ``shared/data`` and a test checks the
@@ -104,7 +106,8 @@ def build_bundle(shared_data: Path) -> tuple[dict, list[tuple[str, str, list[flo
 
     Returns:
         ``(clusters_json, mfq_rows)`` where ``mfq_rows`` are ``(cluster, country, [5 scores])``
-        with the NA and all-zero rows of the raw file dropped.
+        with the NA and all-zero rows of the raw file dropped (``cluster`` empty for a country in
+        no cluster).
     """
     ivs = shared_data / "inglehart_welzel_ivs"
     trad = _latest_by_geo(ivs / "ddf--datapoints--tradagg--by--geo--year.csv", "tradagg")
@@ -133,8 +136,8 @@ def build_bundle(shared_data: Path) -> tuple[dict, list[tuple[str, str, list[flo
     rows: list[tuple[str, str, list[float]]] = []
     with (shared_data / "mfq_countries" / "ALL_MFQ30.csv").open(newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
-            cluster = country_to_cluster.get(row["Country"])
-            if cluster is None or any(row[c] in ("", "NA", "NaN") for c in _MFQ_COLS):
+            cluster = country_to_cluster.get(row["Country"], "")
+            if any(row[c] in ("", "NA", "NaN") for c in _MFQ_COLS):
                 continue
             scores = [float(row[c]) for c in _MFQ_COLS]
             if not all(np.isfinite(scores)) or all(s == 0 for s in scores):
@@ -181,8 +184,24 @@ def load_mfq_profiles() -> dict[str, np.ndarray]:
     text = gzip.decompress(MFQ_FILE.read_bytes()).decode()
     out: dict[str, list[list[float]]] = {}
     for row in csv.DictReader(io.StringIO(text)):
-        out.setdefault(row["cluster"], []).append([float(row[a]) for a in MFQ_AXES])
+        if row["cluster"]:
+            out.setdefault(row["cluster"], []).append([float(row[a]) for a in MFQ_AXES])
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+@cache
+def load_mfq_by_country() -> dict[str, np.ndarray]:
+    """Real MFQ-30 respondent profiles per country (all 19), shape ``(n, 5)`` in :data:`MFQ_AXES` order."""
+    text = gzip.decompress(MFQ_FILE.read_bytes()).decode()
+    out: dict[str, list[list[float]]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        out.setdefault(row["country"], []).append([float(row[a]) for a in MFQ_AXES])
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def country_cluster(country: str) -> str:
+    """The cluster a country (MFQ display name) belongs to, or "" when it is in none."""
+    return next((name for name, ms in CLUSTER_COUNTRIES.items() if country in {m[2] for m in ms}), "")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,14 @@ def likelihood_p_first(logprobs: Sequence[float], texts: Sequence[str], what: st
     return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
 
 
+def likelihood_distribution(logprobs: Sequence[float], texts: Sequence[str], what: str = "scores") -> np.ndarray:
+    """Probabilities of K texts from their per-character log-likelihoods at the texts' mean length,
+    ``softmax(L̄·ℓ_k/c_k)``: :func:`likelihood_p_first` for K options (equal to it at K = 2)."""
+    scaled = np.asarray(per_char(logprobs, texts, what), float) * (sum(len(t) for t in texts) / len(texts))
+    e = np.exp(scaled - scaled.max())
+    return e / e.sum()
+
+
 def check_probability(p: object, what: str) -> float:
     """A label about to be stored: a finite number in [0, 1], or a one-line error (before checkpointing)."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:  # NaN fails too
@@ -156,6 +164,13 @@ async def read_likelihood(score: Score, request: ScoreRequest, what: str = "like
     request = dataclasses.replace(request, continuation=True)
     p = likelihood_p_first(await score(request), request.choices, what)
     return PairReading(p, p)
+
+
+async def read_likelihood_options(score: Score, request: ScoreRequest, what: str = "likelihood") -> np.ndarray:
+    """A likelihood reading of K options: ``request.choices`` are the options' own texts, none listed in
+    the prompt, so there is no order to undo."""
+    request = dataclasses.replace(request, continuation=True)
+    return likelihood_distribution(await score(request), request.choices, what)
 
 
 async def read_rotations(score: Score, labels: Sequence[str],

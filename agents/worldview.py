@@ -160,12 +160,15 @@ def render_persona(w: Worldview, *, max_hofstede: int = 2) -> str:
     traits.sort(key=lambda t: -t[0])
     lines += [t[1] for t in traits[:max_hofstede]]
     mfq = [(w.values[a], a) for a in MFQ_AXES if a in w.values]
-    text = "Your values were shaped by your culture: " + "; ".join(lines) + "."
+    # a worldview with moral foundations only (a respondent of a country in no cluster) has no culture clause
+    cultural = any(a in w.values for a in IW_AXES + HOFSTEDE_AXES)
+    text = "Your values were shaped by your culture: " + "; ".join(lines) + "." if cultural else ""
     if mfq:
         ranked = sorted(mfq, key=lambda t: (-t[0], t[1]))
         top = " and ".join(_MFQ_NAMES[a] for _, a in ranked[:2])
         text += f" Morally, you care most about {top}, and least about {_MFQ_NAMES[ranked[-1][1]]}."
-    return text[0].upper() + text[1:]
+    text = text.strip()
+    return text[:1].upper() + text[1:]
 
 
 def cluster_centre(name: str) -> Worldview:

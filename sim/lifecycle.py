@@ -64,7 +64,7 @@ def run_id_for(cfg: AgoraConfig) -> str:
         settings["llm"].pop(k)
     for key, kind in OWN_KIND_ONLY.items():
         if settings["study"]["kind"] != kind:
-            settings["study"].pop(key, None)
+            settings["study"].pop(key)
     blob = json.dumps(settings, sort_keys=True, default=str)
     return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation", "inverse_constitution", "overton")
+STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation", "inverse_constitution", "overton",
+           "human_distributions")
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,63 @@ class AblationConfig:
             raise ValueError("study.ablation.constitutions must include 'none' (the reference) and at least one other")
 
 
+# The MFQ-30 countries that are also in a cultural cluster (agents/culture.py); Latvia and Mongolia
+# (in no cluster) may be added by name.
+CLUSTER_COUNTRIES = ["Sweden", "Netherlands", "US", "UK", "Australia", "France", "Spain", "Belgium", "Poland",
+                     "Hungary", "Russia", "Serbia", "China", "Japan", "Korea", "Iran", "Turkey"]
+
+
+@dataclass(frozen=True)
+class HumanConfig:
+    """``experiment=human_distributions``: do agents with a country's persona answer as that country's
+    people do? Agents answer the MFQ-30 items and Moral Machine choices; their per-country profiles are
+    compared with people's (distance, between-country correlation, bootstrap intervals), beside the same
+    model without persona and the model's profiles given to shuffled countries.
+
+    Attributes:
+        countries: MFQ-30 country names compared (each needs MFQ-30 respondents and Moral Machine
+            estimates: the 17 below, Latvia and Mongolia); at least 3.
+        instruments: ``mfq`` (MFQ-30 foundations) and/or ``moral_machine`` (its nine attributes).
+        persona: ``country`` (the country named, its cluster's culture; nothing about moral foundations,
+            so the MFQ comparison does not hand the answer over) or ``respondent`` (each agent is a real
+            respondent of the country: the country persona plus that person's MFQ-30 foundations).
+        agents_per_country: agents per country; with ``respondent``, each is a different real respondent
+            drawn (seeded) from the country's; with ``country`` every agent would read the same prompt,
+            so it must be 1.
+        reader: ``likelihood`` (each answer's own text scored) or ``label`` (numbered / lettered options,
+            every order read and averaged), both from ``agents/scoring.py``.
+        permutations: seeded country shuffles of the shuffled-country baseline.
+    """
+
+    countries: list[str] = field(default_factory=lambda: list(CLUSTER_COUNTRIES))
+    instruments: list[str] = field(default_factory=lambda: ["mfq", "moral_machine"])
+    persona: str = "country"
+    agents_per_country: int = 1
+    reader: str = "likelihood"
+    permutations: int = 1000
+
+    def __post_init__(self) -> None:
+        from agents.culture import load_mfq_by_country
+        from agents.survey import PERSONAS
+        from scenarios.moral_machine import ISO3, load_estimates
+
+        known = sorted(c for c in load_mfq_by_country() if ISO3.get(c) in load_estimates())
+        bad = [c for c in self.countries if c not in known]
+        if bad:
+            raise ValueError(f"study.human.countries: unknown country {bad}; known: {known}")
+        if len(set(self.countries)) != len(self.countries) or len(self.countries) < 3:
+            raise ValueError("study.human.countries must name at least 3 different countries")
+        if not self.instruments or set(self.instruments) - {"mfq", "moral_machine"}:
+            raise ValueError(f"study.human.instruments must be mfq and/or moral_machine, got {self.instruments}")
+        if self.persona not in PERSONAS:
+            raise ValueError(f"study.human.persona must be one of {PERSONAS}, got '{self.persona}'")
+        if self.agents_per_country < 1 or (self.persona == "country" and self.agents_per_country != 1):
+            raise ValueError("study.human.agents_per_country must be >= 1, and 1 with persona=country "
+                             "(every agent of a country would read the same prompt)")
+        if self.reader not in ("likelihood", "label") or self.permutations < 100:
+            raise ValueError("study.human.reader must be likelihood or label, study.human.permutations >= 100")
+
+
 @dataclass(frozen=True)
 class InverseConfig:
     """``experiment=inverse_constitution`` (after Inverse Constitutional AI, Findeis et al. 2024): the
@@ -193,8 +251,9 @@ class StudyConfig:
 
     Attributes:
         kind: ``society`` (a society run, or generations with ``alignment.generations``),
-            ``pluralism``, ``evolving_norms``, ``constitution_ablation``, ``inverse_constitution`` or ``overton``.
-        pluralism, norms, ablation, inverse, overton: settings of each experiment.
+            ``pluralism``, ``evolving_norms``, ``constitution_ablation``, ``inverse_constitution``, ``overton`` or
+            ``human_distributions``.
+        pluralism, norms, ablation, inverse, overton, human: settings of each experiment.
     """
 
     kind: str = "society"
@@ -203,6 +262,7 @@ class StudyConfig:
     ablation: AblationConfig = field(default_factory=AblationConfig)
     inverse: InverseConfig = field(default_factory=InverseConfig)
     overton: OvertonConfig = field(default_factory=OvertonConfig)
+    human: HumanConfig = field(default_factory=HumanConfig)
 
     def __post_init__(self) -> None:
         if self.kind not in STUDIES:

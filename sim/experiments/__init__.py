@@ -40,6 +40,10 @@ def runner_for(cfg: AgoraConfig) -> Runner:
         from sim.experiments.overton import run_overton
 
         return run_overton
+    if kind == "human_distributions":
+        from sim.experiments.human import run_human_distributions
+
+        return run_human_distributions
     if kind != "society":
         raise InputError(f"study.kind '{kind}' is not an experiment")
     if cfg.alignment.generations > 0:

@@ -80,6 +80,7 @@ KIND_CONFIG: dict[str, tuple[str, ...]] = {
     "constitution_ablation": (*CORE_CONFIG, "alignment", "study.ablation", "eval.bootstrap"),
     "inverse_constitution": (*CORE_CONFIG, "study.inverse", "eval.bootstrap"),
     "overton": ("seed", "name", "llm", "population", "scenario", "sim", "calibration", "study.overton", "eval.bootstrap"),
+    "human_distributions": ("seed", "name", "llm", "calibration", "study.human", "eval.bootstrap"),
 }
 LLM_KEYS = {"embedded": ("model_path", "device", "dtype", "max_batch_size", "max_batch_tokens", "prefix_sharing",
                          "prefix_cache_mb", "max_context_tokens"),

@@ -269,6 +269,27 @@ def test_constitution_ablation_preset_on_the_embedded_model(tmp_path):
     assert "shift[single_care→single_care]" in s["headline"] and (tmp_path / "ablation_shift.png").exists()
 
 
+def test_human_distributions_preset_on_the_embedded_model(tmp_path):
+    res = agora("experiment=human_distributions", "study.human.countries=[US,Japan,Turkey]", "calibration.enabled=false",
+                "sim.progress=false", f"hydra.run.dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((tmp_path / "summary.json").read_text())
+    answers = pl.read_parquet(tmp_path / "human_answers.parquet")
+    assert len(answers) == (3 + 1) * (32 + 18)  # three countries and the no-persona baseline
+    mfq = answers.filter(pl.col("instrument") == "mfq")
+    dist = mfq.select(f"p{k}" for k in range(6)).to_numpy()
+    assert np.allclose(dist.sum(axis=1), 1) and np.allclose(dist @ np.arange(6), mfq["value"].to_numpy())
+    mm = answers.filter(pl.col("instrument") == "moral_machine")
+    assert np.allclose(2 * mm["p_preferred"].to_numpy() - 1, mm["value"].to_numpy())
+    profiles = pl.read_parquet(tmp_path / "human_profiles.parquet")
+    for inst in ("mfq", "moral_machine"):
+        p = profiles.filter(pl.col("instrument") == inst)
+        rms = ((p["model"] - p["human"]) ** 2).to_numpy().reshape(3, -1).mean(axis=1) ** 0.5
+        assert s["results"][inst]["model"]["distance"]["value"] == pytest.approx(rms.mean(), abs=1e-5)
+        assert s["results"][inst]["no_persona"]["correlation"]["value"] is None
+    assert "mfq.distance[model]" in res.stdout and (tmp_path / "human_agreement.png").exists()
+
+
 # -- agora-eval ----------------------------------------------------------------------------------------------
 def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     out = tmp_path / "ev"

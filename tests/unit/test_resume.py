@@ -63,6 +63,7 @@ STUDIES = {
                               "population.size=8", "sim.steps=2"),
     "society": ("experiment=tiny", "population.size=8", "sim.steps=3"),
     "overton": ("experiment=overton", "study.overton.dilemmas=3", "population.size=8"),
+    "human_distributions": ("experiment=human_distributions", "study.human.countries=[US,UK,Japan]"),
 }
 
 

@@ -233,7 +233,8 @@ def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tm
 
 # -- presets and launchers compose ---------------------------------------------------------------------------
 @pytest.mark.parametrize("preset,kind", [("pluralism", "pluralism"), ("evolving_norms", "evolving_norms"),
-                                         ("constitution_ablation", "constitution_ablation"), ("collective", "society")])
+                                         ("constitution_ablation", "constitution_ablation"), ("collective", "society"),
+                                         ("human_distributions", "human_distributions")])
 def test_presets_compose_to_checked_configs(preset, kind):
     cfg = compose(f"experiment={preset}", scripted=False)
     assert cfg.study.kind == kind and cfg.name == preset

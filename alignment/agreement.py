@@ -1,0 +1,131 @@
+"""Agreement of per-country profiles with people's: pure functions over arrays (tested in
+tests/unit/test_human_distributions.py).
+
+A profile is a ``countries × dimensions`` array (MFQ foundations, Moral Machine attributes). Two
+figures compare a model's profile with people's:
+
+- **distance**: per country, the root mean square difference over the dimensions; its mean over countries;
+- **between-country correlation**: both profiles centred on their own all-country mean per dimension,
+  then Pearson over countries × dimensions. It asks whether the model tells countries apart the way
+  people differ, whatever its overall level; it is undefined (None) when either side puts every country
+  on the same profile.
+
+Intervals are percentile bootstraps that resample agents within each country (the model side) and
+respondents within each country (the human side; :func:`resample_means`), or draw each human estimate
+from its sampling distribution where only estimates and standard errors are public (:func:`normal_draws`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from alignment.metrics import finite
+
+
+def distances(model: np.ndarray, human: np.ndarray) -> np.ndarray:
+    """Per-country RMS difference over the last axis (works on ``(..., C, K)`` stacks)."""
+    return np.sqrt(np.mean((np.asarray(model, float) - np.asarray(human, float)) ** 2, axis=-1))
+
+
+def between_country_correlation(model: np.ndarray, human: np.ndarray) -> float:
+    """Pearson over countries × dimensions of the two profiles, each centred per dimension on its
+    all-country mean; NaN when either centred profile is all zeros (no difference between countries)."""
+    m = np.asarray(model, float) - np.mean(model, axis=0)
+    h = np.asarray(human, float) - np.mean(human, axis=0)
+    nm, nh = np.linalg.norm(m), np.linalg.norm(h)
+    if nm < 1e-12 or nh < 1e-12:
+        return float("nan")
+    return float(np.sum(m * h) / (nm * nh))
+
+
+def resample_means(rows: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` bootstrap means of ``rows`` (``n × K``; resampled with replacement): ``(n_boot, K)``.
+    Multinomial counts, so memory is ``n_boot × n`` integers, not ``n_boot × n × K`` values."""
+    rows = np.asarray(rows, float)
+    n = len(rows)
+    counts = rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
+    return counts @ rows / n
+
+
+def normal_draws(estimate: np.ndarray, se: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` draws of each estimate from Normal(estimate, se): ``(n_boot, *estimate.shape)``."""
+    estimate, se = np.asarray(estimate, float), np.asarray(se, float)
+    return estimate + se * rng.standard_normal((n_boot, *estimate.shape))
+
+
+def _bounds(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    a = (1 - confidence) / 2 * 100
+    return float(np.percentile(v, a)), float(np.percentile(v, 100 - a))
+
+
+def _figure(point: float, draws: np.ndarray, confidence: float) -> dict[str, float | None]:
+    lo, hi = _bounds(draws, confidence) if np.isfinite(point) else (float("nan"), float("nan"))
+    return {"value": finite(point), "low": finite(lo), "high": finite(hi)}
+
+
+def agreement(model_agents: Sequence[np.ndarray], human: np.ndarray, human_draws: np.ndarray, seed: int,
+              confidence: float = 0.95) -> dict[str, Any]:
+    """Distance and between-country correlation of a model's country profiles with people's, with intervals.
+
+    Args:
+        model_agents: per country, its agents' profiles (``n_c × K``); the country's profile is their mean.
+        human: people's profile (``C × K``).
+        human_draws: bootstrap replicates of ``human`` (``B × C × K``); one agent resample is drawn per
+            replicate (seeded by ``seed``).
+        confidence: the intervals' coverage.
+
+    Returns:
+        ``distance`` (mean over countries), ``correlation``, ``per_country_distance`` (one per country),
+        each ``{"value", "low", "high"}``.
+    """
+    rng = np.random.default_rng(seed)
+    model = np.stack([np.mean(a, axis=0) for a in model_agents])
+    n_boot = len(human_draws)
+    boot = np.empty((n_boot, *model.shape))
+    for c, a in enumerate(model_agents):
+        a = np.asarray(a, float)
+        idx = rng.integers(len(a), size=(n_boot, len(a)))
+        boot[:, c] = a[idx].mean(axis=1)
+    per_country = distances(model, human)
+    boot_dist = distances(boot, human_draws)
+    boot_corr = np.array([between_country_correlation(boot[b], human_draws[b]) for b in range(n_boot)])
+    return {
+        "distance": _figure(float(per_country.mean()), boot_dist.mean(axis=1), confidence),
+        "correlation": _figure(between_country_correlation(model, human), boot_corr, confidence),
+        "per_country_distance": [_figure(float(per_country[c]), boot_dist[:, c], confidence)
+                                 for c in range(len(per_country))],
+    }
+
+
+def shuffled_baseline(model: np.ndarray, human: np.ndarray, n_perm: int, seed: int,
+                      confidence: float = 0.95) -> dict[str, Any]:
+    """The model's country profiles given to randomly permuted countries (``n_perm`` seeded
+    permutations, the identity excluded): mean and percentile range of the distance and correlation,
+    and the one-sided permutation p-value of the model's own correlation (how often a shuffle does as well)."""
+    rng = np.random.default_rng(seed)
+    model, human = np.asarray(model, float), np.asarray(human, float)
+    n = len(model)
+    dist, corr = [], []
+    while len(dist) < n_perm and n > 1:
+        perm = rng.permutation(n)
+        if np.all(perm == np.arange(n)):
+            continue
+        dist.append(float(distances(model[perm], human).mean()))
+        corr.append(between_country_correlation(model[perm], human))
+    dist_a, corr_a = np.asarray(dist), np.asarray(corr)
+    observed = between_country_correlation(model, human)
+    ok = corr_a[np.isfinite(corr_a)]
+    p = (1 + np.sum(ok >= observed)) / (1 + len(ok)) if np.isfinite(observed) and len(ok) else float("nan")
+    return {
+        "distance": _figure(float(dist_a.mean()) if len(dist_a) else float("nan"), dist_a, confidence),
+        "correlation": _figure(float(np.nanmean(corr_a)) if len(ok) else float("nan"), corr_a, confidence),
+        "permutation_p": finite(float(p)),
+        "permutations": len(dist_a),
+    }
