@@ -4,12 +4,10 @@ known answers is in unit/test_inverse_constitution.py; the README's figures come
 import json
 
 import polars as pl
-import pytest
 
 from tests.helpers import agora
 
 
-@pytest.mark.slow  # ~25 s of model work on 2 cores; `make test-all` runs it
 def test_inverse_constitution_preset_on_the_embedded_model(tmp_path):
     res = agora("experiment=inverse_constitution", "population.size=4", "sim.steps=1", "sim.group_size=2",
                 "sim.debate_rounds=0", "sim.tokens.stance=12", "sim.tokens.critique=12", "sim.tokens.revision=12",
