@@ -52,7 +52,7 @@ test-slow: test-setup
 test-all: test-setup
 	$(BIN)/python -m pytest -q -m ''
 
-# Full benchmark suite (~33 min on 2 CPU cores; AGORA_BENCH_ROUNDS=N sets every side's rounds), then the profiler, then benches/RESULTS.md.
+# Full benchmark suite (~27 min on 2 CPU cores; AGORA_BENCH_ROUNDS=N sets every side's rounds), then the profiler, then benches/RESULTS.md.
 bench: setup
 	$(BIN)/python -m pytest benches -q --benchmark-json=benches/results.json
 	$(BIN)/python -m benches.profile_step --out benches/profile.json
