@@ -95,15 +95,18 @@ def coverage_pairs(answers: Sequence[Mapping[str, Any]], positions: Sequence[Map
                    p: Sequence[float]) -> pl.DataFrame:
     """One row per (answer, position of its dilemma): ``answer`` (the answer's index), its keys, the
     position, ``own`` (the answer's author belongs to a cluster of that position; null for an answer no
-    cluster wrote), the judge's ``p_yes`` and ``covered`` (P > 0.5)."""
+    cluster wrote), ``by_representative`` (the answer's author is the voice whose reason the position quotes),
+    the judge's ``p_yes`` and ``covered`` (P > 0.5)."""
     keys = ("dilemma_id", "condition", "agent_id", "cluster")
     rows = [{"answer": i, **{k: a.get(k) for k in keys}, "position_id": q["position_id"], "position": q["label"],
-             "own": a.get("cluster") in q["clusters"] if a.get("cluster") else None}
+             "own": a.get("cluster") in q["clusters"] if a.get("cluster") else None,
+             "by_representative": a.get("agent_id") is not None and a["agent_id"] in q["representatives"]}
             for i, a in enumerate(answers) for q in positions if q["dilemma_id"] == a["dilemma_id"]]
     if len(rows) != len(p):
         raise ValueError(f"{len(p)} coverage readings for {len(rows)} (answer, position) pairs")
     schema = {"answer": pl.Int64, "dilemma_id": pl.String, "condition": pl.String, "agent_id": pl.Int64,
-              "cluster": pl.String, "position_id": pl.String, "position": pl.String, "own": pl.Boolean}
+              "cluster": pl.String, "position_id": pl.String, "position": pl.String, "own": pl.Boolean,
+              "by_representative": pl.Boolean}
     frame = pl.DataFrame(rows, schema=schema)
     return frame.with_columns(p_yes=pl.Series(list(p), dtype=pl.Float64)).with_columns(covered=pl.col("p_yes") > COVERED)
 
@@ -151,8 +154,11 @@ def coverage_metrics(answers: pl.DataFrame, conditions: Sequence[str], seed: int
 
 def own_position_check(pairs: pl.DataFrame) -> dict[str, Any]:
     """The judge's validity check: answers written by a cluster's agents (panel members) should cover their
-    own cluster's position more often than the others'. Shares covered with Wilson intervals, and the mean P."""
-    out: dict[str, Any] = {}
+    own cluster's position more often than the others'. Shares covered with Wilson intervals, and the mean P.
+    A reading of a position by the very voice it quotes is left out (counted): the member would be judged
+    against its own words, which says nothing about the judge."""
+    out: dict[str, Any] = {"self_readings_excluded": int(pairs["by_representative"].sum()) if len(pairs) else 0}
+    pairs = pairs.filter(~pl.col("by_representative")) if len(pairs) else pairs
     for name, own in (("own_position", True), ("other_positions", False)):
         df = pairs.filter(pl.col("own") == own)
         out[name] = interval(proportion_interval(int(df["covered"].sum()), len(df))) | {

@@ -18,6 +18,7 @@ often than the others'.
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from sim.report.overton import overton_report, plot_overton
 from sim.seeding import child_rng, child_seed, sample_dilemmas
 from sim.society import population
 
+log = logging.getLogger(__name__)
 CONDITIONS = ("single", "contextual", "panel")
 
 
@@ -104,6 +106,9 @@ def run_overton(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = No
     o = cfg.study.overton
     run = Run.start(cfg, out_dir, "overton", backend)
     dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), o.dilemmas, cfg.seed, "overton")
+    if o.panel_size > cfg.population.size:
+        log.warning("study.overton.panel_size %d > population.size %d: panels of %d", o.panel_size,
+                    cfg.population.size, cfg.population.size)
     rows, voices, positions, p = _measure(run, dilemmas)
     pairs = coverage_pairs(rows, positions, p)
     answers = pl.concat([pl.DataFrame(rows, infer_schema_length=None), answer_coverage(pairs, len(rows)).drop("answer")],
@@ -118,11 +123,12 @@ def run_overton(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = No
     counts = [sum(1 for q in positions if q["dilemma_id"] == d.id) for d in dilemmas]
     summary: dict[str, Any] = {
         "seconds": {k: round(run.ckpt.seconds(k), 1) for k in ("answers", "voices", "coverage")},
-        "dilemmas": len(dilemmas), "clusters": list(dict.fromkeys(cfg.population.clusters)),
+        "dilemmas": len(dilemmas), "clusters": list(dict.fromkeys(w.cluster for w in population(cfg))),
+        "panel_size": min(o.panel_size, cfg.population.size),
         "positions_per_dilemma": {"mean": sum(counts) / len(counts), "min": min(counts), "max": max(counts)},
         **metrics, "plots": plot_overton(metrics, out_dir)}
     pick = lambda v: {k: v[k] for k in ("value", "low", "high")}  # noqa: E731
     summary["headline"] = {f"coverage[{c}]": pick(v["coverage"]) for c, v in metrics["conditions"].items()}
     summary["headline"] |= {k: pick(v) for k, v in metrics["differences"].items() if k.startswith("coverage_")}
-    summary["headline"] |= {f"judge_{k}": pick(v) for k, v in metrics["validity"].items()}
+    summary["headline"] |= {f"judge_{k}": pick(metrics["validity"][k]) for k in ("own_position", "other_positions")}
     return run.finish(summary, partial(overton_report, answers=answers, positions=positions, pairs=pairs))

@@ -73,7 +73,9 @@ def overton_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFrame
     own, other = summary["validity"]["own_position"], summary["validity"]["other_positions"]
     validity = (f"Panel members' answers covered their own cluster's position in {fmt_interval(own)} of {own['n']} "
                 f"readings (mean P {fmt(own['mean_p'])}) and the other positions in {fmt_interval(other)} of {other['n']} "
-                f"(mean P {fmt(other['mean_p'])}). A judge that does not tell these apart cannot measure coverage either.")
+                f"(mean P {fmt(other['mean_p'])}); {summary['validity'].get('self_readings_excluded', 0)} readings of a "
+                "position by the very voice it quotes are left out. A judge that does not tell these apart cannot "
+                "measure coverage either.")
     ppd = summary["positions_per_dilemma"]
     intro = (f"{summary['dilemmas']} dilemmas; each cluster's position is its voices' side and the reason of its "
              f"surest voice ({ppd['mean']:.1f} positions per dilemma). Coverage is the share of those positions an "

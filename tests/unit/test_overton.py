@@ -127,9 +127,9 @@ def _answers_with(coverage: dict[tuple[str, str], float]) -> pl.DataFrame:
 def test_coverage_pairs_and_per_answer_shares():
     answers = [{"dilemma_id": "d1", "condition": "single", "text": "t"}, {"dilemma_id": "d2", "condition": "panel", "text": "u"},
                {"dilemma_id": "d1", "condition": "member", "cluster": "y", "agent_id": 2, "text": "v"}]
-    positions = [{"dilemma_id": "d1", "position_id": "d1:x", "label": "x", "clusters": ["x"]},
-                 {"dilemma_id": "d1", "position_id": "d1:y", "label": "y", "clusters": ["y"]},
-                 {"dilemma_id": "d2", "position_id": "d2:x", "label": "x", "clusters": ["x"]}]
+    positions = [{"dilemma_id": "d1", "position_id": "d1:x", "label": "x", "clusters": ["x"], "representatives": [1]},
+                 {"dilemma_id": "d1", "position_id": "d1:y", "label": "y", "clusters": ["y"], "representatives": [3]},
+                 {"dilemma_id": "d2", "position_id": "d2:x", "label": "x", "clusters": ["x"], "representatives": [1]}]
     pairs = coverage_pairs(answers, positions, [0.8, 0.5, 0.3, 0.2, 0.7])
     assert pairs["answer"].to_list() == [0, 0, 1, 2, 2] and pairs["covered"].to_list() == [True, False, False, False, True]
     assert pairs["own"].to_list() == [None, None, None, False, True]
@@ -140,6 +140,21 @@ def test_coverage_pairs_and_per_answer_shares():
     assert (check["own_position"]["value"], check["own_position"]["n"], check["other_positions"]["value"]) == (1.0, 1, 0.0)
     with pytest.raises(ValueError, match=r"1 coverage readings for 5 \(answer, position\) pairs"):
         coverage_pairs(answers, positions, [0.5])
+
+
+def test_the_validity_check_leaves_out_a_member_judged_against_its_own_words():
+    """A member who is also the voice its cluster's position quotes would be judged against its own
+    answer; those readings are counted and left out of the check, the rest kept."""
+    answers = [{"dilemma_id": "d1", "condition": "member", "cluster": "y", "agent_id": 3, "text": "v"},
+               {"dilemma_id": "d1", "condition": "member", "cluster": "y", "agent_id": 4, "text": "w"}]
+    positions = [{"dilemma_id": "d1", "position_id": "d1:x", "label": "x", "clusters": ["x"], "representatives": [1]},
+                 {"dilemma_id": "d1", "position_id": "d1:y", "label": "y", "clusters": ["y"], "representatives": [3]}]
+    pairs = coverage_pairs(answers, positions, [0.1, 0.9, 0.2, 0.4])
+    assert pairs["by_representative"].to_list() == [False, True, False, False]
+    check = own_position_check(pairs)
+    assert check["self_readings_excluded"] == 1
+    assert (check["own_position"]["n"], check["own_position"]["value"]) == (1, 0.0)  # agent 4 on y: P 0.4
+    assert (check["other_positions"]["n"], check["other_positions"]["mean_p"]) == (2, pytest.approx(0.15))
 
 
 def test_coverage_metrics_intervals_and_paired_differences_by_hand():
