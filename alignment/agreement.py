@@ -10,14 +10,25 @@ figures compare a model's profile with people's:
   people differ, whatever its overall level; it is undefined (None) when either side puts every country
   on the same profile.
 
-Intervals are percentile bootstraps that resample agents within each country (the model side) and
-respondents within each country (the human side; :func:`resample_means`), or draw each human estimate
-from its sampling distribution where only estimates and standard errors are public (:func:`normal_draws`).
+Intervals are *basic* (reverse-percentile) bootstraps, ``[2θ̂ − q_hi, 2θ̂ − q_lo]`` (Davison & Hinkley 1997,
+§5.2.1), clipped to the statistic's range (distance >= 0, correlation in [−1, 1]). Replicates resample
+agents within each country (the model side) and respondents within each country (the human side;
+:func:`resample_means`), or draw each human estimate from its sampling distribution where only estimates
+and standard errors are public (:func:`normal_draws`). Basic, not percentile: resampling noise only ever
+pushes a distance up (and a correlation towards 0), so a percentile range sits above the estimate and can
+miss both it and the truth (a model that answers exactly as people do got distance 0 with a percentile
+range [0.019, 0.042]); the basic interval reflects that shift back around the estimate. With one agent
+per country the agent resample is a no-op: the interval then covers people's sampling only.
+
+The shuffled-country baseline's permutation p is exact (every ordering, the identity included) when
+``n! <= n_perm``, else (1 + k) / (1 + N) over N seeded random non-identity orderings (Phipson & Smyth 2010).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+import math
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -66,7 +77,17 @@ def _bounds(values: np.ndarray, confidence: float) -> tuple[float, float]:
 
 
 def _figure(point: float, draws: np.ndarray, confidence: float) -> dict[str, float | None]:
+    """A point with the percentile range of ``draws`` (a spread of values, not an interval for ``point``)."""
     lo, hi = _bounds(draws, confidence) if np.isfinite(point) else (float("nan"), float("nan"))
+    return {"value": finite(point), "low": finite(lo), "high": finite(hi)}
+
+
+def basic_interval(point: float, draws: np.ndarray, confidence: float, lo_limit: float, hi_limit: float
+                   ) -> dict[str, float | None]:
+    """``point`` with its basic bootstrap interval ``[2·point − q_hi, 2·point − q_lo]``, clipped to
+    ``[lo_limit, hi_limit]`` (see the module docstring for why basic, not percentile)."""
+    q_lo, q_hi = _bounds(draws, confidence) if np.isfinite(point) else (float("nan"), float("nan"))
+    lo, hi = (float(np.clip(2 * point - q, lo_limit, hi_limit)) for q in (q_hi, q_lo))
     return {"value": finite(point), "low": finite(lo), "high": finite(hi)}
 
 
@@ -97,35 +118,54 @@ def agreement(model_agents: Sequence[np.ndarray], human: np.ndarray, human_draws
     boot_dist = distances(boot, human_draws)
     boot_corr = np.array([between_country_correlation(boot[b], human_draws[b]) for b in range(n_boot)])
     return {
-        "distance": _figure(float(per_country.mean()), boot_dist.mean(axis=1), confidence),
-        "correlation": _figure(between_country_correlation(model, human), boot_corr, confidence),
-        "per_country_distance": [_figure(float(per_country[c]), boot_dist[:, c], confidence)
+        "distance": basic_interval(float(per_country.mean()), boot_dist.mean(axis=1), confidence, 0.0, np.inf),
+        "correlation": basic_interval(between_country_correlation(model, human), boot_corr, confidence, -1.0, 1.0),
+        "per_country_distance": [basic_interval(float(per_country[c]), boot_dist[:, c], confidence, 0.0, np.inf)
                                  for c in range(len(per_country))],
     }
 
 
+def _orderings(n: int, n_perm: int, seed: int) -> tuple[bool, Iterator[np.ndarray]]:
+    """Whether the orderings are exhaustive, and the orderings: all ``n!`` (the identity first) when
+    ``n! <= n_perm``, else ``n_perm`` seeded random ones, the identity never drawn."""
+    if math.factorial(n) <= n_perm:
+        return True, (np.array(p) for p in itertools.permutations(range(n)))
+
+    def draws() -> Iterator[np.ndarray]:
+        rng, made = np.random.default_rng(seed), 0
+        while made < n_perm:
+            perm = rng.permutation(n)
+            if not np.all(perm == np.arange(n)):
+                made += 1
+                yield perm
+    return False, draws()
+
+
 def shuffled_baseline(model: np.ndarray, human: np.ndarray, n_perm: int, seed: int,
                       confidence: float = 0.95) -> dict[str, Any]:
-    """The model's country profiles given to randomly permuted countries (``n_perm`` seeded
-    permutations, the identity excluded): mean and percentile range of the distance and correlation,
-    and the one-sided permutation p-value of the model's own correlation (how often a shuffle does as well)."""
-    rng = np.random.default_rng(seed)
+    """The model's country profiles given to permuted countries: mean and percentile range of the
+    distance and correlation over the non-identity orderings, and the one-sided permutation p of the
+    model's own correlation (how often an ordering does as well). Exact over all ``n!`` orderings, the
+    identity counted (p >= 1/n!), when ``n! <= n_perm``; else ``n_perm`` seeded non-identity orderings,
+    p = (1 + k) / (1 + N) (Phipson & Smyth 2010; p >= 1/(N + 1))."""
     model, human = np.asarray(model, float), np.asarray(human, float)
     n = len(model)
+    exact, orderings = _orderings(n, n_perm, seed)
     dist, corr = [], []
-    while len(dist) < n_perm and n > 1:
-        perm = rng.permutation(n)
+    for perm in orderings:
         if np.all(perm == np.arange(n)):
-            continue
+            continue  # the identity: counted in the exact p below, never in the baseline
         dist.append(float(distances(model[perm], human).mean()))
         corr.append(between_country_correlation(model[perm], human))
     dist_a, corr_a = np.asarray(dist), np.asarray(corr)
     observed = between_country_correlation(model, human)
     ok = corr_a[np.isfinite(corr_a)]
-    p = (1 + np.sum(ok >= observed)) / (1 + len(ok)) if np.isfinite(observed) and len(ok) else float("nan")
+    k = int(np.sum(ok >= observed - 1e-12))  # ties (e.g. two countries with one profile) count as doing as well
+    p = (1 + k) / (1 + len(ok)) if np.isfinite(observed) and len(ok) else float("nan")
     return {
         "distance": _figure(float(dist_a.mean()) if len(dist_a) else float("nan"), dist_a, confidence),
         "correlation": _figure(float(np.nanmean(corr_a)) if len(ok) else float("nan"), corr_a, confidence),
         "permutation_p": finite(float(p)),
         "permutations": len(dist_a),
+        "exact": exact,
     }

@@ -166,7 +166,8 @@ class HumanConfig:
         instruments: ``mfq`` (MFQ-30 foundations) and/or ``moral_machine`` (its nine attributes).
         persona: ``country`` (the country named, its cluster's culture; nothing about moral foundations,
             so the MFQ comparison does not hand the answer over) or ``respondent`` (each agent is a real
-            respondent of the country: the country persona plus that person's MFQ-30 foundations).
+            respondent of the country: the country persona plus that person's MFQ-30 foundations; with
+            ``mfq`` this partly hands the answer over, so the run records a caveat).
         agents_per_country: agents per country; with ``respondent``, each is a different real respondent
             drawn (seeded) from the country's; with ``country`` every agent would read the same prompt,
             so it must be 1.
@@ -193,8 +194,9 @@ class HumanConfig:
             raise ValueError(f"study.human.countries: unknown country {bad}; known: {known}")
         if len(set(self.countries)) != len(self.countries) or len(self.countries) < 3:
             raise ValueError("study.human.countries must name at least 3 different countries")
-        if not self.instruments or set(self.instruments) - {"mfq", "moral_machine"}:
-            raise ValueError(f"study.human.instruments must be mfq and/or moral_machine, got {self.instruments}")
+        if (not self.instruments or set(self.instruments) - {"mfq", "moral_machine"}
+                or len(set(self.instruments)) != len(self.instruments)):
+            raise ValueError(f"study.human.instruments must be mfq and/or moral_machine, each once, got {self.instruments}")
         if self.persona not in PERSONAS:
             raise ValueError(f"study.human.persona must be one of {PERSONAS}, got '{self.persona}'")
         if self.agents_per_country < 1 or (self.persona == "country" and self.agents_per_country != 1):

@@ -17,6 +17,7 @@ given to shuffled countries.
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,12 @@ from sim.lifecycle import Run
 from sim.report.human import human_report, plot_human
 from sim.seeding import child_rng, child_seed
 
+log = logging.getLogger(__name__)
 INSTRUMENTS = {"mfq": MFQ_AXES, "moral_machine": tuple(mm.ATTRIBUTES)}
 NO_PERSONA = -1  # agent id of the no-persona baseline
+RESPONDENT_MFQ_CAVEAT = ("persona=respondent with the mfq instrument: each agent's prompt carries its respondent's own "
+                         "MFQ-30 foundation ranking, then its MFQ answers are compared with the same people's country "
+                         "means, so the comparison is partly handed the answer; use persona=country for an MFQ test")
 
 
 def panel(cfg: AgoraConfig) -> list[dict[str, Any]]:
@@ -183,6 +188,9 @@ def run_human_distributions(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend
     run = Run.start(cfg, out_dir, "human_distributions", backend)
     ckpt, backend = run.ckpt, run.backend
     agents = panel(cfg)
+    caveats = [RESPONDENT_MFQ_CAVEAT] if h.persona == "respondent" and "mfq" in h.instruments else []
+    for c in caveats:
+        log.warning("human_distributions: %s", c)
     rows: list[dict[str, Any]] = []
     for inst in h.instruments:
         n = (len(agents) + 1) * (len(mfq30.ITEMS) if inst == "mfq" else len(mm.choices()))
@@ -200,7 +208,7 @@ def run_human_distributions(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend
     store.write_parquet(metrics, out_dir / "human_metrics.parquet")
     summary: dict[str, Any] = {
         "seconds": {inst: round(ckpt.seconds(f"answers:{inst}"), 1) for inst in h.instruments},
-        "countries": h.countries, "agents": len(agents), "persona": h.persona, "reader": h.reader,
+        "countries": h.countries, "agents": len(agents), "persona": h.persona, "reader": h.reader, "caveats": caveats,
         "results": results, "citations": {"mfq": mfq30.CITATION, "moral_machine": mm.CITATION},
         "plots": plot_human(profiles, results, h.countries, out_dir)}
     if "mfq" in h.instruments:

@@ -55,8 +55,9 @@ def _metrics_plot(results: dict[str, Any], out_dir: Path) -> str:
         for j, (cond, label, colour) in enumerate(CONDITIONS):
             vals = [results[i][cond][metric] for i in insts]
             mid = [v["value"] if v["value"] is not None else np.nan for v in vals]
+            # clipped: an interval can still miss its point (e.g. every replicate on one side of it)
             err = np.clip(error_bars([0 if np.isnan(m) else m for m in mid], [v["low"] for v in vals],
-                                     [v["high"] for v in vals]), 0, None)  # a bootstrap range may miss its point (distance 0)
+                                     [v["high"] for v in vals]), 0, None)
             ax.bar(x + (j - 1) * 0.26, mid, 0.26, yerr=err, capsize=3, color=colour, label=label)
             for k, m in enumerate(mid):
                 if np.isnan(m):  # e.g. no persona: one profile for every country
@@ -83,8 +84,11 @@ def _instrument_sections(inst: str, m: dict[str, Any], profiles: pl.DataFrame, c
              else "undefined (one profile for all countries)"}
             for cond, label, _ in CONDITIONS]
     p = m["model"].get("permutation_p")
-    note = (f"Model r against {m['shuffled']['permutations']} country shuffles: permutation p = {p}. "
-            "The shuffled row is the mean and 2.5-97.5% range over shuffles." if p is not None else "")
+    how = ("every other ordering of the countries (exact p, the identity counted)" if m["shuffled"].get("exact")
+           else "seeded random country shuffles")
+    note = (f"Model r against {m['shuffled']['permutations']} {how}: permutation p = {p}. The shuffled row is the "
+            "mean and 2.5-97.5% range over shuffles; the other rows' intervals are basic bootstrap intervals."
+            if p is not None else "")
     per = [{"country": c, "model distance": m["model"]["per_country_distance"][i],
             "no-persona distance": m["no_persona"]["per_country_distance"][i]} for i, c in enumerate(countries)]
     wide = (profiles.filter(pl.col("instrument") == inst)
@@ -103,6 +107,8 @@ def human_report(out_dir: Path, summary: dict[str, Any], profiles: pl.DataFrame)
              "compared with people's, beside the same model with no persona and the model's profiles given to "
              "shuffled countries.")
     sections = standard_sections(summary, intro)
+    if summary.get("caveats"):
+        sections.append(("Caveats", "\n".join(f"- **{c}**" for c in summary["caveats"])))
     sections.append(("Agreement at a glance", figure("human_agreement.png", "Distance and between-country correlation "
                                                                             "with 95% bootstrap intervals")))
     for inst, m in summary["results"].items():

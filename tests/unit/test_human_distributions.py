@@ -16,11 +16,11 @@ from agents.culture import MFQ_AXES, build_bundle, load_mfq_by_country, load_mfq
 from agents.llm.scripted import ScriptedBackend
 from agents.scoring import likelihood_distribution, likelihood_p_first
 from agents.survey import country_worldview
-from alignment.agreement import between_country_correlation, distances, resample_means, shuffled_baseline
+from alignment.agreement import agreement, between_country_correlation, distances, resample_means, shuffled_baseline
 from scenarios import mfq30
 from scenarios import moral_machine as mm
 from sim.experiments import run_experiment
-from sim.experiments.human import panel
+from sim.experiments.human import RESPONDENT_MFQ_CAVEAT, panel
 from tests.helpers import agora, compose
 
 COUNTRIES = ["US", "Japan", "Turkey", "Sweden", "Iran"]
@@ -81,7 +81,12 @@ def test_a_model_answering_as_each_country_does_agrees_with_people_and_the_basel
         assert m["no_persona"]["correlation"]["value"] is None  # one profile for every country: undefined
         assert m["no_persona"]["distance"]["value"] > 0.05
         assert m["shuffled"]["distance"]["value"] > 0.01 and m["shuffled"]["correlation"]["value"] < 0.5
-        assert m["model"]["permutation_p"] <= 1 / 60  # 5 countries: 119 non-identity shuffles, none do as well
+        assert m["model"]["permutation_p"] == pytest.approx(1 / 120, abs=1e-6)  # exact: 5! orderings, only the identity does as well
+        assert m["shuffled"]["permutations"] == 119 and m["shuffled"]["exact"]
+        # the basic intervals hold their point and the truth (distance 0, r 1)
+        assert m["model"]["distance"]["low"] == 0.0 <= m["model"]["distance"]["high"]
+        assert m["model"]["correlation"]["low"] <= 1.0 == m["model"]["correlation"]["high"]
+        assert all(c["low"] <= c["value"] <= c["high"] and c["low"] == 0.0 for c in m["model"]["per_country_distance"])
     profiles = pl.read_parquet(tmp_path / "human_profiles.parquet")
     assert np.allclose(profiles["model"], profiles["human"], atol=1e-9)
     answers = pl.read_parquet(tmp_path / "human_answers.parquet")
@@ -168,7 +173,35 @@ def test_agreement_metrics_on_hand_checked_profiles():
     boot = resample_means(rows, 500, np.random.default_rng(0))
     assert boot.shape == (500, 2) and abs(boot.mean(axis=0) - rows.mean(axis=0)).max() < 0.5
     sh = shuffled_baseline(human, human, 200, seed=1)
-    assert sh["permutations"] == 200 and sh["distance"]["low"] > 0  # the identity is never drawn
+    assert sh["permutations"] == 5 and sh["distance"]["low"] > 0  # 3! orderings, the identity left out of the baseline
+
+
+@pytest.mark.parametrize("n,p", [(3, 1 / 6), (4, 1 / 24), (5, 1 / 120)])
+def test_permutation_p_is_exact_over_every_ordering_when_there_are_few(n, p):
+    human = np.random.default_rng(n).normal(size=(n, 5))
+    sh = shuffled_baseline(human + 0.01 * np.random.default_rng(9).normal(size=(n, 5)), human, 1000, seed=0)
+    assert sh["exact"] and sh["permutations"] == math.factorial(n) - 1
+    assert sh["permutation_p"] == pytest.approx(p, abs=1e-6)  # only the identity does as well: p = 1/n!, never lower
+
+
+def test_permutation_p_of_random_shuffles_never_goes_below_one_over_n_plus_one():
+    human = np.random.default_rng(0).normal(size=(7, 5))  # 7! = 5040 > 1000: seeded draws
+    sh = shuffled_baseline(human, human, 1000, seed=0)
+    assert not sh["exact"] and sh["permutations"] == 1000 and sh["permutation_p"] == pytest.approx(1 / 1001, abs=1e-6)
+    assert sh == shuffled_baseline(human, human, 1000, seed=0)
+
+
+def test_basic_bootstrap_intervals_hold_the_point_and_the_truth_when_the_model_answers_as_people_do():
+    rows = [np.random.default_rng(c).normal(c, 1.0, size=(200, 5)) for c in range(4)]
+    human = np.stack([r.mean(axis=0) for r in rows])
+    draws = np.stack([resample_means(r, 500, np.random.default_rng(10 + c)) for c, r in enumerate(rows)], axis=1)
+    m = agreement([h[None, :] for h in human], human, draws, seed=0)
+    assert m["distance"]["value"] == 0.0 and m["distance"]["low"] == 0.0 <= m["distance"]["high"]
+    assert m["correlation"]["value"] == pytest.approx(1.0)
+    assert m["correlation"]["low"] <= 1.0 <= m["correlation"]["high"] + 1e-12
+    assert all(c["low"] <= 0.0 <= c["high"] for c in m["per_country_distance"])
+    off = agreement([h[None, :] + 1.0 for h in human], human, draws, seed=0)  # every dimension off by 1
+    assert off["distance"]["low"] <= 1.0 <= off["distance"]["high"]
 
 
 # -- population and config ---------------------------------------------------------------------------------
@@ -191,8 +224,30 @@ def test_respondent_agents_are_real_respondents_of_their_country_seeded():
     ("study.human.agents_per_country=2", "1 with persona=country"),
     ("study.human.instruments=[mfq,wvs]", "mfq and/or moral_machine"),
     ("study.human.persona=citizen", "persona must be one of"),
+    ("study.human.instruments=[mfq,mfq]", "each once"),
 ])
 def test_bad_settings_are_one_line_errors(tmp_path, override, needle):
     res = agora("llm=scripted", "experiment=human_distributions", override, f"hydra.run.dir={tmp_path}")
     err = res.stderr.strip()
     assert res.returncode == 2 and err.startswith("agora: error: ") and "\n" not in err and needle in err, err
+
+
+def test_respondent_persona_with_mfq_records_its_caveat(tmp_path, caplog):
+    run = (*RUN[:1], "study.human.countries=[US,Japan,Turkey]", "calibration.enabled=false", "study.human.persona=respondent")
+    with caplog.at_level("WARNING"):
+        s = run_experiment(compose(*run, "study.human.instruments=[mfq]"), tmp_path / "a",
+                           ScriptedBackend(scores=uniform_scores, record=False))
+    assert s["caveats"] == [RESPONDENT_MFQ_CAVEAT] and RESPONDENT_MFQ_CAVEAT in (tmp_path / "a" / "report.md").read_text()
+    assert RESPONDENT_MFQ_CAVEAT in caplog.text
+    s = run_experiment(compose(*run, "study.human.instruments=[moral_machine]"), tmp_path / "b",
+                       ScriptedBackend(scores=uniform_scores, record=False))
+    assert s["caveats"] == []
+
+
+def test_readme_gives_the_bundles_count_of_usable_mfq_respondents():
+    import re
+    from pathlib import Path
+
+    n = sum(len(v) for v in load_mfq_by_country().values())
+    counts = re.findall(r"([\d,]+) usable (?:MFQ-30 )?respondents", (Path(__file__).parents[2] / "README.md").read_text())
+    assert counts and set(counts) == {f"{n:,}"}, counts
