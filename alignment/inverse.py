@@ -5,6 +5,8 @@ A principle *agrees* with a pair when the side it prefers (P(A) above or below �
 A list of principles votes by the mean of its principles' P(A) (a soft vote: a principle sure of a pair
 outweighs one near ½, as the society's own labels average readings); a vote of exactly ½ is *undecided*
 and counts as a miss. Pairs whose label is exactly ½ (ties) have no side: left out and counted.
+A scope with no candidate, or no decided training label, learns no list: it is n/a (null agreement, a
+reason), never an empty list scored as all-undecided.
 """
 
 from __future__ import annotations
@@ -77,12 +79,25 @@ def rate(h: int, n: int) -> float | None:
     return finite(h / n) if n else None
 
 
+def not_learned(stats: dict[str, Any]) -> dict[str, Any]:
+    """An n/a learned list's agreement or difference: the pairs it would cover, no figure."""
+    return stats | {k: None for k in ("value", "low", "high", "hits", "undecided") if k in stats}
+
+
+def why_no_list(n_candidates: int, train_label: np.ndarray) -> str | None:
+    """Why a scope can learn no list (None when it can)."""
+    if not n_candidates:
+        return "no candidate principle"
+    return None if (side(train_label) != 0).any() else "no decided training pair"
+
+
 def explain_scopes(scores: np.ndarray, label: np.ndarray, groups: Sequence[str], held: np.ndarray,
                    roles: dict[str, list[int]], max_k: int, seed: int, n_boot: int = 2000) -> dict[str, Any]:
     """Per scope (``society``: every pair; then each group, e.g. judge cluster): every candidate's training
     agreement, the greedy list on the training pairs, and three predictors on the held-out pairs — the
     learned list, the ``given`` principles (the constitution the society was given) and the ``none``
-    principle (no principle) — with the learned list's paired differences from the other two.
+    principle (no principle) — with the learned list's paired differences from the other two. A scope
+    that can learn no list (:func:`why_no_list`) has ``na`` set and null learned figures.
 
     ``roles``: row indices of ``scores`` that are ``candidate``, ``given`` and ``none``."""
     scores, label, held = np.asarray(scores, float), np.asarray(label, float), np.asarray(held, bool)
@@ -96,13 +111,20 @@ def explain_scopes(scores: np.ndarray, label: np.ndarray, groups: Sequence[str],
         chosen = [cand[s["index"]] for s in steps]
         preds = {"learned": list_vote(scores, chosen), "given_constitution": list_vote(scores, roles["given"]),
                  "no_principle": list_vote(scores, roles["none"])}
+        na = why_no_list(len(cand), label[tr])
+        methods = {m: {"rows": rows, "train": agreement(p[tr], label[tr]), "held_out": agreement(p[he], label[he])}
+                   for (m, p), rows in zip(preds.items(), (chosen, roles["given"], roles["none"]), strict=True)}
+        minus = {m: paired_difference(preds["learned"][he], preds[m][he], label[he], seed, n_boot)
+                 for m in ("given_constitution", "no_principle")}
+        if na:
+            methods["learned"] |= {k: not_learned(methods["learned"][k]) for k in ("train", "held_out")}
+            minus = {m: not_learned(v) for m, v in minus.items()}
         out[scope] = {
+            "na": na,
             "candidates": {i: agreement(scores[i, tr], label[tr]) for i in cand},
             "steps": [{"row": cand[s["index"]], "train_agreement": rate(s["hits"], s["n"])} for s in steps],
-            "methods": {m: {"rows": rows, "train": agreement(p[tr], label[tr]), "held_out": agreement(p[he], label[he])}
-                        for (m, p), rows in zip(preds.items(), (chosen, roles["given"], roles["none"]), strict=True)},
-            "learned_minus": {m: paired_difference(preds["learned"][he], preds[m][he], label[he], seed, n_boot)
-                              for m in ("given_constitution", "no_principle")},
+            "methods": methods,
+            "learned_minus": minus,
             "pairs": {"train": int(tr.sum()), "held_out": int(he.sum())},
         }
     return out

@@ -3,7 +3,8 @@ principles and the statements people voted on in Collective Constitutional AI (C
 Collective Intelligence Project, 2023; its Pol.is export's ``clean_comments.csv``).
 
 The CCAI file carries no licence: it is read where the user keeps it, for measurement only, and never
-copied. When it is absent the bank is the bundled constitutions alone, and the caller records that.
+copied. When the default file is absent the bank is the bundled constitutions alone, and the caller records
+that; a path the user set that is not there is an error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from scenarios.errors import InputError
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 CCAI_REQUIRED = ("comment-id", "comment-body")
+CCAI_FILE = "clean_comments.csv"  # the export's cleaned statements; a folder given as ccai_path is read for it
+DEFAULT_CCAI = f"../shared/data/ccai_polis/{CCAI_FILE}"
+ACCEPTED = "1"  # Pol.is moderation: 1 accepted, 0 unmoderated, -1 rejected; clean_comments.csv's 275 are the 1s
 CCAI_SOURCE = "Collective Constitutional AI statements (Anthropic & CIP 2023, Pol.is export; no licence: read in place)"
 NO_PRINCIPLE = "none"  # the bundled constitution whose one principle ("Choose the better answer.") is the baseline
 
@@ -28,24 +32,36 @@ def ccai_principle(statement: str) -> str:
     return f'Choose the answer that better agrees with this statement: "{statement.strip()}"'
 
 
-def resolve_path(path: str, root: Path = CHECKOUT) -> tuple[Path | None, str]:
-    """``path`` as a file that exists (relative: from the working directory, then from ``root``), or None,
-    and a line saying which (for the summary)."""
+def resolve_path(path: str, root: Path | None = None) -> tuple[Path | None, str]:
+    """``path`` as a file that exists (relative: from the working directory, then from ``root``; a folder:
+    its ``clean_comments.csv``), or None, and a line saying which (for the summary). Only the default path
+    may be absent: a path the user set that names no file is an :class:`InputError`."""
     if not path:
         return None, "not used (study.inverse.ccai_path is empty)"
     p = Path(path).expanduser()
-    tried = [p] if p.is_absolute() else list(dict.fromkeys([Path.cwd() / p, root / p]))
+    tried = [p] if p.is_absolute() else list(dict.fromkeys([Path.cwd() / p, (root or CHECKOUT) / p]))
+    tried = [t / CCAI_FILE if t.is_dir() else t for t in tried]
     for t in tried:
         if t.is_file():
             return t.resolve(), f"read in place from {t.resolve()}"
+    if path != DEFAULT_CCAI:
+        raise InputError(f"study.inverse.ccai_path={path}: no such file (looked for {', '.join(str(t) for t in tried)})")
     return None, f"absent (looked for {', '.join(str(t) for t in tried)}): the bank is the bundled constitutions only"
 
 
-def load_ccai(path: Path) -> list[dict[str, Any]]:
-    """The CCAI statements as principles ``{id, text, source}``; a malformed file is one :class:`InputError` line."""
+def load_ccai(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The CCAI statements as principles ``{id, text, source}``, and how many a ``moderated`` column (the
+    raw export's ``comments.csv``) left out as not accepted; a malformed file is one :class:`InputError` line."""
     text = read_text(path, "CCAI statements file", f"a CSV with columns {', '.join(CCAI_REQUIRED)}")
-    out, seen = [], set()
+    out, seen, dropped = [], set(), 0
     for where, row in csv_rows(path, text, CCAI_REQUIRED, "CCAI"):
+        if "moderated" in row:
+            mod = (row["moderated"] or "").strip()
+            if mod not in ("1", "0", "-1"):
+                raise InputError(f"{where}: moderated must be 1, 0 or -1, got '{mod}'")
+            if mod != ACCEPTED:
+                dropped += 1
+                continue
         body = " ".join((row["comment-body"] or "").split())
         if not body:
             raise InputError(f"{where}: empty comment-body")
@@ -53,7 +69,7 @@ def load_ccai(path: Path) -> list[dict[str, Any]]:
             raise InputError(f"{where}: duplicate comment-id '{row['comment-id']}'")
         seen.add(row["comment-id"])
         out.append({"id": f"ccai:{row['comment-id']}", "text": ccai_principle(body), "source": "ccai"})
-    return out
+    return out, dropped
 
 
 def constitution_principles(exclude: tuple[str, ...] = (NO_PRINCIPLE,)) -> list[dict[str, Any]]:
@@ -75,7 +91,7 @@ def principle_bank(ccai_path: str, size: int, rng: np.random.Generator) -> tuple
     where they came from."""
     bundled = constitution_principles()
     path, status = resolve_path(ccai_path)
-    ccai = load_ccai(path) if path is not None else []
+    ccai, dropped = load_ccai(path) if path is not None else ([], 0)
     n_ccai = min(size // 2, len(ccai))
     n_bundled = min(size - n_ccai, len(bundled))
     n_ccai = min(size - n_bundled, len(ccai))  # bundled ones run out first at large sizes: CCAI fills the rest
@@ -84,6 +100,6 @@ def principle_bank(ccai_path: str, size: int, rng: np.random.Generator) -> tuple
         return [pool[int(i)] for i in sorted(rng.choice(len(pool), size=k, replace=False))] if k else []
 
     picked = draw(bundled, n_bundled) + draw(ccai, n_ccai)
-    record = {"ccai": status, "ccai_statements": len(ccai), "pool": len(bundled) + len(ccai), "drawn": len(picked),
-              "drawn_ccai": n_ccai}
+    record = {"ccai": status, "ccai_statements": len(ccai), "ccai_not_accepted": dropped,
+              "pool": len(bundled) + len(ccai), "drawn": len(picked), "drawn_ccai": n_ccai}
     return picked, record

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scenarios.principle_bank import DEFAULT_CCAI
+
 STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation", "inverse_constitution", "overton",
            "human_distributions")
 
@@ -221,9 +223,11 @@ class InverseConfig:
         proposal_tokens: new tokens per proposal.
         bank_size: principles drawn (seeded) from the bank (the bundled constitutions' judging principles
             and the Collective Constitutional AI statements); 0 = none.
-        ccai_path: the CCAI ``clean_comments.csv`` (read in place, never copied); relative paths are
-            looked up from the working directory, then from the checkout's root. Absent = the bank is the
-            bundled constitutions only (recorded, not an error); empty = do not use it.
+        ccai_path: the CCAI ``clean_comments.csv`` or its folder (read in place, never copied; a
+            ``moderated`` column keeps only accepted statements); relative paths are looked up from the
+            working directory, then from the checkout's root. The default absent = the bank is the bundled
+            constitutions only (recorded and logged, not an error); another path absent = an error; empty =
+            do not use it.
         held_out: share of pairs held out to evaluate each list.
         split_by: ``pair`` (a seeded split within each judge cluster) or ``dilemma`` (every dilemma on
             one side; needs several dilemmas).
@@ -234,7 +238,7 @@ class InverseConfig:
     proposals: int = 8
     proposal_tokens: int = 40
     bank_size: int = 8
-    ccai_path: str = "../shared/data/ccai_polis/clean_comments.csv"
+    ccai_path: str = DEFAULT_CCAI
     held_out: float = 0.4
     split_by: str = "pair"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from functools import partial
 from pathlib import Path
@@ -51,6 +52,7 @@ from sim.society import Society, check_per_step
 
 _LEAD = re.compile(r"\b(?:choose|select|prefer|pick)\s+(?:the\s+)?(?:answer|response|reply|one)\s+(?:that|which)\s+",
                    re.IGNORECASE)
+log = logging.getLogger(__name__)
 MIN_WORDS = 2  # "Choose the answer that helps." is a principle; "Choose the answer that." is not
 
 
@@ -69,6 +71,9 @@ def _key(text: str) -> str:
 
 
 # -- inputs ----------------------------------------------------------------------------------------------
+READ_COLUMNS = ("pref_id", "dilemma_id", "prompt", "response_a", "response_b", "judge_cluster", "p_a")
+
+
 def read_preferences(source: str) -> tuple[pl.DataFrame, Path]:
     """A run's preferences (its folder or the parquet itself), schema-checked, or a one-line error."""
     path = Path(source).expanduser()
@@ -84,9 +89,14 @@ def read_preferences(source: str) -> tuple[pl.DataFrame, Path]:
         raise InputError(f"{file}: not a preferences table: missing column(s) {', '.join(missing)}")
     try:
         df = df.select(list(PREFERENCE_SCHEMA)).cast(PREFERENCE_SCHEMA)
+        for col in READ_COLUMNS:  # the columns this method reads: a null one would fail mid-run
+            if nulls := df[col].null_count():
+                raise InputError(f"{file}: column {col} has {nulls} null value(s) (of {len(df)} rows)")
         validate_preferences(df)
     except (SchemaError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{file}: {str(exc).splitlines()[0][:200]}") from None
+    if "society" in df["judge_cluster"].to_list():
+        raise InputError(f"{file}: a judge_cluster is named 'society', the name of the whole-society scope")
     if len(df) < 2:
         raise InputError(f"{file}: {len(df)} preference(s); at least 2 are needed to hold some out")
     return df, file
@@ -226,7 +236,8 @@ CANDIDATE_SCHEMA = {"scope": pl.String, "principle_id": pl.String, "text": pl.St
 LIST_SCHEMA = {"scope": pl.String, "method": pl.String, "principle_ids": pl.List(pl.String),
                "principles": pl.List(pl.String), "train_agreement": pl.Float64, "train_n": pl.Int64,
                "held_hits": pl.Int64, "held_n": pl.Int64, "held_agreement": pl.Float64, "held_low": pl.Float64,
-               "held_high": pl.Float64, "held_label_ties": pl.Int64, "held_undecided": pl.Int64}
+               "held_high": pl.Float64, "held_label_ties": pl.Int64, "held_undecided": pl.Int64,
+               "na_reason": pl.String}  # why a learned list is n/a (null figures); null otherwise
 
 
 def tables(principles: list[dict[str, Any]], result: dict[str, Any]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -245,7 +256,7 @@ def tables(principles: list[dict[str, Any]], result: dict[str, Any]) -> tuple[pl
                           "principles": [principles[i]["text"] for i in m["rows"]], "train_agreement": m["train"]["value"],
                           "train_n": m["train"]["n"], "held_hits": h["hits"], "held_n": h["n"], "held_agreement": h["value"],
                           "held_low": h["low"], "held_high": h["high"], "held_label_ties": h["label_ties"],
-                          "held_undecided": h["undecided"]})
+                          "held_undecided": h["undecided"], "na_reason": r["na"] if method == "learned" else None})
     return pl.DataFrame(cands, schema=CANDIDATE_SCHEMA), pl.DataFrame(lists, schema=LIST_SCHEMA)
 
 
@@ -267,7 +278,7 @@ def _summary(result: dict[str, Any], principles: list[dict[str, Any]], proposals
     counts = {s: sum(p["status"] == s for p in proposals) for s in ("parsed", "duplicate", "unparsed")}
     scopes, headline = {}, {}
     for scope, r in result.items():
-        scopes[scope] = {"pairs": r["pairs"],
+        scopes[scope] = {"pairs": r["pairs"], "learned_na": r["na"],
                          "learned_list": [{"id": principles[s["row"]]["id"], "text": principles[s["row"]]["text"],
                                            "train_agreement": s["train_agreement"]} for s in r["steps"]],
                          "candidate_train_agreement": _spread([a["value"] for a in r["candidates"].values()]),
@@ -305,6 +316,8 @@ def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBacken
         given, notes["given_constitution"] = load_constitution(cfg.constitution.name), cfg.constitution.name
         notes["preferences"] = "this run's society"
     bank, notes["bank"] = principle_bank(inv.ccai_path, inv.bank_size, child_rng(cfg.seed, "inverse", "bank"))
+    if notes["bank"]["ccai"].startswith("absent"):
+        log.warning("inverse: CCAI statements not found, the bank is the bundled constitutions only (%s)", inv.ccai_path)
     run = Run.start(cfg, out_dir, "inverse_constitution", backend)
     if not inv.preferences:
         prefs, notes["trl_export"] = _society(cfg, run, pool, out_dir)

@@ -44,10 +44,15 @@ def plot_inverse(scopes: dict[str, Any], out_dir: Path) -> list[str]:
     return ["inverse_agreement.png"]
 
 
+def na(scope: dict[str, Any]) -> str:
+    """An n/a learned list, with its reason (no candidate principle, no decided training pair)."""
+    return f"n/a ({scope.get('learned_na') or 'empty list'})"
+
+
 def _lists(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for scope, v in summary["scopes"].items():
-        learned = "; ".join(f"{p['text']} ({p['train_agreement']:.2f})" for p in v["learned_list"]) or "—"
+        learned = "; ".join(f"{p['text']} ({p['train_agreement']:.2f})" for p in v["learned_list"]) or na(v)
         rows.append({"scope": scope_label(scope), "learned list (training agreement after each)": learned,
                      "train pairs": v["pairs"]["train"], "held-out pairs": v["pairs"]["held_out"]})
     return rows
@@ -57,7 +62,8 @@ def _held(summary: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for scope, v in summary["scopes"].items():
         h, d = v["held_out"], v["learned_minus"]
-        rows.append({"scope": scope_label(scope), **{f"{METHODS[m][0]} [95% CI]": h[m] for m in METHODS},
+        learned = {f"{METHODS['learned'][0]} [95% CI]": na(v)} if v.get("learned_na") else {}
+        rows.append({"scope": scope_label(scope), **{f"{METHODS[m][0]} [95% CI]": h[m] for m in METHODS}, **learned,
                      "n (decided labels)": h["learned"]["n"], "learned − given [95% CI]": d["given_constitution"],
                      "learned − none [95% CI]": d["no_principle"]})
     return rows
@@ -69,7 +75,9 @@ def _reading(summary: dict[str, Any]) -> str:
     beats = [scope_label(s) for s, v in scopes.items() if (v["learned_minus"]["no_principle"]["low"] or 0) > 0]
     spread = scopes["society"]["candidate_train_agreement"]
     best = scopes["society"]["held_out"]["learned"]
-    return (f"Whole society, learned list: {fmt_interval(best)} of {best['n']} held-out pairs. The learned list agrees "
+    whole = (na(scopes["society"]) if scopes["society"].get("learned_na")
+             else f"{fmt_interval(best)} of {best['n']} held-out pairs")
+    return (f"Whole society, learned list: {whole}. The learned list agrees "
             f"with held-out labels more than no principle does (paired interval above 0) in: {', '.join(beats) or 'no scope'}. "
             f"The candidates' training agreement over the whole society spans {fmt_interval(spread.get('min'))}–"
             f"{fmt_interval(spread.get('max'))}: when every principle agrees about equally, the labels follow something "
@@ -86,7 +94,9 @@ def inverse_report(out_dir: Path, summary: dict[str, Any]) -> list[str]:
              f"({summary['given_constitution']}) and no principle.")
     notes = (f"Candidates: {summary['principles']['candidates']} ({src}). Proposals: {p['asked']} asked, {p['parsed']} "
              f"parsed, {p['duplicate']} duplicates, **{p['unparsed']} unparsed (fallback: no candidate from that pair)**. "
-             f"Bank: {b['drawn']} drawn from {b['pool']} ({b['drawn_ccai']} CCAI); CCAI statements {b['ccai']}.")
+             f"Bank: {b['drawn']} drawn from {b['pool']} ({b['drawn_ccai']} CCAI); CCAI statements {b['ccai']}."
+             + (f" {b['ccai_not_accepted']} CCAI statements not accepted by the moderators left out."
+                if b.get("ccai_not_accepted") else ""))
     sections = standard_sections(summary, intro)
     sections += [("Candidates", notes), ("Learned lists", md_table(_lists(summary))),
                  ("Held-out agreement", md_table(_held(summary))),

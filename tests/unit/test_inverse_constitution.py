@@ -18,7 +18,7 @@ from agents.llm.base import GenerateRequest, ScoreRequest
 from agents.llm.scripted import ScriptedBackend, _unit
 from alignment.inverse import agreement, explain_scopes, greedy_select, list_vote, paired_difference
 from scenarios.errors import InputError
-from scenarios.principle_bank import ccai_principle, load_ccai, principle_bank, resolve_path
+from scenarios.principle_bank import DEFAULT_CCAI, ccai_principle, load_ccai, principle_bank, resolve_path
 from sim.experiments import runner_for
 from sim.experiments.inverse import parse_proposal, principles_of, read_preferences, split_pairs
 from tests.helpers import compose
@@ -124,9 +124,6 @@ def test_the_bank_draws_bundled_and_ccai_principles_and_records_an_absent_ccai_f
     assert sum(p["source"] == "ccai" for p in bank) == 4
     assert bank == principle_bank(str(csv), 8, np.random.default_rng(0))[0]  # seeded
     assert {p["text"] for p in bank if p["source"] == "ccai"} <= {ccai_principle(f"The AI should do thing {i}.") for i in range(30)}
-    absent, rec = principle_bank(str(tmp_path / "missing.csv"), 8, np.random.default_rng(0))
-    assert len(absent) == 8 and rec["drawn_ccai"] == 0 and rec["ccai"].startswith("absent")
-    assert all(p["source"].startswith("constitution:") for p in absent)
     assert resolve_path("")[0] is None
     (tmp_path / "bad.csv").write_text("id,text\n1,x\n")
     with pytest.raises(InputError, match="missing CCAI column"):
@@ -134,6 +131,35 @@ def test_the_bank_draws_bundled_and_ccai_principles_and_records_an_absent_ccai_f
 
 
 # -- bad inputs: one line, exit 2 ------------------------------------------------------------------------
+def test_a_ccai_folder_is_read_for_its_clean_comments_and_a_set_path_that_is_not_there_is_an_error(tmp_path, monkeypatch):
+    (tmp_path / "clean_comments.csv").write_text("comment-id,comment-body\n1,The AI should be kind.\n")
+    assert resolve_path(str(tmp_path))[0] == (tmp_path / "clean_comments.csv").resolve()
+    with pytest.raises(InputError, match=r"ccai_path=.*missing.csv: no such file"):
+        principle_bank(str(tmp_path / "missing.csv"), 8, np.random.default_rng(0))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no such file"):  # a folder without clean_comments.csv
+        principle_bank(str(tmp_path / "empty"), 8, np.random.default_rng(0))
+    # only the default path may be absent (a clone without ../shared): the bundled constitutions alone, recorded
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("scenarios.principle_bank.CHECKOUT", tmp_path / "checkout")
+    absent, rec = principle_bank(DEFAULT_CCAI, 8, np.random.default_rng(0))
+    assert len(absent) == 8 and rec["drawn_ccai"] == 0 and rec["ccai"].startswith("absent")
+    assert all(p["source"].startswith("constitution:") for p in absent)
+
+
+def test_a_moderated_column_keeps_only_the_statements_moderators_accepted(tmp_path):
+    # Pol.is comments.csv: moderated 1 accepted, 0 unmoderated, -1 rejected; clean_comments.csv holds the 1s only
+    csv = tmp_path / "comments.csv"
+    csv.write_text("comment-id,moderated,comment-body\n1,1,The AI should be kind.\n2,-1,Spam spam.\n"
+                   "3,0,Not yet read.\n4,1,The AI should be fair.\n")
+    kept, dropped = load_ccai(csv)
+    assert [p["id"] for p in kept] == ["ccai:1", "ccai:4"] and dropped == 2
+    assert principle_bank(str(csv), 8, np.random.default_rng(0))[1]["ccai_not_accepted"] == 2
+    csv.write_text("comment-id,moderated,comment-body\n1,yes,The AI should be kind.\n")
+    with pytest.raises(InputError, match="moderated must be 1, 0 or -1"):
+        load_ccai(csv)
+
+
 def test_bad_preference_inputs_are_one_line_errors(tmp_path):
     with pytest.raises(InputError, match="no preferences.parquet here"):
         read_preferences(str(tmp_path))
@@ -154,6 +180,19 @@ def test_the_cli_refuses_a_bad_path_in_one_line_with_exit_2(tmp_path):
     assert "no preferences.parquet here" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_the_cli_refuses_null_judge_clusters_in_one_line_before_any_work(no_candidate_run, tmp_path):
+    from tests.helpers import agora
+
+    bad = tmp_path / "nulls.parquet"
+    pl.read_parquet(no_candidate_run[1] / "preferences.parquet").with_columns(
+        pl.lit(None, pl.String).alias("judge_cluster")).write_parquet(bad)
+    out = agora("experiment=inverse_constitution", "llm=scripted", f"study.inverse.preferences={bad}",
+                f"hydra.run.dir={tmp_path}/run", timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "column judge_cluster has" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "run" / "checkpoint.d").exists()
+
+
 def test_the_split_is_seeded_within_each_cluster():
     prefs = pl.DataFrame({"pref_id": [f"p{i}" for i in range(20)], "dilemma_id": ["d"] * 20,
                           "judge_cluster": ["a"] * 10 + ["b"] * 10})
@@ -162,6 +201,75 @@ def test_the_split_is_seeded_within_each_cluster():
     assert (held == split_pairs(prefs, 0.4, "pair", seed=3)).all() and (held != split_pairs(prefs, 0.4, "pair", seed=4)).any()
     with pytest.raises(InputError, match="two or more dilemmas"):
         split_pairs(prefs, 0.4, "dilemma", seed=3)
+
+
+# -- a scope with nothing to learn, and bad preference rows ----------------------------------------------
+NO_CANDIDATES = ("experiment=inverse_constitution", "population.size=8", "sim.steps=1", "study.inverse.bank_size=0",
+                 "study.inverse.proposals=0")
+
+
+@pytest.fixture(scope="module")
+def no_candidate_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nocand")
+    cfg = compose(*NO_CANDIDATES)
+    return cfg, out, runner_for(cfg)(cfg, out, ScriptedBackend())
+
+
+def with_preferences(cfg, path):
+    return dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, inverse=dataclasses.replace(
+        cfg.study.inverse, preferences=str(path))))
+
+
+def test_no_candidate_is_reported_as_na_not_as_a_list_that_scores_zero(no_candidate_run):
+    _, out, summary = no_candidate_run
+    for scope, v in summary["scopes"].items():
+        assert v["learned_na"] == "no candidate principle" and v["learned_list"] == [], scope
+        assert v["held_out"]["learned"]["value"] is None and v["held_out"]["learned"]["low"] is None
+        assert all(d["value"] is None and d["low"] is None for d in v["learned_minus"].values())
+    assert summary["scopes"]["society"]["held_out"]["no_principle"]["value"] is not None  # the baselines are still scored
+    assert summary["headline"]["learned[society]"]["value"] is None
+    learned = pl.read_parquet(out / "inverse_lists.parquet").filter(pl.col("method") == "learned")
+    assert set(learned["na_reason"]) == {"no candidate principle"} and learned["held_agreement"].null_count() == learned.height
+    assert "n/a (no candidate principle)" in (out / "report.md").read_text()
+
+
+def test_a_scope_whose_training_labels_are_all_ties_learns_no_list():
+    label = np.array([0.5, 0.5, 0.9, 0.9, 0.1, 0.1])
+    scores = np.vstack([[0.9, 0.1, 0.8, 0.8, 0.2, 0.2], np.full(6, 0.5)])
+    held = np.array([False, True, False, True, False, True])
+    out = explain_scopes(scores, label, ["t", "t", "d", "d", "d", "d"], held,
+                         {"candidate": [0], "given": [0], "none": [1]}, 2, seed=0, n_boot=50)
+    assert out["t"]["na"] == "no decided training pair" and out["t"]["methods"]["learned"]["held_out"]["value"] is None
+    assert out["t"]["learned_minus"]["no_principle"]["value"] is None
+    assert out["d"]["na"] is None and out["d"]["methods"]["learned"]["held_out"]["value"] == 1.0
+
+
+@pytest.mark.parametrize("column", ["judge_cluster", "prompt", "response_a", "response_b", "dilemma_id", "p_a", "pref_id"])
+def test_nulls_in_a_column_the_method_reads_stop_before_any_model_work(no_candidate_run, tmp_path, column):
+    cfg, out, _ = no_candidate_run
+    prefs = pl.read_parquet(out / "preferences.parquet")
+    bad = tmp_path / "bad.parquet"
+    prefs.with_columns(pl.when(pl.int_range(pl.len()) < 2).then(None).otherwise(pl.col(column)).alias(column)).write_parquet(bad)
+    with pytest.raises(InputError, match=rf"bad.parquet: column {column} has 2 null value\(s\)"):
+        runner_for(cfg)(with_preferences(cfg, bad), tmp_path / "run", ScriptedBackend())
+    assert not (tmp_path / "run").exists()  # no gate, no checkpoint
+
+
+def test_a_judge_cluster_named_society_is_refused(no_candidate_run, tmp_path):
+    cfg, out, _ = no_candidate_run
+    bad = tmp_path / "society.parquet"
+    pl.read_parquet(out / "preferences.parquet").with_columns(pl.lit("society").alias("judge_cluster")).write_parquet(bad)
+    with pytest.raises(InputError, match="judge_cluster is named 'society'"):
+        runner_for(cfg)(with_preferences(cfg, bad), tmp_path / "run", ScriptedBackend())
+
+
+def test_an_absent_default_ccai_bank_is_logged(no_candidate_run, tmp_path, monkeypatch, caplog):
+    cfg, out, _ = no_candidate_run
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("scenarios.principle_bank.CHECKOUT", tmp_path / "checkout")
+    with caplog.at_level("WARNING"):
+        summary = runner_for(cfg)(with_preferences(cfg, out), tmp_path / "run", ScriptedBackend())
+    assert summary["bank"]["ccai"].startswith("absent") and "CCAI statements not found" in caplog.text
 
 
 # -- the planted-principle test --------------------------------------------------------------------------
