@@ -49,7 +49,7 @@ def _metrics_plot(results: dict[str, Any], out_dir: Path) -> str:
     from sim.report.plots import plt
 
     insts = list(results)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110, layout="constrained")
     x = np.arange(len(insts))
     for ax, metric in zip(axes, ("distance", "correlation"), strict=True):
         for j, (cond, label, colour) in enumerate(CONDITIONS):
@@ -58,7 +58,9 @@ def _metrics_plot(results: dict[str, Any], out_dir: Path) -> str:
             # clipped: an interval can still miss its point (e.g. every replicate on one side of it)
             err = np.clip(error_bars([0 if np.isnan(m) else m for m in mid], [v["low"] for v in vals],
                                      [v["high"] for v in vals]), 0, None)
-            ax.bar(x + (j - 1) * 0.26, mid, 0.26, yerr=err, capsize=3, color=colour, label=label)
+            # an undefined figure is a labelled gap: a NaN bar has no extent and breaks the figure's layout
+            ax.bar(x + (j - 1) * 0.26, np.nan_to_num(mid), 0.26, yerr=np.nan_to_num(err), capsize=3, color=colour,
+                   label=label)
             for k, m in enumerate(mid):
                 if np.isnan(m):  # e.g. no persona: one profile for every country
                     ax.text(x[k] + (j - 1) * 0.26, 0.03, "undefined", rotation=90, fontsize=7, ha="center", va="bottom")
@@ -69,7 +71,6 @@ def _metrics_plot(results: dict[str, Any], out_dir: Path) -> str:
                      fontsize=8)
     axes[1].set_ylim(-1.05, 1.05)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
     save_png(fig, out_dir / "human_agreement.png")
     return "human_agreement.png"
 

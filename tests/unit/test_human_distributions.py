@@ -232,6 +232,7 @@ def test_bad_settings_are_one_line_errors(tmp_path, override, needle):
     assert res.returncode == 2 and err.startswith("agora: error: ") and "\n" not in err and needle in err, err
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # its undefined correlations once broke the plot's layout
 def test_respondent_persona_with_mfq_records_its_caveat(tmp_path, caplog):
     run = (*RUN[:1], "study.human.countries=[US,Japan,Turkey]", "calibration.enabled=false", "study.human.persona=respondent")
     with caplog.at_level("WARNING"):
