@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -446,14 +447,16 @@ def never_started(dirs: Sequence[str]) -> list[Unfinished]:
             (points,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([*params, *task]), None)
         except Exception:  # noqa: BLE001 — an unreadable or foreign multirun.yaml: nothing to add
             continue
-        started = set()
-        for ov in sweep.rglob("overrides.yaml"):
+        started: Counter[tuple[str, ...]] = Counter()  # two points of a sweep may have the same overrides
+        for ov in sweep.rglob(".hydra/overrides.yaml"):
             try:
-                started.add(tuple(sorted(map(str, yaml.safe_load(ov.read_text()) or []))))
+                started[tuple(sorted(map(str, yaml.safe_load(ov.read_text()) or [])))] += 1
             except (OSError, yaml.YAMLError, UnicodeDecodeError):
                 continue
         for i, point in enumerate(points):
-            if tuple(sorted(point)) not in started and not (sweep / str(i)).exists():
+            if started[tuple(sorted(point))] > 0:
+                started[tuple(sorted(point))] -= 1
+            elif not (sweep / str(i)).exists():
                 out.append(Unfinished(str(sweep / str(i)), " ".join(point), f"never started: no folder; point #{i} of "
                                       f"{len(points)}"))
     return out
