@@ -257,8 +257,9 @@ def compare(paths: Sequence[str | Path], out_dir: Path, unfinished: Sequence[Unf
     shown = [m for m in _metrics(df) if df[m].is_not_null().any()]
     sections.append(("Plots", Grid([figure(p, label_of(m)) for p, m in zip(plots, shown, strict=True)])))
     if unfinished:
-        sections.insert(1, ("Did not finish", [
-            "Runs with no summary.json, left out of the comparison.",
-            md_table([{"folder": u.folder, "overrides": u.label, "reason": u.reason} for u in unfinished])]))
+        shared = set(common.split(" ")) if common else set()  # listed once under Runs
+        rows = [{"folder": u.folder, "overrides": " ".join(t for t in u.label.split(" ") if t not in shared) or u.label,
+                 "reason": u.reason} for u in unfinished]
+        sections.insert(1, ("Did not finish", ["Runs with no summary.json, left out of the comparison.", md_table(rows)]))
     render(out_dir, f"agora comparison of {plural(len(runs), 'run')}", sections)
     return out_dir / "report.md"
