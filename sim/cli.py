@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -172,6 +172,34 @@ def typed_config(dcfg: DictConfig) -> AgoraConfig:
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
+def _eval_paths(cfg: AgoraConfig) -> None:
+    """``agora-eval``'s inputs: its suites' files and folders (its backend's model folder is checked as it loads)."""
+    from alignment.config import DEFAULT_EVAL_SUITES
+    from sim.probes import eval_paths
+
+    eval_paths(cfg.eval, cfg.eval.suites or DEFAULT_EVAL_SUITES)
+
+
+def _point_problem(loader: Any, base: DictConfig, point: list[str], num: int,
+                   inputs: Callable[[AgoraConfig], None]) -> str | None:
+    """Why one sweep point's run would be refused before its work (composed as a launcher composes it), or None."""
+    from omegaconf import open_dict, read_write
+
+    try:
+        cfg = loader.load_sweep_config(base, point)
+        with open_dict(cfg):
+            cfg.hydra.job.id = cfg.hydra.job.num = num
+        HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in a point's values
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+        inputs(checked_config(cfg))
+    except (HydraException, OmegaConfBaseException) as exc:
+        return f"bad config: {hydra_error_line(exc)}"
+    except (ValueError, BackendError) as exc:  # checked_config's, and InputError
+        return str(exc)
+    return None
+
+
 def check_sweep(argv: Sequence[str], config_name: str, prog: str = "agora") -> None:
     """Refuse a ``--multirun`` sweep in one line (exit 2) when any of its points would be refused, before the
     first point runs and before Hydra makes any folder.
@@ -188,7 +216,8 @@ def check_sweep(argv: Sequence[str], config_name: str, prog: str = "agora") -> N
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
-    from omegaconf import open_dict, read_write
+
+    from sim.experiments import check_inputs
 
     try:
         with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
@@ -217,16 +246,9 @@ def check_sweep(argv: Sequence[str], config_name: str, prog: str = "agora") -> N
         varying = {o.split("=", 1)[0] for o in {o for pt in points for o in pt} if sum(o in pt for pt in points) < len(points)}
         try:
             for i, point in enumerate(points):
-                try:
-                    cfg = hydra_app.config_loader.load_sweep_config(base, list(point))
-                    with open_dict(cfg):
-                        cfg.hydra.job.id = cfg.hydra.job.num = i
-                    HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in a point's values
-                    with read_write(cfg), open_dict(cfg):
-                        del cfg["hydra"]
-                    checked_config(cfg)
-                except (ValueError, HydraException, OmegaConfBaseException) as exc:
-                    why = str(exc) if isinstance(exc, ValueError) else f"bad config: {hydra_error_line(exc)}"
+                why = _point_problem(hydra_app.config_loader, base, list(point), i,
+                                     check_inputs if config_name == "config" else _eval_paths)
+                if why:
                     shown = " ".join(o for o in point if o.split("=", 1)[0] in varying) or " ".join(point)
                     fail(f"sweep point #{i} of {len(points)} ({shown}) would be refused, so no point was run: {why}",
                          prog, logged=False)
@@ -242,9 +264,13 @@ def _main(dcfg: DictConfig) -> None:
         bad_config("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
-    from sim.experiments import run_experiment
+    from sim.experiments import check_inputs, run_experiment
     from sim.report.console import finished_lines
 
+    try:
+        check_inputs(cfg)
+    except (InputError, BackendError) as exc:
+        bad_config(str(exc))
     try:
         summary = run_experiment(cfg, out)
     except (InputError, BackendError, SchemaError) as exc:

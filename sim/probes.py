@@ -67,6 +67,20 @@ def moralchoice_path(cfg: EvalConfig, which: str) -> Path:
     return path
 
 
+def eval_paths(cfg: EvalConfig, suites: Sequence[str]) -> None:
+    """The files and folders the ``suites`` read, checked (one :class:`InputError` line) without loading them."""
+    if cfg.reward_model and "hhh" not in suites:
+        raise InputError(f"eval.reward_model={cfg.reward_model} is scored on the HHH comparisons, but the suites are "
+                         f"{list(suites)}: add hhh (eval.suites=[hhh] eval.hhh_path=...)")
+    if "hhh" in suites:
+        hhh_path(cfg)
+    if "moralchoice" in suites:
+        moralchoice_path(cfg, "low")
+    if {"moralchoice", "steerability"} & set(suites):
+        moralchoice_path(cfg, "high")
+    reward_model_path(cfg)
+
+
 REWARD_MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                         "pytorch_model.bin.index.json")
 

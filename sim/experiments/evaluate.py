@@ -38,6 +38,7 @@ from scenarios.external import HHHItem, load_hhh, load_moralchoice
 from sim.config import AgoraConfig
 from sim.probes import (
     as_interval,
+    eval_paths,
     hhh_path,
     hhh_reading,
     judge_reading,
@@ -220,9 +221,7 @@ def eval_inputs(cfg: AgoraConfig, suites: Sequence[str] | None = None) -> EvalIn
     the population. A bad path or file is one :class:`InputError` line here, in a second, not after the readings."""
     e = cfg.eval
     chosen = list(suites if suites is not None else e.suites) or list(DEFAULT_EVAL_SUITES)
-    if e.reward_model and "hhh" not in chosen:
-        raise InputError(f"eval.reward_model={e.reward_model} is scored on the HHH comparisons, but the suites are "
-                         f"{chosen}: add hhh (eval.suites=[hhh] eval.hhh_path=...)")
+    eval_paths(e, chosen)
     hhh = sample(load_hhh(hhh_path(e)), e.hhh_items, cfg.seed, "hhh") if "hhh" in chosen else []
     low = (sample(load_moralchoice(moralchoice_path(e, "low")), e.scenarios, cfg.seed, "low")
            if "moralchoice" in chosen else [])
