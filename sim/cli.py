@@ -206,8 +206,10 @@ def check_sweep(argv: Sequence[str], config_name: str, prog: str = "agora") -> N
 
     Each point is composed as Hydra composes it for a launcher: the basic sweeper's expansion of the
     command line's task overrides and ``hydra.sweeper.params`` (``BasicSweeper.split_arguments``), then
-    ``load_sweep_config`` with the point's number set; and checked by :func:`checked_config`, as the point's
-    own run would check it. Every launcher (basic, joblib, submitit, ray) starts a sweep from here. Nothing
+    ``load_sweep_config`` with the point's number set; and checked as the point's own run would check it
+    before its work: :func:`checked_config`, then what it reads from outside
+    (:func:`sim.experiments.check_inputs`; ``agora-eval``: its suites' paths). Every launcher (basic, joblib,
+    submitit, ray) starts a sweep from here. Nothing
     is checked for a single run (its own check comes first), for another sweeper (Optuna, Ax: they choose
     points as they go), or for ``--config-dir``/``--config-path`` (Hydra reports what it cannot compose)."""
     from hydra import initialize_config_dir

@@ -672,6 +672,40 @@ def test_every_kind_of_bad_sweep_point_is_found_before_any_runs(tmp_path, overri
     assert not sweep.exists()
 
 
+@pytest.mark.parametrize("overrides,needle", [
+    (("scenario.dilemmas=default,/no/such.jsonl",), "sweep point #1 of 2 (scenario.dilemmas=/no/such.jsonl)"),
+    (("experiment=tiny_evolve", "alignment.reward.backbone=minilm,/no/such/model"),
+     "alignment.reward.backbone=/no/such/model: no such folder"),
+    (("experiment=tiny_evolve", "eval.suites=[],[moralchoice]"), "a generations run does not evaluate"),
+])
+def test_a_sweep_point_whose_inputs_are_missing_is_found_before_any_runs(tmp_path, overrides, needle):
+    sweep = tmp_path / "sweep"
+    preset = () if any(o.startswith("experiment=") for o in overrides) else ("experiment=tiny",)
+    res = agora("--multirun", "llm=scripted", "sim.progress=false", *preset, *overrides, f"hydra.sweep.dir={sweep}",
+                timeout=180)
+    cli_one_line(res, needle, "no point was run")
+    assert not sweep.exists()
+
+
+@pytest.mark.parametrize("overrides,env,needle", [
+    (("alignment.reward.backbone=/no/such/model",), {}, "alignment.reward.backbone=/no/such/model: no such folder"),
+    (("llm.model_path=EMPTY",), {}, "llm.model_path=EMPTY: not a Hugging Face model folder (no config.json)"),
+    ((), {"AGORA_CACHE": "NO_WEIGHTS"}, "all-MiniLM-L6-v2 not found at NO_WEIGHTS"),
+    (("eval.suites=[moralchoice]",), {}, "a generations run does not evaluate"),
+])
+def test_a_training_run_checks_its_model_folders_and_weights_before_the_society_runs(tmp_path, overrides, env, needle):
+    """These used to fail after the society's work, when training began (Hugging Face's repo-id message for a
+    missing backbone folder), or to be ignored (eval.suites)."""
+    (tmp_path / "EMPTY").mkdir()
+    subs = {"EMPTY": str(tmp_path / "EMPTY"), "NO_WEIGHTS": str(tmp_path / "no_weights")}
+    fill = lambda text: next((text.replace(k, v) for k, v in subs.items() if k in text), text)  # noqa: E731
+    run = tmp_path / "run"
+    res = agora("llm=scripted", "sim.progress=false", "experiment=tiny_evolve", *map(fill, overrides), f"hydra.run.dir={run}",
+                env={k: fill(v) for k, v in env.items()}, timeout=120)
+    cli_one_line(res, fill(needle))
+    assert not run.exists()
+
+
 # -- agora-report: what did not finish, and why ---------------------------------------------------------------
 def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
