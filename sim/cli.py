@@ -200,6 +200,31 @@ def _point_problem(loader: Any, base: DictConfig, point: list[str], num: int,
     return None
 
 
+def hydra_args(argv: Sequence[str], prog: str) -> argparse.Namespace | None:
+    """The command line as Hydra's own parser reads it; its mistakes as one ``PROG: error:`` line (Hydra prints
+    argparse's usage block, or raises a ValueError with a traceback for ``--cfg`` with ``--multirun``). None for
+    ``--version``, which Hydra answers."""
+    from hydra._internal.utils import get_args_parser
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
+            args = get_args_parser().parse_args(list(argv))
+    except SystemExit as exc:
+        if not exc.code:
+            return None
+        error = [ln for ln in said.getvalue().splitlines() if ": error: " in ln]
+        fail((error[-1].split(": error: ", 1)[1] if error else said.getvalue()) + f" (see {prog} --help)", prog,
+             logged=False)
+    commands = args.run + (args.cfg is not None) + args.multirun + args.shell_completion + (args.info is not None)
+    if commands > 1:
+        fail(f"only one of --run, --multirun, --cfg, --info and --shell-completion can be given (see {prog} --help)",
+             prog, logged=False)
+    if args.resolve and args.cfg is None and not args.help:
+        fail("--resolve goes with --cfg or --help", prog, logged=False)
+    return args
+
+
 def check_sweep(argv: Sequence[str], config_name: str, prog: str = "agora") -> None:
     """Refuse a ``--multirun`` sweep in one line (exit 2) when any of its points would be refused, before the
     first point runs and before Hydra makes any folder.
@@ -214,19 +239,15 @@ def check_sweep(argv: Sequence[str], config_name: str, prog: str = "agora") -> N
     points as they go), or for ``--config-dir``/``--config-path`` (Hydra reports what it cannot compose)."""
     from hydra import initialize_config_dir
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra._internal.utils import get_args_parser
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.types import RunMode
 
     from sim.experiments import check_inputs
 
-    try:
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            args = get_args_parser().parse_args(list(argv))
-    except SystemExit:  # --version, or arguments Hydra itself will refuse
-        return
-    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_dir or args.config_path:
+    args = hydra_args(argv, prog)
+    if args is None or args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_dir \
+            or args.config_path:
         return
     overrides, name = list(args.overrides), args.config_name or config_name
     with initialize_config_dir(config_dir=str(CONF_DIR), job_name="cli", version_base="1.3"):

@@ -548,10 +548,13 @@ PROGS = {AGORA_SANITY: "agora-sanity", AGORA_INJECTION: "agora-injection", AGORA
     (AGORA_REPORT, (), "the following arguments are required: dirs"),
     (AGORA_REPORT, ("--bogus", "x"), "unrecognized arguments: --bogus"),
     (AGORA_REPORT, ("/no/such/folder",), "/no/such/folder: no such directory"),
+    (None, ("llm=scripted", "--bogus"), "unrecognized arguments: --bogus"),  # Hydra's own parser
+    (None, ("--multirun", "--cfg", "job", "llm=scripted"), "only one of --run, --multirun, --cfg"),  # was a traceback
+    (AGORA_EVAL, ("--resolve",), "--resolve goes with --cfg or --help"),
 ])
 def test_argument_errors_of_every_command_are_one_line_not_a_usage_block(code, args, needle):
     res = agora(*args, code=code, timeout=120)
-    err = cli_one_line(res, needle, prog=PROGS[code])
+    err = cli_one_line(res, needle, prog={**PROGS, None: "agora", AGORA_EVAL: "agora-eval"}[code])
     assert "usage:" not in err
 
 
