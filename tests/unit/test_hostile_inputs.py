@@ -718,11 +718,11 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
 
 
 def test_agora_report_lists_every_run_that_did_not_finish_and_why(tmp_path):
-    """A sweep whose third point cannot reach its model server (the basic launcher stops there, so the fourth
-    never starts), a run killed with SIGKILL, one stopped with SIGTERM and one still running: two compared, five
-    listed with their reasons on the console line and in the report's table."""
+    """A sweep whose second point cannot reach its model server (the basic launcher stops there, so the third
+    never starts), a run killed with SIGKILL, one stopped with SIGTERM and one still running: one run compared,
+    five listed with their reasons on the console line and in the report's table."""
     root = tmp_path / "runs"
-    res = agora("--multirun", "llm=scripted,openai_compatible", "seed=0,1", "llm.base_url=http://127.0.0.1:9/v1",
+    res = agora("--multirun", "llm=scripted,openai_compatible,scripted", "llm.base_url=http://127.0.0.1:9/v1",
                 "llm.model=x", "llm.max_retries=0", "experiment=tiny", "sim.progress=false", "calibration.enabled=false",
                 f"hydra.sweep.dir={root / 'sweep'}", timeout=300)
     assert res.returncode == 2 and "model server http://127.0.0.1:9/v1 failed" in res.stderr
@@ -742,10 +742,10 @@ def test_agora_report_lists_every_run_that_did_not_finish_and_why(tmp_path):
             proc.wait(timeout=60)
     assert res.returncode == 0 and not res.stderr.strip(), res.stderr[-2000:]
     (line,) = res.stdout.strip().splitlines()
-    assert line.startswith("agora-report: compared 2 runs -> ") and "; 5 did not finish: " in line, line
+    assert line.startswith("agora-report: compared 1 run -> ") and "; 5 did not finish: " in line, line
     reasons = {
-        root / "sweep" / "2": "failed: model server http://127.0.0.1:9/v1 failed",
-        root / "sweep" / "3": "never started: no folder; point #3 of 4",
+        root / "sweep" / "1": "failed: model server http://127.0.0.1:9/v1 failed",
+        root / "sweep" / "2": "never started: no folder; point #2 of 3",
         root / "killed": f"killed: its checkpoint is kept, no summary.json; agora resume={root / 'killed'} continues it",
         root / "stopped": f"interrupted; agora resume={root / 'stopped'} continues it",
         root / "running": f"still running (pid {procs['running'].pid}, started ",
@@ -755,8 +755,5 @@ def test_agora_report_lists_every_run_that_did_not_finish_and_why(tmp_path):
     for folder, reason in reasons.items():
         assert f"{folder} ({reason}" in line, (folder, line)
         row = next(r for r in table.splitlines() if r.startswith(f"| {folder} |"))
-        assert reason.replace("_", "\\_") in row or reason in row, row
-    assert "2 runs compared; 5 did not finish" in page
-    one = root / "sweep" / "0"
-    res = agora(str(one), code=AGORA_REPORT, timeout=300)
-    assert res.returncode == 0 and res.stdout.strip() == f"agora-report: compared 1 run -> {one / 'agora_report' / 'report.md'}"
+        assert reason in row.replace("\\", ""), row  # Markdown escapes some characters
+    assert "1 run compared; 5 did not finish" in page
