@@ -65,7 +65,7 @@ def unfinished_runs(paths: Sequence[str | Path]) -> list[Unfinished]:
         stack = [root]
         while stack:
             d = stack.pop()
-            if (d / "summary.json").is_file():
+            if (d / "summary.json").is_file() or (d / "eval.json").is_file():  # a finished run, an agora-eval folder
                 continue
             if any((d / m).exists() for m in RUN_MARKS):
                 out.append(Unfinished(str(d), _overrides_label(d), why_unfinished(d)))
