@@ -147,6 +147,9 @@ class AblationConfig:
     def __post_init__(self) -> None:
         if "none" not in self.constitutions or len(self.constitutions) < 2:
             raise ValueError("study.ablation.constitutions must include 'none' (the reference) and at least one other")
+        twice = sorted({c for c in self.constitutions if self.constitutions.count(c) > 1})
+        if twice:
+            raise ValueError(f"study.ablation.constitutions names {twice} more than once; each arm once")
 
 
 # The MFQ-30 countries that are also in a cultural cluster (agents/culture.py); Latvia and Mongolia

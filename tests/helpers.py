@@ -19,13 +19,14 @@ def _argv(args: tuple[str, ...], module: str, code: str | None) -> list[str]:
     return [sys.executable, *(("-c", code) if code is not None else ("-m", module)), *args]
 
 
-def _env() -> dict[str, str]:
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     # this checkout first: a child started outside ROOT would otherwise import whatever `pip install -e` points at
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+    return {**os.environ, **(extra or {}),
+            "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
 
 
 def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT,
-          timeout: float = 600) -> subprocess.CompletedProcess:
+          timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run ``agora ARGS...`` in a child process and wait; stdout and stderr are captured as text.
 
     Args:
@@ -34,8 +35,9 @@ def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Pat
             patches something, then calls ``main()``.
         cwd: where the child starts (Hydra's default output folder and relative paths are under it).
         timeout: seconds before the child is killed and the test fails.
+        env: environment variables set for the child (e.g. ``AGORA_CACHE``), over this process's.
     """
-    return subprocess.run(_argv(args, module, code), cwd=cwd, env=_env(), capture_output=True, text=True,
+    return subprocess.run(_argv(args, module, code), cwd=cwd, env=_env(env), capture_output=True, text=True,
                           timeout=timeout)
 
 

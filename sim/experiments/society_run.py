@@ -116,6 +116,11 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     check_per_step(cfg, dilemmas)  # before any model work
     constitution = load_constitution(cfg.constitution.name)
+    inputs = None
+    if cfg.eval.suites:  # the evaluation's files and folders, checked before any model work
+        from sim.experiments.evaluate import eval_inputs
+
+        inputs = eval_inputs(cfg)
     run = Run.start(cfg, out_dir, "society", backend)
     society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id)
     midway = run.ckpt.extra("society")
@@ -138,7 +143,7 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     if cfg.eval.suites:
         from sim.experiments.evaluate import evaluate
 
-        summary["eval"] = evaluate(cfg, run.backend, out_dir)
+        summary["eval"] = evaluate(cfg, run.backend, out_dir, inputs=inputs)
     summary["headline"] = headline(summary)
     return run.finish(summary, partial(society_report, graph=society.graph))
 

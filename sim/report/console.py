@@ -73,18 +73,24 @@ def study_lines(summary: dict, out: Path) -> str:
 # -- agora-eval --help ---------------------------------------------------------------------------
 EVAL_ABOUT = """\
 agora-eval: is the feedback any good? Scores the configured model's judges and stances (and optionally
-a trained reward model) against data nobody here wrote: HHH (438 helpful/honest/harmless comparisons),
-MoralChoice (low- and high-ambiguity moral scenarios) and steerability (does a cultural persona move
-P(moral action)?). Writes eval.json, eval.md, eval_items.parquet and plots to outputs/eval/<timestamp>/.
+a trained reward model) against data nobody here wrote: MoralChoice (low- and high-ambiguity moral
+scenarios), steerability (does a cultural persona move P(moral action)?) and HHH (438
+helpful/honest/harmless comparisons). Writes eval.json, eval.md, eval_items.parquet and plots to
+outputs/eval/<timestamp>/.
+
+By default it runs moralchoice and steerability, whose MoralChoice data (MIT) ships with agora. The hhh
+suite needs the Constitutional AI paper's 438HHHEvaluations.jsonl, which agora cannot ship (its
+repository, anthropics/ConstitutionalHarmlessnessPaper, has no licence): download it and add the suite
+with eval.suites=[hhh,moralchoice,steerability] eval.hhh_path=/path/to/438HHHEvaluations.jsonl.
 
 Usage: agora-eval [key=value ...]   agora's own groups and keys apply too (llm=..., population.size=...,
        constitution=..., sim.judge_reader=..., seed=...; see `agora --help`)."""
 EVAL_EXAMPLES = """\
 Examples:
-  agora-eval                                         # every suite on the embedded model
-  agora-eval eval.suites=[hhh] eval.hhh_items=50     # a quick judge check
+  agora-eval                                         # moralchoice and steerability on the embedded model
   agora-eval eval.suites=[moralchoice] eval.scenarios=0 population.size=4
-  agora-eval eval.reward_model=outputs/evolve/<timestamp>/generation_0/reward_model
+  agora-eval eval.suites=[hhh] eval.hhh_items=50 eval.hhh_path=HHH.jsonl     # a quick judge check
+  agora-eval eval.suites=[hhh] eval.hhh_path=HHH.jsonl eval.reward_model=outputs/evolve/<timestamp>/generation_0/reward_model
   agora-eval llm=openai_compatible llm.base_url=http://127.0.0.1:8000/v1 llm.model=NAME"""
 
 
