@@ -125,8 +125,11 @@ class EvalConfig:
         hhh_items: HHH comparisons scored (0 = all 438).
         scenarios: MoralChoice scenarios per set, a seeded sample (0 = all; 687 low, 510 high).
         reward_model: a trained reward-model folder to score on the HHH pairs (optional).
-        permutations: resamples for the steerability permutation test.
-        bootstrap: resamples for bootstrap intervals.
+        permutations: resamples for the steerability permutation test; 1 to 100,000 (scipy holds them all at
+            once: 100,000 × 510 scenarios is 400 MB).
+        bootstrap: resamples for bootstrap intervals (agora-eval and every experiment's intervals); 100 to
+            10,000 (scipy's own default is 9,999; the human experiment holds bootstrap × respondents counts:
+            10,000 × Sweden's 2,068 is 165 MB).
     """
 
     suites: list[str] = field(default_factory=list)
@@ -146,6 +149,9 @@ class EvalConfig:
             raise ValueError(f"unknown eval suite(s) {bad}; known: {list(EVAL_SUITES)}")
         if self.hhh_items < 0 or self.scenarios < 0 or self.permutations < 1 or self.bootstrap < 100:
             raise ValueError("eval.hhh_items and eval.scenarios must be >= 0, permutations >= 1, bootstrap >= 100")
+        if self.permutations > 100_000 or self.bootstrap > 10_000:
+            raise ValueError(f"eval.permutations must be at most 100,000 and eval.bootstrap at most 10,000, got "
+                             f"{self.permutations} and {self.bootstrap}")
 
 
 @dataclass(frozen=True)
