@@ -132,8 +132,11 @@ class EvalConfig:
         reward_model: a trained reward-model folder (``save_pretrained``'s files, a sequence-classification
             model with one output) to score on the HHH pairs; needs the ``hhh`` suite. Checked before any
             model work.
-        permutations: resamples for the steerability permutation test.
-        bootstrap: resamples for bootstrap intervals.
+        permutations: resamples for the steerability permutation test; 1 to 100,000 (scipy holds them all at
+            once: 100,000 × 510 scenarios is 400 MB).
+        bootstrap: resamples for bootstrap intervals (agora-eval and every experiment's intervals); 100 to
+            10,000 (scipy's own default is 9,999; the human experiment holds bootstrap × respondents counts:
+            10,000 × Sweden's 2,068 is 165 MB).
     """
 
     suites: list[str] = field(default_factory=list)
@@ -156,6 +159,9 @@ class EvalConfig:
             raise ValueError(f"eval.suites names {twice} more than once; each suite once")
         if self.hhh_items < 0 or self.scenarios < 0 or self.permutations < 1 or self.bootstrap < 100:
             raise ValueError("eval.hhh_items and eval.scenarios must be >= 0, permutations >= 1, bootstrap >= 100")
+        if self.permutations > 100_000 or self.bootstrap > 10_000:
+            raise ValueError(f"eval.permutations must be at most 100,000 and eval.bootstrap at most 10,000, got "
+                             f"{self.permutations} and {self.bootstrap}")
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ with the same outputs as one that never stopped.
 
 Every file is checked before it is trusted: ``checkpoint.json`` carries the SHA-256 of its own body
 and of each stage file, and a hash chain over the committed lines of ``rows.jsonl`` (one hash per
-line, each over the previous hash and the line, so a step hashes only its own rows). A truncated,
-flipped or re-encoded file, or a ``checkpoint.json`` missing what a resume needs, is one
-:class:`InputError` line naming the file, and nothing in the folder is changed.
+line, each over the previous hash and the line, so a step hashes only its own rows). On resume every
+file ``checkpoint.json`` references is checked at once, whether or not the resume will read it. A
+truncated, flipped, re-encoded or missing file, or a ``checkpoint.json`` missing what a resume needs, is
+one :class:`InputError` line naming the file, and nothing in the folder is changed.
 
 Hand-written rather than ``joblib.Memory``: a unit's result must be tied to one run (run id + kind,
 refused otherwise), written atomically with the backend's counters and the elapsed time, and read
@@ -174,6 +175,7 @@ class Checkpoint:
         self.state: dict[str, Any] = {"run_id": run_id, "kind": kind, "config": dataclasses.asdict(config),
                                       "stages": {}, "seconds": {}, "digests": {}, "extra": {}, "rows": None}
         self._committed: dict[str, Any] | None = None  # the body of the last checkpoint.json written or read
+        self._rows_verified: dict[str, Any] | None = None  # the rows state whose log _verify checked on resume
         if resume and not out_dir.is_dir():
             read_checkpoint(out_dir)  # its one-line error; makes no folder
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +203,22 @@ class Checkpoint:
             self._saved_stats = state.get("backend_stats", {})
             self._committed = state
             self.resumed = True
+            self._verify()
+
+    def _verify(self) -> None:
+        """Check every file the checkpoint references, whether or not this resume will read it: a damaged
+        file is refused in one line naming it before any work (never trusted later, never silently unused)."""
+        for fname in self.state["stages"].values():
+            path = self.dir / fname
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise damaged(path, exc.strerror or type(exc).__name__) from None
+            if sha256_hex(data) != self.state["digests"][fname]:
+                raise damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
+        if self.state["rows"] is not None:
+            rowlog.verify(self.dir / "rows.jsonl", self.state["rows"], self.path.name)
+            self._rows_verified = dict(self.state["rows"])
 
     def track(self, stats: BackendStats) -> None:
         """Save these backend counters with every checkpoint; on resume, start them from the saved ones."""
@@ -260,7 +278,8 @@ class Checkpoint:
 
     def rows(self, tag: str) -> dict[str, list[dict[str, Any]]]:
         """The committed rows logged for ``tag`` (empty tables if none), checked against the hash chain."""
-        return rowlog.read(self.dir / "rows.jsonl", self.state["rows"], tag, self.path.name)
+        return rowlog.read(self.dir / "rows.jsonl", self.state["rows"], tag, self.path.name,
+                           verified=self._rows_verified == self.state["rows"])
 
     def save(self, **extra: Any) -> None:
         """Write ``checkpoint.json`` now (atomic rename); ``extra`` keys replace the stored ones (None drops)."""

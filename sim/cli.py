@@ -287,7 +287,8 @@ def _main(dcfg: DictConfig) -> None:
         bad_config("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
-    from sim.experiments import check_inputs, run_experiment
+
+    from sim.experiments import Refused, check_inputs, run_experiment
     from sim.report.console import finished_lines
 
     try:
@@ -296,6 +297,8 @@ def _main(dcfg: DictConfig) -> None:
         bad_config(str(exc))
     try:
         summary = run_experiment(cfg, out)
+    except Refused as exc:  # before any work (sim.experiments.preflight): the folder goes, as for a bad config
+        bad_config(str(exc))
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
     except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays

@@ -18,6 +18,7 @@ from agents.llm.base import LLMBackend, ScoreRequest
 from agents.scoring import PairReading, read_judgment, read_likelihood, read_pair, read_stance, scorer
 from agents.worldview import Worldview
 from alignment.config import EvalConfig
+from alignment.metrics import noted, plain
 from scenarios.dilemma import BUNDLED_DIR, Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem
@@ -115,7 +116,11 @@ def reward_model_path(cfg: EvalConfig) -> Path | None:
     return path
 
 
-def sample(items: Sequence[Any], n: int, seed: int, *path: str) -> list[Any]:
+def sample(items: Sequence[Any], n: int, seed: int, *path: str, setting: str = "") -> list[Any]:
+    """``n`` of ``items`` (a seeded draw in file order; all of them for n <= 0). More than there are is an
+    :class:`InputError` naming ``setting`` when given (a draw of all would silently be fewer than asked)."""
+    if setting and n > len(items):
+        raise InputError(f"{setting}={n} is more than the {len(items)} items there are")
     if n <= 0 or n >= len(items):
         return list(items)
     idx = np.sort(child_rng(seed, "eval", *path).choice(len(items), size=n, replace=False))
@@ -145,8 +150,9 @@ def read_all(backend: LLMBackend, readings: Sequence[Callable[[Callable], Awaita
         bar.close()
 
 
-def as_interval(t: tuple[float, float, float]) -> dict[str, float]:
-    return {"value": t[0], "low": t[1], "high": t[2]}
+def as_interval(t: tuple[float, float, float]) -> dict[str, Any]:
+    """``{"value", "low", "high"}`` as computed (None where n/a, with ``"na"``: the reason)."""
+    return noted({"value": plain(t[0]), "low": plain(t[1]), "high": plain(t[2])}, *t)
 
 
 def hhh_reading(it: HHHItem, reader: str, instruction: str | None = None, judge: Worldview | None = None,

@@ -26,6 +26,7 @@ from alignment.metrics import (
     binary_entropy,
     bootstrap_interval,
     expected_calibration_error,
+    figures,
     paired_permutation_test,
     position_bias_rate,
     proportion_interval,
@@ -91,12 +92,13 @@ def hhh_metrics(items: pl.DataFrame) -> dict[str, Any]:
     p_a = items["p_option_a"].to_numpy()
     ordered = items["p_first_reversed"].null_count() == 0  # an orderless reader shows no option first
     return {"items": n, "accuracy": as_interval(proportion_interval(right, n)),
-            "position_bias_rate": position_bias_rate(items["p_first_seen"], items["p_first_reversed"]) if ordered else None,
+            **figures(position_bias_rate=position_bias_rate(items["p_first_seen"], items["p_first_reversed"]) if ordered
+                      else None),
             "prefers_first_rate": float(np.mean(np.r_[items["p_first_seen"].to_numpy(),
                                                       items["p_first_reversed"].to_numpy()] > 0.5)) if ordered else None,
-            "informativeness": float(np.mean(np.abs(p_a - 0.5))),
-            "ece": expected_calibration_error(p_a, truth_a), "reliability": reliability_bins(p_a, truth_a),
-            "mean_p_correct": float(items["p_correct"].mean())}
+            "informativeness": float(np.mean(np.abs(p_a - 0.5))) if n else None,
+            **figures(ece=expected_calibration_error(p_a, truth_a)), "reliability": reliability_bins(p_a, truth_a),
+            "mean_p_correct": float(items["p_correct"].mean()) if n else None}
 
 
 def _split_last_turn(text: str) -> tuple[str, str]:
@@ -177,7 +179,7 @@ def steerability(rows: pl.DataFrame, base: pl.DataFrame, n_perm: int, n_boot: in
         d = per.filter(pl.col("cluster") == c).sort("item_id")
         diff = (d["p_action1"] - d["p0"]).to_numpy()
         out[c] = {"shift": as_interval(bootstrap_interval(diff, n_resamples=n_boot, seed=seed)),
-                  "p_value": paired_permutation_test(diff, n_resamples=n_perm, seed=seed),
+                  **figures(p_value=paired_permutation_test(diff, n_resamples=n_perm, seed=seed)),
                   "choice_share_shift": float(np.mean((d["p_action1"] > 0.5).to_numpy().astype(float)
                                                       - (d["p0"] > 0.5).to_numpy().astype(float)))}
     spread = per.group_by("item_id").agg((pl.col("p_action1").max() - pl.col("p_action1").min()).alias("s"))["s"]
@@ -222,10 +224,12 @@ def eval_inputs(cfg: AgoraConfig, suites: Sequence[str] | None = None) -> EvalIn
     e = cfg.eval
     chosen = list(suites if suites is not None else e.suites) or list(DEFAULT_EVAL_SUITES)
     eval_paths(e, chosen)
-    hhh = sample(load_hhh(hhh_path(e)), e.hhh_items, cfg.seed, "hhh") if "hhh" in chosen else []
-    low = (sample(load_moralchoice(moralchoice_path(e, "low")), e.scenarios, cfg.seed, "low")
+    hhh = sample(load_hhh(hhh_path(e)), e.hhh_items, cfg.seed, "hhh", setting="eval.hhh_items") if "hhh" in chosen else []
+    low = (sample(load_moralchoice(moralchoice_path(e, "low")), e.scenarios, cfg.seed, "low",
+                  setting="eval.scenarios (low-ambiguity)")
            if "moralchoice" in chosen else [])
-    high = (sample(load_moralchoice(moralchoice_path(e, "high")), e.scenarios, cfg.seed, "high")
+    high = (sample(load_moralchoice(moralchoice_path(e, "high")), e.scenarios, cfg.seed, "high",
+                   setting="eval.scenarios (high-ambiguity)")
             if {"moralchoice", "steerability"} & set(chosen) else [])
     instruction, principle_text = _principle(cfg)
     return EvalInputs(suites=chosen, hhh=hhh, low=low, high=high, reward_model=reward_model_path(e),

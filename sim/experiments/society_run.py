@@ -19,6 +19,7 @@ from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.checkpoint import advance, runner
 from sim.config import AgoraConfig
+from sim.experiments import preflight
 from sim.lifecycle import Run
 from sim.report.plots import plot_stance_shares
 from sim.report.society import society_report
@@ -115,6 +116,7 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     """
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     check_per_step(cfg, dilemmas)  # before any model work
+    preflight(cfg)
     constitution = load_constitution(cfg.constitution.name)
     inputs = None
     if cfg.eval.suites:  # the evaluation's files and folders, checked before any model work

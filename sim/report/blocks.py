@@ -58,13 +58,32 @@ def has_interval(v: Any) -> bool:
 
 
 def fmt_interval(v: Any, digits: int = 3) -> str:
-    """``0.512 [0.401, 0.630]`` from a headline entry (a number or ``{"value","low","high"}``)."""
+    """``0.512 [0.401, 0.630]`` from a headline entry (a number or ``{"value","low","high"}``); a figure
+    that could not be computed carries its reason (``"na"``): ``n/a (no values)``, ``0.500 (one value: no interval)``."""
     if not isinstance(v, Mapping):
         return fmt(v, digits)
     s = fmt(v.get("value"), digits)
     if has_interval(v):
         s += f" [{fmt(v['low'], digits)}, {fmt(v['high'], digits)}]"
+    if v.get("na"):
+        s += f" ({one_line(v['na'])})"
     return s
+
+
+def na_or(block: Mapping[str, Any], key: str) -> Any:
+    """``block[key]``, or ``n/a (reason)`` when it is null with a ``<key>_na`` reason."""
+    v = block.get(key)
+    return f"n/a ({block[key + '_na']})" if v is None and block.get(key + "_na") else v
+
+
+def panel_text(summary: Mapping[str, Any], study: str) -> str:
+    """``(4 members)``, or ``(4 members: panel_size=9 asked, population.size 4)`` when the run used fewer."""
+    used = summary.get("panel_size")
+    asked = summary.get("config", {}).get("study", {}).get(study, {}).get("panel_size")
+    if used is None:
+        return ""
+    return f"({used} members" + (f": study.{study}.panel_size={asked} asked, more than population.size)"
+                                 if asked and asked > used else ")")
 
 
 @dataclass(frozen=True)

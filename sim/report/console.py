@@ -47,9 +47,9 @@ def quality_lines(block: dict | None) -> list[str]:
 def report_generations(summary: dict, out: Path) -> str:
     """Per-generation metrics as a table: one row per metric, one column per generation."""
     rows = summary["generations"]
-    keys = [k for k in rows[0] if k not in ("generation",)]
+    keys = [k for k in rows[0] if k not in ("generation", "na")]
     for r in rows[1:]:
-        keys += [k for k in r if k not in keys and k != "generation"]
+        keys += [k for k in r if k not in keys and k not in ("generation", "na")]
     width = max(len(k) for k in keys)
     lines = [f"agora: {len(rows)} generations in {summary['wall_seconds']:.0f} s -> {out}",
              f"  {'metric':<{width}}  " + "  ".join(f"{'gen ' + str(r['generation']):>12}" for r in rows)]

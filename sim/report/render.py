@@ -34,6 +34,8 @@ from sim.report.blocks import (  # noqa: F401 (fmt, fmt_interval: the report mod
     fmt_interval,
     has_interval,
     keys_shown,
+    na_or,
+    panel_text,
     to_html,
     to_md,
 )
@@ -60,12 +62,13 @@ def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = 
 
 
 def headline_table(headline: Mapping[str, Any]) -> Table:
-    """Figure, value, and a 95% interval column only when some figure has one."""
+    """Figure, value, and a 95% interval column only when some figure has one (or says why it has none)."""
     rows: list[dict[str, Any]] = []
     for k, v in headline.items():
         value = v.get("value") if isinstance(v, Mapping) else v
+        na = v.get("na") if isinstance(v, Mapping) else None
         rows.append({"figure": Term(k), "value": value,
-                     "95% interval": f"[{fmt(v['low'])}, {fmt(v['high'])}]" if has_interval(v) else ""})
+                     "95% interval": f"[{fmt(v['low'])}, {fmt(v['high'])}]" if has_interval(v) else f"n/a: {na}" if na else ""})
     cols = ["figure", "value"] + (["95% interval"] if any(r["95% interval"] for r in rows) else [])
     return Table(rows, cols, right=("95% interval",))
 
