@@ -195,7 +195,7 @@ BOUNDED = {
     "generations": ("study.norms.generations=100000", "at most 1,000"),
     "a norm that never holds": ("study.norms.generations=2", "would never hold"),
     "proposals": ("study.inverse.proposals=5000", "at most 1,000"),
-    "an arm twice": ("study.ablation.constitutions=[none,harmlessness,harmlessness]", "twice"),
+    "an arm twice": ("study.ablation.constitutions=[none,harmlessness,harmlessness]", "more than once"),
 }
 
 
