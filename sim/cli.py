@@ -26,13 +26,16 @@ from agents.llm.base import BackendError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
 from sim.config import AgoraConfig, schema
+from sim.display import inert, inert_lines
 
 ConfigStore.instance().store(name="agora_schema", node=schema())
 log = logging.getLogger("agora")
 
 
 def fail(msg: str) -> NoReturn:
-    print(f"agora: error: {' '.join(msg.splitlines())}", file=sys.stderr)
+    # inert first (sim.display): a quoted file or server reply cannot move the terminal; its other line breaks
+    # are escaped by then, so only LF is left to join the message into one line
+    print(f"agora: error: {' '.join(inert(msg).splitlines())}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -150,7 +153,7 @@ def _main(dcfg: DictConfig) -> None:
     except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
         fail(os_error_line(exc) + _kept(out))
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
-        print(f"agora: interrupted{_kept(out)}", file=sys.stderr)
+        print(inert(f"agora: interrupted{_kept(out)}", newlines=False), file=sys.stderr)
         sys.exit(130)
     print(finished_lines(summary, out))
 
@@ -273,9 +276,9 @@ def _eval_main(dcfg: DictConfig) -> None:
         fail(str(exc))
     except OSError as exc:
         fail(os_error_line(exc))
-    text = "\n".join(report_lines(summary))
+    text = inert_lines(report_lines(summary))
     atomic_write_bytes(out / "eval.md", (text + "\n").encode())
-    print(f"agora-eval: {', '.join(summary['suites'])} -> {out}\n{text}")
+    print(inert(f"agora-eval: {', '.join(summary['suites'])} -> {out}", newlines=False) + "\n" + text)
 
 
 def eval_main() -> None:
@@ -302,10 +305,10 @@ def report_main(argv: Sequence[str] | None = None) -> None:
     try:
         path = compare(args.dirs, out)
     except (FileNotFoundError, NotARun) as exc:
-        ap.exit(2, f"agora-report: error: {exc}\n")
+        ap.exit(2, f"agora-report: error: {inert(exc, newlines=False)}\n")
     except OSError as exc:  # the output folder: a file, read-only, disk full
-        ap.exit(2, f"agora-report: error: cannot write the report: {os_error_line(exc)}\n")
-    print(f"agora-report: compared {len(find_runs(args.dirs))} runs -> {path}")
+        ap.exit(2, f"agora-report: error: cannot write the report: {inert(os_error_line(exc), newlines=False)}\n")
+    print(inert(f"agora-report: compared {len(find_runs(args.dirs))} runs -> {path}", newlines=False))
 
 
 def default_report_dir(dirs: list[Path]) -> Path:

@@ -15,6 +15,7 @@ from sim.report.plots import axis_limits, error_bars, save_png
 from sim.report.render import (
     Grid,
     Term,
+    code_span,
     figure,
     fmt,
     md_table,
@@ -155,7 +156,7 @@ def compare(paths: Sequence[str | Path], out_dir: Path) -> Path:
     by_figure = [{"figure": Term(m), **{r["label"]: {"value": r[m], "low": r.get(f"{m} low"), "high": r.get(f"{m} high")}
                                         for r in records}} for m in _metrics(df)]
     common = df["common"][0] if len(df) else ""
-    sections = [("Runs", [f"{len(runs)} runs." + (f" Settings shared by all: `{common}`." if common else ""),
+    sections = [("Runs", [f"{len(runs)} runs." + (f" Settings shared by all: {code_span(common)}." if common else ""),
                           md_table(listing)]),
                 ("Headline figures", ["One column per run; 95% intervals in brackets where the run gives them.",
                                       md_table(by_figure)])]
