@@ -123,6 +123,7 @@ def typed_config(dcfg: DictConfig) -> AgoraConfig:
     """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "httpx2", "openai", "MESA"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # a library's warning quoting agents' text goes through the log's inert format
     unknown = unknown_key(dcfg)
     if unknown:
         bad_config(f"bad config: Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in "

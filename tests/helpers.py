@@ -25,7 +25,7 @@ def _env() -> dict[str, str]:
 
 
 def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT,
-          timeout: float = 600) -> subprocess.CompletedProcess:
+          timeout: float = 600, raw: bool = False) -> subprocess.CompletedProcess:
     """Run ``agora ARGS...`` in a child process and wait; stdout and stderr are captured as text.
 
     Args:
@@ -34,8 +34,9 @@ def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Pat
             patches something, then calls ``main()``.
         cwd: where the child starts (Hydra's default output folder and relative paths are under it).
         timeout: seconds before the child is killed and the test fails.
+        raw: capture bytes exactly as written (text mode reads a CR as a line end).
     """
-    return subprocess.run(_argv(args, module, code), cwd=cwd, env=_env(), capture_output=True, text=True,
+    return subprocess.run(_argv(args, module, code), cwd=cwd, env=_env(), capture_output=True, text=not raw,
                           timeout=timeout)
 
 

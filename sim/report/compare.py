@@ -129,9 +129,8 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
         ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_title(label_of(m), fontsize=10)
         ax.grid(alpha=0.3, axis="x")
-        fig.tight_layout()
         fname = "compare_" + "".join(ch if ch.isalnum() else "_" for ch in m).strip("_") + ".png"
-        save_png(fig, out_dir / fname)
+        save_png(fig, out_dir / fname, tight=True)
         written.append(fname)
     return written
 

@@ -77,12 +77,16 @@ def inert_text(fig) -> None:  # noqa: ANN001
                     put(_InertTicks(get()))
 
 
-def save_png(fig, path: Path, **savefig_kw) -> None:
-    """Render a figure to PNG (its text made inert: :func:`inert_text`) and write it atomically (readers never
-    see half a file); closes it."""
+def save_png(fig, path: Path, tight: bool = False, **savefig_kw) -> None:
+    """Render a figure to PNG and write it atomically (readers never see half a file); closes it.
+
+    Its text is made inert (:func:`inert_text`) before anything draws it: ``tight`` lays it out here, after
+    that (``fig.tight_layout()`` draws, and matplotlib's missing-glyph warnings would quote a raw control)."""
     inert_text(fig)
     buf = io.BytesIO()
     with matplotlib.rc_context({"text.parse_math": False}):  # tick labels are made while drawing
+        if tight:
+            fig.tight_layout()
         fig.savefig(buf, format="png", **savefig_kw)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
@@ -124,5 +128,4 @@ def plot_stance_shares(stances: pl.DataFrame, path: Path, title: str = "") -> No
     axes[0][0].set_ylabel("share choosing action A")
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"Stance shares per cluster {title}".strip(), fontsize=10)
-    fig.tight_layout()
-    save_png(fig, path)
+    save_png(fig, path, tight=True)
