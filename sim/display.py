@@ -9,15 +9,15 @@ as its Python escape, so nothing is dropped silently and the page says what was 
     >>> inert("ok\\x1b[2J \\u202eevil")
     'ok\\\\x1b[2J \\\\u202eevil'
 
-Shown as escapes (``\\x1b``, ``\\x9b``, ``\\u202e``, ``\\ud800``, ``\\U000e0041``): every C0 and C1 control and
-DEL (Unicode category Cc) but TAB, and LF where the sink has lines (``newlines=True``; CR LF is then a line
-end, LF); every format character (Cf: bidi embeddings, overrides, isolates and marks, zero-width space,
-joiners, word joiner, BOM, soft hyphen, invisible operators, tag characters); the line and paragraph
-separators (Zl, Zp); lone surrogates (Cs); and the blank Hangul fillers (letters that draw nothing). Kept:
-every printable character (CJK, emoji, combining marks, Arabic and Hebrew letters); Arabic's visible
-prepended marks (U+0600-0605, U+06DD, U+070F, U+0890-0891, U+08E2; Kaithi's U+110BD, U+110CD); a zero-width
-joiner between two emoji (family and profession emoji); a flag's tag sequence after U+1F3F4 (the Scotland
-flag). Text that already reads ``\\x1b`` is left as it is: the escape notation shows, it does not act.
+Shown as escapes (``\\x1b``, ``\\r``, ``\\x9b``, ``\\u202e``, ``\\ud800``, ``\\U000e0041``): every C0 and C1 control
+and DEL (Unicode category Cc) but TAB, and LF where the sink has lines (``newlines=True``: CR LF is then a
+line end, LF; elsewhere LF shows as ``\\n``); every format character (Cf: bidi embeddings, overrides, isolates
+and marks, zero-width space, joiners, word joiner, BOM, soft hyphen, invisible operators, tag characters); the
+line and paragraph separators (Zl, Zp); lone surrogates (Cs); and the blank Hangul fillers (letters that draw
+nothing). Kept: every printable character (CJK, emoji, combining marks, Arabic and Hebrew letters); Arabic's
+visible prepended marks (U+0600-0605, U+06DD, U+070F, U+0890-0891, U+08E2; Kaithi's U+110BD, U+110CD); a
+zero-width joiner between two emoji (family and profession emoji); a flag's tag sequence after U+1F3F4 (the
+Scotland flag). Text that already reads ``\\x1b`` is left as it is: the notation shows, it does not act.
 
 The data files (parquet, JSON) keep the raw text: only what is displayed goes through here.
 """
