@@ -29,6 +29,7 @@ from agents.llm.base import BackendError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
 from sim.config import AgoraConfig, schema
+from sim.display import inert, inert_lines
 
 if TYPE_CHECKING:
     from sim.report.compare import Unfinished
@@ -40,7 +41,9 @@ log = logging.getLogger("agora")
 def fail(msg: str, prog: str = "agora", logged: bool = True) -> NoReturn:
     """``PROG: error: MSG`` as one line on stderr, exit 2; also in the run's ``cli.log`` unless ``logged`` is
     false (where ``agora-report`` reads why a run of a sweep did not finish)."""
-    line = f"{prog}: error: {' '.join(msg.splitlines())}"
+    # inert first (sim.display): a quoted file or server reply cannot move the terminal; its other line breaks
+    # are escaped by then, so only LF is left to join the message into one line
+    line = f"{prog}: error: {' '.join(inert(msg).splitlines())}"
     if logged:
         to_run_log(line)
     print(line, file=sys.stderr)
@@ -163,6 +166,7 @@ def typed_config(dcfg: DictConfig) -> AgoraConfig:
     """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "httpx2", "openai", "MESA"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.captureWarnings(True)  # a library's warning quoting agents' text goes through the log's inert format
     try:
         return checked_config(dcfg)
     except ValueError as exc:
@@ -305,7 +309,7 @@ def _main(dcfg: DictConfig) -> None:
         fail(os_error_line(exc) + _kept(out))
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
         to_run_log(f"agora: interrupted{_kept(out)}")
-        print(f"agora: interrupted{_kept(out)}", file=sys.stderr)
+        print(inert(f"agora: interrupted{_kept(out)}", newlines=False), file=sys.stderr)
         sys.exit(130)
     print(finished_lines(summary, out))
 
@@ -433,9 +437,9 @@ def _eval_main(dcfg: DictConfig) -> None:
         fail(str(exc))
     except OSError as exc:
         fail(os_error_line(exc))
-    text = "\n".join(report_lines(summary))
+    text = inert_lines(report_lines(summary))
     atomic_write_bytes(out / "eval.md", (text + "\n").encode())
-    print(f"agora-eval: {', '.join(summary['suites'])} -> {out}\n{text}")
+    print(inert(f"agora-eval: {', '.join(summary['suites'])} -> {out}", newlines=False) + "\n" + text)
 
 
 def eval_main() -> None:
@@ -473,7 +477,8 @@ def report_main(argv: Sequence[str] | None = None) -> None:
         fail(f"{exc}" + (f"; {told}" if told else ""), "agora-report", logged=False)
     except OSError as exc:  # the output folder: a file, read-only, disk full
         fail(f"cannot write the report: {os_error_line(exc)}", "agora-report", logged=False)
-    print(f"agora-report: compared {plural(len(runs), 'run')} -> {path}" + (f"; {told}" if told else ""))
+    print(inert(f"agora-report: compared {plural(len(runs), 'run')} -> {path}" + (f"; {told}" if told else ""),
+                newlines=False))
 
 
 def never_started(dirs: Sequence[str]) -> list[Unfinished]:

@@ -26,7 +26,7 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT,
-          timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+          timeout: float = 600, env: dict[str, str] | None = None, raw: bool = False) -> subprocess.CompletedProcess:
     """Run ``agora ARGS...`` in a child process and wait; stdout and stderr are captured as text.
 
     Args:
@@ -36,8 +36,9 @@ def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Pat
         cwd: where the child starts (Hydra's default output folder and relative paths are under it).
         timeout: seconds before the child is killed and the test fails.
         env: environment variables set for the child (e.g. ``AGORA_CACHE``), over this process's.
+        raw: capture bytes exactly as written (text mode reads a CR as a line end).
     """
-    return subprocess.run(_argv(args, module, code), cwd=cwd, env=_env(env), capture_output=True, text=True,
+    return subprocess.run(_argv(args, module, code), cwd=cwd, env=_env(env), capture_output=True, text=not raw,
                           timeout=timeout)
 
 

@@ -14,6 +14,8 @@ from agents.llm.base import BackendError, BackendStats, ChatMessage, GenerateReq
 
 UNSEEN_LOGPROB = -30.0  # the options not named by a reply read without logprobs (~1e-13)
 _SPACE_MARKS = "\u0120\u2581 \t\n"  # byte-level BPE's "Ġ", SentencePiece's "▁", plain whitespace
+# JSON's "\ud800" decodes to a lone surrogate: a str no UTF-8 file (checkpoint, parquet) can hold
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class MalformedResponse(ValueError):
@@ -310,6 +312,9 @@ class OpenAICompatibleBackend:
             self.stats.generate_calls += 1
             if not out:
                 _count(self.stats, "empty_reply")  # recorded: an empty answer is still an answer
+            if _LONE_SURROGATE.search(out):  # the rest of the reply is kept; each one is U+FFFD, counted
+                _count(self.stats, "reply_lone_surrogate")
+                out = _LONE_SURROGATE.sub("\ufffd", out)
             return out
 
         return list(await asyncio.gather(*(one(r) for r in requests)))

@@ -45,8 +45,7 @@ def plot_ablation(effects: dict[str, dict[str, Any]], reward: dict[str, Any], ou
         ax.set_xlabel("direction (property rated)")
         ax.set_title(f"{title}: shift toward direction vs 'none'", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    save_png(fig, out_dir / "ablation_shift.png")
+    save_png(fig, out_dir / "ablation_shift.png", tight=True)
     return ["ablation_shift.png"]
 
 

@@ -16,6 +16,7 @@ from sim.report.plots import axis_limits, error_bars, save_png
 from sim.report.render import (
     Grid,
     Term,
+    code_span,
     figure,
     fmt,
     md_table,
@@ -217,9 +218,8 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
         ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_title(label_of(m), fontsize=10)
         ax.grid(alpha=0.3, axis="x")
-        fig.tight_layout()
         fname = "compare_" + "".join(ch if ch.isalnum() else "_" for ch in m).strip("_") + ".png"
-        save_png(fig, out_dir / fname)
+        save_png(fig, out_dir / fname, tight=True)
         written.append(fname)
     return written
 
@@ -246,7 +246,8 @@ def compare(paths: Sequence[str | Path], out_dir: Path, unfinished: Sequence[Unf
                                         for r in records}} for m in _metrics(df)]
     common = df["common"][0] if len(df) else ""
     told = f"{plural(len(runs), 'run')} compared" + (f"; {len(unfinished)} did not finish (below)" if unfinished else "")
-    sections = [("Runs", [f"{told}." + (f" Settings shared by all: `{common}`." if common else ""), md_table(listing)]),
+    sections = [("Runs", [f"{told}." + (f" Settings shared by all: {code_span(common)}." if common else ""),
+                          md_table(listing)]),
                 ("Headline figures", ["One column per run; 95% intervals in brackets where the run gives them.",
                                       md_table(by_figure)])]
     seeds = seed_summary(df)

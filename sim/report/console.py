@@ -1,5 +1,6 @@
 """What the commands print: a finished run's headline lines, the label-quality gate's, agora-eval's results
-and its ``--help`` page."""
+and its ``--help`` page. Every line is made inert on its own (:func:`sim.display.inert_lines`): a name from a
+file or a server cannot move the terminal or start a line of its own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 from sim.calibration import lines as gate_lines
+from sim.display import inert_lines
 from sim.report.eval import report_lines as eval_lines
 from sim.report.render import fmt_interval
 
@@ -26,7 +28,7 @@ def finished_lines(summary: dict, out: Path) -> str:
 def report(summary: dict, out: Path) -> str:
     c, t, j, s = summary["counts"], summary["throughput"], summary["judge"], summary["steerability"]
     fmt = lambda x, p=3: "n/a" if x is None else f"{x:.{p}f}"  # noqa: E731
-    return "\n".join([
+    return inert_lines([
         f"agora: run {summary['run_id']} finished in {summary['wall_seconds']:.0f} s -> {out}",
         f"  {c['agents']} agents x {c['steps']} steps: {c['stances']} stances "
         f"({c['unparsed_stance_texts']} of {c['initial_stances']} free-text replies unparseable), "
@@ -59,7 +61,7 @@ def report_generations(summary: dict, out: Path) -> str:
             v = r.get(k)
             cells.append(f"{v:>12.3f}" if isinstance(v, float) else f"{str(v if v is not None else '-')[:12]:>12}")
         lines.append(f"  {k:<{width}}  " + "  ".join(cells))
-    return "\n".join(lines)
+    return inert_lines(lines)
 
 
 def study_lines(summary: dict, out: Path) -> str:
@@ -67,7 +69,7 @@ def study_lines(summary: dict, out: Path) -> str:
 
     lines = [f"agora: {summary['kind']} run {summary['run_id']} finished in {summary['wall_seconds']:.0f} s -> {out}"]
     lines += [f"  {k}: {fmt_interval(v)}" for k, v in summary["headline"].items()]
-    return "\n".join(lines + [f"  report: {out / 'report.md'}"])
+    return inert_lines(lines + [f"  report: {out / 'report.md'}"])
 
 
 # -- agora-eval --help ---------------------------------------------------------------------------

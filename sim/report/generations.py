@@ -54,9 +54,8 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
         ax.grid(alpha=0.3)
         if len(cols) > 1:
             ax.legend(fontsize=7)
-        fig.tight_layout()
         fname = f"gen_{name.replace('[', '_').replace(']', '')}.png"
-        save_png(fig, out_dir / fname)
+        save_png(fig, out_dir / fname, tight=True)
         written.append(fname)
     return written
 

@@ -39,9 +39,8 @@ def _scatter(profiles: pl.DataFrame, instrument: str, out_dir: Path) -> str:
     fig.supxlabel("people (95% CI)", fontsize=8)
     fig.supylabel("model, agents with the country's persona", fontsize=8)
     fig.suptitle(f"{TITLES[instrument]}: model vs people per country (dashed: no persona)", fontsize=9)
-    fig.tight_layout()
     name = f"human_{instrument}_profiles.png"
-    save_png(fig, out_dir / name)
+    save_png(fig, out_dir / name, tight=True)
     return name
 
 

@@ -39,8 +39,7 @@ def plot_inverse(scopes: dict[str, Any], out_dir: Path) -> list[str]:
     ax.set_ylabel("held-out agreement with the labels")
     ax.set_title("Which principles explain the preferences? (held-out pairs, Wilson 95% CI)", fontsize=9)
     ax.legend(fontsize=7, ncol=3, loc="upper center")
-    fig.tight_layout()
-    save_png(fig, out_dir / "inverse_agreement.png")
+    save_png(fig, out_dir / "inverse_agreement.png", tight=True)
     return ["inverse_agreement.png"]
 
 

@@ -44,8 +44,7 @@ def plot_overton(metrics: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{title}\n(95% bootstrap CI over dilemmas)", fontsize=9)
     axes[0].set_ylabel("share of the clusters' positions")
-    fig.tight_layout()
-    save_png(fig, out_dir / PLOT)
+    save_png(fig, out_dir / PLOT, tight=True)
     return [PLOT]
 
 

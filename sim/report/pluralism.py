@@ -46,8 +46,7 @@ def plot_pluralism(metrics: dict[str, Any], names: list[str], out_dir: Path) -> 
     ax2.set_ylabel("mean share of the judged perspective")
     ax2.set_title("Whose perspective the answers reflect", fontsize=9)
     ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    save_png(fig, out_dir / "pluralism_entropy.png")
+    save_png(fig, out_dir / "pluralism_entropy.png", tight=True)
     return ["pluralism_entropy.png"]
 
 
