@@ -65,8 +65,8 @@ from sim.cli import {entry}
 KINDS = ("tiny", "pluralism", "overton", "inverse_constitution", "human_distributions", "evolving_norms",
          "constitution_ablation")
 SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1", "study.pluralism.dilemmas=2",
-         "study.overton.dilemmas=2", "study.norms.generations=2", "study.norms.dilemmas=2", "study.norms.train_policy=false",
-         "study.ablation.train_reward=false", "study.human.countries=[US,UK,Japan]")
+         "study.overton.dilemmas=2", "study.overton.voices=1", "study.norms.generations=4", "study.norms.dilemmas=2",
+         "study.norms.train_policy=false", "study.ablation.train_reward=false", "study.human.countries=[US,UK,Japan]")
 
 
 def acting(text: str) -> list[str]:
