@@ -29,6 +29,7 @@ from scenarios.errors import InputError
 from sim.config import AgoraConfig, schema
 
 ConfigStore.instance().store(name="agora_schema", node=schema())
+log = logging.getLogger("agora")
 
 
 def ray_gpus(*devices: str) -> int:
@@ -38,7 +39,6 @@ def ray_gpus(*devices: str) -> int:
 
 
 OmegaConf.register_new_resolver("agora_gpus", ray_gpus, replace=True)
-log = logging.getLogger("agora")
 
 
 class Failed(SystemExit):

@@ -6,6 +6,7 @@ checkpoint to the bytes the basic launcher gives; a point that fails at run time
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -24,7 +25,7 @@ import pytest
 
 from sim.checkpoint import CHECKPOINT
 from sim.lock import LOCK
-from tests.helpers import agora, child_env, start_agora
+from tests.helpers import ROOT, agora, child_env, start_agora
 
 ARGS = ["population.size=60", "sim.steps=6", "sim.progress=false", "name=sweep"]
 SEEDS = "seed=3,4"
@@ -117,33 +118,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ray_head() -> Iterator[str]:
-    """A one-node Ray cluster on 127.0.0.1 with 2 CPUs (`ray start --head --block`, its own process group, killed
-    after the module's tests); its address."""
+def _need_ray() -> None:
     if importlib.util.find_spec("ray") is None or importlib.util.find_spec("hydra_plugins.hydra_ray_launcher") is None:
         if os.environ.get("CI"):
             pytest.fail("CI must have agora[ray] installed (make setup installs it)")
         pytest.skip("ray is not installed: `make setup` installs agora[ray]")
+
+
+@contextlib.contextmanager
+def _ray_head(dashboard: bool = False) -> Iterator[tuple[str, str | None]]:
+    """A one-node Ray cluster on 127.0.0.1 with 2 CPUs (`ray start --head --block` in its own process group, with the
+    venv's commands on PATH as on a cluster node), killed on exit; its address, and its job server's when
+    ``dashboard``."""
+    _need_ray()
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # short: Ray's socket paths must fit in 107 bytes
-    port = _free_port()
+    port, jobs = _free_port(), _free_port()
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
            f"--port={port}", f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
-           "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
+           "--num-cpus=2", f"--include-dashboard={str(dashboard).lower()}", "--dashboard-host=127.0.0.1",
+           f"--dashboard-port={jobs}", "--disable-usage-stats", f"--temp-dir={temp}"]
+    env = LOOPBACK | {"PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))}
     log = temp / "start.log"
     with log.open("w") as fh:
-        head = subprocess.Popen(cmd, env=child_env(LOOPBACK), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+        head = subprocess.Popen(cmd, env=child_env(env), stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while "Ray runtime started" not in log.read_text() and head.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "Ray runtime started" in log.read_text(), log.read_text()[-3000:]
         assert "Local node IP: 127.0.0.1" in _plain(log.read_text()), "Ray is not on loopback"
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", (f"http://127.0.0.1:{jobs}" if dashboard else None)
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops what it started; its workers share the group
         try:
-            head.wait(timeout=10)
+            head.wait(timeout=3)
         except subprocess.TimeoutExpired:
             pass
         try:
@@ -151,6 +159,13 @@ def ray_head() -> Iterator[str]:
         except ProcessLookupError:
             pass
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[str]:
+    """The address of a loopback Ray cluster shared by this module's tests."""
+    with _ray_head() as (address, _):
+        yield address
 
 
 def _plain(text: str) -> str:
@@ -178,8 +193,9 @@ def test_a_ray_sweep_point_killed_mid_run_is_retried_and_resumes_and_a_failing_p
     assert points["llm=scripted seed=3"] == victim
     # the failing points failed on their own, each saying why in its folder; the sweep says which failed first
     assert proc.returncode == 2, where + err[-3000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("agora: error: sweep point #2 (") and "model server" in last and "Traceback" not in err, last
+    ends = [line for line in err.splitlines() if line.startswith("agora: error:")]  # Ray forwards workers' lines too
+    assert len(ends) == 1 and ends[0].startswith("agora: error: sweep point #2 (") and "model server" in ends[0], ends
+    assert "Traceback" not in err
     for seed in (3, 4):
         failed = points[f"llm=openai_compatible seed={seed}"]
         assert not (failed / "summary.json").exists()
@@ -192,6 +208,24 @@ def test_a_ray_sweep_point_killed_mid_run_is_retried_and_resumes_and_a_failing_p
     assert RESUMING in (victim / "cli.log").read_text(), where
     assert RESUMING not in (points["llm=scripted seed=4"] / "cli.log").read_text()
     assert not (victim / CHECKPOINT).exists() and not (victim / LOCK).exists()
+
+
+@pytest.mark.slow
+def test_ray_job_submit_runs_the_sweeps_driver_on_the_cluster(tmp_path):
+    """`ray job submit --working-dir . -- agora --multirun ... hydra/launcher=ray_cluster`: the working folder is uploaded,
+    the driver runs on the cluster and its points as Ray tasks, writing to an absolute hydra.sweep.dir."""
+    sweep = tmp_path / "sweep"
+    with _ray_head(dashboard=True) as (_, jobs):
+        cmd = [str(Path(sys.executable).parent / "ray"), "job", "submit", f"--address={jobs}", "--working-dir=.", "--",
+               "agora", "--multirun", "llm=scripted", "experiment=tiny", "sim.progress=false", "seed=0,1",
+               "hydra/launcher=ray_cluster", f"hydra.sweep.dir={sweep}"]
+        res = subprocess.run(cmd, cwd=ROOT, env=child_env(LOOPBACK), capture_output=True, text=True, timeout=400)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert "succeeded" in _plain(res.stdout + res.stderr)
+    assert [(sweep / str(n) / "summary.json").is_file() for n in (0, 1)] == [True, True]
+    ref = tmp_path / "ref"
+    assert agora("llm=scripted", "experiment=tiny", "sim.progress=false", f"hydra.run.dir={ref}").returncode == 0
+    assert (sweep / "0" / "preferences.parquet").read_bytes() == (ref / "preferences.parquet").read_bytes()
 
 
 # -- Submitit: slurm.yaml's shape on the local executor --------------------------------------------------------------
