@@ -135,8 +135,8 @@ def _ray_head(dashboard: bool = False) -> Iterator[tuple[str, str | None]]:
     port, jobs = _free_port(), _free_port()
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
            f"--port={port}", f"--ray-client-server-port={_free_port()}", f"--dashboard-agent-listen-port={_free_port()}",
-           "--num-cpus=2", f"--include-dashboard={str(dashboard).lower()}", "--dashboard-host=127.0.0.1",
-           f"--dashboard-port={jobs}", "--disable-usage-stats", f"--temp-dir={temp}"]
+           "--num-cpus=2", "--object-store-memory=100000000", f"--include-dashboard={str(dashboard).lower()}",
+           "--dashboard-host=127.0.0.1", f"--dashboard-port={jobs}", "--disable-usage-stats", f"--temp-dir={temp}"]
     env = LOOPBACK | {"PATH": os.pathsep.join((str(Path(sys.executable).parent), os.environ.get("PATH", "")))}
     log = temp / "start.log"
     with log.open("w") as fh:
