@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -718,14 +719,17 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
 
 
 def test_agora_report_lists_every_run_that_did_not_finish_and_why(tmp_path):
-    """A sweep whose second point cannot reach its model server (the basic launcher stops there, so the third
-    never starts), a run killed with SIGKILL, one stopped with SIGTERM and one still running: one run compared,
-    five listed with their reasons on the console line and in the report's table."""
+    """A sweep whose second point cannot reach its model server (it fails alone; the third runs) and whose third
+    point's folder is then removed (as if the sweep had been killed before it started), a run killed with
+    SIGKILL, one stopped with SIGTERM and one still running: one run compared, five listed with their reasons on
+    the console line and in the report's table."""
     root = tmp_path / "runs"
     res = agora("--multirun", "llm=scripted,openai_compatible,scripted", "llm.base_url=http://127.0.0.1:9/v1",
                 "llm.model=x", "llm.max_retries=0", "experiment=tiny", "sim.progress=false", "calibration.enabled=false",
                 f"hydra.sweep.dir={root / 'sweep'}", timeout=300)
     assert res.returncode == 2 and "model server http://127.0.0.1:9/v1 failed" in res.stderr
+    assert (root / "sweep" / "2" / "summary.json").is_file()  # a failed point does not stop the sweep
+    shutil.rmtree(root / "sweep" / "2")
     long_run = ("llm=scripted", "population.size=6", "sim.steps=100000", "sim.progress=false", "calibration.enabled=false")
     procs = {name: start_agora(*long_run, f"hydra.run.dir={root / name}") for name in ("killed", "stopped", "running")}
     try:
