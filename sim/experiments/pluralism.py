@@ -26,15 +26,14 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from agents import prompts
-from agents.llm.base import GenerateRequest, LLMBackend
+from agents.llm.base import LLMBackend
 from agents.scoring import classify
 from agents.worldview import cluster_centre, cluster_label
 from alignment.metrics import (
+    Interval,
     bootstrap_interval,
     finite,
     finite_figures,
-    headline_figure,
-    interval,
     normalised_entropy,
     paired_permutation_test,
 )
@@ -44,67 +43,14 @@ from sim import store
 from sim.checkpoint import runner
 from sim.config import AgoraConfig
 from sim.experiments import preflight, study_dilemmas
+from sim.experiments.shared.answers import condition_answers
 from sim.lifecycle import Run
 from sim.report.pluralism import plot_pluralism, pluralism_report
-from sim.seeding import child_rng, child_seed, sample_dilemmas
-from sim.society import population
+from sim.results import pick
+from sim.seeding import sample_dilemmas
 
 CONDITIONS = ("single", "contextual", "panel")
 log = logging.getLogger(__name__)
-
-
-
-
-def panel_members(clusters: list[str], size: int, rng: np.random.Generator) -> list[int]:
-    """``size`` agents, cycling through the clusters so that the panel spans as many as it can."""
-    names = list(dict.fromkeys(clusters))
-    by_cluster = {c: [i for i, x in enumerate(clusters) if x == c] for c in names}
-    out: list[int] = []
-    for k in range(size):
-        pool = [i for i in by_cluster[names[k % len(names)]] if i not in out] or [i for i in range(len(clusters)) if i not in out]
-        if not pool:
-            break
-        out.append(int(pool[int(rng.integers(len(pool)))]))
-    return out
-
-
-async def condition_answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: list[Dilemma], bar: tqdm, *,
-                            tag: str = "pluralism", panel_size: int, answer_tokens: int,
-                            synthesis_tokens: int) -> list[dict[str, Any]]:
-    """Per dilemma, the ``single``, ``contextual`` and ``panel`` answers and the panel's ``member`` answers
-    (rows of ``dilemma_id, condition, agent_id, cluster, text``); seeds drawn under ``tag`` (the experiment
-    that asks: ``pluralism``, ``overton``)."""
-    temp, top_p = cfg.llm.temperature, cfg.llm.top_p
-    worldviews = population(cfg)
-    clusters = [w.cluster for w in worldviews]
-    names = list(dict.fromkeys(clusters))
-    views = [(cluster_label(c), cluster_centre(c).persona) for c in names]
-
-    async def gen(messages, tokens: int, *path: int | str) -> str:
-        (text,) = await backend.generate([GenerateRequest(messages=messages, max_new_tokens=tokens, temperature=temp,
-                                                          top_p=top_p, seed=child_seed(cfg.seed, tag, *path))])
-        bar.update(1)
-        return text
-
-    async def one(j: int, d: Dilemma) -> list[dict[str, Any]]:
-        members = panel_members(clusters, panel_size, child_rng(cfg.seed, tag, "panel", j))
-        single, contextual, *said = await asyncio.gather(
-            gen(prompts.stance_messages(d, None), answer_tokens, "single", j),
-            gen(prompts.multiplex_messages(d, views), answer_tokens, "contextual", j),
-            *(gen(prompts.stance_messages(d, worldviews[m]), answer_tokens, "member", j, m) for m in members))
-        merged = await gen(prompts.synthesis_messages(d, [(cluster_label(clusters[m]), t) for m, t in zip(members, said,
-                                                                                                       strict=True)]),
-                           synthesis_tokens, "panel", j)
-        base = {"dilemma_id": d.id}
-        rows = [base | {"condition": "single", "agent_id": None, "cluster": None, "text": single},
-                base | {"condition": "contextual", "agent_id": None, "cluster": None, "text": contextual},
-                base | {"condition": "panel", "agent_id": None, "cluster": None, "text": merged}]
-        rows += [base | {"condition": "member", "agent_id": m, "cluster": clusters[m], "text": t}
-                 for m, t in zip(members, said, strict=True)]
-        return rows
-
-    out = await asyncio.gather(*(one(j, d) for j, d in enumerate(dilemmas)))
-    return [r for rows in out for r in rows]
 
 
 async def _classify(backend: LLMBackend, rows: list[dict[str, Any]], dilemmas: dict[str, Dilemma],
@@ -129,7 +75,7 @@ def pluralism_metrics(answers: pl.DataFrame, names: list[str], seed: int, n_boot
     for c, df in per.items():
         dist = np.asarray(df.select([f"p[{n}]" for n in names]).to_numpy(), float)
         out["conditions"][c] = {
-            "entropy": interval(bootstrap_interval(df["entropy"].to_list(), n_resamples=n_boot, seed=seed)),
+            "entropy": Interval.of(bootstrap_interval(df["entropy"].to_list(), n_resamples=n_boot, seed=seed)).to_json(),
             "pooled_entropy": finite(normalised_entropy(dist.mean(axis=0))) if len(dist) else None,
             "mean_distribution": {n: finite(v) for n, v in zip(names, dist.mean(axis=0), strict=True)} if len(dist) else {},
             "top_perspective_counts": {n: int((df["top"] == n).sum()) for n in names},
@@ -137,14 +83,14 @@ def pluralism_metrics(answers: pl.DataFrame, names: list[str], seed: int, n_boot
         }
     for c in ("contextual", "panel"):
         d = (per[c]["entropy"] - per["single"]["entropy"]).to_list()
-        out["differences"][f"{c}_minus_single"] = interval(bootstrap_interval(d, n_resamples=n_boot, seed=seed)) | \
+        out["differences"][f"{c}_minus_single"] = Interval.of(bootstrap_interval(d, n_resamples=n_boot, seed=seed)).to_json() | \
             finite_figures(permutation_p=paired_permutation_test(d, seed=seed))
     members = answers.filter(pl.col("condition") == "member")
     if len(members):
         hits = int((members["top"] == members["cluster"]).sum())
         from alignment.metrics import proportion_interval
 
-        out["classifier_member_accuracy"] = interval(proportion_interval(hits, len(members))) | {
+        out["classifier_member_accuracy"] = Interval.of(proportion_interval(hits, len(members))).to_json() | {
             "chance": finite(1 / len(names)), "n": len(members)}
     return out
 
@@ -194,9 +140,9 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
         "seconds": {"answers": round(ckpt.seconds("answers"), 1), "classify": round(ckpt.seconds("classify"), 1)},
         "dilemmas": len(dilemmas), "clusters": names, "panel_size": panel, **metrics, "plots": plots}
     summary["headline"] = {f"entropy[{c}]": v["entropy"] for c, v in metrics["conditions"].items()}
-    summary["headline"] |= {k: headline_figure(v) for k, v in metrics["differences"].items()}
+    summary["headline"] |= {k: pick(v).to_json() for k, v in metrics["differences"].items()}
     if "classifier_member_accuracy" in metrics:
-        summary["headline"]["classifier_member_accuracy"] = headline_figure(metrics["classifier_member_accuracy"])
+        summary["headline"]["classifier_member_accuracy"] = pick(metrics["classifier_member_accuracy"]).to_json()
     return run.finish(summary, partial(pluralism_report, answers=answers))
 
 
