@@ -218,6 +218,19 @@ def _error_detail(data: bytes) -> str:
     return data[:80].decode("utf-8", "replace").strip()
 
 
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP(S)_PROXY``, not for a ``NO_PROXY`` host), looked up
+    once: aiohttp's ``trust_env`` looks it up, and reads ``~/.netrc``, in a worker thread on every request
+    (two thread hops a request; and a netrc entry for the host would clash with the API key's header)."""
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 class OpenAICompatibleBackend:
     """Chat completions over HTTP (aiohttp; any OpenAI-compatible server).
 
@@ -260,6 +273,7 @@ class OpenAICompatibleBackend:
                          "Content-Type": "application/json", "Accept": "application/json"}
         self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
         self._jitter = random.Random(0)  # timing only; never touches what the run computes
+        self._proxy = _env_proxy(base_url)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session = None
         self._closer = None
@@ -278,7 +292,7 @@ class OpenAICompatibleBackend:
             # keep-alive shorter than servers' own idle timeouts (uvicorn's, under vLLM: 5 s), so a request
             # is not sent on a connection the server is closing; a pool as large as the concurrency limit
             connector = aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=4.0)
-            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers, trust_env=True,
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers, proxy=self._proxy,
                                                   timeout=aiohttp.ClientTimeout(total=self.timeout_s))
             self._closer = self._close_at_shutdown(self._session)
             await anext(self._closer)

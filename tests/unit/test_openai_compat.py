@@ -212,3 +212,16 @@ def test_http_errors_name_the_status_and_the_servers_message():
         asyncio.run(b.generate([GenerateRequest(messages=MSGS)]))
     assert str(err.value).endswith("failed: HTTP 404: model fake not found") and b.stats.retries == 0
     running.close()
+
+
+def test_the_environment_proxy_is_looked_up_once_and_no_proxy_is_honoured(monkeypatch):
+    from agents.llm.openai_compat import _env_proxy
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    assert _env_proxy("http://gpu1:8000/v1") == "http://proxy.example:3128"
+    assert _env_proxy("http://127.0.0.1:8000/v1") is None
+    assert _env_proxy("https://api.example/v1") is None  # no https_proxy set
