@@ -69,8 +69,9 @@ VLLM_REFERENCE = {"total_tokens_per_s": 14029.44, "requests_per_s": 32.42,
 FLEET_AGENTS = 10_000
 
 
-def client_section(client: dict[str, Any]) -> list[str]:
-    """``benches/test_client_throughput.py``'s figures (its own JSON, like the population-scale one)."""
+def client_section(client: dict[str, Any], scale: dict[str, Any] | None = None) -> list[str]:
+    """``benches/test_client_throughput.py``'s figures (its own JSON, like the population-scale one), with the
+    scripted 10,000-agent step of ``scale`` (the society's own cost per request) where there is one."""
     m = client.get("machine_info", {})
     lines: list[str] = []
     for i in (b["extra_info"] for b in client["benchmarks"] if b["extra_info"].get("name") == "client_throughput"):
@@ -115,8 +116,18 @@ def client_section(client: dict[str, Any]) -> list[str]:
                   f"{step_requests / server_rps / 60:,.0f} server-minutes. This is an estimate: agora's requests are "
                   "mostly prefill (scoring asks for 1 new token), which a GPU runs at several times its decode rate, and "
                   "personas and dilemmas share prompt prefixes that vLLM's prefix cache skips; both make a server faster "
-                  "on this mix than on ShareGPT, so fewer servers saturate one process than the figure says. A larger "
-                  "model than 8B, or an older GPU, goes the other way.", ""]
+                  "on this mix than on ShareGPT, so one process keeps fewer of them busy than the figure says. A "
+                  "larger model than 8B, or an older GPU, goes the other way."]
+        framework = next((r for r in (scale or {}).get("runs", []) if r.get("agents") == FLEET_AGENTS and r.get("step_s")), None)
+        if framework:
+            own = framework["agents"] * per_agent / framework["step_s"]
+            both = 1 / (1 / best["req_per_s"] + 1 / own)
+            lines[-1] += (f" The society's own work comes on top in the same process: the scripted {FLEET_AGENTS:,}-agent "
+                          f"step takes {framework['step_s']} s with no HTTP at all (~{own:,.0f} requests' worth a second, "
+                          f"[Large populations](#large-populations-scripted-backend)), so a real run issues ~{both:,.0f} "
+                          f"requests/s and keeps ~{both / server_rps:.0f} servers busy; more servers take more processes "
+                          "(one society per process: a sweep's points, or seeds).")
+        lines.append("")
     return lines
 
 
@@ -164,7 +175,9 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
     if scale:
         lines += scale_section(scale)
     if client:
-        lines += client_section(client)
+        scale_info = next((b["extra_info"] for b in (scale or {}).get("benchmarks", [])
+                           if b["extra_info"].get("name") == "population_scale"), None)
+        lines += client_section(client, scale_info)
     return "\n".join(lines)
 
 

@@ -40,14 +40,14 @@ CONCURRENCY = (1, 8, 32, 128, 512)
 AGENTS = 64  # the recorded step; replayed REPEAT times per round (~3,300 HTTP requests)
 REPEAT = 4
 
-# own-time buckets of the profile: the first match of a frame's file path wins
-BUCKETS = (("openai SDK (request building, response wrapping)", ("/openai/",)),
-           ("pydantic", ("/pydantic/", "/pydantic_core/")),
-           ("HTTP client (httpx2, httpcore2, h11)", ("/httpx2/", "/httpcore2/", "/h11/", "/httpx/", "/httpcore/")),
-           ("anyio", ("/anyio/",)),
-           ("event loop + sockets (asyncio, selectors, ssl)", ("/asyncio/", "selectors.py", "socket.py", "ssl.py")),
-           ("JSON (json, jiter)", ("/json/", "jiter")),
+# own-time buckets of the profile: the first match of a frame's file path (built-ins: of their name) wins
+BUCKETS = (("idle in epoll (the client waiting on the server)", ("select.epoll",)),
+           ("sockets (send, recv)", ("_socket.socket",)),
+           ("HTTP client (aiohttp, yarl, multidict)", ("/aiohttp/", "/yarl/", "/multidict/", "/propcache/")),
+           ("event loop (asyncio)", ("/asyncio/", "selectors.py", "_contextvars", "_asyncio")),
+           ("JSON (json)", ("/json/", "_json")),
            ("agora client (agents/llm)", ("agents/llm/",)),
+           ("openai SDK, pydantic, httpx (if used)", ("/openai/", "/pydantic", "/httpx", "/httpcore", "/anyio/")),
            ("benchmark harness", ("benches/",)))
 
 
@@ -180,7 +180,8 @@ def profile_round(backend, calls) -> dict[str, Any]:
     own: Counter[str] = Counter()
     rows = []
     for (file, line, name), (_cc, ncalls, tottime, _ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        bucket = next((b for b, keys in BUCKETS if any(k in file for k in keys)), "other")
+        where = name if file == "~" else file
+        bucket = next((b for b, keys in BUCKETS if any(k in where for k in keys)), "other")
         own[bucket] += tottime
         short = "/".join(Path(file).parts[-2:]) if file != "~" else "(built-in)"
         rows.append((tottime, ncalls, f"{name} ({short}:{line})"))
