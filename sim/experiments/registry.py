@@ -90,8 +90,8 @@ def study_node(name: str, key: str | None, config: type | None, published_id: bo
 
     def check_kind(self: StudyConfig) -> None:
         if self.kind != name:
-            raise ValueError(f"study.kind={self.kind} with the settings of study={name}: select experiment={self.kind} "
-                             f"(or leave study.kind to experiment={name})")
+            raise ValueError(f"study.kind={self.kind} does not match the settings of study={name} "
+                             f"(experiment={name} sets study.kind itself)")
 
     fields_: list[Any] = [("kind", str, field(default=name))]
     if key is not None:

@@ -31,8 +31,9 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.is_dir():
             raise FileNotFoundError(f"{p}: no such directory")
-        found = [p] if (p / "summary.json").is_file() else sorted(
-            (s.parent for s in p.rglob("summary.json")), key=lambda q: [int(x) if x.isdigit() else x for x in q.parts])
+        found = [p] if (p / "summary.json").is_file() else sorted(  # sweep points by number (2 before 10), then names
+            (s.parent for s in p.rglob("summary.json")), key=lambda q: [(0, int(x), "") if x.isdigit() else (1, 0, x)
+                                                                        for x in q.parts])
         if not found:
             raise FileNotFoundError(f"{p}: no finished run (no summary.json at or below it)")
         runs += [r for r in found if r not in runs]

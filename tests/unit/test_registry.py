@@ -50,7 +50,7 @@ def test_only_the_selected_experiments_settings_exist():
 
 
 def test_a_kind_that_does_not_match_its_settings_node_is_refused():
-    with pytest.raises(Exception, match="study.kind=society with the settings of study=overton"):
+    with pytest.raises(Exception, match="study.kind=society does not match the settings of study=overton"):
         compose("experiment=overton", "study.kind=society")
     with pytest.raises(Exception, match="study.kind=overton is none of .*select"):
         compose("study.kind=overton")  # the transitional node holds the unconverted experiments only
