@@ -111,14 +111,16 @@ class Run:
 
     def _close(self, failed: bool) -> None:
         try:
-            if failed and self.ckpt is not None:
-                self.ckpt.save_counters()  # no unit is marked done: summary.json's counts cover every attempt
+            if self._loop is not None:  # first: it cancels what a failed stage left running, which may still count
+                loop, self._loop = self._loop, None
+                loop.close()
         finally:
-            if self._loop is not None:
-                self._loop.close()
-                self._loop = None
-            if self.ckpt is not None:
-                self.ckpt.release()
+            try:
+                if failed and self.ckpt is not None:
+                    self.ckpt.save_counters()  # no unit is marked done: summary.json's counts cover every attempt
+            finally:
+                if self.ckpt is not None:
+                    self.ckpt.release()
 
     def _open(self) -> None:
         from sim.calibration import start as gate
