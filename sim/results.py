@@ -51,11 +51,14 @@ class PairedDifference(Interval):
     permutation_p_na: str | None = None
 
     @classmethod
-    def of_differences(cls, differences: Sequence[float], *, seed: int, n_resamples: int = 2000) -> PairedDifference:
-        """Interval over the differences (:func:`~alignment.metrics.bootstrap_interval`) and their permutation p."""
+    def of_differences(cls, differences: Sequence[float], *, seed: int, n_resamples: int = 2000,
+                       with_n: bool = True) -> PairedDifference:
+        """Interval over the differences (:func:`~alignment.metrics.bootstrap_interval`) and their permutation p;
+        ``with_n``: record their number (a figure published without it keeps its ``summary.json`` keys)."""
         d = list(differences)
         p = finite_figures(permutation_p=paired_permutation_test(d, seed=seed))
-        return cls.of(bootstrap_interval(d, n_resamples=n_resamples, seed=seed), n=len(d), permutation_p=p["permutation_p"],
+        return cls.of(bootstrap_interval(d, n_resamples=n_resamples, seed=seed), n=len(d) if with_n else None,
+                      permutation_p=p["permutation_p"],
                       permutation_p_na=p.get("permutation_p_na"))
 
     def to_json(self) -> dict[str, Any]:

@@ -16,34 +16,6 @@ MAX_TOKENS = 4096  # new tokens per reply: sim.tokens.* has the same bound (a ty
 
 
 @dataclass(frozen=True)
-class PluralismConfig:
-    """``experiment=pluralism`` (after WorldView-Bench): per dilemma, (a) one model answering alone,
-    (b) the same model told to weigh several cultures (contextual multiplexity), (c) a panel of
-    agents from different clusters whose answers a synthesiser merges (multi-agent multiplexity).
-    A judge scores which cluster's perspective each answer reflects.
-
-    Attributes:
-        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``); at least 2 (intervals over
-            dilemmas) and at most the file's count (refused before any work, not cut).
-        panel_size: panel members in (c), one per cluster in turn; at most ``population.size`` (a larger value
-            runs panels of ``population.size``, with a warning; the size used is in ``summary.json``).
-        answer_tokens: new tokens per answer in (a), (b) and per panel member (1 to 4096, as ``sim.tokens``).
-        synthesis_tokens: new tokens for the synthesiser's merged answer (1 to 4096).
-    """
-
-    dilemmas: int = 12
-    panel_size: int = 4
-    answer_tokens: int = 64
-    synthesis_tokens: int = 96
-
-    def __post_init__(self) -> None:
-        if self.dilemmas < 2 or self.panel_size < 2:
-            raise ValueError("study.pluralism.dilemmas and panel_size must be >= 2")
-        if not (1 <= self.answer_tokens <= MAX_TOKENS and 1 <= self.synthesis_tokens <= MAX_TOKENS):
-            raise ValueError(f"study.pluralism.answer_tokens and synthesis_tokens must be in [1, {MAX_TOKENS}]")
-
-
-@dataclass(frozen=True)
 class NormConfig:
     """One entry of a norm schedule: from ``generation`` on, agents are judged for fit with this norm.
 
@@ -283,7 +255,7 @@ class StudyConfig:
 # Transitional, until every experiment is a registered study node: the experiments not converted yet keep their
 # settings in this one node (the default option ``study=legacy``), as every run's config held them before; each
 # conversion removes its kind and key here, and the last one makes ``StudyConfig`` the default.
-LEGACY_KEYS = {"pluralism": "pluralism", "evolving_norms": "norms", "constitution_ablation": "ablation",
+LEGACY_KEYS = {"evolving_norms": "norms", "constitution_ablation": "ablation",
                "inverse_constitution": "inverse", "human_distributions": "human"}
 
 
@@ -293,10 +265,9 @@ class LegacyStudy(StudyConfig):
 
     Attributes:
         kind: ``society`` or one of those experiments (a registered one is selected with ``experiment=<name>``).
-        pluralism, norms, ablation, inverse, human: settings of each experiment.
+        norms, ablation, inverse, human: settings of each experiment.
     """
 
-    pluralism: PluralismConfig = field(default_factory=PluralismConfig)
     norms: NormsConfig = field(default_factory=NormsConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     inverse: InverseConfig = field(default_factory=InverseConfig)

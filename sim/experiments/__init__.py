@@ -1,7 +1,7 @@
 """Everything ``agora`` can run. A registered experiment is one folder (``sim/experiments/<name>/``, see
 :mod:`sim.experiments.registry`, which finds the folders and runs them). Transitional, until each is converted: the
 society run (``society_run``), the generations loop (``generations``) and the experiments still in one module each
-(``pluralism``, ``norms``, ``ablation``, ``inverse``, ``human``) run through :data:`RUNNERS`; what they share
+(``norms``, ``ablation``, ``inverse``, ``human``) run through :data:`RUNNERS`; what they share
 (``collective`` votes, ``evaluate`` suites, ``injection`` measurement) stays beside them.
 
 :func:`run_experiment` runs any config; :func:`preflight` refuses, before any work, a run that cannot mean
@@ -32,7 +32,6 @@ class Refused(InputError):
 # study.kind -> (module, runner) of the kinds not registered yet; ``society`` runs the generations loop when
 # ``alignment.generations > 0``. Transitional: each conversion removes its entry, the last one this table.
 RUNNERS = {
-    "pluralism": ("sim.experiments.pluralism", "run_pluralism"),
     "evolving_norms": ("sim.experiments.norms", "run_evolving_norms"),
     "constitution_ablation": ("sim.experiments.ablation", "run_constitution_ablation"),
     "inverse_constitution": ("sim.experiments.inverse", "run_inverse_constitution"),

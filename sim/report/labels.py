@@ -65,11 +65,6 @@ LABELS: dict[str, str] = {
     "dpo_eval_margin_after": "DPO held-out margin after",
     "dpo_train_margin_after": "DPO training margin after",
         "agreement_by_cluster": "policy agreement with each cluster (1 − JS)",
-    # pluralism
-    "entropy": "perspective entropy",
-    "contextual_minus_single": "perspective entropy, contextual − single",
-    "panel_minus_single": "perspective entropy, panel − single",
-    "classifier_member_accuracy": "judge names a panel member's own cluster",
     # evolving norms
     "population_lag": "population lag (generations)",
     "policy_lag": "policy lag (generations)",
@@ -153,7 +148,7 @@ def is_labelled(key: str) -> bool:
 
 # figures with a known range: shares and probabilities are drawn on it, not zoomed to their spread
 _HALF = re.compile(r"informativeness")
-_UNIT = re.compile(r"(rate|share|accuracy|consensus|agreement|^entropy\[|pds_entropy|classifier|spread|coverage)")
+_UNIT = re.compile(r"(rate|share|accuracy|consensus|agreement|pds_entropy|spread|coverage)")
 
 
 def known_range(key: str) -> tuple[float, float] | None:

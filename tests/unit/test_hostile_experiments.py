@@ -133,7 +133,7 @@ def test_between_country_correlation_says_which_side_has_no_spread():
 # -- experiments' statistics over one dilemma: n/a, not a traceback -----------------------------------------
 def test_overton_and_pluralism_statistics_over_one_dilemma_are_na_not_a_traceback():
     from sim.experiments.overton.summary import coverage_metrics
-    from sim.experiments.pluralism import pluralism_metrics
+    from sim.experiments.pluralism.summary import pluralism_metrics
 
     cov = pl.DataFrame({"dilemma_id": ["d1"] * 3, "condition": ["single", "contextual", "panel"],
                         "coverage": [0.5, 1.0, 0.0], "soft_coverage": [0.4, 0.8, 0.2]})
@@ -143,8 +143,8 @@ def test_overton_and_pluralism_statistics_over_one_dilemma_are_na_not_a_tracebac
     assert diff["permutation_p"] is None and diff["permutation_p_na"].startswith("one pair")
     rows = [{"dilemma_id": "d1", "condition": c, "p[a]": 0.5, "p[b]": 0.5, "entropy": 1.0, "top": "a",
              "cluster": None} for c in ("single", "contextual", "panel")]
-    p = pluralism_metrics(pl.DataFrame(rows), ["a", "b"], seed=0, n_boot=200)
-    assert p["differences"]["panel_minus_single"]["na"] == "one value: no interval"
+    _, p_differences, _ = pluralism_metrics(pl.DataFrame(rows), ["a", "b"], seed=0, n_boot=200)
+    assert p_differences["panel_minus_single"].to_json()["na"] == "one value: no interval"
 
 
 # -- refused before any work: runs that cannot mean anything, values that cannot be honoured ----------------
@@ -193,7 +193,7 @@ BOUNDED = {
     "bootstrap": ("eval.bootstrap=1000000", "eval.bootstrap at most 10,000"),
     "permutation test resamples": ("eval.permutations=10000000", "eval.permutations must be at most 100,000"),
     "answer tokens": ("experiment=overton", "study.overton.answer_tokens=100000", "[1, 4096]"),
-    "synthesis tokens": ("study.pluralism.synthesis_tokens=5000", "[1, 4096]"),
+    "synthesis tokens": ("experiment=pluralism", "study.pluralism.synthesis_tokens=5000", "[1, 4096]"),
     "generations": ("study.norms.generations=100000", "at most 1,000"),
     "a norm that never holds": ("study.norms.generations=2", "would never hold"),
     "proposals": ("study.inverse.proposals=5000", "at most 1,000"),

@@ -25,8 +25,6 @@ UNCONVERTED: dict[str, set[str]] = {
                 "sim/report/society.py", "sim/study_config.py"},
     "generations": {"sim/experiments/__init__.py", "sim/experiments/generations.py", "sim/experiments/norms.py",
                     "sim/report/console.py", "sim/report/generations.py", "sim/report/norms.py", "sim/report/render.py"},
-    "pluralism": {"sim/experiments/__init__.py", "sim/experiments/pluralism.py", "sim/experiments/shared/answers.py",
-                  "sim/report/pluralism.py", "sim/report/render.py", "sim/study_config.py"},
     "evolving_norms": {"sim/experiments/__init__.py", "sim/experiments/norms.py", "sim/report/norms.py", "sim/report/render.py",
                        "sim/study_config.py"},
     "constitution_ablation": {"sim/experiments/__init__.py", "sim/experiments/ablation.py", "sim/report/ablation.py",

@@ -59,17 +59,19 @@ def test_a_kind_that_does_not_match_its_settings_node_is_refused():
 
 
 def test_a_name_is_registered_once_and_not_while_it_is_still_a_legacy_runner():
+    from sim.experiments import RUNNERS
     from sim.experiments.registry import experiment
     from sim.results import Summary
 
-    def run_pluralism(run):  # noqa: ANN001, ANN202
+    def run_other(run):  # noqa: ANN001, ANN202
         return Summary()
 
+    legacy = sorted(RUNNERS)[0]  # a kind not converted yet
     with pytest.raises(ValueError, match="still run through sim.experiments.RUNNERS"):
-        experiment("pluralism", summary=Summary, report=lambda out, s: [])(run_pluralism)
+        experiment(legacy, summary=Summary, report=lambda out, s: [])(run_other)
     with pytest.raises(ValueError, match="registered twice"):
-        experiment("overton", summary=Summary, report=lambda out, s: [])(run_pluralism)
-    assert get("pluralism") is None and get("overton").run.__name__ == "run_overton"
+        experiment("overton", summary=Summary, report=lambda out, s: [])(run_other)
+    assert get(legacy) is None and get("overton").run.__name__ == "run_overton"
 
 
 def test_study_nodes_pickle_by_reference():

@@ -4,6 +4,7 @@ tests/e2e/test_report_pages.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 
@@ -20,7 +21,7 @@ from sim.report.labels import label
 from sim.report.plots import axis_limits
 from sim.report.render import headline_table, relevant_config
 from sim.report.social import cluster_choices, debate_pairs, plot_social_graph, stance_change
-from tests.helpers import tiny_config
+from tests.helpers import compose, tiny_config
 
 HOSTILE = "I can't agree <script>alert(1)</script> & see [this](http://x.test) *now*. "
 
@@ -85,7 +86,8 @@ def test_config_is_collapsed_and_shows_only_what_the_run_kind_reads(hostile_run)
     out, summary = hostile_run
     shown = relevant_config(summary["config"], "society")
     assert "study" not in shown and "alignment" not in shown and "base_url" not in shown["llm"]
-    assert set(relevant_config(summary["config"], "pluralism")["study"]) == {"kind", "pluralism"}
+    plural = dataclasses.asdict(compose("experiment=pluralism"))  # its settings exist only in its own runs
+    assert set(relevant_config(plural, "pluralism")["study"]) == {"kind", "pluralism"}
     assert "alignment" in relevant_config(summary["config"], "generations")
     page = (out / "report.html").read_text()
     config_html = re.split(r'<h2 id="s\d+">Config</h2>', page)[1]

@@ -37,11 +37,11 @@ def panel_members(clusters: list[str], size: int, rng: np.random.Generator) -> l
 
 
 async def condition_answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: list[Dilemma], bar: Bar, *,
-                            tag: str = "pluralism", panel_size: int, answer_tokens: int,
+                            tag: str, panel_size: int, answer_tokens: int,
                             synthesis_tokens: int) -> list[dict[str, Any]]:
     """Per dilemma, the ``single``, ``contextual`` and ``panel`` answers and the panel's ``member`` answers
     (rows of ``dilemma_id, condition, agent_id, cluster, text``); seeds drawn under ``tag`` (the experiment
-    that asks: ``pluralism``, ``overton``)."""
+    that asks, which passes its own name: its seeds are in its bytes)."""
     from sim.society import population  # here: experiment folders stay light to import (the CLI imports them all)
 
     temp, top_p = cfg.llm.temperature, cfg.llm.top_p
