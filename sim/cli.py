@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
@@ -25,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 from agents.llm.base import BackendError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
+from sim import aio
 from sim.config import AgoraConfig, schema
 
 ConfigStore.instance().store(name="agora_schema", node=schema())
@@ -376,8 +376,8 @@ def injection_main(argv: Sequence[str] | None = None) -> None:
     _writable_output(ap, args.out, folder=False)
     backend = EmbeddedBackend()
     ds = sample_dilemmas(load_dilemmas("default"), args.dilemmas, args.seed, "injection")
-    pairs = asyncio.run(answers(backend, ds, args.seed))
-    result = asyncio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": args.seed}
+    pairs = aio.run(answers(backend, ds, args.seed))
+    result = aio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": args.seed}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for pname, res in result["prompts"].items():
         for iname, r in res.items():
