@@ -390,3 +390,34 @@ def test_a_server_whose_prompt_alone_disagrees_with_its_echo_is_refused(vllm):
     with pytest.raises(BackendError, match="the prompt without the scored text has 3 tokens"):
         asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=("🙂 yes",), continuation=True)]))
     running.close()
+
+
+def test_a_society_whose_replies_end_in_an_emoji_or_are_capped_finishes_on_the_likelihood_readers(tmp_path):
+    """The probe's run, end to end through the CLI: every agent's reply ends in `` 🙂`` or is 100 kB (scored
+    capped, ending in agora's truncation mark); both used to stop the run after 4 attempts."""
+    from tests.helpers import agora
+
+    class Replies(VLLMLike):
+        count = 0
+
+        def chat_reply(self, body):
+            Replies.count += 1
+            Replies.reply_text = ("A, for the greater good 🙂" if Replies.count % 2 else "B " + "x " * 50_000)
+            return super().chat_reply(body)
+
+    VLLMLike.how, VLLMLike.tail, VLLMLike.last_logprob = "raw", [], None  # vLLM V1's byte-level pieces: exact bytes
+    running = serve_tokenising(Replies)
+    url = next(running)
+    try:
+        res = agora("llm=openai_compatible", f"llm.base_url={url}", "llm.model=tiny", "llm.max_retries=0",
+                    "population.size=4", "sim.steps=1", "sim.progress=false", "calibration.enabled=false",
+                    f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    finally:
+        running.close()
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stdout + res.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["backend"]["extra"]["continuation_form:prompt_logprobs"] == 1
+    assert summary["backend"]["retries"] == 0 and summary["counts"]["preferences"] > 0
+    scored = [body["messages"][-1]["content"] for _, body in Replies.requests if body.get("continue_final_message")]
+    assert any(s.endswith("🙂") for s in scored) and any(s.endswith(" …") for s in scored)
