@@ -25,9 +25,14 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     ``asyncio.run`` to log."""
     async def supervised() -> T:
         try:
-            return await main
-        finally:
+            result = await main
+        except Exception:
             await _wind_down()
+            raise
+        # not on an interrupt (KeyboardInterrupt, cancellation): those stop the loop, which asyncio.run then
+        # winds down itself, and a wind-down pending in a ``finally`` would outlive the loop
+        await _wind_down()
+        return result
 
     return asyncio.run(supervised())
 

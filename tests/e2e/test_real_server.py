@@ -250,13 +250,16 @@ def test_likelihood_readers_in_the_echo_form_match_the_embedded_model(llama_serv
 
     gguf = str(locate_gguf())
     run = tmp_path / "likelihood"
-    res = society(run, llama_server, "sim.choice_reader=likelihood", "sim.judge_reader=likelihood", f"llm.tokenizer={gguf}")
+    # llama-cpp-python builds an echo's log-probabilities in Python, sorting the vocabulary once per prompt
+    # token: a society of 2 agents for 1 step (19 scored replies) is what a test can afford
+    res = society(run, llama_server, "sim.choice_reader=likelihood", "sim.judge_reader=likelihood", f"llm.tokenizer={gguf}",
+                  "population.size=2", "sim.steps=1", "llm.timeout_s=300", "llm.concurrency=1", timeout=1800)
     assert res.returncode == 0, res.stderr[-3000:]
     s = json.loads((run / "summary.json").read_text())
     assert s["backend"]["extra"]["continuation_form:echo"] == 1 and s["counts"]["preferences"] > 0
     assert pl.read_parquet(run / "preferences.parquet")["p_a"].is_between(0, 1).all()
 
-    dilemmas = load_dilemmas("default")[:6]
+    dilemmas = load_dilemmas("default")[:3]
     replies = ("I would stay, for the greater good 🙂", "是的。我会留下。", prompts.continuation("I refuse. " * 200),
                "Cafe\u0301 — nai\u0308ve, but kind.")
     requests = [ScoreRequest(messages=prompts.choice_messages(d, None), choices=(d.action_a, d.action_b), continuation=True)
@@ -264,7 +267,7 @@ def test_likelihood_readers_in_the_echo_form_match_the_embedded_model(llama_serv
     requests += [ScoreRequest(messages=prompts.judge_likelihood_messages(dilemmas[0], None, "Choose the kinder answer."),
                               choices=(replies[k], replies[k + 1]), continuation=True) for k in (0, 2)]
     served = asyncio.run(OpenAICompatibleBackend(base_url=f"{llama_server}/v1", model="smollm2", tokenizer=gguf,
-                                                 timeout_s=60).score_choices(requests))
+                                                 timeout_s=300, concurrency=1).score_choices(requests))
     local = asyncio.run(EmbeddedBackend().score_choices(requests))
     diffs = [abs(a - b) for sa, sb in zip(served, local, strict=True) for a, b in zip(sa, sb, strict=True)]
     rel = [abs(a - b) / abs(b) for sa, sb in zip(served, local, strict=True) for a, b in zip(sa, sb, strict=True)]
