@@ -18,10 +18,11 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
     Why not plain ``asyncio.run``: when one request of an ``asyncio.gather`` fails, its siblings keep
     running; ``asyncio.run`` cancels them at shutdown and logs, with a traceback, any that end in an
-    error rather than cancelled. A request cancelled just as its read timeout expires does: httpx turns
-    the cancellation into a timeout (anyio's deadline wins), the retry loop retries it and it ends in
-    ``BackendError`` — 1 run in 7 printed ~100 lines of tracebacks after its one-line error. Here a
-    task that swallowed a cancellation is cancelled again at its next await, and nothing is left for
+    error rather than cancelled. A request cancelled just as its read timeout expires does: the HTTP
+    client turns the cancellation into its timeout (seen with httpx under the openai SDK and with
+    aiohttp), the retry loop retries it and it ends in ``BackendError`` — 1 run in 7 printed ~100
+    lines of tracebacks after its one-line error. Here a task that swallowed a cancellation is
+    cancelled again at its next await, and nothing is left for
     ``asyncio.run`` to log."""
     async def supervised() -> T:
         try:

@@ -3,8 +3,9 @@
 The probe that found it: a server answering just past ``llm.timeout_s``; 1 run in 7 printed
 ``unhandled exception during asyncio.run() shutdown`` and ~100 lines of tracebacks. The cause: when one
 request of a gather fails, its siblings keep running; ``asyncio.run`` cancels them at shutdown, and a
-request cancelled as its read deadline passes ends in a timeout (anyio's deadline wins), which the
-retry loop turns into ``BackendError`` — an error, not a cancellation, so asyncio logs it.
+request cancelled as its read deadline passes ends in a timeout (the HTTP client's deadline wins: httpx
+and aiohttp alike), which the retry loop turns into ``BackendError`` — an error, not a cancellation,
+so asyncio logs it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ async def _a_gather_whose_sibling_turns_its_cancellation_into_an_error():
         await asyncio.sleep(0)
         raise BackendError("model server x failed after 4 attempts: APITimeoutError: Request timed out.")
 
-    async def swallows():  # as httpx does when the cancellation meets an expired read deadline
+    async def swallows():  # as the HTTP client does when the cancellation meets an expired read deadline
         try:
             await asyncio.sleep(10)
         except asyncio.CancelledError:
@@ -91,8 +92,8 @@ def test_no_library_code_calls_asyncio_run_directly():
 
 
 def test_the_client_is_closed_on_its_own_loop(asyncio_errors):
-    """A society runs each step in its own loop: the backend's HTTP client from a finished loop is closed
-    there, not left for the SDK to close on the next loop (which logged 'Event loop is closed')."""
+    """A society runs each step in its own loop: the backend's HTTP session from a finished loop is closed
+    there (``sim.aio.run`` still lets ``asyncio.run`` finalise it), never on the next loop."""
     import gc
 
     from tests.servers import VLLMLike, serve
@@ -101,13 +102,13 @@ def test_the_client_is_closed_on_its_own_loop(asyncio_errors):
     url = next(running)
     b = OpenAICompatibleBackend(base_url=url, model="tiny", max_retries=0)
     req = ScoreRequest(messages=(ChatMessage(role="user", content="A or B?"),), choices=("A", "B"))
-    clients = []
+    sessions = []
     for _ in range(3):
         aio.run(b.score_choices([req]))  # a keep-alive connection is left in the pool each time
-        clients.append(b.raw)
+        sessions.append(b._session)
     gc.collect()
     running.close()
-    assert len({id(c) for c in clients}) == 3 and all(c.is_closed() for c in clients)
+    assert len({id(c) for c in sessions}) == 3 and all(c.closed for c in sessions)
     assert asyncio_errors == []
 
 
