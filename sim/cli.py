@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import io
@@ -29,6 +28,7 @@ from omegaconf.errors import OmegaConfBaseException
 from agents.llm.base import BackendError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
+from sim import aio
 from sim.config import AgoraConfig, schema
 from sim.display import inert, inert_lines
 
@@ -714,8 +714,8 @@ def _injection(n: int, seed: int, out: Path) -> None:
 
     backend = EmbeddedBackend()
     ds = sample_dilemmas(load_dilemmas("default"), n, seed, "injection")
-    pairs = asyncio.run(answers(backend, ds, seed))
-    result = asyncio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": seed}
+    pairs = aio.run(answers(backend, ds, seed))
+    result = aio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": seed}
     out.write_text(json.dumps(result, indent=1) + "\n")
     for pname, res in result["prompts"].items():
         for iname, r in res.items():

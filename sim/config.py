@@ -49,6 +49,10 @@ class LLMConfig:
         backoff_s: the first retry's mean delay; doubled per attempt, capped at 30 s; a 429's
             ``Retry-After`` is waited at least (openai_compatible).
         concurrency: most requests in flight at once (openai_compatible).
+        tokenizer: the served model's Hugging Face tokenizer (a local folder, a hub id or the model's
+            ``.gguf`` file), whose chat template renders prompts for a server that gives prompt
+            log-probabilities only in the completions ``echo`` form (llama-cpp-python's server with
+            ``--logits_all true``); unused with vLLM's ``prompt_logprobs`` (openai_compatible).
         temperature: sampling temperature for free text (0 = greedy).
         top_p: nucleus sampling mass.
     """
@@ -69,6 +73,7 @@ class LLMConfig:
     max_retries: int = 3
     backoff_s: float = 0.5
     concurrency: int = 8
+    tokenizer: str | None = None
     temperature: float = 0.7
     top_p: float = 0.95
 

@@ -8,7 +8,6 @@ base model). Every generation faces the same dilemmas, so its choice distributio
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -29,7 +28,7 @@ from alignment.preferences import balance_by_cluster, filter_confident, split_by
 from alignment.reward import train_reward_model
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import store
+from sim import aio, store
 from sim.calibration import warn_if_uninformative
 from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
@@ -116,7 +115,7 @@ def _overton(run: Run, society: Society, stances: pl.DataFrame, group: list[int]
     """The policy group's Overton coverage this generation (``sim/overton.py``): its agents' first answers
     against the clusters' positions (from the control agents' first answers), judged by the run's base model
     (the same judge every generation)."""
-    return asyncio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
+    return aio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
 
 
 def training_figures(rm: Mapping[str, Any], dpo: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -255,14 +254,13 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
 def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
                      versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:
     """Generation ``g``'s society votes the constitution it will judge under; both are recorded."""
-    import asyncio
 
     from sim.experiments.collective import elected_constitution, vote
 
     if not versions:
         versions.append({"generation": g, "tag": current.tag, "judge": [{"id": p.id, "text": p.text} for p in current.judge]})
     def ballot() -> dict[str, Any]:
-        b = asyncio.run(vote(society.agents.get("worldview"), society.graph, current, backend,
+        b = aio.run(vote(society.agents.get("worldview"), society.graph, current, backend,
                              cfg.constitution.collective, seed=cfg.seed, generation=g,
                              temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
         return {"candidates": b.candidates, "elected": [p.id for p in b.constitution.judge]}
