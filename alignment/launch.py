@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -142,10 +143,24 @@ def _stop(child: subprocess.Popen) -> None:
 
 
 def _first_error(job: Path) -> str:
-    """The failing ranks' own one-line errors (lowest rank first), else the launcher's last line."""
-    for path in sorted(job.glob("error-*.txt"), key=lambda p: int(p.stem.split("-")[1])):
-        return f"rank {path.stem.split('-')[1]}: {path.read_text().strip()}"
-    lines = [ln.strip() for ln in (job / "launch.log").read_text(errors="replace").splitlines() if ln.strip()]
+    """The first failing rank and why: torchrun's root cause (the first failure it observed: a rank killed by a
+    signal leaves no error of its own, and the others then fail on the broken connection), that rank's own
+    one-line error where it wrote one; else the lowest rank's error, else the launcher's last line."""
+    text = (job / "launch.log").read_text(errors="replace") if (job / "launch.log").is_file() else ""
+    errors = {int(p.stem.split("-")[1]): p.read_text().strip() for p in job.glob("error-*.txt")}
+    root = re.search(r"Root Cause \(first observed failure\):.*?rank\s*: (\d+).*?exitcode\s*: (-?\d+)", text, re.S)
+    if root:
+        rank, code = int(root[1]), int(root[2])
+        if rank in errors:
+            return f"rank {rank}: {errors[rank]}"
+        if code < 0:
+            name = signal.Signals(-code).name if -code in {int(x) for x in signal.valid_signals()} else "?"
+            return f"rank {rank} was killed by signal {-code} ({name})"
+        return f"rank {rank} exited with code {code}"
+    if errors:
+        rank = min(errors)
+        return f"rank {rank}: {errors[rank]}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1] if lines else "no output"
 
 

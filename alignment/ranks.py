@@ -39,6 +39,10 @@ def start_accelerator(device: torch.device) -> Any:
     if acc.num_processes != launched_processes():
         raise RuntimeError(f"launched as {launched_processes()} processes, but accelerate sees {acc.num_processes} "
                            f"({acc.distributed_type}); on CPU launch with torchrun or `accelerate launch --multi_gpu`")
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not str(acc.distributed_type).endswith("FSDP"):
+        # accelerate would go on with plain DDP: every rank holding the whole model the config meant to shard
+        raise RuntimeError(f"the accelerate config asks for FSDP, which accelerate runs on GPUs only; this rank trains on "
+                           f"{acc.device} ({acc.distributed_type})")
     return acc
 
 
