@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.llm.base import BackendError
+from alignment.launch import TrainingError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
 from sim import aio
@@ -354,6 +355,8 @@ def _run(dcfg: DictConfig) -> None:
         return
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
+    except TrainingError as exc:  # a training child failed: what it finished is kept, a resume retrains from its checkpoint
+        fail(str(exc) + _kept(out))
     except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
         fail(os_error_line(exc) + _kept(out))
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)

@@ -61,6 +61,8 @@ def run_id_for(cfg: AgoraConfig) -> str:
     settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
     settings.pop("calibration")  # nor does the label-quality gate, nor whether a failed gate stops the run
     settings["alignment"].pop("require_informative_labels")
+    for k in ("processes", "accelerate_config"):  # how training is spread over processes: equal weights (float tolerance)
+        settings["alignment"].pop(k)
     for k in TRANSPORT_KEYS:  # where the model is served from and how patiently: not what the run is
         settings["llm"].pop(k)
     for key, kind in OWN_KIND_ONLY.items():

@@ -22,10 +22,9 @@ import numpy as np
 import polars as pl
 
 from agents.llm.base import LLMBackend
-from alignment.dpo import train_dpo
+from alignment import launch
 from alignment.metrics import NA, js_distance, krippendorff_alpha, normalised_entropy, summary_row, why
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
-from alignment.reward import train_reward_model
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import aio, store
@@ -209,13 +208,14 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     gdir = run.out_dir / f"generation_{g}"
     warn_if_uninformative(run.label_quality, a.require_informative_labels, f"generation {g}'s reward model trains on them")
     rm_cfg = dataclasses.replace(a.reward, seed=child_seed(cfg.seed, "reward", a.reward.seed, g))
-    rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
-                                                      policy_path=loop.policy_dir, progress=cfg.sim.progress))
+    spread = {"progress": cfg.sim.progress, "processes": a.processes, "accelerate_config": a.accelerate_config}
+    rm = ckpt.stage(f"generation_{g}/reward", partial(launch.train, "reward", train, held, rm_cfg, gdir / "reward_model",
+                                                      loop.policy_dir, **spread))
     dpo = None
     if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
         dpo_cfg = dataclasses.replace(a.dpo, seed=child_seed(cfg.seed, "dpo", a.dpo.seed, g))
-        dpo = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, train, held, dpo_cfg, gdir / "policy",
-                                                        base_path=loop.policy_dir, progress=cfg.sim.progress))
+        dpo = ckpt.stage(f"generation_{g}/dpo", partial(launch.train, "dpo", train, held, dpo_cfg, gdir / "policy",
+                                                        loop.policy_dir, **spread))
         loop.policy_dir, loop.policy_name = gdir / "policy", f"policy-g{g + 1}"
     trained, rates = training_figures(rm, dpo)
     if not len(held):  # every dilemma of the generation trained: nothing to measure the models on
