@@ -245,9 +245,9 @@ def test_ranks_end_when_the_run_that_started_them_is_killed(tmp_path):
             "env = {**os.environ, 'AGORA_TRAINING_PARENT': str(os.getpid())}; "
             "c = subprocess.Popen([sys.executable, '-c', 'from alignment.launch import _watch_parent; import time; "
             "_watch_parent(); time.sleep(60)'], env=env); print(c.pid, flush=True); time.sleep(60)")
-    from tests.helpers import _env
+    from tests.helpers import child_env
 
-    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=_env())
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=child_env())
     rank = int(parent.stdout.readline())
     parent.send_signal(signal.SIGKILL)
     parent.wait()
