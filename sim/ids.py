@@ -26,14 +26,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sim.config import AgoraConfig
 
-# where the model is served from and how patiently: neither what a run is nor fixed for its life
-TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")
+# where the model is served from and how patiently: neither what a run is nor fixed for its life (``tokenizer`` only
+# renders the served model's own chat template for the echo form: how it is read, not what)
+TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency", "tokenizer")
 MAY_CHANGE_ON_RESUME = (*(f"llm.{k}" for k in TRANSPORT_KEYS), "sim.progress", "alignment.require_informative_labels")
 NOT_IN_ID = (
     *MAY_CHANGE_ON_RESUME,  # display, transport, and whether a failed gate stops the run: not what the run is
     "resume",  # how a run is continued is not what it is
     "eval",  # evaluation reads the society's outputs, it does not change them
     "calibration",  # nor does the label-quality gate
+    "alignment.processes",  # how training is spread over processes: equal weights (float tolerance)
+    "alignment.accelerate_config",
 )
 
 # study.<key> -> its settings at their defaults on 2026-12-07 (each run of that date hashed these three); frozen

@@ -27,7 +27,7 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from agents.llm.base import LLMBackend
-from sim import store
+from sim import aio, store
 from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig, LLMConfig
 from sim.ids import run_id_for
@@ -53,7 +53,7 @@ def make_backend(cfg: LLMConfig) -> LLMBackend:
         assert cfg.base_url and cfg.model
         return OpenAICompatibleBackend(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env,
                                        timeout_s=cfg.timeout_s, max_retries=cfg.max_retries, backoff_s=cfg.backoff_s,
-                                       concurrency=cfg.concurrency)
+                                       concurrency=cfg.concurrency, tokenizer=cfg.tokenizer)
     from agents.llm.scripted import ScriptedBackend
 
     return ScriptedBackend(record=False)  # a run never reads back its requests
@@ -174,10 +174,11 @@ class Run:
         return self.run_async(result) if inspect.iscoroutine(result) else result
 
     def run_async(self, coro: Any) -> Any:
-        """Run a coroutine on the run's one event loop (made at the first use, closed with the run)."""
+        """Run a coroutine on the run's one event loop (made at the first use, closed with the run); what it leaves
+        running is cancelled and awaited when it ends (:func:`sim.aio.supervised`)."""
         if self._loop is None:
             self._loop = asyncio.Runner()
-        return self._loop.run(coro)
+        return self._loop.run(aio.supervised(coro))
 
     @property
     def seconds(self) -> dict[str, float]:
