@@ -30,14 +30,30 @@ from alignment.launch import TrainingError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
 from sim import aio
-from sim.config import AgoraConfig, schema
+from sim.config import AgoraConfig, schema, structured
 from sim.display import inert, inert_lines
 
 if TYPE_CHECKING:
     from sim.report.compare import Unfinished
 
-ConfigStore.instance().store(name="agora_schema", node=schema())
 log = logging.getLogger("agora")
+
+
+def register_configs() -> None:
+    """Hydra's ConfigStore entries: the schema (``agora_schema``) and the ``study`` group: the transitional
+    ``legacy`` node (the default) and each registered experiment's node, selected by its
+    ``conf/experiment/<name>.yaml`` (``override /study: <name>``)."""
+    from sim.experiments.registry import experiments
+    from sim.study_config import LegacyStudy
+
+    store = ConfigStore.instance()
+    store.store(name="agora_schema", node=schema())
+    store.store(group="study", name="legacy", node=structured(LegacyStudy))
+    for name, exp in experiments().items():
+        store.store(group="study", name=name, node=structured(exp.study))
+
+
+register_configs()
 
 
 def ray_gpus(*devices: str) -> int:
@@ -399,9 +415,10 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
         state = read_checkpoint(out)
     except InputError as exc:
         fail(str(exc))
-    from sim.lifecycle import TRANSPORT_KEYS
+    from sim.experiments.registry import study_class
+    from sim.ids import MAY_CHANGE_ON_RESUME
 
-    allowed = tuple(f"llm.{k}=" for k in TRANSPORT_KEYS) + ("sim.progress=", "alignment.require_informative_labels=")
+    allowed = tuple(f"{k}=" for k in MAY_CHANGE_ON_RESUME)
     given = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
     kept = [o for o in given if o.startswith(allowed)]  # e.g. the server moved: point the run at it
     ignored = [o for o in given if o not in kept]
@@ -411,7 +428,11 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
     from sim.checkpoint import CHECKPOINT
 
     try:
-        merged = OmegaConf.merge(schema(), state["config"], OmegaConf.from_dotlist(kept))
+        stored = dict(state["config"])
+        node = study_class(str(stored.get("study", {}).get("kind", "society")))
+        own = {f.name for f in dataclasses.fields(node)}  # a stored config from before each experiment had its own
+        stored["study"] = {k: v for k, v in stored.get("study", {}).items() if k in own}  # node holds every study's
+        merged = OmegaConf.merge(schema(node), stored, OmegaConf.from_dotlist(kept))
         cfg = OmegaConf.to_object(merged)
     except Exception as exc:  # OmegaConf type errors and __post_init__ checks, as in typed_config
         fail(f"{out / CHECKPOINT}: the stored config is not valid: {str(exc).strip().splitlines()[0]}")

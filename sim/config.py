@@ -14,7 +14,7 @@ from typing import Any
 
 from agents.scoring import READERS
 from alignment.config import CalibrationConfig, DPOConfig, EvalConfig, RewardConfig, accelerate_config_path
-from sim.study_config import StudyConfig
+from sim.study_config import LegacyStudy, StudyConfig
 
 BACKENDS = ("embedded", "openai_compatible", "scripted")
 NETWORKS = ("small_world", "scale_free", "complete")
@@ -346,7 +346,7 @@ class AgoraConfig:
     constitution: ConstitutionConfig = field(default_factory=ConstitutionConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
-    study: StudyConfig = field(default_factory=StudyConfig)
+    study: StudyConfig = field(default_factory=LegacyStudy)  # the study=legacy option; experiment=NAME selects another
     eval: EvalConfig = field(default_factory=EvalConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     resume: str = ""
@@ -363,8 +363,8 @@ class AgoraConfig:
                              "(calibration.enabled=true with calibration.judge_items or hhh_items > 0)")
 
 
-def schema() -> Any:
-    """``AgoraConfig`` as the schema Hydra composes into: typed, unknown keys refused, but writable.
+def structured(obj: Any) -> Any:
+    """A config dataclass (or instance) as a node Hydra composes into: typed, unknown keys refused, but writable.
 
     OmegaConf marks the node of a frozen dataclass read-only, which would refuse every group file and
     command-line override ("Cannot change read-only config container"); the objects that
@@ -379,7 +379,14 @@ def schema() -> Any:
             if isinstance(child, DictConfig | ListConfig):
                 thaw(child)
 
-    root = OmegaConf.structured(AgoraConfig)
+    root = OmegaConf.structured(obj)
     thaw(root)
     return root
+
+
+def schema(study: type[StudyConfig] = StudyConfig) -> Any:
+    """``AgoraConfig`` as the schema Hydra composes into (:func:`structured`). Its ``study`` is the base node, so
+    that the ``study`` option (the defaults list's, or an experiment's ``override /study: NAME``) can be any
+    subclass; ``study`` gives a subclass's node instead (a resumed run's stored config merges into its own)."""
+    return structured(AgoraConfig(study=study()))
 

@@ -37,11 +37,10 @@ def group_classes() -> dict[str, type]:
 def compose_config(*overrides: str):
     """The ``DictConfig`` the CLI gets for these overrides."""
     from hydra import compose, initialize_config_module
-    from hydra.core.config_store import ConfigStore
 
-    from sim.config import schema
+    from sim.cli import register_configs
 
-    ConfigStore.instance().store(name="agora_schema", node=schema())  # as the CLI registers it
+    register_configs()  # the schema and the study nodes, as the CLI registers them
     with initialize_config_module(config_module="conf", version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 
