@@ -43,6 +43,9 @@ class Worldview:
         return np.array([self.values.get(a, np.nan) for a in axes], dtype=float)
 
 
+MAX_POPULATION = 1_000_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class PopulationSpec:
     """How to sample a population.
@@ -62,8 +65,9 @@ class PopulationSpec:
 
     def __post_init__(self) -> None:
         known = load_clusters()
-        if self.size < 2:
-            raise ValueError(f"population.size must be at least 2, got {self.size}")
+        if not 2 <= self.size <= MAX_POPULATION:
+            raise ValueError(f"population.size must be 2 to {MAX_POPULATION:,} (the largest society measured to "
+                             f"finish on one machine), got {self.size:,}")
         if not self.clusters:
             raise ValueError("population.clusters is empty")
         bad = [c for c in self.clusters if c not in known]

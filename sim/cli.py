@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -133,6 +134,39 @@ def hydra_error_line(exc: BaseException) -> str:
     return ": ".join(kept) or type(exc).__name__
 
 
+class _DropHydraJobLine(io.TextIOBase):
+    """stderr less Hydra's ``Error executing job with overrides: [...]``: hydra 1.3's ``JobReturn.return_value``
+    writes it for a failed sweep point, whose own ``agora: error:`` line is already printed (and the sweep's
+    last line names the point), so each failure would read as three lines."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if text.startswith("Error executing job with overrides:"):
+            return len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+@contextlib.contextmanager
+def _without_hydras_job_line():
+    real = sys.stderr
+    sys.stderr = _DropHydraJobLine(real)
+    try:
+        yield
+    finally:
+        sys.stderr = real
+
+
 def run_hydra(entry: Callable[[], None]) -> None:
     """Run a ``@hydra.main`` entry point with Hydra's own errors as one ``agora: error:`` line, exit 2.
 
@@ -144,7 +178,8 @@ def run_hydra(entry: Callable[[], None]) -> None:
     traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
-        entry()
+        with _without_hydras_job_line():
+            entry()
     except SweepPointFailed as exc:  # the first failed point; Hydra's sweeper raises it once every point has run
         fail(f"{exc} (the other points ran; each point's folder has its cli.log)")
     except (HydraException, OmegaConfBaseException) as exc:
@@ -341,7 +376,7 @@ def _main(dcfg: DictConfig) -> None:
     try:
         _run(dcfg)
     except Failed as exc:
-        point = " ".join(o for o in hc.overrides.task if not o.startswith("hydra"))
+        point = re.sub(r"\\(.)", r"\1", " ".join(o for o in hc.overrides.task if not o.startswith("hydra")))  # Hydra's escapes
         raise SweepPointFailed(f"sweep point #{hc.job.num} ({point}) failed: {exc.line.removeprefix('agora: error: ')}") from None
 
 

@@ -100,7 +100,7 @@ class PopulationConfig:
     """Who is in the society (see ``agents/data/clusters.json`` for cluster names).
 
     Attributes:
-        size: number of agents.
+        size: number of agents, 2 to 1,000,000.
         clusters: cultural clusters to sample from.
         weights: relative share per cluster; empty = equal.
         spread: within-cluster noise in units of the cluster's between-country standard deviation.
@@ -277,6 +277,9 @@ class SimConfig:
             raise ValueError("sim.steps must be >= 1, sim.debate_rounds >= 0, sim.group_size >= 2")
 
 
+MAX_PROCESSES = 64  # torchrun ranks on one node: a node's GPUs, or its CPU cores
+
+
 @dataclass(frozen=True)
 class AlignmentConfig:
     """The feedback loop (``agora experiment=evolve``).
@@ -295,7 +298,7 @@ class AlignmentConfig:
         balance_clusters: down-sample so every author cluster contributes equally.
         reward: reward-model settings (see ``alignment/config.py``).
         dpo: DPO settings (see ``alignment/config.py``).
-        processes: training processes of each reward-model and DPO stage. 1 trains in the run's own process;
+        processes: training processes of each reward-model and DPO stage, 1 to 64. 1 trains in the run's own process;
             N > 1 starts ``torchrun`` with N ranks on this machine as a child (DDP: NCCL on GPUs, one per rank,
             gloo on CPU; see ``alignment/launch.py``), each rank taking 1/N of every global batch, and reads
             the saved model back. The weights equal one process's to float tolerance, so it is not part of
@@ -319,8 +322,9 @@ class AlignmentConfig:
     def __post_init__(self) -> None:
         if self.generations < 0 or not 0 <= self.policy_share <= 1 or not 0 < self.eval_fraction < 1:
             raise ValueError("alignment.generations must be >= 0, policy_share in [0, 1], eval_fraction in (0, 1)")
-        if self.processes < 1:
-            raise ValueError("alignment.processes must be >= 1")
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            raise ValueError(f"alignment.processes must be 1 to {MAX_PROCESSES} (ranks on this one machine), "
+                             f"got {self.processes}")
         if self.accelerate_config:
             accelerate_config_path(self.accelerate_config)  # a shipped name or an existing file, checked before any work
 
