@@ -54,7 +54,7 @@ def _nested(tp: object) -> type | None:
     return None
 
 
-def _default(field: dataclasses.Field) -> str:
+def _default(field: dataclasses.Field, key: str) -> str:
     if field.default is not dataclasses.MISSING:
         value = field.default
     elif field.default_factory is not dataclasses.MISSING:
@@ -62,7 +62,9 @@ def _default(field: dataclasses.Field) -> str:
     else:
         return "required"
     if dataclasses.is_dataclass(value):
-        return "see below"
+        from markdown.extensions.toc import slugify  # the ids mkdocs gives headings
+
+        return f"[see below](#{slugify(key, '-')})"
     return "empty" if value == "" else f"`{_hydra(value)}`"
 
 
@@ -114,12 +116,12 @@ def _section(prefix: str, cls: type, undocumented: list[str]) -> list[str]:
         key = prefix + field.name
         inner = _nested(hints[field.name])
         # a field holding a config class may leave its description to that class ("see their classes")
-        meaning = described.get(field.name) or (f"{_summary(inner)} See below." if inner else "")
+        meaning = described.get(field.name) or (_summary(inner) if inner else "")
         if not meaning.strip():
             undocumented.append(f"{cls.__qualname__}.{field.name}")
         if inner is not None:  # a list's items: `study.norms.schedule[].name`
             nested.append((key + ("." if dataclasses.is_dataclass(hints[field.name]) else "[]."), inner))
-        out.append(f"| `{key}` | {_default(field)} | {_markdown(meaning)} |")
+        out.append(f"| `{key}` | {_default(field, key)} | {_markdown(meaning)} |")
     out.append("")
     for key, inner in nested:
         out += _section(key, inner, undocumented)
