@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import sys
 import typing
 from pathlib import Path
@@ -87,20 +88,22 @@ def reference_markdown() -> str:
     """The reference page: one table per config class, keys as they are written on the command line."""
     from sim.config import AgoraConfig
 
-    out = [
-        "# Reference: every setting",
-        "",
-        "Generated when the site is built from the docstrings of the config dataclasses (`sim/config.py`,",
-        "`sim/study_config.py`, `alignment/config.py`), where each setting is documented once. Every key is a",
-        "Hydra override: `agora population.size=32 sim.steps=3`. `agora --help` prints the composed config.",
-        "",
-    ]
     undocumented: list[str] = []
-    out += _section("", AgoraConfig, undocumented)
+    tables = _section("", AgoraConfig, undocumented)
     if undocumented:
         raise SystemExit("gen_pages.py: settings with no description in their class's Attributes: "
                          + ", ".join(undocumented))
-    return "\n".join(out)
+    modules = sorted({m for m in re.findall(r"^`([\w.]+)\.\w+`: ", "\n".join(tables), flags=re.M)})
+    files = ", ".join(f"`{m.replace('.', '/')}.py`" for m in modules)
+    return "\n".join([
+        "# Reference: every setting",
+        "",
+        f"Generated when the site is built, from the docstrings of the config dataclasses ({files}), where",
+        "each setting is documented once. Every key is a Hydra override (`agora population.size=32 sim.steps=3`);",
+        "`agora --help` prints the composed config.",
+        "",
+        *tables,
+    ])
 
 
 def _section(prefix: str, cls: type, undocumented: list[str]) -> list[str]:
