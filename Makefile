@@ -99,7 +99,7 @@ docs: docs-setup
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --site-dir site
 
 lint: setup
-	$(BIN)/ruff check agents scenarios sim alignment tests benches
+	$(BIN)/ruff check agents scenarios sim alignment tests benches docs
 
 clean:
 	rm -rf $(VENV) outputs multirun screenshots site .pytest_cache .benchmarks
