@@ -92,10 +92,14 @@ def test_every_page_is_in_the_nav_and_every_nav_entry_exists():
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_blocks_inside_list_items_are_indented_as_the_site_reads_them(page: Path):
+def test_lists_are_laid_out_as_the_site_reads_them(page: Path):
     """Python-Markdown (mkdocs) keeps a block in a list item only at 4 spaces; GitHub also takes 2, so README-style
     text pasted in renders outside its item on the site, and `mkdocs build --strict` does not warn."""
     text = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)  # top-level fences only
     lines = text.splitlines()
     shallow = [line for i, line in enumerate(lines[1:], 1) if not lines[i - 1].strip() and re.match(r"^ {1,3}\S", line)]
     assert not shallow, f"indent these list items' blocks by 4 spaces: {shallow}"
+    # and a list needs a blank line before it, or it stays part of the paragraph above
+    glued = [line for i, line in enumerate(lines[1:], 1)
+             if re.match(r"^(- |\d+\. )", line) and re.match(r"^[^\s|>-]", lines[i - 1]) and not re.match(r"^\d+\. ", lines[i - 1])]
+    assert not glued, f"put a blank line before these lists: {glued}"
