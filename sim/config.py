@@ -214,7 +214,14 @@ class ConstitutionConfig:
 
 @dataclass(frozen=True)
 class TokenBudget:
-    """New tokens per reply, by phase (SmolLM2 on 2 CPU cores makes ~90 tokens/s at batch 32)."""
+    """New tokens per reply, by phase (SmolLM2 on 2 CPU cores makes ~90 tokens/s at batch 32).
+
+    Attributes:
+        stance: an agent's answer to the dilemma (its reason; the choice is read from scores).
+        debate: one debate turn.
+        critique: one critique of a neighbour's answer.
+        revision: the author's revised answer after a critique.
+    """
 
     stance: int = 48
     debate: int = 48
@@ -249,7 +256,7 @@ class SimConfig:
             letter's probability, both orders with ``debias_order`` (~35% there: position bias).
         judge_reader: how a judge's P(A better) is read: ``label`` (the letter, both orders with
             ``debias_order``) or ``likelihood`` (each answer's text scored after the dilemma and the
-            principle). See the README's "How good is the feedback?" for the measurements behind the default.
+            principle). See the docs' "How good is the feedback?" (docs/evaluation.md) for the measurements behind the default.
         tokens: new-token budgets per phase.
         progress: show progress bars.
     """
