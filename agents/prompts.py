@@ -44,8 +44,10 @@ def dilemma_text(d: Dilemma, *, swap: bool = False) -> str:
 
 
 def system_prompt(w: Worldview | None, role: str = "") -> ChatMessage:
+    """The persona (and ``role``) as a system message, carrying the worldview's conditioning if it has one."""
     persona = w.persona if w is not None else "You are a thoughtful person."
-    return ChatMessage(role="system", content=(persona + (" " + role if role else "")).strip())
+    cond = w.conditioning.for_role(role) if w is not None and w.conditioning is not None else None
+    return ChatMessage(role="system", content=(persona + (" " + role if role else "")).strip(), conditioning=cond)
 
 
 def stance_messages(d: Dilemma, w: Worldview | None, *, swap: bool = False) -> tuple[ChatMessage, ...]:
