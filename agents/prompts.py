@@ -59,6 +59,18 @@ def stance_messages(d: Dilemma, w: Worldview | None, *, swap: bool = False) -> t
     )
 
 
+def reason_messages(d: Dilemma, w: Worldview | None, choice: str) -> tuple[ChatMessage, ...]:
+    """The free-text reason for a choice already read (``"a"`` or ``"b"``): the situation and the chosen
+    action, stated as the agent's decision; the other action is not shown, so a small model cannot copy
+    it, and the reason argues for the choice the agent is read to make."""
+    if choice not in ("a", "b"):
+        raise ValueError(f"a reason needs a chosen action 'a' or 'b', got {choice!r}")
+    action = d.action_a if choice == "a" else d.action_b
+    return (system_prompt(w), ChatMessage(role="user", content=(
+        f"{d.situation}\n\nYou decided: {action}\n\nIn one or two sentences grounded in your values, say why "
+        "this is what you do.")))
+
+
 def choice_messages(d: Dilemma, w: Worldview | None, heading: str | None = None,
                     quoted: Sequence[tuple[str, str]] = ()) -> tuple[ChatMessage, ...]:
     """The prompt of a likelihood reading: the situation (and what the agent has heard since), no

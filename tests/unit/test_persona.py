@@ -242,3 +242,16 @@ def test_profile_wording_follows_the_standardised_position():
     mean = {a: m for a, (m, _) in axis_stats().items() if a not in MFQ_AXES}
     assert render_profile(dataclasses.replace(w, values=mean)) == NEUTRAL  # at the mean on every axis: nothing to say
     assert len(reference_panel()) == 6
+
+
+def test_foundation_scores_of_an_item_subset_are_the_means_of_its_items():
+    """The held-out half of the items: each foundation scored from its items in the subset, none missing."""
+    answers = {it.id: float(k) for k, it in enumerate(mfq30.ITEMS)}
+    half = [it for it in mfq30.ITEMS if it.part == "agreement" and it.foundation != mfq30.CATCH]
+    scores = mfq30.foundation_scores(answers, half)
+    care = [answers[it.id] for it in half if it.foundation == "care"]
+    assert scores["care"] == pytest.approx(sum(care) / 3)
+    with pytest.raises(ValueError, match="score no item of"):
+        mfq30.foundation_scores(answers, [it for it in half if it.foundation != "care"])
+    with pytest.raises(ValueError, match="missing"):
+        mfq30.foundation_scores({k: v for k, v in answers.items() if k != half[0].id}, half)
