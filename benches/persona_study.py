@@ -94,7 +94,7 @@ class Plan:
 
 
 FULL = Plan(countries=tuple(CLUSTER_COUNTRIES), n_tune=8, items_per_foundation_tune=3, mc_items=60, judge_items=30,
-            alphas=(0.0, 0.5, 1.0, 2.0, 4.0), layers=(3, 8, 13, 18, 23), betas=(0.25, 0.5, 1.0),
+            alphas=(0.0, 0.5, 1.0, 2.0, 4.0), layers=(4, 10, 16, 22), betas=(0.1, 0.3, 1.0),
             steer_variants=("profile", "none"), society_agents=24, mc_high=40, daily=24, reason_dilemmas=6,
             society_steps=3, bootstrap=2000)
 QUICK = Plan(countries=("Sweden", "US", "Japan", "Iran", "Russia", "Spain"), n_tune=3, items_per_foundation_tune=1,
