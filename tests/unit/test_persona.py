@@ -255,3 +255,18 @@ def test_foundation_scores_of_an_item_subset_are_the_means_of_its_items():
         mfq30.foundation_scores(answers, [it for it in half if it.foundation != "care"])
     with pytest.raises(ValueError, match="missing"):
         mfq30.foundation_scores({k: v for k, v in answers.items() if k != half[0].id}, half)
+
+
+def test_a_debater_client_puts_the_conditioning_on_its_system_message():
+    from autogen_core.models import SystemMessage, UserMessage
+
+    from agents.llm.autogen_client import AgoraChatClient
+
+    cond = Conditioning(method="contrast", alpha=1.0, base=f"{NEUTRAL} {prompts.DEBATE_ROLE}")
+    backend = ScriptedBackend()
+    client = AgoraChatClient(backend, conditioning=cond)
+    asyncio.run(client.create([SystemMessage(content="persona"), UserMessage(content="hi", source="user")]))
+    sent = backend.seen_generate[0]
+    assert sent.conditioning == cond and sent.messages[0].content == "persona"
+    asyncio.run(AgoraChatClient(backend).create([SystemMessage(content="persona")]))
+    assert backend.seen_generate[1].conditioning is None
