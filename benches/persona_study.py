@@ -95,8 +95,8 @@ class Plan:
 
 FULL = Plan(countries=tuple(CLUSTER_COUNTRIES), n_tune=8, items_per_foundation_tune=3, mc_items=60, judge_items=30,
             alphas=(0.0, 0.5, 1.0, 2.0, 4.0), layers=(4, 10, 16, 22), betas=(0.1, 0.3, 1.0),
-            steer_variants=("profile", "none"), society_agents=24, mc_high=40, daily=24, reason_dilemmas=6,
-            society_steps=3, bootstrap=2000)
+            steer_variants=("none", "profile", "culture"), society_agents=24, mc_high=24, daily=16, reason_dilemmas=4,
+            society_steps=2, bootstrap=2000)
 QUICK = Plan(countries=("Sweden", "US", "Japan", "Iran", "Russia", "Spain"), n_tune=3, items_per_foundation_tune=1,
              mc_items=6, judge_items=4, alphas=(0.0, 1.0), layers=(8,), betas=(0.5,), steer_variants=("none",),
              society_agents=12, mc_high=4, daily=3, reason_dilemmas=1, society_steps=1, bootstrap=200)
@@ -502,12 +502,23 @@ def run(plan: Plan, seed: int, out: Path, engine: LLMBackend | None = None) -> d
             for centre in (False, True):
                 configs.append(PersonaConfig(method="prompt" if alpha == 0 and not centre else "contrast",
                                              variant=variant, alpha=alpha, centre=centre))
-    for variant in plan.steer_variants:
-        for layer in plan.layers:
-            for beta in plan.betas:
-                configs.append(PersonaConfig(method="steer", variant=variant, layer=layer, beta=beta))
+    def tune(cfg: PersonaConfig) -> str:
+        grid[label(cfg)] = stage(f"tune {label(cfg)}", lambda: tune_one(cfg)) | {"config": dataclasses.asdict(cfg)}
+        return label(cfg)
+
     for cfg in configs:
-        grid[label(cfg)] = stage(f"tune {label(cfg)}", lambda cfg=cfg: tune_one(cfg)) | {"config": dataclasses.asdict(cfg)}
+        tune(cfg)
+    # steer, searched in three rounds on tuning figures (each config is a fresh pass over the model):
+    # the layer at the middle scale with the vector alone, then the scale at that layer, then the other variants there
+    first, *others = plan.steer_variants
+    mid = plan.betas[len(plan.betas) // 2]
+    best = select(grid, [tune(PersonaConfig(method="steer", variant=first, layer=L, beta=mid)) for L in plan.layers])
+    layer = grid[best]["config"]["layer"]
+    best = select(grid, [best] + [tune(PersonaConfig(method="steer", variant=first, layer=layer, beta=b))
+                                  for b in plan.betas if b != mid])
+    beta = grid[best]["config"]["beta"]
+    for variant in others:
+        tune(PersonaConfig(method="steer", variant=variant, layer=layer, beta=beta))
     by_method = {m: [k for k in grid if k.startswith(m + "/")] for m in ("prompt", "contrast", "steer")}
     chosen = {m: select(grid, ks) for m, ks in by_method.items() if ks}
     chosen_cfg = {m: PersonaConfig(**grid[k]["config"]) for m, k in chosen.items()}
@@ -543,12 +554,14 @@ def run(plan: Plan, seed: int, out: Path, engine: LLMBackend | None = None) -> d
     reason = stage("reasons", lambda: reasons(engine, [condition(w, PersonaConfig()) for w in pop],
                                               mc_high[:plan.reason_dilemmas], seed))
     runs: dict[str, Any] = {}
-    for name in ("no_persona", "prompt/culture", *(f"chosen {m}" for m in chosen_cfg if m != "prompt")):
+    winner = max((m for m in chosen_cfg), key=lambda m: held[f"chosen {m}"]["mfq"]["model"]["correlation"]["value"] or -2)
+    for name in dict.fromkeys(("no_persona", "prompt/culture", f"chosen {winner}")):
         runs[name] = stage(f"society run {name}", lambda name=name: society_run(
             MemoBackend(engine), report_cfgs[name], plan, seed, mc_high))
     return {"plan": dataclasses.asdict(plan), "seed": seed,
             "split": {k: (v if k in ("tune", "held") else [getattr(x, "id", x) for x in v]) for k, v in sp.items()},
-            "tuning_grid": grid, "chosen": chosen, "held_out_people": held, "society_readings": society,
+            "tuning_grid": grid, "chosen": chosen, "held_out_winner_by_mfq_r": winner, "held_out_people": held,
+            "society_readings": society,
             "reasons": reason, "society_runs": runs, "seconds": round(time.perf_counter() - t_start, 1),
             "backend": engine.name, "backend_stats": dataclasses.asdict(engine.stats)}
 
