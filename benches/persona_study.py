@@ -555,7 +555,11 @@ def run(plan: Plan, seed: int, out: Path, engine: LLMBackend | None = None) -> d
                                               mc_high[:plan.reason_dilemmas], seed))
     runs: dict[str, Any] = {}
     winner = max((m for m in chosen_cfg), key=lambda m: held[f"chosen {m}"]["mfq"]["model"]["correlation"]["value"] or -2)
-    for name in dict.fromkeys(("no_persona", "prompt/culture", f"chosen {winner}")):
+    for name in ("no_persona", "prompt/culture", f"chosen {winner}"):
+        same = next((k for k in runs if label(report_cfgs[k]) == label(report_cfgs[name])), None)
+        if same is not None:  # the winner is a conditioning already run: one run, named twice
+            runs[name] = {"same_as": same}
+            continue
         runs[name] = stage(f"society run {name}", lambda name=name: society_run(
             MemoBackend(engine), report_cfgs[name], plan, seed, mc_high))
     return {"plan": dataclasses.asdict(plan), "seed": seed,

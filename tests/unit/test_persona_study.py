@@ -60,7 +60,10 @@ def test_the_quick_study_runs_end_to_end_and_chooses_on_tuning_figures(tmp_path)
     soc = result["society_readings"]["no_persona"]["spread_moralchoice_high"]
     assert soc["spread_p_a"]["value"] == 0  # one prompt for all: clusters differ by sampling alone
     assert 0 <= soc["spread_sampled"]["low"] <= soc["spread_sampled"]["value"] <= soc["spread_sampled"]["high"]
-    assert set(result["society_runs"]) == {"no_persona", "prompt/culture", f"chosen {result['held_out_winner_by_mfq_r']}"}
+    runs = result["society_runs"]
+    assert set(runs) == {"no_persona", "prompt/culture", f"chosen {result['held_out_winner_by_mfq_r']}"}
+    for run in runs.values():  # a winner that is prompt/culture is run once and named twice
+        assert run.get("same_as") in runs if "same_as" in run else {"changed_after_debate", "seconds_per_step"} <= set(run)
     assert result["reasons"]["after_names_other"]["n"] == 12
     assert (out.with_suffix(".stages")).is_dir()
     again = ps.run(ps.QUICK, 0, out, ScriptedBackend(record=False))  # stages resume: no stage is read again
