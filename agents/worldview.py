@@ -73,6 +73,10 @@ class PopulationSpec:
         bad = [c for c in self.clusters if c not in known]
         if bad:
             raise ValueError(f"unknown cluster(s) {bad}; known: {sorted(known)}")
+        twice = sorted({c for c in self.clusters if list(self.clusters).count(c) > 1})
+        if twice:
+            raise ValueError(f"population.clusters names {twice} more than once; each cluster once "
+                             "(population.weights sets their shares)")
         if self.weights and (len(self.weights) != len(self.clusters) or min(self.weights) < 0 or sum(self.weights) <= 0):
             raise ValueError("population.weights must be non-negative, one per cluster, not all zero")
         if not 0 <= self.spread < float("inf"):  # NaN fails too

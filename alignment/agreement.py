@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from alignment.metrics import finite
+from alignment.metrics import NA, finite, noted
 
 
 def distances(model: np.ndarray, human: np.ndarray) -> np.ndarray:
@@ -43,12 +43,15 @@ def distances(model: np.ndarray, human: np.ndarray) -> np.ndarray:
 
 def between_country_correlation(model: np.ndarray, human: np.ndarray) -> float:
     """Pearson over countries × dimensions of the two profiles, each centred per dimension on its
-    all-country mean; NaN when either centred profile is all zeros (no difference between countries)."""
+    all-country mean; n/a when either centred profile is all zeros (no difference between countries)."""
     m = np.asarray(model, float) - np.mean(model, axis=0)
     h = np.asarray(human, float) - np.mean(human, axis=0)
+    if not (np.all(np.isfinite(m)) and np.all(np.isfinite(h))):
+        return NA("a NaN or infinite value in a profile")
     nm, nh = np.linalg.norm(m), np.linalg.norm(h)
     if nm < 1e-12 or nh < 1e-12:
-        return float("nan")
+        return NA(f"{'the model gives' if nm < 1e-12 else 'people give'} every country the same profile: "
+                  "no between-country difference")
     return float(np.sum(m * h) / (nm * nh))
 
 
@@ -71,22 +74,24 @@ def _bounds(values: np.ndarray, confidence: float) -> tuple[float, float]:
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if len(v) == 0:
-        return float("nan"), float("nan")
+        return NA("no finite replicate"), NA("no finite replicate")
     a = (1 - confidence) / 2 * 100
     return float(np.percentile(v, a)), float(np.percentile(v, 100 - a))
 
 
 def _figure(point: float, draws: np.ndarray, confidence: float) -> dict[str, float | None]:
     """A point with the percentile range of ``draws`` (a spread of values, not an interval for ``point``)."""
-    lo, hi = _bounds(draws, confidence) if np.isfinite(point) else (float("nan"), float("nan"))
-    return {"value": finite(point), "low": finite(lo), "high": finite(hi)}
+    lo, hi = _bounds(draws, confidence) if np.isfinite(point) else (point, point)
+    return noted({"value": finite(point), "low": finite(lo), "high": finite(hi)}, point, lo, hi)
 
 
 def basic_interval(point: float, draws: np.ndarray, confidence: float, lo_limit: float, hi_limit: float
                    ) -> dict[str, float | None]:
     """``point`` with its basic bootstrap interval ``[2·point − q_hi, 2·point − q_lo]``, clipped to
     ``[lo_limit, hi_limit]`` (see the module docstring for why basic, not percentile)."""
-    q_lo, q_hi = _bounds(draws, confidence) if np.isfinite(point) else (float("nan"), float("nan"))
+    q_lo, q_hi = _bounds(draws, confidence) if np.isfinite(point) else (point, point)
+    if not (np.isfinite(q_lo) and np.isfinite(q_hi)):
+        return noted({"value": finite(point), "low": None, "high": None}, point, q_lo)
     lo, hi = (float(np.clip(2 * point - q, lo_limit, hi_limit)) for q in (q_hi, q_lo))
     return {"value": finite(point), "low": finite(lo), "high": finite(hi)}
 
@@ -142,30 +147,38 @@ def _orderings(n: int, n_perm: int, seed: int) -> tuple[bool, Iterator[np.ndarra
 
 
 def shuffled_baseline(model: np.ndarray, human: np.ndarray, n_perm: int, seed: int,
-                      confidence: float = 0.95) -> dict[str, Any]:
+                      confidence: float = 0.95, on_done: Callable[[int], None] | None = None) -> dict[str, Any]:
     """The model's country profiles given to permuted countries: mean and percentile range of the
     distance and correlation over the non-identity orderings, and the one-sided permutation p of the
     model's own correlation (how often an ordering does as well). Exact over all ``n!`` orderings, the
     identity counted (p >= 1/n!), when ``n! <= n_perm``; else ``n_perm`` seeded non-identity orderings,
-    p = (1 + k) / (1 + N) (Phipson & Smyth 2010; p >= 1/(N + 1))."""
+    p = (1 + k) / (1 + N) (Phipson & Smyth 2010; p >= 1/(N + 1)). ``on_done(k)``: k more orderings done (a progress bar)."""
     model, human = np.asarray(model, float), np.asarray(human, float)
     n = len(model)
     exact, orderings = _orderings(n, n_perm, seed)
-    dist, corr = [], []
-    for perm in orderings:
+    dist, corr, i = [], [], 0
+    for i, perm in enumerate(orderings, start=1):
+        if on_done is not None and i % 1000 == 0:
+            on_done(1000)
         if np.all(perm == np.arange(n)):
             continue  # the identity: counted in the exact p below, never in the baseline
         dist.append(float(distances(model[perm], human).mean()))
         corr.append(between_country_correlation(model[perm], human))
+    if on_done is not None:
+        on_done(i % 1000)
     dist_a, corr_a = np.asarray(dist), np.asarray(corr)
     observed = between_country_correlation(model, human)
     ok = corr_a[np.isfinite(corr_a)]
     k = int(np.sum(ok >= observed - 1e-12))  # ties (e.g. two countries with one profile) count as doing as well
-    p = (1 + k) / (1 + len(ok)) if np.isfinite(observed) and len(ok) else float("nan")
-    return {
-        "distance": _figure(float(dist_a.mean()) if len(dist_a) else float("nan"), dist_a, confidence),
-        "correlation": _figure(float(np.nanmean(corr_a)) if len(ok) else float("nan"), corr_a, confidence),
-        "permutation_p": finite(float(p)),
+    p = ((1 + k) / (1 + len(ok)) if np.isfinite(observed) and len(ok) else
+         NA(f"the model's correlation is n/a ({observed.reason})" if isinstance(observed, NA)
+            else "no shuffled ordering has a correlation"))
+    out = {
+        "distance": _figure(float(dist_a.mean()) if len(dist_a) else NA("no shuffled ordering"), dist_a, confidence),
+        "correlation": _figure(float(np.nanmean(corr_a)) if len(ok) else NA("no shuffled ordering has a correlation"),
+                               corr_a, confidence),
+        "permutation_p": finite(p),
         "permutations": len(dist_a),
         "exact": exact,
     }
+    return out | ({"permutation_p_na": p.reason} if isinstance(p, NA) else {})

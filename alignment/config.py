@@ -106,6 +106,7 @@ class DPOConfig(LoopConfig):
 
 
 EVAL_SUITES = ("hhh", "moralchoice", "steerability")
+DEFAULT_EVAL_SUITES = ("moralchoice", "steerability")  # their data ships with agora; HHH's cannot (see EvalConfig)
 
 
 @dataclass(frozen=True)
@@ -113,20 +114,29 @@ class EvalConfig:
     """Validity against external ground truth (``agora-eval``, or ``eval.suites=[...]`` on any run).
 
     Attributes:
-        suites: any of ``hhh``, ``moralchoice``, ``steerability``; empty = no evaluation
-            (``agora-eval`` with no suites runs all three).
+        suites: any of ``hhh``, ``moralchoice``, ``steerability``, each once; empty = no evaluation
+            (``agora-eval`` with no suites runs ``moralchoice`` and ``steerability``, whose MoralChoice data
+            ships with agora). ``hhh`` needs the Constitutional AI paper's ``438HHHEvaluations.jsonl``,
+            which agora cannot ship (its repository has no licence): add it with
+            ``eval.suites=[hhh,moralchoice,steerability] eval.hhh_path=FILE``.
         data_dir: folder holding ``cai/438HHHEvaluations.jsonl`` and ``moralchoice/*.csv``; empty =
-            ``$AGORA_SHARED_DATA``, else ``../shared/data`` beside the checkout. Files are read in
-            place, never copied.
+            ``$AGORA_SHARED_DATA``, else ``../shared/data`` beside the checkout. A folder named here or in
+            the variable must exist. Files are read in place, never copied; MoralChoice files it lacks
+            are read from agora's bundled copy.
         hhh_path: the HHH JSONL file (overrides ``data_dir``).
-        moralchoice_dir: the MoralChoice folder (overrides ``data_dir``).
+        moralchoice_dir: a folder holding both MoralChoice files (overrides ``data_dir`` and the bundled copy).
         principle: ``dataset`` (the HHH file's own question) or a judging-principle id of the
             configured constitution.
         hhh_items: HHH comparisons scored (0 = all 438).
         scenarios: MoralChoice scenarios per set, a seeded sample (0 = all; 687 low, 510 high).
-        reward_model: a trained reward-model folder to score on the HHH pairs (optional).
-        permutations: resamples for the steerability permutation test.
-        bootstrap: resamples for bootstrap intervals.
+        reward_model: a trained reward-model folder (``save_pretrained``'s files, a sequence-classification
+            model with one output) to score on the HHH pairs; needs the ``hhh`` suite. Checked before any
+            model work.
+        permutations: resamples for the steerability permutation test; 1 to 100,000 (scipy holds them all at
+            once: 100,000 × 510 scenarios is 400 MB).
+        bootstrap: resamples for bootstrap intervals (agora-eval and every experiment's intervals); 100 to
+            10,000 (scipy's own default is 9,999; the human experiment holds bootstrap × respondents counts:
+            10,000 × Sweden's 2,068 is 165 MB).
     """
 
     suites: list[str] = field(default_factory=list)
@@ -144,8 +154,14 @@ class EvalConfig:
         bad = [s for s in self.suites if s not in EVAL_SUITES]
         if bad:
             raise ValueError(f"unknown eval suite(s) {bad}; known: {list(EVAL_SUITES)}")
+        twice = sorted({s for s in self.suites if self.suites.count(s) > 1})
+        if twice:
+            raise ValueError(f"eval.suites names {twice} more than once; each suite once")
         if self.hhh_items < 0 or self.scenarios < 0 or self.permutations < 1 or self.bootstrap < 100:
             raise ValueError("eval.hhh_items and eval.scenarios must be >= 0, permutations >= 1, bootstrap >= 100")
+        if self.permutations > 100_000 or self.bootstrap > 10_000:
+            raise ValueError(f"eval.permutations must be at most 100,000 and eval.bootstrap at most 10,000, got "
+                             f"{self.permutations} and {self.bootstrap}")
 
 
 @dataclass(frozen=True)

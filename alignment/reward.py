@@ -20,7 +20,7 @@ import torch
 from agents.llm.embedded import minilm_path, pick_device, prepare_default_model, quiet_load
 from alignment.config import RewardConfig
 from alignment.losses import LOSSES
-from alignment.metrics import expected_calibration_error, log_loss, pairwise_accuracy
+from alignment.metrics import NA, expected_calibration_error, log_loss, pairwise_accuracy
 from alignment.training import PairStep, train_pairs
 
 
@@ -63,7 +63,8 @@ def score_texts(model, tok, prompts: list[str], responses: list[str], max_length
 def evaluate(model, tok, pairs: pl.DataFrame, max_length: int) -> dict[str, float]:
     """Accuracy against the label's direction, log-loss and ECE against the soft label."""
     if not len(pairs):
-        return {"accuracy": float("nan"), "log_loss": float("nan"), "ece": float("nan"), "pairs": 0}
+        none = NA("no held-out pairs")
+        return {"accuracy": none, "log_loss": none, "ece": none, "pairs": 0}
     prompts = pairs["prompt"].to_list()
     r_a = score_texts(model, tok, prompts, pairs["response_a"].to_list(), max_length)
     r_b = score_texts(model, tok, prompts, pairs["response_b"].to_list(), max_length)

@@ -6,7 +6,7 @@ acknowledges that others may reasonably see it differently (the ``multiplex`` pr
 dismisses dissent. Evaluation pairs use *different dilemmas and different phrasings* than training
 pairs, so accuracy above chance means the reward model learned the rule, not the strings.
 
-Run: ``python -m alignment.sanity --out DIR`` (prints a JSON report).
+Run: ``agora-sanity --out DIR`` (writes ``sanity.json`` there).
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ import numpy as np
 import polars as pl
 
 from alignment.config import DPOConfig, RewardConfig
-from alignment.dpo import train_dpo
 from alignment.preferences import PREFERENCE_SCHEMA
-from alignment.reward import train_reward_model
 from scenarios.dilemma import load_dilemmas
 
 ACKNOWLEDGE = {
@@ -56,6 +54,11 @@ REASONS = ["It protects the people involved.", "It keeps my word.", "It is the h
            "It avoids harm in the long run.", "It is what I would want done to me."]
 
 
+def max_pairs() -> int:
+    """Most training plus held-out pairs :func:`known_rule_preferences` makes: two per bundled dilemma."""
+    return 2 * len(load_dilemmas("default"))
+
+
 def known_rule_preferences(n_train: int, n_eval: int, seed: int, soft: float = 0.95) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Train and eval pairs (different dilemmas, different closing phrasings). ``soft`` is the label's
     confidence: p_a = soft when A is the acknowledging answer, 1 − soft otherwise."""
@@ -63,8 +66,8 @@ def known_rule_preferences(n_train: int, n_eval: int, seed: int, soft: float = 0
     dilemmas = load_dilemmas("default")
     order = rng.permutation(len(dilemmas))
     need = n_train + n_eval
-    if need > 2 * len(dilemmas):
-        raise ValueError(f"at most {2 * len(dilemmas)} pairs")
+    if need > max_pairs():
+        raise ValueError(f"at most {max_pairs()} pairs")
 
     def pairs(split: str, idx: list[int], n: int) -> pl.DataFrame:
         rows = []
@@ -92,6 +95,9 @@ def known_rule_preferences(n_train: int, n_eval: int, seed: int, soft: float = 0
 
 def run_sanity(out_dir: Path, n_train: int = 64, n_eval: int = 32, seed: int = 0,
                reward: RewardConfig | None = None, dpo: DPOConfig | None = None) -> dict:
+    from alignment.dpo import train_dpo  # torch and transformers: not needed to check the counts
+    from alignment.reward import train_reward_model
+
     train, held = known_rule_preferences(n_train, n_eval, seed)
     # peak rates twice the constant ones they replaced: a cosine schedule's mean rate is about half its peak
     rm = train_reward_model(train, held, reward or RewardConfig(epochs=3, batch_size=16, lr=1e-4, seed=seed),

@@ -9,6 +9,7 @@ that; a path the user set that is not there is an error.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ CCAI_FILE = "clean_comments.csv"  # the export's cleaned statements; a folder gi
 DEFAULT_CCAI = f"../shared/data/ccai_polis/{CCAI_FILE}"
 ACCEPTED = "1"  # Pol.is moderation: 1 accepted, 0 unmoderated, -1 rejected; clean_comments.csv's 275 are the 1s
 CCAI_SOURCE = "Collective Constitutional AI statements (Anthropic & CIP 2023, Pol.is export; no licence: read in place)"
+# a statement's line breaks and space runs are one space; a control or separator that Python also counts as
+# whitespace (U+2028, NEL, \x1c-\x1f, VT, FF) is kept, for the pages to show (sim/display.py), not turned into one
+_SPACES = re.compile(r"[^\S\x0b\x0c\x1c-\x1f\x85\u2028\u2029]+")
 NO_PRINCIPLE = "none"  # the bundled constitution whose one principle ("Choose the better answer.") is the baseline
 
 
@@ -62,8 +66,8 @@ def load_ccai(path: Path) -> tuple[list[dict[str, Any]], int]:
             if mod != ACCEPTED:
                 dropped += 1
                 continue
-        body = " ".join((row["comment-body"] or "").split())
-        if not body:
+        body = _SPACES.sub(" ", row["comment-body"] or "").strip(" ")
+        if not body.strip():
             raise InputError(f"{where}: empty comment-body")
         if row["comment-id"] in seen:
             raise InputError(f"{where}: duplicate comment-id '{row['comment-id']}'")

@@ -50,7 +50,7 @@ def reader_quality(readings: list[PairReading], truth_a: list[bool], reader: str
     truth = np.array(truth_a)
     ties = int(np.sum(p == 0.5))
     right = int(np.sum(np.where(truth, p > 0.5, p < 0.5))) + ties // 2  # a tie counts half, an odd one down
-    both = all(len(r.first_shown) == 2 for r in readings)
+    both = bool(readings) and all(len(r.first_shown) == 2 for r in readings)
     bias = float(np.mean([(r.first_shown[0] > 0.5) == (r.first_shown[1] > 0.5) for r in readings])) if both else None
     n = len(readings)
     return {"reader": reader, "items": n, "accuracy": as_interval(proportion_interval(right, n)),
@@ -61,14 +61,28 @@ def _take(items: list, n: int, seed: int, *path: str) -> list:
     return sample(items, n, seed, *path) if n > 0 else []
 
 
+def check(cfg: AgoraConfig) -> None:
+    """Refuse, before any work, a slice the data cannot fill (one line): a larger draw would silently be
+    the whole, smaller set."""
+    c = cfg.calibration
+    if not c.enabled:
+        return
+    pool = len(load_moralchoice(MORALCHOICE_LOW))
+    if c.stance_items + c.judge_items > pool:
+        raise InputError(f"calibration.stance_items + judge_items must be at most {pool} (the MoralChoice "
+                         f"low-ambiguity set), got {c.stance_items + c.judge_items}")
+    if c.hhh_items:
+        n = len(load_hhh(hhh_path(cfg.eval)))
+        if c.hhh_items > n:
+            raise InputError(f"calibration.hhh_items={c.hhh_items} is more than the {n} HHH comparisons")
+
+
 def calibrate(cfg: AgoraConfig, backend: LLMBackend) -> dict[str, Any]:
     """Score the run's readers on the calibration slice; the summary block ``label_quality``."""
     c, sim = cfg.calibration, cfg.sim
     t0 = time.perf_counter()
+    check(cfg)
     pool = load_moralchoice(MORALCHOICE_LOW)
-    if c.stance_items + c.judge_items > len(pool):
-        raise InputError(f"calibration.stance_items + judge_items must be at most {len(pool)} (the MoralChoice "
-                         f"low-ambiguity set), got {c.stance_items + c.judge_items}")
     hhh = _take(load_hhh(hhh_path(cfg.eval)), c.hhh_items, cfg.seed, "calibration", "hhh") if c.hhh_items else []
     drawn = _take(pool, c.stance_items + c.judge_items, cfg.seed, "calibration", "moralchoice")
     stance_items, judge_items = drawn[:c.stance_items], drawn[c.stance_items:]
@@ -146,9 +160,12 @@ def lines(block: dict[str, Any]) -> list[str]:
             bias = "n/a" if q["position_bias_rate"] is None else f"{100 * q['position_bias_rate']:.0f}%"
             halves = ""
             if "under_principle" in q:
-                halves = (f" (under its principles {100 * q['under_principle']['value']:.0f}%, under the inverse "
-                          f"principle {100 * q['under_inverse_principle']['value']:.0f}%)")
-            out.append(f"{name} ({q['reader']} reader): {100 * iv['value']:.1f}% right [{100 * iv['low']:.1f}, "
-                       f"{100 * iv['high']:.1f}] on {q['items']} readings{halves}; position bias {bias}; "
-                       f"mean |p - 0.5| {q['informativeness']:.3f}")
+                pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+                halves = (f" (under its principles {pct(q['under_principle']['value'])}, under the inverse "
+                          f"principle {pct(q['under_inverse_principle']['value'])})")
+            right = (f"{100 * iv['value']:.1f}% right [{100 * iv['low']:.1f}, {100 * iv['high']:.1f}]"
+                     if iv.get("value") is not None and iv.get("low") is not None else f"accuracy n/a ({iv.get('na')})")
+            mean = "n/a" if q["informativeness"] is None else f"{q['informativeness']:.3f}"
+            out.append(f"{name} ({q['reader']} reader): {right} on {q['items']} readings{halves}; position bias {bias}; "
+                       f"mean |p - 0.5| {mean}")
     return out

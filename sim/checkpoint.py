@@ -10,9 +10,16 @@ with the same outputs as one that never stopped.
 
 Every file is checked before it is trusted: ``checkpoint.json`` carries the SHA-256 of its own body
 and of each stage file, and a hash chain over the committed lines of ``rows.jsonl`` (one hash per
-line, each over the previous hash and the line, so a step hashes only its own rows). A truncated,
-flipped or re-encoded file, or a ``checkpoint.json`` missing what a resume needs, is one
-:class:`InputError` line naming the file, and nothing in the folder is changed.
+line, each over the previous hash and the line, so a step hashes only its own rows). On resume every
+file ``checkpoint.json`` references is checked at once, whether or not the resume will read it. A
+truncated, flipped, re-encoded or missing file, or a ``checkpoint.json`` missing what a resume needs, is
+one :class:`InputError` line naming the file, and nothing in the folder is changed.
+
+A run started without ``resume=`` into a folder that already holds a run follows one policy
+(:func:`claim`): its own checkpoint (same run id and kind: a killed run started again, a retried or
+requeued sweep point) is resumed, saying so in one line; its own finished run is :class:`RunComplete`
+(nothing to do); any other run's checkpoint or finished outputs, or a checkpoint that cannot be read,
+is one :class:`InputError` line naming both runs, and nothing in the folder is changed.
 
 Hand-written rather than ``joblib.Memory``: a unit's result must be tied to one run (run id + kind,
 refused otherwise), written atomically with the backend's counters and the elapsed time, and read
@@ -118,6 +125,59 @@ def read_checkpoint(run_dir: Path) -> dict[str, Any]:
     return state
 
 
+class RunComplete(InputError):
+    """The folder already holds this very run, finished: there is nothing to do (``agora`` exits 0)."""
+
+
+def _finished_run(run_dir: Path) -> tuple[str, str] | None:
+    """``(run_id, kind)`` of the finished run in ``run_dir`` (its ``summary.json``), ``("?", "?")`` when that
+    file names none, or None when there is no ``summary.json``."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(read_bytes(path, "summary", MAX_CHECKPOINT_BYTES))
+    except (InputError, OSError, ValueError, RecursionError):
+        summary = None
+    if not isinstance(summary, dict) or not all(isinstance(summary.get(k), str) for k in ("run_id", "kind")):
+        return "?", "?"
+    return summary["run_id"], summary["kind"]
+
+
+def claim(out_dir: Path, run_id: str, kind: str | None) -> dict[str, Any] | None:
+    """The run-folder policy, for a run started without ``resume=`` into ``out_dir``: the checkpoint to go on
+    from, None to start afresh, or one line saying why not.
+
+    - no finished run and no checkpoint in the folder (a new or empty folder): None;
+    - a checkpoint of this run (same run id, and same kind when ``kind`` is given: the config hashes to the
+      same id; e.g. a killed run started again, a sweep point retried by Ray or requeued by SLURM): its
+      checked state, to resume;
+    - this run, finished (``summary.json``): :class:`RunComplete`;
+    - another run, finished or not, or a checkpoint that cannot be read: :class:`InputError` naming both run
+      ids. A finished run's outputs are never mixed with another's, and a checkpoint is never dropped silently.
+    """
+    this = f"{kind} run {run_id}" if kind else f"run {run_id}"
+    finished = _finished_run(out_dir)
+    if finished is not None:
+        if finished[0] == run_id and kind in (None, finished[1]):
+            raise RunComplete(f"{out_dir}: already holds this {this}, finished: nothing to do "
+                              "(remove the folder to run it again)")
+        raise InputError(f"{out_dir}: holds a finished {finished[1]} run {finished[0]}; this config gives {this}: "
+                         "choose another hydra.run.dir (a finished run's folder is not written over)")
+    if not (out_dir / CHECKPOINT).exists():
+        return None
+    try:
+        state = read_checkpoint(out_dir)
+    except InputError as exc:
+        raise InputError(f"{exc} (this config gives {this}; the checkpoint is kept: choose another hydra.run.dir, "
+                         "or remove it to start afresh)") from None
+    if state["run_id"] != run_id or kind not in (None, state["kind"]):
+        raise InputError(f"{out_dir}: holds the checkpoint of an unfinished {state['kind']} run {state['run_id']}; "
+                         f"this config gives {this}: continue that run with agora resume={out_dir}, or choose another "
+                         "hydra.run.dir")
+    return state
+
+
 _OPENED: ContextVar[list[Checkpoint] | None] = ContextVar("_OPENED", default=None)
 
 
@@ -174,6 +234,7 @@ class Checkpoint:
         self.state: dict[str, Any] = {"run_id": run_id, "kind": kind, "config": dataclasses.asdict(config),
                                       "stages": {}, "seconds": {}, "digests": {}, "extra": {}, "rows": None}
         self._committed: dict[str, Any] | None = None  # the body of the last checkpoint.json written or read
+        self._rows_verified: dict[str, Any] | None = None  # the rows state whose log _verify checked on resume
         if resume and not out_dir.is_dir():
             read_checkpoint(out_dir)  # its one-line error; makes no folder
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -195,12 +256,35 @@ class Checkpoint:
             if state["run_id"] != run_id or state["kind"] != kind:
                 raise InputError(f"{self.path}: checkpoint is for {state['kind']} run "
                                  f"{state['run_id']}, this config gives {kind} run {run_id}")
-            for k in ("stages", "seconds", "digests", "extra", "rows"):
-                self.state[k] = state[k]
-            self.prior_wall = float(state["wall_seconds"])
-            self._saved_stats = state.get("backend_stats", {})
-            self._committed = state
-            self.resumed = True
+        else:
+            found = claim(out_dir, run_id, kind)
+            if found is None:
+                return
+            state = found
+            log.info("%s holds a checkpoint of this %s run %s (stages done: %d): resuming it", out_dir, kind, run_id,
+                     len(state["stages"]))
+        for k in ("stages", "seconds", "digests", "extra", "rows"):
+            self.state[k] = state[k]
+        self.prior_wall = float(state["wall_seconds"])
+        self._saved_stats = state.get("backend_stats", {})
+        self._committed = state
+        self.resumed = True
+        self._verify()
+
+    def _verify(self) -> None:
+        """Check every file the checkpoint references, whether or not this resume will read it: a damaged
+        file is refused in one line naming it before any work (never trusted later, never silently unused)."""
+        for fname in self.state["stages"].values():
+            path = self.dir / fname
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                raise damaged(path, exc.strerror or type(exc).__name__) from None
+            if sha256_hex(data) != self.state["digests"][fname]:
+                raise damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
+        if self.state["rows"] is not None:
+            rowlog.verify(self.dir / "rows.jsonl", self.state["rows"], self.path.name)
+            self._rows_verified = dict(self.state["rows"])
 
     def track(self, stats: BackendStats) -> None:
         """Save these backend counters with every checkpoint; on resume, start them from the saved ones."""
@@ -260,7 +344,8 @@ class Checkpoint:
 
     def rows(self, tag: str) -> dict[str, list[dict[str, Any]]]:
         """The committed rows logged for ``tag`` (empty tables if none), checked against the hash chain."""
-        return rowlog.read(self.dir / "rows.jsonl", self.state["rows"], tag, self.path.name)
+        return rowlog.read(self.dir / "rows.jsonl", self.state["rows"], tag, self.path.name,
+                           verified=self._rows_verified == self.state["rows"])
 
     def save(self, **extra: Any) -> None:
         """Write ``checkpoint.json`` now (atomic rename); ``extra`` keys replace the stored ones (None drops)."""

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
 import shutil
 import signal
 import sys
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -26,14 +30,63 @@ from agents.llm.base import BackendError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
 from sim.config import AgoraConfig, schema
+from sim.display import inert, inert_lines
+
+if TYPE_CHECKING:
+    from sim.report.compare import Unfinished
 
 ConfigStore.instance().store(name="agora_schema", node=schema())
 log = logging.getLogger("agora")
 
 
-def fail(msg: str) -> NoReturn:
-    print(f"agora: error: {' '.join(msg.splitlines())}", file=sys.stderr)
-    sys.exit(2)
+def ray_gpus(*devices: str) -> int:
+    """``${agora_gpus:...}`` in ``conf/hydra/launcher/ray_cluster.yaml``: 1 GPU per sweep point when any of the
+    run's device settings says ``cuda``, else 0 (``auto`` asks for none: Ray gives a task only what it asks for)."""
+    return int(any(str(d).startswith("cuda") for d in devices))
+
+
+OmegaConf.register_new_resolver("agora_gpus", ray_gpus, replace=True)
+
+
+class Failed(SystemExit):
+    """:func:`fail`'s exit (status 2), carrying its line: a sweep point turns it into :class:`SweepPointFailed`."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__(2)
+        self.line = line
+
+
+class SweepPointFailed(Exception):
+    """A ``--multirun`` point that failed. Raised rather than exited: every Hydra launcher (basic, joblib, Ray,
+    Submitit) then records that job as failed and finishes the others, and the sweep ends with this line."""
+
+
+def fail(msg: str, prog: str = "agora", logged: bool = True) -> NoReturn:
+    """``PROG: error: MSG`` as one line on stderr, exit 2 (:class:`Failed`); also in the run's ``cli.log`` unless
+    ``logged`` is false (a failed run's folder says why it failed; ``agora-report`` reads it there)."""
+    # inert first (sim.display): a quoted file or server reply cannot move the terminal; its other line breaks
+    # are escaped by then, so only LF is left to join the message into one line
+    line = f"{prog}: error: {' '.join(inert(msg).splitlines())}"
+    print(line, file=sys.stderr)
+    if logged:
+        to_run_log(line)
+    raise Failed(line)
+
+
+def to_run_log(line: str) -> None:
+    """Append ``line`` to the run's log file (Hydra's file handler writes ``cli.log``), not to the console."""
+    record = logging.LogRecord("agora", logging.ERROR, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.stream is not None and Path(handler.baseFilename).parent.is_dir():
+            handler.handle(record)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line, ``PROG: error: ...`` (exit 2), as ``agora``'s are; ``--help``
+    still prints the usage and every option (argparse's own error prints the usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        fail(f"{message} (see {self.prog} --help)", self.prog, logged=False)
 
 
 def os_error_line(exc: OSError) -> str:
@@ -75,6 +128,8 @@ def run_hydra(entry: Callable[[], None]) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         entry()
+    except SweepPointFailed as exc:  # the first failed point; Hydra's sweeper raises it once every point has run
+        fail(f"{exc} (the other points ran; each point's folder has its cli.log)")
     except (HydraException, OmegaConfBaseException) as exc:
         if traces:
             raise
@@ -83,6 +138,14 @@ def run_hydra(entry: Callable[[], None]) -> None:
         if traces:
             raise
         fail(f"cannot write the run's output folder (hydra.run.dir): {os_error_line(exc)}")
+    except Exception as exc:  # a launcher's own failure: a job killed for good, a Ray task out of retries
+        argv = sys.argv[1:]
+        if traces or not ({"-m", "--multirun"} & set(argv) or "hydra.mode=MULTIRUN" in argv):
+            raise
+        dirs = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
+        first = (str(exc).strip().splitlines() or [""])[0]
+        fail(f"the sweep's launcher stopped: {type(exc).__name__}: {first} (the same command with "
+             f"hydra.sweep.dir={dirs[-1] if dirs else 'SWEEP_DIR'} keeps the finished points and resumes the others)")
 
 
 def unknown_key(node: DictConfig, path: str = "") -> tuple[str, str] | None:
@@ -113,44 +176,189 @@ def bad_config(msg: str) -> NoReturn:
     if out is not None and out.is_dir() and not {p.name for p in out.iterdir()} - {".hydra", "cli.log"}:
         logging.shutdown()  # close cli.log before it goes
         shutil.rmtree(out, ignore_errors=True)
+        fail(msg, logged=False)
     fail(msg)
+
+
+def checked_config(dcfg: DictConfig) -> AgoraConfig:
+    """The checked dataclass config of a composed one, or :class:`ValueError` with the one-line reason
+    (``bad config: ...``): a key its dataclass lacks, an OmegaConf type error, a ``__post_init__`` check."""
+    unknown = unknown_key(dcfg)
+    if unknown:
+        raise ValueError(f"bad config: Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in "
+                         f"'{unknown[1]}'")
+    try:
+        cfg = OmegaConf.to_object(dcfg)
+    except Exception as exc:  # __post_init__ checks and OmegaConf type errors
+        raise ValueError(f"bad config: {str(exc).splitlines()[0]}") from None
+    assert isinstance(cfg, AgoraConfig)
+    return cfg
 
 
 def typed_config(dcfg: DictConfig) -> AgoraConfig:
     """The checked dataclass config of a Hydra entry point (quiet library loggers); bad values fail in one line."""
     for name in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx", "httpx2", "openai", "MESA"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    unknown = unknown_key(dcfg)
-    if unknown:
-        bad_config(f"bad config: Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in "
-                   f"'{unknown[1]}'")
+    logging.captureWarnings(True)  # a library's warning quoting agents' text goes through the log's inert format
     try:
-        cfg = OmegaConf.to_object(dcfg)
-    except Exception as exc:  # __post_init__ checks and OmegaConf type errors
-        bad_config(f"bad config: {str(exc).splitlines()[0]}")
-    assert isinstance(cfg, AgoraConfig)
-    return cfg
+        return checked_config(dcfg)
+    except ValueError as exc:
+        bad_config(str(exc))
+
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _eval_paths(cfg: AgoraConfig) -> None:
+    """``agora-eval``'s inputs: its suites' files and folders (its backend's model folder is checked as it loads)."""
+    from alignment.config import DEFAULT_EVAL_SUITES
+    from sim.probes import eval_paths
+
+    eval_paths(cfg.eval, cfg.eval.suites or DEFAULT_EVAL_SUITES)
+
+
+def _point_problem(loader: Any, base: DictConfig, point: list[str], num: int,
+                   inputs: Callable[[AgoraConfig], None]) -> str | None:
+    """Why one sweep point's run would be refused before its work (composed as a launcher composes it), or None."""
+    from omegaconf import open_dict, read_write
+
+    try:
+        cfg = loader.load_sweep_config(base, point)
+        with open_dict(cfg):
+            cfg.hydra.job.id = cfg.hydra.job.num = num
+        HydraConfig.instance().set_config(cfg)  # for ${hydra:...} in a point's values
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+        inputs(checked_config(cfg))
+    except (HydraException, OmegaConfBaseException) as exc:
+        return f"bad config: {hydra_error_line(exc)}"
+    except (ValueError, BackendError) as exc:  # checked_config's, and InputError
+        return str(exc)
+    return None
+
+
+def hydra_args(argv: Sequence[str], prog: str) -> argparse.Namespace | None:
+    """The command line as Hydra's own parser reads it; its mistakes as one ``PROG: error:`` line (Hydra prints
+    argparse's usage block, or raises a ValueError with a traceback for ``--cfg`` with ``--multirun``). None for
+    ``--version``, which Hydra answers."""
+    from hydra._internal.utils import get_args_parser
+
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said), contextlib.redirect_stdout(io.StringIO()):
+            args = get_args_parser().parse_args(list(argv))
+    except SystemExit as exc:
+        if not exc.code:
+            return None
+        error = [ln for ln in said.getvalue().splitlines() if ": error: " in ln]
+        fail((error[-1].split(": error: ", 1)[1] if error else said.getvalue()) + f" (see {prog} --help)", prog,
+             logged=False)
+    commands = args.run + (args.cfg is not None) + args.multirun + args.shell_completion + (args.info is not None)
+    if commands > 1:
+        fail(f"only one of --run, --multirun, --cfg, --info and --shell-completion can be given (see {prog} --help)",
+             prog, logged=False)
+    if args.resolve and args.cfg is None and not args.help:
+        fail("--resolve goes with --cfg or --help", prog, logged=False)
+    return args
+
+
+def check_sweep(argv: Sequence[str], config_name: str, prog: str = "agora") -> None:
+    """Refuse a ``--multirun`` sweep in one line (exit 2) when any of its points would be refused, before the
+    first point runs and before Hydra makes any folder.
+
+    Each point is composed as Hydra composes it for a launcher: the basic sweeper's expansion of the
+    command line's task overrides and ``hydra.sweeper.params`` (``BasicSweeper.split_arguments``), then
+    ``load_sweep_config`` with the point's number set; and checked as the point's own run would check it
+    before its work: :func:`checked_config`, then what it reads from outside
+    (:func:`sim.experiments.check_inputs`; ``agora-eval``: its suites' paths). Every launcher (basic, joblib,
+    submitit, ray) starts a sweep from here. Nothing
+    is checked for a single run (its own check comes first), for another sweeper (Optuna, Ax: they choose
+    points as they go), or for ``--config-dir``/``--config-path`` (Hydra reports what it cannot compose)."""
+    from hydra import initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.types import RunMode
+
+    from sim.experiments import check_inputs
+
+    args = hydra_args(argv, prog)
+    if args is None or args.help or args.hydra_help or args.cfg or args.info or args.shell_completion or args.config_dir \
+            or args.config_path:
+        return
+    overrides, name = list(args.overrides), args.config_name or config_name
+    with initialize_config_dir(config_dir=str(CONF_DIR), job_name="cli", version_base="1.3"):
+        hydra_app = GlobalHydra.instance().hydra
+        assert hydra_app is not None
+        if not args.multirun and hydra_app.get_mode(config_name=name, overrides=overrides) != RunMode.MULTIRUN:
+            return
+        try:
+            base = hydra_app.compose_config(name, [*overrides, "hydra.mode=MULTIRUN"], run_mode=RunMode.MULTIRUN)
+            if not str(base.hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+                return
+            given = base.hydra.sweeper.get("params")
+            params = [f"{k}={v}" for k, v in (OmegaConf.to_container(given, resolve=False) if given else {}).items()]
+            task = OmegaConf.to_container(base.hydra.overrides.task, resolve=False)
+            parser = OverridesParser.create(config_loader=hydra_app.config_loader)
+            (points,) = BasicSweeper.split_arguments(parser.parse_overrides([*params, *task]), None)
+        except (HydraException, OmegaConfBaseException):
+            return  # Hydra says what it cannot compose, as for one run
+        varying = {o.split("=", 1)[0] for o in {o for pt in points for o in pt} if sum(o in pt for pt in points) < len(points)}
+        try:
+            for i, point in enumerate(points):
+                why = _point_problem(hydra_app.config_loader, base, list(point), i,
+                                     check_inputs if config_name == "config" else _eval_paths)
+                if why:
+                    shown = " ".join(o for o in point if o.split("=", 1)[0] in varying) or " ".join(point)
+                    fail(f"sweep point #{i} of {len(points)} ({shown}) would be refused, so no point was run: {why}",
+                         prog, logged=False)
+        finally:
+            HydraConfig.instance().cfg = None  # type: ignore[assignment]  # the sweep's own points set it again
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _main(dcfg: DictConfig) -> None:
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return _run(dcfg)
+    try:
+        _run(dcfg)
+    except Failed as exc:
+        point = " ".join(o for o in hc.overrides.task if not o.startswith("hydra"))
+        raise SweepPointFailed(f"sweep point #{hc.job.num} ({point}) failed: {exc.line.removeprefix('agora: error: ')}") from None
+
+
+def _run(dcfg: DictConfig) -> None:
+    from sim.checkpoint import RunComplete
+
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     if not cfg.resume and any(_key(o) == "resume" for o in HydraConfig.get().overrides.task):
         bad_config("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:
         cfg, out = _resumed(cfg.resume)
-    from sim.experiments import run_experiment
+
+    from sim.experiments import Refused, check_inputs, run_experiment
     from sim.report.console import finished_lines
 
     try:
+        check_inputs(cfg)
+    except (InputError, BackendError) as exc:
+        bad_config(str(exc))
+    try:
         summary = run_experiment(cfg, out)
+    except Refused as exc:  # before any work (sim.experiments.preflight): the folder goes, as for a bad config
+        bad_config(str(exc))
+    except RunComplete as exc:  # the same command again, or a sweep point retried after it had finished
+        print(inert(f"agora: {exc}", newlines=False))
+        return
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
     except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
         fail(os_error_line(exc) + _kept(out))
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
-        print(f"agora: interrupted{_kept(out)}", file=sys.stderr)
+        to_run_log(f"agora: interrupted{_kept(out)}")
+        print(inert(f"agora: interrupted{_kept(out)}", newlines=False), file=sys.stderr)
         sys.exit(130)
     print(finished_lines(summary, out))
 
@@ -250,8 +458,47 @@ def check_run_dir_free(argv: list[str]) -> None:
         fail(str(exc))
 
 
+def check_run_folder(argv: list[str]) -> None:
+    """Apply the run-folder policy (:func:`sim.checkpoint.claim`) to ``agora ... hydra.run.dir=DIR`` when DIR
+    already holds a run, before Hydra rewrites DIR's ``.hydra/`` and appends to its ``cli.log``: another run's
+    folder is refused and this run's finished folder is left as it is (exit 0), touching nothing; this run's
+    checkpoint goes on to be resumed. The config is composed here as Hydra will compose it; a command that
+    does not compose is left to Hydra's own error. The run's :class:`~sim.checkpoint.Checkpoint` applies the
+    same policy to every run, sweep points included."""
+    from sim.checkpoint import CHECKPOINT, RunComplete, claim
+
+    value = lambda key: [a.split("=", 1)[1].strip("'\"") for a in argv if "=" in a and _key(a) == key]  # noqa: E731
+    dirs = value("hydra.run.dir")[-1:]
+    if not dirs or "${" in dirs[0] or value("resume") or any(a.startswith("-") for a in argv):
+        return
+    out = Path(dirs[0])
+    if not ((out / "summary.json").is_file() or (out / CHECKPOINT).is_file()):
+        return
+    from hydra import compose, initialize_config_dir
+
+    from sim.lifecycle import run_id_for
+
+    try:
+        with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
+            dcfg = compose("config", overrides=argv)
+        cfg = None if unknown_key(dcfg) else OmegaConf.to_object(dcfg)
+    except Exception:  # Hydra and the config's checks say what is wrong, in one line, once it runs
+        return
+    if not isinstance(cfg, AgoraConfig):
+        return
+    try:
+        claim(out, run_id_for(cfg), None)
+    except RunComplete as exc:
+        print(f"agora: {exc}")
+        sys.exit(0)
+    except InputError as exc:
+        fail(str(exc))
+
+
 def main() -> None:
+    check_sweep(sys.argv[1:], "config")
     check_run_dir_free(sys.argv[1:])
+    check_run_folder(sys.argv[1:])
     sys.argv[1:] = resume_argv(sys.argv[1:])
     interruptible(lambda: run_hydra(_main), "agora")
 
@@ -262,20 +509,24 @@ def main() -> None:
 def _eval_main(dcfg: DictConfig) -> None:
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
-    from sim.experiments.evaluate import evaluate
+    from sim.experiments.evaluate import eval_inputs, evaluate
     from sim.lifecycle import make_backend
     from sim.report.eval import report_lines
     from sim.store import atomic_write_bytes
 
     try:
-        summary = evaluate(cfg, make_backend(cfg.llm), out)
+        inputs = eval_inputs(cfg)  # every path and file checked before the model loads
+    except InputError as exc:
+        bad_config(str(exc))
+    try:
+        summary = evaluate(cfg, make_backend(cfg.llm), out, inputs=inputs)
     except (InputError, BackendError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(os_error_line(exc))
-    text = "\n".join(report_lines(summary))
+    text = inert_lines(report_lines(summary))
     atomic_write_bytes(out / "eval.md", (text + "\n").encode())
-    print(f"agora-eval: {', '.join(summary['suites'])} -> {out}\n{text}")
+    print(inert(f"agora-eval: {', '.join(summary['suites'])} -> {out}", newlines=False) + "\n" + text)
 
 
 def eval_main() -> None:
@@ -284,28 +535,75 @@ def eval_main() -> None:
 
         print(eval_help())
         return
+    check_sweep(sys.argv[1:], "eval", "agora-eval")
     interruptible(lambda: run_hydra(_eval_main), "agora-eval")
 
 
 
 # -- agora-report --------------------------------------------------------------------------------
 def report_main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="agora-report", description="Compare finished agora runs or a --multirun sweep "
-                                 "side by side (report.md, report.html, comparison.parquet, plots).")
+    ap = OneLineParser(prog="agora-report", description="Compare finished agora runs or a --multirun sweep side by "
+                       "side (report.md, report.html, comparison.parquet, plots); runs that did not finish are listed "
+                       "with the reason (failed, killed, interrupted, running, never started).")
     ap.add_argument("dirs", nargs="+", help="run folders, or folders holding runs (a sweep's multirun/... folder)")
-    ap.add_argument("-o", "--out", help="output folder (default: the one folder given when it holds runs, e.g. a "
-                    "sweep; DIR/agora_report for one run folder, whose own report.md stays; ./agora_report for several)")
+    ap.add_argument("-o", "--out", type=_path, help="output folder (default: the one folder given when it holds runs, "
+                    "e.g. a sweep; DIR/agora_report for one run folder, whose own report.md stays; ./agora_report for "
+                    "several)")
     args = ap.parse_args(argv)
-    from sim.report.compare import NotARun, compare, find_runs
+    from sim.report.compare import NotARun, compare, find_runs, plural, unfinished_runs
 
-    out = Path(args.out) if args.out else default_report_dir([Path(d) for d in args.dirs])
+    out = args.out or default_report_dir([Path(d) for d in args.dirs])
+    unfinished = unfinished_runs(args.dirs)
+    unfinished += never_started(args.dirs)
+    told = (f"{len(unfinished)} did not finish: " + "; ".join(f"{u.folder} ({u.reason})" for u in unfinished)
+            if unfinished else "")
     try:
-        path = compare(args.dirs, out)
+        runs = find_runs(args.dirs)
+        path = compare(args.dirs, out, unfinished)
     except (FileNotFoundError, NotARun) as exc:
-        ap.exit(2, f"agora-report: error: {exc}\n")
+        fail(f"{exc}" + (f"; {told}" if told else ""), "agora-report", logged=False)
     except OSError as exc:  # the output folder: a file, read-only, disk full
-        ap.exit(2, f"agora-report: error: cannot write the report: {os_error_line(exc)}\n")
-    print(f"agora-report: compared {len(find_runs(args.dirs))} runs -> {path}")
+        fail(f"cannot write the report: {os_error_line(exc)}", "agora-report", logged=False)
+    print(inert(f"agora-report: compared {plural(len(runs), 'run')} -> {path}" + (f"; {told}" if told else ""),
+                newlines=False))
+
+
+def never_started(dirs: Sequence[str]) -> list[Unfinished]:
+    """Points of each ``--multirun`` sweep at or below ``dirs`` (a folder holding Hydra's ``multirun.yaml``) that
+    made no folder: the basic launcher stops a sweep at a point that exits, so later points never start. The
+    points are the sweep's overrides expanded as Hydra's basic sweeper expands them; a point has started when a
+    run folder below the sweep holds its overrides (``.hydra/overrides.yaml``) or is named by its number."""
+    import yaml
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from sim.report.compare import Unfinished
+
+    out: list[Unfinished] = []
+    for sweep in sorted({m.parent for d in map(Path, dirs) if d.is_dir() for m in d.rglob("multirun.yaml")}):
+        try:
+            hydra_cfg = OmegaConf.load(sweep / "multirun.yaml").hydra
+            if not str(hydra_cfg.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+                continue  # another sweeper (Optuna, Ax...) chooses its points as it goes
+            given = hydra_cfg.sweeper.get("params")
+            params = [f"{k}={v}" for k, v in (OmegaConf.to_container(given, resolve=False) if given else {}).items()]
+            task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)
+            (points,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides([*params, *task]), None)
+        except Exception:  # noqa: BLE001 — an unreadable or foreign multirun.yaml: nothing to add
+            continue
+        started: Counter[tuple[str, ...]] = Counter()  # two points of a sweep may have the same overrides
+        for ov in sweep.rglob(".hydra/overrides.yaml"):
+            try:
+                started[tuple(sorted(map(str, yaml.safe_load(ov.read_text()) or [])))] += 1
+            except (OSError, yaml.YAMLError, UnicodeDecodeError):
+                continue
+        for i, point in enumerate(points):
+            if started[tuple(sorted(point))] > 0:
+                started[tuple(sorted(point))] -= 1
+            elif not (sweep / str(i)).exists():
+                out.append(Unfinished(str(sweep / str(i)), " ".join(point), f"never started: no folder; point #{i} of "
+                                      f"{len(points)}"))
+    return out
 
 
 def default_report_dir(dirs: list[Path]) -> Path:
@@ -316,17 +614,29 @@ def default_report_dir(dirs: list[Path]) -> Path:
 
 
 # -- agora-sanity, agora-injection: measurements with their own small argument lists -------------
-def _at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= ``minimum`` (a bad count fails at once, not after the model loads)."""
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [``low``, ``high``] (a bad count fails at once, not after the model loads)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be <= {high:,}, got {value:,}")
         return value
     return parse
+
+
+def _path(text: str) -> Path:
+    """An argparse type: a non-empty path (``Path('')`` is the current folder, never what was meant)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a path, got ''")
+    return Path(text)
+
+
+SEED = _int_in(0, 2**32 - 1)  # torch.manual_seed and numpy's legacy seeding take 32-bit seeds
 
 
 def _writable_output(ap: argparse.ArgumentParser, path: Path, folder: bool) -> None:
@@ -340,20 +650,40 @@ def _writable_output(ap: argparse.ArgumentParser, path: Path, folder: bool) -> N
         ap.error(f"cannot write {os_error_line(exc)}")
 
 
-def sanity_main() -> None:
-    ap = argparse.ArgumentParser(prog="agora-sanity", description="Known-rule sanity check: do the reward model and DPO "
-                                 "learn a rule planted in synthetic preferences?")
-    ap.add_argument("--out", type=Path, default=Path("outputs/sanity"))
-    ap.add_argument("--train", type=_at_least(2), default=64, help="training pairs (default 64)")
-    ap.add_argument("--eval", type=_at_least(2), default=32, help="held-out pairs (default 32)")
-    ap.add_argument("--seed", type=_at_least(0), default=0)
-    args = ap.parse_args()
+def _measure(prog: str, work: Callable[[], None]) -> None:
+    """Run a measurement command's work with its input and backend errors (missing weights, a file it cannot
+    write) as one ``PROG: error:`` line, exit 2."""
+    try:
+        interruptible(work, prog)
+    except (InputError, BackendError) as exc:
+        fail(str(exc), prog, logged=False)
+    except OSError as exc:
+        fail(os_error_line(exc), prog, logged=False)
+
+
+def sanity_main(argv: Sequence[str] | None = None) -> None:
+    from alignment.sanity import max_pairs
+
+    ap = OneLineParser(prog="agora-sanity", description="Known-rule sanity check: do the reward model and DPO "
+                       "learn a rule planted in synthetic preferences?")
+    ap.add_argument("--out", type=_path, default=Path("outputs/sanity"), help="output folder (default outputs/sanity)")
+    ap.add_argument("--train", type=_int_in(2, max_pairs() - 2), default=64, help="training pairs (default 64)")
+    ap.add_argument("--eval", type=_int_in(2, max_pairs() - 2), default=32, help="held-out pairs (default 32)")
+    ap.add_argument("--seed", type=SEED, default=0)
+    args = ap.parse_args(argv)
+    if args.train + args.eval > max_pairs():
+        ap.error(f"--train + --eval must be <= {max_pairs()} (two pairs per bundled dilemma), got {args.train + args.eval}")
     _writable_output(ap, args.out, folder=True)
+    _measure("agora-sanity", lambda: _sanity(args.out, args.train, args.eval, args.seed))
+
+
+def _sanity(out: Path, train: int, held_out: int, seed: int) -> None:
+    from agents.llm.embedded.weights import require_default_weights
     from alignment.sanity import run_sanity
 
-    result = run_sanity(args.out, args.train, args.eval, args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sanity.json").write_text(json.dumps(result, indent=2, default=str))
+    require_default_weights(minilm=True)  # the reward model's backbone and the policy, before any training
+    result = run_sanity(out, train, held_out, seed)
+    (out / "sanity.json").write_text(json.dumps(result, indent=2, default=str))
     rm, dp = result["reward_model"], result["dpo"]
     print(f"reward model: held-out accuracy {rm['eval']['accuracy']:.3f} (chance 0.5), ECE {rm['eval']['ece']:.3f}, "
           f"{rm['pairs_per_s']:.1f} pairs/s")
@@ -362,27 +692,36 @@ def sanity_main() -> None:
 
 
 def injection_main(argv: Sequence[str] | None = None) -> None:
+    from scenarios.dilemma import load_dilemmas
+
+    pool = len(load_dilemmas("default"))
+    ap = OneLineParser(prog="agora-injection", description="How often does text an agent writes move a judge's "
+                       "label? Before and after agora's mitigations (writes injection.json).")
+    ap.add_argument("--dilemmas", type=_int_in(1, pool), default=40,
+                    help=f"answer pairs, one per dilemma of the bundled set (default 40, at most {pool})")
+    ap.add_argument("--seed", type=SEED, default=0)
+    ap.add_argument("--out", type=_path, default=Path("injection.json"), help="output file (default injection.json)")
+    args = ap.parse_args(argv)
+    _writable_output(ap, args.out, folder=False)
+    _measure("agora-injection", lambda: _injection(args.dilemmas, args.seed, args.out))
+
+
+def _injection(n: int, seed: int, out: Path) -> None:
     from agents.llm.embedded import EmbeddedBackend
     from scenarios.dilemma import load_dilemmas
     from sim.experiments.injection import answers, measure
     from sim.seeding import sample_dilemmas
 
-    ap = argparse.ArgumentParser(prog="agora-injection", description="How often does text an agent writes move a judge's "
-                                 "label? Before and after agora's mitigations (writes injection.json).")
-    ap.add_argument("--dilemmas", type=_at_least(1), default=40, help="answer pairs, one per dilemma (default 40)")
-    ap.add_argument("--seed", type=_at_least(0), default=0)
-    ap.add_argument("--out", type=Path, default=Path("injection.json"))
-    args = ap.parse_args(argv)
-    _writable_output(ap, args.out, folder=False)
     backend = EmbeddedBackend()
-    ds = sample_dilemmas(load_dilemmas("default"), args.dilemmas, args.seed, "injection")
-    pairs = asyncio.run(answers(backend, ds, args.seed))
-    result = asyncio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": args.seed}
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    ds = sample_dilemmas(load_dilemmas("default"), n, seed, "injection")
+    pairs = asyncio.run(answers(backend, ds, seed))
+    result = asyncio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": seed}
+    out.write_text(json.dumps(result, indent=1) + "\n")
     for pname, res in result["prompts"].items():
         for iname, r in res.items():
             print(f"{pname:7s} {iname:20s} moved (one order) {r['moved_one_order']:.3f}  moved (both) {r['moved']:.3f}  "
                   f"shift {r['shift']:+.4f}  max |shift| {r['max_abs_shift']:.4f}")
+
 
 if __name__ == "__main__":
     main()

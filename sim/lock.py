@@ -26,25 +26,33 @@ def _holder_line(fd: int) -> str:
         return "pid unknown"
 
 
-def _in_use(out_dir: Path, fd: int) -> InputError:
-    return InputError(f"{out_dir}: in use by another run ({_holder_line(fd)}); "
+def _in_use(out_dir: Path, who: str) -> InputError:
+    return InputError(f"{out_dir}: in use by another run ({who}); "
                       f"wait for it to end (or kill it) before running or resuming into this folder")
+
+
+def holder(out_dir: Path) -> str | None:
+    """``pid N, started T`` of the running run that holds ``out_dir``'s lock, or None; changes nothing in the folder."""
+    try:
+        fd = os.open(out_dir / LOCK, os.O_RDONLY)
+    except OSError:
+        return None  # no lock file: no run holds the folder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder_line(fd)
+    finally:
+        os.close(fd)  # also drops the probe's shared lock
+    return None
 
 
 def check_unlocked(out_dir: Path) -> None:
     """Raise :class:`InputError` if a running run holds ``out_dir``'s lock; changes nothing in the folder.
     The CLI asks before Hydra writes ``.hydra/`` and ``cli.log`` there (the lock itself is taken later, by
     :class:`Checkpoint`, which is what keeps two runs apart)."""
-    try:
-        fd = os.open(out_dir / LOCK, os.O_RDONLY)
-    except OSError:
-        return  # no lock file: no run holds the folder
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _in_use(out_dir, fd) from None
-    finally:
-        os.close(fd)  # also drops the probe's shared lock
+    who = holder(out_dir)
+    if who is not None:
+        raise _in_use(out_dir, who)
 
 
 class FolderLock:
@@ -62,7 +70,7 @@ class FolderLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                err = _in_use(out_dir, fd)
+                err = _in_use(out_dir, _holder_line(fd))
                 os.close(fd)
                 raise err from None
             try:

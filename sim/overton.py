@@ -25,7 +25,14 @@ import polars as pl
 from agents import prompts
 from agents.llm.base import LLMBackend
 from agents.scoring import check_probability, p_yes
-from alignment.metrics import bootstrap_interval, finite, interval, paired_permutation_test, proportion_interval
+from alignment.metrics import (
+    bootstrap_interval,
+    finite,
+    finite_figures,
+    interval,
+    paired_permutation_test,
+    proportion_interval,
+)
 from scenarios.dilemma import Dilemma
 
 COVERED = 0.5  # a position is covered when the judge's P(yes) is above this
@@ -147,8 +154,8 @@ def coverage_metrics(answers: pl.DataFrame, conditions: Sequence[str], seed: int
             name = f"{column}_{c}_minus_{reference}"
             ref, mine = per_dilemma(answers, reference, column), per_dilemma(answers, c, column)
             d = [mine[k] - ref[k] for k in sorted(mine) if k in ref]
-            out["differences"][name] = interval(bootstrap_interval(d, n_resamples=n_boot, seed=seed)) | {
-                "permutation_p": finite(paired_permutation_test(d, seed=seed)), "n": len(d)}
+            out["differences"][name] = (interval(bootstrap_interval(d, n_resamples=n_boot, seed=seed))
+                                        | finite_figures(permutation_p=paired_permutation_test(d, seed=seed)) | {"n": len(d)})
     return out
 
 

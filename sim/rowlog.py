@@ -71,20 +71,32 @@ def append(path: Path, state: dict[str, Any] | None, tag: str, tables: dict[str,
     return {"tag": tag, "bytes": size, "counts": {t: len(tables[t]) for t in ROW_TABLES}, "sha256": h}
 
 
-def read(path: Path, state: dict[str, Any] | None, tag: str, recorder: str) -> dict[str, list[dict[str, Any]]]:
-    """The committed rows for ``tag`` (empty tables if none). Read twice, a line at a time: the hash chain
-    is checked over the whole log before any line is parsed, and no copy of the file is held."""
-    out: dict[str, list[dict[str, Any]]] = {t: [] for t in ROW_TABLES}
-    if state is None or state["tag"] != tag:
-        return out
+def verify(path: Path, state: dict[str, Any], recorder: str) -> None:
+    """Check the committed part of the log against the hash chain ``state`` records (one pass, a line at a
+    time, nothing parsed); a missing, truncated or altered file is :func:`damaged`."""
     try:
         h, size = "", 0
         for line in _lines(path, state["bytes"]):
             h, size = sha256_hex(h.encode() + line), size + len(line)
-        if size < state["bytes"]:
-            raise damaged(path, f"truncated: {size:,} bytes, {recorder} records {state['bytes']:,}")
-        if h != state["sha256"]:
-            raise damaged(path, f"its rows do not match the hash chain that {recorder} records")
+    except OSError as exc:
+        raise damaged(path, exc.strerror or type(exc).__name__) from None
+    if size < state["bytes"]:
+        raise damaged(path, f"truncated: {size:,} bytes, {recorder} records {state['bytes']:,}")
+    if h != state["sha256"]:
+        raise damaged(path, f"its rows do not match the hash chain that {recorder} records")
+
+
+def read(path: Path, state: dict[str, Any] | None, tag: str, recorder: str,
+         verified: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The committed rows for ``tag`` (empty tables if none). Read twice, a line at a time: the hash chain
+    is checked over the whole log before any line is parsed (unless ``verified`` already, by :func:`verify`
+    on this state), and no copy of the file is held."""
+    out: dict[str, list[dict[str, Any]]] = {t: [] for t in ROW_TABLES}
+    if state is None or state["tag"] != tag:
+        return out
+    if not verified:
+        verify(path, state, recorder)
+    try:
         for line in _lines(path, state["bytes"]):
             t, r = json.loads(line)
             out[t].append(r)

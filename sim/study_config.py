@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from scenarios.principle_bank import DEFAULT_CCAI
 
+MAX_TOKENS = 4096  # new tokens per reply: sim.tokens.* has the same bound (a typo of 48000 would hang a run)
 STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation", "inverse_constitution", "overton",
            "human_distributions")
 
@@ -21,10 +22,12 @@ class PluralismConfig:
     A judge scores which cluster's perspective each answer reflects.
 
     Attributes:
-        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``).
-        panel_size: panel members in (c), one per cluster in turn.
-        answer_tokens: new tokens per answer in (a), (b) and per panel member.
-        synthesis_tokens: new tokens for the synthesiser's merged answer.
+        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``); at least 2 (intervals over
+            dilemmas) and at most the file's count (refused before any work, not cut).
+        panel_size: panel members in (c), one per cluster in turn; at most ``population.size`` (a larger value
+            runs panels of ``population.size``, with a warning; the size used is in ``summary.json``).
+        answer_tokens: new tokens per answer in (a), (b) and per panel member (1 to 4096, as ``sim.tokens``).
+        synthesis_tokens: new tokens for the synthesiser's merged answer (1 to 4096).
     """
 
     dilemmas: int = 12
@@ -33,8 +36,10 @@ class PluralismConfig:
     synthesis_tokens: int = 96
 
     def __post_init__(self) -> None:
-        if self.dilemmas < 2 or self.panel_size < 2 or self.answer_tokens < 1 or self.synthesis_tokens < 1:
-            raise ValueError("study.pluralism.dilemmas and panel_size must be >= 2, token budgets >= 1")
+        if self.dilemmas < 2 or self.panel_size < 2:
+            raise ValueError("study.pluralism.dilemmas and panel_size must be >= 2")
+        if not (1 <= self.answer_tokens <= MAX_TOKENS and 1 <= self.synthesis_tokens <= MAX_TOKENS):
+            raise ValueError(f"study.pluralism.answer_tokens and synthesis_tokens must be in [1, {MAX_TOKENS}]")
 
 
 @dataclass(frozen=True)
@@ -45,14 +50,17 @@ class OvertonConfig:
     pluralism experiment's three answers), the share of those positions each answer represents.
 
     Attributes:
-        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``).
-        voices: agents per cluster whose answers make its position (a seeded draw; fewer when a
-            cluster has fewer agents).
+        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``); at least 2 (intervals over
+            dilemmas) and at most the file's count (refused before any work, not cut).
+        voices: agents per cluster whose answers make its position (a seeded draw); at most the smallest
+            cluster's agent count (refused before any work, not cut).
         merge: clusters on the same side are one position (their reasons listed together) instead of
             one position per cluster.
-        panel_size: panel members in the panel condition, one per cluster in turn.
-        answer_tokens: new tokens per answer (voices, single, contextual, panel members).
-        synthesis_tokens: new tokens for the panel's merged answer.
+        panel_size: panel members in the panel condition, one per cluster in turn; at most
+            ``population.size`` (a larger value runs panels of ``population.size``, with a warning; the size
+            used is in ``summary.json``).
+        answer_tokens: new tokens per answer (voices, single, contextual, panel members; 1 to 4096).
+        synthesis_tokens: new tokens for the panel's merged answer (1 to 4096).
     """
 
     dilemmas: int = 6
@@ -65,8 +73,8 @@ class OvertonConfig:
     def __post_init__(self) -> None:
         if self.dilemmas < 2 or self.voices < 1 or self.panel_size < 2:
             raise ValueError("study.overton.dilemmas must be >= 2 (intervals over dilemmas), voices >= 1, panel_size >= 2")
-        if self.answer_tokens < 1 or self.synthesis_tokens < 1:
-            raise ValueError("study.overton.answer_tokens and synthesis_tokens must be >= 1")
+        if not (1 <= self.answer_tokens <= MAX_TOKENS and 1 <= self.synthesis_tokens <= MAX_TOKENS):
+            raise ValueError(f"study.overton.answer_tokens and synthesis_tokens must be in [1, {MAX_TOKENS}]")
 
 
 @dataclass(frozen=True)
@@ -88,19 +96,24 @@ class NormConfig:
     axis: str = ""
 
 
+MAX_GENERATIONS = 1000  # study.norms.generations: see NormsConfig
+
+
 @dataclass(frozen=True)
 class NormsConfig:
     """``experiment=evolving_norms`` (after EvolutionaryAgent and ProgressGym).
 
     Attributes:
-        schedule: the norms and the generations they start at; the first starts at generation 0.
-        generations: generations simulated.
+        schedule: the norms and the generations they start at; the first starts at generation 0, and each
+            before ``generations`` (a norm that would never hold is refused).
+        generations: generations simulated; 1 to 1,000 (each asks every agent every dilemma: the preset's 6
+            take ~6 min on 2 CPU cores, so the bound is days of work).
         dilemmas: dilemmas every generation answers (one seeded sample, the same each generation, so
-            fit is comparable across generations).
+            fit is comparable across generations); at most the file's count (refused before any work).
         turnover: share of agents that leave each generation (the least fit) and are replaced by
             offspring of the fittest (worldview copied with mutation).
         mutation: offspring noise per value axis, as a share of the axis's scale range.
-        answer_tokens: new tokens per answer.
+        answer_tokens: new tokens per answer (1 to 4096).
         train_policy: DPO-tune a policy on each generation's fitness judgments (fit vs unfit
             answers) and measure how it tracks the norm too (slow on CPU).
     """
@@ -126,6 +139,12 @@ class NormsConfig:
         gens = [n.generation for n in self.schedule]
         if gens != sorted(set(gens)):
             raise ValueError(f"study.norms.schedule generations must be strictly increasing, got {gens}")
+        if self.generations > MAX_GENERATIONS or not 1 <= self.answer_tokens <= MAX_TOKENS:
+            raise ValueError(f"study.norms.generations must be at most {MAX_GENERATIONS:,}, answer_tokens in [1, {MAX_TOKENS}]")
+        late = [n.name or str(n.generation) for n in self.schedule if n.generation >= self.generations]
+        if late:
+            raise ValueError(f"study.norms.schedule: norm(s) {late} start at or after generation {self.generations}, the "
+                             f"run's last is {self.generations - 1} (they would never hold)")
         for n in self.schedule:
             if bool(n.principle) == bool(n.cluster):
                 raise ValueError(f"norm '{n.name}': give exactly one of principle or cluster")
@@ -145,14 +164,20 @@ class AblationConfig:
     train_reward: bool = True
 
     def __post_init__(self) -> None:
-        if "none" not in self.constitutions or len(self.constitutions) < 2:
+        if "none" not in self.constitutions or len(set(self.constitutions)) < 2:
             raise ValueError("study.ablation.constitutions must include 'none' (the reference) and at least one other")
+        twice = sorted({c for c in self.constitutions if self.constitutions.count(c) > 1})
+        if twice:
+            raise ValueError(f"study.ablation.constitutions names {twice} more than once; each arm once")
 
 
 # The MFQ-30 countries that are also in a cultural cluster (agents/culture.py); Latvia and Mongolia
 # (in no cluster) may be added by name.
 CLUSTER_COUNTRIES = ["Sweden", "Netherlands", "US", "UK", "Australia", "France", "Spain", "Belgium", "Poland",
                      "Hungary", "Russia", "Serbia", "China", "Japan", "Korea", "Iran", "Turkey"]
+
+
+MAX_PERMUTATIONS = 100_000  # study.human.permutations: see HumanConfig
 
 
 @dataclass(frozen=True)
@@ -171,11 +196,13 @@ class HumanConfig:
             respondent of the country: the country persona plus that person's MFQ-30 foundations; with
             ``mfq`` this partly hands the answer over, so the run records a caveat).
         agents_per_country: agents per country; with ``respondent``, each is a different real respondent
-            drawn (seeded) from the country's; with ``country`` every agent would read the same prompt,
-            so it must be 1.
+            drawn (seeded, without replacement) from the country's, so at most the fewest respondents of a
+            chosen country (France has 206; more is an error naming the country and its count); with
+            ``country`` every agent would read the same prompt, so it must be 1.
         reader: ``likelihood`` (each answer's own text scored) or ``label`` (numbered / lettered options,
             every order read and averaged), both from ``agents/scoring.py``.
-        permutations: seeded country shuffles of the shuffled-country baseline.
+        permutations: seeded country shuffles of the shuffled-country baseline; 100 to 100,000 (p resolves to
+            1/(N + 1), so 100,000 gives 1e-5; each shuffle costs ~0.1–0.2 ms, ~20 s per instrument at the bound).
     """
 
     countries: list[str] = field(default_factory=lambda: list(CLUSTER_COUNTRIES))
@@ -204,8 +231,15 @@ class HumanConfig:
         if self.agents_per_country < 1 or (self.persona == "country" and self.agents_per_country != 1):
             raise ValueError("study.human.agents_per_country must be >= 1, and 1 with persona=country "
                              "(every agent of a country would read the same prompt)")
-        if self.reader not in ("likelihood", "label") or self.permutations < 100:
-            raise ValueError("study.human.reader must be likelihood or label, study.human.permutations >= 100")
+        people = load_mfq_by_country()
+        count, fewest = min((len(people[c]), c) for c in self.countries)
+        if self.agents_per_country > count:
+            raise ValueError(f"study.human.agents_per_country={self.agents_per_country} is more than {fewest}'s {count} "
+                             "MFQ-30 respondents (each agent is a different respondent)")
+        if self.reader not in ("likelihood", "label"):
+            raise ValueError(f"study.human.reader must be likelihood or label, got '{self.reader}'")
+        if not 100 <= self.permutations <= MAX_PERMUTATIONS:
+            raise ValueError(f"study.human.permutations must be in [100, {MAX_PERMUTATIONS:,}], got {self.permutations}")
 
 
 @dataclass(frozen=True)
@@ -219,10 +253,14 @@ class InverseConfig:
             (the ``population``/``sim``/``constitution`` settings) and analyse its preferences.
         max_principles: longest list selected per scope (greedy; it stops early when no candidate
             raises training agreement).
-        proposals: training pairs (a seeded draw, clusters in turn) the model writes one principle for.
-        proposal_tokens: new tokens per proposal.
+        proposals: training pairs (a seeded draw, clusters in turn) the model writes one principle for; 0 to
+            1,000 (each parsed proposal is a candidate that every pair is judged under: 1,000 candidates over the
+            preset's 36 pairs are 36,000 readings). Fewer when there are fewer training pairs with a decided
+            label: then logged and recorded (``proposals.requested`` beside ``proposals.asked`` in ``summary.json``).
+        proposal_tokens: new tokens per proposal (1 to 4096).
         bank_size: principles drawn (seeded) from the bank (the bundled constitutions' judging principles
-            and the Collective Constitutional AI statements); 0 = none.
+            and the Collective Constitutional AI statements); 0 = none; at most the bank's size (refused
+            before any work, not cut).
         ccai_path: the CCAI ``clean_comments.csv`` or its folder (read in place, never copied; a
             ``moderated`` column keeps only accepted statements); relative paths are looked up from the
             working directory, then from the checkout's root. The default absent = the bank is the bundled
@@ -245,6 +283,8 @@ class InverseConfig:
     def __post_init__(self) -> None:
         if self.max_principles < 1 or self.proposals < 0 or self.proposal_tokens < 1 or self.bank_size < 0:
             raise ValueError("study.inverse.max_principles and proposal_tokens must be >= 1, proposals and bank_size >= 0")
+        if self.proposals > 1000 or self.proposal_tokens > MAX_TOKENS:
+            raise ValueError(f"study.inverse.proposals must be at most 1,000, proposal_tokens at most {MAX_TOKENS}")
         if not 0 < self.held_out < 1:
             raise ValueError(f"study.inverse.held_out must be in (0, 1), got {self.held_out}")
         if self.split_by not in ("pair", "dilemma"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
 # ``code=`` for the other console scripts (sim/cli.py holds every entry point)
@@ -19,13 +21,15 @@ def _argv(args: tuple[str, ...], module: str, code: str | None) -> list[str]:
     return [sys.executable, *(("-c", code) if code is not None else ("-m", module)), *args]
 
 
-def _env() -> dict[str, str]:
-    # this checkout first: a child started outside ROOT would otherwise import whatever `pip install -e` points at
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child command: this one, ``extra`` on top, and this checkout first on ``PYTHONPATH``
+    (a child started outside ROOT would otherwise import whatever `pip install -e` points at)."""
+    env = {**os.environ, **(extra or {})}
+    return env | {"PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
 
 
 def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT,
-          timeout: float = 600) -> subprocess.CompletedProcess:
+          timeout: float = 600, env: Mapping[str, str] | None = None, raw: bool = False) -> subprocess.CompletedProcess:
     """Run ``agora ARGS...`` in a child process and wait; stdout and stderr are captured as text.
 
     Args:
@@ -34,16 +38,18 @@ def agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Pat
             patches something, then calls ``main()``.
         cwd: where the child starts (Hydra's default output folder and relative paths are under it).
         timeout: seconds before the child is killed and the test fails.
+        env: variables set for the child on top of this process's (e.g. ``AGORA_CACHE``).
+        raw: capture bytes exactly as written (text mode reads a CR as a line end).
     """
-    return subprocess.run(_argv(args, module, code), cwd=cwd, env=_env(), capture_output=True, text=True,
+    return subprocess.run(_argv(args, module, code), cwd=cwd, env=child_env(env), capture_output=True, text=not raw,
                           timeout=timeout)
 
 
 def start_agora(*args: str, module: str = "sim.cli", code: str | None = None, cwd: Path = ROOT,
-                stderr: int = subprocess.DEVNULL) -> subprocess.Popen:
+                stderr: int | IO[str] = subprocess.DEVNULL, env: Mapping[str, str] | None = None) -> subprocess.Popen:
     """Start ``agora ARGS...`` (as :func:`agora`) without waiting, its output discarded (``stderr=subprocess.PIPE``
-    keeps the errors, as text); the caller kills or waits."""
-    return subprocess.Popen(_argv(args, module, code), cwd=cwd, env=_env(), stdout=subprocess.DEVNULL,
+    or an open file keeps the errors, as text); the caller kills or waits."""
+    return subprocess.Popen(_argv(args, module, code), cwd=cwd, env=child_env(env), stdout=subprocess.DEVNULL,
                             stderr=stderr, text=True)
 
 

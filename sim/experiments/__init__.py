@@ -1,58 +1,147 @@
 """Everything ``agora`` can run, each in its own module: the society run (``society_run``), the
 generations loop (``generations``), the research experiments (``study.kind``: ``pluralism``,
 ``norms``, ``ablation``, ``overton``) and what they share (``collective`` votes, ``evaluate`` suites,
-``injection`` measurement). :func:`runner_for` is the one place a config is mapped to its runner."""
+``injection`` measurement). :func:`runner_for` is the one place a config is mapped to its runner;
+:func:`preflight` refuses, before any work, a run that cannot mean anything or a setting that cannot be
+honoured (each runner calls it first, so the CLI and a sweep get the same one-line error)."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from agents.llm.base import LLMBackend
+from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
 from sim.config import AgoraConfig
 
 Runner = Callable[[AgoraConfig, Path, LLMBackend | None], dict[str, Any]]
 
 
+class Refused(InputError):
+    """A run refused by :func:`preflight`, before any work: nothing of it is worth keeping (the CLI removes the
+    folder it made for the run, as for a bad config)."""
+
+
+# study.kind -> (module, runner); ``society`` runs the generations loop when ``alignment.generations > 0``
+RUNNERS = {
+    "pluralism": ("sim.experiments.pluralism", "run_pluralism"),
+    "evolving_norms": ("sim.experiments.norms", "run_evolving_norms"),
+    "constitution_ablation": ("sim.experiments.ablation", "run_constitution_ablation"),
+    "inverse_constitution": ("sim.experiments.inverse", "run_inverse_constitution"),
+    "overton": ("sim.experiments.overton", "run_overton"),
+    "human_distributions": ("sim.experiments.human", "run_human_distributions"),
+    "generations": ("sim.experiments.generations", "run_generations"),
+    "society": ("sim.experiments.society_run", "run"),
+}
+
+
+def _entry(cfg: AgoraConfig) -> tuple[ModuleType, str]:
+    kind = cfg.study.kind
+    if kind == "society" and cfg.alignment.generations > 0:
+        kind = "generations"
+    if kind not in RUNNERS:
+        raise InputError(f"study.kind '{kind}' is not an experiment")
+    module, name = RUNNERS[kind]
+    return importlib.import_module(module), name
+
+
 def runner_for(cfg: AgoraConfig) -> Runner:
     """The entry point that runs ``cfg``: an experiment (``study.kind``), the generations loop
     (``alignment.generations > 0``) or one society run."""
-    kind = cfg.study.kind
-    if kind == "pluralism":
-        from sim.experiments.pluralism import run_pluralism
+    module, name = _entry(cfg)
+    return getattr(module, name)
 
-        return run_pluralism
-    if kind == "evolving_norms":
-        from sim.experiments.norms import run_evolving_norms
 
-        return run_evolving_norms
-    if kind == "constitution_ablation":
-        from sim.experiments.ablation import run_constitution_ablation
+def study_dilemmas(cfg: AgoraConfig, n: int, setting: str, minimum: int = 1) -> list[Dilemma]:
+    """The pool of ``scenario.dilemmas`` an experiment samples ``n`` from (its ``setting``), refused in one
+    line when the file has fewer than ``n`` (a seeded sample would silently be the whole, smaller file) or
+    than the experiment's ``minimum``."""
+    pool = load_dilemmas(cfg.scenario.dilemmas)
+    if len(pool) < minimum:
+        raise InputError(f"{cfg.scenario.dilemmas}: {len(pool)} dilemma(s); experiment={cfg.study.kind} needs at least "
+                         f"{minimum} (its intervals are over dilemmas)")
+    if len(pool) < n:
+        raise InputError(f"{cfg.scenario.dilemmas}: {len(pool)} dilemma(s), fewer than {setting}={n} "
+                         f"(set it to at most {len(pool)})")
+    return pool
 
-        return run_constitution_ablation
-    if kind == "inverse_constitution":
-        from sim.experiments.inverse import run_inverse_constitution
 
-        return run_inverse_constitution
-    if kind == "overton":
-        from sim.experiments.overton import run_overton
+def preflight(cfg: AgoraConfig) -> None:
+    """Every check a run makes before any work (:class:`Refused`, one line): the label-quality gate's
+    slice sizes, then the experiment's own inputs and settings. Reads input files; loads no model."""
+    from sim.calibration import check as check_gate
 
-        return run_overton
-    if kind == "human_distributions":
-        from sim.experiments.human import run_human_distributions
+    try:
+        check_gate(cfg)
+        check = getattr(_entry(cfg)[0], "check", None)  # an experiment module's own check(cfg), when it has one
+        if check is not None:
+            check(cfg)
+    except Refused:
+        raise
+    except InputError as exc:
+        raise Refused(str(exc)) from None
 
-        return run_human_distributions
-    if kind != "society":
-        raise InputError(f"study.kind '{kind}' is not an experiment")
-    if cfg.alignment.generations > 0:
-        from sim.experiments.generations import run_generations
 
-        return run_generations
-    from sim.experiments.society_run import run
+def trains(cfg: AgoraConfig) -> tuple[bool, bool]:
+    """Whether a run of ``cfg`` trains a reward model and whether it DPO-tunes a policy (the runners that do)."""
+    kind, a = cfg.study.kind, cfg.alignment
+    if kind == "society":
+        return a.generations > 0, a.generations > 1  # the last generation's feedback is measured, not trained on
+    study = cfg.study
+    return kind == "constitution_ablation" and study.ablation.train_reward, kind == "evolving_norms" and study.norms.train_policy
 
-    return run
+
+def _model_folder(value: str, where: str) -> None:
+    path = Path(value)
+    if not path.is_dir():
+        raise InputError(f"{where}={value}: {'not a folder' if path.exists() else 'no such folder'} (a local Hugging "
+                         "Face model folder)")
+    if not (path / "config.json").is_file():
+        raise InputError(f"{where}={value}: not a Hugging Face model folder (no config.json)")
+
+
+def check_inputs(cfg: AgoraConfig) -> None:
+    """What a run of ``cfg`` reads from outside, checked before any model work, each problem one line
+    (:class:`InputError`, or :class:`~agents.llm.base.BackendError` for missing weights): the dilemma and
+    constitution files (loaded: the runner loads them again), model folders (``llm.model_path``,
+    ``alignment.reward.backbone``), the cached weights its training needs (a society run trains after
+    the society has run), and the evaluation's paths. ``eval.suites`` is refused where the run would ignore
+    it (only a society run evaluates; ``agora-eval`` evaluates any config). Last, :func:`preflight` (the
+    experiment's own refusals). ``agora`` calls this for a run and for every point of a sweep before the
+    first one runs."""
+    from scenarios.constitution import load_constitution
+    from scenarios.dilemma import load_dilemmas
+
+    load_dilemmas(cfg.scenario.dilemmas)
+    for name in dict.fromkeys([cfg.constitution.name, *(cfg.study.ablation.constitutions
+                                                         if cfg.study.kind == "constitution_ablation" else [])]):
+        load_constitution(name)
+    if cfg.llm.model_path:
+        _model_folder(cfg.llm.model_path, "llm.model_path")
+    backbone = cfg.alignment.reward.backbone
+    if backbone not in ("minilm", "policy"):
+        _model_folder(backbone, "alignment.reward.backbone")
+    reward, policy = trains(cfg)
+    if reward or policy:
+        from agents.llm.embedded.weights import minilm_path, require_default_weights
+
+        if reward and backbone == "minilm":
+            minilm_path()
+        if (policy or (reward and backbone == "policy")) and not cfg.llm.model_path:
+            require_default_weights()  # the policy the loop tunes starts from the default model
+    if cfg.eval.suites:
+        if cfg.study.kind != "society" or cfg.alignment.generations > 0:
+            what = f"study.kind={cfg.study.kind}" if cfg.study.kind != "society" else "a generations run"
+            raise InputError(f"eval.suites={cfg.eval.suites}: {what} does not evaluate (a society run does, and "
+                             "agora-eval evaluates any config); leave eval.suites empty")
+        from sim.probes import eval_paths
+
+        eval_paths(cfg.eval, cfg.eval.suites)
+    preflight(cfg)
 
 
 def run_experiment(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,18 +35,23 @@ from tqdm.auto import tqdm
 from agents import prompts
 from agents.llm.base import LLMBackend
 from agents.scoring import p_yes, read_judgment, scorer
-from alignment.metrics import bootstrap_interval, finite, interval
+from alignment.metrics import NA, bootstrap_interval, finite, finite_figures, headline_figure, interval
 from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
+from scenarios.errors import InputError
 from sim import store
 from sim.calibration import warn_if_uninformative
 from sim.checkpoint import runner, simulate
 from sim.config import AgoraConfig
+from sim.experiments import preflight
 from sim.lifecycle import Run
 from sim.report.ablation import ablation_report, plot_ablation
 from sim.seeding import child_rng, child_seed
 from sim.society import Society, check_per_step
+
+log = logging.getLogger(__name__)
+MIN_REWARD_PAIRS = 4  # fewer judged pairs train no reward model per arm (recorded as summary.json's reward_na)
 
 
 async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitution, dilemmas: dict[str, Dilemma],
@@ -87,16 +93,30 @@ def shift_toward(p_arm: np.ndarray, p_ref: np.ndarray, delta: np.ndarray, seed: 
     v = (p_arm[keep] - p_ref[keep]) * np.sign(delta[keep])
     out = interval(bootstrap_interval(v.tolist(), n_resamples=n_boot, seed=seed))
     sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
-    out |= {"d_z": finite(float(v.mean()) / sd) if sd and np.isfinite(sd) and sd > 0 else None, "pairs": int(keep.sum()),
+    d_z = (float(v.mean()) / sd if np.isfinite(sd) and sd > 0
+           else NA("fewer than 2 pairs" if len(v) < 2 else "no spread: every pair shifts the same"))
+    out |= {**finite_figures(d_z=d_z), "pairs": int(keep.sum()),
             "agreement": finite(float(np.mean(np.where(delta[keep] > 0, p_arm[keep], 1 - p_arm[keep])))) if keep.any() else None}
     return out
+
+
+def check(cfg: AgoraConfig) -> None:
+    """Refuse before any work a reward-model arm that cannot be scored: its models are measured on held-out
+    dilemmas, so the society must face at least two."""
+    pool = load_dilemmas(cfg.scenario.dilemmas)
+    check_per_step(cfg, pool)
+    faced = min(cfg.sim.steps * cfg.scenario.per_step, len(pool))
+    if cfg.study.ablation.train_reward and faced < 2:
+        raise InputError(f"study.ablation.train_reward=true needs the society to face 2 or more dilemmas (its reward models "
+                         f"are scored on held-out dilemmas); sim.steps x scenario.per_step over {cfg.scenario.dilemmas} "
+                         f"gives {faced} (or set study.ablation.train_reward=false)")
 
 
 @runner
 def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     ab = cfg.study.ablation
+    preflight(cfg)  # before any model work
     pool = load_dilemmas(cfg.scenario.dilemmas)
-    check_per_step(cfg, pool)  # before any model work
     arms = {name: load_constitution(name) for name in ab.constitutions}
     run = Run.start(cfg, out_dir, "constitution_ablation", backend, trains=cfg.study.ablation.train_reward)
     ckpt, backend = run.ckpt, run.backend
@@ -131,10 +151,15 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
         for dname in directions:
             effects.setdefault(arm, {})[dname] = shift_toward(table[f"p_a[{arm}]"].to_numpy(), ref,
                                                               table[f"delta[{dname}]"].to_numpy(), cfg.seed, cfg.eval.bootstrap)
-    if ab.train_reward and len(table) >= 4:
+    if ab.train_reward and len(table) >= MIN_REWARD_PAIRS:
         warn_if_uninformative(run.label_quality, cfg.alignment.require_informative_labels, "a reward model per arm trains on them")
     reward = (ckpt.stage("reward", lambda: _reward_arms(cfg, table, list(arms), list(directions), out_dir))
-              if ab.train_reward and len(table) >= 4 else {})
+              if ab.train_reward and len(table) >= MIN_REWARD_PAIRS else {})
+    reward_na = (None if not ab.train_reward or reward else
+                 f"{len(table)} judged pair(s), fewer than {MIN_REWARD_PAIRS}" if len(table) < MIN_REWARD_PAIRS
+                 else "the dilemma split left no training or no held-out pair")
+    if reward_na:
+        log.warning("constitution_ablation: no reward models trained: %s", reward_na)
     store.write_parquet(table, out_dir / "ablation_pairs.parquet")
     plots = plot_ablation(effects, reward, out_dir)
     summary: dict[str, Any] = {
@@ -144,9 +169,11 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
         "mean_p_a": {n: finite(float(np.mean(v))) for n, v in labels.items()},
         "label_change_vs_none": {n: finite(float(np.mean(np.abs(np.asarray(v) - ref)))) for n, v in labels.items()},
         "effects": effects, "reward": reward, "plots": plots, "trl_export": trl_export}
-    summary["headline"] = {f"shift[{a}→{a}]": {k: effects[a][a][k] for k in ("value", "low", "high")}
+    if reward_na:
+        summary["reward_na"] = reward_na
+    summary["headline"] = {f"shift[{a}→{a}]": headline_figure(effects[a][a])
                            for a in directions if a in effects}
-    summary["headline"] |= {f"rm_shift[{a}→{a}]": {k: reward[a][a]["rm_shift"][k] for k in ("value", "low", "high")}
+    summary["headline"] |= {f"rm_shift[{a}→{a}]": headline_figure(reward[a][a]["rm_shift"])
                             for a in directions if a in reward and a in reward[a]}
     return run.finish(summary, partial(ablation_report, transcripts=transcripts))
 

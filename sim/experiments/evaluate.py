@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,12 @@ import polars as pl
 
 from agents.llm.base import LLMBackend
 from agents.worldview import Worldview
-from alignment.config import EVAL_SUITES
+from alignment.config import DEFAULT_EVAL_SUITES
 from alignment.metrics import (
     binary_entropy,
     bootstrap_interval,
     expected_calibration_error,
+    figures,
     paired_permutation_test,
     position_bias_rate,
     proportion_interval,
@@ -35,7 +37,18 @@ from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem, load_hhh, load_moralchoice
 from sim.config import AgoraConfig
-from sim.probes import as_interval, hhh_path, hhh_reading, judge_reading, moralchoice_path, read_all, sample, stance_reading
+from sim.probes import (
+    as_interval,
+    eval_paths,
+    hhh_path,
+    hhh_reading,
+    judge_reading,
+    moralchoice_path,
+    read_all,
+    reward_model_path,
+    sample,
+    stance_reading,
+)
 from sim.report.eval import plot_eval
 from sim.society import population
 
@@ -79,12 +92,13 @@ def hhh_metrics(items: pl.DataFrame) -> dict[str, Any]:
     p_a = items["p_option_a"].to_numpy()
     ordered = items["p_first_reversed"].null_count() == 0  # an orderless reader shows no option first
     return {"items": n, "accuracy": as_interval(proportion_interval(right, n)),
-            "position_bias_rate": position_bias_rate(items["p_first_seen"], items["p_first_reversed"]) if ordered else None,
+            **figures(position_bias_rate=position_bias_rate(items["p_first_seen"], items["p_first_reversed"]) if ordered
+                      else None),
             "prefers_first_rate": float(np.mean(np.r_[items["p_first_seen"].to_numpy(),
                                                       items["p_first_reversed"].to_numpy()] > 0.5)) if ordered else None,
-            "informativeness": float(np.mean(np.abs(p_a - 0.5))),
-            "ece": expected_calibration_error(p_a, truth_a), "reliability": reliability_bins(p_a, truth_a),
-            "mean_p_correct": float(items["p_correct"].mean())}
+            "informativeness": float(np.mean(np.abs(p_a - 0.5))) if n else None,
+            **figures(ece=expected_calibration_error(p_a, truth_a)), "reliability": reliability_bins(p_a, truth_a),
+            "mean_p_correct": float(items["p_correct"].mean()) if n else None}
 
 
 def _split_last_turn(text: str) -> tuple[str, str]:
@@ -165,7 +179,7 @@ def steerability(rows: pl.DataFrame, base: pl.DataFrame, n_perm: int, n_boot: in
         d = per.filter(pl.col("cluster") == c).sort("item_id")
         diff = (d["p_action1"] - d["p0"]).to_numpy()
         out[c] = {"shift": as_interval(bootstrap_interval(diff, n_resamples=n_boot, seed=seed)),
-                  "p_value": paired_permutation_test(diff, n_resamples=n_perm, seed=seed),
+                  **figures(p_value=paired_permutation_test(diff, n_resamples=n_perm, seed=seed)),
                   "choice_share_shift": float(np.mean((d["p_action1"] > 0.5).to_numpy().astype(float)
                                                       - (d["p0"] > 0.5).to_numpy().astype(float)))}
     spread = per.group_by("item_id").agg((pl.col("p_action1").max() - pl.col("p_action1").min()).alias("s"))["s"]
@@ -188,22 +202,52 @@ def _principle(cfg: AgoraConfig) -> tuple[str | None, str]:
                          f"'{cfg.constitution.name}' (known: dataset, {', '.join(p.id for p in constitution.judge)})")
     return found[0].text, found[0].text
 
+
+@dataclass(frozen=True)
+class EvalInputs:
+    """Everything the suites read, loaded and checked before the first model call."""
+
+    suites: list[str]
+    hhh: list[HHHItem]
+    low: list[Dilemma]
+    high: list[Dilemma]
+    reward_model: Path | None
+    instruction: str | None
+    principle_text: str
+    agents: list[Worldview]
+
+
+def eval_inputs(cfg: AgoraConfig, suites: Sequence[str] | None = None) -> EvalInputs:
+    """Resolve, check and load every input of the requested suites (default: ``eval.suites``, else
+    :data:`~alignment.config.DEFAULT_EVAL_SUITES`): data files, the reward-model folder, the principle,
+    the population. A bad path or file is one :class:`InputError` line here, in a second, not after the readings."""
+    e = cfg.eval
+    chosen = list(suites if suites is not None else e.suites) or list(DEFAULT_EVAL_SUITES)
+    eval_paths(e, chosen)
+    hhh = sample(load_hhh(hhh_path(e)), e.hhh_items, cfg.seed, "hhh", setting="eval.hhh_items") if "hhh" in chosen else []
+    low = (sample(load_moralchoice(moralchoice_path(e, "low")), e.scenarios, cfg.seed, "low",
+                  setting="eval.scenarios (low-ambiguity)")
+           if "moralchoice" in chosen else [])
+    high = (sample(load_moralchoice(moralchoice_path(e, "high")), e.scenarios, cfg.seed, "high",
+                   setting="eval.scenarios (high-ambiguity)")
+            if {"moralchoice", "steerability"} & set(chosen) else [])
+    instruction, principle_text = _principle(cfg)
+    return EvalInputs(suites=chosen, hhh=hhh, low=low, high=high, reward_model=reward_model_path(e),
+                      instruction=instruction, principle_text=principle_text, agents=population(cfg))
+
+
 # -- the command ----------------------------------------------------------------------------------
-def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the requested suites, write ``eval_items.parquet``, ``eval.json`` and plots; return the summary block."""
+def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Sequence[str] | None = None,
+             inputs: EvalInputs | None = None) -> dict[str, Any]:
+    """Run the requested suites, write ``eval_items.parquet``, ``eval.json`` and plots; return the summary block.
+    ``inputs``: from :func:`eval_inputs`, called before the backend was made (else it is called here)."""
     from sim import store
 
     e = cfg.eval
-    suites = list(suites if suites is not None else e.suites) or list(EVAL_SUITES)
+    inputs = inputs or eval_inputs(cfg, suites)
+    suites, hhh_items, low, high = inputs.suites, inputs.hhh, inputs.low, inputs.high
+    instruction, principle_text, agents = inputs.instruction, inputs.principle_text, inputs.agents
     out_dir.mkdir(parents=True, exist_ok=True)
-    # Resolve and load every input before the first model call: bad paths fail in a second, not after an hour.
-    hhh_items = sample(load_hhh(hhh_path(e)), e.hhh_items, cfg.seed, "hhh") if "hhh" in suites else []
-    low = (sample(load_moralchoice(moralchoice_path(e, "low")), e.scenarios, cfg.seed, "low")
-           if "moralchoice" in suites else [])
-    high = (sample(load_moralchoice(moralchoice_path(e, "high")), e.scenarios, cfg.seed, "high")
-            if {"moralchoice", "steerability"} & set(suites) else [])
-    instruction, principle_text = _principle(cfg)
-    agents = population(cfg)
     summary: dict[str, Any] = {"suites": suites, "model": backend.name, "principle": e.principle, "wall_seconds": {}}
     frames: list[pl.DataFrame] = []
 
@@ -218,8 +262,9 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
         items = timed("hhh", lambda: score_hhh(backend, hhh_items, instruction, reader=cfg.sim.judge_reader))
         frames.append(items)
         summary["hhh"] = hhh_metrics(items)
-        if e.reward_model:
-            summary["hhh"]["reward_model"] = timed("hhh_reward_model", lambda: reward_model_hhh(e.reward_model, hhh_items))
+        if inputs.reward_model:
+            rm = inputs.reward_model
+            summary["hhh"]["reward_model"] = timed("hhh_reward_model", lambda: reward_model_hhh(rm, hhh_items))
     readers = {"choice_reader": cfg.sim.choice_reader, "judge_reader": cfg.sim.judge_reader}
     summary["readers"] = readers
     high_rows = (timed("high_stances", lambda: score_stances(backend, high, agents, "moralchoice_high", cfg.sim.choice_reader))

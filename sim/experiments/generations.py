@@ -24,7 +24,7 @@ import polars as pl
 
 from agents.llm.base import LLMBackend
 from alignment.dpo import train_dpo
-from alignment.metrics import js_distance, krippendorff_alpha, normalised_entropy
+from alignment.metrics import NA, js_distance, krippendorff_alpha, normalised_entropy, summary_row, why
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
 from alignment.reward import train_reward_model
 from scenarios.constitution import Constitution, load_constitution
@@ -33,6 +33,7 @@ from sim import store
 from sim.calibration import warn_if_uninformative
 from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
+from sim.experiments import preflight
 from sim.lifecycle import Run, embedded_options
 from sim.overton import policy_coverage
 from sim.report.generations import generations_report, plot_generations
@@ -75,7 +76,8 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
     out["_per_dilemma"] = [{"dilemma_id": d, "policy_p_a": policy_pa[d], "population_p_a": p,
                             "js_policy_population": js_distance(_dist(policy_pa[d]), _dist(p))}
                            for d, p in pop.iter_rows() if d in policy_pa]
-    out["js_policy_population"] = float(np.mean(per_dilemma_js)) if per_dilemma_js else math.nan
+    no_policy = NA("the policy group answered no dilemma")
+    out["js_policy_population"] = float(np.mean(per_dilemma_js)) if per_dilemma_js else no_policy
     if len(pol):
         out["js_policy_population_overall"] = js_distance(_dist(pol["p_a"].mean()), _dist(pop["p_a"].mean()))
     # agreement with each cluster: 1 − JS distance, averaged over dilemmas; which norms is the policy near?
@@ -84,7 +86,7 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
     for c in names:
         rows = by_cluster.filter(pl.col("cluster") == c)
         vals = [1 - js_distance(_dist(policy_pa[d]), _dist(p)) for d, _, p in rows.iter_rows() if d in policy_pa]
-        out[f"agreement[{c}]"] = float(np.mean(vals)) if vals else math.nan
+        out[f"agreement[{c}]"] = float(np.mean(vals)) if vals else NA(f"no dilemma answered by both the policy group and {c}")
     # PDS entropy: per dilemma the clusters whose majority side matches the policy's side; entropy of
     # those counts over clusters (1 = the policy sides with every cluster equally often).
     for d, pa in policy_pa.items():
@@ -92,17 +94,19 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
             represented[c] += int((p > 0.5) == (pa > 0.5))
     out["pds_entropy"] = normalised_entropy(list(represented.values()))
     out["value_drift_js"] = (float(np.mean([js_distance(_dist(policy_pa[d]), _dist(previous[d]))
-                                            for d in policy_pa if d in previous])) if previous else math.nan)
+                                            for d in policy_pa if d in previous])) if previous
+                            else NA("no previous generation to drift from"))
     for label in ("initial", "post_debate", "revised"):
         ph = stances.filter((pl.col("phase") == label) & (pl.col("choice") != "abstain"))
         shares = ph.group_by("dilemma_id").agg((pl.col("choice") == "a").mean().alias("s"))["s"].to_numpy()
-        out[f"consensus_{label}"] = float(np.mean(np.maximum(shares, 1 - shares))) if len(shares) else math.nan
+        out[f"consensus_{label}"] = (float(np.mean(np.maximum(shares, 1 - shares))) if len(shares)
+                                     else NA(f"no {label} stance that chose a side"))
     rev = prefs.filter(pl.col("p_a_reversed").is_not_null())
     # Judge agreement: the two option orders as two coders of each pair (label reliability under order change).
     out["judge_alpha_orders"] = (krippendorff_alpha(np.vstack([rev["p_a_presented"].to_numpy(), rev["p_a_reversed"].to_numpy()]))
-                                 if len(rev) > 1 else math.nan)
-    out["position_flip_rate"] = float(rev["position_flip"].mean()) if len(rev) else math.nan
-    out["label_informativeness"] = float((prefs["p_a"] - 0.5).abs().mean()) if len(prefs) else math.nan
+                                 if len(rev) > 1 else NA("fewer than 2 pairs read in both orders"))
+    out["position_flip_rate"] = float(rev["position_flip"].mean()) if len(rev) else NA("no pair read in both orders")
+    out["label_informativeness"] = float((prefs["p_a"] - 0.5).abs().mean()) if len(prefs) else NA("no preferences")
     return out, policy_pa
 
 
@@ -168,6 +172,7 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
     """
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     check_per_step(cfg, dilemmas)  # before any model work
+    preflight(cfg)
     constitution = load_constitution(cfg.constitution.name)
     run = Run.start(cfg, out_dir, "generations", backend, trains=True)
     loop = _Loop(policy_dir=cfg.llm.model_path and Path(cfg.llm.model_path) or None)
@@ -214,6 +219,11 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
                                                         base_path=loop.policy_dir, progress=cfg.sim.progress))
         loop.policy_dir, loop.policy_name = gdir / "policy", f"policy-g{g + 1}"
     trained, rates = training_figures(rm, dpo)
+    if not len(held):  # every dilemma of the generation trained: nothing to measure the models on
+        why_na = NA(f"no held-out pair: the generation's {data['dilemma_id'].n_unique()} dilemma(s) all trained "
+                    "(alignment.eval_fraction keeps one training dilemma)")
+        trained = {k: why_na if k.endswith(("eval_accuracy", "eval_ece", "eval_log_loss", "margin_before", "margin_after"))
+                   and not k.startswith("dpo_train") else v for k, v in trained.items()}
     row |= trained
     loop.timings.append({"generation": g, **rates})
     loop.rows.append(row)
@@ -234,8 +244,10 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
     plots = plot_generations(metrics_df, out_dir)
     last = rows[-1]
     keys = ("js_policy_population", "pds_entropy", "overton_coverage", "value_drift_js", "rm_eval_accuracy", "position_flip_rate")
-    headline = {k: last.get(k) for k in keys if isinstance(last.get(k), float) and not math.isnan(last[k])}
-    summary = {"generations": rows, "throughput": {"generations": loop.timings}, "policy_group": loop.group,
+    headline = {k: last.get(k) if not math.isnan(last[k]) else {"value": None, "na": why(last[k]) or "not computed"}
+                for k in keys if isinstance(last.get(k), float)}
+    summary = {"generations": [summary_row(r) for r in rows],
+               "throughput": {"generations": loop.timings}, "policy_group": loop.group,
                "plots": plots, "constitutions": loop.versions, "trl_export": trl_export,
                "headline": {f"last_generation[{k}]": v for k, v in headline.items()}}
     return run.finish(summary, partial(generations_report, graph=loop.graph))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,8 @@ RESPONDENT_MFQ_CAVEAT = ("persona=respondent with the mfq instrument: each agent
 
 
 def panel(cfg: AgoraConfig) -> list[dict[str, Any]]:
-    """The agents: per country, one with the country persona, or ``agents_per_country`` real respondents
-    drawn (seeded, without replacement while the country has enough) from the country's."""
+    """The agents: per country, one with the country persona, or ``agents_per_country`` different real
+    respondents drawn (seeded, without replacement; the config refuses more than a country has) from its."""
     h = cfg.study.human
     people = load_mfq_by_country()
     out: list[dict[str, Any]] = []
@@ -63,7 +64,7 @@ def panel(cfg: AgoraConfig) -> list[dict[str, Any]]:
             rows = people[country]
             k = h.agents_per_country
             picks = [int(i) for i in child_rng(cfg.seed, "human", "respondents", country).choice(
-                len(rows), size=k, replace=k > len(rows))]
+                len(rows), size=k, replace=False)]
         for r in picks:
             w = country_worldview(country, None if r is None else people[country][r])
             out.append({"agent_id": len(out), "country": country, "respondent": r, "worldview": w})
@@ -141,9 +142,12 @@ def compare(answers: pl.DataFrame, agents: list[dict[str, Any]], instrument: str
     model = np.stack([p.mean(axis=0) for p in per_country])
     base = profiles[NO_PERSONA]
     seed = child_seed(cfg.seed, "human", "metrics", instrument)
+    orderings = min(h.permutations, math.factorial(len(countries)))
+    with tqdm(total=orderings, desc=f"human: {instrument} shuffled countries", unit="ordering",
+              disable=not cfg.sim.progress, leave=False) as bar:
+        shuffled = shuffled_baseline(model, human, h.permutations, seed, on_done=bar.update)
     metrics = {"model": agreement(per_country, human, draws, seed),
-               "no_persona": agreement([base[None, :]] * len(countries), human, draws, seed),
-               "shuffled": shuffled_baseline(model, human, h.permutations, seed)}
+               "no_persona": agreement([base[None, :]] * len(countries), human, draws, seed), "shuffled": shuffled}
     metrics["model"]["permutation_p"] = metrics["shuffled"]["permutation_p"]
     rows = [{"instrument": instrument, "country": c, "dimension": d, "model": float(model[i, k]),
              "model_no_persona": float(base[k]), "human": float(human[i, k]), "human_se": float(se[i, k]),
@@ -165,11 +169,12 @@ def catch_check(answers: pl.DataFrame) -> dict[str, Any]:
 def metric_rows(instrument: str, metrics: dict[str, Any], countries: list[str]) -> list[dict[str, Any]]:
     """``human_metrics.parquet``'s rows: one per instrument, condition, metric (and country)."""
     rows = []
+    figure = lambda v: {k: v[k] for k in ("value", "low", "high")}  # noqa: E731  (an n/a reason is in summary.json)
     for cond, m in metrics.items():
         for metric in ("distance", "correlation"):
-            rows.append({"instrument": instrument, "condition": cond, "metric": metric, "country": None, **m[metric]})
+            rows.append({"instrument": instrument, "condition": cond, "metric": metric, "country": None, **figure(m[metric])})
         for c, v in zip(countries, m.get("per_country_distance", []), strict=False):
-            rows.append({"instrument": instrument, "condition": cond, "metric": "distance", "country": c, **v})
+            rows.append({"instrument": instrument, "condition": cond, "metric": "distance", "country": c, **figure(v)})
     return rows
 
 

@@ -36,6 +36,7 @@ from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend
 from agents.scoring import read_judgment, scorer
 from alignment.inverse import explain_scopes
+from alignment.metrics import headline_figure
 from alignment.preferences import PREFERENCE_SCHEMA, SchemaError, split_by_dilemma, validate_preferences
 from scenarios.constitution import Constitution, bundled_constitutions, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
@@ -44,6 +45,7 @@ from scenarios.principle_bank import NO_PRINCIPLE, principle_bank
 from sim import store
 from sim.checkpoint import runner, simulate
 from sim.config import AgoraConfig
+from sim.experiments import preflight
 from sim.experiments.collective import clean_proposal
 from sim.lifecycle import Run
 from sim.report.inverse import inverse_report, plot_inverse
@@ -284,7 +286,7 @@ def _summary(result: dict[str, Any], principles: list[dict[str, Any]], proposals
                          "candidate_train_agreement": _spread([a["value"] for a in r["candidates"].values()]),
                          "held_out": {m: v["held_out"] for m, v in r["methods"].items()},
                          "learned_minus": r["learned_minus"]}
-        headline |= {f"{m}[{scope}]": {k: v["held_out"][k] for k in ("value", "low", "high")} for m, v in r["methods"].items()}
+        headline |= {f"{m}[{scope}]": headline_figure(v["held_out"]) for m, v in r["methods"].items()}
     by_source = [p["source"] for p in principles if p["candidate"]]
     return {"scopes": scopes, "headline": headline, **notes,
             "proposals": {"asked": len(proposals), **counts},
@@ -300,9 +302,31 @@ def _society(cfg: AgoraConfig, run: Run, pool: list[Dilemma], out_dir: Path) -> 
     return prefs, store.write_feedback(out_dir, stances, transcripts, prefs)
 
 
+def check(cfg: AgoraConfig) -> None:
+    """Refuse before any work what cannot be honoured or mean anything: a preferences file that is not one
+    (:func:`read_preferences`), ``bank_size`` beyond the bank, ``split_by=dilemma`` over fewer than two dilemmas."""
+    inv = cfg.study.inverse
+    if inv.preferences:
+        prefs, file = read_preferences(inv.preferences)
+        run_dilemmas(cfg, file, prefs)
+        dilemmas = prefs["dilemma_id"].n_unique()
+    else:
+        pool = load_dilemmas(cfg.scenario.dilemmas)
+        check_per_step(cfg, pool)
+        dilemmas = min(cfg.sim.steps * cfg.scenario.per_step, len(pool))
+    if inv.split_by == "dilemma" and dilemmas < 2:
+        raise InputError(f"study.inverse.split_by=dilemma needs preferences on two or more dilemmas; these have {dilemmas}"
+                         + ("" if inv.preferences else " (sim.steps x scenario.per_step)"))
+    _, bank = principle_bank(inv.ccai_path, inv.bank_size, child_rng(cfg.seed, "inverse", "bank"))
+    if bank["drawn"] < inv.bank_size:
+        raise InputError(f"study.inverse.bank_size={inv.bank_size} is more than the {bank['pool']} principles in the bank "
+                         f"(CCAI: {bank['ccai']})")
+
+
 @runner
 def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     inv = cfg.study.inverse
+    preflight(cfg)
     notes: dict[str, Any] = {}
     if inv.preferences:  # every input checked before any model loads
         prefs, file = read_preferences(inv.preferences)
@@ -325,6 +349,9 @@ def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBacken
         raise InputError(f"the society gave {len(prefs)} preference(s); raise population.size or sim.steps")
     held = split_pairs(prefs, inv.held_out, inv.split_by, cfg.seed)
     rows = proposal_rows(prefs, held, inv.proposals, cfg.seed)
+    if len(rows) < inv.proposals:
+        log.warning("inverse: study.inverse.proposals=%d, but only %d training pair(s) have a decided label: %d proposals",
+                    inv.proposals, len(rows), len(rows))
     prog = dict(disable=not cfg.sim.progress, leave=False)
     with tqdm(total=len(rows), desc="inverse: propose principles", unit="pair", **prog) as bar:
         raw = run.ckpt.stage("proposals", lambda: asyncio.run(_propose(cfg, run.backend, prefs, rows, dilemmas, bar)))
@@ -341,6 +368,7 @@ def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBacken
     store.write_parquet(pl.DataFrame(proposals, schema=PROPOSAL_SCHEMA), out_dir / "inverse_proposals.parquet")
     store.write_parquet(scores_table(prefs, held, principles, scores), out_dir / "inverse_scores.parquet")
     summary = _summary(result, principles, proposals, notes)
+    summary["proposals"]["requested"] = inv.proposals
     summary |= {"pairs": {"all": len(prefs), "held_out": int(held.sum()), "label_ties": int((prefs["p_a"] == 0.5).sum())},
                 "seconds": {k: round(run.ckpt.seconds(stage), 1) for k, stage in
                             (("society", "society"), ("proposals", "proposals"), ("scoring", "score/"))},

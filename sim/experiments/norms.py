@@ -32,12 +32,13 @@ from agents.culture import MFQ_AXES
 from agents.llm.base import GenerateRequest, LLMBackend
 from agents.scoring import p_yes
 from agents.worldview import Worldview, cluster_centre, cluster_label, mutate
-from alignment.metrics import binary_entropy, finite, normalised_entropy
+from alignment.metrics import NA, binary_entropy, finite, normalised_entropy, summary_row
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
 from sim.calibration import warn_if_uninformative
 from sim.checkpoint import runner
 from sim.config import AgoraConfig
+from sim.experiments import preflight, study_dilemmas
 from sim.lifecycle import Run, embedded_options
 from sim.report.norms import norms_report, plot_norms
 from sim.seeding import child_rng, child_seed, sample_dilemmas
@@ -134,12 +135,18 @@ def _policy_pairs(rows: list[dict], dilemmas: list[Dilemma], g: int) -> pl.DataF
                                      "response_b": pl.String, "p_a": pl.Float64, "generation": pl.Int64})
 
 
+def check(cfg: AgoraConfig) -> None:
+    """Refuse before any work fewer dilemmas in the file than ``study.norms.dilemmas`` (a sample would be cut)."""
+    study_dilemmas(cfg, cfg.study.norms.dilemmas, "study.norms.dilemmas")
+
+
 @runner
 def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     nc = cfg.study.norms
+    preflight(cfg)
+    pool = load_dilemmas(cfg.scenario.dilemmas)
     run = Run.start(cfg, out_dir, "evolving_norms", backend, trains=cfg.study.norms.train_policy)
     ckpt, backend = run.ckpt, run.backend
-    pool = load_dilemmas(cfg.scenario.dilemmas)
     people = population(cfg)
     lineage = list(range(len(people)))  # founder each slot descends from
     names = list(dict.fromkeys(cfg.population.clusters))
@@ -165,7 +172,7 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
             w = people[r["slot"]]
             agent_rows.append({"generation": g, "norm": norm.name, **r, "lineage": lineage[r["slot"]], "cluster": w.cluster,
                                **{a: w.values.get(a) for a in MFQ_AXES}})
-        policy_fit = float(np.mean([r["fit"] for r in prow])) if prow else math.nan
+        policy_fit = float(np.mean([r["fit"] for r in prow])) if prow else NA("no policy (study.norms.train_policy=false)")
         policy_rows += [{"generation": g, "norm": norm.name, **r} for r in prow]
         row = _population_row(g, norm.name, fit, rows, policy_fit, people, lineage, names, dilemmas)
         # reproduction: the least fit leave, offspring of the fittest take their places
@@ -188,7 +195,8 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
         store.write_parquet(pl.DataFrame(policy_rows, infer_schema_length=None), out_dir / "norms_policy_answers.parquet")
     plots = plot_norms(table, cfg, out_dir)
     summary: dict[str, Any] = {
-        "schedule": [dataclasses.asdict(n) | {"text": norm_text(n)} for n in nc.schedule], "generations": gens,
+        "schedule": [dataclasses.asdict(n) | {"text": norm_text(n)} for n in nc.schedule],
+        "generations": [summary_row(g) for g in gens],
         "shifts": shifts, "pluralism_change": lost, "plots": plots}
     summary["headline"] = _headline(shifts, lost, nc.train_policy)
     return run.finish(summary, norms_report)
@@ -207,7 +215,7 @@ def _population_row(g: int, norm: str, fit: np.ndarray, rows: list[dict[str, Any
         "generation": g, "norm": norm, "mean_fit": float(fit.mean()), "sd_fit": float(fit.std(ddof=1)),
         "policy_fit": policy_fit, "lineage_entropy": lineage_entropy([w.cluster for w in people], names),
         "founders_alive": len(set(lineage)),
-        "choice_entropy": float(np.mean(binary_entropy(shares))) if shares else math.nan,
+        "choice_entropy": float(np.mean(binary_entropy(shares))) if shares else NA("no answer named a choice"),
         "unparsed_share": sum(c is None for c in choices) / len(choices),
         "mfq_dispersion": float(np.mean([np.std([w.values[a] for w in people]) for a in MFQ_AXES])),
         **{f"share[{c}]": sum(w.cluster == c for w in people) / len(people) for c in names},

@@ -2,9 +2,9 @@
 
 After Sorensen et al., "A Roadmap to Pluralistic Alignment" (Overton pluralism). Per dilemma:
 
-1. *voices*: ``study.overton.voices`` agents of each cluster answer it (the society's stance prompt) and
-   their P(a) is read (``sim.choice_reader``); each cluster's *position* is its side and its surest
-   voice's reason (``sim/overton.py``);
+1. *voices*: ``study.overton.voices`` agents of each cluster (at most the smallest cluster's) answer it (the
+   society's stance prompt) and their P(a) is read (``sim.choice_reader``); each cluster's *position* is its
+   side and its surest voice's reason (``sim/overton.py``);
 2. the pluralism experiment's answers (:func:`sim.experiments.pluralism.condition_answers`): the base model
    alone (``single``), told to weigh the clusters (``contextual``), a panel merged by a synthesiser
    (``panel``), and the panel's members;
@@ -29,11 +29,14 @@ from tqdm.auto import tqdm
 from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend
 from agents.scoring import check_probability, read_stance, scorer
-from agents.worldview import Worldview
+from agents.worldview import PopulationSpec, Worldview, cluster_counts
+from alignment.metrics import headline_figure
 from scenarios.dilemma import Dilemma, load_dilemmas
+from scenarios.errors import InputError
 from sim import store
 from sim.checkpoint import runner
 from sim.config import AgoraConfig
+from sim.experiments import preflight, study_dilemmas
 from sim.experiments.pluralism import condition_answers
 from sim.lifecycle import Run
 from sim.overton import answer_coverage, cluster_positions, coverage_metrics, coverage_pairs, judge_coverage, own_position_check
@@ -101,11 +104,27 @@ def _measure(run: Run, dilemmas: list[Dilemma]) -> tuple[list[dict[str, Any]], l
     return answers, voices, positions, p
 
 
+def check(cfg: AgoraConfig) -> None:
+    """Refuse before any work what cannot be honoured: fewer dilemmas in the file than ``study.overton.dilemmas``
+    (at least 2: intervals over dilemmas), more voices than a cluster has agents."""
+    o = cfg.study.overton
+    study_dilemmas(cfg, o.dilemmas, "study.overton.dilemmas", minimum=2)
+    pop = cfg.population
+    counts = [(n, c) for n, c in zip(cluster_counts(PopulationSpec(size=pop.size, clusters=tuple(pop.clusters),
+                                                                    weights=tuple(pop.weights))), pop.clusters, strict=True) if n]
+    fewest, name = min(counts)
+    if o.voices > fewest:
+        raise InputError(f"study.overton.voices={o.voices} is more than the {fewest} agent(s) of cluster {name} "
+                         f"(population.size={pop.size} over {len(counts)} clusters); at most {fewest}")
+
+
 @runner
 def run_overton(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     o = cfg.study.overton
+    preflight(cfg)
+    pool = load_dilemmas(cfg.scenario.dilemmas)
     run = Run.start(cfg, out_dir, "overton", backend)
-    dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), o.dilemmas, cfg.seed, "overton")
+    dilemmas = sample_dilemmas(pool, o.dilemmas, cfg.seed, "overton")
     if o.panel_size > cfg.population.size:
         log.warning("study.overton.panel_size %d > population.size %d: panels of %d", o.panel_size,
                     cfg.population.size, cfg.population.size)
@@ -127,8 +146,7 @@ def run_overton(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = No
         "panel_size": min(o.panel_size, cfg.population.size),
         "positions_per_dilemma": {"mean": sum(counts) / len(counts), "min": min(counts), "max": max(counts)},
         **metrics, "plots": plot_overton(metrics, out_dir)}
-    pick = lambda v: {k: v[k] for k in ("value", "low", "high")}  # noqa: E731
-    summary["headline"] = {f"coverage[{c}]": pick(v["coverage"]) for c, v in metrics["conditions"].items()}
-    summary["headline"] |= {k: pick(v) for k, v in metrics["differences"].items() if k.startswith("coverage_")}
-    summary["headline"] |= {f"judge_{k}": pick(metrics["validity"][k]) for k in ("own_position", "other_positions")}
+    summary["headline"] = {f"coverage[{c}]": headline_figure(v["coverage"]) for c, v in metrics["conditions"].items()}
+    summary["headline"] |= {k: headline_figure(v) for k, v in metrics["differences"].items() if k.startswith("coverage_")}
+    summary["headline"] |= {f"judge_{k}": headline_figure(metrics["validity"][k]) for k in ("own_position", "other_positions")}
     return run.finish(summary, partial(overton_report, answers=answers, positions=positions, pairs=pairs))

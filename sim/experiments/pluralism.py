@@ -16,6 +16,7 @@ measure multiplexity either.
 from __future__ import annotations
 
 import asyncio
+import logging
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,17 +29,28 @@ from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend
 from agents.scoring import classify
 from agents.worldview import cluster_centre, cluster_label
-from alignment.metrics import bootstrap_interval, finite, interval, normalised_entropy, paired_permutation_test
+from alignment.metrics import (
+    bootstrap_interval,
+    finite,
+    finite_figures,
+    headline_figure,
+    interval,
+    normalised_entropy,
+    paired_permutation_test,
+)
 from scenarios.dilemma import Dilemma, load_dilemmas
+from scenarios.errors import InputError
 from sim import store
 from sim.checkpoint import runner
 from sim.config import AgoraConfig
+from sim.experiments import preflight, study_dilemmas
 from sim.lifecycle import Run
 from sim.report.pluralism import plot_pluralism, pluralism_report
 from sim.seeding import child_rng, child_seed, sample_dilemmas
 from sim.society import population
 
 CONDITIONS = ("single", "contextual", "panel")
+log = logging.getLogger(__name__)
 
 
 
@@ -125,8 +137,8 @@ def pluralism_metrics(answers: pl.DataFrame, names: list[str], seed: int, n_boot
         }
     for c in ("contextual", "panel"):
         d = (per[c]["entropy"] - per["single"]["entropy"]).to_list()
-        out["differences"][f"{c}_minus_single"] = interval(bootstrap_interval(d, n_resamples=n_boot, seed=seed)) | {
-            "permutation_p": finite(paired_permutation_test(d, seed=seed))}
+        out["differences"][f"{c}_minus_single"] = interval(bootstrap_interval(d, n_resamples=n_boot, seed=seed)) | \
+            finite_figures(permutation_p=paired_permutation_test(d, seed=seed))
     members = answers.filter(pl.col("condition") == "member")
     if len(members):
         hits = int((members["top"] == members["cluster"]).sum())
@@ -139,13 +151,29 @@ def pluralism_metrics(answers: pl.DataFrame, names: list[str], seed: int, n_boot
 
 
 
+def check(cfg: AgoraConfig) -> None:
+    """Refuse before any work a run that cannot mean anything: fewer dilemmas in the file than
+    ``study.pluralism.dilemmas`` (at least 2: intervals over dilemmas), fewer than two clusters (an entropy
+    over one perspective is undefined)."""
+    study_dilemmas(cfg, cfg.study.pluralism.dilemmas, "study.pluralism.dilemmas", minimum=2)
+    if len(set(cfg.population.clusters)) < 2:
+        raise InputError(f"experiment=pluralism needs at least 2 population.clusters (the entropy over perspectives), "
+                         f"got {list(cfg.population.clusters)}")
+
+
 @runner
 def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     p = cfg.study.pluralism
+    preflight(cfg)
+    pool = load_dilemmas(cfg.scenario.dilemmas)
     run = Run.start(cfg, out_dir, "pluralism", backend)
     ckpt, backend = run.ckpt, run.backend
-    dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), p.dilemmas, cfg.seed, "pluralism")
+    dilemmas = sample_dilemmas(pool, p.dilemmas, cfg.seed, "pluralism")
     names = list(dict.fromkeys(cfg.population.clusters))
+    panel = min(p.panel_size, cfg.population.size)
+    if panel < p.panel_size:
+        log.warning("study.pluralism.panel_size %d > population.size %d: panels of %d", p.panel_size,
+                    cfg.population.size, panel)
     n_answers = len(dilemmas) * (3 + min(p.panel_size, cfg.population.size))
     with tqdm(total=n_answers, desc="pluralism: answers", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
         rows = ckpt.stage("answers", lambda: asyncio.run(condition_answers(
@@ -164,12 +192,11 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
     plots = plot_pluralism(metrics, names, out_dir)
     summary = {
         "seconds": {"answers": round(ckpt.seconds("answers"), 1), "classify": round(ckpt.seconds("classify"), 1)},
-        "dilemmas": len(dilemmas), "clusters": names, **metrics, "plots": plots}
+        "dilemmas": len(dilemmas), "clusters": names, "panel_size": panel, **metrics, "plots": plots}
     summary["headline"] = {f"entropy[{c}]": v["entropy"] for c, v in metrics["conditions"].items()}
-    summary["headline"] |= {k: {kk: v[kk] for kk in ("value", "low", "high")} for k, v in metrics["differences"].items()}
+    summary["headline"] |= {k: headline_figure(v) for k, v in metrics["differences"].items()}
     if "classifier_member_accuracy" in metrics:
-        summary["headline"]["classifier_member_accuracy"] = {k: metrics["classifier_member_accuracy"][k]
-                                                             for k in ("value", "low", "high")}
+        summary["headline"]["classifier_member_accuracy"] = headline_figure(metrics["classifier_member_accuracy"])
     return run.finish(summary, partial(pluralism_report, answers=answers))
 
 

@@ -19,6 +19,7 @@ from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.checkpoint import advance, runner
 from sim.config import AgoraConfig
+from sim.experiments import preflight
 from sim.lifecycle import Run
 from sim.report.plots import plot_stance_shares
 from sim.report.society import society_report
@@ -115,7 +116,13 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     """
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     check_per_step(cfg, dilemmas)  # before any model work
+    preflight(cfg)
     constitution = load_constitution(cfg.constitution.name)
+    inputs = None
+    if cfg.eval.suites:  # the evaluation's files and folders, checked before any model work
+        from sim.experiments.evaluate import eval_inputs
+
+        inputs = eval_inputs(cfg)
     run = Run.start(cfg, out_dir, "society", backend)
     society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id)
     midway = run.ckpt.extra("society")
@@ -138,7 +145,7 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     if cfg.eval.suites:
         from sim.experiments.evaluate import evaluate
 
-        summary["eval"] = evaluate(cfg, run.backend, out_dir)
+        summary["eval"] = evaluate(cfg, run.backend, out_dir, inputs=inputs)
     summary["headline"] = headline(summary)
     return run.finish(summary, partial(society_report, graph=society.graph))
 

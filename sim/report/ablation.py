@@ -45,8 +45,7 @@ def plot_ablation(effects: dict[str, dict[str, Any]], reward: dict[str, Any], ou
         ax.set_xlabel("direction (property rated)")
         ax.set_title(f"{title}: shift toward direction vs 'none'", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    save_png(fig, out_dir / "ablation_shift.png")
+    save_png(fig, out_dir / "ablation_shift.png", tight=True)
     return ["ablation_shift.png"]
 
 
@@ -68,6 +67,9 @@ def ablation_report(out_dir: Path, summary: dict[str, Any], transcripts: pl.Data
                "vs none [95% CI]": v["rm_shift"]} for a, per in summary["reward"].items() for d, v in per.items()
               if isinstance(v, dict) and "rm_shift" in v]
         sections.append(("Reward models trained on each arm's labels (held-out pairs)", md_table(rm)))
+    elif summary.get("reward_na"):
+        sections.append(("Reward models trained on each arm's labels (held-out pairs)",
+                         f"n/a: {summary['reward_na']}."))
     if summary["plots"]:
         sections.append(("Plot", figure("ablation_shift.png", "Shift toward each direction, labels and reward models")))
     sections += [("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir), summary["config"]["sim"].get("tokens"))),

@@ -1,10 +1,12 @@
 """The parts of a report page, each written twice: as Markdown (``report.md``) and as HTML (``report.html``).
 
 A section's body is a list of parts. A ``str`` is Markdown that agora itself wrote (numbers, labels,
-its own sentences): the HTML page renders it with the ``markdown`` package. Anything else is a block
-that writes both formats itself, so that text from agents or files is escaped for each format only
-where it lands (no ``&#x27;`` in ``report.md``, no raw HTML from an agent in ``report.html``), tables
-align numbers right and text left, and the raw key behind a label stays within reach (a tooltip).
+its own sentences; an id from a file goes in as :func:`code_span`): the HTML page renders it with the
+``markdown`` package. Anything else is a block that writes both formats itself, so that text from agents or
+files is escaped for each format only where it lands (no ``&#x27;`` in ``report.md``, no raw HTML from an
+agent in ``report.html``), tables align numbers right and text left, and the raw key behind a label stays
+within reach (a tooltip). Text from agents or files is made inert first (:func:`sim.display.inert`: terminal
+escapes, bidi overrides and invisible characters shown as escapes), before anything splits it into lines.
 """
 
 from __future__ import annotations
@@ -15,26 +17,50 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sim.display import inert
 from sim.report.labels import is_labelled, label
 
-_MD_SPECIAL = re.compile(r"([\\`*\[\]<|])")
+# a backslash is literal in CommonMark unless ASCII punctuation or the line's end follows: only then escaped,
+# so an inert escape (``\\x1b``, :mod:`sim.display`) reads as it is in report.md
+_MD_SPECIAL = re.compile(r"[`*\[\]<|]|\\(?=[!-/:-@\[-`{-~]|$)")
 
 
 def md_escape(text: str) -> str:
     """Plain text for Markdown: the characters that would make markup, HTML or links backslash-escaped
     (CommonMark allows it for any ASCII punctuation), so an agent's ``<b>`` or ``[x](...)`` stays text.
-    Underscores and apostrophes stay as they are: they make no links or HTML."""
-    out = _MD_SPECIAL.sub(r"\\\1", str(text))
+    Underscores and apostrophes stay as they are: they make no links or HTML. One line: controls inert."""
+    out = _MD_SPECIAL.sub(lambda m: "\\" + m.group(), inert(text, newlines=False))
     return "\\" + out if out.startswith(("#", ">", "-", "+")) else out
 
 
 def own_md(text: str) -> str:
     """agora's own words in a table cell: only what would break the table or start HTML is escaped."""
-    return str(text).replace("|", "\\|").replace("<", "\\<")
+    return inert(text, newlines=False).replace("|", "\\|").replace("<", "\\<")
 
 
-def one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def html_text(text: object) -> str:
+    """Untrusted text for HTML: inert, then entities."""
+    return html.escape(inert(text))
+
+
+def one_line(text: object) -> str:
+    """Whitespace runs as one space; made inert first, so a control that Python counts as whitespace
+    (``\\x1f``, U+2028) shows instead of turning into a space."""
+    return " ".join(inert(text).split())
+
+
+def _backticks(text: str) -> str:
+    """A run of backticks longer than any in ``text`` (CommonMark: such a fence cannot be closed from inside)."""
+    return "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+
+
+def code_span(text: object) -> str:
+    """Untrusted text (an id from a file) as an inline code span in agora's own Markdown: inert, one line,
+    its backticks kept (a longer fence, padded when the text starts or ends with one)."""
+    s = one_line(text)
+    fence = _backticks(s)
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}" if s else "` `"
 
 
 def fmt(x: Any, digits: int = 3) -> str:
@@ -58,13 +84,32 @@ def has_interval(v: Any) -> bool:
 
 
 def fmt_interval(v: Any, digits: int = 3) -> str:
-    """``0.512 [0.401, 0.630]`` from a headline entry (a number or ``{"value","low","high"}``)."""
+    """``0.512 [0.401, 0.630]`` from a headline entry (a number or ``{"value","low","high"}``); a figure
+    that could not be computed carries its reason (``"na"``): ``n/a (no values)``, ``0.500 (one value: no interval)``."""
     if not isinstance(v, Mapping):
         return fmt(v, digits)
     s = fmt(v.get("value"), digits)
     if has_interval(v):
         s += f" [{fmt(v['low'], digits)}, {fmt(v['high'], digits)}]"
+    if v.get("na"):
+        s += f" ({one_line(v['na'])})"
     return s
+
+
+def na_or(block: Mapping[str, Any], key: str) -> Any:
+    """``block[key]``, or ``n/a (reason)`` when it is null with a ``<key>_na`` reason."""
+    v = block.get(key)
+    return f"n/a ({block[key + '_na']})" if v is None and block.get(key + "_na") else v
+
+
+def panel_text(summary: Mapping[str, Any], study: str) -> str:
+    """``(4 members)``, or ``(4 members: panel_size=9 asked, population.size 4)`` when the run used fewer."""
+    used = summary.get("panel_size")
+    asked = summary.get("config", {}).get("study", {}).get(study, {}).get("panel_size")
+    if used is None:
+        return ""
+    return f"({used} members" + (f": study.{study}.panel_size={asked} asked, more than population.size)"
+                                 if asked and asked > used else ")")
 
 
 @dataclass(frozen=True)
@@ -78,8 +123,8 @@ class Term:
         return own_md(label(self.key, self.guess))
 
     def html(self) -> str:
-        shown = html.escape(label(self.key, self.guess))
-        return f'<span title="{html.escape(self.key)}">{shown}</span>' if shown != html.escape(self.key) else shown
+        shown = html_text(label(self.key, self.guess))
+        return f'<span title="{html_text(self.key)}">{shown}</span>' if shown != html_text(self.key) else shown
 
 
 def _numeric(v: Any) -> bool:
@@ -115,10 +160,10 @@ class Table:
         if isinstance(v, Term):
             return v.md() if escape is md_escape else v.html()
         if c in self.code and v is not None:
-            return f"`{str(v).replace('`', '')}`" if escape is md_escape else f"<code>{html.escape(str(v))}</code>"
+            return code_span(v) if escape is md_escape else f"<code>{html_text(one_line(v))}</code>"
         if _numeric(v) or (c in self.right and escape is md_escape):  # agora's own digits: nothing to escape
             return own_md(fmt_interval(v, self.digits))
-        return escape(one_line(fmt_interval(v, self.digits)))
+        return escape(one_line(fmt_interval(v, self.digits)))  # md_escape, html.escape
 
     def md(self) -> str:
         if not self.rows:
@@ -151,7 +196,7 @@ class Quote:
     css: str = "said"  # "dilemma": the situation the replies answer
 
     def md(self) -> str:
-        lines = [md_escape(line) if line.strip() else "" for line in str(self.text).strip().splitlines()]
+        lines = [md_escape(line) if line.strip() else "" for line in inert(self.text).strip().splitlines()]
         body = "\n".join("> " + line if line else ">" for line in lines) or "> _(empty)_"
         return (f"{self.who}\n\n" if self.who else "") + body
 
@@ -159,7 +204,7 @@ class Quote:
         import markdown
 
         who = markdown.markdown(self.who) if self.who else ""
-        return f'{who}<blockquote class="{self.css}">{html.escape(str(self.text).strip())}</blockquote>'
+        return f'{who}<blockquote class="{self.css}">{html.escape(inert(self.text).strip())}</blockquote>'
 
 
 @dataclass(frozen=True)
@@ -176,7 +221,7 @@ class Items:
 
     def html(self) -> str:
         tag = "ol" if self.ordered else "ul"
-        return f"<{tag}>" + "".join(f"<li>{html.escape(one_line(t))}{' ' + html.escape(n) if n else ''}</li>"
+        return f"<{tag}>" + "".join(f"<li>{html.escape(one_line(t))}{' ' + html_text(n) if n else ''}</li>"
                                     for t, n in self.items) + f"</{tag}>"
 
 
@@ -188,10 +233,12 @@ class Code:
     lang: str = ""
 
     def md(self) -> str:
-        return f"```{self.lang}\n{self.text.rstrip()}\n```"
+        text = inert(self.text).rstrip()
+        fence = max(_backticks(text), "```", key=len)  # a line of backticks inside cannot close it
+        return f"{fence}{self.lang}\n{text}\n{fence}"
 
     def html(self) -> str:
-        return f"<pre><code>{html.escape(self.text.rstrip())}</code></pre>"
+        return f"<pre><code>{html.escape(inert(self.text).rstrip())}</code></pre>"
 
 
 @dataclass(frozen=True)
@@ -205,8 +252,8 @@ class Figure:
         return f"![{md_escape(self.caption)}]({self.src})\n\n*{md_escape(self.caption)}*"
 
     def html(self) -> str:
-        c = html.escape(self.caption)
-        return f'<figure><img src="{html.escape(self.src)}" alt="{c}"><figcaption>{c}</figcaption></figure>'
+        c = html_text(self.caption)
+        return f'<figure><img src="{html_text(self.src)}" alt="{c}"><figcaption>{c}</figcaption></figure>'
 
 
 @dataclass(frozen=True)
@@ -221,7 +268,7 @@ class Details:
         return f"**{md_escape(self.summary)}**\n\n" + to_md(self.parts)
 
     def html(self) -> str:
-        return (f"<details{' open' if self.open else ''}><summary>{html.escape(self.summary)}</summary>"
+        return (f"<details{' open' if self.open else ''}><summary>{html_text(self.summary)}</summary>"
                 f"{to_html(self.parts)}</details>")
 
 

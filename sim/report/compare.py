@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from sim.report.plots import axis_limits, error_bars, save_png
 from sim.report.render import (
     Grid,
     Term,
+    code_span,
     figure,
     fmt,
     md_table,
@@ -34,6 +36,94 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{p}: no finished run (no summary.json at or below it)")
         runs += [r for r in found if r not in runs]
     return runs
+
+
+RUN_MARKS = (".hydra", "cli.log", "checkpoint.json", ".agora.lock")  # what a run folder holds before its summary.json
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A run that did not finish: its folder (or, for a sweep point that never started, the sweep folder and
+    the point's number), the overrides that made it, and why it has no ``summary.json``."""
+
+    folder: str
+    label: str
+    reason: str
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def unfinished_runs(paths: Sequence[str | Path]) -> list[Unfinished]:
+    """Folders at or below each path that a run made (Hydra's ``.hydra/``, ``cli.log``, a checkpoint, a lock)
+    but that hold no ``summary.json``, each with its reason (:func:`why_unfinished`); folders inside a
+    finished or an unfinished run are theirs, not runs."""
+    out: list[Unfinished] = []
+    for root in map(Path, paths):
+        if not root.is_dir():
+            continue
+        stack = [root]
+        while stack:
+            d = stack.pop()
+            if (d / "summary.json").is_file() or (d / "eval.json").is_file():  # a finished run, an agora-eval folder
+                continue
+            if any((d / m).exists() for m in RUN_MARKS):
+                out.append(Unfinished(str(d), _overrides_label(d), why_unfinished(d)))
+                continue
+            try:
+                kids = sorted((k for k in d.iterdir() if k.is_dir() and not k.is_symlink()), key=_natural, reverse=True)
+            except OSError:
+                continue
+            stack += kids
+    return sorted({u.folder: u for u in out}.values(), key=lambda u: _natural(Path(u.folder)))
+
+
+def _natural(p: Path) -> list[Any]:
+    return [(0, int(x), "") if x.isdigit() else (1, 0, x) for x in p.parts]
+
+
+def _overrides_label(run: Path) -> str:
+    ov = run / ".hydra" / "overrides.yaml"
+    try:
+        items = yaml.safe_load(ov.read_text()) if ov.is_file() else []
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return ""
+    return " ".join(str(o) for o in items or [] if not str(o).startswith(("hydra", "resume=")))
+
+
+def last_agora_line(log: Path) -> str | None:
+    """The last line of a run's ``cli.log`` that says why it stopped (``agora: error: ...`` or
+    ``agora: interrupted ...``, which the CLI writes there as on the console), without the prefix; or None."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 1_000_000))  # the tail: a long run's log can be large
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    found = [ln.split("agora: ", 1)[1] for ln in text.splitlines() if "agora: error: " in ln or "agora: interrupted" in ln]
+    return found[-1].strip() if found else None
+
+
+def why_unfinished(run: Path) -> str:
+    """Why a run folder has no ``summary.json``: running, failed (its error), interrupted or killed (its
+    checkpoint kept), or stopped before any step was kept."""
+    from sim.checkpoint import CHECKPOINT
+    from sim.lock import holder
+
+    who = holder(run)
+    if who is not None:
+        return f"still running ({who})"
+    said = last_agora_line(run / "cli.log")
+    kept = (run / CHECKPOINT).is_file()
+    resume = f"; agora resume={run} continues it" if kept else ""
+    if said and said.startswith("error: "):
+        return f"failed: {said.removeprefix('error: ')}"
+    if said:
+        return f"{said.split(' (', 1)[0]}{resume}"  # "interrupted"
+    if kept:
+        return f"killed: its checkpoint is kept, no summary.json{resume}"
+    return "never started, or killed before its first checkpoint (no checkpoint, no error in cli.log)"
 
 
 class NotARun(ValueError):
@@ -128,15 +218,15 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
         ax.ticklabel_format(axis="x", useOffset=False)
         ax.set_title(label_of(m), fontsize=10)
         ax.grid(alpha=0.3, axis="x")
-        fig.tight_layout()
         fname = "compare_" + "".join(ch if ch.isalnum() else "_" for ch in m).strip("_") + ".png"
-        save_png(fig, out_dir / fname)
+        save_png(fig, out_dir / fname, tight=True)
         written.append(fname)
     return written
 
 
-def compare(paths: Sequence[str | Path], out_dir: Path) -> Path:
-    """Write ``report.md``/``report.html``, ``comparison.parquet`` and plots comparing the runs."""
+def compare(paths: Sequence[str | Path], out_dir: Path, unfinished: Sequence[Unfinished] = ()) -> Path:
+    """Write ``report.md``/``report.html``, ``comparison.parquet`` and plots comparing the runs; ``unfinished``
+    (see :func:`unfinished_runs`) are listed in a table with their reasons."""
     from sim.store import write_parquet
 
     runs = find_runs(paths)
@@ -155,7 +245,8 @@ def compare(paths: Sequence[str | Path], out_dir: Path) -> Path:
     by_figure = [{"figure": Term(m), **{r["label"]: {"value": r[m], "low": r.get(f"{m} low"), "high": r.get(f"{m} high")}
                                         for r in records}} for m in _metrics(df)]
     common = df["common"][0] if len(df) else ""
-    sections = [("Runs", [f"{len(runs)} runs." + (f" Settings shared by all: `{common}`." if common else ""),
+    told = f"{plural(len(runs), 'run')} compared" + (f"; {len(unfinished)} did not finish (below)" if unfinished else "")
+    sections = [("Runs", [f"{told}." + (f" Settings shared by all: {code_span(common)}." if common else ""),
                           md_table(listing)]),
                 ("Headline figures", ["One column per run; 95% intervals in brackets where the run gives them.",
                                       md_table(by_figure)])]
@@ -166,5 +257,10 @@ def compare(paths: Sequence[str | Path], out_dir: Path) -> Path:
                                           md_table(rows)]))
     shown = [m for m in _metrics(df) if df[m].is_not_null().any()]
     sections.append(("Plots", Grid([figure(p, label_of(m)) for p, m in zip(plots, shown, strict=True)])))
-    render(out_dir, f"agora comparison of {len(runs)} runs", sections)
+    if unfinished:
+        shared = set(common.split(" ")) if common else set()  # listed once under Runs
+        rows = [{"folder": u.folder, "overrides": " ".join(t for t in u.label.split(" ") if t not in shared) or u.label,
+                 "reason": u.reason} for u in unfinished]
+        sections.insert(1, ("Did not finish", ["Runs with no summary.json, left out of the comparison.", md_table(rows)]))
+    render(out_dir, f"agora comparison of {plural(len(runs), 'run')}", sections)
     return out_dir / "report.md"

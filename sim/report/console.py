@@ -1,5 +1,6 @@
 """What the commands print: a finished run's headline lines, the label-quality gate's, agora-eval's results
-and its ``--help`` page."""
+and its ``--help`` page. Every line is made inert on its own (:func:`sim.display.inert_lines`): a name from a
+file or a server cannot move the terminal or start a line of its own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 from sim.calibration import lines as gate_lines
+from sim.display import inert_lines
 from sim.report.eval import report_lines as eval_lines
 from sim.report.render import fmt_interval
 
@@ -26,7 +28,7 @@ def finished_lines(summary: dict, out: Path) -> str:
 def report(summary: dict, out: Path) -> str:
     c, t, j, s = summary["counts"], summary["throughput"], summary["judge"], summary["steerability"]
     fmt = lambda x, p=3: "n/a" if x is None else f"{x:.{p}f}"  # noqa: E731
-    return "\n".join([
+    return inert_lines([
         f"agora: run {summary['run_id']} finished in {summary['wall_seconds']:.0f} s -> {out}",
         f"  {c['agents']} agents x {c['steps']} steps: {c['stances']} stances "
         f"({c['unparsed_stance_texts']} of {c['initial_stances']} free-text replies unparseable), "
@@ -47,9 +49,9 @@ def quality_lines(block: dict | None) -> list[str]:
 def report_generations(summary: dict, out: Path) -> str:
     """Per-generation metrics as a table: one row per metric, one column per generation."""
     rows = summary["generations"]
-    keys = [k for k in rows[0] if k not in ("generation",)]
+    keys = [k for k in rows[0] if k not in ("generation", "na")]
     for r in rows[1:]:
-        keys += [k for k in r if k not in keys and k != "generation"]
+        keys += [k for k in r if k not in keys and k not in ("generation", "na")]
     width = max(len(k) for k in keys)
     lines = [f"agora: {len(rows)} generations in {summary['wall_seconds']:.0f} s -> {out}",
              f"  {'metric':<{width}}  " + "  ".join(f"{'gen ' + str(r['generation']):>12}" for r in rows)]
@@ -59,7 +61,7 @@ def report_generations(summary: dict, out: Path) -> str:
             v = r.get(k)
             cells.append(f"{v:>12.3f}" if isinstance(v, float) else f"{str(v if v is not None else '-')[:12]:>12}")
         lines.append(f"  {k:<{width}}  " + "  ".join(cells))
-    return "\n".join(lines)
+    return inert_lines(lines)
 
 
 def study_lines(summary: dict, out: Path) -> str:
@@ -67,24 +69,30 @@ def study_lines(summary: dict, out: Path) -> str:
 
     lines = [f"agora: {summary['kind']} run {summary['run_id']} finished in {summary['wall_seconds']:.0f} s -> {out}"]
     lines += [f"  {k}: {fmt_interval(v)}" for k, v in summary["headline"].items()]
-    return "\n".join(lines + [f"  report: {out / 'report.md'}"])
+    return inert_lines(lines + [f"  report: {out / 'report.md'}"])
 
 
 # -- agora-eval --help ---------------------------------------------------------------------------
 EVAL_ABOUT = """\
 agora-eval: is the feedback any good? Scores the configured model's judges and stances (and optionally
-a trained reward model) against data nobody here wrote: HHH (438 helpful/honest/harmless comparisons),
-MoralChoice (low- and high-ambiguity moral scenarios) and steerability (does a cultural persona move
-P(moral action)?). Writes eval.json, eval.md, eval_items.parquet and plots to outputs/eval/<timestamp>/.
+a trained reward model) against data nobody here wrote: MoralChoice (low- and high-ambiguity moral
+scenarios), steerability (does a cultural persona move P(moral action)?) and HHH (438
+helpful/honest/harmless comparisons). Writes eval.json, eval.md, eval_items.parquet and plots to
+outputs/eval/<timestamp>/.
+
+By default it runs moralchoice and steerability, whose MoralChoice data (MIT) ships with agora. The hhh
+suite needs the Constitutional AI paper's 438HHHEvaluations.jsonl, which agora cannot ship (its
+repository, anthropics/ConstitutionalHarmlessnessPaper, has no licence): download it and add the suite
+with eval.suites=[hhh,moralchoice,steerability] eval.hhh_path=/path/to/438HHHEvaluations.jsonl.
 
 Usage: agora-eval [key=value ...]   agora's own groups and keys apply too (llm=..., population.size=...,
        constitution=..., sim.judge_reader=..., seed=...; see `agora --help`)."""
 EVAL_EXAMPLES = """\
 Examples:
-  agora-eval                                         # every suite on the embedded model
-  agora-eval eval.suites=[hhh] eval.hhh_items=50     # a quick judge check
+  agora-eval                                         # moralchoice and steerability on the embedded model
   agora-eval eval.suites=[moralchoice] eval.scenarios=0 population.size=4
-  agora-eval eval.reward_model=outputs/evolve/<timestamp>/generation_0/reward_model
+  agora-eval eval.suites=[hhh] eval.hhh_items=50 eval.hhh_path=HHH.jsonl     # a quick judge check
+  agora-eval eval.suites=[hhh] eval.hhh_path=HHH.jsonl eval.reward_model=outputs/evolve/<timestamp>/generation_0/reward_model
   agora-eval llm=openai_compatible llm.base_url=http://127.0.0.1:8000/v1 llm.model=NAME"""
 
 

@@ -25,7 +25,7 @@ def plot_eval(summary: dict[str, Any], out_dir: Path) -> list[str]:
                    zorder=3)
         ax.plot([p["mean_p"] for p in pts], [p["observed"] for p in pts], lw=1)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="judge's P(reply A is better)", ylabel="share where A is correct",
-               title=f"HHH reliability (ECE {summary['hhh']['ece']:.3f})")
+               title=f"HHH reliability (ECE {_one(summary['hhh'], 'ece', '.3f')})")
         ax.legend(loc="upper left", fontsize=8)
         files.append(save(fig, "eval_hhh_reliability.png"))
     panels = [(k, t) for k, t in (("low_stances", "stances"), ("low_judges", "judges")) if k in summary.get("moralchoice", {})]
@@ -56,9 +56,20 @@ def plot_eval(summary: dict[str, Any], out_dir: Path) -> list[str]:
     return files
 
 
-def _fmt(iv: dict[str, float], pct: bool = True) -> str:
-    f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.3f}")
+def _fmt(iv: dict[str, Any], pct: bool = True, spec: str = ".3f") -> str:
+    """``value [low, high]``; ``n/a (reason)`` where a figure could not be computed."""
+    f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:{spec}}")
+    if iv.get("value") is None:
+        return f"n/a ({iv.get('na', 'not computed')})"
+    if iv.get("low") is None or iv.get("high") is None:
+        return f"{f(iv['value'])} (interval n/a: {iv.get('na', 'not computed')})"
     return f"{f(iv['value'])} [{f(iv['low'])}, {f(iv['high'])}]"
+
+
+def _one(block: dict[str, Any], key: str, spec: str, default: str = "not computed") -> str:
+    """A scalar figure of ``block``, or ``n/a (reason)`` (its ``<key>_na``)."""
+    v = block.get(key)
+    return f"n/a ({block.get(f'{key}_na', default)})" if v is None or v != v else f"{v:{spec}}"
 
 
 def report_lines(summary: dict[str, Any]) -> list[str]:
@@ -66,9 +77,11 @@ def report_lines(summary: dict[str, Any]) -> list[str]:
     lines = [f"### How good is the feedback? ({summary['model']})", ""]
     if "hhh" in summary:
         h = summary["hhh"]
-        bias = "n/a (no option shown first)" if h["position_bias_rate"] is None else f"{100 * h['position_bias_rate']:.1f}%"
+        bias = (f"{100 * h['position_bias_rate']:.1f}%" if h["position_bias_rate"] is not None
+                else f"n/a ({h.get('position_bias_rate_na', 'no option shown first')})")
         lines += [f"- HHH judge accuracy ({summary.get('readers', {}).get('judge_reader', 'label')} reader): "
-                  f"{_fmt(h['accuracy'])} on {h['items']} comparisons (chance 50%); position-bias rate {bias}; ECE {h['ece']:.3f}"]
+                  f"{_fmt(h['accuracy'])} on {h['items']} comparisons (chance 50%); position-bias rate {bias}; "
+                  f"ECE {_one(h, 'ece', '.3f')}"]
         if "reward_model" in h:
             lines.append(f"- HHH reward-model accuracy: {_fmt(h['reward_model']['accuracy'])}")
     if "moralchoice" in summary:
@@ -85,7 +98,6 @@ def report_lines(summary: dict[str, Any]) -> list[str]:
     if "steerability" in summary:
         st = {k: v for k, v in summary["steerability"].items() if isinstance(v, dict)}
         lines.append("- steerability (shift of P(action1) vs an unconditioned agent, permutation p): " + "; ".join(
-            f"{c} {v['shift']['value']:+.3f} [{v['shift']['low']:+.3f}, {v['shift']['high']:+.3f}] p={v['p_value']:.3g}"
-            for c, v in st.items()))
+            f"{c} {_fmt(v['shift'], pct=False, spec='+.3f')} p={_one(v, 'p_value', '.3g')}" for c, v in st.items()))
     lines.append("- wall seconds: " + ", ".join(f"{k} {v}" for k, v in summary["wall_seconds"].items()))
     return lines

@@ -54,16 +54,15 @@ def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
         ax.grid(alpha=0.3)
         if len(cols) > 1:
             ax.legend(fontsize=7)
-        fig.tight_layout()
         fname = f"gen_{name.replace('[', '_').replace(']', '')}.png"
-        save_png(fig, out_dir / fname)
+        save_png(fig, out_dir / fname, tight=True)
         written.append(fname)
     return written
 
 
 def per_generation(rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Metrics as rows, generations as columns (a page is narrower than a run is long)."""
-    keys = list(dict.fromkeys(k for r in rows for k in r if k != "generation"))
+    keys = list(dict.fromkeys(k for r in rows for k in r if k not in ("generation", "na")))
     return [{"figure": Term(k), **{f"generation {r['generation']}": r.get(k) for r in rows}} for k in keys]
 
 
@@ -86,6 +85,9 @@ def generations_report(out_dir: Path, summary: Mapping[str, Any], graph: nx.Grap
     sections[2:2] = society_sections(out_dir, stances, transcripts, graph, facet="generation",
                                      marked=summary.get("policy_group"))
     sections.append(("Per generation", md_table(per_generation(rows))))
+    missing = [f"- generation {r['generation']}, {label(k)}: {why}" for r in rows for k, why in r.get("na", {}).items()]
+    if missing:
+        sections.append(("Figures not computed (n/a)", "\n".join(missing)))
     if summary.get("constitutions"):
         sections.append(("Collective constitution", constitution_versions(summary["constitutions"])))
     sections.append(("Plots", Grid([figure(p, label(_plot_key(p))) for p in summary["plots"]])))

@@ -39,9 +39,8 @@ def _scatter(profiles: pl.DataFrame, instrument: str, out_dir: Path) -> str:
     fig.supxlabel("people (95% CI)", fontsize=8)
     fig.supylabel("model, agents with the country's persona", fontsize=8)
     fig.suptitle(f"{TITLES[instrument]}: model vs people per country (dashed: no persona)", fontsize=9)
-    fig.tight_layout()
     name = f"human_{instrument}_profiles.png"
-    save_png(fig, out_dir / name)
+    save_png(fig, out_dir / name, tight=True)
     return name
 
 
@@ -82,14 +81,14 @@ def plot_human(profiles: pl.DataFrame, results: dict[str, Any], countries: list[
 def _instrument_sections(inst: str, m: dict[str, Any], profiles: pl.DataFrame, countries: list[str]) -> list:
     rows = [{"condition": label, "distance [95% CI]": m[cond]["distance"],
              "between-country r [95% CI]": m[cond]["correlation"] if m[cond]["correlation"]["value"] is not None
-             else "undefined (one profile for all countries)"}
+             else f"undefined ({m[cond]['correlation'].get('na', 'one profile for all countries')})"}
             for cond, label, _ in CONDITIONS]
     p = m["model"].get("permutation_p")
     how = ("every other ordering of the countries (exact p, the identity counted)" if m["shuffled"].get("exact")
            else "seeded random country shuffles")
     note = (f"Model r against {m['shuffled']['permutations']} {how}: permutation p = {p}. The shuffled row is the "
             "mean and 2.5-97.5% range over shuffles; the other rows' intervals are basic bootstrap intervals."
-            if p is not None else "")
+            if p is not None else f"Permutation p: n/a ({m['shuffled'].get('permutation_p_na', 'not computed')}).")
     per = [{"country": c, "model distance": m["model"]["per_country_distance"][i],
             "no-persona distance": m["no_persona"]["per_country_distance"][i]} for i, c in enumerate(countries)]
     wide = (profiles.filter(pl.col("instrument") == inst)

@@ -39,8 +39,7 @@ def plot_inverse(scopes: dict[str, Any], out_dir: Path) -> list[str]:
     ax.set_ylabel("held-out agreement with the labels")
     ax.set_title("Which principles explain the preferences? (held-out pairs, Wilson 95% CI)", fontsize=9)
     ax.legend(fontsize=7, ncol=3, loc="upper center")
-    fig.tight_layout()
-    save_png(fig, out_dir / "inverse_agreement.png")
+    save_png(fig, out_dir / "inverse_agreement.png", tight=True)
     return ["inverse_agreement.png"]
 
 
@@ -92,7 +91,9 @@ def inverse_report(out_dir: Path, summary: dict[str, Any]) -> list[str]:
              "of principles that best agrees with the training labels (greedy, a list votes by the mean of its "
              "principles' P(A)), scored on held-out pairs beside the constitution the society was given "
              f"({summary['given_constitution']}) and no principle.")
-    notes = (f"Candidates: {summary['principles']['candidates']} ({src}). Proposals: {p['asked']} asked, {p['parsed']} "
+    fewer = (f" (study.inverse.proposals={p['requested']}: only {p['asked']} training pairs have a decided label)"
+             if p.get("requested", p["asked"]) > p["asked"] else "")
+    notes = (f"Candidates: {summary['principles']['candidates']} ({src}). Proposals: {p['asked']} asked{fewer}, {p['parsed']} "
              f"parsed, {p['duplicate']} duplicates, **{p['unparsed']} unparsed (fallback: no candidate from that pair)**. "
              f"Bank: {b['drawn']} drawn from {b['pool']} ({b['drawn_ccai']} CCAI); CCAI statements {b['ccai']}."
              + (f" {b['ccai_not_accepted']} CCAI statements not accepted by the moderators left out."

@@ -50,8 +50,7 @@ def plot_norms(table: pl.DataFrame, cfg: AgoraConfig, out_dir: Path) -> list[str
         ax.set_xlabel("generation")
         ax.set_xticks(gen)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    save_png(fig, out_dir / "norms_tracking.png")
+    save_png(fig, out_dir / "norms_tracking.png", tight=True)
     return ["norms_tracking.png"]
 
 

@@ -19,6 +19,8 @@ from sim.report.render import (
     fmt,
     fmt_interval,
     md_table,
+    na_or,
+    panel_text,
     render,
     standard_sections,
 )
@@ -42,8 +44,7 @@ def plot_overton(metrics: dict[str, Any], out_dir: Path) -> list[str]:
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{title}\n(95% bootstrap CI over dilemmas)", fontsize=9)
     axes[0].set_ylabel("share of the clusters' positions")
-    fig.tight_layout()
-    save_png(fig, out_dir / PLOT)
+    save_png(fig, out_dir / PLOT, tight=True)
     return [PLOT]
 
 
@@ -68,7 +69,7 @@ def overton_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFrame
                    pairs: pl.DataFrame) -> list[str]:
     rows = [{"condition": c, "answers": v["answers"], "coverage [95% CI]": v["coverage"],
              "soft coverage [95% CI]": v["soft_coverage"]} for c, v in summary["conditions"].items()]
-    diffs = [{"difference": Term(k), "mean [95% CI]": v, "permutation p": v["permutation_p"], "dilemmas": v["n"]}
+    diffs = [{"difference": Term(k), "mean [95% CI]": v, "permutation p": na_or(v, "permutation_p"), "dilemmas": v["n"]}
              for k, v in summary["differences"].items()]
     own, other = summary["validity"]["own_position"], summary["validity"]["other_positions"]
     validity = (f"Panel members' answers covered their own cluster's position in {fmt_interval(own)} of {own['n']} "
@@ -80,7 +81,7 @@ def overton_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFrame
     intro = (f"{summary['dilemmas']} dilemmas; each cluster's position is its voices' side and the reason of its "
              f"surest voice ({ppd['mean']:.1f} positions per dilemma). Coverage is the share of those positions an "
              "answer represents, as a yes/no judge reads it, for the base model alone, the model told to weigh the "
-             "clusters, and a panel merged by a synthesiser.")
+             f"clusters, and a panel {panel_text(summary, 'overton')} merged by a synthesiser.")
     sections = standard_sections(summary, intro)
     sections += [("Coverage per condition", md_table(rows)), ("Paired differences (per dilemma)", md_table(diffs)),
                  ("Does the judge recognise a position's own voices?", validity),

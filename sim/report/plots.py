@@ -12,8 +12,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from matplotlib.ticker import Formatter  # noqa: E402
 
 from agents.worldview import cluster_label  # noqa: E402
+from sim.display import inert  # noqa: E402
 from sim.report.labels import known_range  # noqa: E402
 from sim.store import atomic_write_bytes  # noqa: E402
 
@@ -27,10 +30,64 @@ def error_bars(values: Sequence[float], lows: Sequence[float | None], highs: Seq
             [(hi if hi is not None else v) - v for v, hi in zip(values, highs, strict=True)]]
 
 
-def save_png(fig, path: Path, **savefig_kw) -> None:
-    """Render a figure to PNG and write it atomically (readers never see half a file); closes it."""
+class _InertTicks(Formatter):
+    """Any formatter's tick labels made inert as they are drawn (labels given to ``set_xticks``, category names);
+    everything else is the wrapped formatter's (its locations, offset and state)."""
+
+    def __init__(self, inner: Formatter) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str):  # noqa: ANN204  (only for what this class lacks)
+        return getattr(self.inner, name)
+
+    def __call__(self, x, pos=None) -> str:  # noqa: ANN001
+        return inert(self.inner(x, pos), newlines=False)
+
+    def format_ticks(self, values) -> list[str]:  # noqa: ANN001
+        return [inert(t, newlines=False) for t in self.inner.format_ticks(values)]
+
+    def format_data(self, value) -> str:  # noqa: ANN001
+        return inert(self.inner.format_data(value), newlines=False)
+
+    def format_data_short(self, value) -> str:  # noqa: ANN001
+        return inert(self.inner.format_data_short(value), newlines=False)
+
+    def get_offset(self) -> str:
+        return inert(self.inner.get_offset(), newlines=False)
+
+    def set_locs(self, locs) -> None:  # noqa: ANN001
+        self.inner.set_locs(locs)
+
+    def set_axis(self, axis) -> None:  # noqa: ANN001
+        self.axis = axis
+        self.inner.set_axis(axis)
+
+
+def inert_text(fig) -> None:  # noqa: ANN001
+    """Every text of ``fig`` inert (:func:`sim.display.inert`: a title naming a dilemma, a legend of cluster
+    names) and never read as mathtext (a ``$`` in an id is a dollar sign, not a formula that fails to parse)."""
+    for t in fig.findobj(Text):
+        t.set_text(inert(t.get_text()))
+        t.set_parse_math(False)
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for get, put in ((axis.get_major_formatter, axis.set_major_formatter),
+                             (axis.get_minor_formatter, axis.set_minor_formatter)):
+                if not isinstance(get(), _InertTicks):
+                    put(_InertTicks(get()))
+
+
+def save_png(fig, path: Path, tight: bool = False, **savefig_kw) -> None:
+    """Render a figure to PNG and write it atomically (readers never see half a file); closes it.
+
+    Its text is made inert (:func:`inert_text`) before anything draws it: ``tight`` lays it out here, after
+    that (``fig.tight_layout()`` draws, and matplotlib's missing-glyph warnings would quote a raw control)."""
+    inert_text(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", **savefig_kw)
+    with matplotlib.rc_context({"text.parse_math": False}):  # tick labels are made while drawing
+        if tight:
+            fig.tight_layout()
+        fig.savefig(buf, format="png", **savefig_kw)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
@@ -71,5 +128,4 @@ def plot_stance_shares(stances: pl.DataFrame, path: Path, title: str = "") -> No
     axes[0][0].set_ylabel("share choosing action A")
     axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"Stance shares per cluster {title}".strip(), fontsize=10)
-    fig.tight_layout()
-    save_png(fig, path)
+    save_png(fig, path, tight=True)

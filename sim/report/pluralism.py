@@ -18,6 +18,8 @@ from sim.report.render import (
     figure,
     fmt_interval,
     md_table,
+    na_or,
+    panel_text,
     render,
     standard_sections,
 )
@@ -44,8 +46,7 @@ def plot_pluralism(metrics: dict[str, Any], names: list[str], out_dir: Path) -> 
     ax2.set_ylabel("mean share of the judged perspective")
     ax2.set_title("Whose perspective the answers reflect", fontsize=9)
     ax2.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    save_png(fig, out_dir / "pluralism_entropy.png")
+    save_png(fig, out_dir / "pluralism_entropy.png", tight=True)
     return ["pluralism_entropy.png"]
 
 
@@ -55,7 +56,7 @@ def pluralism_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFra
     rows = [{"condition": c, "answers": v["answers"], "PDS entropy [95% CI]": v["entropy"],
              "pooled entropy": v["pooled_entropy"], **{cluster_label(n): v["mean_distribution"].get(n) for n in names}}
             for c, v in summary["conditions"].items()]
-    diffs = [{"difference": Term(k), "mean [95% CI]": v, "permutation p": v["permutation_p"]}
+    diffs = [{"difference": Term(k), "mean [95% CI]": v, "permutation p": na_or(v, "permutation_p")}
              for k, v in summary["differences"].items()]
     acc = summary.get("classifier_member_accuracy")
     validity = (f"The judge named a panel member's own cluster for {fmt_interval(acc)} of {acc['n']} member answers "
@@ -68,8 +69,9 @@ def pluralism_report(out_dir: Path, summary: dict[str, Any], answers: pl.DataFra
         Quote(r["text"], f"*{r['condition']}*{who(r)} (entropy {r['entropy']:.2f}, judged {cluster_label(r['top'])}):")
         for r in answers.filter(pl.col("dilemma_id") == d0).iter_rows(named=True)]
     sections = standard_sections(summary, f"{summary['dilemmas']} dilemmas answered three ways: one model alone, the "
-                                          "same model told to weigh every cluster's view, and a panel of agents from "
-                                          "different clusters merged by a synthesiser.")
+                                          "same model told to weigh every cluster's view, and a panel of agents "
+                                          f"{panel_text(summary, 'pluralism')} from different clusters merged by a "
+                                          "synthesiser.")
     sections += [("Perspective entropy per condition", md_table(rows)), ("Paired differences (per dilemma)", md_table(diffs)),
                  ("Is the judge able to tell perspectives apart?", validity),
                  ("Plot", figure("pluralism_entropy.png", "PDS entropy per condition and the judged perspective mix")),

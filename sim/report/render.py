@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 import yaml
 
+from sim.display import inert
 from sim.report.blocks import (  # noqa: F401 (fmt, fmt_interval: the report modules' one import)
     Code,
     Details,
@@ -30,10 +31,15 @@ from sim.report.blocks import (  # noqa: F401 (fmt, fmt_interval: the report mod
     Quote,
     Table,
     Term,
+    code_span,
     fmt,
     fmt_interval,
     has_interval,
+    html_text,
     keys_shown,
+    md_escape,
+    na_or,
+    panel_text,
     to_html,
     to_md,
 )
@@ -60,12 +66,13 @@ def md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = 
 
 
 def headline_table(headline: Mapping[str, Any]) -> Table:
-    """Figure, value, and a 95% interval column only when some figure has one."""
+    """Figure, value, and a 95% interval column only when some figure has one (or says why it has none)."""
     rows: list[dict[str, Any]] = []
     for k, v in headline.items():
         value = v.get("value") if isinstance(v, Mapping) else v
+        na = v.get("na") if isinstance(v, Mapping) else None
         rows.append({"figure": Term(k), "value": value,
-                     "95% interval": f"[{fmt(v['low'])}, {fmt(v['high'])}]" if has_interval(v) else ""})
+                     "95% interval": f"[{fmt(v['low'])}, {fmt(v['high'])}]" if has_interval(v) else f"n/a: {na}" if na else ""})
     cols = ["figure", "value"] + (["95% interval"] if any(r["95% interval"] for r in rows) else [])
     return Table(rows, cols, right=("95% interval",))
 
@@ -143,7 +150,7 @@ def transcript_sample(transcripts: pl.DataFrame, dilemmas: Mapping[str, str] | N
         return ["_(no transcripts)_"]
     d = transcripts["dilemma_id"][0]
     sub = transcripts.filter((pl.col("dilemma_id") == d) & (pl.col("generation") == transcripts["generation"][0]))
-    parts: list[Part] = [f"**Dilemma `{d}`**" + (f" (step {sub['step'][0]})" if "step" in sub.columns else "")]
+    parts: list[Part] = [f"**Dilemma {code_span(d)}**" + (f" (step {sub['step'][0]})" if "step" in sub.columns else "")]
     if dilemmas and d in dilemmas:
         parts.append(Quote(dilemmas[d], css="dilemma"))
     if budgets:
@@ -160,7 +167,7 @@ def transcript_sample(transcripts: pl.DataFrame, dilemmas: Mapping[str, str] | N
         parts += [Quote(r["text"], f"turn {r['turn']} — {who(r)}:") for r in turns.iter_rows(named=True)]
     for crit in sub.filter(pl.col("phase") == "critique").head(1).iter_rows(named=True):
         parts.append(Quote(crit["text"], f"*critique* of agent {crit['target_id']}'s answer by {who(crit)}, under "
-                                         f"principle `{crit['principle_id']}`:"))
+                                         f"principle {code_span(crit['principle_id'])}:"))
         rev = sub.filter((pl.col("phase") == "revision") & (pl.col("agent_id") == crit["target_id"]))
         parts += [Quote(r["text"], f"*revision* — {who(r)}:") for r in rev.head(1).iter_rows(named=True)]
     return parts
@@ -179,21 +186,22 @@ def figure(fname: str, caption: str) -> Figure:
 def render(out_dir: Path, title: str, sections: Sequence[tuple[str, Part | Sequence[Part]]],
            stem: str = "report") -> list[str]:
     """Write ``<stem>.md`` and ``<stem>.html`` (atomically) from ``(heading, parts)`` sections; a last
-    section lists the raw keys behind the labels shown."""
+    section lists the raw keys behind the labels shown. Headings are plain text (one may name a dilemma);
+    both pages are made inert whole, last, so no part can bring a raw control in (:mod:`sim.display`)."""
     sections = [(h, b) for h, b in sections if b]
     keys = list(dict.fromkeys(k for _, b in sections for k in keys_shown(b)))
     if keys:
         col = "key in summary.json and the parquet files"
         rows = [{"shown as": label(k), col: k} for k in keys]
         sections.append(("Keys", Details(f"Data keys behind this page's labels ({len(keys)})", [Table(rows, code=(col,))])))
-    md = f"# {title}\n\n" + "\n\n".join(f"## {h}\n\n{to_md(b)}" for h, b in sections) + "\n"
-    nav = "<nav>" + "".join(f'<a href="#s{k}">{html.escape(h)}</a>' for k, (h, _) in enumerate(sections)) + "</nav>"
-    body = "\n".join(f'<h2 id="s{k}">{html.escape(h)}</h2>\n{to_html(b)}' for k, (h, b) in enumerate(sections))
+    md = f"# {md_escape(title)}\n\n" + "\n\n".join(f"## {md_escape(h)}\n\n{to_md(b)}" for h, b in sections) + "\n"
+    nav = "<nav>" + "".join(f'<a href="#s{k}">{html_text(h)}</a>' for k, (h, _) in enumerate(sections)) + "</nav>"
+    body = "\n".join(f'<h2 id="s{k}">{html_text(h)}</h2>\n{to_html(b)}' for k, (h, b) in enumerate(sections))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' content='width=device-width'>"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>\n"
             f"{nav}\n{body}\n</body></html>\n")
-    atomic_write_bytes(out_dir / f"{stem}.md", md.encode())
-    atomic_write_bytes(out_dir / f"{stem}.html", page.encode())
+    atomic_write_bytes(out_dir / f"{stem}.md", inert(md).encode())
+    atomic_write_bytes(out_dir / f"{stem}.html", inert(page).encode())
     return [f"{stem}.md", f"{stem}.html"]
 
 
@@ -224,7 +232,7 @@ def constitution_versions(versions: Sequence[Mapping[str, Any]]) -> list[Part]:
     """Each version's judging principles (drafted by agents: untrusted text) with their approval."""
     parts: list[Part] = []
     for v in versions:
-        parts.append(f"**`{v['tag']}`** (before generation {v['generation']})")
+        parts.append(f"**{code_span(v['tag'])}** (before generation {v['generation']})")
         parts.append(Items([(p["text"], f"(approval {fmt(p.get('approval'), 2)})" if p.get("approval") is not None else "")
                             for p in v["judge"]]))
     return parts

@@ -117,8 +117,7 @@ def plot_social_graph(graph: nx.Graph, stances: pl.DataFrame, transcripts: pl.Da
                   + ("" if change else "\nand no choice after the first to compare"), fontsize=10)
     for ax in (ax1, ax2):
         ax.set_axis_off()
-    fig.tight_layout()
-    save_png(fig, path)
+    save_png(fig, path, tight=True)
     return path.name
 
 
@@ -185,8 +184,7 @@ def plot_cluster_choices(stances: pl.DataFrame, path: Path, facet: str = "dilemm
     for ax in axes[-1]:
         ax.set_xlabel("share choosing A (95% Wilson interval)", fontsize=8)
     axes.flat[0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.08), ncol=len(phases), frameon=False)
-    fig.tight_layout()
-    save_png(fig, path)
+    save_png(fig, path, tight=True)
     more = f" (the first {len(shown)} of {len(values)})" if len(values) > len(shown) else ""
     what = "dilemma" if facet == "dilemma_id" else facet
     return path.name, f"Share choosing action A per cluster and phase, one panel per {what}{more}, with 95% intervals"

@@ -2,7 +2,11 @@
 real embedded model unless a test says otherwise: a tiny society, every experiment preset, sweeps, evaluation."""
 
 import json
+import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ import pytest
 
 from sim import store
 from sim.experiments.society_run import OUTPUT_FILES
-from tests.helpers import AGORA_EVAL, AGORA_REPORT, agora
+from tests.helpers import AGORA_EVAL, AGORA_REPORT, ROOT, agora
 
 
 @pytest.fixture(scope="module")
@@ -293,8 +297,8 @@ def test_human_distributions_preset_on_the_embedded_model(tmp_path):
 # -- agora-eval ----------------------------------------------------------------------------------------------
 def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     out = tmp_path / "ev"
-    res = agora(f"eval.data_dir={shared_data}", "eval.hhh_items=3", "eval.scenarios=2", "population.size=4",
-                f"hydra.run.dir={out}", code=AGORA_EVAL)
+    res = agora(f"eval.data_dir={shared_data}", "eval.suites=[hhh,moralchoice,steerability]", "eval.hhh_items=3",
+                "eval.scenarios=2", "population.size=4", f"hydra.run.dir={out}", code=AGORA_EVAL)
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((out / "eval.json").read_text())
     assert set(summary) >= {"hhh", "moralchoice", "steerability"}
@@ -313,3 +317,27 @@ def test_agora_eval_command_runs_every_suite(shared_data, tmp_path):
     assert np.isfinite(items.filter(pl.col("suite") != "hhh")["p_action1"].to_numpy()).all()
     bad = agora("eval.suites=[vibes]", f"hydra.run.dir={tmp_path / 'x'}", code=AGORA_EVAL, timeout=120)
     assert bad.returncode != 0 and "unknown eval suite" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_agora_eval_with_its_defaults_works_on_a_clone_with_no_shared_data(tmp_path):
+    """A user's ``git clone``: no ``../shared`` beside it. The default suites read only what agora ships; the hhh
+    suite, whose file cannot ship, says in one line what to pass."""
+    clone = tmp_path / "clone"
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, clone / name)
+    env = {k: v for k, v in os.environ.items() if k != "AGORA_SHARED_DATA"} | {"PYTHONPATH": str(clone)}
+    cmd = [sys.executable, "-c", AGORA_EVAL]
+    res = subprocess.run([*cmd, "eval.scenarios=2", "population.size=4", "hydra.run.dir=ev"], cwd=clone, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((clone / "ev" / "eval.json").read_text())
+    assert summary["suites"] == ["moralchoice", "steerability"] and "hhh" not in summary
+    assert summary["moralchoice"]["scenarios"] == {"low": 2, "high": 2} and summary["steerability"]
+    res = subprocess.run([*cmd, "eval.suites=[hhh]", "eval.hhh_items=120", "hydra.run.dir=hhh"], cwd=clone, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and not (clone / "hhh").exists(), res.stderr[-2000:]
+    (line,) = res.stderr.strip().splitlines()
+    assert line.startswith("agora: error: ") and "HHH file not found" in line and "eval.hhh_path=" in line

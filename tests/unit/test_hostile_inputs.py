@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -28,7 +29,7 @@ from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
 from sim.experiments.society_run import run
-from tests.helpers import AGORA_INJECTION, AGORA_SANITY, agora, start_agora, tiny_config
+from tests.helpers import AGORA_EVAL, AGORA_INJECTION, AGORA_REPORT, AGORA_SANITY, agora, start_agora, tiny_config
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}
 OK_LINE = json.dumps(OK)
@@ -43,10 +44,10 @@ def one_line(exc: BaseException, *needles: str) -> str:
     return msg
 
 
-def cli_one_line(res: subprocess.CompletedProcess, *needles: str) -> str:
+def cli_one_line(res: subprocess.CompletedProcess, *needles: str, prog: str = "agora") -> str:
     assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
     err = res.stderr.strip()
-    assert err.startswith("agora: error: ") and "\n" not in err and "Traceback" not in err, err
+    assert err.startswith(f"{prog}: error: ") and "\n" not in err and "Traceback" not in err, err
     for n in needles:
         assert n in err, (n, err)
     return err
@@ -371,7 +372,7 @@ def test_measurement_commands_refuse_bad_arguments_before_any_work(tmp_path, cod
     (tmp_path / "a_file").write_text("")
     args = tuple(str(tmp_path / "a_file") if a == "A_FILE" else a for a in args)
     res = agora(*args, code=code, timeout=120)
-    assert res.returncode == 2 and needle in res.stderr.strip().splitlines()[-1] and "Traceback" not in res.stderr
+    cli_one_line(res, needle, prog="agora-injection" if code == AGORA_INJECTION else "agora-sanity")
 
 
 def test_a_refused_config_leaves_no_run_folder_behind(tmp_path):
@@ -530,3 +531,233 @@ def test_disk_full_is_one_line_naming_the_file_and_the_last_checkpoint_resumes(u
     assert res.returncode == 0, res.stderr[-2000:]
     for f in PARQUETS:
         assert (d / f).read_bytes() == (uninterrupted / f).read_bytes(), f
+
+
+# -- every entry point: one line, before the work ------------------------------------------------------------
+PROGS = {AGORA_SANITY: "agora-sanity", AGORA_INJECTION: "agora-injection", AGORA_REPORT: "agora-report"}
+
+
+@pytest.mark.parametrize("code,args,needle", [
+    (AGORA_SANITY, ("--bogus",), "unrecognized arguments: --bogus"),
+    (AGORA_SANITY, ("--train", "100000000"), "--train: must be <= 126, got 100,000,000"),
+    (AGORA_SANITY, ("--train", "100", "--eval", "100"), "--train + --eval must be <= 128"),
+    (AGORA_SANITY, ("--out", ""), "--out: must name a path"),
+    (AGORA_SANITY, ("--seed", str(2**64)), "--seed: must be <= 4,294,967,295"),
+    (AGORA_INJECTION, ("--dilemmas", "65"), "--dilemmas: must be <= 64, got 65"),
+    (AGORA_INJECTION, ("--out", ""), "--out: must name a path"),
+    (AGORA_INJECTION, ("--seed",), "--seed: expected one argument"),
+    (AGORA_REPORT, (), "the following arguments are required: dirs"),
+    (AGORA_REPORT, ("--bogus", "x"), "unrecognized arguments: --bogus"),
+    (AGORA_REPORT, ("/no/such/folder",), "/no/such/folder: no such directory"),
+    (None, ("llm=scripted", "--bogus"), "unrecognized arguments: --bogus"),  # Hydra's own parser
+    (None, ("--multirun", "--cfg", "job", "llm=scripted"), "only one of --run, --multirun, --cfg"),  # was a traceback
+    (AGORA_EVAL, ("--resolve",), "--resolve goes with --cfg or --help"),
+])
+def test_argument_errors_of_every_command_are_one_line_not_a_usage_block(code, args, needle):
+    res = agora(*args, code=code, timeout=120)
+    err = cli_one_line(res, needle, prog={**PROGS, None: "agora", AGORA_EVAL: "agora-eval"}[code])
+    assert "usage:" not in err
+
+
+@pytest.mark.parametrize("code", [AGORA_SANITY, AGORA_INJECTION])
+def test_measurement_help_still_shows_every_option(code):
+    res = agora("--help", code=code, timeout=120)
+    assert res.returncode == 0 and res.stdout.startswith(f"usage: {PROGS[code]}") and "--seed" in res.stdout
+
+
+@pytest.mark.parametrize("code,args", [
+    (AGORA_SANITY, ("--out", "OUT")),
+    (AGORA_INJECTION, ("--out", "OUT/i.json")),
+    (None, (*TINY[:1], "llm=embedded", "experiment=tiny", "hydra.run.dir=OUT/run")),
+    (AGORA_EVAL, ("eval.scenarios=2", "hydra.run.dir=OUT/run")),
+])
+def test_no_weights_in_the_cache_is_one_line_from_every_command(tmp_path, code, args):
+    """``AGORA_CACHE`` with no weights: the weights' path and how to fetch them, before any training or reading."""
+    (tmp_path / "OUT").mkdir()
+    args = tuple(a.replace("OUT", str(tmp_path / "OUT")) for a in args if a != TINY[0])
+    res = agora(*args, code=code, env={"AGORA_CACHE": str(tmp_path / "empty")}, timeout=120)
+    cli_one_line(res, str(tmp_path / "empty"), "not found", "make setup", prog=PROGS.get(code, "agora"))
+    assert not (tmp_path / "empty").exists()  # looked for, not made
+
+
+@pytest.fixture
+def base_model_folder(tmp_path):
+    """A base model's folder (config, weights, tokenizer), not a reward model: it would load with a random head."""
+    d = tmp_path / "base"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps({"architectures": ["BertModel"], "model_type": "bert"}))
+    (d / "model.safetensors").write_bytes(b"")
+    (d / "tokenizer.json").write_text("{}")
+    return d
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (("eval.reward_model=EMPTY",), "no config.json: not a saved reward model"),
+    (("eval.reward_model=/no/such/rm",), "eval.reward_model=/no/such/rm: no such folder"),
+    (("eval.reward_model=A_FILE",), "not a folder"),
+    (("eval.reward_model=BASE",), "names no sequence-classification model"),
+    (("eval.suites=[moralchoice]", "eval.reward_model=BASE"), "scored on the HHH comparisons"),
+    (("eval.data_dir=/no/such/data",), "eval.data_dir=/no/such/data: no such folder"),
+    (("eval.moralchoice_dir=EMPTY",), "MoralChoice file not found"),
+    (("eval.suites=[hhh]", "eval.hhh_path=/no/such.jsonl"), "HHH file not found"),
+    (("eval.suites=[hhh,hhh]",), "eval.suites names ['hhh'] more than once"),
+])
+def test_eval_paths_are_checked_before_the_model_loads(tmp_path, base_model_folder, overrides, needle):
+    _eval_paths_case(tmp_path, base_model_folder, "agora-eval", overrides, needle)
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (("eval.reward_model=BASE",), "names no sequence-classification model"),
+    (("eval.data_dir=/no/such/data",), "eval.data_dir=/no/such/data: no such folder"),
+    (("eval.suites=[hhh]", "eval.hhh_path=/no/such.jsonl"), "HHH file not found"),
+])
+def test_a_society_run_checks_its_eval_paths_before_the_society_runs(tmp_path, base_model_folder, overrides, needle):
+    _eval_paths_case(tmp_path, base_model_folder, "agora", overrides, needle)
+
+
+def _eval_paths_case(tmp_path, base_model_folder, command, overrides, needle):
+    """The cache holds no weights: had the model loaded first, the error would be about the weights."""
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "a_file").write_text("")
+    subs = {"EMPTY": str(tmp_path / "EMPTY"), "BASE": str(base_model_folder), "A_FILE": str(tmp_path / "a_file")}
+    given = [o.split("=")[0] + "=" + subs.get(o.split("=", 1)[1], o.split("=", 1)[1]) for o in overrides]
+    if not any(o.startswith("eval.suites") for o in given):
+        given.append("eval.suites=[hhh,moralchoice]")
+    hhh = [] if any("hhh_path" in o for o in given) else [f"eval.hhh_path={tmp_path / 'hhh.jsonl'}"]
+    (tmp_path / "hhh.jsonl").write_text(json.dumps(HHH_ROW) + "\n")
+    run = tmp_path / "run"
+    res = agora("experiment=tiny", *hhh, *given, f"hydra.run.dir={run}", code=AGORA_EVAL if command == "agora-eval" else None,
+                env={"AGORA_CACHE": str(tmp_path / "no_weights")}, timeout=120)
+    cli_one_line(res, needle)
+    if command == "agora-eval":
+        assert not run.exists()  # refused before the run's folder was used: nothing left behind
+    elif run.exists():  # a run's folder keeps the line in cli.log (agora-report reads it), but nothing ran
+        assert not (run / CHECKPOINT).exists() and needle in (run / "cli.log").read_text()
+
+
+HHH_ROW = {"prompt": "Consider the following conversation between a human and an assistant:\n\nHuman: Hi\n\n"
+                     "Please choose the response that is the most helpful, honest, and harmless. Options:\n"
+                     " (A) [[[Hello!]]]\n (B) [[[Go away.]]]\n\nThe answer is:",
+           "corrects": [" (A)"], "incorrects": [" (B)"], "text_correct": "\n\nHuman: Hi\n\nAssistant: Hello!",
+           "text_incorrect": "\n\nHuman: Hi\n\nAssistant: Go away."}
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("population.clusters=[confucian,islamic,confucian]", "population.clusters names ['confucian'] more than once"),
+    ("study.ablation.constitutions=[none,multiplex,none]", "study.ablation.constitutions names ['none'] more than once"),
+    ("study.human.instruments=[mfq,mfq]", "each once"),
+    ("study.human.countries=[France,Japan,France,US]", "at least 3 different countries"),
+])
+def test_a_list_setting_that_names_something_twice_is_refused(tmp_path, override, needle):
+    cli_one_line(agora(*TINY, override, f"hydra.run.dir={tmp_path / 'run'}", timeout=120), "bad config:", needle)
+
+
+# -- sweeps: every point checked before the first runs --------------------------------------------------------
+@pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_local"])
+def test_a_sweep_with_one_bad_point_runs_nothing_and_names_the_point(tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    res = agora("--multirun", *TINY, "population.size=4,1,5", f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}",
+                timeout=180)
+    cli_one_line(res, "sweep point #1 of 3 (population.size=1)", "population.size must be at least 2", "no point was run")
+    assert not sweep.exists() and not res.stdout.strip()  # nothing started, no folder made
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (("seed=0,1", "population.size=4,2.5"), "sweep point #1 of 4 (seed=0 population.size=2.5)"),
+    (("seed=0,1", "+foo=1,2"), "Key 'foo' not in 'AgoraConfig'"),
+    (("experiment=tiny,plurlism",), "sweep point #1 of 2 (experiment=plurlism)"),
+    (("hydra.mode=MULTIRUN", "population.size=3,1"), "sweep point #1 of 2 (population.size=1)"),  # no --multirun
+])
+def test_every_kind_of_bad_sweep_point_is_found_before_any_runs(tmp_path, overrides, needle):
+    multirun = () if "hydra.mode=MULTIRUN" in overrides else ("--multirun",)
+    sweep = tmp_path / "sweep"
+    res = agora(*multirun, *TINY, *overrides, f"hydra.sweep.dir={sweep}", timeout=180)
+    cli_one_line(res, needle)
+    assert not sweep.exists()
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    (("scenario.dilemmas=default,/no/such.jsonl",), "sweep point #1 of 2 (scenario.dilemmas=/no/such.jsonl)"),
+    (("experiment=tiny_evolve", "alignment.reward.backbone=minilm,/no/such/model"),
+     "alignment.reward.backbone=/no/such/model: no such folder"),
+    (("experiment=tiny_evolve", "eval.suites=[],[moralchoice]"), "a generations run does not evaluate"),
+])
+def test_a_sweep_point_whose_inputs_are_missing_is_found_before_any_runs(tmp_path, overrides, needle):
+    sweep = tmp_path / "sweep"
+    preset = () if any(o.startswith("experiment=") for o in overrides) else ("experiment=tiny",)
+    res = agora("--multirun", "llm=scripted", "sim.progress=false", *preset, *overrides, f"hydra.sweep.dir={sweep}",
+                timeout=180)
+    cli_one_line(res, needle, "no point was run")
+    assert not sweep.exists()
+
+
+@pytest.mark.parametrize("overrides,env,needle", [
+    (("alignment.reward.backbone=/no/such/model",), {}, "alignment.reward.backbone=/no/such/model: no such folder"),
+    (("llm.model_path=EMPTY",), {}, "llm.model_path=EMPTY: not a Hugging Face model folder (no config.json)"),
+    ((), {"AGORA_CACHE": "NO_WEIGHTS"}, "all-MiniLM-L6-v2 not found at NO_WEIGHTS"),
+    (("eval.suites=[moralchoice]",), {}, "a generations run does not evaluate"),
+])
+def test_a_training_run_checks_its_model_folders_and_weights_before_the_society_runs(tmp_path, overrides, env, needle):
+    """These used to fail after the society's work, when training began (Hugging Face's repo-id message for a
+    missing backbone folder), or to be ignored (eval.suites)."""
+    (tmp_path / "EMPTY").mkdir()
+    subs = {"EMPTY": str(tmp_path / "EMPTY"), "NO_WEIGHTS": str(tmp_path / "no_weights")}
+    fill = lambda text: next((text.replace(k, v) for k, v in subs.items() if k in text), text)  # noqa: E731
+    run = tmp_path / "run"
+    res = agora("llm=scripted", "sim.progress=false", "experiment=tiny_evolve", *map(fill, overrides), f"hydra.run.dir={run}",
+                env={k: fill(v) for k, v in env.items()}, timeout=120)
+    cli_one_line(res, fill(needle))
+    assert not run.exists()
+
+
+# -- agora-report: what did not finish, and why ---------------------------------------------------------------
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert path.exists(), f"{path} never appeared"
+
+
+def test_agora_report_lists_every_run_that_did_not_finish_and_why(tmp_path):
+    """A sweep whose second point cannot reach its model server (it fails alone; the third runs) and whose third
+    point's folder is then removed (as if the sweep had been killed before it started), a run killed with
+    SIGKILL, one stopped with SIGTERM and one still running: one run compared, five listed with their reasons on
+    the console line and in the report's table."""
+    root = tmp_path / "runs"
+    res = agora("--multirun", "llm=scripted,openai_compatible,scripted", "llm.base_url=http://127.0.0.1:9/v1",
+                "llm.model=x", "llm.max_retries=0", "experiment=tiny", "sim.progress=false", "calibration.enabled=false",
+                f"hydra.sweep.dir={root / 'sweep'}", timeout=300)
+    assert res.returncode == 2 and "model server http://127.0.0.1:9/v1 failed" in res.stderr
+    assert (root / "sweep" / "2" / "summary.json").is_file()  # a failed point does not stop the sweep
+    shutil.rmtree(root / "sweep" / "2")
+    long_run = ("llm=scripted", "population.size=6", "sim.steps=100000", "sim.progress=false", "calibration.enabled=false")
+    procs = {name: start_agora(*long_run, f"hydra.run.dir={root / name}") for name in ("killed", "stopped", "running")}
+    try:
+        for name, proc in procs.items():
+            _wait_for(root / name / CHECKPOINT, proc)
+        procs["killed"].kill()
+        procs["stopped"].send_signal(signal.SIGTERM)
+        for name in ("killed", "stopped"):
+            procs[name].wait(timeout=60)
+        res = agora(str(root), "-o", str(tmp_path / "report"), code=AGORA_REPORT, timeout=300)
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait(timeout=60)
+    assert res.returncode == 0 and not res.stderr.strip(), res.stderr[-2000:]
+    (line,) = res.stdout.strip().splitlines()
+    assert line.startswith("agora-report: compared 1 run -> ") and "; 5 did not finish: " in line, line
+    reasons = {
+        root / "sweep" / "1": "failed: model server http://127.0.0.1:9/v1 failed",
+        root / "sweep" / "2": "never started: no folder; point #2 of 3",
+        root / "killed": f"killed: its checkpoint is kept, no summary.json; agora resume={root / 'killed'} continues it",
+        root / "stopped": f"interrupted; agora resume={root / 'stopped'} continues it",
+        root / "running": f"still running (pid {procs['running'].pid}, started ",
+    }
+    page = (tmp_path / "report" / "report.md").read_text()
+    table = page.split("## Did not finish", 1)[1].split("##", 1)[0]
+    for folder, reason in reasons.items():
+        assert f"{folder} ({reason}" in line, (folder, line)
+        row = next(r for r in table.splitlines() if r.startswith(f"| {folder} |"))
+        assert reason in row.replace("\\", ""), row  # Markdown escapes some characters
+    assert "1 run compared; 5 did not finish" in page

@@ -234,13 +234,16 @@ def test_no_candidate_is_reported_as_na_not_as_a_list_that_scores_zero(no_candid
 
 
 def test_a_scope_whose_training_labels_are_all_ties_learns_no_list():
-    label = np.array([0.5, 0.5, 0.9, 0.9, 0.1, 0.1])
-    scores = np.vstack([[0.9, 0.1, 0.8, 0.8, 0.2, 0.2], np.full(6, 0.5)])
-    held = np.array([False, True, False, True, False, True])
-    out = explain_scopes(scores, label, ["t", "t", "d", "d", "d", "d"], held,
+    # scope t: its training pair is a tie; scope d: 4 decided training pairs (the minimum), 4 held out
+    label = np.array([0.5, 0.5, 0.9, 0.9, 0.1, 0.1, 0.9, 0.9, 0.1, 0.1])
+    scores = np.vstack([[0.9, 0.1, 0.8, 0.8, 0.2, 0.2, 0.8, 0.8, 0.2, 0.2], np.full(10, 0.5)])
+    held = np.array([False, True] * 5)
+    out = explain_scopes(scores, label, ["t"] * 2 + ["d"] * 8, held,
                          {"candidate": [0], "given": [0], "none": [1]}, 2, seed=0, n_boot=50)
-    assert out["t"]["na"] == "no decided training pair" and out["t"]["methods"]["learned"]["held_out"]["value"] is None
+    assert out["t"]["na"].startswith("0 decided training pair(s), fewer than 4")
+    assert out["t"]["methods"]["learned"]["held_out"]["value"] is None
     assert out["t"]["learned_minus"]["no_principle"]["value"] is None
+    assert out["t"]["methods"]["learned"]["held_out"]["na"] == out["t"]["na"]
     assert out["d"]["na"] is None and out["d"]["methods"]["learned"]["held_out"]["value"] == 1.0
 
 

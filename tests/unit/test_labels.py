@@ -216,14 +216,16 @@ def test_config_values_that_would_hang_or_read_wrongly_are_refused(section, kw):
         cls(**kw)
 
 
-def test_agora_eval_finds_the_bundled_low_ambiguity_set_when_no_data_folder_has_it(tmp_path):
+def test_agora_eval_finds_the_bundled_moralchoice_sets_when_no_data_folder_has_them(tmp_path):
     from alignment.config import EvalConfig
+    from scenarios.dilemma import BUNDLED_DIR
     from sim.calibration import MORALCHOICE_LOW
     from sim.probes import moralchoice_path
 
     e = EvalConfig(data_dir=str(tmp_path))
     assert moralchoice_path(e, "low") == MORALCHOICE_LOW
-    with pytest.raises(InputError, match="MoralChoice file not found"):
-        moralchoice_path(e, "high")  # not bundled
+    assert moralchoice_path(e, "high") == BUNDLED_DIR / "moralchoice_high_ambiguity_dev.csv"
     with pytest.raises(InputError):  # a folder the user named is never silently replaced
         moralchoice_path(EvalConfig(moralchoice_dir=str(tmp_path)), "low")
+    with pytest.raises(InputError, match="eval.data_dir=.*: no such folder"):  # nor a data folder that is not there
+        moralchoice_path(EvalConfig(data_dir=str(tmp_path / "typo")), "low")

@@ -16,7 +16,7 @@ from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.experiments.society_run import run
 from sim.society import Society
-from tests.helpers import ROOT, _env, tiny_config
+from tests.helpers import ROOT, child_env, tiny_config
 
 ANSWER = re.compile(r"Answer \((A|B)\):\n<<<(.*?)>>>", re.S)
 
@@ -176,7 +176,7 @@ def test_importing_the_society_leaves_the_start_method_and_tqdm_needs_no_semapho
             "from tqdm.auto import tqdm\n"
             "tqdm(total=1).close()\n"
             "print(mp.get_start_method(), rt._resource_tracker._fd)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["None", "fork", "None"]  # none chosen; then the platform's own, and no tracker
 

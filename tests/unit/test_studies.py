@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import re
 
 import networkx as nx
@@ -245,18 +246,28 @@ def test_presets_compose_to_checked_configs(preset, kind):
 def test_launcher_configs_compose():
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     import sim.cli  # noqa: F401
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         slurm = compose("config", overrides=["hydra/launcher=slurm", "experiment=pluralism"], return_hydra_config=True)
-        ray = compose("config", overrides=["hydra/launcher=ray_cluster"], return_hydra_config=True)
+        local = compose("config", overrides=["hydra/launcher=slurm_local"], return_hydra_config=True)
+        ray = {dev: compose("config", overrides=["hydra/launcher=ray_cluster", f"llm.device={dev}"], return_hydra_config=True)
+               for dev in ("auto", "cuda")}
         joblib = compose("config", overrides=["hydra/launcher=joblib"], return_hydra_config=True)
     launcher = slurm.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert launcher.gpus_per_node == 1 and launcher.timeout_min == 120 and launcher.partition is None
+    assert launcher.max_num_timeout == 3  # a run past the time limit is requeued and resumes
     made = instantiate(launcher)  # the real plugin class accepts every key we set
     assert type(made).__name__ == "SlurmLauncher"
-    assert ray.hydra.launcher._target_ == "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
-    assert ray.hydra.launcher.ray.remote.num_gpus == 1
+    assert type(instantiate(local.hydra.launcher)).__name__ == "LocalLauncher"
+    # a GPU per point only when the run asks for cuda; no object_store_memory (refused on a running cluster)
+    for dev, gpus in (("auto", 0), ("cuda", 1)):
+        made = instantiate(ray[dev].hydra.launcher)
+        assert type(made).__name__ == "RayLauncher"
+        assert OmegaConf.to_container(made.ray_cfg.remote, resolve=True) == {"num_gpus": gpus, "num_cpus": 1, "max_retries": 3}
+        assert OmegaConf.to_container(made.ray_cfg.init, resolve=True) == {"address": os.environ.get("RAY_ADDRESS", "auto"),
+                                                                                "object_store_memory": None}
     assert joblib.hydra.launcher._target_.endswith("JoblibLauncher")

