@@ -447,14 +447,16 @@ def society_run(backend: LLMBackend, persona: PersonaConfig | None, plan: Plan, 
 class Stages:
     """Each stage's result cached as JSON, so an interrupted study resumes where it stopped."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, cached_only: bool = False) -> None:
+        self.folder, self.cached_only = folder, cached_only
         folder.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
         path = self.folder / (re.sub(r"[^A-Za-z0-9_.=-]+", "_", name) + ".json")
         if path.is_file():
             return json.loads(path.read_text())
+        if self.cached_only:
+            return {"not_run": name}
         t0 = time.perf_counter()
         out = fn()
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -469,9 +471,10 @@ def select(grid: dict[str, dict[str, Any]], candidates: Sequence[str]) -> str:
     return max(ok, key=lambda k: (grid[k]["human"]["mfq"]["r"] or -2, -grid[k]["human"]["mfq"]["distance"]))
 
 
-def run(plan: Plan, seed: int, out: Path, engine: LLMBackend | None = None) -> dict[str, Any]:
-    """The study; ``engine`` defaults to the embedded model (a scripted one checks the pipeline's logic)."""
-    stage = Stages(out.with_suffix(".stages"))
+def run(plan: Plan, seed: int, out: Path, engine: LLMBackend | None = None, cached_only: bool = False) -> dict[str, Any]:
+    """The study; ``engine`` defaults to the embedded model (a scripted one checks the pipeline's logic).
+    ``cached_only``: the figures of the stages already run; a stage not run reads ``{"not_run": name}``."""
+    stage = Stages(out.with_suffix(".stages"), cached_only)
     t_start = time.perf_counter()
     if engine is None:
         from agents.llm.embedded import EmbeddedBackend
@@ -566,7 +569,8 @@ def run(plan: Plan, seed: int, out: Path, engine: LLMBackend | None = None) -> d
             "split": {k: (v if k in ("tune", "held") else [getattr(x, "id", x) for x in v]) for k, v in sp.items()},
             "tuning_grid": grid, "chosen": chosen, "held_out_winner_by_mfq_r": winner, "held_out_people": held,
             "society_readings": society,
-            "reasons": reason, "society_runs": runs, "seconds": round(time.perf_counter() - t_start, 1),
+            "reasons": reason, "society_runs": runs, "cached_only": cached_only,
+            "seconds": round(time.perf_counter() - t_start, 1),
             "backend": engine.name, "backend_stats": dataclasses.asdict(engine.stats)}
 
 
@@ -576,6 +580,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--scripted", action="store_true", help="a scripted backend: the pipeline's logic, no model")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="write the figures of the stages already run (<out>.stages/); those not run read not_run")
     a = ap.parse_args(argv)
     out = a.out or ROOT / "benches" / ("persona_study_quick.json" if a.quick else "persona_study.json")
     engine = None
@@ -583,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from agents.llm.scripted import ScriptedBackend
 
         engine = ScriptedBackend(record=False)
-    result = run(QUICK if a.quick else FULL, a.seed, out, engine)
+    result = run(QUICK if a.quick else FULL, a.seed, out, engine, a.cached_only)
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
 
