@@ -199,6 +199,32 @@ def load_mfq_by_country() -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in out.items()}
 
 
+def load_country_values(shared_data: Path) -> dict[str, dict[str, float]]:
+    """Each cluster country's own Inglehart–Welzel (latest wave) and Hofstede scores, read at run time from
+    ``shared_data`` (the IVS scores are for non-commercial use and are not bundled; only cluster means are).
+
+    Returns:
+        MFQ country name -> axis -> score (a Hofstede dimension the country lacks is left out).
+
+    Raises:
+        FileNotFoundError: ``shared_data`` lacks the Hofstede or IVS files.
+    """
+    ivs = shared_data / "inglehart_welzel_ivs"
+    trad = _latest_by_geo(ivs / "ddf--datapoints--tradagg--by--geo--year.csv", "tradagg")
+    surv = _latest_by_geo(ivs / "ddf--datapoints--survsagg--by--geo--year.csv", "survsagg")
+    hof: dict[str, list[float | None]] = {}
+    with (shared_data / "hofstede" / "6-dimensions-for-website-2015-08-16.csv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter=";"):
+            hof[row["ctr"]] = [None if row[c] == "#NULL!" else float(row[c]) for c in _HOFSTEDE_COLS]
+    out: dict[str, dict[str, float]] = {}
+    for members in CLUSTER_COUNTRIES.values():
+        for geo, ctr, country in members:
+            values = {"traditional_secular": round(trad[geo], 4), "survival_selfexpression": round(-surv[geo], 4)}
+            values |= {a: v for a, v in zip(HOFSTEDE_AXES, hof[ctr], strict=True) if v is not None}
+            out[country] = values
+    return out
+
+
 def country_cluster(country: str) -> str:
     """The cluster a country (MFQ display name) belongs to, or "" when it is in none."""
     return next((name for name, ms in CLUSTER_COUNTRIES.items() if country in {m[2] for m in ms}), "")

@@ -15,6 +15,7 @@ from agents.culture import (
     load_clusters,
     load_mfq_profiles,
 )
+from agents.llm.base import Conditioning
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,12 +27,15 @@ class Worldview:
         values: score per axis (see :data:`agents.culture.AXIS_SCALES` for each scale).
         persona: the system-prompt text rendered from ``values`` by :func:`render_persona`.
         source_country: the country of the real MFQ-30 respondent whose profile it carries.
+        conditioning: how the persona acts beyond its text (``agents.persona.condition`` sets it; None: the
+            text alone); every system prompt rendered from this worldview carries it.
     """
 
     cluster: str
     values: Mapping[str, float]
     persona: str = ""
     source_country: str = ""
+    conditioning: Conditioning | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.values) - set(AXIS_SCALES)
