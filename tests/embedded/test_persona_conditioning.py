@@ -66,7 +66,6 @@ def test_a_steered_prompt_is_never_served_from_an_unsteered_cache(embedded):
     assert abs(s[0] - p[0]) > 1e-2  # and the vector does change the scores
     cache, key = backend._prefix_cache, steered.conditioning.steer_key
     ids = backend._prompt_ids(plain.messages)  # the steered prompt's tokens too: only its vector differs
-    assert cache.find(ids, len(ids), ns=key)[0] > 0  # the steered row kept its KV under its own identity
     cache.clear()
     cache.store(ids, lambda n: torch.zeros(1, 2, 1, n, 1))  # plain KV only: a steered lookup misses it
     assert cache.find(ids, len(ids))[0] > 0 and cache.find(ids, len(ids), ns=key) == (0, None)
