@@ -27,6 +27,7 @@ from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
+from sim import aio
 from sim.abm import mesa
 from sim.citizen import Citizen, Counted, Seen, StepBar
 from sim.config import AgoraConfig
@@ -278,7 +279,7 @@ class Society(mesa.Model):
         thresholds = gc.get_threshold()
         gc.set_threshold(STEP_GC_THRESHOLD, *thresholds[1:])
         try:
-            asyncio.run(self._run_step(todays))
+            aio.run(self._run_step(todays))
         finally:
             gc.set_threshold(*thresholds)
             gc.unfreeze()
