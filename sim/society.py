@@ -169,8 +169,6 @@ def judge_plan(rng: np.random.Generator, clusters: Sequence[str], answers: dict[
 # backend far more concurrent requests than a batch takes (llm.max_batch_size 32, llm.concurrency 8); up to
 # 256 groups (~770 agents) nothing waits and the event loop runs exactly as before (same batches, same bytes).
 MAX_TEAMS = 256
-# allocations between young collections during a step (CPython's default is 700; see Society.step)
-STEP_GC_THRESHOLD = 10_000
 
 
 async def debate(slots: asyncio.Semaphore, members: Sequence[Citizen], d: Dilemma, j: int, answers: dict[int, str],
@@ -272,16 +270,10 @@ class Society(mesa.Model):
         # Everything alive before the step (libraries, weights, earlier steps' rows) is frozen out of
         # the cyclic GC's scans for its duration: otherwise each full collection walks that whole
         # heap, and their number grows with N, which made a 512-agent step ~2x slower (benches/).
-        # The step's own garbage (finished autogen teams are reference cycles) is collected by young
-        # collections run every STEP_GC_THRESHOLD allocations instead of 700: at 10,000 scripted agents
-        # the default thresholds ran 46 full collections (7.8 s of a 38 s run's CPU), these run 2.
         gc.freeze()
-        thresholds = gc.get_threshold()
-        gc.set_threshold(STEP_GC_THRESHOLD, *thresholds[1:])
         try:
             aio.run(self._run_step(todays))
         finally:
-            gc.set_threshold(*thresholds)
             gc.unfreeze()
         self.step_metrics = step_metrics(self.stances[before[0]:], self.preferences[before[1]:],
                                          self.cfg.population.clusters)
