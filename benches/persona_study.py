@@ -258,9 +258,10 @@ def held_out_figures(rows: list[dict[str, Any]], countries: Sequence[str], held_
     from alignment.agreement import agreement, shuffled_baseline
     from sim.config import AgoraConfig
     from sim.experiments.human import compare, human_reference
-    from sim.study_config import HumanConfig, LegacyStudy
+    from sim.study_config import LEGACY_KEYS, HumanConfig, LegacyStudy
 
-    cfg = AgoraConfig(seed=seed, study=LegacyStudy(kind="human_distributions", human=HumanConfig(countries=list(countries))))
+    human_kind = next(k for k, v in LEGACY_KEYS.items() if v == "human")
+    cfg = AgoraConfig(seed=seed, study=LegacyStudy(kind=human_kind, human=HumanConfig(countries=list(countries))))
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, bootstrap=plan.bootstrap))
     agent_id = {c: k for k, c in enumerate(countries)}
     rows = [r | {"agent_id": NO_PERSONA if r["country"] is None else agent_id[r["country"]]} for r in rows]
