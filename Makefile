@@ -53,7 +53,8 @@ test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit
 
 # Tests marked slow: a real llama.cpp server under injected faults (needs test-setup's build), a generations
-# run resumed mid-way, the known-rule sanity experiment and a two-generation run.
+# run resumed mid-way, the known-rule sanity experiment, a two-generation run, Ray/Submitit sweeps, training over
+# two processes, and the benchmark suite at smoke size.
 test-slow: test-setup
 	$(BIN)/python -m pytest -q -m slow -rP  # -rP: the passed tests' printed figures (retries by cause)
 

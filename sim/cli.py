@@ -177,6 +177,8 @@ def run_hydra(entry: Callable[[], None]) -> None:
     """
     traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if not sys.stderr.isatty():  # Ray's launcher colours the forwarded lines of its workers: no escapes in a log file
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     try:
         with _without_hydras_job_line():
             entry()
