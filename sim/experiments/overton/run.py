@@ -5,7 +5,7 @@ After Sorensen et al., "A Roadmap to Pluralistic Alignment" (Overton pluralism).
 1. *voices*: ``study.overton.voices`` agents of each cluster (at most the smallest cluster's) answer it (the
    society's stance prompt) and their P(a) is read (``sim.choice_reader``); each cluster's *position* is its
    side and its surest voice's reason (:mod:`sim.experiments.overton.coverage`);
-2. the pluralism experiment's answers (:func:`sim.experiments.shared.answers.condition_answers`): the base model
+2. the pluralism experiment's answers (:func:`sim.experiments.shared.answers.answers_stage`): the base model
    alone (``single``), told to weigh the clusters (``contextual``), a panel merged by a synthesiser
    (``panel``), and the panel's members;
 3. a judge reads, for every (answer, position of its dilemma), P(yes) that the answer represents or
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from dataclasses import dataclass
 
 import polars as pl
@@ -38,12 +37,11 @@ from sim.experiments.overton.labels import LABELS, RANGES
 from sim.experiments.overton.report import overton_report, plot_overton
 from sim.experiments.overton.summary import OvertonSummary, Spread, coverage_metrics, own_position_check
 from sim.experiments.registry import experiment
-from sim.experiments.shared.answers import condition_answers
+from sim.experiments.shared.answers import answers_stage
 from sim.lifecycle import Run
 from sim.results import Codec, pick
 from sim.seeding import child_rng, child_seed, sample_dilemmas
 
-log = logging.getLogger(__name__)
 CONDITIONS = ("single", "contextual", "panel")
 
 
@@ -111,15 +109,8 @@ def run_overton(run: Run) -> OvertonSummary:
     dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), o.dilemmas, cfg.seed, "overton")
     by_id = {d.id: d for d in dilemmas}
     worldviews = population(cfg)
-    panel = min(o.panel_size, cfg.population.size)
-    if panel < o.panel_size:
-        log.warning("study.overton.panel_size %d > population.size %d: panels of %d", o.panel_size,
-                    cfg.population.size, panel)
 
-    rows = run.stage("answers", condition_answers(cfg, run.backend, dilemmas, run.progress, tag="overton",
-                                                  panel_size=o.panel_size, answer_tokens=o.answer_tokens,
-                                                  synthesis_tokens=o.synthesis_tokens),
-                     total=len(dilemmas) * (3 + panel), unit="answer")
+    rows, panel = answers_stage(run, dilemmas, o, "overton")
     agents = voice_agents([w.cluster for w in worldviews], o.voices, cfg.seed)
     voices = run.stage("voices", _voices(run, dilemmas, worldviews, agents), total=len(dilemmas) * len(agents),
                        unit="voice", codec=Codec(list[Voice]))

@@ -1,7 +1,7 @@
 """``experiment=pluralism``: does answering as a panel keep more perspectives alive than one model?
 
 After WorldView-Bench's multiplexity study. Per dilemma, three conditions
-(:func:`sim.experiments.shared.answers.condition_answers`):
+(:func:`sim.experiments.shared.answers.answers_stage`):
 
 - ``single``: one model answers alone (no persona);
 - ``contextual``: the same model, told to weigh the clusters' perspectives (contextual multiplexity);
@@ -17,7 +17,6 @@ measure multiplexity either.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -37,12 +36,10 @@ from sim.experiments.pluralism.labels import LABELS, RANGES
 from sim.experiments.pluralism.report import plot_pluralism, pluralism_report
 from sim.experiments.pluralism.summary import PluralismSummary, pluralism_metrics
 from sim.experiments.registry import experiment
-from sim.experiments.shared.answers import condition_answers
+from sim.experiments.shared.answers import answers_stage
 from sim.lifecycle import Run
 from sim.results import pick
 from sim.seeding import sample_dilemmas
-
-log = logging.getLogger(__name__)
 
 
 async def _classify(run: Run, rows: list[dict[str, Any]], dilemmas: dict[str, Dilemma], names: list[str],
@@ -75,14 +72,7 @@ def run_pluralism(run: Run) -> PluralismSummary:
     cfg, p = run.cfg, run.cfg.study.pluralism
     dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), p.dilemmas, cfg.seed, "pluralism")
     names = list(dict.fromkeys(cfg.population.clusters))
-    panel = min(p.panel_size, cfg.population.size)
-    if panel < p.panel_size:
-        log.warning("study.pluralism.panel_size %d > population.size %d: panels of %d", p.panel_size,
-                    cfg.population.size, panel)
-    rows = run.stage("answers", condition_answers(cfg, run.backend, dilemmas, run.progress, tag="pluralism",
-                                                  panel_size=p.panel_size, answer_tokens=p.answer_tokens,
-                                                  synthesis_tokens=p.synthesis_tokens),
-                     total=len(dilemmas) * (3 + panel), unit="answer")
+    rows, panel = answers_stage(run, dilemmas, p, "pluralism")
     dists = run.stage("classify", _classify(run, rows, {d.id: d for d in dilemmas}, names, run.progress.update),
                       total=len(rows), unit="answer")
     for r, dist in zip(rows, map(np.asarray, dists), strict=True):

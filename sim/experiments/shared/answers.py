@@ -5,7 +5,8 @@ synthesiser (``panel``), and the panel's members."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+import logging
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -15,6 +16,11 @@ from agents.worldview import cluster_centre, cluster_label
 from scenarios.dilemma import Dilemma
 from sim.config import AgoraConfig
 from sim.seeding import child_rng, child_seed
+
+if TYPE_CHECKING:
+    from sim.lifecycle import Run
+
+log = logging.getLogger(__name__)
 
 
 class Bar(Protocol):
@@ -75,3 +81,24 @@ async def condition_answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: lis
 
     out = await asyncio.gather(*(one(j, d) for j, d in enumerate(dilemmas)))
     return [r for rows in out for r in rows]
+
+
+class AnswerSettings(Protocol):
+    panel_size: int
+    answer_tokens: int
+    synthesis_tokens: int
+
+
+def answers_stage(run: Run, dilemmas: list[Dilemma], settings: AnswerSettings, tag: str) -> tuple[list[dict[str, Any]], int]:
+    """The run's ``answers`` stage of :func:`condition_answers` (``tag``: the experiment, whose settings are
+    ``study.<tag>``), and the panel size used: ``settings.panel_size``, at most the population (said once)."""
+    cfg = run.cfg
+    panel = min(settings.panel_size, cfg.population.size)
+    if panel < settings.panel_size:
+        log.warning("study.%s.panel_size %d > population.size %d: panels of %d", tag, settings.panel_size,
+                    cfg.population.size, panel)
+    rows = run.stage("answers", condition_answers(cfg, run.backend, dilemmas, run.progress, tag=tag,
+                                                  panel_size=settings.panel_size, answer_tokens=settings.answer_tokens,
+                                                  synthesis_tokens=settings.synthesis_tokens),
+                     total=len(dilemmas) * (3 + panel), unit="answer")
+    return rows, panel
