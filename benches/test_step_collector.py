@@ -90,6 +90,8 @@ def test_collector_ratio(benchmark):
             one("baseline")
             one("agora")
 
+    warm = _config(10)  # imports and first-call costs (autogen is imported by the first debate) off the clock
+    Society(warm, dilemmas, constitution, make_backend(warm.llm), run_id="warm-up").step()
     benchmark.pedantic(both, rounds=1, iterations=1)
     assert all(r == rows[0] for r in rows[1:]), "a collector policy changed the step's rows"
     base, ours = statistics.median(cpu["baseline"]), statistics.median(cpu["agora"])
