@@ -78,7 +78,8 @@ def collector_section(collector: dict[str, Any]) -> list[str]:
                   "| agents | ms of CPU per agent-step, median | range over repeats |", "|---|---|---|"]
         lines += [f"| {int(n):,} | **{v['median']:.2f}** | {v['min']:.2f}–{v['max']:.2f} |"
                   for n, v in cpu["ms_per_agent_step"].items()]
-        lines += ["", f"The framework's CPU grows as N^{cpu['cpu_exponent']} from 1,000 to 10,000 agents; at that exponent "
+        a, b = cpu["exponent_sizes"]
+        lines += ["", f"The framework's CPU grows as N^{cpu['cpu_exponent']} from {a:,} to {b:,} agents; at that exponent "
                       f"100,000 agents would take **~{cpu['projected_100k_ms']:.2f} ms per agent-step** (a projection, "
                       f"not a run). Target ≤ 1 ms: {'✅' if cpu['projected_100k_ms'] <= 1 else '❌'}.", ""]
     if r := info.get("collector_ratio"):
