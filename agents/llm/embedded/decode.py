@@ -61,8 +61,7 @@ class Decoder(ForwardEngine):
                 break
             mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], dim=1)
             pos = pos[:, -1:] + 1
-            out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                             cache=cache, use_cache=True)
+            out = self._forward(cache, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True)
         self.stats.generated_tokens += sum(len(p) for p in produced)
         stop_set = set(self.stop_ids)
         texts = []

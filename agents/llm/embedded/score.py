@@ -168,8 +168,8 @@ class Scorer(ForwardEngine):
         keep = max(len(rows[i].ids) - rows[i].first_read for i in row_ids)
         mask = torch.cat([p_mask, s_mask], dim=1)
         store = self._cache
-        logits = self.model(input_ids=s_ids, attention_mask=mask, position_ids=pos, cache=cache,
-                            use_cache=bool(width) or store is not None, logits_to_keep=keep).logits
+        logits = self._forward(cache, input_ids=s_ids, attention_mask=mask, position_ids=pos,
+                               use_cache=bool(width) or store is not None, logits_to_keep=keep).logits
         if store is not None:  # whole prompts too: a later decoding from the same prompt starts from them
             for b, i in enumerate(row_ids):
                 store.store(rows[i].ids, lambda k, b=b: self._row_kv(cache, mask, b, k))
