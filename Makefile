@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.agora-test-installed
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup run test test-unit test-slow test-all lint bench bench-scale screenshots chromium clean
+.PHONY: setup test-setup run test test-unit test-slow test-all lint bench bench-server bench-scale screenshots chromium clean
 
 setup: $(STAMP)
 
@@ -52,10 +52,22 @@ test-slow: test-setup
 test-all: test-setup
 	$(BIN)/python -m pytest -q -m ''
 
-# Full benchmark suite (~27 min on 2 CPU cores; AGORA_BENCH_ROUNDS=N sets every side's rounds), then the profiler, then benches/RESULTS.md.
-bench: setup
+BENCH_STAMP := $(VENV)/.agora-bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,ray,bench]'  # lm-eval: the likelihood benchmarks' reference
+	touch $(BENCH_STAMP)
+
+# Full benchmark suite (~27 min on 2 CPU cores before the likelihood benchmarks; AGORA_BENCH_ROUNDS=N sets every side's rounds), then the profiler, then benches/RESULTS.md.
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m pytest benches -q --benchmark-json=benches/results.json
 	$(BIN)/python -m benches.profile_step --out benches/profile.json
+	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json
+
+# A whole default step on the embedded engine against llama.cpp's server (label readers on both sides, 2 rounds,
+# ~10 min on 2 cores), into benches/server.json, then RESULTS.md again.
+bench-server: test-setup
+	$(BIN)/python -m benches.server_step --rounds 2 --out benches/server.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json
 
 # Report pages in headless Chromium: a society, a two-generation loop and a two-seed sweep (scripted runs; the
