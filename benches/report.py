@@ -142,7 +142,8 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
         lines += likelihood_table(readings) + [""]
         for i in readings:
             lines.append(f"- **{i['name']}**: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in i.items() if k in (
-                "hflm_batch", "naive_rounds", "max_abs_option_gap_diff", "distinct_tokens", "measured", "baseline")))
+                "hflm_batch", "naive_rounds", "max_abs_option_gap_diff", "max_abs_logprob_diff_naive", "distinct_tokens", "measured",
+                "baseline")))
         lines.append("")
     flows = [i for i in info if "ratio" in i and "ratio_vs_naive" not in i]
     if flows:

@@ -12,10 +12,10 @@ process, on the same loaded model, with the same torch threads:
   opened, continuation = the option's text; its own batching, batch size ``HFLM_BATCH``;
 - the naive loop: one batch-1 forward of prompt + option per option.
 
-Answers are checked equal: every log-likelihood within ``TOL`` of both baselines (lm-eval moves the
-context's trailing newline into the continuation, so its sums also hold that newline's log-prob, ~1e-5
-here; the difference between a request's two options is unaffected and checked at 1e-4), and the same
-option chosen per character.
+Answers are checked equal: every log-likelihood within 1e-4 of the naive loop's; against lm-eval, the gap
+between a request's two options within 1e-4 and each log-likelihood within 1e-2 (lm-eval moves the context's
+trailing newline into the continuation, so its sums also hold that newline's log-prob, the same for both
+options of a request: ~1e-5 to 1e-3 here); and the same option chosen per character by all three.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from benches.workloads import (
 # HFLM's batch size: a stated value, since its "auto" probes a full 8,192-token batch, minutes on this CPU.
 # 8 was its fastest of 1/4/8/16/32 on the stance workload here (benches/NOTES.md).
 HFLM_BATCH = int(os.environ.get("AGORA_BENCH_HFLM_BATCH", "8"))
-TOL = 1e-3  # |log-likelihood| against lm-eval (its sums include the newline's log-prob) and the naive loop
-TOL_DIFF = 1e-4  # a request's option a minus option b, against either baseline
+TOL = 1e-4  # |log-likelihood| against the naive loop; a request's option a minus option b against lm-eval
+TOL_HFLM = 1e-2  # |log-likelihood| against lm-eval, whose sums include the newline that opens the reply
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,9 @@ def _likelihood(benchmark, backend, hflm, *, name: str, unit: str, reqs, target:
     outs, agora_t = bench(benchmark, lambda: asyncio.run(engine()), rounds(3))
     d_hflm = [_check(got, ref, reqs) for got in outs]
     d_naive = [_check(got, naive, reqs) for got in outs]
-    diff, diff_ab = max(d[0] for d in d_hflm + d_naive), max(d[1] for d in d_hflm + d_naive)
-    assert diff < TOL and diff_ab < TOL_DIFF
+    diff, diff_ab = max(d[0] for d in d_hflm), max(d[1] for d in d_hflm)
+    diff_naive = max(d[0] for d in d_naive)
+    assert diff_naive < TOL and diff_ab < TOL and diff < TOL_HFLM
     prompt_tokens = [len(tok(c, add_special_tokens=False)["input_ids"]) for c in contexts]
     option_tokens = [len(tok(c, add_special_tokens=False)["input_ids"]) for r in reqs for c in r.choices]
     naive_ratio = naive_t.mean / agora_t.mean
@@ -103,7 +104,7 @@ def _likelihood(benchmark, backend, hflm, *, name: str, unit: str, reqs, target:
                    target=target, hflm_batch=HFLM_BATCH, naive_s=round(naive_t.mean, 3), naive_rounds=len(naive_t.seconds),
                    naive_rate=round(len(reqs) / naive_t.mean, 3), ratio_vs_naive=round(naive_ratio, 2),
                    ratio_vs_naive_sd=round(naive_ratio * float(np.sqrt(sum(x * x for x in rel))), 2) if rel else None,
-                   max_abs_logprob_diff=diff, max_abs_option_gap_diff=diff_ab,
+                   max_abs_logprob_diff=diff, max_abs_option_gap_diff=diff_ab, max_abs_logprob_diff_naive=diff_naive,
                    tokens_forwarded=(backend.stats.prompt_tokens - before) // len(outs),
                    baseline_tokens=sum(2 * p for p in prompt_tokens) + sum(option_tokens),
                    distinct_tokens=sum(prompt_tokens) + sum(option_tokens))
