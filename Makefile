@@ -13,7 +13,7 @@ TEST_STAMP := $(VENV)/.agora-test-installed
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup run test test-unit test-slow test-all lint bench bench-server bench-scale screenshots chromium clean
+.PHONY: setup test-setup run test test-unit test-slow test-all lint bench bench-server bench-scale bench-client screenshots chromium clean
 
 setup: $(STAMP)
 
@@ -88,6 +88,13 @@ chromium:
 bench-scale: setup
 	$(BIN)/python -m pytest benches/test_population_scale.py -m slow -q --benchmark-json=benches/scale.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --scale benches/scale.json
+
+# Requests/s one agora process issues through llm=openai_compatible (benches/test_client_throughput.py, ~3 min on
+# 2 cores): a society step's requests replayed at concurrency 1..512 against a local zero-latency server, the server
+# alone, a profile; then RESULTS.md again with its table and the fleet estimate.
+bench-client: setup
+	$(BIN)/python -m pytest benches/test_client_throughput.py -m slow -q --benchmark-json=benches/client.json
+	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --client benches/client.json
 
 lint: setup
 	$(BIN)/ruff check agents scenarios sim alignment tests benches

@@ -1,7 +1,8 @@
 """Render ``benches/RESULTS.md`` from pytest-benchmark's JSON (and the profiler's JSON if present).
 
     python -m benches.report benches/results.json [more.json ...] [--profile benches/profile.json]
-        [--scale benches/scale.json] [--server benches/server.json] [--out benches/RESULTS.md]
+        [--scale benches/scale.json] [--server benches/server.json] [--client benches/client.json]
+        [--out benches/RESULTS.md]
 
 Several results files are merged in order: a benchmark of a later file replaces the one of the same name
 in an earlier file (a part of the suite re-run alone), and each row says which run measured it.
@@ -119,8 +120,78 @@ def scale_section(scale: dict[str, Any]) -> list[str]:
     return lines
 
 
+# One vLLM server's throughput, for the fleet estimate: a maintainer's `vllm bench serve` of Llama-3.1-8B-Instruct
+# on ShareGPT (1,000 requests, one server; the GPU is not named there), vllm-project/vllm pull request 18566.
+VLLM_REFERENCE = {"total_tokens_per_s": 14029.44, "requests_per_s": 32.42,
+                  "source": "vllm-project/vllm PR #18566: `vllm serve meta-llama/Llama-3.1-8B-Instruct`, `vllm bench serve` "
+                            "on ShareGPT, 1,000 requests: 32.42 req/s, 14,029 total tokens/s"}
+FLEET_AGENTS = 10_000
+
+
+def client_section(client: dict[str, Any], scale: dict[str, Any] | None = None) -> list[str]:
+    """``benches/test_client_throughput.py``'s figures (its own JSON, like the population-scale one), with the
+    scripted 10,000-agent step of ``scale`` (the society's own cost per request) where there is one."""
+    m = client.get("machine_info", {})
+    lines: list[str] = []
+    for i in (b["extra_info"] for b in client["benchmarks"] if b["extra_info"].get("name") == "client_throughput"):
+        mix, tok = i["mix_per_agent"], i["tokens"]
+        per_agent = sum(mix.values())
+        best = max(i["table"], key=lambda r: r["req_per_s"])
+        lines += ["## Client throughput: requests/s one agora process issues", "",
+                  f"`OpenAICompatibleBackend` against `tests/fake_server.py` in its own process answering at once, on "
+                  f"{m.get('cpu', {}).get('brand_raw', '?')} ({m.get('cpu', {}).get('count', '?')} logical cores, shared "
+                  f"by client and server), {client.get('datetime', '?')[:16]}. The requests are a scripted {i['agents']}-agent "
+                  f"step's, replayed {i['repeat']}× per round ({i['http_requests_per_round']:,} HTTP requests) as the "
+                  "society issues them: per agent per step " + ", ".join(f"{v:g} {k}" for k, v in mix.items())
+                  + f" ({per_agent:g} requests). Every round's answers equal the first's.", "",
+                  "| llm.concurrency | requests/s (mean ± sd over rounds) | rounds |", "|---|---|---|"]
+        lines += [f"| {r['concurrency']} | **{r['req_per_s']:,}**" + (f" ± {r['req_per_s_sd']:,}" if r.get("req_per_s_sd") is not None
+                  else "") + f" | {r['rounds']} |" for r in i["table"]]
+        alone = f"{i['server_alone_req_per_s']:,}" + (f" ± {i['server_alone_sd']:,}" if i.get("server_alone_sd") is not None else "")
+        lines += ["", f"The server alone, to a bare keep-alive client (64 connections): **{alone} requests/s**, so the "
+                      f"figures above are the client's. Target ≥ 1,000 requests/s: "
+                      + ("✅" if best["req_per_s"] >= 1000 else "❌") + f" (best {best['req_per_s']:,} at concurrency "
+                      f"{best['concurrency']}).", ""]
+        p = i["profile"]
+        lines += [f"Where one round's time goes at concurrency {p['concurrency']} (cProfile, {p['wall_s']} s wall under the "
+                  "profiler; own time by package):", "", "| part | share of own time |", "|---|---|"]
+        lines += [f"| {k} | {100 * v:.1f}% |" for k, v in p["buckets"].items()]
+        lines += ["", "Top functions by own time: " + "; ".join(f"`{t['function']}` {t['own_s']} s ({t['calls']:,} calls)"
+                                                             for t in p["top"][:8]) + ".", ""]
+        # the fleet estimate: tokens a step's average request carries, against one vLLM server's token rate
+        n_gen, n_cont = mix.get("generate", 0), mix.get("continuation", 0) + mix.get("label", 0)
+        per_request = (n_gen * (tok["generate_prompt"] + tok["generate_budget"])
+                       + n_cont * (tok["continuation_prompt"] + 1)) / per_agent
+        server_rps = VLLM_REFERENCE["total_tokens_per_s"] / per_request
+        step_requests = per_agent * FLEET_AGENTS
+        lines += [f"### How many vLLM servers one process keeps busy ({FLEET_AGENTS:,}-agent step; an estimate)", "",
+                  f"A {FLEET_AGENTS:,}-agent step sends {step_requests:,.0f} requests; at {best['req_per_s']:,} requests/s "
+                  f"one process issues them in {step_requests / best['req_per_s']:,.0f} s. Its average request carries "
+                  f"~{per_request:.0f} tokens (chat completions: {tok['generate_prompt']:.0f} prompt tokens and at most "
+                  f"{tok['generate_budget']:.0f} new ones; scored continuations: {tok['continuation_prompt']:.0f} prompt tokens "
+                  f"and 1 new one; SmolLM2's tokenizer). Assumed server throughput: {VLLM_REFERENCE['source']}. At that "
+                  f"token rate one server takes ~{server_rps:.0f} of agora's requests/s, so one process keeps "
+                  f"**~{best['req_per_s'] / server_rps:.0f} such servers** busy, and the step takes at least "
+                  f"{step_requests / server_rps / 60:,.0f} server-minutes. This is an estimate: agora's requests are "
+                  "mostly prefill (scoring asks for 1 new token), which a GPU runs at several times its decode rate, and "
+                  "personas and dilemmas share prompt prefixes that vLLM's prefix cache skips; both make a server faster "
+                  "on this mix than on ShareGPT, so one process keeps fewer of them busy than the figure says. A "
+                  "larger model than 8B, or an older GPU, goes the other way."]
+        framework = next((r for r in (scale or {}).get("runs", []) if r.get("agents") == FLEET_AGENTS and r.get("step_s")), None)
+        if framework:
+            own = framework["agents"] * per_agent / framework["step_s"]
+            both = 1 / (1 / best["req_per_s"] + 1 / own)
+            lines[-1] += (f" The society's own work comes on top in the same process: the scripted {FLEET_AGENTS:,}-agent "
+                          f"step takes {framework['step_s']} s with no HTTP at all (~{own:,.0f} requests' worth a second, "
+                          f"[Large populations](#large-populations-scripted-backend)), so a real run issues ~{both:,.0f} "
+                          f"requests/s and keeps ~{both / server_rps:.0f} servers busy; more servers take more processes "
+                          "(one society per process: a sweep's points, or seeds).")
+        lines.append("")
+    return lines
+
+
 def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[str, Any] | None = None,
-           server: dict[str, Any] | None = None) -> str:
+           client: dict[str, Any] | None = None, server: dict[str, Any] | None = None) -> str:
     m, info = bench.get("machine_info", {}), [b["extra_info"] for b in bench["benchmarks"]]
     env = max((i for i in info if "environment" in i), key=lambda i: i.get("measured", ""), default={}).get("environment", {})
     lines = ["# Benchmark results", "",
@@ -176,6 +247,10 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
         lines += server_section(server)
     if scale:
         lines += scale_section(scale)
+    if client:
+        scale_info = next((b["extra_info"] for b in (scale or {}).get("benchmarks", [])
+                           if b["extra_info"].get("name") == "population_scale"), None)
+        lines += client_section(client, scale_info)
     return "\n".join(lines)
 
 
@@ -187,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="benches/test_population_scale.py's JSON, kept across `make bench` runs (skipped if absent)")
     ap.add_argument("--server", type=Path, default=Path(__file__).with_name("server.json"),
                     help="benches/server_step.py's JSON (skipped if absent)")
+    ap.add_argument("--client", type=Path, default=Path(__file__).with_name("client.json"),
+                    help="benches/test_client_throughput.py's JSON, kept across `make bench` runs (skipped if absent)")
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("NOTES.md"),
                     help="hand-written analysis appended verbatim (kept across re-runs)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
@@ -195,7 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     profile = json.loads(a.profile.read_text()) if a.profile and a.profile.is_file() else None
     scale = json.loads(a.scale.read_text()) if a.scale and a.scale.is_file() else None
     server = json.loads(a.server.read_text()) if a.server and a.server.is_file() else None
-    text = render(bench, profile, scale, server)
+    client = json.loads(a.client.read_text()) if a.client and a.client.is_file() else None
+    text = render(bench, profile, scale, client, server)
     if a.notes and a.notes.is_file():
         text += "\n" + a.notes.read_text()
     a.out.write_text(text)

@@ -179,34 +179,62 @@ def _count(stats: BackendStats, key: str) -> None:
     stats.extra[key] = stats.extra.get(key, 0) + 1
 
 
+class ServerStatus(RuntimeError):
+    """A reply with an HTTP error status: ``status``, the server's own message, its ``Retry-After`` (s) if any."""
+
+    def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
+        super().__init__(f"HTTP {status}: {detail}" if detail else f"HTTP {status}")
+        self.status, self.retry_after = status, retry_after
+
+
 def retry_cause(exc: BaseException) -> tuple[str | None, float]:
     """``(cause, seconds to wait at least)`` for a failure worth retrying, ``(None, 0)`` otherwise."""
-    import json
+    import aiohttp
 
-    import openai
-
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, TimeoutError):  # asyncio's total timeout and aiohttp's connect/read timeouts
         return "timeout", 0.0
-    if isinstance(exc, openai.APIConnectionError):
-        return "connection", 0.0
-    if isinstance(exc, openai.APIStatusError):
-        code = exc.status_code
-        if code == 429:
-            try:
-                after = float(exc.response.headers.get("retry-after", 0))
-            except ValueError:
-                after = 0.0
-            return "rate_limit", min(after, 300.0)
-        if code >= 500 or code in (408, 409):
-            return f"http_{code}", 0.0
+    if isinstance(exc, aiohttp.InvalidURL):
         return None, 0.0
-    if isinstance(exc, (openai.APIResponseValidationError, json.JSONDecodeError, ValueError)):
-        return "bad_response", 0.0  # a truncated or malformed body
+    if isinstance(exc, (aiohttp.ClientError, OSError)):  # refused, reset or dropped connections; a cut-off body
+        return "connection", 0.0
+    if isinstance(exc, ServerStatus):
+        if exc.status == 429:
+            return "rate_limit", min(exc.retry_after or 0.0, 300.0)
+        if exc.status >= 500 or exc.status in (408, 409):
+            return f"http_{exc.status}", 0.0
+        return None, 0.0
+    if isinstance(exc, ValueError):  # MalformedResponse: a truncated or malformed 200 body
+        return "bad_response", 0.0
     return None, 0.0
 
 
+def _error_detail(data: bytes) -> str:
+    """The message of an OpenAI-style error body (``{"error": {"message": ...}}``), else the body's start."""
+    try:
+        err = json.loads(data).get("error")
+        msg = err.get("message") if isinstance(err, dict) else err
+        if isinstance(msg, str) and msg:
+            return msg[:200]
+    except (ValueError, AttributeError):
+        pass
+    return data[:80].decode("utf-8", "replace").strip()
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP(S)_PROXY``, not for a ``NO_PROXY`` host), looked up
+    once: aiohttp's ``trust_env`` looks it up, and reads ``~/.netrc``, in a worker thread on every request
+    (two thread hops a request; and a netrc entry for the host would clash with the API key's header)."""
+    import urllib.parse
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname or urllib.request.proxy_bypass(parts.hostname):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
+
+
 class OpenAICompatibleBackend:
-    """Chat completions over HTTP (the openai SDK; any OpenAI-compatible server).
+    """Chat completions over HTTP (aiohttp; any OpenAI-compatible server).
 
     ``score_choices`` reads a request in one of two ways. Answer labels (``A``/``B``, ``Yes``/``No``):
     one token at temperature 0 with ``logprobs``/``top_logprobs``, read by
@@ -221,11 +249,16 @@ class OpenAICompatibleBackend:
 
     Failures that may pass (refused or dropped connections, timeouts, 5xx, 429, a malformed body) are
     retried up to ``max_retries`` times with exponential backoff and jitter (``backoff_s`` × 2^attempt
-    × U[0.5, 1.5], at most ``max_backoff_s``; a 429's ``Retry-After`` is waited at least). Retries
-    are ours, not the SDK's, so each is counted: ``stats.retries`` and ``stats.extra["retry:<cause>"]``.
-    Other 4xx fail at once. At most ``concurrency`` requests are in flight. The SDK is used directly,
-    not autogen's client: autogen keeps a top-logprob's token only as bytes (llama.cpp's server sends
-    ``bytes: null``) and reads a malformed body with Python internals errors that cannot be retried.
+    × U[0.5, 1.5], at most ``max_backoff_s``; a 429's ``Retry-After`` is waited at least). Each retry is
+    counted: ``stats.retries`` and ``stats.extra["retry:<cause>"]``. Other 4xx fail at once. At most
+    ``concurrency`` requests are in flight, over as many keep-alive connections.
+
+    The transport is a plain aiohttp session posting JSON and reading the body as JSON, not the openai
+    SDK: the SDK's per-request work (type-walking every message, building its response objects) held
+    one process to ~570 requests/s, falling to ~270 at 512 in flight; this one issues 1,400-2,000 at
+    every concurrency (``benches/test_client_throughput.py``). Not autogen's client either: it keeps a
+    top-logprob's token only as bytes (llama.cpp's server sends ``bytes: null``) and reads a malformed
+    body with Python internals errors that cannot be retried.
     """
 
     def __init__(self, *, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 60.0,
@@ -238,35 +271,45 @@ class OpenAICompatibleBackend:
         self.stats = BackendStats()
         self._top = top_logprobs
         self.concurrency, self.timeout_s = concurrency, timeout_s
-        self._api_key = os.environ.get(api_key_env) or "unused"
+        self._headers = {"Authorization": f"Bearer {os.environ.get(api_key_env) or 'unused'}",
+                         "Content-Type": "application/json", "Accept": "application/json"}
         self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
         self._jitter = random.Random(0)  # timing only; never touches what the run computes
+        self._proxy = _env_proxy(base_url)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._bind()
+        self._session = None
+        self._closer = None
 
-    def _bind(self) -> None:
-        """Client and concurrency limit for the running event loop. A society runs each step in its
-        own ``asyncio.run``; a semaphore or an HTTP connection pool from an earlier, closed loop fails
-        in the next one, so they are made anew whenever the loop changes."""
-        import openai
+    async def _for_this_loop(self):
+        """The HTTP session and concurrency limit of the running event loop. A society runs each step in
+        its own ``asyncio.run``, and a session or semaphore made on one loop fails on the next, so they
+        are made once per loop and the session is closed on that loop when ``asyncio.run`` ends (it
+        finalises async generators before closing its loop: :meth:`_close_at_shutdown`)."""
+        import aiohttp
 
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._sem = asyncio.Semaphore(self.concurrency)
-        self.raw = openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, timeout=self.timeout_s, max_retries=0)
-
-    def _for_this_loop(self) -> None:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            if self._loop is not None:
-                self._bind()
             self._loop = loop
+            self._sem = asyncio.Semaphore(self.concurrency)
+            # keep-alive shorter than servers' own idle timeouts (uvicorn's, under vLLM: 5 s), so a request
+            # is not sent on a connection the server is closing; a pool as large as the concurrency limit
+            connector = aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=4.0)
+            self._session = aiohttp.ClientSession(connector=connector, headers=self._headers, proxy=self._proxy,
+                                                  timeout=aiohttp.ClientTimeout(total=self.timeout_s))
+            self._closer = self._close_at_shutdown(self._session)
+            await anext(self._closer)
+        return self._session
+
+    @staticmethod
+    async def _close_at_shutdown(session):
+        try:
+            yield
+        finally:
+            await session.close()
 
     async def _retrying(self, call):
         """``await call()`` under the concurrency limit, retrying transient failures (counted)."""
-        self._for_this_loop()
+        await self._for_this_loop()
         async with self._sem:
             attempt = 0
             while True:
@@ -283,19 +326,31 @@ class OpenAICompatibleBackend:
                     await asyncio.sleep(min(max(delay, wait_at_least), max(self.max_backoff_s, wait_at_least)))
                     attempt += 1
 
-    async def _chat(self, messages: Sequence[ChatMessage], **args) -> dict:
-        """The response body as parsed JSON (not the SDK's objects, which coerce ``"-0.5"`` and ``false``
-        into numbers and raise Python internals on a malformed body)."""
-        msgs = [{"role": m.role, "content": m.content} for m in messages]
-        raw = await self.raw.chat.completions.with_raw_response.create(model=self.name, messages=msgs, **args)
-        text = raw.http_response.text
+    async def _post(self, path: str, payload: dict) -> dict:
+        """POST ``payload`` as JSON to ``base_url/path``; the response body as parsed JSON (a dict), or
+        :class:`ServerStatus` for an error status, :class:`MalformedResponse` for a body that is not one."""
+        session = await self._for_this_loop()
+        async with session.post(f"{self.base_url.rstrip('/')}/{path}", data=json.dumps(payload).encode()) as res:
+            data = await res.read()
+            if res.status >= 400:
+                try:
+                    after = float(res.headers.get("Retry-After", "")) if res.status == 429 else None
+                except ValueError:
+                    after = None
+                raise ServerStatus(res.status, _error_detail(data), after)
         try:
-            body = json.loads(text)
+            body = json.loads(data)
         except ValueError:
-            raise MalformedResponse(f"a body that is not JSON ({text[:60]!r})") from None
+            raise MalformedResponse(f"a body that is not JSON ({data[:60]!r})") from None
         if not isinstance(body, dict):
-            raise MalformedResponse(f"a body that is not a chat completion ({text[:60]!r})")
+            raise MalformedResponse(f"a body that is not a chat completion ({data[:60]!r})")
         return body
+
+    async def _chat(self, messages: Sequence[ChatMessage], extra_body: dict | None = None, **args) -> dict:
+        """A chat completion's body as parsed JSON: read strictly by the callers, never coerced (``"-0.5"`` and
+        ``false`` are not numbers)."""
+        msgs = [{"role": m.role, "content": m.content} for m in messages]
+        return await self._post("chat/completions", {"model": self.name, "messages": msgs, **args, **(extra_body or {})})
 
     async def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         async def one(r: GenerateRequest) -> str:
@@ -381,8 +436,12 @@ class OpenAICompatibleBackend:
 
 def _describe(exc: BaseException) -> str:
     msg = str(exc).splitlines()[0] if str(exc) else ""
-    if isinstance(exc, BackendError):
+    if isinstance(exc, (BackendError, ServerStatus)):
         return msg
     if isinstance(exc, MalformedResponse):
         return f"malformed response: {msg}"
+    if isinstance(exc, TimeoutError):
+        return f"no reply within the timeout ({type(exc).__name__}{': ' + msg if msg else ''})"
+    if retry_cause(exc)[0] == "connection":
+        return f"Connection failed ({type(exc).__name__}{': ' + msg if msg else ''})"
     return f"{type(exc).__name__}: {msg}"

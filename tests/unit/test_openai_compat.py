@@ -175,3 +175,53 @@ def test_works_across_event_loops_under_contention(server):
     for _ in range(2):
         out = asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=("A", "B"))] * 3))
         assert len(out) == 3 and all(s[1] > s[0] for s in out)
+
+
+def test_each_event_loop_closes_its_own_connections(server, caplog):
+    """A session made on one ``asyncio.run`` is closed on that loop as it ends, not left to the garbage
+    collector, which used to log 'Event loop is closed' tracebacks (and aiohttp 'Unclosed client session')."""
+    import gc
+    import logging
+
+    Handler.with_logprobs = True
+    b = OpenAICompatibleBackend(base_url=server, model="tiny", max_retries=0, concurrency=2)
+    sessions = []
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        for _ in range(3):
+            out = asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=("A", "B"))] * 3))
+            assert len(out) == 3
+            sessions.append(b._session)
+        gc.collect()
+    assert len({id(s) for s in sessions}) == 3 and all(s.closed for s in sessions)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
+
+
+def test_http_errors_name_the_status_and_the_servers_message():
+    class Reject(FaultyHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            data = b'{"error": {"message": "model fake not found"}}'
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    running = serve(Reject)
+    b = OpenAICompatibleBackend(base_url=next(running), model="tiny", max_retries=3)
+    with pytest.raises(BackendError) as err:
+        asyncio.run(b.generate([GenerateRequest(messages=MSGS)]))
+    assert str(err.value).endswith("failed: HTTP 404: model fake not found") and b.stats.retries == 0
+    running.close()
+
+
+def test_the_environment_proxy_is_looked_up_once_and_no_proxy_is_honoured(monkeypatch):
+    from agents.llm.openai_compat import _env_proxy
+
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    assert _env_proxy("http://gpu1:8000/v1") == "http://proxy.example:3128"
+    assert _env_proxy("http://127.0.0.1:8000/v1") is None
+    assert _env_proxy("https://api.example/v1") is None  # no https_proxy set
