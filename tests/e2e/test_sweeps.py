@@ -294,5 +294,5 @@ def test_a_sweep_point_that_fails_at_run_time_leaves_the_others_to_finish(tmp_pa
     assert last.startswith("agora: error: sweep point #1 (") and f"model server {closed}" in last, last
     assert "the other points ran" in last
     assert [(sweep / str(n) / "summary.json").is_file() for n in range(3)] == [True, False, True]
-    assert (sweep / "1" / "cli.log").read_text().splitlines()[-1].endswith(
-        f"agora: error: model server {closed} failed: APIConnectionError: Connection error.")
+    logged = (sweep / "1" / "cli.log").read_text().splitlines()[-1]
+    assert f"agora: error: model server {closed} failed: Connection failed" in logged, logged
