@@ -203,7 +203,9 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
              f"- torch {env.get('torch', '?')}, transformers {env.get('transformers', '?')}, device `{env.get('device', '?')}`, "
              f"dtype {env.get('dtype', '?')}, torch threads {env.get('threads', '?')}",
              f"- model: {env.get('model', '?')} ({env.get('params', '?')} parameters)",
-             f"- runs: {bench.get('datetime', '?')} (each row names its own), quick mode: {env.get('quick', '?')}", ""]
+             f"- runs: {bench.get('datetime', '?')} (each row names its own), quick mode: {env.get('quick', '?')}",
+             "- load: other jobs may share the machine's cores; `load_avg_1m` under a benchmark is the 1-minute load "
+             "average at its start and end (above the torch threads: other jobs ran beside it)", ""]
     readings = [i for i in info if "ratio" in i and "ratio_vs_naive" in i]
     if readings:
         lines += ["## Likelihood readings against lm-evaluation-harness", "",
@@ -214,7 +216,7 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
         for i in readings:
             lines.append(f"- **{i['name']}**: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in i.items() if k in (
                 "hflm_batch", "naive_rounds", "max_abs_option_gap_diff", "max_abs_logprob_diff_naive", "distinct_tokens", "measured",
-                "baseline")))
+                "baseline", "load_avg_1m")))
         lines.append("")
     flows = [i for i in info if "ratio" in i and "ratio_vs_naive" not in i]
     if flows:
