@@ -6,6 +6,7 @@ config (``sim.config``) never imports torch or the model loader (which sets ``HF
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 LR_SCHEDULERS = ("cosine", "linear", "constant_with_warmup", "constant")
 
@@ -103,6 +104,21 @@ class DPOConfig(LoopConfig):
     max_length: int = 384
     seed: int = 0
     device: str = "auto"
+
+
+ACCELERATE_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "accelerate"  # shipped, by name
+
+
+def accelerate_config_path(name: str) -> Path:
+    """A shipped accelerate config by name (``multi_gpu``, ``fsdp``: ``conf/accelerate/NAME.yaml``) or a file path."""
+    shipped = ACCELERATE_CONFIGS / f"{name}.yaml"
+    if shipped.is_file() and "/" not in name:
+        return shipped
+    path = Path(name).expanduser()
+    if not path.is_file():
+        known = sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml"))
+        raise ValueError(f"accelerate config {name!r} is neither a shipped one {known} nor a file")
+    return path
 
 
 EVAL_SUITES = ("hhh", "moralchoice", "steerability")

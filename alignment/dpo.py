@@ -21,7 +21,8 @@ import torch
 from agents.llm.embedded import pick_device, prepare_default_model, quiet_load
 from alignment.config import DPOConfig
 from alignment.losses import LOSSES
-from alignment.training import PairStep, batch_size, train_pairs
+from alignment.ranks import is_main_process
+from alignment.training import PairStep, batch_size, train_pairs, training_device
 
 
 def _encode(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
@@ -52,7 +53,8 @@ def sequence_logprobs(model, tok, prompts: list[str], responses: list[str], max_
     return (logp * target[:, 1:]).sum(-1)
 
 
-def load_policy(path: str | Path | None, cfg: DPOConfig):
+def load_policy(path: str | Path | None, cfg: DPOConfig, device: str | None = None):
+    """The policy (with a fresh LoRA adapter if ``cfg.lora``) on ``device`` (default ``cfg.device``), and its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(path) if path else prepare_default_model()
@@ -62,7 +64,7 @@ def load_policy(path: str | Path | None, cfg: DPOConfig):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         with quiet_load():
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(pick_device(cfg.device))
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(pick_device(device or cfg.device))
             if cfg.lora:
                 from peft import LoraConfig, get_peft_model
 
@@ -76,13 +78,20 @@ def load_policy(path: str | Path | None, cfg: DPOConfig):
 
 
 def _pair_logps(policy, ref, tok, rows: pl.DataFrame, max_length: int, lora: bool) -> tuple[torch.Tensor, ...]:
+    """Policy and reference log-probs of both answers. ``policy`` may be the DDP/FSDP wrapper: the reference of a
+    LoRA run is the same weights with the adapter off (switched on the peft model inside), run through it too."""
     prompts = rows["prompt"].to_list() * 2
     responses = rows["response_a"].to_list() + rows["response_b"].to_list()
     n = len(rows)
-    with torch.no_grad(), (policy.disable_adapter() if lora else nullcontext()):
+    with torch.no_grad(), (_peft(policy).disable_adapter() if lora else nullcontext()):
         ref_lp = sequence_logprobs(ref if ref is not None else policy, tok, prompts, responses, max_length)
     pi = sequence_logprobs(policy, tok, prompts, responses, max_length)
     return pi[:n], pi[n:], ref_lp[:n], ref_lp[n:]
+
+
+def _peft(model):
+    """The peft model inside a DDP/FSDP wrapper (``.module``), or the model itself."""
+    return getattr(model, "module", model)
 
 
 def implicit_margins(policy, ref, tok, pairs: pl.DataFrame, cfg: DPOConfig) -> np.ndarray:
@@ -101,11 +110,12 @@ def implicit_margins(policy, ref, tok, pairs: pl.DataFrame, cfg: DPOConfig) -> n
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def pair_step(policy, ref, tok, cfg: DPOConfig) -> PairStep:
-    """A batch's per-pair soft DPO losses, and each pair's log-ratio difference (> 0: the policy moved toward A)."""
+def pair_step(ref, tok, cfg: DPOConfig) -> PairStep:
+    """A batch's per-pair soft DPO losses, and each pair's log-ratio difference (> 0: the policy moved toward A).
+    ``ref``: the frozen reference of full fine-tuning (never wrapped in DDP), None for LoRA."""
     loss_fn = LOSSES["dpo_soft"]
 
-    def step(rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(policy, rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
         pa, pb, ra, rb = _pair_logps(policy, ref, tok, rows, cfg.max_length, cfg.lora)
         p = torch.tensor(rows["p_a"].to_list(), device=pa.device, dtype=torch.float32)
         return loss_fn(pa, pb, ra, rb, p, cfg.beta), (pa - ra) - (pb - rb)
@@ -115,12 +125,21 @@ def pair_step(policy, ref, tok, cfg: DPOConfig) -> PairStep:
 
 def train_dpo(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: DPOConfig, out_dir: str | Path,
               base_path: str | Path | None = None, progress: bool = True) -> dict:
-    """Fine-tune the policy at ``base_path`` (default: the embedded model); save a full HF folder."""
-    policy, tok = load_policy(base_path, cfg)
+    """Fine-tune the policy at ``base_path`` (default: the embedded model); save a full HF folder. Under
+    ``torchrun`` / ``accelerate launch`` every rank trains its share; rank 0 alone measures margins and saves
+    (the others return {})."""
+    device = training_device(cfg.device)
+    policy, tok = load_policy(base_path, cfg, device)
     ref = None if cfg.lora else copy.deepcopy(policy).eval().requires_grad_(False)
-    margins_before = implicit_margins(policy, ref, tok, eval_pairs, cfg)
+    main = is_main_process()
+    margins_before = implicit_margins(policy, ref, tok, eval_pairs, cfg) if main else None
     out = Path(out_dir)
-    done = train_pairs("DPO", policy, train, cfg, pair_step(policy, ref, tok, cfg), out, progress)
+    done = train_pairs("DPO", policy, train, cfg, pair_step(ref, tok, cfg), out, progress)
+    if not done.main:
+        return {}
+    if done.state is not None:  # FSDP: the trained weights, gathered from the ranks' shards
+        policy, tok = load_policy(base_path, cfg, device)
+        policy.load_state_dict(done.state)
     margins_after = implicit_margins(policy, ref, tok, eval_pairs, cfg)
     train_margins = implicit_margins(policy, ref, tok, train, cfg)
     model = policy.merge_and_unload() if cfg.lora else policy

@@ -21,7 +21,7 @@ from agents.llm.embedded import minilm_path, pick_device, prepare_default_model,
 from alignment.config import RewardConfig
 from alignment.losses import LOSSES
 from alignment.metrics import NA, expected_calibration_error, log_loss, pairwise_accuracy
-from alignment.training import PairStep, train_pairs
+from alignment.training import PairStep, train_pairs, training_device
 
 
 def backbone_path(name: str, policy_path: str | Path | None = None) -> Path:
@@ -74,12 +74,12 @@ def evaluate(model, tok, pairs: pl.DataFrame, max_length: int) -> dict[str, floa
             "ece": expected_calibration_error(p_hat, (p > 0.5).astype(float)), "pairs": len(pairs)}
 
 
-def pair_step(model, tok, cfg: RewardConfig) -> PairStep:
+def pair_step(tok, cfg: RewardConfig) -> PairStep:
     """A batch's per-pair Bradley–Terry losses against the soft labels, and r_a − r_b (both answers in one forward)."""
-    device = next(model.parameters()).device
     loss_fn = LOSSES["bradley_terry"]
 
-    def step(rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(model, rows: pl.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
+        device = next(model.parameters()).device
         enc = tok(rows["prompt"].to_list() * 2, rows["response_a"].to_list() + rows["response_b"].to_list(),
                   truncation="only_first", max_length=cfg.max_length, padding=True, return_tensors="pt").to(device)
         r = model(**enc).logits[:, 0].float()
@@ -92,10 +92,17 @@ def pair_step(model, tok, cfg: RewardConfig) -> PairStep:
 
 def train_reward_model(train: pl.DataFrame, eval_pairs: pl.DataFrame, cfg: RewardConfig, out_dir: str | Path,
                        policy_path: str | Path | None = None, progress: bool = True) -> dict:
-    """Train, evaluate on held-out pairs, save an HF folder to ``out_dir``; return the report."""
-    model, tok = load_reward_model(backbone_path(cfg.backbone, policy_path), cfg.seed, cfg.device)
+    """Train, evaluate on held-out pairs, save an HF folder to ``out_dir``; return the report. Under ``torchrun`` /
+    ``accelerate launch`` every rank trains its share; rank 0 alone evaluates and saves (the others return {})."""
+    device = training_device(cfg.device)
+    model, tok = load_reward_model(backbone_path(cfg.backbone, policy_path), cfg.seed, device)
     out = Path(out_dir)
-    done = train_pairs("reward model", model, train, cfg, pair_step(model, tok, cfg), out, progress)
+    done = train_pairs("reward model", model, train, cfg, pair_step(tok, cfg), out, progress)
+    if not done.main:
+        return {}
+    if done.state is not None:  # FSDP: the trained weights, gathered from the ranks' shards
+        model, tok = load_reward_model(backbone_path(cfg.backbone, policy_path), cfg.seed, device)
+        model.load_state_dict(done.state)
     report = {"config": asdict(cfg), "train_pairs": len(train), "steps": len(done.losses),
               "train_loss_first": done.losses[0] if done.losses else None,
               "train_loss_last": done.losses[-1] if done.losses else None, "pairs_per_s": done.pairs_per_s,

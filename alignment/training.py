@@ -9,17 +9,22 @@ and speed did not separate it from ``Trainer`` with ``compute_loss`` overridden.
 Python's, numpy's and torch's global RNGs (``set_seed``), prints each log as a raw dict, and needs a
 dataset, collator and its own sampler round rows that are already a table; TRL's trainers have no
 per-pair soft labels. This loop keeps the seed tree's order and the RNG isolation.
+
+Across processes (``torchrun`` / ``accelerate launch``, see ``alignment/launch.py``) the same loop runs on
+every rank: each takes its share of every global batch of the one seeded plan, gradients are averaged
+across ranks, and rank 0 alone logs, checkpoints and saves. The ranks' losses are weighted so the update
+is the one-process update of the same global batch (equal to float tolerance: the all-reduce sums in
+another order).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,13 +35,15 @@ import torch
 from tqdm.auto import tqdm
 
 from alignment.config import DPOConfig, RewardConfig
+from alignment.ranks import Ranks, launched_processes, start_accelerator
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 STEP_LOG = "train_log.jsonl"
 
-# A batch's per-pair losses and signed preferences (> 0: the model prefers A), from its rows.
-PairStep = Callable[[pl.DataFrame], tuple[torch.Tensor, torch.Tensor]]
+# A batch's per-pair losses and signed preferences (> 0: the model prefers A), from the model to run (under
+# several processes, the DDP/FSDP wrapper whose forward and backward synchronise the ranks) and the rows.
+PairStep = Callable[[torch.nn.Module, pl.DataFrame], tuple[torch.Tensor, torch.Tensor]]
 
 
 LoopConfig = RewardConfig | DPOConfig
@@ -51,10 +58,24 @@ class Trained:
     pairs: int
     seconds: float
     resumed_at: int
+    main: bool = True  # this process saves and reports (rank 0, or the only one)
+    # Under FSDP, rank 0's whole trained state dict: the model it trained is sharded across the ranks, so the
+    # caller loads this into a fresh copy to evaluate and save. None otherwise (the model itself is trained).
+    state: dict[str, torch.Tensor] | None = None
 
     @property
     def pairs_per_s(self) -> float | None:
         return self.pairs / self.seconds if self.seconds else None
+
+
+def training_device(device: str) -> str:
+    """Where this process trains: ``device`` as configured in one process; under several, this rank's own
+    (the launch's accelerator starts first, so ``auto``/``cuda`` is the rank's GPU, ``cuda:LOCAL_RANK``)."""
+    if launched_processes() == 1:
+        return device
+    from agents.llm.embedded import pick_device
+
+    return str(start_accelerator(pick_device(device)).device)
 
 
 def batch_size(cfg: LoopConfig, device: torch.device) -> int:
@@ -87,15 +108,22 @@ def agreement(pref: torch.Tensor, p: torch.Tensor) -> tuple[int, int]:
     return int(((pref > 0) == (p > 0.5))[keep].sum()), int(keep.sum())
 
 
-def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The trained tensors only (a LoRA run saves its adapter, not the frozen base)."""
-    return {k: v.detach().cpu() for k, v in model.named_parameters() if v.requires_grad}
-
-
-def _save(path: Path, model, opt, sched, step: int, losses: list[float], seen: int, cfg: LoopConfig) -> None:
-    state = {"step": step, "params": _state(model), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-             "torch_rng": torch.get_rng_state(), "losses": losses, "seen": seen, "config": _identity(cfg)}
-    if torch.cuda.is_available():
+def _save(path: Path, run, model, opt, sched, step: int, losses: list[float], seen: int, cfg: LoopConfig,
+          ranks: Ranks) -> None:
+    """Rank 0 writes the checkpoint: the trained tensors only (a LoRA run's adapter, not the frozen base),
+    optimizer, schedule and every rank's RNG (each draws its own dropout masks). Every rank calls it: under
+    several processes the RNGs, and under FSDP the tensors, are gathered."""
+    params, optimizer = ranks.trained_state(run, model), ranks.optimizer_state(run, opt)
+    rngs = ranks.gather(torch.get_rng_state())
+    if not ranks.main:
+        return
+    state = {"step": step, "params": params, "optimizer": optimizer, "scheduler": sched.state_dict(),
+             "torch_rng": rngs[0], "losses": losses, "seen": seen, "config": _identity(cfg)}
+    if ranks.world > 1:
+        state["rank_rngs"] = rngs
+    if ranks.sharded:
+        state["sharded"] = True  # the optimizer's state by parameter name (torch.distributed.checkpoint's form)
+    if torch.cuda.is_available() and ranks.world == 1:
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -107,29 +135,45 @@ def _identity(cfg: LoopConfig) -> dict[str, Any]:
     return {k: v for k, v in asdict(cfg).items() if k not in ("log_every", "save_every")}
 
 
-def _resume(path: Path, model, opt, sched, cfg: LoopConfig) -> dict[str, Any] | None:
-    """The saved state, loaded into model/optimizer/schedule, if ``path`` holds this config's checkpoint."""
+def _resume(path: Path, model, opt, sched, cfg: LoopConfig, ranks: Ranks) -> dict[str, Any] | None:
+    """The saved state, loaded into model/optimizer/schedule, if ``path`` holds this config's checkpoint (every
+    rank reads it, before the model is wrapped)."""
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state["config"] != _identity(cfg):
-        log.warning("ignoring %s: written by a different training config", path)
+    if state["config"] != _identity(cfg) or state.get("sharded", False) != ranks.sharded:
+        if ranks.main:
+            log.warning("ignoring %s: written by a different training config (or with FSDP and now without, or "
+                        "the reverse)", path)
         return None
     params = dict(model.named_parameters())
     with torch.no_grad():
         for k, v in state["params"].items():
             params[k].copy_(v)
-    opt.load_state_dict(state["optimizer"])
+    if not ranks.sharded:  # FSDP's is loaded into the sharded optimizer, once the model is wrapped
+        opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     return state
+
+
+def _restore_rng(state: dict[str, Any], device: torch.device, ranks: Ranks) -> None:
+    """This rank's RNG as the checkpoint left it; a checkpoint of another process count gives a rank beyond its
+    ranks the fresh seed (dropout then draws other masks, the data order is the same)."""
+    rngs = state.get("rank_rngs") or [state["torch_rng"]]
+    if ranks.rank < len(rngs):
+        torch.set_rng_state(rngs[ranks.rank])
+    if "cuda_rng" in state and device.type == "cuda" and ranks.world == 1:
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def train_pairs(name: str, model: torch.nn.Module, train: pl.DataFrame, cfg: LoopConfig, pair_step: PairStep,
                 out_dir: Path, progress: bool = True) -> Trained:
     """Train ``model``'s trainable parameters on ``train`` with ``pair_step``'s per-pair losses (the soft
     labels are the step's business); the loop averages them, counts agreement with ``p_a`` for the log,
-    and resumes from ``out_dir``'s checkpoint when one of this config is there."""
+    and resumes from ``out_dir``'s checkpoint when one of this config is there. Under ``torchrun`` /
+    ``accelerate launch`` every rank calls it with the same rows and config (see the module's docstring)."""
     device = next(model.parameters()).device
+    ranks = Ranks.start(device)
     params = [p for p in model.parameters() if p.requires_grad]
     steps = plan_steps(len(train), cfg, batch_size(cfg, device))
     opt = torch.optim.AdamW(params, lr=cfg.lr)
@@ -140,35 +184,40 @@ def train_pairs(name: str, model: torch.nn.Module, train: pl.DataFrame, cfg: Loo
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / CHECKPOINT
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # dropout: seeded, global RNG untouched
-        torch.manual_seed(cfg.seed)
-        state = _resume(ckpt, model, opt, sched, cfg) or {"step": 0, "losses": [], "seen": 0}
+        torch.manual_seed(ranks.seed(cfg.seed))
+        state = _resume(ckpt, model, opt, sched, cfg, ranks) or {"step": 0, "losses": [], "seen": 0}
         if state["step"]:
-            torch.set_rng_state(state["torch_rng"])
-            if "cuda_rng" in state and device.type == "cuda":
-                torch.cuda.set_rng_state_all(state["cuda_rng"])
-            log.info("%s: resuming at step %d/%d from %s", name, state["step"], len(steps), ckpt)
+            _restore_rng(state, device, ranks)
+            if ranks.main:
+                log.info("%s: resuming at step %d/%d from %s", name, state["step"], len(steps), ckpt)
+        run, opt = ranks.prepare(model, opt)  # after the resume: each rank loads the checkpoint into the plain model
+        if state["step"] and ranks.sharded:
+            ranks.load_optimizer_state(run, opt, state["optimizer"])
         losses, seen, t0 = state["losses"], state["seen"], time.perf_counter()
-        with _step_log(out_dir / STEP_LOG, state["step"]) as fh, \
+        with _step_log(out_dir / STEP_LOG, state["step"]) if ranks.main else nullcontext() as fh, \
                 tqdm(total=len(steps), initial=state["step"], desc=name, unit="step", leave=False, mininterval=1.0,
-                     disable=not progress) as bar:
+                     disable=not progress or not ranks.main) as bar:
             for i in range(state["step"], len(steps)):
-                rec = _one_step(model, train, steps[i], pair_step, params, opt, cfg, device)
+                rec = _one_step(run, train, steps[i], pair_step, params, opt, cfg, device, ranks)
                 sched.step()
                 losses.append(rec["loss"])
                 seen += rec.pop("pairs")
-                fh.write(json.dumps({"step": i + 1, "epoch": i * cfg.epochs // len(steps), **rec}) + "\n")
-                fh.flush()
+                if fh is not None:
+                    fh.write(json.dumps({"step": i + 1, "epoch": i * cfg.epochs // len(steps), **rec}) + "\n")
+                    fh.flush()
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", acc=f"{rec['accuracy'] or 0:.2f}", refresh=False)
                 bar.update(1)
-                if (i + 1) % cfg.log_every == 0 or i + 1 == len(steps):
+                if ranks.main and ((i + 1) % cfg.log_every == 0 or i + 1 == len(steps)):
                     acc = "n/a" if rec["accuracy"] is None else f"{rec['accuracy']:.3f}"
                     log.info("%s step %d/%d  loss %.4f  accuracy %s  lr %.2e  grad norm %.3f", name, i + 1, len(steps),
                              rec["loss"], acc, rec["lr"], rec["grad_norm"])
                 if cfg.save_every and (i + 1) % cfg.save_every == 0 and i + 1 < len(steps):
-                    _save(ckpt, model, opt, sched, i + 1, losses, seen, cfg)
+                    _save(ckpt, run, model, opt, sched, i + 1, losses, seen, cfg, ranks)
         seconds = time.perf_counter() - t0
-    ckpt.unlink(missing_ok=True)  # the finished model supersedes it
-    return Trained(losses, seen - state["seen"], seconds, state["step"])  # the rate of this call's steps
+    whole = ranks.full_state(run) if ranks.sharded else None  # FSDP: the trained model, gathered on rank 0
+    if ranks.main:
+        ckpt.unlink(missing_ok=True)  # the finished model supersedes it
+    return Trained(losses, seen - state["seen"], seconds, state["step"], ranks.main, whole)  # the rate of this call's steps
 
 
 @contextmanager
@@ -181,24 +230,32 @@ def _step_log(path: Path, keep: int) -> Iterator[TextIO]:
 
 
 def _one_step(model, train: pl.DataFrame, step: list[list[int]], pair_step: PairStep, params, opt, cfg: LoopConfig,
-              device: torch.device) -> dict[str, Any]:
-    """Forward/backward over the step's batches, clip, one optimiser update; the step's log record."""
+              device: torch.device, ranks: Ranks) -> dict[str, Any]:
+    """Forward/backward over the step's batches (this rank's share of each), clip, one optimiser update; the
+    step's log record, summed over the ranks."""
     model.train()
     total, agree, counted, pairs = 0.0, 0, 0, 0
     lr = opt.param_groups[0]["lr"]  # the rate this update uses
-    for idx in step:
-        rows = train[idx]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            per_pair, pref = pair_step(rows)
-        p = torch.tensor(rows["p_a"].to_list(), device=per_pair.device, dtype=per_pair.dtype)
-        loss = per_pair.float().mean()
-        (loss / len(step)).backward()
-        total += float(loss.detach()) / len(step)
-        a, c = agreement(pref.detach(), p)
-        agree, counted, pairs = agree + a, counted + c, pairs + len(rows)
-    # max_norm = inf measures the norm without clipping
-    norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm if cfg.max_grad_norm > 0 else math.inf)
+    for j, idx in enumerate(step):
+        mine = ranks.shard(idx)
+        # a rank with no pair of this batch runs one at weight 0: its backward still joins the all-reduce
+        rows = train[mine or idx[:1]]
+        with ranks.sync(model, last=j + 1 == len(step)):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                per_pair, pref = pair_step(model, rows)
+            # the batch mean's share of this rank, ×world as the all-reduce averages (one process: ×1, exactly)
+            loss = per_pair.float().mean() * (len(mine) * ranks.world / len(idx))
+            ranks.backward(loss / len(step))
+        total += float(loss.detach()) / len(step) / ranks.world
+        if mine:
+            p = torch.tensor(rows["p_a"].to_list(), device=per_pair.device, dtype=per_pair.dtype)
+            a, c = agreement(pref.detach(), p)
+            agree, counted, pairs = agree + a, counted + c, pairs + len(rows)
+    norm = ranks.clip(model, params, cfg.max_grad_norm)
     opt.step()
     opt.zero_grad(set_to_none=True)
+    if ranks.world > 1:
+        total, agree, counted, pairs = ranks.sum([total, agree, counted, pairs])
+        agree, counted, pairs = round(agree), round(counted), round(pairs)
     return {"loss": total, "accuracy": agree / counted if counted else None, "lr": lr,
             "grad_norm": float(norm), "pairs": pairs}

@@ -43,7 +43,7 @@ def plain(model, train: pl.DataFrame, cfg, step: PairStep, out: Path) -> float:
         for batches in plan_steps(len(train), cfg, cfg.batch_size):
             model.train()
             for idx in batches:
-                step(train[idx])[0].mean().backward()
+                step(model, train[idx])[0].mean().backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
     return time.perf_counter() - t0
@@ -59,7 +59,7 @@ def trainer(model, train: pl.DataFrame, cfg, step: PairStep, out: Path) -> float
 
     class PairTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loss = step(train[inputs["idx"]])[0].mean()
+            loss = step(model, train[inputs["idx"]])[0].mean()
             return (loss, None) if return_outputs else loss
 
     args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=cfg.batch_size, num_train_epochs=cfg.epochs,
@@ -113,13 +113,13 @@ def measure(kind: str, n: int, rounds: int, with_trl: bool, trl_defaults: bool) 
 
         def load():
             model, tok = reward.load_reward_model(reward.backbone_path("minilm"), cfg.seed, "cpu")
-            return model, reward.pair_step(model, tok, cfg)
+            return model, reward.pair_step(tok, cfg)
     else:
         cfg = DPOConfig(epochs=1, batch_size=8, lr=5e-4, seed=0, device="cpu", save_every=0)
 
         def load():
             policy, tok = dpo.load_policy(None, cfg)
-            return policy, dpo.pair_step(policy, None, tok, cfg)
+            return policy, dpo.pair_step(None, tok, cfg)
     pairs = cfg.epochs * n
     for r in range(rounds):
         for name, fn in (("plain", plain), ("agora", agora), ("trainer", trainer)):

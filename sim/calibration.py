@@ -32,6 +32,7 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import BUNDLED_DIR
 from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
+from sim import aio
 from sim.config import AgoraConfig
 from sim.probes import as_interval, hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
 from sim.society import population
@@ -135,11 +136,9 @@ def start(cfg: AgoraConfig, backend: LLMBackend, ckpt: Any, trains: bool = False
     configured readers, then run the gate once (a checkpointed stage, replayed on resume). A run that
     ``trains`` on its labels with ``alignment.require_informative_labels`` stops here, before any
     work, when its judge does not clear chance."""
-    import asyncio
-
     check = getattr(backend, "check_continuation_support", None)
     if check and "likelihood" in (cfg.sim.choice_reader, cfg.sim.judge_reader) and not ckpt.done("calibration"):
-        asyncio.run(check())
+        aio.run(check())
     if not cfg.calibration.enabled:
         log.info("label quality: not measured (calibration.enabled=false)")
         return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import io
@@ -27,8 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from agents.llm.base import BackendError
+from alignment.launch import TrainingError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
+from sim import aio
 from sim.config import AgoraConfig, schema
 from sim.display import inert, inert_lines
 
@@ -354,6 +355,8 @@ def _run(dcfg: DictConfig) -> None:
         return
     except (InputError, BackendError, SchemaError) as exc:
         fail(str(exc))
+    except TrainingError as exc:  # a training child failed: what it finished is kept, a resume retrains from its checkpoint
+        fail(str(exc) + _kept(out))
     except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
         fail(os_error_line(exc) + _kept(out))
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
@@ -714,8 +717,8 @@ def _injection(n: int, seed: int, out: Path) -> None:
 
     backend = EmbeddedBackend()
     ds = sample_dilemmas(load_dilemmas("default"), n, seed, "injection")
-    pairs = asyncio.run(answers(backend, ds, seed))
-    result = asyncio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": seed}
+    pairs = aio.run(answers(backend, ds, seed))
+    result = aio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": seed}
     out.write_text(json.dumps(result, indent=1) + "\n")
     for pname, res in result["prompts"].items():
         for iname, r in res.items():

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.scoring import READERS
-from alignment.config import CalibrationConfig, DPOConfig, EvalConfig, RewardConfig
+from alignment.config import CalibrationConfig, DPOConfig, EvalConfig, RewardConfig, accelerate_config_path
 from sim.study_config import StudyConfig
 
 BACKENDS = ("embedded", "openai_compatible", "scripted")
@@ -49,6 +49,10 @@ class LLMConfig:
         backoff_s: the first retry's mean delay; doubled per attempt, capped at 30 s; a 429's
             ``Retry-After`` is waited at least (openai_compatible).
         concurrency: most requests in flight at once (openai_compatible).
+        tokenizer: the served model's Hugging Face tokenizer (a local folder, a hub id or the model's
+            ``.gguf`` file), whose chat template renders prompts for a server that gives prompt
+            log-probabilities only in the completions ``echo`` form (llama-cpp-python's server with
+            ``--logits_all true``); unused with vLLM's ``prompt_logprobs`` (openai_compatible).
         temperature: sampling temperature for free text (0 = greedy).
         top_p: nucleus sampling mass.
     """
@@ -69,6 +73,7 @@ class LLMConfig:
     max_retries: int = 3
     backoff_s: float = 0.5
     concurrency: int = 8
+    tokenizer: str | None = None
     temperature: float = 0.7
     top_p: float = 0.95
 
@@ -290,6 +295,14 @@ class AlignmentConfig:
         balance_clusters: down-sample so every author cluster contributes equally.
         reward: reward-model settings (see ``alignment/config.py``).
         dpo: DPO settings (see ``alignment/config.py``).
+        processes: training processes of each reward-model and DPO stage. 1 trains in the run's own process;
+            N > 1 starts ``torchrun`` with N ranks on this machine as a child (DDP: NCCL on GPUs, one per rank,
+            gloo on CPU; see ``alignment/launch.py``), each rank taking 1/N of every global batch, and reads
+            the saved model back. The weights equal one process's to float tolerance, so it is not part of
+            the run id. A child killed mid-training leaves its checkpoint: ``resume=`` continues from it.
+        accelerate_config: with ``processes`` > 1, start the ranks with ``accelerate launch --config_file``
+            this file instead of ``torchrun``: a shipped name (``multi_gpu``, ``fsdp``: ``conf/accelerate/``)
+            or a path. Empty: ``torchrun`` (plain DDP).
     """
 
     generations: int = 0
@@ -300,10 +313,16 @@ class AlignmentConfig:
     balance_clusters: bool = False
     reward: RewardConfig = field(default_factory=RewardConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    processes: int = 1
+    accelerate_config: str = ""
 
     def __post_init__(self) -> None:
         if self.generations < 0 or not 0 <= self.policy_share <= 1 or not 0 < self.eval_fraction < 1:
             raise ValueError("alignment.generations must be >= 0, policy_share in [0, 1], eval_fraction in (0, 1)")
+        if self.processes < 1:
+            raise ValueError("alignment.processes must be >= 1")
+        if self.accelerate_config:
+            accelerate_config_path(self.accelerate_config)  # a shipped name or an existing file, checked before any work
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from sim import store
 from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig, LLMConfig
 
-TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")
+# (``tokenizer`` only renders the served model's own chat template for the echo form: how it is read, not what)
+TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency", "tokenizer")
 # study settings added after runs were published: hashed only into runs of their own kind, so every other
 # run keeps the id (and the bytes) it had ({study.<key>: its study.kind})
 OWN_KIND_ONLY = {"inverse": "inverse_constitution", "overton": "overton", "human": "human_distributions"}
@@ -46,7 +47,7 @@ def make_backend(cfg: LLMConfig) -> LLMBackend:
         assert cfg.base_url and cfg.model
         return OpenAICompatibleBackend(base_url=cfg.base_url, model=cfg.model, api_key_env=cfg.api_key_env,
                                        timeout_s=cfg.timeout_s, max_retries=cfg.max_retries, backoff_s=cfg.backoff_s,
-                                       concurrency=cfg.concurrency)
+                                       concurrency=cfg.concurrency, tokenizer=cfg.tokenizer)
     from agents.llm.scripted import ScriptedBackend
 
     return ScriptedBackend(record=False)  # a run never reads back its requests
@@ -60,6 +61,8 @@ def run_id_for(cfg: AgoraConfig) -> str:
     settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
     settings.pop("calibration")  # nor does the label-quality gate, nor whether a failed gate stops the run
     settings["alignment"].pop("require_informative_labels")
+    for k in ("processes", "accelerate_config"):  # how training is spread over processes: equal weights (float tolerance)
+        settings["alignment"].pop(k)
     for k in TRANSPORT_KEYS:  # where the model is served from and how patiently: not what the run is
         settings["llm"].pop(k)
     for key, kind in OWN_KIND_ONLY.items():

@@ -22,6 +22,7 @@ from alignment.metrics import noted, plain
 from scenarios.dilemma import BUNDLED_DIR, Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem
+from sim import aio
 from sim.seeding import child_rng
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +146,7 @@ def read_all(backend: LLMBackend, readings: Sequence[Callable[[Callable], Awaita
         return list(await asyncio.gather(*(one(r) for r in readings)))
 
     try:
-        return asyncio.run(main())
+        return aio.run(main())
     finally:
         bar.close()
 

@@ -27,6 +27,7 @@ from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
+from sim import aio
 from sim.abm import mesa
 from sim.citizen import Citizen, Counted, Seen, StepBar
 from sim.config import AgoraConfig
@@ -271,7 +272,7 @@ class Society(mesa.Model):
         # heap, and their number grows with N, which made a 512-agent step ~2x slower (benches/).
         gc.freeze()
         try:
-            asyncio.run(self._run_step(todays))
+            aio.run(self._run_step(todays))
         finally:
             gc.unfreeze()
         self.step_metrics = step_metrics(self.stances[before[0]:], self.preferences[before[1]:],

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from agents.llm.base import BackendError, BackendStats, ChatMessage, GenerateRequest, ScoreRequest
+from agents.llm.server_logprobs import MalformedResponse, echo_entries, locate, prompt_logprobs_entries
+from agents.llm.server_logprobs import check_logprob as _logprob
+from agents.llm.server_logprobs import continuation_logprob as _sum_from
+
+log = logging.getLogger(__name__)
 
 UNSEEN_LOGPROB = -30.0  # the options not named by a reply read without logprobs (~1e-13)
 _SPACE_MARKS = "\u0120\u2581 \t\n"  # byte-level BPE's "Ġ", SentencePiece's "▁", plain whitespace
@@ -18,21 +25,10 @@ _SPACE_MARKS = "\u0120\u2581 \t\n"  # byte-level BPE's "Ġ", SentencePiece's "�
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class MalformedResponse(ValueError):
-    """A 200 response whose body cannot be read as the reply asked for (retried like a 5xx)."""
-
-
 def label_key(token: str) -> str:
     """A token as an answer label: the space marks servers put before a word dropped, case folded
     (``" A"``, ``"ĠA"``, ``"▁A"``, ``"A"`` and ``"a"`` all read as option A)."""
     return token.strip(_SPACE_MARKS).casefold()
-
-
-def _logprob(v: object, where: str) -> float:
-    """A server's log-probability, checked: a number, not NaN, not above 0 (``-inf`` is probability 0)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v > 1e-3:
-        raise MalformedResponse(f"{where}: {v!r:.40} is not a log-probability")
-    return float(v)
 
 
 def _first_choice(body: dict, what: str) -> dict:
@@ -112,62 +108,6 @@ def read_label_logprobs(choice: dict, labels: Sequence[str], stats: BackendStats
     return [float(x) for x in found]
 
 
-_MARKS = str.maketrans({"\u0120": " ", "\u010a": "\n", "\u2581": " "})  # Ġ, Ċ, ▁ as vLLM may decode them
-
-
-def _text_key(s: str) -> str:
-    """Text as compared with a decoded token stream: byte-level markers read as spaces, whitespace and
-    characters a server may decode as U+FFFD (non-ASCII) dropped."""
-    return "".join(c for c in s.translate(_MARKS) if " " < c <= "~")
-
-
-def _beyond_ascii(s: str) -> bool:
-    """A decoded token made only of non-ASCII characters (or U+FFFD for part of one): text, not space."""
-    s = s.translate(_MARKS)
-    return bool(s) and all(ord(c) > 126 for c in s)
-
-
-def read_continuation_logprob(body: dict, text: str, what: str) -> float:
-    """Sum of the prompt log-probabilities of ``text``, the final tokens of an echoed prompt
-    (vLLM's ``prompt_logprobs``: per prompt token ``{token_id: {"logprob", "decoded_token"}}``).
-
-    The tokens are found from the end by their ASCII text (servers decode a multibyte character split
-    across tokens as U+FFFD), then the tokens before them made only of non-ASCII characters (a reply
-    that opens with "—" or is all CJK). A token after the text (an end-of-turn a server appended) or
-    text that does not match is a malformed response, never a silently different sum."""
-    entries = body.get("prompt_logprobs")
-    if not isinstance(entries, list) or not entries:
-        raise MalformedResponse(f"{what}: no prompt_logprobs in the response")
-
-    def read(entry: object) -> tuple[str, float]:
-        if not isinstance(entry, dict) or not entry:
-            raise MalformedResponse(f"{what}: a prompt_logprobs entry is {entry!r:.40}")
-        info = next(iter(entry.values()))  # prompt_logprobs=0: the prompt's own token only
-        if not isinstance(info, dict) or not isinstance(info.get("decoded_token"), str):
-            raise MalformedResponse(f"{what}: a prompt_logprobs entry without decoded_token")
-        return info["decoded_token"], _logprob(info.get("logprob"), f"{what}: prompt logprob")
-
-    want = _text_key(text)
-    total, covered, i = 0.0, "", len(entries)
-    while covered != want or i == len(entries):
-        if i == 0:
-            raise MalformedResponse(f"{what}: the echoed prompt is shorter than the scored text")
-        i -= 1
-        token, lp = read(entries[i])
-        key = _text_key(token)
-        if i == len(entries) - 1 and not key and not _beyond_ascii(token):
-            raise MalformedResponse(f"{what}: the echoed prompt has a token after the scored text ({token!r:.20})")
-        total, covered = total + lp, key + covered
-        if len(covered) > len(want) or not want.endswith(covered):
-            raise MalformedResponse(f"{what}: the echoed prompt does not end with the scored text")
-    while i > 0:
-        token, lp = read(entries[i - 1])
-        if not _beyond_ascii(token):
-            break
-        i, total = i - 1, total + lp
-    return total
-
-
 def _logsumexp(xs: Sequence[float]) -> float:
     m = max(xs)
     return m if m == -math.inf else m + math.log(sum(math.exp(x - m) for x in xs))
@@ -233,6 +173,10 @@ def _env_proxy(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+# how a server gives the log-probabilities of a prompt's tokens, in the order they are tried at start-up
+FORMS = {"prompt_logprobs": "chat prompt_logprobs (vLLM)", "echo": "completions echo (vLLM, llama-cpp-python --logits_all true)"}
+
+
 class OpenAICompatibleBackend:
     """Chat completions over HTTP (aiohttp; any OpenAI-compatible server).
 
@@ -240,12 +184,17 @@ class OpenAICompatibleBackend:
     one token at temperature 0 with ``logprobs``/``top_logprobs``, read by
     :func:`read_label_logprobs` (label tokens pooled across the spellings servers use; a missing
     option bounded and counted; no option at all a one-line error). Whole continuations
-    (``ScoreRequest.continuation``, the likelihood readers): the candidate is sent as the final
-    assistant message with ``continue_final_message`` and ``prompt_logprobs=0`` (vLLM's extensions),
-    and its tokens' prompt log-probabilities are summed; :meth:`check_continuation_support` says at
-    start-up, in one line, when a server has no such thing. Every value is checked as it is read
-    (a number, not NaN, not above 0); a 200 body that is not a readable chat completion is retried
-    like a 5xx and ends, if it persists, in one line naming the server and the problem.
+    (``ScoreRequest.continuation``, the likelihood readers) need the log-probabilities of a given
+    reply's tokens, which servers give in one of two :data:`FORMS`, found once by a probe (at start-up,
+    :meth:`check_continuation_support`, or at the first continuation) and recorded as
+    ``stats.extra["continuation_form:<form>"]``: vLLM's chat ``prompt_logprobs`` (the reply sent as the
+    final assistant message with ``continue_final_message``), or the legacy completions ``echo`` form
+    (the prompt rendered here with ``tokenizer``'s chat template, as the embedded backend renders it;
+    ``echo=true, logprobs=1, max_tokens=1``). The reply's tokens are found at the end of the echoed
+    prompt by :func:`agents.llm.server_logprobs.locate`, and summed. A server offering neither is
+    refused in one line. Every value is checked as it is read (a number, not NaN, not above 0); a
+    200 body that is not a readable reply is retried like a 5xx and ends, if it persists, in one line
+    naming the server and the problem.
 
     Failures that may pass (refused or dropped connections, timeouts, 5xx, 429, a malformed body) are
     retried up to ``max_retries`` times with exponential backoff and jitter (``backoff_s`` × 2^attempt
@@ -263,7 +212,7 @@ class OpenAICompatibleBackend:
 
     def __init__(self, *, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout_s: float = 60.0,
                  max_retries: int = 3, concurrency: int = 8, top_logprobs: int = 10, backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0) -> None:
+                 max_backoff_s: float = 30.0, tokenizer: str | None = None) -> None:
         if max_retries < 0 or concurrency < 1 or not timeout_s > 0:
             raise BackendError("openai_compatible needs max_retries >= 0, concurrency >= 1 and timeout_s > 0")
         self.name = model
@@ -276,12 +225,15 @@ class OpenAICompatibleBackend:
         self.max_retries, self.backoff_s, self.max_backoff_s = max_retries, backoff_s, max_backoff_s
         self._jitter = random.Random(0)  # timing only; never touches what the run computes
         self._proxy = _env_proxy(base_url)
+        self.tokenizer = tokenizer
+        self._render: Callable[[Sequence[ChatMessage]], str] | None = None
+        self.form: str | None = None  # one of FORMS once probed
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session = None
         self._closer = None
 
     async def _for_this_loop(self):
-        """The HTTP session and concurrency limit of the running event loop. A society runs each step in
+        """The HTTP session, concurrency limit and probe lock of the running event loop. A society runs each step in
         its own ``asyncio.run``, and a session or semaphore made on one loop fails on the next, so they
         are made once per loop and the session is closed on that loop when ``asyncio.run`` ends (it
         finalises async generators before closing its loop: :meth:`_close_at_shutdown`)."""
@@ -291,6 +243,7 @@ class OpenAICompatibleBackend:
         if loop is not self._loop:
             self._loop = loop
             self._sem = asyncio.Semaphore(self.concurrency)
+            self._probing = asyncio.Lock()
             # keep-alive shorter than servers' own idle timeouts (uvicorn's, under vLLM: 5 s), so a request
             # is not sent on a connection the server is closing; a pool as large as the concurrency limit
             connector = aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=4.0)
@@ -326,7 +279,7 @@ class OpenAICompatibleBackend:
                     await asyncio.sleep(min(max(delay, wait_at_least), max(self.max_backoff_s, wait_at_least)))
                     attempt += 1
 
-    async def _post(self, path: str, payload: dict) -> dict:
+    async def _post(self, path: str, payload: dict, what: str = "chat completion") -> dict:
         """POST ``payload`` as JSON to ``base_url/path``; the response body as parsed JSON (a dict), or
         :class:`ServerStatus` for an error status, :class:`MalformedResponse` for a body that is not one."""
         session = await self._for_this_loop()
@@ -343,7 +296,7 @@ class OpenAICompatibleBackend:
         except ValueError:
             raise MalformedResponse(f"a body that is not JSON ({data[:60]!r})") from None
         if not isinstance(body, dict):
-            raise MalformedResponse(f"a body that is not a chat completion ({data[:60]!r})")
+            raise MalformedResponse(f"a body that is not a {what} ({data[:60]!r})")
         return body
 
     async def _chat(self, messages: Sequence[ChatMessage], extra_body: dict | None = None, **args) -> dict:
@@ -382,6 +335,47 @@ class OpenAICompatibleBackend:
             if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
                 setattr(self.stats, field, getattr(self.stats, field) + v)
 
+    async def _echoed(self, form: str, r: ScoreRequest, text: str) -> list:
+        """The prompt of ``r`` continued by ``r.assistant_prefix + text``, echoed with its tokens'
+        log-probabilities in ``form`` (``text`` empty: the prompt alone, up to the assistant's turn)."""
+        what = "scored continuation"
+        if form == "prompt_logprobs":
+            reply = r.assistant_prefix + text
+            if reply:
+                body = await self._chat((*r.messages, ChatMessage(role="assistant", content=reply)), max_tokens=1,
+                                        temperature=0.0, extra_body={"continue_final_message": True,
+                                                                     "add_generation_prompt": False, "prompt_logprobs": 0})
+            else:
+                body = await self._chat(r.messages, max_tokens=1, temperature=0.0,
+                                        extra_body={"add_generation_prompt": True, "prompt_logprobs": 0})
+            entries = prompt_logprobs_entries(body, what)
+        else:
+            assert self._render is not None
+            prompt = self._render(r.messages) + r.assistant_prefix + text
+            # max_tokens=1, not 0: llama-cpp-python reads 0 as "until the context is full"
+            body = await self._post("completions", {"model": self.name, "prompt": prompt, "max_tokens": 1,
+                                                    "temperature": 0.0, "echo": True, "logprobs": 1}, "completion")
+            entries = echo_entries(body, what)
+        self._usage(body)
+        return entries
+
+    async def _continuation(self, form: str, r: ScoreRequest, text: str) -> float:
+        # vLLM renders a continued message without its trailing whitespace (transformers' apply_chat_template)
+        text = text.rstrip() if form == "prompt_logprobs" else text
+
+        async def call() -> float:
+            entries = await self._echoed(form, r, text)
+            lo, start = locate([tok for tok, _ in entries], text)
+            if lo < start:  # tokens showing no text just before the reply: count the prompt's own tokens
+                start = len(await self._echoed(form, r, ""))
+                if not lo <= start <= len(entries) - 1:
+                    raise MalformedResponse(f"the prompt without the scored text has {start} tokens, its echo with "
+                                            f"the text says {lo} to {len(entries) - 1}")
+                _count(self.stats, "continuation_start_counted")
+            return _sum_from(entries, start, "scored continuation")
+
+        return await self._retrying(call)
+
     async def score_choices(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
         async def labels(r: ScoreRequest) -> list[float]:
             async def call() -> list[float]:
@@ -395,22 +389,13 @@ class OpenAICompatibleBackend:
             z = _logsumexp(raw)
             return [x - z for x in raw]
 
-        async def continuation(r: ScoreRequest, text: str) -> float:
-            async def call() -> float:
-                body = await self._chat(
-                    (*r.messages, ChatMessage(role="assistant", content=r.assistant_prefix + text)), max_tokens=1,
-                    temperature=0.0, extra_body={"continue_final_message": True, "add_generation_prompt": False,
-                                                 "prompt_logprobs": 0})
-                lp = read_continuation_logprob(body, text, "scored continuation")
-                self._usage(body)
-                return lp
-
-            return await self._retrying(call)
-
         async def one(r: ScoreRequest) -> list[float]:
             if not r.continuation:
                 return await labels(r)
-            out = list(await asyncio.gather(*(continuation(r, c) for c in r.choices)))
+            if any(not c.strip() for c in r.choices):
+                raise ValueError(f"empty candidate in {r.choices!r}")
+            form = await self.continuation_form()
+            out = list(await asyncio.gather(*(self._continuation(form, r, c) for c in r.choices)))
             self.stats.score_calls += 1
             if all(x == -math.inf for x in out):
                 raise BackendError(f"model server {self.base_url}: every scored reply has log-probability -inf")
@@ -419,19 +404,86 @@ class OpenAICompatibleBackend:
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
     async def check_continuation_support(self) -> None:
-        """One scored continuation; a one-line :class:`BackendError` if the server answers but cannot
-        give prompt log-probabilities (the likelihood readers need them). Called before a run's first
-        step; a server that cannot be reached fails with its own one-line error."""
+        """Find the form in which the server scores whole replies (:meth:`continuation_form`); a one-line
+        :class:`BackendError` if it offers none. Called before a run's first step; a server that cannot
+        be reached fails with its own one-line error."""
+        await self.continuation_form()
+
+    async def continuation_form(self) -> str:
+        """The first of :data:`FORMS` the server answers a probe continuation in, found once."""
+        if self.form is not None:
+            return self.form
+        await self._for_this_loop()
+        async with self._probing:
+            if self.form is None:
+                self.form = await self._probe()
+                self.stats.extra[f"continuation_form:{self.form}"] = 1
+                log.info("model server %s scores whole replies in the %s form", self.base_url, FORMS[self.form])
+        return self.form
+
+    async def _probe(self) -> str:
         probe = ScoreRequest(messages=(ChatMessage(role="user", content="Say yes."),), choices=("Yes.",), continuation=True)
-        try:
-            await self.score_choices([probe])
-        except BackendError as exc:
-            if not isinstance(exc.__cause__, MalformedResponse):
-                raise
-            raise BackendError(f"model server {self.base_url} cannot score whole replies, which the likelihood readers "
-                               f"need ({_describe(exc.__cause__)}; vLLM returns prompt_logprobs for a continued "
-                               "assistant message): set sim.choice_reader=label sim.judge_reader=label, or serve the "
-                               "model with vLLM") from None
+        why = []
+        for form in FORMS:
+            try:
+                if form == "echo" and self.tokenizer is None:
+                    await self._echo_without_template()
+                else:
+                    if form == "echo" and self._render is None:
+                        self._render = load_chat_template(self.tokenizer)
+                    await self._continuation(form, probe, "Yes.")
+            except BackendError as exc:
+                if not _not_offered(exc.__cause__):
+                    raise
+                why.append(f"{FORMS[form]}: {_describe(exc.__cause__)[:160]}")
+                continue
+            if self._render is None and form == "echo":
+                raise BackendError(f"model server {self.base_url} gives prompt log-probabilities only in the completions "
+                                   "echo form, whose prompt agora renders with the model's chat template: set "
+                                   "llm.tokenizer to the model's Hugging Face tokenizer (a folder, a hub id or its .gguf file)")
+            return form
+        raise BackendError(f"model server {self.base_url} cannot score whole replies, which the likelihood readers "
+                           f"need ({'; '.join(why)}): set sim.choice_reader=label sim.judge_reader=label, or serve the "
+                           "model with vLLM or with llama-cpp-python's server and --logits_all true")
+
+    async def _echo_without_template(self) -> None:
+        """Whether the server answers the echo form at all (a plain prompt; a :class:`BackendError` if not)."""
+        async def call() -> None:
+            body = await self._post("completions", {"model": self.name, "prompt": "Say yes.\nYes.", "max_tokens": 1,
+                                                    "temperature": 0.0, "echo": True, "logprobs": 1}, "completion")
+            entries = echo_entries(body, "scored continuation")
+            _sum_from(entries, locate([tok for tok, _ in entries], "Yes.")[1], "scored continuation")
+
+        await self._retrying(call)
+
+
+def _not_offered(cause: BaseException | None) -> bool:
+    """A probe's failure that says the server lacks the form (a body without it, an HTTP error status),
+    not that the server cannot be reached."""
+    return isinstance(cause, (MalformedResponse, ServerStatus))
+
+
+def load_chat_template(spec: str) -> Callable[[Sequence[ChatMessage]], str]:
+    """The chat template of the tokenizer ``spec`` names (a Hugging Face folder or hub id, or a ``.gguf``
+    file), as a function rendering messages up to the assistant's turn, as the embedded backend does."""
+    from transformers import AutoTokenizer
+
+    path = Path(spec).expanduser()
+    try:
+        if path.suffix == ".gguf":
+            tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        else:
+            tok = AutoTokenizer.from_pretrained(str(path) if path.exists() else spec)
+    except Exception as exc:  # noqa: BLE001  (transformers raises OSError, ValueError, EnvironmentError...)
+        raise BackendError(f"llm.tokenizer={spec}: cannot load a tokenizer ({_describe(exc)[:160]})") from None
+    if not getattr(tok, "chat_template", None):
+        raise BackendError(f"llm.tokenizer={spec}: the tokenizer has no chat template")
+
+    def render(messages: Sequence[ChatMessage]) -> str:
+        chat = [{"role": m.role, "content": m.content} for m in messages]
+        return tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+
+    return render
 
 
 def _describe(exc: BaseException) -> str:

@@ -40,7 +40,7 @@ from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
-from sim import store
+from sim import aio, store
 from sim.calibration import warn_if_uninformative
 from sim.checkpoint import runner, simulate
 from sim.config import AgoraConfig
@@ -129,14 +129,14 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
     labels: dict[str, list[float]] = {}
     for name, con in arms.items():
         with tqdm(total=len(prefs), desc=f"ablation: judge under {name}", **prog) as bar:
-            labels[name] = ckpt.stage(f"judge/{name}", lambda con=con, name=name, bar=bar: asyncio.run(
+            labels[name] = ckpt.stage(f"judge/{name}", lambda con=con, name=name, bar=bar: aio.run(
                 rejudge(society, prefs, con, dilemmas, (name,), bar)))
     texts = sorted({(r["dilemma_id"], t) for r in prefs.iter_rows(named=True) for t in (r["response_a"], r["response_b"])})
     directions = {name: con.direction for name, con in arms.items() if con.direction}
     rated: dict[str, dict[tuple[str, str], float]] = {}
     for name, question in directions.items():
         with tqdm(total=len(texts), desc=f"ablation: rate '{name}' direction", **prog) as bar:
-            scores = ckpt.stage(f"rate/{name}", lambda question=question, bar=bar: asyncio.run(
+            scores = ckpt.stage(f"rate/{name}", lambda question=question, bar=bar: aio.run(
                 rate_answers(backend, texts, question, dilemmas, bar)))
             rated[name] = dict(zip(texts, scores, strict=True))
     table = prefs.select("pref_id", "dilemma_id", "pair_kind", "judge_id", "prompt", "response_a", "response_b")

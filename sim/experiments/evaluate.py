@@ -72,10 +72,10 @@ log = logging.getLogger("agora")
 
 
 def score_hhh(backend: LLMBackend, items: Sequence[HHHItem], instruction: str | None = None,
-              judge: Worldview | None = None, reader: str = "label") -> pl.DataFrame:
+              judge: Worldview | None = None, reader: str = "label", progress: bool = True) -> pl.DataFrame:
     """Per item: P(first shown is better) in the file's order and in the swapped order (None for an
     orderless reader), and the order-averaged probability that the correct reply is better."""
-    readings = read_all(backend, [hhh_reading(it, reader, instruction, judge) for it in items], "eval hhh")
+    readings = read_all(backend, [hhh_reading(it, reader, instruction, judge) for it in items], "eval hhh", progress)
     rows = []
     for it, r in zip(items, readings, strict=True):
         seen, rev = (r.first_shown + (None, None))[:2]
@@ -126,9 +126,9 @@ def reward_model_hhh(path: str | Path, items: Sequence[HHHItem], max_length: int
 
 
 def _per_agent(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],
-               reading: Callable[[Dilemma, Worldview | None], Callable], label: str) -> pl.DataFrame:
+               reading: Callable[[Dilemma, Worldview | None], Callable], label: str, progress: bool = True) -> pl.DataFrame:
     pairs = [(d, i, w) for d in scenarios for i, w in enumerate(agents)]
-    readings = read_all(backend, [reading(d, w) for d, _, w in pairs], f"eval {label}")
+    readings = read_all(backend, [reading(d, w) for d, _, w in pairs], f"eval {label}", progress)
     return pl.DataFrame([{"suite": label, "item_id": d.id, "agent": i, "cluster": w.cluster if w else "unconditioned",
                           "p_action1": r.p_a, "p_action1_presented": r.presented, "p_action1_reversed": r.reversed}
                          for (d, i, w), r in zip(pairs, readings, strict=True)],
@@ -136,15 +136,15 @@ def _per_agent(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequen
 
 
 def score_stances(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],
-                  label: str, reader: str = "label") -> pl.DataFrame:
+                  label: str, reader: str = "label", progress: bool = True) -> pl.DataFrame:
     """Each agent's stance: P(choosing action1)."""
-    return _per_agent(backend, scenarios, agents, lambda d, w: stance_reading(d, w, reader), label)
+    return _per_agent(backend, scenarios, agents, lambda d, w: stance_reading(d, w, reader), label, progress)
 
 
 def score_judges(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview], principle: str,
-                 label: str, reader: str = "label") -> pl.DataFrame:
+                 label: str, reader: str = "label", progress: bool = True) -> pl.DataFrame:
     """Each agent as a judge of two answers, one taking each action: P(the action1 answer is better)."""
-    return _per_agent(backend, scenarios, agents, lambda d, w: judge_reading(d, w, principle, reader), label)
+    return _per_agent(backend, scenarios, agents, lambda d, w: judge_reading(d, w, principle, reader), label, progress)
 
 
 def share_favouring(rows: pl.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
@@ -258,8 +258,10 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
         log.info("eval %s done in %.1f s", name, summary["wall_seconds"][name])
         return out
 
+    bar = cfg.sim.progress
     if "hhh" in suites:
-        items = timed("hhh", lambda: score_hhh(backend, hhh_items, instruction, reader=cfg.sim.judge_reader))
+        items = timed("hhh", lambda: score_hhh(backend, hhh_items, instruction, reader=cfg.sim.judge_reader,
+                                                   progress=bar))
         frames.append(items)
         summary["hhh"] = hhh_metrics(items)
         if inputs.reward_model:
@@ -267,12 +269,12 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
             summary["hhh"]["reward_model"] = timed("hhh_reward_model", lambda: reward_model_hhh(rm, hhh_items))
     readers = {"choice_reader": cfg.sim.choice_reader, "judge_reader": cfg.sim.judge_reader}
     summary["readers"] = readers
-    high_rows = (timed("high_stances", lambda: score_stances(backend, high, agents, "moralchoice_high", cfg.sim.choice_reader))
-                 if high else None)
+    high_rows = (timed("high_stances", lambda: score_stances(backend, high, agents, "moralchoice_high", cfg.sim.choice_reader,
+                                                                  bar)) if high else None)
     if "moralchoice" in suites:
-        stances = timed("low_stances", lambda: score_stances(backend, low, agents, "moralchoice_low", cfg.sim.choice_reader))
+        stances = timed("low_stances", lambda: score_stances(backend, low, agents, "moralchoice_low", cfg.sim.choice_reader, bar))
         judges = timed("low_judges", lambda: score_judges(backend, low, agents, principle_text, "moralchoice_low_judge",
-                                                          cfg.sim.judge_reader))
+                                                          cfg.sim.judge_reader, bar))
         frames += [stances, judges, high_rows]
         summary["moralchoice"] = {
             "scenarios": {"low": len(low), "high": len(high)}, "agents": len(agents),
@@ -281,7 +283,7 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
             "high_entropy": choice_entropy(high_rows, e.bootstrap, cfg.seed)}
     if "steerability" in suites:
         base = timed("high_unconditioned", lambda: score_stances(backend, high, [None], "moralchoice_high_unconditioned",
-                                                                 cfg.sim.choice_reader))
+                                                                 cfg.sim.choice_reader, bar))
         frames.append(base)
         if "moralchoice" not in suites:
             frames.append(high_rows)

@@ -8,7 +8,6 @@ base model). Every generation faces the same dilemmas, so its choice distributio
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -23,13 +22,12 @@ import numpy as np
 import polars as pl
 
 from agents.llm.base import LLMBackend
-from alignment.dpo import train_dpo
+from alignment import launch
 from alignment.metrics import NA, js_distance, krippendorff_alpha, normalised_entropy, summary_row, why
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
-from alignment.reward import train_reward_model
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import store
+from sim import aio, store
 from sim.calibration import warn_if_uninformative
 from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
@@ -116,7 +114,7 @@ def _overton(run: Run, society: Society, stances: pl.DataFrame, group: list[int]
     """The policy group's Overton coverage this generation (``sim/overton.py``): its agents' first answers
     against the clusters' positions (from the control agents' first answers), judged by the run's base model
     (the same judge every generation)."""
-    return asyncio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
+    return aio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
 
 
 def training_figures(rm: Mapping[str, Any], dpo: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -210,13 +208,14 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     gdir = run.out_dir / f"generation_{g}"
     warn_if_uninformative(run.label_quality, a.require_informative_labels, f"generation {g}'s reward model trains on them")
     rm_cfg = dataclasses.replace(a.reward, seed=child_seed(cfg.seed, "reward", a.reward.seed, g))
-    rm = ckpt.stage(f"generation_{g}/reward", partial(train_reward_model, train, held, rm_cfg, gdir / "reward_model",
-                                                      policy_path=loop.policy_dir, progress=cfg.sim.progress))
+    spread = {"progress": cfg.sim.progress, "processes": a.processes, "accelerate_config": a.accelerate_config}
+    rm = ckpt.stage(f"generation_{g}/reward", partial(launch.train, "reward", train, held, rm_cfg, gdir / "reward_model",
+                                                      loop.policy_dir, **spread))
     dpo = None
     if g < a.generations - 1:  # the last generation's feedback is measured, not trained on
         dpo_cfg = dataclasses.replace(a.dpo, seed=child_seed(cfg.seed, "dpo", a.dpo.seed, g))
-        dpo = ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, train, held, dpo_cfg, gdir / "policy",
-                                                        base_path=loop.policy_dir, progress=cfg.sim.progress))
+        dpo = ckpt.stage(f"generation_{g}/dpo", partial(launch.train, "dpo", train, held, dpo_cfg, gdir / "policy",
+                                                        loop.policy_dir, **spread))
         loop.policy_dir, loop.policy_name = gdir / "policy", f"policy-g{g + 1}"
     trained, rates = training_figures(rm, dpo)
     if not len(held):  # every dilemma of the generation trained: nothing to measure the models on
@@ -255,14 +254,13 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
 def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
                      versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:
     """Generation ``g``'s society votes the constitution it will judge under; both are recorded."""
-    import asyncio
 
     from sim.experiments.collective import elected_constitution, vote
 
     if not versions:
         versions.append({"generation": g, "tag": current.tag, "judge": [{"id": p.id, "text": p.text} for p in current.judge]})
     def ballot() -> dict[str, Any]:
-        b = asyncio.run(vote(society.agents.get("worldview"), society.graph, current, backend,
+        b = aio.run(vote(society.agents.get("worldview"), society.graph, current, backend,
                              cfg.constitution.collective, seed=cfg.seed, generation=g,
                              temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
         return {"candidates": b.candidates, "elected": [p.id for p in b.constitution.judge]}

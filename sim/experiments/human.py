@@ -36,7 +36,7 @@ from alignment.agreement import agreement, normal_draws, resample_means, shuffle
 from alignment.metrics import interval, proportion_interval
 from scenarios import mfq30
 from scenarios import moral_machine as mm
-from sim import store
+from sim import aio, store
 from sim.checkpoint import runner
 from sim.config import AgoraConfig
 from sim.lifecycle import Run
@@ -200,7 +200,7 @@ def run_human_distributions(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend
     for inst in h.instruments:
         n = (len(agents) + 1) * (len(mfq30.ITEMS) if inst == "mfq" else len(mm.choices()))
         with tqdm(total=n, desc=f"human: {inst}", unit="item", disable=not cfg.sim.progress, leave=False) as bar:
-            rows += ckpt.stage(f"answers:{inst}", lambda i=inst, b=bar: asyncio.run(_read_all(cfg, backend, agents, i, b)))
+            rows += ckpt.stage(f"answers:{inst}", lambda i=inst, b=bar: aio.run(_read_all(cfg, backend, agents, i, b)))
     answers = pl.DataFrame(rows, infer_schema_length=None)
     results, profile_rows, table = {}, [], []
     for inst in h.instruments:

@@ -42,7 +42,7 @@ from scenarios.constitution import Constitution, bundled_constitutions, load_con
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
 from scenarios.principle_bank import NO_PRINCIPLE, principle_bank
-from sim import store
+from sim import aio, store
 from sim.checkpoint import runner, simulate
 from sim.config import AgoraConfig
 from sim.experiments import preflight
@@ -354,10 +354,10 @@ def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBacken
                     inv.proposals, len(rows), len(rows))
     prog = dict(disable=not cfg.sim.progress, leave=False)
     with tqdm(total=len(rows), desc="inverse: propose principles", unit="pair", **prog) as bar:
-        raw = run.ckpt.stage("proposals", lambda: asyncio.run(_propose(cfg, run.backend, prefs, rows, dilemmas, bar)))
+        raw = run.ckpt.stage("proposals", lambda: aio.run(_propose(cfg, run.backend, prefs, rows, dilemmas, bar)))
     principles, proposals = principles_of(raw, bank, given, load_constitution(NO_PRINCIPLE))
     with tqdm(total=len(principles) * len(prefs), desc="inverse: judge under each principle", unit="pair", **prog) as bar:
-        scores = np.asarray([run.ckpt.stage(f"score/{p['id']}", lambda p=p: asyncio.run(
+        scores = np.asarray([run.ckpt.stage(f"score/{p['id']}", lambda p=p: aio.run(
             _score(cfg, run.backend, prefs, p["text"], dilemmas, bar))) for p in principles], float)
     roles = {r: [k for k, p in enumerate(principles) if p[r]] for r in ("candidate", "given", "none")}
     result = explain_scopes(scores, prefs["p_a"].to_numpy(), prefs["judge_cluster"].to_list(), held, roles,

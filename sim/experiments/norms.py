@@ -34,7 +34,7 @@ from agents.scoring import p_yes
 from agents.worldview import Worldview, cluster_centre, cluster_label, mutate
 from alignment.metrics import NA, binary_entropy, finite, normalised_entropy, summary_row
 from scenarios.dilemma import Dilemma, load_dilemmas
-from sim import store
+from sim import aio, store
 from sim.calibration import warn_if_uninformative
 from sim.checkpoint import runner
 from sim.config import AgoraConfig
@@ -119,7 +119,7 @@ def _answer_generation(cfg: AgoraConfig, g: int, people: list[Worldview], dilemm
 
         policy = backend if policy_dir is None else EmbeddedBackend(policy_dir, **embedded_options(cfg.llm),
                                                                     name=f"policy-{policy_dir.parent.name}")
-    return asyncio.run(_generation(cfg, g, people, dilemmas, principle, backend, policy, bar))
+    return aio.run(_generation(cfg, g, people, dilemmas, principle, backend, policy, bar))
 
 
 def _policy_pairs(rows: list[dict], dilemmas: list[Dilemma], g: int) -> pl.DataFrame:

@@ -33,7 +33,7 @@ from agents.worldview import PopulationSpec, Worldview, cluster_counts
 from alignment.metrics import headline_figure
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
-from sim import store
+from sim import aio, store
 from sim.checkpoint import runner
 from sim.config import AgoraConfig
 from sim.experiments import preflight, study_dilemmas
@@ -90,16 +90,16 @@ def _measure(run: Run, dilemmas: list[Dilemma]) -> tuple[list[dict[str, Any]], l
     worldviews = population(cfg)
     by_id = {d.id: d for d in dilemmas}
     with _bar(cfg, len(dilemmas) * (3 + min(o.panel_size, cfg.population.size)), "answers") as bar:
-        answers = ckpt.stage("answers", lambda: asyncio.run(condition_answers(
+        answers = ckpt.stage("answers", lambda: aio.run(condition_answers(
             cfg, backend, dilemmas, bar, tag="overton", panel_size=o.panel_size, answer_tokens=o.answer_tokens,
             synthesis_tokens=o.synthesis_tokens)))
     n_voices = len(voice_agents([w.cluster for w in worldviews], o.voices, cfg.seed))
     with _bar(cfg, len(dilemmas) * n_voices, "voices") as bar:
-        voices = ckpt.stage("voices", lambda: asyncio.run(_voices(cfg, backend, dilemmas, worldviews, bar)))
+        voices = ckpt.stage("voices", lambda: aio.run(_voices(cfg, backend, dilemmas, worldviews, bar)))
     positions = cluster_positions(pl.DataFrame(voices, infer_schema_length=None), by_id, o.merge)
     n_pairs = sum(1 for a in answers for p in positions if p["dilemma_id"] == a["dilemma_id"])
     with _bar(cfg, n_pairs, "judge pairs") as bar:
-        p = ckpt.stage("coverage", lambda: asyncio.run(judge_coverage(backend, answers, positions, by_id,
+        p = ckpt.stage("coverage", lambda: aio.run(judge_coverage(backend, answers, positions, by_id,
                                                                       lambda: bar.update(1))))
     return answers, voices, positions, p
 

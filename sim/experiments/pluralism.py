@@ -40,7 +40,7 @@ from alignment.metrics import (
 )
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
-from sim import store
+from sim import aio, store
 from sim.checkpoint import runner
 from sim.config import AgoraConfig
 from sim.experiments import preflight, study_dilemmas
@@ -176,11 +176,11 @@ def run_pluralism(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = 
                     cfg.population.size, panel)
     n_answers = len(dilemmas) * (3 + min(p.panel_size, cfg.population.size))
     with tqdm(total=n_answers, desc="pluralism: answers", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
-        rows = ckpt.stage("answers", lambda: asyncio.run(condition_answers(
+        rows = ckpt.stage("answers", lambda: aio.run(condition_answers(
             cfg, backend, dilemmas, bar, panel_size=p.panel_size, answer_tokens=p.answer_tokens,
             synthesis_tokens=p.synthesis_tokens)))
     with tqdm(total=len(rows), desc="pluralism: classify", unit="answer", disable=not cfg.sim.progress, leave=False) as bar:
-        dists = ckpt.stage("classify", lambda: [d.tolist() for d in asyncio.run(
+        dists = ckpt.stage("classify", lambda: [d.tolist() for d in aio.run(
             _classify(backend, rows, {d.id: d for d in dilemmas}, names, bar))])
     for r, dist in zip(rows, map(np.asarray, dists), strict=True):
         r |= {f"p[{n}]": float(v) for n, v in zip(names, dist, strict=True)}

@@ -91,7 +91,8 @@ KIND_CONFIG: dict[str, tuple[str, ...]] = {
 }
 LLM_KEYS = {"embedded": ("model_path", "device", "dtype", "max_batch_size", "max_batch_tokens", "prefix_sharing",
                          "prefix_cache_mb", "max_context_tokens"),
-            "openai_compatible": ("base_url", "model", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency")}
+            "openai_compatible": ("base_url", "model", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency",
+                                  "tokenizer")}
 
 
 def relevant_config(config: Mapping[str, Any], kind: str) -> dict[str, Any]:

@@ -224,9 +224,56 @@ def test_society_through_a_real_server_survives_faults_and_an_outage(llama_serve
     same_rows(rows(broken), reference)
     assert json.loads((broken / "summary.json").read_text())["resumed_after_step"] == 1
 
-    # 4. llama.cpp's server has no prompt log-probabilities: the likelihood readers are refused at start-up
+    # 4. the likelihood readers need the model's chat template for llama.cpp's echo form: without
+    #    llm.tokenizer the run is refused at start-up in one line, before any work
     res = society(tmp_path / "likelihood", llama_server, "sim.choice_reader=likelihood")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     err = res.stderr.strip().splitlines()[-1]
-    assert "cannot score whole replies" in err and "sim.choice_reader=label" in err
+    assert "completions echo form" in err and "llm.tokenizer" in err
     assert not (tmp_path / "likelihood" / "stances.parquet").exists()
+
+
+def test_likelihood_readers_in_the_echo_form_match_the_embedded_model(llama_server, tmp_path):
+    """llama-cpp-python's server with ``--logits_all true`` echoes the prompt's log-probabilities: a
+    society on the default (likelihood) readers finishes through it, and its readings of the same
+    requests equal the embedded backend's within the difference of two kernels (llama.cpp computes the
+    Q4_1 weights with 8-bit activations; the embedded backend runs the same weights dequantised to
+    float32)."""
+    import asyncio
+
+    from agents import prompts
+    from agents.llm.base import ScoreRequest
+    from agents.llm.embedded import EmbeddedBackend, locate_gguf
+    from agents.llm.openai_compat import OpenAICompatibleBackend
+    from agents.scoring import likelihood_p_first
+    from scenarios.dilemma import load_dilemmas
+
+    gguf = str(locate_gguf())
+    run = tmp_path / "likelihood"
+    # llama-cpp-python builds an echo's log-probabilities in Python, sorting the vocabulary once per prompt
+    # token: a society of 2 agents for 1 step (19 scored replies) is what a test can afford
+    res = society(run, llama_server, "sim.choice_reader=likelihood", "sim.judge_reader=likelihood", f"llm.tokenizer={gguf}",
+                  "population.size=2", "sim.steps=1", "llm.timeout_s=300", "llm.concurrency=1", timeout=1800)
+    assert res.returncode == 0, res.stderr[-3000:]
+    s = json.loads((run / "summary.json").read_text())
+    assert s["backend"]["extra"]["continuation_form:echo"] == 1 and s["counts"]["preferences"] > 0
+    assert pl.read_parquet(run / "preferences.parquet")["p_a"].is_between(0, 1).all()
+
+    dilemmas = load_dilemmas("default")[:3]
+    replies = ("I would stay, for the greater good 🙂", "是的。我会留下。", prompts.continuation("I refuse. " * 200),
+               "Cafe\u0301 — nai\u0308ve, but kind.")
+    requests = [ScoreRequest(messages=prompts.choice_messages(d, None), choices=(d.action_a, d.action_b), continuation=True)
+                for d in dilemmas]
+    requests += [ScoreRequest(messages=prompts.judge_likelihood_messages(dilemmas[0], None, "Choose the kinder answer."),
+                              choices=(replies[k], replies[k + 1]), continuation=True) for k in (0, 2)]
+    served = asyncio.run(OpenAICompatibleBackend(base_url=f"{llama_server}/v1", model="smollm2", tokenizer=gguf,
+                                                 timeout_s=300, concurrency=1).score_choices(requests))
+    local = asyncio.run(EmbeddedBackend().score_choices(requests))
+    diffs = [abs(a - b) for sa, sb in zip(served, local, strict=True) for a, b in zip(sa, sb, strict=True)]
+    rel = [abs(a - b) / abs(b) for sa, sb in zip(served, local, strict=True) for a, b in zip(sa, sb, strict=True)]
+    ps = [(likelihood_p_first(sa, r.choices), likelihood_p_first(sb, r.choices))
+          for r, sa, sb in zip(requests, served, local, strict=True)]
+    print(f"echo form vs embedded on {len(diffs)} scored replies: max |diff| {max(diffs):.3f} nats, max relative "
+          f"{max(rel):.3%}; P(a) pairs {[(round(a, 3), round(b, 3)) for a, b in ps]}")  # shown by `make test-slow`
+    assert max(rel) < 0.05 and max(diffs) < 2.0
+    assert all(abs(a - b) < 0.25 or (a > 0.5) == (b > 0.5) for a, b in ps)

@@ -167,3 +167,13 @@ def test_unknown_suite_and_missing_files_fail_clearly(tmp_path):
     with pytest.raises(InputError, match="HHH file not found"):
         evaluate(cfg, ScriptedBackend(), tmp_path / "out")
     assert not (tmp_path / "out" / "eval.json").exists()
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_sim_progress_false_silences_every_eval_bar(tmp_path, capsys, progress):
+    cfg = tiny_config(progress=progress)
+    cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, suites=["moralchoice", "steerability"],
+                                                            scenarios=4, permutations=99, bootstrap=100))
+    evaluate(cfg, ScriptedBackend(), tmp_path / "out")
+    drawn = "eval moralchoice_low" in capsys.readouterr().err
+    assert drawn == progress

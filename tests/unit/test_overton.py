@@ -211,7 +211,7 @@ def test_generations_loop_records_overton_coverage_beside_pds_entropy(tmp_path, 
     from scenarios.dilemma import load_dilemmas
 
     rm = {"eval": {"accuracy": 0.5, "ece": 0.1, "log_loss": 0.7}, "pairs_per_s": 1.0}
-    monkeypatch.setattr(gen, "train_reward_model", lambda *a, **k: rm)
+    monkeypatch.setattr(gen.launch, "train", lambda *a, **k: rm)
     cfg = compose("experiment=tiny", "alignment.generations=1", "calibration.enabled=false")
     summary = runner_for(cfg)(cfg, tmp_path, ScriptedBackend(record=False))
     metrics = pl.read_parquet(tmp_path / "metrics_generations.parquet")

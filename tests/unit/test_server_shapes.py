@@ -10,7 +10,10 @@ import pytest
 
 from agents.llm.base import BackendError, ChatMessage, GenerateRequest, ScoreRequest
 from agents.llm.openai_compat import OpenAICompatibleBackend, label_key
+from agents.prompts import continuation
 from agents.scoring import p_first
+from tests.servers import SPELLINGS, LlamaCppLike, VLLMLike, chatml_tokenizer_folder, expected_logprob, render
+from tests.servers import serve as serve_tokenising
 from tests.unit.test_openai_compat import Handler, serve
 
 MSGS = (ChatMessage(role="user", content="A or B?"),)
@@ -60,6 +63,8 @@ def backend(url: str, retries: int = 0) -> OpenAICompatibleBackend:
 
 def score(url: str, req: ScoreRequest = AB, retries: int = 0) -> tuple[list[float], OpenAICompatibleBackend]:
     b = backend(url, retries)
+    if req.continuation:
+        b.form = "prompt_logprobs"  # these fixed bodies are vLLM's; the probe is tested below on servers that tokenise
     (s,) = asyncio.run(b.score_choices([req]))
     return s, b
 
@@ -176,6 +181,8 @@ def test_a_server_without_prompt_logprobs_is_refused_at_start_up_in_one_line(sha
         asyncio.run(b.check_continuation_support())
     msg = str(err.value)
     assert "\n" not in msg and "sim.choice_reader=label" in msg and shaped in msg
+    assert "chat prompt_logprobs" in msg and "completions echo" in msg  # both forms were tried
+    assert [r.get("echo") for r in Shaped.requests] == [None] * 3 + [True] * 3  # one probe each, retried
 
 
 @pytest.mark.parametrize("token", ["A", " A", "ĠA", "▁A", "a", "\tA\n"])
@@ -258,3 +265,159 @@ def test_inconsistent_top_logprobs_are_malformed(shaped, top):
     Shaped.body = completion(logprob_choice((" A", -0.01), *top))
     with pytest.raises(BackendError, match="malformed response"):
         score(shaped)
+
+
+# -- whole replies on servers that tokenise (tests/servers.py): the form is probed, the reply located ---------
+
+
+def _replies() -> list[str]:
+    """The adversarial probe's replies and their kin."""
+    return ["I choose to stay, for the greater good 🙂",  # " 🙂" is one token on real byte-level vocabularies
+            "是的。", "🙂 yes", "Cafe\u0301 — nai\u0308ve", "— yes",
+            continuation("x " * 500_000)]  # a 1 MB reply, capped with agora's truncation mark
+
+
+@pytest.fixture()
+def vllm():
+    VLLMLike.how, VLLMLike.tail, VLLMLike.last_logprob = "decoded", [], None
+    yield from serve_tokenising(VLLMLike)
+
+
+@pytest.fixture()
+def llamacpp():
+    LlamaCppLike.logits_all, LlamaCppLike.generated = True, [(" I", -1.0)]
+    yield from serve_tokenising(LlamaCppLike)
+
+
+def whole(url: str, *replies: str, **kw) -> tuple[list[float], OpenAICompatibleBackend]:
+    b = OpenAICompatibleBackend(base_url=url, model="tiny", max_retries=kw.pop("retries", 0), backoff_s=0.001, **kw)
+    (s,) = asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=replies, continuation=True)]))
+    return s, b
+
+
+@pytest.mark.parametrize("how", SPELLINGS[:3])  # how vLLM versions spell prompt tokens
+def test_vllm_prompt_logprobs_score_every_valid_reply(vllm, how):
+    VLLMLike.how = how
+    replies = _replies()
+    s, b = whole(vllm, *replies)
+    base = render([{"role": "user", "content": MSGS[0].content}], add_generation_prompt=True)
+    assert s == [pytest.approx(expected_logprob(base, r)) for r in replies]
+    assert b.stats.extra["continuation_form:prompt_logprobs"] == 1
+    assert not any(path.endswith("/v1/completions") for path, _ in VLLMLike.requests)  # the first form was offered
+    # raw pieces are exact; decoded ones leave the start of a reply opening with a split character (是, 🙂,
+    # — on this small vocabulary) to the server's count of the prompt alone
+    asked = b.stats.extra.get("continuation_start_counted", 0)
+    assert asked == (0 if how == "raw" else 3)
+
+
+def test_llama_cpp_echo_form_with_the_models_template(llamacpp, tmp_path):
+    replies = _replies()
+    s, b = whole(llamacpp, *replies, tokenizer=chatml_tokenizer_folder(tmp_path / "tok"))
+    base = render([{"role": "user", "content": MSGS[0].content}], add_generation_prompt=True)
+    assert s == [pytest.approx(expected_logprob(base, r)) for r in replies]
+    assert b.stats.extra["continuation_form:echo"] == 1
+    echoed = [body for path, body in LlamaCppLike.requests if path.endswith("/v1/completions")]
+    assert all(e["echo"] is True and e["logprobs"] == 1 and e["max_tokens"] == 1 for e in echoed)
+    assert {e["prompt"] for e in echoed} >= {base + r for r in replies}  # rendered here, as the embedded backend renders
+
+
+def test_llama_cpp_generating_several_tokens_after_the_echo_is_read_right(llamacpp, tmp_path):
+    LlamaCppLike.generated = [("", -0.5), ("", -0.4), ("", -0.3)]  # a split emoji finished for max_tokens=1
+    s, _ = whole(llamacpp, "Yes.", tokenizer=chatml_tokenizer_folder(tmp_path / "tok"))
+    base = render([{"role": "user", "content": MSGS[0].content}], add_generation_prompt=True)
+    assert s == [pytest.approx(expected_logprob(base, "Yes."))]
+
+
+def test_an_echo_server_without_a_tokenizer_asks_for_one_in_one_line(llamacpp):
+    with pytest.raises(BackendError) as err:
+        whole(llamacpp, "Yes.")
+    msg = str(err.value)
+    assert "\n" not in msg and "llm.tokenizer" in msg and "echo" in msg
+
+
+def test_a_server_offering_neither_form_is_refused_naming_both(llamacpp, tmp_path):
+    LlamaCppLike.logits_all = False  # llama-cpp-python's server started without --logits_all true
+    b = OpenAICompatibleBackend(base_url=llamacpp, model="tiny", max_retries=1, backoff_s=0.001,
+                                tokenizer=chatml_tokenizer_folder(tmp_path / "tok"))
+    with pytest.raises(BackendError) as err:
+        asyncio.run(b.check_continuation_support())
+    msg = str(err.value)
+    assert "\n" not in msg and "cannot score whole replies" in msg and "sim.choice_reader=label" in msg
+    assert "no prompt_logprobs" in msg and "logits_all=False" in msg and "--logits_all true" in msg
+
+
+def test_a_bad_tokenizer_is_one_line(llamacpp, tmp_path):
+    with pytest.raises(BackendError) as err:
+        whole(llamacpp, "Yes.", tokenizer=str(tmp_path / "missing"))
+    assert "\n" not in str(err.value) and "llm.tokenizer=" in str(err.value)
+
+
+@pytest.mark.parametrize("tail", [[("<|im_end|>", -0.1)], [("\n", -0.1)], [("", -0.1)]])
+def test_an_end_of_turn_appended_to_the_echo_is_refused(vllm, tail):
+    VLLMLike.tail = tail
+    b = OpenAICompatibleBackend(base_url=vllm, model="tiny", max_retries=1, backoff_s=0.001)
+    b.form = "prompt_logprobs"
+    with pytest.raises(BackendError) as err:
+        asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=("Yes, I agree.",), continuation=True)]))
+    assert "malformed response" in str(err.value) and "after 2 attempts" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.5, "null", "-0.5"])
+def test_a_bad_logprob_in_the_scored_reply_is_refused(vllm, bad):
+    VLLMLike.last_logprob = bad  # the reply's own last token
+    b = OpenAICompatibleBackend(base_url=vllm, model="tiny", max_retries=0)
+    b.form = "prompt_logprobs"
+    with pytest.raises(BackendError, match="not a log-probability"):
+        asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=("Yes, I agree.",), continuation=True)]))
+
+
+def test_a_server_whose_prompt_alone_disagrees_with_its_echo_is_refused(vllm):
+    """The lossy tokens before "🙂 yes" make the backend ask the prompt's length; a server whose answer
+    cannot be where the reply starts is malformed, not summed from a guess."""
+    VLLMLike.how = "completing"
+
+    class Liar(VLLMLike):
+        def answer(self, path, body):
+            status, out = super().answer(path, body)
+            if not body.get("continue_final_message") and "prompt_logprobs" in out:
+                out["prompt_logprobs"] = out["prompt_logprobs"][:3]
+            return status, out
+
+    running = serve_tokenising(Liar)
+    url = next(running)
+    b = OpenAICompatibleBackend(base_url=url, model="tiny", max_retries=0)
+    b.form = "prompt_logprobs"
+    with pytest.raises(BackendError, match="the prompt without the scored text has 3 tokens"):
+        asyncio.run(b.score_choices([ScoreRequest(messages=MSGS, choices=("🙂 yes",), continuation=True)]))
+    running.close()
+
+
+def test_a_society_whose_replies_end_in_an_emoji_or_are_capped_finishes_on_the_likelihood_readers(tmp_path):
+    """The probe's run, end to end through the CLI: every agent's reply ends in `` 🙂`` or is 100 kB (scored
+    capped, ending in agora's truncation mark); both used to stop the run after 4 attempts."""
+    from tests.helpers import agora
+
+    class Replies(VLLMLike):
+        count = 0
+
+        def chat_reply(self, body):
+            Replies.count += 1
+            Replies.reply_text = ("A, for the greater good 🙂" if Replies.count % 2 else "B " + "x " * 50_000)
+            return super().chat_reply(body)
+
+    VLLMLike.how, VLLMLike.tail, VLLMLike.last_logprob = "raw", [], None  # vLLM V1's byte-level pieces: exact bytes
+    running = serve_tokenising(Replies)
+    url = next(running)
+    try:
+        res = agora("llm=openai_compatible", f"llm.base_url={url}", "llm.model=tiny", "llm.max_retries=0",
+                    "population.size=4", "sim.steps=1", "sim.progress=false", "calibration.enabled=false",
+                    f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    finally:
+        running.close()
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "Traceback" not in res.stdout + res.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["backend"]["extra"]["continuation_form:prompt_logprobs"] == 1
+    assert summary["backend"]["retries"] == 0 and summary["counts"]["preferences"] > 0
+    scored = [body["messages"][-1]["content"] for _, body in Replies.requests if body.get("continue_final_message")]
+    assert any(s.endswith("🙂") for s in scored) and any(s.endswith(" …") for s in scored)

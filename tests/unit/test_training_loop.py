@@ -32,12 +32,12 @@ def toy_model() -> torch.nn.Module:
 def stepper(model, scale: float = 1.0, fail_at: int | None = None):
     calls = [0]
 
-    def pair_step(rows: pl.DataFrame):
+    def pair_step(run: torch.nn.Module, rows: pl.DataFrame):
         calls[0] += 1
         if fail_at is not None and calls[0] == fail_at:
             raise KeyboardInterrupt  # a run stopped mid-training
-        r_a = model(torch.tensor(rows["a"].to_list()))[:, 0]
-        r_b = model(torch.tensor(rows["b"].to_list()))[:, 0]
+        r_a = run(torch.tensor(rows["a"].to_list()))[:, 0]
+        r_b = run(torch.tensor(rows["b"].to_list()))[:, 0]
         return scale * LOSSES["bradley_terry"](r_a, r_b, torch.tensor(rows["p_a"].to_list(), dtype=torch.float32)), r_a - r_b
 
     return pair_step
@@ -114,7 +114,7 @@ def test_every_step_is_logged_and_shown_on_one_bar(tmp_path, caplog, capsys):
 def test_checkpoints_every_n_steps_and_a_stopped_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
     saved: list[int] = []
     real_save = training._save
-    monkeypatch.setattr(training, "_save", lambda path, *a: (saved.append(a[3]), real_save(path, *a)))
+    monkeypatch.setattr(training, "_save", lambda path, *a: (saved.append(a[4]), real_save(path, *a)))
     c = cfg(save_every=4)
     whole = toy_model()
     training.train_pairs("toy", whole, toy_pairs(), c, stepper(whole), tmp_path / "whole", progress=False)
