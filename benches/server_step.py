@@ -3,8 +3,8 @@
     python -m benches.server_step [--out benches/server.json] [--rounds 1] [override ...]
 
 Both sides run ``agora sim.steps=1`` as a child process with the label readers
-(``sim.choice_reader=label sim.judge_reader=label``): llama.cpp's server gives the log-probabilities of
-the tokens it writes, not of a given reply, so it cannot make the default likelihood readings. The server
+(``sim.choice_reader=label sim.judge_reader=label``); the default likelihood readers can run against this
+server through its completions ``echo`` form (``llm.tokenizer``, README "Model servers"), not measured here yet. The server
 is ``llama-cpp-python[server]`` (``python -m llama_cpp.server``) on the embedded model's own Q4_1 GGUF,
 2 threads, bound to 127.0.0.1, with ``--logits_all true`` (its chat completions return log-probabilities
 only so), reached through agora's ``openai_compatible`` backend. The embedded side is the default engine
