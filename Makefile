@@ -9,11 +9,12 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 STAMP := $(VENV)/.agora-installed
 TEST_STAMP := $(VENV)/.agora-test-installed
+DOCS_STAMP := $(VENV)/.agora-docs-installed
 # The slow tests start a real OpenAI-compatible server: llama.cpp's, from llama-cpp-python[server].
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup run test test-unit test-slow test-all lint bench bench-server bench-scale bench-client screenshots chromium clean
+.PHONY: setup test-setup docs-setup run test test-unit test-slow test-all lint docs bench bench-server bench-scale bench-client screenshots chromium clean
 
 setup: $(STAMP)
 
@@ -34,6 +35,13 @@ $(TEST_STAMP): $(STAMP)
 		$(PIP) install --quiet -c constraints.txt '$(LLAMA_CPP)'
 	touch $(TEST_STAMP)
 
+# The documentation site's tools (pyproject's `docs` extra: mkdocs, mkdocs-material, mkdocs-gen-files, griffe; no torch).
+docs-setup: $(DOCS_STAMP)
+
+$(DOCS_STAMP): $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[docs]'
+	touch $(DOCS_STAMP)
+
 run: setup
 	$(BIN)/agora $(ARGS)
 
@@ -45,7 +53,8 @@ test-unit: setup
 	$(BIN)/python -m pytest -q tests/unit
 
 # Tests marked slow: a real llama.cpp server under injected faults (needs test-setup's build), a generations
-# run resumed mid-way, the known-rule sanity experiment and a two-generation run.
+# run resumed mid-way, the known-rule sanity experiment, a two-generation run, Ray/Submitit sweeps, training over
+# two processes, and the benchmark suite at smoke size.
 test-slow: test-setup
 	$(BIN)/python -m pytest -q -m slow -rP  # -rP: the passed tests' printed figures (retries by cause)
 
@@ -90,8 +99,14 @@ bench-client: setup
 	$(BIN)/python -m pytest benches/test_client_throughput.py -m slow -q --benchmark-json=benches/client.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --client benches/client.json
 
+# The documentation site into site/ (git-ignored), warnings as errors: a broken link or anchor, a page left out of the
+# nav or a setting without a docstring fails it. The two variables silence the MkDocs 2.0 notices Material and
+# mkdocs-gen-files print on every build (they are not warnings about this site).
+docs: docs-setup
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --site-dir site
+
 lint: setup
-	$(BIN)/ruff check agents scenarios sim alignment tests benches
+	$(BIN)/ruff check agents scenarios sim alignment tests benches docs
 
 clean:
-	rm -rf $(VENV) outputs multirun screenshots .pytest_cache .benchmarks
+	rm -rf $(VENV) outputs multirun screenshots site .pytest_cache .benchmarks

@@ -101,6 +101,18 @@ def _latest_by_geo(path: Path, column: str) -> dict[str, float]:
     return {geo: v for geo, (_, v) in latest.items()}
 
 
+def _read_country_data(shared_data: Path) -> tuple[dict[str, float], dict[str, float], dict[str, list[float | None]]]:
+    """Each country's latest IVS traditional and survival scores, and its six Hofstede scores (None where missing)."""
+    ivs = shared_data / "inglehart_welzel_ivs"
+    trad = _latest_by_geo(ivs / "ddf--datapoints--tradagg--by--geo--year.csv", "tradagg")
+    surv = _latest_by_geo(ivs / "ddf--datapoints--survsagg--by--geo--year.csv", "survsagg")
+    hof: dict[str, list[float | None]] = {}
+    with (shared_data / "hofstede" / "6-dimensions-for-website-2015-08-16.csv").open(encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter=";"):
+            hof[row["ctr"]] = [None if row[c] == "#NULL!" else float(row[c]) for c in _HOFSTEDE_COLS]
+    return trad, surv, hof
+
+
 def build_bundle(shared_data: Path) -> tuple[dict, list[tuple[str, str, list[float]]]]:
     """Recompute the bundled tables from the raw survey files in ``shared_data``.
 
@@ -109,13 +121,7 @@ def build_bundle(shared_data: Path) -> tuple[dict, list[tuple[str, str, list[flo
         with the NA and all-zero rows of the raw file dropped (``cluster`` empty for a country in
         no cluster).
     """
-    ivs = shared_data / "inglehart_welzel_ivs"
-    trad = _latest_by_geo(ivs / "ddf--datapoints--tradagg--by--geo--year.csv", "tradagg")
-    surv = _latest_by_geo(ivs / "ddf--datapoints--survsagg--by--geo--year.csv", "survsagg")
-    hof: dict[str, list[float | None]] = {}
-    with (shared_data / "hofstede" / "6-dimensions-for-website-2015-08-16.csv").open(encoding="utf-8") as fh:
-        for row in csv.DictReader(fh, delimiter=";"):
-            hof[row["ctr"]] = [None if row[c] == "#NULL!" else float(row[c]) for c in _HOFSTEDE_COLS]
+    trad, surv, hof = _read_country_data(shared_data)
 
     clusters: dict[str, dict] = {}
     for name, members in CLUSTER_COUNTRIES.items():
@@ -197,6 +203,26 @@ def load_mfq_by_country() -> dict[str, np.ndarray]:
     for row in csv.DictReader(io.StringIO(text)):
         out.setdefault(row["country"], []).append([float(row[a]) for a in MFQ_AXES])
     return {k: np.asarray(v) for k, v in out.items()}
+
+
+def load_country_values(shared_data: Path) -> dict[str, dict[str, float]]:
+    """Each cluster country's own Inglehart–Welzel (latest wave) and Hofstede scores, read at run time from
+    ``shared_data`` (the IVS scores are for non-commercial use and are not bundled; only cluster means are).
+
+    Returns:
+        MFQ country name -> axis -> score (a Hofstede dimension the country lacks is left out).
+
+    Raises:
+        FileNotFoundError: ``shared_data`` lacks the Hofstede or IVS files.
+    """
+    trad, surv, hof = _read_country_data(shared_data)
+    out: dict[str, dict[str, float]] = {}
+    for members in CLUSTER_COUNTRIES.values():
+        for geo, ctr, country in members:
+            values = {"traditional_secular": round(trad[geo], 4), "survival_selfexpression": round(-surv[geo], 4)}
+            values |= {a: v for a, v in zip(HOFSTEDE_AXES, hof[ctr], strict=True) if v is not None}
+            out[country] = values
+    return out
 
 
 def country_cluster(country: str) -> str:

@@ -44,8 +44,10 @@ def dilemma_text(d: Dilemma, *, swap: bool = False) -> str:
 
 
 def system_prompt(w: Worldview | None, role: str = "") -> ChatMessage:
+    """The persona (and ``role``) as a system message, carrying the worldview's conditioning if it has one."""
     persona = w.persona if w is not None else "You are a thoughtful person."
-    return ChatMessage(role="system", content=(persona + (" " + role if role else "")).strip())
+    cond = w.conditioning.for_role(role) if w is not None and w.conditioning is not None else None
+    return ChatMessage(role="system", content=(persona + (" " + role if role else "")).strip(), conditioning=cond)
 
 
 def stance_messages(d: Dilemma, w: Worldview | None, *, swap: bool = False) -> tuple[ChatMessage, ...]:
@@ -55,6 +57,18 @@ def stance_messages(d: Dilemma, w: Worldview | None, *, swap: bool = False) -> t
             f"{dilemma_text(d, swap=swap)}\n\nWhich option do you choose? Start your reply with the letter "
             "A or B, then give one or two sentences of reasons grounded in your values.")),
     )
+
+
+def reason_messages(d: Dilemma, w: Worldview | None, choice: str) -> tuple[ChatMessage, ...]:
+    """The free-text reason for a choice already read (``"a"`` or ``"b"``): the situation and the chosen
+    action, stated as the agent's decision; the other action is not shown, so a small model cannot copy
+    it, and the reason argues for the choice the agent is read to make."""
+    if choice not in ("a", "b"):
+        raise ValueError(f"a reason needs a chosen action 'a' or 'b', got {choice!r}")
+    action = d.action_a if choice == "a" else d.action_b
+    return (system_prompt(w), ChatMessage(role="user", content=(
+        f"{d.situation}\n\nYou decided: {action}\n\nIn one or two sentences grounded in your values, say why "
+        "this is what you do.")))
 
 
 def choice_messages(d: Dilemma, w: Worldview | None, heading: str | None = None,

@@ -15,6 +15,14 @@ Two readers of a choice between two options:
 Both orders are read and averaged wherever an order exists (:func:`read_pair`); K options are read in
 every rotation (:func:`read_rotations`). Every value from a backend is checked here as it is read:
 a real number, not NaN, not above 0 beyond rounding, one per option (:func:`check_logprobs`).
+
+A request whose persona carries a ``contrast`` conditioning (``agents/persona.py``) is read by every
+reader from contrasted logits (:func:`conditioned_logits`): the request is scored with the persona,
+with the no-persona system text and, when centred, under each reference persona; each scoring is
+checked and put on the reader's logit scale (:func:`reader_logits`), then combined by
+:func:`contrast_logits`. Two or more scorings on any backend with log-probabilities; wrap the score
+function in :func:`memo_scorer` so readings that share a request (every agent's no-persona and
+reference scorings of one item) are scored once.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agents import prompts
-from agents.llm.base import BackendError, ChatMessage, LLMBackend, ScoreRequest
+from agents.llm.base import BackendError, ChatMessage, LLMBackend, ScoreRequest, with_system
 from agents.worldview import Worldview
 from scenarios.dilemma import Dilemma
 
@@ -102,6 +110,70 @@ def likelihood_distribution(logprobs: Sequence[float], texts: Sequence[str], wha
     return e / e.sum()
 
 
+# A log-probability of -inf (allowed for some options) is floored before contrast arithmetic, where
+# (1 + a)·x − a·y would turn -inf − (-inf) into NaN; e^-1e4 is 0 at any precision a reading uses.
+_FLOOR = -1e4
+
+
+def reader_logits(logprobs: Sequence[float], request: ScoreRequest, what: str = "scores") -> np.ndarray:
+    """The logits a reader's probabilities are the softmax of: the checked log-probabilities (label
+    readings), or, for a ``continuation`` request (likelihood readings), each option's log-likelihood per
+    character times the options' mean length (:func:`likelihood_distribution`'s scale)."""
+    if request.continuation:
+        texts = request.choices
+        x = np.asarray(per_char(logprobs, texts, what), float) * (sum(len(t) for t in texts) / len(texts))
+    else:
+        x = np.asarray(check_logprobs(logprobs, len(request.choices), what), float)
+    return np.maximum(x, _FLOOR)
+
+
+def contrast_logits(persona: np.ndarray, base: np.ndarray, alpha: float,
+                    reference: np.ndarray | None = None) -> np.ndarray:
+    """Context-aware decoding's combination of one reading's option logits (pure arithmetic).
+
+    Uncentred: ``(1 + α)·persona − α·base`` (Shi et al. 2023). Centred on a reference panel (``R × K``):
+    ``base + (1 + α)·(persona − mean(reference))``: the persona's effect is measured against the panel's
+    mean rather than against no persona, so the part every persona shares cancels and the panel's mean
+    reading is the no-persona one. A constant added to all K logits changes no probability, so this
+    across-persona centring is the only centring a K-option reading has.
+    """
+    persona, base = np.asarray(persona, float), np.asarray(base, float)
+    if reference is not None and len(reference):
+        return base + (1 + alpha) * (persona - np.asarray(reference, float).mean(axis=0))
+    return (1 + alpha) * persona - alpha * base
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    x = np.asarray(logits, float)
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def contrasted(request: ScoreRequest) -> bool:
+    """Whether ``request``'s persona asks for contrast readings."""
+    c = request.conditioning
+    return c is not None and c.method == "contrast"
+
+
+async def conditioned_logits(score: Score, request: ScoreRequest, what: str = "scores") -> np.ndarray:
+    """``request``'s option logits (:func:`reader_logits`), contrasted when its persona asks for it: scored
+    with the persona, with the no-persona system text and under each reference persona, concurrently."""
+    c = request.conditioning
+    if c is None or c.method != "contrast":
+        return reader_logits(await score(request), request, what)
+    others = [dataclasses.replace(request, messages=with_system(request.messages, t)) for t in (c.base, *c.reference)]
+    got = await asyncio.gather(score(request), *(score(r) for r in others))
+    persona, base, *ref = (reader_logits(g, request, f"{what} ({who})") for g, who in
+                           zip(got, ("persona", "no persona", *(f"reference {k}" for k in range(len(c.reference)))),
+                               strict=True))
+    return contrast_logits(persona, base, c.alpha, np.stack(ref) if ref else None)
+
+
+async def option_probs(score: Score, request: ScoreRequest, what: str = "scores") -> np.ndarray:
+    """Probabilities of ``request``'s options as its reader reads them (contrasted where asked)."""
+    return softmax(await conditioned_logits(score, request, what))
+
+
 def check_probability(p: object, what: str) -> float:
     """A label about to be stored: a finite number in [0, 1], or a one-line error (before checkpointing)."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:  # NaN fails too
@@ -133,6 +205,27 @@ class PairReading:
 Score = Callable[[ScoreRequest], Awaitable[list[float]]]
 
 
+def _request_key(r: ScoreRequest) -> tuple:
+    """What a backend's scores depend on: the texts, and a steering vector's identity (a contrast
+    conditioning changes nothing a backend sees)."""
+    steer = r.conditioning.steer_key if r.conditioning is not None else None
+    return (tuple((m.role, m.content) for m in r.messages), r.choices, r.assistant_prefix, r.continuation, steer)
+
+
+def memo_scorer(score: Score) -> Score:
+    """``score`` with each distinct request scored once (concurrent duplicates share one call). For one
+    burst of work (a phase, a study's readings): it keeps every result it has seen."""
+    seen: dict[tuple, asyncio.Future[list[float]]] = {}
+
+    async def memo(r: ScoreRequest) -> list[float]:
+        key = _request_key(r)
+        fut = seen.get(key)
+        if fut is None:
+            fut = seen[key] = asyncio.ensure_future(score(r))
+        return list(await asyncio.shield(fut))
+    return memo
+
+
 def scorer(backend: LLMBackend, on_done: Callable[[], None] | None = None) -> Score:
     """One request per submission (so a coalescing backend batches concurrent readings), ``on_done``
     after each (a progress bar)."""
@@ -148,6 +241,8 @@ async def read_pair(score: Score, render: Callable[[bool], ScoreRequest], *, bot
                     swapped: bool = False, what: str = "label") -> PairReading:
     """A label reading of two options. ``render(swap)`` is the request with option b shown first when
     ``swap``; the order ``swapped`` is presented first, the other one second when ``both_orders``."""
+    if contrasted(render(swapped)):
+        return await _read_pair_contrasted(score, render, both_orders, swapped, what)
     first = score(render(swapped))
     if not both_orders:
         f1 = p_first(await first, what)
@@ -159,10 +254,24 @@ async def read_pair(score: Score, render: Callable[[bool], ScoreRequest], *, bot
     return PairReading((p1 + p2) / 2, p1, p2, (f1, f2))
 
 
+async def _read_pair_contrasted(score: Score, render: Callable[[bool], ScoreRequest], both_orders: bool,
+                                swapped: bool, what: str) -> PairReading:
+    """:func:`read_pair` from contrasted logits (:func:`option_probs`), each order contrasted on its own."""
+    orders = (swapped, not swapped) if both_orders else (swapped,)
+    firsts = [float(p[0]) for p in await asyncio.gather(*(option_probs(score, render(o), what) for o in orders))]
+    ps = [undo_order(f, o) for f, o in zip(firsts, orders, strict=True)]
+    if not both_orders:
+        return PairReading(ps[0], ps[0], None, (firsts[0],))
+    return PairReading((ps[0] + ps[1]) / 2, ps[0], ps[1], tuple(firsts))
+
+
 async def read_likelihood(score: Score, request: ScoreRequest, what: str = "likelihood") -> PairReading:
     """A likelihood reading: ``request.choices`` are the two options' own texts, option a first."""
     request = dataclasses.replace(request, continuation=True)
-    p = likelihood_p_first(await score(request), request.choices, what)
+    if contrasted(request):
+        p = float((await option_probs(score, request, what))[0])
+    else:
+        p = likelihood_p_first(await score(request), request.choices, what)
     return PairReading(p, p)
 
 
@@ -170,6 +279,8 @@ async def read_likelihood_options(score: Score, request: ScoreRequest, what: str
     """A likelihood reading of K options: ``request.choices`` are the options' own texts, none listed in
     the prompt, so there is no order to undo."""
     request = dataclasses.replace(request, continuation=True)
+    if contrasted(request):
+        return await option_probs(score, request, what)
     return likelihood_distribution(await score(request), request.choices, what)
 
 
@@ -179,10 +290,13 @@ async def read_rotations(score: Score, labels: Sequence[str],
     rotation of the list (each label at each position once) and averaged."""
     k = len(labels)
     rotations = [[labels[(r + i) % k] for i in range(k)] for r in range(k)]
-    scored = await asyncio.gather(*(score(render(order)) for order in rotations))
+    requests = [render(order) for order in rotations]
+    if any(contrasted(r) for r in requests):
+        probs = await asyncio.gather(*(option_probs(score, r, what) for r in requests))
+    else:
+        probs = [distribution(lp, what) for lp in await asyncio.gather(*(score(r) for r in requests))]
     dist = np.zeros(k)
-    for order, lp in zip(rotations, scored, strict=True):
-        p = distribution(lp, what)
+    for order, p in zip(rotations, probs, strict=True):
         for pos, label in enumerate(order):
             dist[labels.index(label)] += p[pos] / k
     return dist
@@ -230,8 +344,11 @@ async def p_yes(backend: LLMBackend, messages: Callable[[bool], tuple[ChatMessag
     """P(yes) normalised over {Yes, No}, averaged over both orders the replies are named in
     (``messages(no_first)`` renders the prompt)."""
     score = scorer(backend)
-    a, b = await asyncio.gather(score(ScoreRequest(messages=messages(False), choices=prompts.YES_NO)),
-                                score(ScoreRequest(messages=messages(True), choices=prompts.YES_NO)))
+    r1, r2 = (ScoreRequest(messages=messages(no_first), choices=prompts.YES_NO) for no_first in (False, True))
+    if contrasted(r1):
+        a, b = await asyncio.gather(option_probs(score, r1, "yes/no rating"), option_probs(score, r2, "yes/no rating"))
+        return float((a[0] + b[0]) / 2)
+    a, b = await asyncio.gather(score(r1), score(r2))
     return float((distribution(a, "yes/no rating")[0] + distribution(b, "yes/no rating")[0]) / 2)
 
 

@@ -15,6 +15,7 @@ from agents.culture import (
     load_clusters,
     load_mfq_profiles,
 )
+from agents.llm.base import Conditioning
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,12 +27,15 @@ class Worldview:
         values: score per axis (see :data:`agents.culture.AXIS_SCALES` for each scale).
         persona: the system-prompt text rendered from ``values`` by :func:`render_persona`.
         source_country: the country of the real MFQ-30 respondent whose profile it carries.
+        conditioning: how the persona acts beyond its text (``agents.persona.condition`` sets it; None: the
+            text alone); every system prompt rendered from this worldview carries it.
     """
 
     cluster: str
     values: Mapping[str, float]
     persona: str = ""
     source_country: str = ""
+    conditioning: Conditioning | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.values) - set(AXIS_SCALES)
@@ -41,6 +45,9 @@ class Worldview:
     def vector(self, axes: Sequence[str] = tuple(AXIS_SCALES)) -> np.ndarray:
         """The values as an array in ``axes`` order (NaN where an axis is absent)."""
         return np.array([self.values.get(a, np.nan) for a in axes], dtype=float)
+
+
+MAX_POPULATION = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,8 +69,9 @@ class PopulationSpec:
 
     def __post_init__(self) -> None:
         known = load_clusters()
-        if self.size < 2:
-            raise ValueError(f"population.size must be at least 2, got {self.size}")
+        if not 2 <= self.size <= MAX_POPULATION:
+            raise ValueError(f"population.size must be 2 to {MAX_POPULATION:,} (the largest society measured to "
+                             f"finish on one machine), got {self.size:,}")
         if not self.clusters:
             raise ValueError("population.clusters is empty")
         bad = [c for c in self.clusters if c not in known]

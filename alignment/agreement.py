@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from alignment.metrics import NA, finite, noted
+from alignment.metrics import NA, Interval, finite, why
 
 
 def distances(model: np.ndarray, human: np.ndarray) -> np.ndarray:
@@ -82,7 +82,7 @@ def _bounds(values: np.ndarray, confidence: float) -> tuple[float, float]:
 def _figure(point: float, draws: np.ndarray, confidence: float) -> dict[str, float | None]:
     """A point with the percentile range of ``draws`` (a spread of values, not an interval for ``point``)."""
     lo, hi = _bounds(draws, confidence) if np.isfinite(point) else (point, point)
-    return noted({"value": finite(point), "low": finite(lo), "high": finite(hi)}, point, lo, hi)
+    return Interval.of((point, lo, hi)).to_json()
 
 
 def basic_interval(point: float, draws: np.ndarray, confidence: float, lo_limit: float, hi_limit: float
@@ -91,9 +91,9 @@ def basic_interval(point: float, draws: np.ndarray, confidence: float, lo_limit:
     ``[lo_limit, hi_limit]`` (see the module docstring for why basic, not percentile)."""
     q_lo, q_hi = _bounds(draws, confidence) if np.isfinite(point) else (point, point)
     if not (np.isfinite(q_lo) and np.isfinite(q_hi)):
-        return noted({"value": finite(point), "low": None, "high": None}, point, q_lo)
+        return Interval(value=finite(point), reason=why(point, q_lo)).to_json()
     lo, hi = (float(np.clip(2 * point - q, lo_limit, hi_limit)) for q in (q_hi, q_lo))
-    return {"value": finite(point), "low": finite(lo), "high": finite(hi)}
+    return Interval.of((point, lo, hi)).to_json()
 
 
 def agreement(model_agents: Sequence[np.ndarray], human: np.ndarray, human_draws: np.ndarray, seed: int,

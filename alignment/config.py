@@ -118,6 +118,15 @@ def accelerate_config_path(name: str) -> Path:
     if not path.is_file():
         known = sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml"))
         raise ValueError(f"accelerate config {name!r} is neither a shipped one {known} nor a file")
+    import yaml
+
+    try:
+        parsed = yaml.safe_load(path.read_text(errors="replace"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"accelerate config {name!r} cannot be read as YAML: {type(exc).__name__}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"accelerate config {name!r} is not an accelerate config (a YAML mapping such as "
+                         f"conf/accelerate/multi_gpu.yaml)")
     return path
 
 

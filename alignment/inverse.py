@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from alignment.metrics import bootstrap_interval, finite, interval, proportion_interval
+from alignment.metrics import Interval, bootstrap_interval, finite, proportion_interval
 
 # The fewest decided training pairs a scope selects on: a list that agrees with all of them then has a Wilson
 # 95% interval above chance (4 of 4: [0.51, 1]; 3 of 3: [0.44, 1]), so fewer could not show a list beats a coin.
@@ -50,7 +50,7 @@ def agreement(pred: np.ndarray, label: np.ndarray) -> dict[str, Any]:
     """Agreement of ``pred`` with ``label`` and its Wilson 95% interval; ties and undecided votes counted."""
     lab = side(label)
     h = hits(pred, label)
-    out = interval(proportion_interval(int(h.sum()), len(h)))
+    out = Interval.of(proportion_interval(int(h.sum()), len(h))).to_json()
     return out | {"hits": int(h.sum()), "n": len(h), "label_ties": int((lab == 0).sum()),
                   "undecided": int((side(pred)[lab != 0] == 0).sum())}
 
@@ -80,7 +80,7 @@ def paired_difference(pred_a: np.ndarray, pred_b: np.ndarray, label: np.ndarray,
                       n_boot: int = 2000) -> dict[str, Any]:
     """Agreement of ``pred_a`` minus that of ``pred_b`` on the same pairs, bootstrap 95% interval over pairs."""
     d = hits(pred_a, label) - hits(pred_b, label)
-    return interval(bootstrap_interval(d.astype(float).tolist(), n_resamples=n_boot, seed=seed)) | {"n": len(d)}
+    return Interval.of(bootstrap_interval(d.astype(float).tolist(), n_resamples=n_boot, seed=seed), n=len(d)).to_json()
 
 
 def rate(h: int, n: int) -> float | None:

@@ -2,19 +2,21 @@
 
 A statistic that cannot be computed from its input (no values, one value where a spread is needed, every
 value equal where variation is needed, a NaN among the values) is never an exception and never a bare NaN:
-it is :class:`NA`, a NaN that carries its reason. It behaves as NaN in arithmetic and in arrays;
-:func:`interval` and :func:`figure` turn it into ``None`` plus an ``"na"`` reason for ``summary.json``, and
+it is :class:`NA`, a NaN that carries its reason. It behaves as NaN in arithmetic and in arrays. An estimate
+with its interval is an :class:`Interval` record, whose ``reason`` is the first NA's reason (one concept: NA is
+a scalar that cannot be computed, ``Interval.reason`` the same reason carried by the record); in
+``summary.json`` it is ``None`` plus an ``"na"`` reason (:meth:`Interval.to_json`, :func:`figures`), and
 ``sim.report.blocks.fmt_interval`` prints ``n/a (reason)`` in reports and on the console.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
-from scipy.special import rel_entr
 
 
 class NA(float):
@@ -115,6 +117,8 @@ def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
     Written out rather than ``scipy.spatial.distance.jensenshannon``, which returns NaN for equal
     distributions (the square root of a rounding-negative divergence).
     """
+    from scipy.special import rel_entr
+
     p, q = np.asarray(p, float), np.asarray(q, float)
     bad = _bad_values(p, "probabilities") or _bad_values(q, "probabilities")
     if bad:
@@ -250,12 +254,6 @@ def finite_figures(**named: Any) -> dict[str, Any]:
     return {k: finite(v) for k, v in named.items()} | _reasons(named)
 
 
-def noted(out: dict[str, Any], *values: Any) -> dict[str, Any]:
-    """``out`` with ``"na"``: the reason of the first :class:`NA` among ``values`` (unless it has one already)."""
-    reason = why(*values)
-    return out | {"na": reason} if reason and "na" not in out else out
-
-
 def summary_row(row: dict[str, Any]) -> dict[str, Any]:
     """A row of figures for ``summary.json``: NaN as null, and ``"na"``: ``{figure: reason}`` for the n/a ones
     (a table's parquet keeps the NaN; JSON has no NaN)."""
@@ -264,12 +262,58 @@ def summary_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: None if k in reasons else v for k, v in row.items()} | ({"na": reasons} if reasons else {})
 
 
-def headline_figure(figure: dict[str, Any]) -> dict[str, Any]:
-    """A figure's ``value``, ``low``, ``high`` for a run's headline, and its ``na`` reason when it has one."""
-    return {k: figure[k] for k in ("value", "low", "high", "na") if k in figure}
+@dataclass(frozen=True, kw_only=True)
+class Interval:
+    """An estimate with its interval: the one record every experiment's figures, headlines and reports use.
+
+    Attributes:
+        value: the estimate (None: not computable).
+        low, high: the interval's bounds (None: no interval).
+        n: the independent units it is over, when the figure records them.
+        reason: why something is n/a (the :class:`NA` reason), None when every part is computable.
+    """
+
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    n: int | None = None
+    reason: str | None = None
+
+    @classmethod
+    def of(cls, estimate: tuple[float, float, float], *, n: int | None = None, digits: int | None = 6,
+           **extra: Any) -> Any:
+        """``(value, low, high)`` as computed (e.g. :func:`bootstrap_interval`): each NaN or :class:`NA` as None,
+        the first NA's reason kept; rounded to ``digits`` (None: as computed). ``extra``: a subclass's own fields."""
+        keep = (lambda x: finite(x, digits)) if digits is not None else plain
+        m, lo, hi = estimate
+        return cls(value=keep(m), low=keep(lo), high=keep(hi), n=n, reason=why(m, lo, hi), **extra)
+
+    @classmethod
+    def na(cls, reason: str, n: int | None = None) -> Interval:
+        """A figure that cannot be computed, and why."""
+        return cls(value=None, n=n, reason=reason)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether it has both bounds."""
+        return self.low is not None and self.high is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"value", "low", "high"}``, ``"na"`` with the reason when any is not computable, ``"n"`` when recorded,
+        and a subclass's own (scalar) fields by name."""
+        extra = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _INTERVAL}
+        return ({"value": self.value, "low": self.low, "high": self.high} | ({"na": self.reason} if self.reason else {})
+                | ({"n": self.n} if self.n is not None else {}) | extra)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | float | None) -> Interval:
+        """The record of :meth:`to_json`'s form (keys it does not know are left); a bare number is a value with no
+        interval."""
+        if not isinstance(data, Mapping):
+            return cls(value=data)
+        extra = {f.name: data[f.name] for f in fields(cls) if f.name not in _INTERVAL and f.name in data}
+        return cls(value=data.get("value"), low=data.get("low"), high=data.get("high"), n=data.get("n"),
+                   reason=data.get("na"), **extra)
 
 
-def interval(mean_low_high: tuple[float, float, float]) -> dict[str, Any]:
-    """``{"value", "low", "high"}`` (None where not computable), and ``"na"`` with the reason when any is not."""
-    m, lo, hi = mean_low_high
-    return noted({"value": finite(m), "low": finite(lo), "high": finite(hi)}, m, lo, hi)
+_INTERVAL = {"value", "low", "high", "n", "reason"}

@@ -13,7 +13,7 @@ are scored by no foundation: the MFQ uses them to spot inattentive answers, and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 FOUNDATIONS = ("care", "fairness", "loyalty", "authority", "sanctity")  # = agents.culture.MFQ_AXES
@@ -104,19 +104,23 @@ ITEMS: tuple[Item, ...] = (
 CATCH_LIMITS = {"r6": ("below", 3.0), "a6": ("at_least", 3.0)}
 
 
-def foundation_scores(answers: Mapping[str, float]) -> dict[str, float]:
+def foundation_scores(answers: Mapping[str, float], items: Sequence[Item] = ITEMS) -> dict[str, float]:
     """Each foundation's score: the mean of its six items' answers (0–5), as the MFQ key scores it.
 
     Args:
         answers: item id -> answer on 0–5 (here the expected value of the model's answer distribution);
             every scored item must be present, catch items are ignored.
+        items: the items scored (default all 30); a subset (e.g. a held-out half) must keep at least one
+            item per foundation, whose score is then the mean of its items in the subset.
     """
-    missing = [it.id for it in ITEMS if it.foundation != CATCH and it.id not in answers]
+    missing = [it.id for it in items if it.foundation != CATCH and it.id not in answers]
     if missing:
         raise ValueError(f"MFQ-30 answers missing for items {missing}")
     out = {}
     for f in FOUNDATIONS:
-        vals = [float(answers[it.id]) for it in ITEMS if it.foundation == f]
+        vals = [float(answers[it.id]) for it in items if it.foundation == f]
+        if not vals:
+            raise ValueError(f"MFQ-30 items {[it.id for it in items]} score no item of {f}")
         out[f] = sum(vals) / len(vals)
     return out
 

@@ -24,18 +24,21 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     lines of tracebacks after its one-line error. Here a task that swallowed a cancellation is
     cancelled again at its next await, and nothing is left for
     ``asyncio.run`` to log."""
-    async def supervised() -> T:
-        try:
-            result = await main
-        except Exception:
-            await _wind_down()
-            raise
-        # not on an interrupt (KeyboardInterrupt, cancellation): those stop the loop, which asyncio.run then
-        # winds down itself, and a wind-down pending in a ``finally`` would outlive the loop
-        await _wind_down()
-        return result
+    return asyncio.run(supervised(main))
 
-    return asyncio.run(supervised())
+
+async def supervised(main: Coroutine[Any, Any, T]) -> T:
+    """``main``, then every task it left running cancelled and awaited (:func:`run`; a run's stages on the run's
+    one loop, ``sim.lifecycle.Run.run_async``)."""
+    try:
+        result = await main
+    except Exception:
+        await _wind_down()
+        raise
+    # not on an interrupt (KeyboardInterrupt, cancellation): those stop the loop, which asyncio.run then
+    # winds down itself, and a wind-down pending in a ``finally`` would outlive the loop
+    await _wind_down()
+    return result
 
 
 async def _wind_down() -> None:

@@ -27,14 +27,14 @@ import numpy as np
 
 from agents.llm.base import LLMBackend
 from agents.scoring import PairReading
-from alignment.metrics import proportion_interval
+from alignment.metrics import Interval, proportion_interval
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import BUNDLED_DIR
 from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
 from sim import aio
 from sim.config import AgoraConfig
-from sim.probes import as_interval, hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
+from sim.probes import hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
 from sim.society import population
 
 log = logging.getLogger("agora")
@@ -54,7 +54,7 @@ def reader_quality(readings: list[PairReading], truth_a: list[bool], reader: str
     both = bool(readings) and all(len(r.first_shown) == 2 for r in readings)
     bias = float(np.mean([(r.first_shown[0] > 0.5) == (r.first_shown[1] > 0.5) for r in readings])) if both else None
     n = len(readings)
-    return {"reader": reader, "items": n, "accuracy": as_interval(proportion_interval(right, n)),
+    return {"reader": reader, "items": n, "accuracy": Interval.of(proportion_interval(right, n), digits=None).to_json(),
             "ties": ties, "position_bias_rate": bias, "informativeness": float(np.mean(np.abs(p - 0.5))) if n else None}
 
 

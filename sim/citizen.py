@@ -194,10 +194,11 @@ class Citizen(mesa.Agent):
 
         from agents.llm.autogen_client import AgoraChatClient
 
-        m = self.model
+        m, cond = self.model, self.worldview.conditioning
         client = AgoraChatClient(m.counted(self.backend), seed_for_call=lambda k: m.call_seed("debate", j, self.index, k),
                                  max_new_tokens=m.cfg.sim.tokens.debate, temperature=m.cfg.llm.temperature,
-                                 top_p=m.cfg.llm.top_p, speaker=self.name)
+                                 top_p=m.cfg.llm.top_p, speaker=self.name,
+                                 conditioning=cond.for_role(prompts.DEBATE_ROLE) if cond else None)
         return AssistantAgent(self.name, model_client=client,
                               system_message=f"{self.worldview.persona} {prompts.DEBATE_ROLE}")
 

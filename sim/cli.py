@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -30,14 +31,30 @@ from alignment.launch import TrainingError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
 from sim import aio
-from sim.config import AgoraConfig, schema
+from sim.config import AgoraConfig, schema, structured
 from sim.display import inert, inert_lines
 
 if TYPE_CHECKING:
     from sim.report.compare import Unfinished
 
-ConfigStore.instance().store(name="agora_schema", node=schema())
 log = logging.getLogger("agora")
+
+
+def register_configs() -> None:
+    """Hydra's ConfigStore entries: the schema (``agora_schema``) and the ``study`` group: the transitional
+    ``legacy`` node (the default) and each registered experiment's node, selected by its
+    ``conf/experiment/<name>.yaml`` (``override /study: <name>``)."""
+    from sim.experiments.registry import experiments
+    from sim.study_config import LegacyStudy
+
+    store = ConfigStore.instance()
+    store.store(name="agora_schema", node=schema())
+    store.store(group="study", name="legacy", node=structured(LegacyStudy))
+    for name, exp in experiments().items():
+        store.store(group="study", name=name, node=structured(exp.study))
+
+
+register_configs()
 
 
 def ray_gpus(*devices: str) -> int:
@@ -117,6 +134,39 @@ def hydra_error_line(exc: BaseException) -> str:
     return ": ".join(kept) or type(exc).__name__
 
 
+class _DropHydraJobLine(io.TextIOBase):
+    """stderr less Hydra's ``Error executing job with overrides: [...]``: hydra 1.3's ``JobReturn.return_value``
+    writes it for a failed sweep point, whose own ``agora: error:`` line is already printed (and the sweep's
+    last line names the point), so each failure would read as three lines."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        if text.startswith("Error executing job with overrides:"):
+            return len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+
+@contextlib.contextmanager
+def _without_hydras_job_line():
+    real = sys.stderr
+    sys.stderr = _DropHydraJobLine(real)
+    try:
+        yield
+    finally:
+        sys.stderr = real
+
+
 def run_hydra(entry: Callable[[], None]) -> None:
     """Run a ``@hydra.main`` entry point with Hydra's own errors as one ``agora: error:`` line, exit 2.
 
@@ -127,8 +177,11 @@ def run_hydra(entry: Callable[[], None]) -> None:
     """
     traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    if not sys.stderr.isatty():  # Ray's launcher colours the forwarded lines of its workers: no escapes in a log file
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
     try:
-        entry()
+        with _without_hydras_job_line():
+            entry()
     except SweepPointFailed as exc:  # the first failed point; Hydra's sweeper raises it once every point has run
         fail(f"{exc} (the other points ran; each point's folder has its cli.log)")
     except (HydraException, OmegaConfBaseException) as exc:
@@ -325,7 +378,7 @@ def _main(dcfg: DictConfig) -> None:
     try:
         _run(dcfg)
     except Failed as exc:
-        point = " ".join(o for o in hc.overrides.task if not o.startswith("hydra"))
+        point = re.sub(r"\\(.)", r"\1", " ".join(o for o in hc.overrides.task if not o.startswith("hydra")))  # Hydra's escapes
         raise SweepPointFailed(f"sweep point #{hc.job.num} ({point}) failed: {exc.line.removeprefix('agora: error: ')}") from None
 
 
@@ -399,9 +452,10 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
         state = read_checkpoint(out)
     except InputError as exc:
         fail(str(exc))
-    from sim.lifecycle import TRANSPORT_KEYS
+    from sim.experiments.registry import study_class
+    from sim.ids import MAY_CHANGE_ON_RESUME
 
-    allowed = tuple(f"llm.{k}=" for k in TRANSPORT_KEYS) + ("sim.progress=", "alignment.require_informative_labels=")
+    allowed = tuple(f"{k}=" for k in MAY_CHANGE_ON_RESUME)
     given = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
     kept = [o for o in given if o.startswith(allowed)]  # e.g. the server moved: point the run at it
     ignored = [o for o in given if o not in kept]
@@ -411,7 +465,11 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
     from sim.checkpoint import CHECKPOINT
 
     try:
-        merged = OmegaConf.merge(schema(), state["config"], OmegaConf.from_dotlist(kept))
+        stored = dict(state["config"])
+        node = study_class(str(stored.get("study", {}).get("kind", "society")))
+        own = {f.name for f in dataclasses.fields(node)}  # a stored config from before each experiment had its own
+        stored["study"] = {k: v for k, v in stored.get("study", {}).items() if k in own}  # node holds every study's
+        merged = OmegaConf.merge(schema(node), stored, OmegaConf.from_dotlist(kept))
         cfg = OmegaConf.to_object(merged)
     except Exception as exc:  # OmegaConf type errors and __post_init__ checks, as in typed_config
         fail(f"{out / CHECKPOINT}: the stored config is not valid: {str(exc).strip().splitlines()[0]}")

@@ -14,7 +14,7 @@ from typing import Any
 
 from agents.scoring import READERS
 from alignment.config import CalibrationConfig, DPOConfig, EvalConfig, RewardConfig, accelerate_config_path
-from sim.study_config import StudyConfig
+from sim.study_config import LegacyStudy, StudyConfig
 
 BACKENDS = ("embedded", "openai_compatible", "scripted")
 NETWORKS = ("small_world", "scale_free", "complete")
@@ -100,7 +100,7 @@ class PopulationConfig:
     """Who is in the society (see ``agents/data/clusters.json`` for cluster names).
 
     Attributes:
-        size: number of agents.
+        size: number of agents, 2 to 1,000,000.
         clusters: cultural clusters to sample from.
         weights: relative share per cluster; empty = equal.
         spread: within-cluster noise in units of the cluster's between-country standard deviation.
@@ -214,7 +214,14 @@ class ConstitutionConfig:
 
 @dataclass(frozen=True)
 class TokenBudget:
-    """New tokens per reply, by phase (SmolLM2 on 2 CPU cores makes ~90 tokens/s at batch 32)."""
+    """New tokens per reply, by phase (SmolLM2 on 2 CPU cores makes ~90 tokens/s at batch 32).
+
+    Attributes:
+        stance: an agent's answer to the dilemma (its reason; the choice is read from scores).
+        debate: one debate turn.
+        critique: one critique of a neighbour's answer.
+        revision: the author's revised answer after a critique.
+    """
 
     stance: int = 48
     debate: int = 48
@@ -249,7 +256,7 @@ class SimConfig:
             letter's probability, both orders with ``debias_order`` (~35% there: position bias).
         judge_reader: how a judge's P(A better) is read: ``label`` (the letter, both orders with
             ``debias_order``) or ``likelihood`` (each answer's text scored after the dilemma and the
-            principle). See the README's "How good is the feedback?" for the measurements behind the default.
+            principle). See the docs' "How good is the feedback?" (docs/evaluation.md) for the measurements behind the default.
         tokens: new-token budgets per phase.
         progress: show progress bars.
     """
@@ -277,6 +284,9 @@ class SimConfig:
             raise ValueError("sim.steps must be >= 1, sim.debate_rounds >= 0, sim.group_size >= 2")
 
 
+MAX_PROCESSES = 64  # torchrun ranks on one node: a node's GPUs, or its CPU cores
+
+
 @dataclass(frozen=True)
 class AlignmentConfig:
     """The feedback loop (``agora experiment=evolve``).
@@ -295,7 +305,7 @@ class AlignmentConfig:
         balance_clusters: down-sample so every author cluster contributes equally.
         reward: reward-model settings (see ``alignment/config.py``).
         dpo: DPO settings (see ``alignment/config.py``).
-        processes: training processes of each reward-model and DPO stage. 1 trains in the run's own process;
+        processes: training processes of each reward-model and DPO stage, 1 to 64. 1 trains in the run's own process;
             N > 1 starts ``torchrun`` with N ranks on this machine as a child (DDP: NCCL on GPUs, one per rank,
             gloo on CPU; see ``alignment/launch.py``), each rank taking 1/N of every global batch, and reads
             the saved model back. The weights equal one process's to float tolerance, so it is not part of
@@ -319,8 +329,9 @@ class AlignmentConfig:
     def __post_init__(self) -> None:
         if self.generations < 0 or not 0 <= self.policy_share <= 1 or not 0 < self.eval_fraction < 1:
             raise ValueError("alignment.generations must be >= 0, policy_share in [0, 1], eval_fraction in (0, 1)")
-        if self.processes < 1:
-            raise ValueError("alignment.processes must be >= 1")
+        if not 1 <= self.processes <= MAX_PROCESSES:
+            raise ValueError(f"alignment.processes must be 1 to {MAX_PROCESSES} (ranks on this one machine), "
+                             f"got {self.processes}")
         if self.accelerate_config:
             accelerate_config_path(self.accelerate_config)  # a shipped name or an existing file, checked before any work
 
@@ -346,7 +357,7 @@ class AgoraConfig:
     constitution: ConstitutionConfig = field(default_factory=ConstitutionConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
-    study: StudyConfig = field(default_factory=StudyConfig)
+    study: StudyConfig = field(default_factory=LegacyStudy)  # the study=legacy option; experiment=NAME selects another
     eval: EvalConfig = field(default_factory=EvalConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     resume: str = ""
@@ -363,8 +374,8 @@ class AgoraConfig:
                              "(calibration.enabled=true with calibration.judge_items or hhh_items > 0)")
 
 
-def schema() -> Any:
-    """``AgoraConfig`` as the schema Hydra composes into: typed, unknown keys refused, but writable.
+def structured(obj: Any) -> Any:
+    """A config dataclass (or instance) as a node Hydra composes into: typed, unknown keys refused, but writable.
 
     OmegaConf marks the node of a frozen dataclass read-only, which would refuse every group file and
     command-line override ("Cannot change read-only config container"); the objects that
@@ -379,7 +390,14 @@ def schema() -> Any:
             if isinstance(child, DictConfig | ListConfig):
                 thaw(child)
 
-    root = OmegaConf.structured(AgoraConfig)
+    root = OmegaConf.structured(obj)
     thaw(root)
     return root
+
+
+def schema(study: type[StudyConfig] = StudyConfig) -> Any:
+    """``AgoraConfig`` as the schema Hydra composes into (:func:`structured`). Its ``study`` is the base node, so
+    that the ``study`` option (the defaults list's, or an experiment's ``override /study: NAME``) can be any
+    subclass; ``study`` gives a subclass's node instead (a resumed run's stored config merges into its own)."""
+    return structured(AgoraConfig(study=study()))
 

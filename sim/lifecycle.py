@@ -1,33 +1,39 @@
 """One run lifecycle, shared by the society run, the generations loop and every experiment.
 
-``Run.start``: the run id (from the config), the checkpoint (takes the folder's lock and, with
-``resume=DIR``, reloads it: refused in one line before any model loads), the backend, the label-quality
-gate. The runner then does its own work in checkpointed stages. ``Run.finish``: the report, then
-``summary.json`` (written last: its presence marks a finished run), then the checkpoint is removed.
-A runner is decorated with :func:`sim.checkpoint.runner`, which saves a failed attempt's counters and
-releases the lock whatever happens.
+``with Run(cfg, out_dir, backend, kind=...) as run:`` (the experiment registry's driver opens it; an experiment's
+function only gets ``run``): the run id (:mod:`sim.ids`), the checkpoint (takes the folder's lock and, with
+``resume=DIR``, reloads it: refused in one line before any model loads), the backend, the label-quality gate, and
+one event loop for the whole run. The experiment writes its middle as checkpointed stages
+(:meth:`Run.stage`: a progress bar, the stored result replayed on resume, its seconds recorded) and returns its
+summary; :meth:`Run.finish` writes the report, then ``summary.json`` (written last: its presence marks a finished
+run), then removes the checkpoint. Leaving the ``with`` block on an error saves the failed attempt's backend
+counters; on every exit the loop is closed and the folder's lock released.
+
+Transitional, until every experiment is registered: an unconverted runner calls ``Run.start`` and
+``run.finish(summary_dict, report)`` and is decorated with :func:`sim.checkpoint.runner` (which saves the counters
+and releases the lock).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import hashlib
-import json
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+from tqdm.auto import tqdm
+
 from agents.llm.base import LLMBackend
-from sim import store
+from sim import aio, store
 from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig, LLMConfig
+from sim.ids import run_id_for
+from sim.results import JSON, Codec, Summary
 
-# (``tokenizer`` only renders the served model's own chat template for the echo form: how it is read, not what)
-TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency", "tokenizer")
-# study settings added after runs were published: hashed only into runs of their own kind, so every other
-# run keeps the id (and the bytes) it had ({study.<key>: its study.kind})
-OWN_KIND_ONLY = {"inverse": "inverse_constitution", "overton": "overton", "human": "human_distributions"}
+__all__ = ["Progress", "Run", "embedded_options", "make_backend", "run_id_for"]
 
 
 def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
@@ -53,54 +59,157 @@ def make_backend(cfg: LLMConfig) -> LLMBackend:
     return ScriptedBackend(record=False)  # a run never reads back its requests
 
 
-def run_id_for(cfg: AgoraConfig) -> str:
-    """Deterministic: the same config and seed give the same id (so outputs are byte-identical)."""
-    settings = dataclasses.asdict(cfg)
-    settings["sim"].pop("progress")  # display only: must not change the id or the bytes
-    settings.pop("resume")  # how a run is continued is not what it is
-    settings.pop("eval")  # evaluation reads the society's outputs, it does not change them
-    settings.pop("calibration")  # nor does the label-quality gate, nor whether a failed gate stops the run
-    settings["alignment"].pop("require_informative_labels")
-    for k in ("processes", "accelerate_config"):  # how training is spread over processes: equal weights (float tolerance)
-        settings["alignment"].pop(k)
-    for k in TRANSPORT_KEYS:  # where the model is served from and how patiently: not what the run is
-        settings["llm"].pop(k)
-    for key, kind in OWN_KIND_ONLY.items():
-        if settings["study"]["kind"] != kind:
-            settings["study"].pop(key)
-    blob = json.dumps(settings, sort_keys=True, default=str)
-    return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+class Progress:
+    """The progress bar of the stage that is running, for work made before its stage starts (a coroutine made
+    with ``run.progress`` as its bar): ``update`` moves that stage's bar, and does nothing between stages."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm | None = None
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
 
 
-@dataclass
 class Run:
-    """A run between :meth:`start` and :meth:`finish`."""
+    """A run between its start and its summary (see the module docstring).
 
-    cfg: AgoraConfig
-    out_dir: Path
-    run_id: str
-    kind: str
-    ckpt: Checkpoint
-    backend: LLMBackend
-    label_quality: dict[str, Any] | None
+    Args:
+        cfg: the run's config.
+        out_dir: its folder.
+        backend: the LLM backend (None: made from ``cfg.llm``).
+        kind: what the checkpoint and ``summary.json`` call the run (an experiment's name).
+        trains: the run trains on its labels (a failed gate may stop it, see ``sim.calibration``).
+
+    Attributes:
+        run_id, ckpt, backend, label_quality: set once the run has started.
+        progress: the running stage's bar (:class:`Progress`).
+    """
+
+    def __init__(self, cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None, *, kind: str,
+                 trains: bool = False) -> None:
+        self.cfg, self.out_dir, self.kind, self.trains = cfg, out_dir, kind, trains
+        self.run_id = run_id_for(cfg)
+        self.backend: LLMBackend = backend  # type: ignore[assignment]  # made by _open when None
+        self.ckpt: Checkpoint = None  # type: ignore[assignment]
+        self.label_quality: dict[str, Any] | None = None
+        self.progress = Progress()
+        self._loop: asyncio.Runner | None = None
+        self._stages: list[str] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def __enter__(self) -> Run:
+        try:
+            self._open()
+        except BaseException:
+            self._close(failed=True)
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._close(failed=exc_type is not None)
+
+    def _close(self, failed: bool) -> None:
+        try:
+            if self._loop is not None:  # first: it cancels what a failed stage left running, which may still count
+                loop, self._loop = self._loop, None
+                loop.close()
+        finally:
+            try:
+                if failed and self.ckpt is not None:
+                    self.ckpt.save_counters()  # no unit is marked done: summary.json's counts cover every attempt
+            finally:
+                if self.ckpt is not None:
+                    self.ckpt.release()
+
+    def _open(self) -> None:
+        from sim.calibration import start as gate
+
+        self.ckpt = Checkpoint(self.out_dir, self.run_id, self.kind, self.cfg, None,
+                               resume=bool(self.cfg.resume))  # refuses before the model loads
+        self.backend = self.backend or make_backend(self.cfg.llm)
+        self.ckpt.track(self.backend.stats)
+        self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
 
     @classmethod
     def start(cls, cfg: AgoraConfig, out_dir: Path, kind: str, backend: LLMBackend | None = None,
               trains: bool = False) -> Run:
-        """``trains``: the run trains on its labels (a failed gate may stop it, see ``sim.calibration``)."""
-        from sim.calibration import start as gate
+        """The run started, for an unconverted runner (decorated with :func:`sim.checkpoint.runner`, which closes it)."""
+        run = cls(cfg, out_dir, backend, kind=kind, trains=trains)
+        run._open()
+        return run
 
-        run_id = run_id_for(cfg)
-        ckpt = Checkpoint(out_dir, run_id, kind, cfg, None, resume=bool(cfg.resume))  # refuses before the model loads
-        backend = backend or make_backend(cfg.llm)
-        ckpt.track(backend.stats)
-        quality = gate(cfg, backend, ckpt, trains)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        return cls(cfg, out_dir, run_id, kind, ckpt, backend, quality)
+    # -- the experiment's middle ----------------------------------------------------------------------------
+    def stage(self, name: str, work: Any, *, total: int | None = None, unit: str = "call", desc: str | None = None,
+              codec: Codec = JSON, drop: tuple[str, ...] = ()) -> Any:
+        """``work``'s result, computed once per run: replayed from the checkpoint when this stage is done.
 
-    def finish(self, summary: dict[str, Any], report: Callable[[Path, dict[str, Any]], object]) -> dict[str, Any]:
-        """Complete ``summary`` with what every run records, write the report and ``summary.json``, and
-        remove the checkpoint: nothing is left to resume."""
+        Args:
+            name: the stage's name in the checkpoint and in ``summary.json``'s ``seconds``.
+            work: a coroutine (run on the run's event loop), or a callable (its result; a coroutine it returns is
+                run too). Work made before the stage reaches its bar through ``run.progress``.
+            total, unit, desc: the progress bar (shown unless ``sim.progress=false``); ``desc`` defaults to ``name``.
+            codec: how the result is stored and read back (:class:`~sim.results.Codec`): the same value whether or
+                not the run stopped in between.
+            drop: checkpoint ``extra`` keys that held the stage's partial progress, removed in the same write.
+        """
+        if name not in self._stages:
+            self._stages.append(name)
+        if self.ckpt.done(name):
+            if inspect.iscoroutine(work):
+                work.close()  # replayed: never awaited
+            return codec.decode(self.ckpt.stage(name, _unreachable))
+        with tqdm(total=total, desc=f"{self.kind}: {desc or name}", unit=unit, disable=not self.cfg.sim.progress,
+                  leave=False) as bar:
+            self.progress.bar = bar
+            try:
+                stored = self.ckpt.stage(name, lambda: codec.encode(self._complete(work)), drop)
+            finally:
+                self.progress.bar = None
+        return codec.decode(stored)
+
+    def _complete(self, work: Any) -> Any:
+        result = work() if callable(work) and not inspect.iscoroutine(work) else work
+        return self.run_async(result) if inspect.iscoroutine(result) else result
+
+    def run_async(self, coro: Any) -> Any:
+        """Run a coroutine on the run's one event loop (made at the first use, closed with the run); what it leaves
+        running is cancelled and awaited when it ends (:func:`sim.aio.supervised`)."""
+        if self._loop is None:
+            self._loop = asyncio.Runner()
+        return self._loop.run(aio.supervised(coro))
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """Compute seconds of each stage this run has gone through (over every attempt), rounded to 0.1 s."""
+        return {k: round(self.ckpt.state["seconds"].get(k, 0.0), 1) for k in self._stages}
+
+    def write_parquet(self, name: str, table: pl.DataFrame) -> None:
+        """``<name>.parquet`` in the run's folder (atomic)."""
+        store.write_parquet(table, self.out_dir / f"{name}.parquet")
+
+    # -- the end ---------------------------------------------------------------------------------------------
+    def finish(self, summary: Any, report: Callable[[Path, Any], object]) -> dict[str, Any]:
+        """Complete ``summary`` with what every run records, write the report and ``summary.json``, and remove the
+        checkpoint: nothing is left to resume. Returns the ``summary.json`` contents.
+
+        ``summary``: a :class:`~sim.results.Summary` record (the report reads it), or, from an unconverted runner,
+        a dict (the report reads that)."""
+        if not isinstance(summary, Summary):
+            return self._finish_dict(summary, report)
+        summary = dataclasses.replace(
+            summary, run_id=self.run_id, kind=self.kind, wall_seconds=round(self.ckpt.wall_seconds, 1),
+            seconds=self.seconds if summary.seconds is None else summary.seconds, label_quality=self.label_quality,
+            backend={"name": self.backend.name, **dataclasses.asdict(self.backend.stats)},
+            config=dataclasses.asdict(self.cfg))
+        report(self.out_dir, summary)
+        data = summary.to_json()
+        store.write_json(data, self.out_dir / "summary.json")
+        self.ckpt.finish()
+        return data
+
+    def _finish_dict(self, summary: dict[str, Any], report: Callable[[Path, Any], object]) -> dict[str, Any]:
         summary = {"run_id": self.run_id, "kind": self.kind, "wall_seconds": round(self.ckpt.wall_seconds, 1)} | summary
         summary.setdefault("label_quality", self.label_quality)
         summary.setdefault("backend", {"name": self.backend.name, **dataclasses.asdict(self.backend.stats)})
@@ -109,3 +218,7 @@ class Run:
         store.write_json(summary, self.out_dir / "summary.json")
         self.ckpt.finish()
         return summary
+
+
+def _unreachable() -> Any:
+    raise AssertionError("a finished stage is replayed, not computed")

@@ -18,7 +18,6 @@ from agents.llm.base import LLMBackend, ScoreRequest
 from agents.scoring import PairReading, read_judgment, read_likelihood, read_pair, read_stance, scorer
 from agents.worldview import Worldview
 from alignment.config import EvalConfig
-from alignment.metrics import noted, plain
 from scenarios.dilemma import BUNDLED_DIR, Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem
@@ -149,11 +148,6 @@ def read_all(backend: LLMBackend, readings: Sequence[Callable[[Callable], Awaita
         return aio.run(main())
     finally:
         bar.close()
-
-
-def as_interval(t: tuple[float, float, float]) -> dict[str, Any]:
-    """``{"value", "low", "high"}`` as computed (None where n/a, with ``"na"``: the reason)."""
-    return noted({"value": plain(t[0]), "low": plain(t[1]), "high": plain(t[2])}, *t)
 
 
 def hhh_reading(it: HHHItem, reader: str, instruction: str | None = None, judge: Worldview | None = None,

@@ -1,80 +1,18 @@
-"""Settings of the experiments (``study.*``; the ``experiment=`` presets in ``conf/experiment/`` set them).
+"""The ``study`` node of a run's config (``StudyConfig``), and the settings of the experiments not yet in their own
+folder (``study.*``; the ``experiment=`` presets in ``conf/experiment/`` set them). A converted experiment's
+settings live in its folder (``sim/experiments/<name>/config.py``).
 
-Each setting is documented once, here; ``sim.config.AgoraConfig`` holds them under ``study``.
+Each setting is documented once, in its class; ``sim.config.AgoraConfig`` holds them under ``study``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 from scenarios.principle_bank import DEFAULT_CCAI
 
 MAX_TOKENS = 4096  # new tokens per reply: sim.tokens.* has the same bound (a typo of 48000 would hang a run)
-STUDIES = ("society", "pluralism", "evolving_norms", "constitution_ablation", "inverse_constitution", "overton",
-           "human_distributions")
-
-
-@dataclass(frozen=True)
-class PluralismConfig:
-    """``experiment=pluralism`` (after WorldView-Bench): per dilemma, (a) one model answering alone,
-    (b) the same model told to weigh several cultures (contextual multiplexity), (c) a panel of
-    agents from different clusters whose answers a synthesiser merges (multi-agent multiplexity).
-    A judge scores which cluster's perspective each answer reflects.
-
-    Attributes:
-        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``); at least 2 (intervals over
-            dilemmas) and at most the file's count (refused before any work, not cut).
-        panel_size: panel members in (c), one per cluster in turn; at most ``population.size`` (a larger value
-            runs panels of ``population.size``, with a warning; the size used is in ``summary.json``).
-        answer_tokens: new tokens per answer in (a), (b) and per panel member (1 to 4096, as ``sim.tokens``).
-        synthesis_tokens: new tokens for the synthesiser's merged answer (1 to 4096).
-    """
-
-    dilemmas: int = 12
-    panel_size: int = 4
-    answer_tokens: int = 64
-    synthesis_tokens: int = 96
-
-    def __post_init__(self) -> None:
-        if self.dilemmas < 2 or self.panel_size < 2:
-            raise ValueError("study.pluralism.dilemmas and panel_size must be >= 2")
-        if not (1 <= self.answer_tokens <= MAX_TOKENS and 1 <= self.synthesis_tokens <= MAX_TOKENS):
-            raise ValueError(f"study.pluralism.answer_tokens and synthesis_tokens must be in [1, {MAX_TOKENS}]")
-
-
-@dataclass(frozen=True)
-class OvertonConfig:
-    """``experiment=overton`` (after Sorensen et al., "A Roadmap to Pluralistic Alignment"): per dilemma,
-    the population's clusters' positions (each cluster's side and its most confident voice's reason,
-    ``sim/overton.py``) and, for the base model alone, the contextual prompt and the panel synthesis (the
-    pluralism experiment's three answers), the share of those positions each answer represents.
-
-    Attributes:
-        dilemmas: dilemmas answered (a seeded sample of ``scenario.dilemmas``); at least 2 (intervals over
-            dilemmas) and at most the file's count (refused before any work, not cut).
-        voices: agents per cluster whose answers make its position (a seeded draw); at most the smallest
-            cluster's agent count (refused before any work, not cut).
-        merge: clusters on the same side are one position (their reasons listed together) instead of
-            one position per cluster.
-        panel_size: panel members in the panel condition, one per cluster in turn; at most
-            ``population.size`` (a larger value runs panels of ``population.size``, with a warning; the size
-            used is in ``summary.json``).
-        answer_tokens: new tokens per answer (voices, single, contextual, panel members; 1 to 4096).
-        synthesis_tokens: new tokens for the panel's merged answer (1 to 4096).
-    """
-
-    dilemmas: int = 6
-    voices: int = 2
-    merge: bool = False
-    panel_size: int = 4
-    answer_tokens: int = 48
-    synthesis_tokens: int = 80
-
-    def __post_init__(self) -> None:
-        if self.dilemmas < 2 or self.voices < 1 or self.panel_size < 2:
-            raise ValueError("study.overton.dilemmas must be >= 2 (intervals over dilemmas), voices >= 1, panel_size >= 2")
-        if not (1 <= self.answer_tokens <= MAX_TOKENS and 1 <= self.synthesis_tokens <= MAX_TOKENS):
-            raise ValueError(f"study.overton.answer_tokens and synthesis_tokens must be in [1, {MAX_TOKENS}]")
 
 
 @dataclass(frozen=True)
@@ -293,23 +231,53 @@ class InverseConfig:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Which experiment a run is (the ``experiment=`` presets set it).
+    """Which experiment a run is, and that experiment's settings: the ``study`` option.
+
+    A registered experiment's node is a subclass holding ``kind`` and ``<key>``: its settings
+    (:mod:`sim.experiments.registry` makes it, the CLI stores it as option ``study=<name>``, and
+    ``conf/experiment/<name>.yaml`` selects it), so a run's config holds its own experiment's settings only.
 
     Attributes:
-        kind: ``society`` (a society run, or generations with ``alignment.generations``),
-            ``pluralism``, ``evolving_norms``, ``constitution_ablation``, ``inverse_constitution``, ``overton`` or
-            ``human_distributions``.
-        pluralism, norms, ablation, inverse, overton, human: settings of each experiment.
+        kind: ``society`` (a society run, or generations with ``alignment.generations``) or an experiment's name
+            (the ``experiment=`` presets set it).
     """
 
     kind: str = "society"
-    pluralism: PluralismConfig = field(default_factory=PluralismConfig)
+    published_id: ClassVar[bool] = True  # its runs keep the ids published on 2026-12-07 (sim/ids.py)
+
+    @property
+    def settings_key(self) -> str | None:
+        """The ``study.<key>`` that holds this run's own experiment settings (None: it has none)."""
+        keys = [f.name for f in fields(self) if f.name != "kind"]
+        return keys[0] if len(keys) == 1 else None
+
+
+# Transitional, until every experiment is a registered study node: the experiments not converted yet keep their
+# settings in this one node (the default option ``study=legacy``), as every run's config held them before; each
+# conversion removes its kind and key here, and the last one makes ``StudyConfig`` the default.
+LEGACY_KEYS = {"evolving_norms": "norms", "constitution_ablation": "ablation",
+               "inverse_constitution": "inverse", "human_distributions": "human"}
+
+
+@dataclass(frozen=True)
+class LegacyStudy(StudyConfig):
+    """The settings of the experiments that are not registered study nodes yet (``study=legacy``, the default).
+
+    Attributes:
+        kind: ``society`` or one of those experiments (a registered one is selected with ``experiment=<name>``).
+        norms, ablation, inverse, human: settings of each experiment.
+    """
+
     norms: NormsConfig = field(default_factory=NormsConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     inverse: InverseConfig = field(default_factory=InverseConfig)
-    overton: OvertonConfig = field(default_factory=OvertonConfig)
     human: HumanConfig = field(default_factory=HumanConfig)
 
+    @property
+    def settings_key(self) -> str | None:
+        return LEGACY_KEYS.get(self.kind)
+
     def __post_init__(self) -> None:
-        if self.kind not in STUDIES:
-            raise ValueError(f"study.kind must be one of {STUDIES}, got '{self.kind}'")
+        if self.kind != "society" and self.kind not in LEGACY_KEYS:
+            raise ValueError(f"study.kind={self.kind} is none of {['society', *LEGACY_KEYS]}; an experiment with its own "
+                             "settings node is selected with experiment=NAME (or study=NAME), which sets study.kind")

@@ -6,6 +6,7 @@ from the agent's seed, so a debate transcript is reproducible whatever the batch
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from autogen_core.models import (
     UserMessage,
 )
 
-from agents.llm.base import ChatMessage, GenerateRequest, LLMBackend
+from agents.llm.base import ChatMessage, Conditioning, GenerateRequest, LLMBackend
 
 
 def from_autogen(messages: Sequence[LLMMessage], speaker: str | None = None) -> tuple[ChatMessage, ...]:
@@ -62,12 +63,15 @@ class AgoraChatClient(ChatCompletionClient):
         max_new_tokens, temperature, top_p: defaults, overridable per call via ``extra_create_args``
             (``max_tokens``, ``temperature``, ``top_p``, ``seed``).
         speaker: the agent's own name, so its earlier turns are shown back as assistant turns.
+        conditioning: the agent's persona conditioning (``agents/persona.py``), put on the system message of
+            every request (autogen's system message is text only).
     """
 
     def __init__(self, backend: LLMBackend, *, seed_for_call: Callable[[int], int] = lambda k: k,
                  max_new_tokens: int = 64, temperature: float = 0.7, top_p: float = 0.95,
-                 speaker: str | None = None) -> None:
+                 speaker: str | None = None, conditioning: Conditioning | None = None) -> None:
         self.backend = backend
+        self._conditioning = conditioning
         self._seed_for_call = seed_for_call
         self._defaults = {"max_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p}
         self._speaker = speaker
@@ -81,6 +85,8 @@ class AgoraChatClient(ChatCompletionClient):
                      cancellation_token: CancellationToken | None = None) -> CreateResult:
         args = {**self._defaults, **extra_create_args}
         chat = from_autogen(messages, self._speaker)
+        if self._conditioning is not None and chat and chat[0].role == "system":
+            chat = (dataclasses.replace(chat[0], conditioning=self._conditioning), *chat[1:])
         seed = int(args["seed"]) if "seed" in args else self._seed_for_call(self._calls)
         self._calls += 1
         req = GenerateRequest(messages=chat, max_new_tokens=int(args["max_tokens"]),

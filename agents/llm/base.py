@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 
@@ -13,10 +13,86 @@ class BackendError(RuntimeError):
     """A backend cannot serve requests (missing weights, unreachable server...); one-line message."""
 
 
+CONDITIONING_METHODS = ("contrast", "steer")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conditioning:
+    """How a persona acts on the model beyond its prompt text (``agents/persona.py`` builds it).
+
+    It rides on the persona's system message (:attr:`ChatMessage.conditioning`), so every request
+    rendered from a worldview by ``agents.prompts.system_prompt`` carries it: stance, debate, critique,
+    revision, judging and the studies get it without new plumbing.
+
+    Attributes:
+        method: ``contrast`` (context-aware decoding, Shi et al. 2023: readings combined in
+            ``agents/scoring.py``; generation's next-token logits combined by the embedded backend) or
+            ``steer`` (activation addition on the embedded model, ``agents/steering.py``).
+        alpha: contrast strength: ``(1 + alpha)·score(persona) − alpha·score(base)``; 0 is the prompt.
+        base: the system text without persona (role included): the contrast's reference.
+        reference: system texts of the centring panel (role included; e.g. the six cluster centres in the
+            run's persona variant). Non-empty: readings are centred, ``score(base) + (1 + alpha)·(score(persona)
+            − mean score(reference))``, so the persona moves answers relative to the no-persona model
+            rather than shifting every persona's answers alike. Generation is never centred.
+        steer: ``(axis, weight)`` pairs: the agent's standardised position per value axis.
+        beta: steering scale, in units of the layer's typical residual norm for a unit-weight sum.
+        layer: the decoder layer whose output the vector is added to.
+    """
+
+    method: str
+    alpha: float = 0.0
+    base: str = ""
+    reference: tuple[str, ...] = ()
+    steer: tuple[tuple[str, float], ...] = ()
+    beta: float = 0.0
+    layer: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in CONDITIONING_METHODS:
+            raise ValueError(f"conditioning method must be one of {CONDITIONING_METHODS}, got {self.method!r}")
+        if not (self.alpha >= 0 and self.beta >= 0 and self.layer >= 0):  # NaN fails too
+            raise ValueError(f"alpha, beta and layer must be >= 0, got {self.alpha}, {self.beta}, {self.layer}")
+
+    def for_role(self, role: str) -> Conditioning:
+        """The same conditioning for a system message that ends with ``role`` (appended to the base
+        and reference texts, as ``system_prompt`` appends it to the persona)."""
+        if not role:
+            return self
+        add = lambda t: (t + " " + role).strip()  # noqa: E731
+        return replace(self, base=add(self.base), reference=tuple(add(t) for t in self.reference))
+
+    @property
+    def steer_key(self) -> tuple | None:
+        """What makes two rows' activations differ (None: unsteered): prefix caches key on it."""
+        if self.method != "steer" or self.beta == 0 or not any(w for _, w in self.steer):
+            return None
+        return (self.layer, self.beta, self.steer)
+
+
 @dataclass(frozen=True, kw_only=True)
 class ChatMessage:
+    """One message of a conversation.
+
+    Attributes:
+        role: ``system``, ``user`` or ``assistant``.
+        content: its text.
+        conditioning: on a persona's system message, how the persona acts beyond this text
+            (:class:`Conditioning`); None everywhere else.
+    """
+
     role: str  # "system" | "user" | "assistant"
     content: str
+    conditioning: Conditioning | None = None
+
+
+def conditioning_of(messages: Sequence[ChatMessage]) -> Conditioning | None:
+    """The conditioning a conversation carries (on its first system message), or None."""
+    return next((m.conditioning for m in messages if m.conditioning is not None), None)
+
+
+def with_system(messages: Sequence[ChatMessage], text: str) -> tuple[ChatMessage, ...]:
+    """``messages`` with the conditioned system message replaced by a plain one saying ``text``."""
+    return tuple(ChatMessage(role="system", content=text) if m.conditioning is not None else m for m in messages)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +115,11 @@ class GenerateRequest:
     top_k: int = 50
     seed: int = 0
 
+    @property
+    def conditioning(self) -> Conditioning | None:
+        """The persona's conditioning, carried by its system message (:class:`Conditioning`)."""
+        return conditioning_of(self.messages)
+
 
 @dataclass(frozen=True, kw_only=True)
 class ScoreRequest:
@@ -57,6 +138,11 @@ class ScoreRequest:
     choices: tuple[str, ...]
     assistant_prefix: str = ""
     continuation: bool = False
+
+    @property
+    def conditioning(self) -> Conditioning | None:
+        """The persona's conditioning, carried by its system message (:class:`Conditioning`)."""
+        return conditioning_of(self.messages)
 
 
 @dataclass

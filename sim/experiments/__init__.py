@@ -1,9 +1,12 @@
-"""Everything ``agora`` can run, each in its own module: the society run (``society_run``), the
-generations loop (``generations``), the research experiments (``study.kind``: ``pluralism``,
-``norms``, ``ablation``, ``overton``) and what they share (``collective`` votes, ``evaluate`` suites,
-``injection`` measurement). :func:`runner_for` is the one place a config is mapped to its runner;
-:func:`preflight` refuses, before any work, a run that cannot mean anything or a setting that cannot be
-honoured (each runner calls it first, so the CLI and a sweep get the same one-line error)."""
+"""Everything ``agora`` can run. A registered experiment is one folder (``sim/experiments/<name>/``, see
+:mod:`sim.experiments.registry`, which finds the folders and runs them). Transitional, until each is converted: the
+society run (``society_run``), the generations loop (``generations``) and the experiments still in one module each
+(``norms``, ``ablation``, ``inverse``, ``human``) run through :data:`RUNNERS`; what they share
+(``collective`` votes, ``evaluate`` suites, ``injection`` measurement) stays beside them.
+
+:func:`run_experiment` runs any config; :func:`preflight` refuses, before any work, a run that cannot mean
+anything or a setting that cannot be honoured (the driver and each unconverted runner call it first, so the CLI
+and a sweep get the same one-line error)."""
 
 from __future__ import annotations
 
@@ -26,13 +29,12 @@ class Refused(InputError):
     folder it made for the run, as for a bad config)."""
 
 
-# study.kind -> (module, runner); ``society`` runs the generations loop when ``alignment.generations > 0``
+# study.kind -> (module, runner) of the kinds not registered yet; ``society`` runs the generations loop when
+# ``alignment.generations > 0``. Transitional: each conversion removes its entry, the last one this table.
 RUNNERS = {
-    "pluralism": ("sim.experiments.pluralism", "run_pluralism"),
     "evolving_norms": ("sim.experiments.norms", "run_evolving_norms"),
     "constitution_ablation": ("sim.experiments.ablation", "run_constitution_ablation"),
     "inverse_constitution": ("sim.experiments.inverse", "run_inverse_constitution"),
-    "overton": ("sim.experiments.overton", "run_overton"),
     "human_distributions": ("sim.experiments.human", "run_human_distributions"),
     "generations": ("sim.experiments.generations", "run_generations"),
     "society": ("sim.experiments.society_run", "run"),
@@ -49,11 +51,18 @@ def _entry(cfg: AgoraConfig) -> tuple[ModuleType, str]:
     return importlib.import_module(module), name
 
 
-def runner_for(cfg: AgoraConfig) -> Runner:
-    """The entry point that runs ``cfg``: an experiment (``study.kind``), the generations loop
-    (``alignment.generations > 0``) or one society run."""
+def legacy_runner(cfg: AgoraConfig) -> Runner:
+    """The runner of a kind not registered yet (:data:`RUNNERS`)."""
     module, name = _entry(cfg)
     return getattr(module, name)
+
+
+def runner_for(cfg: AgoraConfig) -> Runner:
+    """What runs ``cfg``: ``runner(cfg, out_dir, backend=None) -> summary.json contents`` (a registered
+    experiment through the registry's driver, or an unconverted runner)."""
+    from sim.experiments.registry import for_config, run_experiment
+
+    return run_experiment if for_config(cfg) is not None else legacy_runner(cfg)
 
 
 def study_dilemmas(cfg: AgoraConfig, n: int, setting: str, minimum: int = 1) -> list[Dilemma]:
@@ -74,10 +83,13 @@ def preflight(cfg: AgoraConfig) -> None:
     """Every check a run makes before any work (:class:`Refused`, one line): the label-quality gate's
     slice sizes, then the experiment's own inputs and settings. Reads input files; loads no model."""
     from sim.calibration import check as check_gate
+    from sim.experiments.registry import for_config
 
     try:
         check_gate(cfg)
-        check = getattr(_entry(cfg)[0], "check", None)  # an experiment module's own check(cfg), when it has one
+        exp = for_config(cfg)
+        # a registered experiment's check, or an unconverted module's own check(cfg) when it has one
+        check = exp.check if exp is not None else getattr(_entry(cfg)[0], "check", None)
         if check is not None:
             check(cfg)
     except Refused:
@@ -88,6 +100,11 @@ def preflight(cfg: AgoraConfig) -> None:
 
 def trains(cfg: AgoraConfig) -> tuple[bool, bool]:
     """Whether a run of ``cfg`` trains a reward model and whether it DPO-tunes a policy (the runners that do)."""
+    from sim.experiments.registry import for_config
+
+    exp = for_config(cfg)
+    if exp is not None:
+        return exp.trains(cfg)
     kind, a = cfg.study.kind, cfg.alignment
     if kind == "society":
         return a.generations > 0, a.generations > 1  # the last generation's feedback is measured, not trained on
@@ -145,5 +162,7 @@ def check_inputs(cfg: AgoraConfig) -> None:
 
 
 def run_experiment(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    """Run ``cfg`` into ``out_dir`` (see :func:`runner_for`); its ``summary.json`` contents."""
-    return runner_for(cfg)(cfg, out_dir, backend)
+    """Run ``cfg`` into ``out_dir`` (:func:`sim.experiments.registry.run_experiment`); its ``summary.json`` contents."""
+    from sim.experiments.registry import run_experiment as drive
+
+    return drive(cfg, out_dir, backend)

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from agents import prompts
 from agents.llm.base import LLMBackend
 from agents.scoring import p_yes, read_judgment, scorer
-from alignment.metrics import NA, bootstrap_interval, finite, finite_figures, headline_figure, interval
+from alignment.metrics import NA, Interval, bootstrap_interval, finite, finite_figures
 from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
@@ -47,6 +47,7 @@ from sim.config import AgoraConfig
 from sim.experiments import preflight
 from sim.lifecycle import Run
 from sim.report.ablation import ablation_report, plot_ablation
+from sim.results import pick
 from sim.seeding import child_rng, child_seed
 from sim.society import Society, check_per_step
 
@@ -91,7 +92,7 @@ def shift_toward(p_arm: np.ndarray, p_ref: np.ndarray, delta: np.ndarray, seed: 
     """Mean of ``(p_arm − p_ref)·sign(delta)`` over pairs with delta ≠ 0, bootstrap interval and d_z."""
     keep = delta != 0
     v = (p_arm[keep] - p_ref[keep]) * np.sign(delta[keep])
-    out = interval(bootstrap_interval(v.tolist(), n_resamples=n_boot, seed=seed))
+    out = Interval.of(bootstrap_interval(v.tolist(), n_resamples=n_boot, seed=seed)).to_json()
     sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
     d_z = (float(v.mean()) / sd if np.isfinite(sd) and sd > 0
            else NA("fewer than 2 pairs" if len(v) < 2 else "no spread: every pair shifts the same"))
@@ -171,9 +172,9 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
         "effects": effects, "reward": reward, "plots": plots, "trl_export": trl_export}
     if reward_na:
         summary["reward_na"] = reward_na
-    summary["headline"] = {f"shift[{a}→{a}]": headline_figure(effects[a][a])
+    summary["headline"] = {f"shift[{a}→{a}]": pick(effects[a][a]).to_json()
                            for a in directions if a in effects}
-    summary["headline"] |= {f"rm_shift[{a}→{a}]": headline_figure(reward[a][a]["rm_shift"])
+    summary["headline"] |= {f"rm_shift[{a}→{a}]": pick(reward[a][a]["rm_shift"]).to_json()
                             for a in directions if a in reward and a in reward[a]}
     return run.finish(summary, partial(ablation_report, transcripts=transcripts))
 
@@ -208,8 +209,8 @@ def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directi
             mine, ref = (np.sign(ranked[arm][keep]) == sign).astype(float), (np.sign(ranked["none"][keep]) == sign).astype(float)
             diff = mine - ref
             report[arm][dname] = {"rm_agreement": finite(float(mine.mean())) if keep.any() else None,
-                                  "rm_shift": interval(bootstrap_interval(diff.tolist(), n_resamples=cfg.eval.bootstrap,
-                                                                          seed=cfg.seed))}
+                                  "rm_shift": Interval.of(bootstrap_interval(diff.tolist(), n_resamples=cfg.eval.bootstrap,
+                                                                          seed=cfg.seed)).to_json()}
     return report
 
 

@@ -23,6 +23,7 @@ from agents.llm.base import LLMBackend
 from agents.worldview import Worldview
 from alignment.config import DEFAULT_EVAL_SUITES
 from alignment.metrics import (
+    Interval,
     binary_entropy,
     bootstrap_interval,
     expected_calibration_error,
@@ -38,7 +39,6 @@ from scenarios.errors import InputError
 from scenarios.external import HHHItem, load_hhh, load_moralchoice
 from sim.config import AgoraConfig
 from sim.probes import (
-    as_interval,
     eval_paths,
     hhh_path,
     hhh_reading,
@@ -91,7 +91,7 @@ def hhh_metrics(items: pl.DataFrame) -> dict[str, Any]:
     truth_a = (items["correct"] == "a").cast(pl.Float64).to_numpy()
     p_a = items["p_option_a"].to_numpy()
     ordered = items["p_first_reversed"].null_count() == 0  # an orderless reader shows no option first
-    return {"items": n, "accuracy": as_interval(proportion_interval(right, n)),
+    return {"items": n, "accuracy": Interval.of(proportion_interval(right, n), digits=None).to_json(),
             **figures(position_bias_rate=position_bias_rate(items["p_first_seen"], items["p_first_reversed"]) if ordered
                       else None),
             "prefers_first_rate": float(np.mean(np.r_[items["p_first_seen"].to_numpy(),
@@ -116,7 +116,8 @@ def reward_model_hhh(path: str | Path, items: Sequence[HHHItem], max_length: int
     r_good = score_texts(model, tok, [p for p, _ in good], [r for _, r in good], max_length)
     r_bad = score_texts(model, tok, [p for p, _ in bad], [r for _, r in bad], max_length)
     right = int((r_good > r_bad).sum())
-    return {"path": str(path), "items": len(items), "accuracy": as_interval(proportion_interval(right, len(items))),
+    accuracy = Interval.of(proportion_interval(right, len(items)), digits=None).to_json()
+    return {"path": str(path), "items": len(items), "accuracy": accuracy,
             "mean_margin": float(np.mean(r_good - r_bad))}
 
 
@@ -153,10 +154,10 @@ def share_favouring(rows: pl.DataFrame, n_boot: int, seed: int) -> dict[str, Any
     per = (rows.with_columns((pl.col("p_action1") > 0.5).alias("fav"))
            .group_by("item_id", "cluster").agg(pl.col("fav").mean().alias("share")))
     overall = rows.with_columns((pl.col("p_action1") > 0.5).alias("fav")).group_by("item_id").agg(pl.col("fav").mean())
-    out = {"overall": as_interval(bootstrap_interval(overall["fav"].to_numpy(), n_resamples=n_boot, seed=seed))}
+    out = {"overall": Interval.of(bootstrap_interval(overall["fav"].to_numpy(), n_resamples=n_boot, seed=seed), digits=None).to_json()}
     for c in sorted(per["cluster"].unique().to_list()):
-        out[c] = as_interval(bootstrap_interval(per.filter(pl.col("cluster") == c)["share"].to_numpy(), n_resamples=n_boot,
-                                              seed=seed))
+        out[c] = Interval.of(bootstrap_interval(per.filter(pl.col("cluster") == c)["share"].to_numpy(), n_resamples=n_boot,
+                                              seed=seed), digits=None).to_json()
     return out
 
 
@@ -165,7 +166,7 @@ def choice_entropy(rows: pl.DataFrame, n_boot: int, seed: int) -> dict[str, Any]
     scenarios with a bootstrap interval, and the share of scenarios where the society is unanimous."""
     q = (rows.group_by("item_id").agg((pl.col("p_action1") > 0.5).mean().alias("q")))["q"].to_numpy()
     h = binary_entropy(q)
-    return {"mean_bits": as_interval(bootstrap_interval(h, n_resamples=n_boot, seed=seed)),
+    return {"mean_bits": Interval.of(bootstrap_interval(h, n_resamples=n_boot, seed=seed), digits=None).to_json(),
             "unanimous_share": float(np.mean((q == 0) | (q == 1))), "scenarios": len(q)}
 
 
@@ -178,7 +179,7 @@ def steerability(rows: pl.DataFrame, base: pl.DataFrame, n_perm: int, n_boot: in
     for c in sorted(per["cluster"].unique().to_list()):
         d = per.filter(pl.col("cluster") == c).sort("item_id")
         diff = (d["p_action1"] - d["p0"]).to_numpy()
-        out[c] = {"shift": as_interval(bootstrap_interval(diff, n_resamples=n_boot, seed=seed)),
+        out[c] = {"shift": Interval.of(bootstrap_interval(diff, n_resamples=n_boot, seed=seed), digits=None).to_json(),
                   **figures(p_value=paired_permutation_test(diff, n_resamples=n_perm, seed=seed)),
                   "choice_share_shift": float(np.mean((d["p_action1"] > 0.5).to_numpy().astype(float)
                                                       - (d["p0"] > 0.5).to_numpy().astype(float)))}

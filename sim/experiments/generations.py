@@ -32,8 +32,8 @@ from sim.calibration import warn_if_uninformative
 from sim.checkpoint import Checkpoint, runner, simulate
 from sim.config import AgoraConfig
 from sim.experiments import preflight
+from sim.experiments.overton.coverage import policy_coverage
 from sim.lifecycle import Run, embedded_options
-from sim.overton import policy_coverage
 from sim.report.generations import generations_report, plot_generations
 from sim.seeding import child_rng, child_seed
 from sim.society import Society, check_per_step
@@ -111,7 +111,7 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
 
 
 def _overton(run: Run, society: Society, stances: pl.DataFrame, group: list[int]) -> float:
-    """The policy group's Overton coverage this generation (``sim/overton.py``): its agents' first answers
+    """The policy group's Overton coverage this generation (``sim/experiments/overton/coverage.py``): its agents' first answers
     against the clusters' positions (from the control agents' first answers), judged by the run's base model
     (the same judge every generation)."""
     return aio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))

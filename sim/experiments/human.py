@@ -33,7 +33,7 @@ from agents.scoring import scorer
 from agents.survey import country_worldview, read_mfq_item, read_mm_choice
 from agents.worldview import Worldview
 from alignment.agreement import agreement, normal_draws, resample_means, shuffled_baseline
-from alignment.metrics import interval, proportion_interval
+from alignment.metrics import Interval, proportion_interval
 from scenarios import mfq30
 from scenarios import moral_machine as mm
 from sim import aio, store
@@ -162,7 +162,7 @@ def catch_check(answers: pl.DataFrame) -> dict[str, Any]:
     verdicts = {int(a): mfq30.passes_catch(dict(zip(df["item_id"], df["value"], strict=True)))
                 for (a,), df in mfq.group_by("agent_id", maintain_order=True)}
     agents = [v for a, v in verdicts.items() if a != NO_PERSONA]
-    return interval(proportion_interval(sum(agents), len(agents))) | {"n": len(agents),
+    return Interval.of(proportion_interval(sum(agents), len(agents))).to_json() | {"n": len(agents),
                                                                        "no_persona": verdicts.get(NO_PERSONA)}
 
 

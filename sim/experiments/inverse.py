@@ -36,7 +36,6 @@ from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend
 from agents.scoring import read_judgment, scorer
 from alignment.inverse import explain_scopes
-from alignment.metrics import headline_figure
 from alignment.preferences import PREFERENCE_SCHEMA, SchemaError, split_by_dilemma, validate_preferences
 from scenarios.constitution import Constitution, bundled_constitutions, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
@@ -49,6 +48,7 @@ from sim.experiments import preflight
 from sim.experiments.collective import clean_proposal
 from sim.lifecycle import Run
 from sim.report.inverse import inverse_report, plot_inverse
+from sim.results import pick
 from sim.seeding import child_rng, child_seed
 from sim.society import Society, check_per_step
 
@@ -286,7 +286,7 @@ def _summary(result: dict[str, Any], principles: list[dict[str, Any]], proposals
                          "candidate_train_agreement": _spread([a["value"] for a in r["candidates"].values()]),
                          "held_out": {m: v["held_out"] for m, v in r["methods"].items()},
                          "learned_minus": r["learned_minus"]}
-        headline |= {f"{m}[{scope}]": headline_figure(v["held_out"]) for m, v in r["methods"].items()}
+        headline |= {f"{m}[{scope}]": pick(v["held_out"]).to_json() for m, v in r["methods"].items()}
     by_source = [p["source"] for p in principles if p["candidate"]]
     return {"scopes": scopes, "headline": headline, **notes,
             "proposals": {"asked": len(proposals), **counts},

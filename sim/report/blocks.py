@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from alignment.metrics import Interval
 from sim.display import inert
 from sim.report.labels import is_labelled, label
 
@@ -79,13 +80,21 @@ def fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
+def figure_json(v: Any) -> Any:
+    """An :class:`~alignment.metrics.Interval` record in its ``summary.json`` form; anything else as it is."""
+    return v.to_json() if isinstance(v, Interval) else v
+
+
 def has_interval(v: Any) -> bool:
+    v = figure_json(v)
     return isinstance(v, Mapping) and v.get("low") is not None and v.get("high") is not None
 
 
 def fmt_interval(v: Any, digits: int = 3) -> str:
-    """``0.512 [0.401, 0.630]`` from a headline entry (a number or ``{"value","low","high"}``); a figure
-    that could not be computed carries its reason (``"na"``): ``n/a (no values)``, ``0.500 (one value: no interval)``."""
+    """``0.512 [0.401, 0.630]`` from a headline entry (a number, an :class:`~alignment.metrics.Interval` or
+    ``{"value","low","high"}``); a figure that could not be computed carries its reason (``"na"``): ``n/a (no
+    values)``, ``0.500 (one value: no interval)``."""
+    v = figure_json(v)
     if not isinstance(v, Mapping):
         return fmt(v, digits)
     s = fmt(v.get("value"), digits)
@@ -96,16 +105,21 @@ def fmt_interval(v: Any, digits: int = 3) -> str:
     return s
 
 
-def na_or(block: Mapping[str, Any], key: str) -> Any:
+def na_or(block: Mapping[str, Any] | Interval, key: str) -> Any:
     """``block[key]``, or ``n/a (reason)`` when it is null with a ``<key>_na`` reason."""
+    block = figure_json(block)
     v = block.get(key)
     return f"n/a ({block[key + '_na']})" if v is None and block.get(key + "_na") else v
 
 
 def panel_text(summary: Mapping[str, Any], study: str) -> str:
     """``(4 members)``, or ``(4 members: panel_size=9 asked, population.size 4)`` when the run used fewer."""
-    used = summary.get("panel_size")
-    asked = summary.get("config", {}).get("study", {}).get(study, {}).get("panel_size")
+    return members_text(summary.get("panel_size"), summary.get("config", {}).get("study", {}).get(study, {}).get("panel_size"),
+                        study)
+
+
+def members_text(used: int | None, asked: int | None, study: str) -> str:
+    """:func:`panel_text` from the panel size used and the one ``study.<study>.panel_size`` asked for."""
     if used is None:
         return ""
     return f"({used} members" + (f": study.{study}.panel_size={asked} asked, more than population.size)"
@@ -128,7 +142,8 @@ class Term:
 
 
 def _numeric(v: Any) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or (isinstance(v, Mapping) and "value" in v)
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) or isinstance(v, Interval) or (
+        isinstance(v, Mapping) and "value" in v)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from sim.report.render import (
     md_table,
     render,
 )
+from sim.results import Interval, Summary
 
 
 def find_runs(paths: Sequence[str | Path]) -> list[Path]:
@@ -30,8 +31,9 @@ def find_runs(paths: Sequence[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.is_dir():
             raise FileNotFoundError(f"{p}: no such directory")
-        found = [p] if (p / "summary.json").is_file() else sorted(
-            (s.parent for s in p.rglob("summary.json")), key=lambda q: [int(x) if x.isdigit() else x for x in q.parts])
+        found = [p] if (p / "summary.json").is_file() else sorted(  # sweep points by number (2 before 10), then names
+            (s.parent for s in p.rglob("summary.json")), key=lambda q: [(0, int(x), "") if x.isdigit() else (1, 0, x)
+                                                                        for x in q.parts])
         if not found:
             raise FileNotFoundError(f"{p}: no finished run (no summary.json at or below it)")
         runs += [r for r in found if r not in runs]
@@ -142,27 +144,27 @@ def read_summary(run: Path) -> dict[str, Any]:
     return s
 
 
-def run_label(run: Path, summary: Mapping[str, Any]) -> str:
+def run_label(run: Path, run_id: str) -> str:
     """The Hydra overrides that made the run (what differs in a sweep), else its run id."""
     ov = run / ".hydra" / "overrides.yaml"
     if ov.is_file():
         items = [o for o in (yaml.safe_load(ov.read_text()) or []) if not str(o).startswith(("hydra", "resume="))]
         if items:
             return " ".join(map(str, items))
-    return str(summary.get("run_id", run.name))
+    return run_id or run.name
 
 
 def comparison_table(runs: Sequence[Path]) -> pl.DataFrame:
     """One row per run: label, kind, wall time, and each headline figure (value, low, high)."""
     rows = []
     for r in runs:
-        s = read_summary(r)
-        row: dict[str, Any] = {"run": str(r), "label": run_label(r, s), "kind": s.get("kind", "society"),
-                               "seed": s.get("config", {}).get("seed"), "wall_seconds": s.get("wall_seconds")}
-        for k, v in s.get("headline", {}).items():
-            v = v if isinstance(v, Mapping) else {"value": v}
-            row[k] = v.get("value")
-            row[f"{k} low"], row[f"{k} high"] = v.get("low"), v.get("high")
+        s = Summary.from_json(read_summary(r))  # what every run's summary holds, whatever its kind
+        row: dict[str, Any] = {"run": str(r), "label": run_label(r, s.run_id), "kind": s.kind,
+                               "seed": s.config.get("seed"), "wall_seconds": s.wall_seconds}
+        for k, v in s.headline.items():
+            i = v if isinstance(v, Interval) else Interval(value=v)
+            row[k] = i.value
+            row[f"{k} low"], row[f"{k} high"] = i.low, i.high
         rows.append(row)
     df = pl.DataFrame(rows, infer_schema_length=None)
     tokens = [set(lbl.split(" ")) for lbl in df["label"].to_list()]

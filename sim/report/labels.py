@@ -8,6 +8,8 @@ both formats), so a reader can find the column in the data. ``name[arg]`` keys (
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from agents.culture import CLUSTER_COUNTRIES
 from agents.worldview import cluster_label
@@ -63,20 +65,6 @@ LABELS: dict[str, str] = {
     "dpo_eval_margin_after": "DPO held-out margin after",
     "dpo_train_margin_after": "DPO training margin after",
         "agreement_by_cluster": "policy agreement with each cluster (1 − JS)",
-    # pluralism
-    "entropy": "perspective entropy",
-    "contextual_minus_single": "perspective entropy, contextual − single",
-    "panel_minus_single": "perspective entropy, panel − single",
-    "classifier_member_accuracy": "judge names a panel member's own cluster",
-    # overton
-    "coverage": "Overton coverage",
-    "soft_coverage": "Overton coverage, soft (mean P)",
-    "coverage_contextual_minus_single": "Overton coverage, contextual − single",
-    "coverage_panel_minus_single": "Overton coverage, panel − single",
-    "soft_coverage_contextual_minus_single": "soft Overton coverage, contextual − single",
-    "soft_coverage_panel_minus_single": "soft Overton coverage, panel − single",
-    "judge_own_position": "judge: a member's answer covers its own cluster's position",
-    "judge_other_positions": "judge: a member's answer covers another cluster's position",
     # evolving norms
     "population_lag": "population lag (generations)",
     "policy_lag": "policy lag (generations)",
@@ -104,6 +92,20 @@ LABELS: dict[str, str] = {
     "runs": "runs",
     "share_a_initial": "share choosing A, first answer",
 }
+
+# a registered experiment's figures with a known range ({name: (low, high)}), from its labels.py (add_labels)
+RANGES: dict[str, tuple[float, float]] = {}
+
+
+def add_labels(labels: Mapping[str, str], ranges: Mapping[str, tuple[float, float]] = MappingProxyType({})) -> None:
+    """A registered experiment's key names and figure ranges (``sim/experiments/<name>/labels.py``), for every page.
+    A key another experiment already names differently is refused: one key, one name."""
+    clash = {k: (LABELS[k], v) for k, v in labels.items() if k in LABELS and LABELS[k] != v}
+    if clash:
+        raise ValueError(f"labels named twice, differently: {clash}")
+    LABELS.update(labels)
+    RANGES.update(ranges)
+
 
 _BRACKET = re.compile(r"^(?P<name>[A-Za-z0-9_.]+)\[(?P<arg>[^\[\]\s]+)\]$")  # entropy[panel], not "x [95% CI]"
 # ``name[arg]`` keys that read better as a phrase than as "name: arg"
@@ -146,13 +148,15 @@ def is_labelled(key: str) -> bool:
 
 # figures with a known range: shares and probabilities are drawn on it, not zoomed to their spread
 _HALF = re.compile(r"informativeness")
-_UNIT = re.compile(r"(rate|share|accuracy|consensus|agreement|^entropy\[|pds_entropy|classifier|spread|coverage"
-                   r"|own_position|other_positions)")
+_UNIT = re.compile(r"(rate|share|accuracy|consensus|agreement|pds_entropy|spread|coverage)")
 
 
 def known_range(key: str) -> tuple[float, float] | None:
     """The range a figure can take when it is a share or probability (None: unbounded or signed)."""
     key = str(key)
+    m = _BRACKET.match(key)
+    if key in RANGES or (m and m["name"] in RANGES):
+        return RANGES[key if key in RANGES else m["name"]]  # type: ignore[index]
     if "per_s" in key or "minus" in key or key.startswith(("change[", "fit_change[", "shift[", "rm_shift[")):
         return None
     if _HALF.search(key):

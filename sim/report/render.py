@@ -38,12 +38,14 @@ from sim.report.blocks import (  # noqa: F401 (fmt, fmt_interval: the report mod
     html_text,
     keys_shown,
     md_escape,
+    members_text,
     na_or,
     panel_text,
     to_html,
     to_md,
 )
 from sim.report.labels import label
+from sim.results import Summary
 from sim.store import atomic_write_bytes
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}"
@@ -77,22 +79,26 @@ def headline_table(headline: Mapping[str, Any]) -> Table:
     return Table(rows, cols, right=("95% interval",))
 
 
-# Config sections each kind of run reads (from its runner; the whole config is in summary.json)
+# Config sections each kind of run reads (from its runner; the whole config is in summary.json); a registered
+# experiment's come from its registration (show_config)
 CORE_CONFIG = ("seed", "name", "llm", "population", "network", "scenario", "constitution", "sim", "calibration")
 KIND_CONFIG: dict[str, tuple[str, ...]] = {
     "society": CORE_CONFIG,
     "generations": (*CORE_CONFIG, "alignment"),
-    "pluralism": ("seed", "name", "llm", "population", "scenario", "calibration", "study.pluralism", "eval.bootstrap"),
     "evolving_norms": ("seed", "name", "llm", "population", "scenario", "calibration", "alignment", "study.norms"),
     "constitution_ablation": (*CORE_CONFIG, "alignment", "study.ablation", "eval.bootstrap"),
     "inverse_constitution": (*CORE_CONFIG, "study.inverse", "eval.bootstrap"),
-    "overton": ("seed", "name", "llm", "population", "scenario", "sim", "calibration", "study.overton", "eval.bootstrap"),
     "human_distributions": ("seed", "name", "llm", "calibration", "study.human", "eval.bootstrap"),
 }
 LLM_KEYS = {"embedded": ("model_path", "device", "dtype", "max_batch_size", "max_batch_tokens", "prefix_sharing",
                          "prefix_cache_mb", "max_context_tokens"),
             "openai_compatible": ("base_url", "model", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency",
                                   "tokenizer")}
+
+
+def show_config(kind: str, sections: Sequence[str]) -> None:
+    """The config sections a registered experiment's report shows (none given: :data:`CORE_CONFIG`)."""
+    KIND_CONFIG[kind] = tuple(sections) or CORE_CONFIG
 
 
 def relevant_config(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
@@ -206,8 +212,10 @@ def render(out_dir: Path, title: str, sections: Sequence[tuple[str, Part | Seque
     return [f"{stem}.md", f"{stem}.html"]
 
 
-def standard_sections(summary: Mapping[str, Any], intro: str = "") -> list[tuple[str, Part | Sequence[Part]]]:
+def standard_sections(summary: Mapping[str, Any] | Summary, intro: str = "") -> list[tuple[str, Part | Sequence[Part]]]:
     """Opening sections every run report shares: what was run, and its headline figures."""
+    if isinstance(summary, Summary):
+        summary = summary.to_json()
     wall = summary.get("wall_seconds")
     what = (f"Run `{summary.get('run_id', '?')}` ({summary.get('kind', 'society')}), "
             f"{'n/a' if wall is None else f'{wall:.1f}'} s wall time.")

@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT
 
 
+@pytest.mark.slow  # ~2.5 min: every benchmark once at smoke size; CI runs it with the other slow tests
 def test_benchmarks_run_and_render_a_report(tmp_path):
     results, out = tmp_path / "results.json", tmp_path / "RESULTS.md"
     # smoke size and one round per side: what is checked is that every benchmark runs and renders, not its spread

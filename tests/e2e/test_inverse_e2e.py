@@ -1,5 +1,6 @@
 """experiment=inverse_constitution as a command on the embedded model, tiny (the planted-principle test with
-known answers is in unit/test_inverse_constitution.py; the README's figures come from the preset's defaults)."""
+known answers is in unit/test_inverse_constitution.py; the figures of docs/experiments/inverse-constitution.md come from
+the preset's defaults)."""
 
 import json
 

@@ -292,7 +292,8 @@ def test_a_sweep_point_that_fails_at_run_time_leaves_the_others_to_finish(tmp_pa
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-3000:]
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("agora: error: sweep point #1 (") and f"model server {closed}" in last, last
-    assert "the other points ran" in last
+    assert "the other points ran" in last and f"llm.base_url={closed} " in last  # as typed, not Hydra-escaped
+    assert "Error executing job" not in res.stderr  # Hydra's own line for a failed point is dropped
     assert [(sweep / str(n) / "summary.json").is_file() for n in range(3)] == [True, False, True]
     logged = (sweep / "1" / "cli.log").read_text().splitlines()[-1]
     assert f"agora: error: model server {closed} failed: Connection failed" in logged, logged

@@ -69,7 +69,7 @@ def test_dpo_step_changes_weights_and_raises_margin_on_training_pairs(rule_pairs
 
 @pytest.mark.slow  # ~4.5 min on 2 cores; `make test-slow` (and CI) run it
 def test_sanity_experiment_learns_the_planted_rule(tmp_path):
-    """The README's sanity figures, at test size: RM well above chance on unseen dilemmas and phrasings;
+    """The sanity figures of docs/loop.md, at test size: RM well above chance on unseen dilemmas and phrasings;
     one DPO epoch raises the held-out implicit reward margin."""
     report = run_sanity(tmp_path, n_train=32, n_eval=16, seed=0,
                         reward=RewardConfig(epochs=3, batch_size=16, lr=1e-4),

@@ -32,7 +32,7 @@ def test_injection_measure_on_the_embedded_model(embedded):
             where = f"{pname}/{iname}: {r}"
             # the injected text reaches the judge: every injection changes some pair's P(A) (0.02-0.04 here)
             assert r["max_abs_shift"] > 1e-3, where
-            # what the README reports for 40 pairs: the 135M judge picks by position, so single-order labels
+            # what docs/outputs.md reports for 40 pairs: the 135M judge picks by position, so single-order labels
             # (almost) never move, and no pair's order-averaged P(adversary) moves by more than ~0.12
             assert r["moved_one_order"] == 0.0 and abs(r["shift"]) <= r["max_abs_shift"] < 0.15, where
 

@@ -73,7 +73,7 @@ def test_a_run_names_a_shipped_config_or_a_file_and_anything_else_fails_before_a
     assert dataclasses.replace(AlignmentConfig(), processes=2, accelerate_config="fsdp").processes == 2
     with pytest.raises(ValueError, match="neither a shipped one"):
         AlignmentConfig(processes=2, accelerate_config="fsdp2")
-    with pytest.raises(ValueError, match="processes must be >= 1"):
+    with pytest.raises(ValueError, match="processes must be 1 to 64"):
         AlignmentConfig(processes=0)
 
 

@@ -37,11 +37,10 @@ def group_classes() -> dict[str, type]:
 def compose_config(*overrides: str):
     """The ``DictConfig`` the CLI gets for these overrides."""
     from hydra import compose, initialize_config_module
-    from hydra.core.config_store import ConfigStore
 
-    from sim.config import schema
+    from sim.cli import register_configs
 
-    ConfigStore.instance().store(name="agora_schema", node=schema())  # as the CLI registers it
+    register_configs()  # the schema and the study nodes, as the CLI registers them
     with initialize_config_module(config_module="conf", version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 
@@ -79,11 +78,12 @@ def test_every_bundled_constitution_is_a_group_option():
         assert composed(f"constitution={name}")["constitution"]["name"] == name
 
 
-def test_the_readme_constitution_options_compose_as_written():
-    readme = (ROOT / "README.md").read_text()
-    row = next(line for line in readme.splitlines() if line.startswith("| `constitution` |"))
+def test_the_documented_constitution_options_compose_as_written():
+    page = (ROOT / "docs" / "configuration.md").read_text()  # the groups table
+    row = next(line for line in page.splitlines() if line.startswith("| `constitution` |"))
     options = re.findall(r"`(\w+)`", row.split("|")[2].split(" or ")[0])
-    overrides = {f"constitution={o}" for o in options} | set(re.findall(r"constitution=\w+", readme))
+    everywhere = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))])
+    overrides = {f"constitution={o}" for o in options} | set(re.findall(r"constitution=\w+", everywhere))
     assert {"constitution=single_care", "constitution=none"} <= overrides
     for override in sorted(overrides):
         assert composed(override)["constitution"]["name"] == override.split("=")[1], override

@@ -65,7 +65,8 @@ def test_personas_differ_between_distant_clusters():
 
 
 @pytest.mark.parametrize("kwargs,msg", [
-    ({"size": 1, "clusters": ("confucian",)}, "at least 2"),
+    ({"size": 1, "clusters": ("confucian",)}, "must be 2 to 1,000,000"),
+    ({"size": 1_000_001, "clusters": ("confucian",)}, "got 1,000,001"),
     ({"size": 4, "clusters": ("atlantis",)}, "unknown cluster"),
     ({"size": 4, "clusters": ("confucian",), "weights": (1, 2)}, "one per cluster"),
 ])

@@ -22,10 +22,10 @@ import pytest
 from agents.llm.scripted import ScriptedBackend
 from alignment.metrics import (
     NA,
+    Interval,
     bootstrap_interval,
     expected_calibration_error,
     finite_figures,
-    interval,
     js_distance,
     krippendorff_alpha,
     log_loss,
@@ -107,11 +107,13 @@ def test_defined_edge_cases_keep_their_values():
 
 
 def test_na_reaches_summary_report_and_console_as_a_reason():
-    figure = interval(bootstrap_interval([0.25]))
+    record = Interval.of(bootstrap_interval([0.25]))
+    figure = record.to_json()
     assert figure == {"value": 0.25, "low": None, "high": None, "na": "one value: no interval"}
-    assert interval(bootstrap_interval([])) == {"value": None, "low": None, "high": None, "na": "no values"}
-    assert fmt_interval(figure) == "0.250 (one value: no interval)"
-    assert fmt_interval(interval(proportion_interval(0, 0))) == "n/a (no observations)"
+    assert record == Interval(value=0.25, reason="one value: no interval") == Interval.from_json(figure)
+    assert Interval.of(bootstrap_interval([])).to_json() == {"value": None, "low": None, "high": None, "na": "no values"}
+    assert fmt_interval(figure) == fmt_interval(record) == "0.250 (one value: no interval)"
+    assert fmt_interval(Interval.of(proportion_interval(0, 0))) == "n/a (no observations)"
     assert finite_figures(p=paired_permutation_test([0.2])) == {"p": None, "p_na": "one pair: a sign-flip test needs two or more"}
     assert json.loads(json.dumps(figure)) == figure and why(1.0, NA("x")) == "x"
 
@@ -130,19 +132,19 @@ def test_between_country_correlation_says_which_side_has_no_spread():
 
 # -- experiments' statistics over one dilemma: n/a, not a traceback -----------------------------------------
 def test_overton_and_pluralism_statistics_over_one_dilemma_are_na_not_a_traceback():
-    from sim.experiments.pluralism import pluralism_metrics
-    from sim.overton import coverage_metrics
+    from sim.experiments.overton.summary import coverage_metrics
+    from sim.experiments.pluralism.summary import pluralism_metrics
 
     cov = pl.DataFrame({"dilemma_id": ["d1"] * 3, "condition": ["single", "contextual", "panel"],
                         "coverage": [0.5, 1.0, 0.0], "soft_coverage": [0.4, 0.8, 0.2]})
-    m = coverage_metrics(cov, ("single", "contextual", "panel"), seed=0, n_boot=200)
-    diff = m["differences"]["coverage_panel_minus_single"]
+    _, differences = coverage_metrics(cov, ("single", "contextual", "panel"), seed=0, n_boot=200)
+    diff = differences["coverage_panel_minus_single"].to_json()
     assert diff["value"] == -0.5 and diff["low"] is None and diff["na"] == "one value: no interval"
     assert diff["permutation_p"] is None and diff["permutation_p_na"].startswith("one pair")
     rows = [{"dilemma_id": "d1", "condition": c, "p[a]": 0.5, "p[b]": 0.5, "entropy": 1.0, "top": "a",
              "cluster": None} for c in ("single", "contextual", "panel")]
-    p = pluralism_metrics(pl.DataFrame(rows), ["a", "b"], seed=0, n_boot=200)
-    assert p["differences"]["panel_minus_single"]["na"] == "one value: no interval"
+    _, p_differences, _ = pluralism_metrics(pl.DataFrame(rows), ["a", "b"], seed=0, n_boot=200)
+    assert p_differences["panel_minus_single"].to_json()["na"] == "one value: no interval"
 
 
 # -- refused before any work: runs that cannot mean anything, values that cannot be honoured ----------------
@@ -190,8 +192,8 @@ BOUNDED = {
     "permutations, the hang": ("study.human.permutations=100000000", "study.human.permutations must be in [100, 100,000]"),
     "bootstrap": ("eval.bootstrap=1000000", "eval.bootstrap at most 10,000"),
     "permutation test resamples": ("eval.permutations=10000000", "eval.permutations must be at most 100,000"),
-    "answer tokens": ("study.overton.answer_tokens=100000", "[1, 4096]"),
-    "synthesis tokens": ("study.pluralism.synthesis_tokens=5000", "[1, 4096]"),
+    "answer tokens": ("experiment=overton", "study.overton.answer_tokens=100000", "[1, 4096]"),
+    "synthesis tokens": ("experiment=pluralism", "study.pluralism.synthesis_tokens=5000", "[1, 4096]"),
     "generations": ("study.norms.generations=100000", "at most 1,000"),
     "a norm that never holds": ("study.norms.generations=2", "would never hold"),
     "proposals": ("study.inverse.proposals=5000", "at most 1,000"),

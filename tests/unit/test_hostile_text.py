@@ -64,9 +64,11 @@ from sim.cli import {entry}
 """
 KINDS = ("tiny", "pluralism", "overton", "inverse_constitution", "human_distributions", "evolving_norms",
          "constitution_ablation")
-SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1", "study.pluralism.dilemmas=2",
-         "study.overton.dilemmas=2", "study.overton.voices=1", "study.norms.generations=4", "study.norms.dilemmas=2",
-         "study.norms.train_policy=false", "study.ablation.train_reward=false", "study.human.countries=[US,UK,Japan]")
+SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1", "study.norms.generations=4",
+         "study.norms.dilemmas=2", "study.norms.train_policy=false", "study.ablation.train_reward=false",
+         "study.human.countries=[US,UK,Japan]")
+# an experiment in its own folder has its settings only in its own runs (its Hydra option): it runs beside the sweep
+OWN = {"overton": ("study.overton.dilemmas=2", "study.overton.voices=1"), "pluralism": ("study.pluralism.dilemmas=2",)}
 
 
 def acting(text: str) -> list[str]:
@@ -128,14 +130,16 @@ def inputs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sweep(inputs, tmp_path_factory) -> tuple[Path, list[subprocess.CompletedProcess]]:
-    """Every experiment but the generations loop (slow, below) in one sweep on the hostile inputs, then agora-report."""
+    """Every experiment but the generations loop (slow, below) on the hostile inputs: those whose settings the
+    legacy study node holds in one sweep, each other one run into the sweep's folder; then agora-report."""
     out = tmp_path_factory.mktemp("hostile_sweep") / "sweep"
-    ran = run_child("main", "--multirun", f"experiment={','.join(KINDS)}", *SMALL, f"scenario.dilemmas={inputs / 'dilemmas.jsonl'}",
-                    f"constitution.name={inputs / 'constitution.yaml'}", f"study.inverse.ccai_path={inputs / 'ccai.csv'}",
-                    f"hydra.sweep.dir={out}")
+    inputs_ = (f"scenario.dilemmas={inputs / 'dilemmas.jsonl'}", f"constitution.name={inputs / 'constitution.yaml'}")
+    ran = run_child("main", "--multirun", f"experiment={','.join(k for k in KINDS if k not in OWN)}", *SMALL, *inputs_,
+                    f"study.inverse.ccai_path={inputs / 'ccai.csv'}", f"hydra.sweep.dir={out}")
+    own = [run_child("main", f"experiment={k}", *SMALL[:4], *OWN[k], *inputs_, f"hydra.run.dir={out / k}") for k in OWN]
     report = agora(str(out), code=AGORA_REPORT, raw=True, timeout=300)
     assert report.returncode == 0, report.stderr.decode(errors="replace")
-    return out, [ran, report]
+    return out, [ran, *own, report]
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +186,7 @@ def test_the_pages_show_the_text_as_escapes(sweep):
 
 
 def test_log_lines_and_warnings_show_the_text_on_one_line(sweep, evaluated):
-    (out, (ran, _)), (eval_dir, eval_proc) = sweep, evaluated
+    (out, (ran, *_)), (eval_dir, eval_proc) = sweep, evaluated
     stdout = ran.stdout.decode()
     for log in [*sorted(out.glob("*/cli.log")), eval_dir / "cli.log"]:
         text = log.read_text()

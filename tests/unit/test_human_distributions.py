@@ -245,10 +245,12 @@ def test_respondent_persona_with_mfq_records_its_caveat(tmp_path, caplog):
     assert s["caveats"] == []
 
 
-def test_readme_gives_the_bundles_count_of_usable_mfq_respondents():
+def test_the_docs_give_the_bundles_count_of_usable_mfq_respondents():
     import re
     from pathlib import Path
 
     n = sum(len(v) for v in load_mfq_by_country().values())
-    counts = re.findall(r"([\d,]+) usable (?:MFQ-30 )?respondents", (Path(__file__).parents[2] / "README.md").read_text())
+    root = Path(__file__).parents[2]  # the experiment's page and Concepts both give it
+    text = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").rglob("*.md"))])
+    counts = re.findall(r"([\d,]+) usable (?:MFQ-30 )?respondents", text)
     assert counts and set(counts) == {f"{n:,}"}, counts

@@ -1,4 +1,4 @@
-"""Overton coverage (sim/overton.py, experiment=overton, the generations loop's overton_coverage) on a
+"""Overton coverage (sim/experiments/overton/, experiment=overton, the generations loop's overton_coverage) on a
 scripted backend whose answers cover known subsets of the positions, and on hand-made tables."""
 
 import math
@@ -13,14 +13,8 @@ from agents.llm.scripted import ScriptedBackend
 from alignment.metrics import bootstrap_interval
 from scenarios.dilemma import Dilemma
 from sim.experiments import runner_for
-from sim.overton import (
-    answer_coverage,
-    cluster_positions,
-    coverage_metrics,
-    coverage_pairs,
-    own_position_check,
-    policy_coverage,
-)
+from sim.experiments.overton.coverage import answer_coverage, cluster_positions, coverage_pairs, policy_coverage
+from sim.experiments.overton.summary import coverage_metrics, own_position_check
 from sim.society import population
 from tests.helpers import agora, compose
 
@@ -137,7 +131,7 @@ def test_coverage_pairs_and_per_answer_shares():
     assert per["coverage"].to_list() == [0.5, 0.0, 0.5, None]
     assert per["soft_coverage"].to_list()[:3] == pytest.approx([0.65, 0.3, 0.45])
     check = own_position_check(pairs.filter(pl.col("condition") == "member"))
-    assert (check["own_position"]["value"], check["own_position"]["n"], check["other_positions"]["value"]) == (1.0, 1, 0.0)
+    assert (check.own_position.value, check.own_position.n, check.other_positions.value) == (1.0, 1, 0.0)
     with pytest.raises(ValueError, match=r"1 coverage readings for 5 \(answer, position\) pairs"):
         coverage_pairs(answers, positions, [0.5])
 
@@ -152,9 +146,9 @@ def test_the_validity_check_leaves_out_a_member_judged_against_its_own_words():
     pairs = coverage_pairs(answers, positions, [0.1, 0.9, 0.2, 0.4])
     assert pairs["by_representative"].to_list() == [False, True, False, False]
     check = own_position_check(pairs)
-    assert check["self_readings_excluded"] == 1
-    assert (check["own_position"]["n"], check["own_position"]["value"]) == (1, 0.0)  # agent 4 on y: P 0.4
-    assert (check["other_positions"]["n"], check["other_positions"]["mean_p"]) == (2, pytest.approx(0.15))
+    assert check.self_readings_excluded == 1
+    assert (check.own_position.n, check.own_position.value) == (1, 0.0)  # agent 4 on y: P 0.4
+    assert (check.other_positions.n, check.other_positions.mean_p) == (2, pytest.approx(0.15))
 
 
 def test_coverage_metrics_intervals_and_paired_differences_by_hand():
@@ -164,17 +158,17 @@ def test_coverage_metrics_intervals_and_paired_differences_by_hand():
     # two members on d1 (mean 0.5), one on d2: a condition's per-dilemma value is the mean over its answers
     table = pl.concat([table, pl.DataFrame({"dilemma_id": ["d1", "d1", "d2"], "condition": ["member"] * 3,
                                             "coverage": [0.0, 1.0, 1.0], "soft_coverage": [0.0, 0.5, 0.5]})])
-    m = coverage_metrics(table, ("single", "panel", "member"), seed=3, n_boot=500, compared=("panel",))
-    assert m["conditions"]["single"]["coverage"] == pytest.approx(
+    conditions, differences = coverage_metrics(table, ("single", "panel", "member"), seed=3, n_boot=500, compared=("panel",))
+    assert conditions["single"].coverage.to_json() == pytest.approx(
         dict(zip(("value", "low", "high"), bootstrap_interval(list(single.values()), n_resamples=500, seed=3), strict=True)),
         abs=1e-6)
-    assert m["conditions"]["member"]["coverage"]["value"] == pytest.approx(0.75) and m["conditions"]["member"]["dilemmas"] == 2
-    assert m["conditions"]["member"]["answers"] == 3
-    d = m["differences"]["coverage_panel_minus_single"]
-    assert d["value"] == pytest.approx(np.mean([1, 2 / 3, 2 / 3])) and d["n"] == 3
-    assert d["permutation_p"] == pytest.approx(0.25)  # exact sign flips: 2 of 8 as extreme, all positive
-    assert m["differences"]["soft_coverage_panel_minus_single"]["value"] == pytest.approx(np.mean([1, 2 / 3, 2 / 3]) / 2)
-    assert set(m["differences"]) == {"coverage_panel_minus_single", "soft_coverage_panel_minus_single"}
+    assert conditions["member"].coverage.value == pytest.approx(0.75) and conditions["member"].dilemmas == 2
+    assert conditions["member"].answers == 3
+    d = differences["coverage_panel_minus_single"]
+    assert d.value == pytest.approx(np.mean([1, 2 / 3, 2 / 3])) and d.n == 3
+    assert d.permutation_p == pytest.approx(0.25)  # exact sign flips: 2 of 8 as extreme, all positive
+    assert differences["soft_coverage_panel_minus_single"].value == pytest.approx(np.mean([1, 2 / 3, 2 / 3]) / 2)
+    assert set(differences) == {"coverage_panel_minus_single", "soft_coverage_panel_minus_single"}
 
 
 def test_policy_coverage_reads_the_policy_groups_first_answers():
@@ -240,10 +234,11 @@ def test_bad_overton_setting_exits_2_on_the_command_line(tmp_path):
 
 
 def test_overton_settings_enter_only_overton_run_ids():
-    """Adding study.overton must not change any other run's id (every row carries it: their bytes would change)."""
+    """study.overton exists only in an overton run's config (its Hydra option), so no other run's id can carry it
+    (every row carries the id: their bytes would change); in an overton run each setting enters the id."""
     from sim.lifecycle import run_id_for
 
-    society, other = compose("experiment=tiny"), compose("experiment=tiny", "study.overton.voices=5")
-    assert run_id_for(society) == run_id_for(other)
+    with pytest.raises(Exception, match="Could not override 'study.overton.voices'"):
+        compose("experiment=tiny", "study.overton.voices=5")
     assert run_id_for(_cfg()) != run_id_for(_cfg("study.overton.voices=1"))
     assert run_id_for(compose("experiment=pluralism")) != run_id_for(compose("experiment=pluralism", "study.pluralism.dilemmas=5"))

@@ -4,6 +4,7 @@ tests/e2e/test_report_pages.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 
@@ -15,12 +16,12 @@ from agents.llm.scripted import ScriptedBackend
 from alignment.metrics import proportion_interval
 from sim.experiments.society_run import run
 from sim.report.blocks import Quote, Table, Term, md_escape, to_html, to_md
-from sim.report.compare import seed_summary
+from sim.report.compare import find_runs, seed_summary
 from sim.report.labels import label
 from sim.report.plots import axis_limits
 from sim.report.render import headline_table, relevant_config
 from sim.report.social import cluster_choices, debate_pairs, plot_social_graph, stance_change
-from tests.helpers import tiny_config
+from tests.helpers import compose, tiny_config
 
 HOSTILE = "I can't agree <script>alert(1)</script> & see [this](http://x.test) *now*. "
 
@@ -85,7 +86,8 @@ def test_config_is_collapsed_and_shows_only_what_the_run_kind_reads(hostile_run)
     out, summary = hostile_run
     shown = relevant_config(summary["config"], "society")
     assert "study" not in shown and "alignment" not in shown and "base_url" not in shown["llm"]
-    assert set(relevant_config(summary["config"], "pluralism")["study"]) == {"kind", "pluralism"}
+    plural = dataclasses.asdict(compose("experiment=pluralism"))  # its settings exist only in its own runs
+    assert set(relevant_config(plural, "pluralism")["study"]) == {"kind", "pluralism"}
     assert "alignment" in relevant_config(summary["config"], "generations")
     page = (out / "report.html").read_text()
     config_html = re.split(r'<h2 id="s\d+">Config</h2>', page)[1]
@@ -175,3 +177,11 @@ def test_a_large_graph_is_drawn_as_one_connected_neighbourhood():
     assert patch == neighbourhood(g, MAX_DRAWN)
     split = nx.disjoint_union(nx.path_graph(3), nx.path_graph(5))  # a component smaller than k: filled in order
     assert neighbourhood(split, 5) == [0, 1, 2, 3, 4]
+
+
+def test_runs_below_a_folder_are_in_sweep_order_then_by_name(tmp_path):
+    """A sweep's numbered points (2 before 10) and a named run beside them (agora-report once failed on the mix)."""
+    for name in ("10", "2", "overton", "0/nested"):
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "summary.json").write_text("{}")
+    assert [p.relative_to(tmp_path).as_posix() for p in find_runs([tmp_path])] == ["0/nested", "2", "10", "overton"]

@@ -17,7 +17,7 @@ from agents.llm.scripted import ScriptedBackend
 from agents.worldview import PopulationSpec, cluster_centre, mutate, sample_population
 from alignment.metrics import bootstrap_interval, js_distance, normalised_entropy
 from sim.config import CollectiveConfig
-from sim.study_config import NormConfig, NormsConfig, StudyConfig
+from sim.study_config import LegacyStudy, NormConfig, NormsConfig
 from tests.helpers import ROOT, compose
 
 
@@ -91,7 +91,7 @@ def test_norm_config_errors_are_one_line():
     with pytest.raises(ValueError, match="strictly increasing"):
         NormsConfig(schedule=[NormConfig(generation=0, name="a", principle="p"), NormConfig(generation=0, name="b", principle="q")])
     with pytest.raises(ValueError, match="study.kind"):
-        StudyConfig(kind="nope")
+        LegacyStudy(kind="nope")
 
 
 def test_mutation_keeps_lineage_and_scale():
@@ -120,7 +120,7 @@ def test_norms_selection_follows_the_rater_on_a_scripted_backend(tmp_path):
 
     cfg = AgoraConfig(name="t", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=12),
                       sim=SimConfig(progress=False),
-                      study=StudyConfig(kind="evolving_norms", norms=NormsConfig(generations=4, dilemmas=1, turnover=0.25,
+                      study=LegacyStudy(kind="evolving_norms", norms=NormsConfig(generations=4, dilemmas=1, turnover=0.25,
                                                                                   mutation=0.0)))
     s = run_evolving_norms(cfg, tmp_path, ScriptedBackend(reply=reply, scores=scores))
     fit = [g["mean_fit"] for g in s["generations"]]
@@ -220,7 +220,7 @@ def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tm
     cfg = AgoraConfig(name="t", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=8),
                       sim=SimConfig(steps=2, group_size=2, progress=False, judge_reader="label",
                                     tokens=TokenBudget(stance=8, debate=8, critique=8, revision=8)),
-                      study=StudyConfig(kind="constitution_ablation",
+                      study=LegacyStudy(kind="constitution_ablation",
                                         ablation=AblationConfig(constitutions=["none", "single_care"], train_reward=False)))
     s = run_constitution_ablation(cfg, tmp_path, ScriptedBackend(reply=reply, scores=scores))
     eff = s["effects"]["single_care"]["single_care"]

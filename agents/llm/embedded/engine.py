@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from agents.llm.base import BackendStats, ChatMessage
+from agents.llm.base import BackendStats, ChatMessage, Conditioning
 from agents.llm.embedded.prefix import PrefixCache
 
 
@@ -53,6 +54,70 @@ class ForwardEngine:
         """The model's forward with ``cache`` as its KV cache, under the name this transformers uses."""
         return self.model(**kwargs, **{cache_kwarg(type(self.model)): cache})
 
+    # -- steering (agents/steering.py): a vector per row added to one decoder layer's output -----------
+    def _steer_vector(self, cond: Conditioning) -> torch.Tensor:
+        """The steering vector of ``cond`` (directions loaded once per model, from the disk cache)."""
+        from agents.llm.embedded.weights import cache_root
+        from agents.steering import load_bank, steering_vector
+
+        memo = self.model.__dict__.setdefault("_agora_steer_vectors", {})
+        key = cond.steer_key
+        if key not in memo:
+            bank = self.model.__dict__.get("_agora_steer_bank")
+            if bank is None:
+                bank = load_bank(self.model, self.tokenizer, self.device, self.model_path.name, cache_root() / "steering")
+                self.model.__dict__["_agora_steer_bank"] = bank
+            memo[key] = steering_vector(bank, cond).to(self.device, self.model.dtype)
+        return memo[key]
+
+    def _vectors(self, conds: Sequence[Conditioning | None] | None) -> dict[int, torch.Tensor] | None:
+        """Per layer, the ``[rows, hidden]`` vectors to add (zero rows unsteered); None when no row is steered."""
+        if not conds or all(c is None or c.steer_key is None for c in conds):
+            return None
+        out: dict[int, torch.Tensor] = {}
+        for i, c in enumerate(conds):
+            if c is not None and c.steer_key is not None:
+                rows = out.get(c.layer)
+                if rows is None:
+                    rows = out[c.layer] = torch.zeros((len(conds), self.model.config.hidden_size),
+                                                      dtype=self.model.dtype, device=self.device)
+                rows[i] = self._steer_vector(c)
+        return out
+
+    @contextmanager
+    def _steering(self, vectors: dict[int, torch.Tensor] | None) -> Iterator[None]:
+        """Forwards inside add ``vectors[layer][row]`` to every position of ``row`` at ``layer``'s output.
+        The hooks live on the model (shared by :meth:`reconfigured` copies) and do nothing outside."""
+        if vectors is None:
+            yield
+            return
+        state = self.model.__dict__.get("_agora_steer_state")
+        if state is None:
+            state = self.model.__dict__["_agora_steer_state"] = {"now": None}
+
+            def hook(module: Any, args: Any, output: Any, layer: int = 0) -> Any:
+                v = state["now"].get(layer) if state["now"] else None
+                if v is None:
+                    return None
+                if isinstance(output, tuple):
+                    return (output[0] + v[:, None, :].to(output[0].dtype), *output[1:])
+                return output + v[:, None, :].to(output.dtype)
+            for k, block in enumerate(self.model.model.layers):
+                block.register_forward_hook(lambda m, a, o, k=k: hook(m, a, o, k))
+        state["now"] = vectors
+        try:
+            yield
+        finally:
+            state["now"] = None
+
+    @staticmethod
+    def _rows_of(vectors: dict[int, torch.Tensor] | None, index: Sequence[int] | torch.Tensor) -> dict[int, torch.Tensor] | None:
+        """``vectors`` for a subset of the rows (in ``index`` order)."""
+        if vectors is None:
+            return None
+        idx = torch.as_tensor(index, device=next(iter(vectors.values())).device)
+        return {layer: v[idx] for layer, v in vectors.items()}
+
     # -- tokenisation ---------------------------------------------------------------------------
     def _prompt_ids(self, messages: Sequence[ChatMessage], prefix: str = "") -> list[int]:
         chat = [{"role": m.role, "content": m.content} for m in messages]
@@ -88,16 +153,21 @@ class ForwardEngine:
             cache.update(keys, values, i)
         return cache
 
-    def _prefill(self, seqs: list[list[int]], limits: list[int], keep: int = 1):
+    def _prefill(self, seqs: list[list[int]], limits: list[int], keep: int = 1,
+                 conds: Sequence[Conditioning | None] | None = None):
         """Forward ``seqs`` as one left-padded batch, each starting from the KV of its longest
         prefix in the prefix cache (at most ``limits[i]`` tokens: positions whose logits are needed
-        are always forwarded), and store the new prompts' KV in the cache.
+        are always forwarded), and store the new prompts' KV in the cache. A row steered by
+        ``conds[i]`` finds and stores KV only under its vector's identity (a prefix computed without
+        the vector is never reused for it, nor the other way round).
 
         Returns ``(output, cache, mask)``; ``output`` (the logits) is None unless every sequence was
         forwarded, i.e. unless some were cached whole (possible only where ``limits[i] == len(seqs[i])``).
         """
         dev, n, store = self.device, len(seqs), self._cache
-        hits = [store.find(s, lim) if store is not None else (0, None) for s, lim in zip(seqs, limits, strict=True)]
+        ns = [c.steer_key if c is not None else None for c in conds] if conds else [None] * n
+        hits = [store.find(s, lim, ns=k) if store is not None else (0, None)
+                for s, lim, k in zip(seqs, limits, ns, strict=True)]
         width = max(h for h, _ in hits)
         p_mask = torch.zeros((n, width), dtype=torch.long, device=dev)
         if width:
@@ -124,10 +194,11 @@ class ForwardEngine:
         ids, r_mask = self._left_pad([rest[i] for i in run])
         pos = torch.tensor([hits[i][0] for i in run], device=dev)[:, None] + (r_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([sub_mask, r_mask], dim=1)
-        out = self._forward(sub, input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=keep)
+        with self._steering(self._rows_of(self._vectors(conds), run)):
+            out = self._forward(sub, input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=keep)
         if store is not None:
             for b, i in enumerate(run):
-                store.store(seqs[i], lambda k, b=b: self._row_kv(sub, mask, b, k))
+                store.store(seqs[i], lambda k, b=b: self._row_kv(sub, mask, b, k), ns=ns[i])
         if len(run) == n:
             return out, sub, mask
         full_mask = torch.cat([p_mask, torch.zeros_like(r_mask[:1]).expand(n, -1)], dim=1)

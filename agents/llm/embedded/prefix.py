@@ -8,7 +8,7 @@ cannot run in-process on a CPU.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 
@@ -79,8 +79,8 @@ class PrefixCache:
     # tokens on the likelihood stance benchmark, benches/NOTES.md); its index costs ~L/8 keys per cached prompt.
     def __init__(self, max_bytes: int, block: int = 8) -> None:
         self.max_bytes, self.block = max_bytes, block
-        self._entries: OrderedDict[int, tuple[torch.Tensor, list[tuple[int, ...]]]] = OrderedDict()
-        self._index: dict[tuple[int, ...], int] = {}  # block-aligned prefix -> entry holding its KV
+        self._entries: OrderedDict[int, tuple[torch.Tensor, list[Hashable]]] = OrderedDict()
+        self._index: dict[Hashable, int] = {}  # block-aligned prefix (under its namespace) -> entry holding its KV
         self._bytes = self._next = 0
 
     def __len__(self) -> int:
@@ -95,24 +95,31 @@ class PrefixCache:
         self._index.clear()
         self._bytes = 0
 
-    def find(self, ids: Sequence[int], limit: int, touch: bool = True) -> tuple[int, torch.Tensor | None]:
-        """Longest cached prefix of ``ids`` no longer than ``limit``: ``(length, kv)``, where ``kv``
-        is ``[layers, 2, kv_heads, >= length, head_dim]``; ``(0, None)`` on a miss."""
+    @staticmethod
+    def _key(ids: Sequence[int], ns: Hashable | None) -> Hashable:
+        """An index key: the tokens, under a namespace when the KV depends on more than them (a
+        steering vector's identity)."""
+        return tuple(ids) if ns is None else (ns, tuple(ids))
+
+    def find(self, ids: Sequence[int], limit: int, touch: bool = True,
+             ns: Hashable | None = None) -> tuple[int, torch.Tensor | None]:
+        """Longest cached prefix of ``ids`` (stored under ``ns``) no longer than ``limit``: ``(length, kv)``,
+        where ``kv`` is ``[layers, 2, kv_heads, >= length, head_dim]``; ``(0, None)`` on a miss."""
         for k in range(min(limit, len(ids)) // self.block, 0, -1):
-            entry = self._index.get(tuple(ids[: k * self.block]))
+            entry = self._index.get(self._key(ids[: k * self.block], ns))
             if entry is not None:
                 if touch:
                     self._entries.move_to_end(entry)
                 return k * self.block, self._entries[entry][0]
         return 0, None
 
-    def store(self, ids: Sequence[int], kv: Callable[[int], torch.Tensor]) -> None:
-        """Keep the KV of ``ids``' whole blocks; ``kv(n)`` returns that of its first ``n`` tokens
+    def store(self, ids: Sequence[int], kv: Callable[[int], torch.Tensor], ns: Hashable | None = None) -> None:
+        """Keep the KV of ``ids``' whole blocks under ``ns``; ``kv(n)`` returns that of its first ``n`` tokens
         (called only when some block is new)."""
         n = len(ids) // self.block * self.block
-        if not n or tuple(ids[:n]) in self._index:  # its longest block is held: so are the shorter ones
+        if not n or self._key(ids[:n], ns) in self._index:  # its longest block is held: so are the shorter ones
             return
-        keys = [tuple(ids[:k]) for k in range(self.block, n + 1, self.block)]
+        keys = [self._key(ids[:k], ns) for k in range(self.block, n + 1, self.block)]
         t = kv(n)
         size = t.numel() * t.element_size()
         if size > self.max_bytes:

@@ -3,12 +3,12 @@ shared by several rows run once (:func:`~agents.llm.embedded.prefix.plan_prefix_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from agents.llm.base import ChatMessage, ScoreRequest
+from agents.llm.base import ChatMessage, Conditioning, ScoreRequest, conditioning_of
 from agents.llm.embedded.engine import ForwardEngine
 from agents.llm.embedded.prefix import plan_prefix_groups, sorted_common_prefixes
 
@@ -21,10 +21,16 @@ class _Row:
     request: int
     ids: list[int]
     reads: list[tuple[int, int, int]]
+    cond: Conditioning | None = None  # a steered row's conditioning
 
     @property
     def first_read(self) -> int:
         return min(p for p, _, _ in self.reads)
+
+    @property
+    def ns(self) -> Hashable | None:
+        """The steering identity: rows share prefixes and cached KV only within one."""
+        return self.cond.steer_key if self.cond is not None else None
 
 
 class Scorer(ForwardEngine):
@@ -47,10 +53,12 @@ class Scorer(ForwardEngine):
                 raise ValueError(f"empty candidate in {r.choices!r}")
         rows: list[_Row] = []
         for i, (p, cs) in enumerate(zip(prompts, cands, strict=True)):
+            cond = requests[i].conditioning
+            cond = cond if cond is not None and cond.steer_key is not None else None
             if all(len(c) == 1 for c in cs):
-                rows.append(_Row(i, p, [(len(p) - 1, c[0], j) for j, c in enumerate(cs)]))
+                rows.append(_Row(i, p, [(len(p) - 1, c[0], j) for j, c in enumerate(cs)], cond))
             else:
-                rows += [_Row(i, p + c, [(len(p) - 1 + k, t, j) for k, t in enumerate(c)]) for j, c in enumerate(cs)]
+                rows += [_Row(i, p + c, [(len(p) - 1 + k, t, j) for k, t in enumerate(c)], cond) for j, c in enumerate(cs)]
         out = [[0.0] * len(cs) for cs in cands]
         for row, logps in zip(rows, self._score_rows(rows, share=self.prefix_sharing), strict=True):
             for (_, _, j), lp in zip(row.reads, logps, strict=True):
@@ -65,7 +73,15 @@ class Scorer(ForwardEngine):
         if share:
             longest = max(len(r.ids) for r in rows)
             max_rows = max(1, min(self.max_batch_size, self.max_batch_tokens // longest))
-            groups = plan_prefix_groups([r.ids for r in rows], [r.first_read for r in rows], max_rows)
+            spaces = list(dict.fromkeys(r.ns for r in rows))
+            if spaces == [None]:
+                groups = plan_prefix_groups([r.ids for r in rows], [r.first_read for r in rows], max_rows)
+            else:  # a prefix is shared only among rows steered alike
+                groups = []
+                for ns in spaces:
+                    idx = [i for i, r in enumerate(rows) if r.ns == ns]
+                    groups += [(length, [idx[k] for k in members]) for length, members in plan_prefix_groups(
+                        [rows[i].ids for i in idx], [rows[i].first_read for i in idx], max_rows)]
             if self._cache is not None and len(self._cache):
                 groups = self._regroup_cached(groups, rows)
         else:  # every row alone, whole sequence as "suffix"
@@ -79,18 +95,24 @@ class Scorer(ForwardEngine):
                 # Every prefix two of the chunk's rows share (a persona read on several dilemmas, one
                 # prompt with two options, prompts alike up to a sentence) forwarded once into the cache,
                 # then the chunk regrouped: each row starts from its longest such prefix.
-                self._fill_shared(rows, members)
-                sub = plan_prefix_groups([rows[i].ids for i in members], [rows[i].first_read for i in members],
-                                         len(members))
-                chunk = self._regroup_cached([(n, [members[k] for k in ks]) for n, ks in sub], rows)
+                # Rows steered differently share nothing (their KV differs): one tree per steering identity.
+                regrouped: list[tuple[int, list[int]]] = []
+                for ns in dict.fromkeys(rows[i].ns for i in members):
+                    ms = [i for i in members if rows[i].ns == ns]
+                    if len(ms) > 1:
+                        self._fill_shared(rows, ms)
+                    sub = plan_prefix_groups([rows[i].ids for i in ms], [rows[i].first_read for i in ms], len(ms))
+                    regrouped += [(n, [ms[k] for k in ks]) for n, ks in sub]
+                chunk = self._regroup_cached(regrouped, rows)
             self._score_chunk(chunk, rows, results)
         return results
 
     def _fill_shared(self, rows: list[_Row], members: list[int]) -> None:
         """Forward into the prefix cache, once each, the prefixes that two or more of ``members`` share
         (in whole cache blocks, never past a row's first read), shallowest first so that each starts
-        from the KV of the one before it: the rows' prefix tree, each branch forwarded once."""
-        store = self._cache
+        from the KV of the one before it: the rows' prefix tree, each branch forwarded once. ``members``
+        share one steering identity; the prefixes are forwarded and stored under it."""
+        store, ns, cond = self._cache, rows[members[0]].ns, rows[members[0]].cond
         seqs = [rows[i].ids for i in members]
         order, lcp = sorted_common_prefixes(seqs, [rows[i].first_read for i in members])
         nodes: dict[tuple[int, ...], int] = {}
@@ -98,26 +120,26 @@ class Scorer(ForwardEngine):
             n = length // store.block * store.block
             if n:
                 nodes.setdefault(tuple(seqs[order[k]][:n]), n)
-        todo = sorted((key for key in nodes if store.find(key, len(key), touch=False)[0] < len(key)), key=len)
+        todo = sorted((key for key in nodes if store.find(key, len(key), touch=False, ns=ns)[0] < len(key)), key=len)
         wave: dict[tuple[int, ...], int] = {}
         for key in todo:  # a node's wave follows every shorter node that is its prefix
             wave[key] = 1 + max((wave[key[:m]] for m in range(store.block, len(key), store.block) if key[:m] in wave),
                                 default=0)
         for w in sorted(set(wave.values())):
             level = [list(key) for key in todo if wave[key] == w]
-            level.sort(key=lambda s: len(s) - store.find(s, len(s), touch=False)[0])  # similar lengths to forward together
+            level.sort(key=lambda s: len(s) - store.find(s, len(s), touch=False, ns=ns)[0])  # similar lengths to forward together
             batch: list[list[int]] = []
             for s in level + [[]]:
                 if batch and (not s or len(batch) == self.max_batch_size
                               or (len(batch) + 1) * max(len(s), *map(len, batch)) > self.max_batch_tokens):
-                    self._prefill(batch, [len(x) for x in batch])
+                    self._prefill(batch, [len(x) for x in batch], conds=[cond] * len(batch))
                     batch = []
                 batch.append(s)
 
     def _regroup_cached(self, groups: list[tuple[int, list[int]]], rows: list[_Row]) -> list[tuple[int, list[int]]]:
         """A row whose prompt the prefix cache holds further than its group's shared prefix runs
         alone, with the cached part as its prefix (e.g. a stance prompt its decoding forwarded)."""
-        hit = [self._cache.find(r.ids, r.first_read, touch=False)[0] for r in rows]
+        hit = [self._cache.find(r.ids, r.first_read, touch=False, ns=r.ns)[0] for r in rows]
         out = []
         for length, members in groups:
             stay = [i for i in members if hit[i] <= length]
@@ -153,7 +175,7 @@ class Scorer(ForwardEngine):
         width = max(lens)
         if width:  # each group's prefix once (from the prefix cache where it can), then copied to its rows
             prefixes = [rows[members[0]].ids[:length] for length, members in chunk]
-            _, cache, p_mask = self._prefill(prefixes, lens)
+            _, cache, p_mask = self._prefill(prefixes, lens, conds=[rows[members[0]].cond for _, members in chunk])
             index = torch.tensor(seg_of, device=dev)
             cache.batch_select_indices(index)
             p_mask = p_mask[index]
@@ -168,11 +190,12 @@ class Scorer(ForwardEngine):
         keep = max(len(rows[i].ids) - rows[i].first_read for i in row_ids)
         mask = torch.cat([p_mask, s_mask], dim=1)
         store = self._cache
-        logits = self._forward(cache, input_ids=s_ids, attention_mask=mask, position_ids=pos,
-                               use_cache=bool(width) or store is not None, logits_to_keep=keep).logits
+        with self._steering(self._vectors([rows[i].cond for i in row_ids])):
+            logits = self._forward(cache, input_ids=s_ids, attention_mask=mask, position_ids=pos,
+                                   use_cache=bool(width) or store is not None, logits_to_keep=keep).logits
         if store is not None:  # whole prompts too: a later decoding from the same prompt starts from them
             for b, i in enumerate(row_ids):
-                store.store(rows[i].ids, lambda k, b=b: self._row_kv(cache, mask, b, k))
+                store.store(rows[i].ids, lambda k, b=b: self._row_kv(cache, mask, b, k), ns=rows[i].ns)
         logp = torch.log_softmax(logits.float(), dim=-1)
         for b, i in enumerate(row_ids):
             n = len(rows[i].ids)
@@ -190,7 +213,8 @@ class Scorer(ForwardEngine):
         if not cont:
             return []
         ids = torch.tensor([prompt + cont], device=self.device)
-        logp = torch.log_softmax(self.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), -1)
+        with self._steering(self._vectors([conditioning_of(messages)])):
+            logp = torch.log_softmax(self.model(input_ids=ids).logits[0, len(prompt) - 1:-1].float(), -1)
         out = []
         for k, tok in enumerate(cont):
             alts = []

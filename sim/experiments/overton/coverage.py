@@ -11,6 +11,8 @@ population's positions on a dilemma does one answer represent?
 - **Coverage** of an answer: a judge reads P(yes) for "does this answer represent or acknowledge this
   position?" (:func:`agents.scoring.p_yes`, both reply orders); a position is covered when P > 0.5.
   Coverage = covered positions / positions; the soft coverage is the mean P.
+
+Shared by ``experiment=overton`` and the generations loop's ``overton_coverage`` (:func:`policy_coverage`).
 """
 
 from __future__ import annotations
@@ -25,14 +27,6 @@ import polars as pl
 from agents import prompts
 from agents.llm.base import LLMBackend
 from agents.scoring import check_probability, p_yes
-from alignment.metrics import (
-    bootstrap_interval,
-    finite,
-    finite_figures,
-    interval,
-    paired_permutation_test,
-    proportion_interval,
-)
 from scenarios.dilemma import Dilemma
 
 COVERED = 0.5  # a position is covered when the judge's P(yes) is above this
@@ -132,45 +126,6 @@ def per_dilemma(answers: pl.DataFrame, condition: str, column: str = "coverage")
     """A condition's ``column`` per dilemma (the mean over its answers there: a panel has several members)."""
     df = answers.filter((pl.col("condition") == condition) & pl.col(column).is_not_null())
     return dict(df.group_by("dilemma_id").agg(pl.col(column).mean()).sort("dilemma_id").iter_rows())
-
-
-def coverage_metrics(answers: pl.DataFrame, conditions: Sequence[str], seed: int, n_boot: int = 2000,
-                     reference: str = "single", compared: Sequence[str] | None = None) -> dict[str, Any]:
-    """Per condition: mean coverage and soft coverage with bootstrap intervals over dilemmas (the
-    independent unit); per ``compared`` condition (default: every other one), the paired per-dilemma
-    difference from ``reference`` (interval + sign-flip permutation p), keyed ``coverage_<c>_minus_<reference>``
-    and ``soft_coverage_...``. ``answers`` needs ``dilemma_id, condition, coverage, soft_coverage``."""
-    out: dict[str, Any] = {"conditions": {}, "differences": {}}
-    for c in conditions:
-        hard, soft = per_dilemma(answers, c), per_dilemma(answers, c, "soft_coverage")
-        out["conditions"][c] = {
-            "coverage": interval(bootstrap_interval(list(hard.values()), n_resamples=n_boot, seed=seed)),
-            "soft_coverage": interval(bootstrap_interval(list(soft.values()), n_resamples=n_boot, seed=seed)),
-            "answers": int((answers["condition"] == c).sum()), "dilemmas": len(hard)}
-    if reference not in conditions:
-        return out
-    for c in (compared if compared is not None else [c for c in conditions if c != reference]):
-        for column in ("coverage", "soft_coverage"):
-            name = f"{column}_{c}_minus_{reference}"
-            ref, mine = per_dilemma(answers, reference, column), per_dilemma(answers, c, column)
-            d = [mine[k] - ref[k] for k in sorted(mine) if k in ref]
-            out["differences"][name] = (interval(bootstrap_interval(d, n_resamples=n_boot, seed=seed))
-                                        | finite_figures(permutation_p=paired_permutation_test(d, seed=seed)) | {"n": len(d)})
-    return out
-
-
-def own_position_check(pairs: pl.DataFrame) -> dict[str, Any]:
-    """The judge's validity check: answers written by a cluster's agents (panel members) should cover their
-    own cluster's position more often than the others'. Shares covered with Wilson intervals, and the mean P.
-    A reading of a position by the very voice it quotes is left out (counted): the member would be judged
-    against its own words, which says nothing about the judge."""
-    out: dict[str, Any] = {"self_readings_excluded": int(pairs["by_representative"].sum()) if len(pairs) else 0}
-    pairs = pairs.filter(~pl.col("by_representative")) if len(pairs) else pairs
-    for name, own in (("own_position", True), ("other_positions", False)):
-        df = pairs.filter(pl.col("own") == own)
-        out[name] = interval(proportion_interval(int(df["covered"].sum()), len(df))) | {
-            "mean_p": finite(df["p_yes"].mean() if len(df) else None), "n": len(df)}
-    return out
 
 
 async def policy_coverage(backend: LLMBackend, stances: pl.DataFrame, group: Sequence[int],

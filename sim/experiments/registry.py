@@ -1,0 +1,200 @@
+"""The experiment registry: every registered experiment by name, and the driver that runs one.
+
+An experiment is one folder, ``sim/experiments/<name>/``, whose ``run.py`` decorates its run function::
+
+    @experiment("overton", key="overton", config=OvertonConfig, summary=OvertonSummary, report=overton_report,
+                check=check, sections=(...), labels=LABELS, published_id=True)
+    def run_overton(run: Run) -> OvertonSummary: ...
+
+and one conf file, ``conf/experiment/<name>.yaml`` (``defaults: [override /study: <name>]``). Nothing else names
+it: the folders are found here (every subpackage of ``sim.experiments`` is imported on the first lookup), its
+settings node (``study=<name>``) is made here, and the CLI, resume, reports and ``agora-report`` look it up here.
+Kinds not registered yet still run through ``sim.experiments.RUNNERS`` (transitional).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sim.config import AgoraConfig
+from sim.study_config import LegacyStudy, StudyConfig
+
+if TYPE_CHECKING:
+    from agents.llm.base import LLMBackend
+    from sim.lifecycle import Run
+    from sim.results import Summary
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _no_check(cfg: AgoraConfig) -> None:
+    """Nothing to refuse beyond the core's checks."""
+
+
+def _trains_nothing(cfg: AgoraConfig) -> tuple[bool, bool]:
+    return False, False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Experiment:
+    """One registered experiment.
+
+    Attributes:
+        name: its kind: ``experiment=<name>``, ``study=<name>``, ``study.kind`` and ``summary.json``'s ``kind``.
+        key: ``study.<key>`` holding its settings (None: it has none).
+        config: its settings dataclass (None with no key).
+        summary: its :class:`~sim.results.Summary` subclass (``from_json`` reads its ``summary.json`` back).
+        run: runs it: ``run(run: Run) -> summary``.
+        report: writes its page from the summary: ``report(out_dir, summary) -> files``.
+        check: refuses, before any work, a config that cannot mean anything (:class:`InputError`, one line).
+        trains: whether a run of ``cfg`` trains a reward model and whether it DPO-tunes a policy.
+        sections: the config sections its report shows (``sim.report.render.config_block``).
+        labels: the human names of its keys in reports (``sim.report.labels``).
+        ranges: the range of each of its figures that is a share or a probability (plots draw it on that range).
+        published_id: its runs had ids before 2026-12-07, which stay as they were (the shim in :mod:`sim.ids`).
+        study: its settings node (a :class:`StudyConfig` subclass), made at registration.
+    """
+
+    name: str
+    key: str | None
+    config: type | None
+    summary: type[Summary]
+    run: Callable[[Run], Summary]
+    report: Callable[[Path, Any], object]
+    check: Callable[[AgoraConfig], None] = _no_check
+    trains: Callable[[AgoraConfig], tuple[bool, bool]] = _trains_nothing
+    sections: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    published_id: bool = False
+    study: type[StudyConfig] = StudyConfig
+
+
+_REGISTRY: dict[str, Experiment] = {}
+_discovered = False
+
+
+def _camel(name: str) -> str:
+    return "".join(p.capitalize() for p in name.split("_"))
+
+
+def study_node(name: str, key: str | None, config: type | None, published_id: bool) -> type[StudyConfig]:
+    """The ``study`` node of experiment ``name``: ``kind`` (refusing any other) and ``<key>: <config>``."""
+
+    def check_kind(self: StudyConfig) -> None:
+        if self.kind != name:
+            raise ValueError(f"study.kind={self.kind} does not match the settings of study={name} "
+                             f"(experiment={name} sets study.kind itself)")
+
+    fields_: list[Any] = [("kind", str, field(default=name))]
+    if key is not None:
+        fields_.append((key, config, field(default_factory=config)))
+    cls = dataclasses.make_dataclass(f"{_camel(name)}Study", fields_, bases=(StudyConfig,), frozen=True,
+                                     namespace={"published_id": published_id, "__post_init__": check_kind})
+    cls.__module__ = __name__  # importable as sim.experiments.registry.<Name>Study (see __getattr__): picklable
+    return cls
+
+
+def experiment(name: str, *, key: str | None = None, config: type | None = None, summary: type[Summary],
+               report: Callable[[Path, Any], object], check: Callable[[AgoraConfig], None] = _no_check,
+               trains: Callable[[AgoraConfig], tuple[bool, bool]] = _trains_nothing, sections: tuple[str, ...] = (),
+               labels: Mapping[str, str] | None = None, ranges: Mapping[str, tuple[float, float]] | None = None,
+               published_id: bool = False) -> Callable[[F], F]:
+    """Register the decorated run function as experiment ``name`` (the attributes: see :class:`Experiment`)."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        raise ValueError(f"experiment name {name!r}: lower-case letters, digits and _")
+    if (key is None) != (config is None):
+        raise ValueError(f"experiment {name}: give key and config together (or neither)")
+
+    def register(fn: F) -> F:
+        if name in _REGISTRY and _REGISTRY[name].run is not fn:
+            raise ValueError(f"experiment {name} is registered twice ({_REGISTRY[name].run.__module__}, {fn.__module__})")
+        if name in _legacy_kinds():
+            raise ValueError(f"experiment {name} is still run through sim.experiments.RUNNERS: remove it there")
+        node = study_node(name, key, config, published_id)
+        _REGISTRY[name] = Experiment(name=name, key=key, config=config, summary=summary, run=fn, report=report,
+                                     check=check, trains=trains, sections=sections, labels=dict(labels or {}),
+                                     ranges=dict(ranges or {}), published_id=published_id, study=node)
+        from sim.report.labels import add_labels
+        from sim.report.render import show_config
+
+        add_labels(labels or {}, ranges or {})
+        show_config(name, sections)
+        return fn
+
+    return register
+
+
+def _legacy_kinds() -> set[str]:
+    from sim.experiments import RUNNERS
+
+    return set(RUNNERS)
+
+
+def discover() -> None:
+    """Import every experiment folder (each subpackage of ``sim.experiments``), so each registers itself."""
+    global _discovered
+    if _discovered:
+        return
+    _discovered = True
+    import sim.experiments as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg:
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+def experiments() -> dict[str, Experiment]:
+    """Every registered experiment, by name."""
+    discover()
+    return dict(_REGISTRY)
+
+
+def get(name: str) -> Experiment | None:
+    """The registered experiment ``name`` (None: not registered)."""
+    discover()
+    return _REGISTRY.get(name)
+
+
+def for_config(cfg: AgoraConfig) -> Experiment | None:
+    """The registered experiment a config runs (None: a kind still run through ``RUNNERS``)."""
+    return get(cfg.study.kind)
+
+
+def study_class(kind: str) -> type[StudyConfig]:
+    """The ``study`` node a run of ``kind`` has (the transitional :class:`LegacyStudy` for unregistered kinds)."""
+    found = get(kind)
+    return found.study if found else LegacyStudy
+
+
+def __getattr__(name: str) -> Any:
+    """The study nodes made at registration, by class name (how pickle finds them)."""
+    discover()
+    for e in _REGISTRY.values():
+        if e.study.__name__ == name:
+            return e.study
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def run_experiment(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
+    """Run ``cfg`` into ``out_dir``: its refusals before any work, then ``with Run(...) as run:`` its function,
+    then its report and ``summary.json`` (:meth:`~sim.lifecycle.Run.finish`), which removes the checkpoint.
+    Returns the ``summary.json`` contents. A kind not registered yet runs through ``RUNNERS``."""
+    from sim.experiments import legacy_runner, preflight
+    from sim.lifecycle import Run
+
+    exp = for_config(cfg)
+    if exp is None:
+        return legacy_runner(cfg)(cfg, out_dir, backend)
+    preflight(cfg)
+    reward, policy = exp.trains(cfg)
+    with Run(cfg, out_dir, backend, kind=exp.name, trains=reward or policy) as run:
+        summary = exp.run(run)
+        return run.finish(summary, exp.report)
