@@ -452,25 +452,16 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
         state = read_checkpoint(out)
     except InputError as exc:
         fail(str(exc))
+    from sim.checkpoint import CHECKPOINT
     from sim.experiments.registry import study_class
-    from sim.ids import MAY_CHANGE_ON_RESUME
+    from sim.ids import MAY_CHANGE_ON_RESUME, resume_overrides, resumed_config, stored_kind
 
-    allowed = tuple(f"{k}=" for k in MAY_CHANGE_ON_RESUME)
-    given = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
-    kept = [o for o in given if o.startswith(allowed)]  # e.g. the server moved: point the run at it
-    ignored = [o for o in given if o not in kept]
+    kept, ignored = resume_overrides(list(HydraConfig.get().overrides.task))
     if ignored:
         log.warning("resume: using the config stored in %s; ignoring %s (only %s may change)", out, " ".join(ignored),
-                    ", ".join(a.rstrip("=") for a in allowed))
-    from sim.checkpoint import CHECKPOINT
-
+                    ", ".join(MAY_CHANGE_ON_RESUME))
     try:
-        stored = dict(state["config"])
-        node = study_class(str(stored.get("study", {}).get("kind", "society")))
-        own = {f.name for f in dataclasses.fields(node)}  # a stored config from before each experiment had its own
-        stored["study"] = {k: v for k, v in stored.get("study", {}).items() if k in own}  # node holds every study's
-        merged = OmegaConf.merge(schema(node), stored, OmegaConf.from_dotlist(kept))
-        cfg = OmegaConf.to_object(merged)
+        cfg = resumed_config(state["config"], kept, study_class(stored_kind(state["config"])))
     except Exception as exc:  # OmegaConf type errors and __post_init__ checks, as in typed_config
         fail(f"{out / CHECKPOINT}: the stored config is not valid: {str(exc).strip().splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
