@@ -191,3 +191,26 @@ def test_eval_resumes_after_its_last_finished_suite_with_the_same_outputs(tmp_pa
     assert summary["run_id"] in (out / "report.md").read_text() and (out / "eval.md").is_file()
     other = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, scenarios=3))
     assert run_id_for(other, EVAL) != summary["run_id"] and run_id_for(other) == run_id_for(cfg)  # society ids as before
+
+
+def test_agora_eval_resume_goes_on_from_the_stored_config(tmp_path, monkeypatch):
+    """``agora-eval resume=DIR``: the stored config (the resume rule of sim/ids.py: a changed population is
+    ignored), the same folder, the run finished there under its own id."""
+    import sim.experiments.evaluate as ev
+    from sim.experiments.entry_points import EVAL, run_eval
+    from tests.helpers import compose
+
+    cfg, out = compose("name=eval", "eval.scenarios=2", "population.size=4"), tmp_path / "run"
+
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ev, "score_judges", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg, out, ev.eval_inputs(cfg))
+    res = agora(f"resume={out}", "population.size=9", code=AGORA_EVAL, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "ignoring population.size=9" in res.stdout + res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["run_id"] == run_id_for(cfg, EVAL) and summary["config"]["population"]["size"] == 4
+    assert not (out / CHECKPOINT).exists() and (out / "report.md").is_file()
