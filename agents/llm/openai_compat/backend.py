@@ -7,8 +7,9 @@ import asyncio
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from agents.llm.base import BackendError, BackendStats, ChatMessage, GenerateRequest, ScoreRequest
 from agents.llm.openai_compat.replies import (
@@ -27,6 +28,7 @@ from agents.llm.server_logprobs import MalformedResponse, echo_entries, locate, 
 from agents.llm.server_logprobs import continuation_logprob as _sum_from
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # how a server gives the log-probabilities of a prompt's tokens, in the order they are tried at start-up
 FORMS = {"prompt_logprobs": "chat prompt_logprobs (vLLM)", "echo": "completions echo (vLLM, llama-cpp-python --logits_all true)"}
@@ -80,11 +82,11 @@ class OpenAICompatibleBackend:
         self.form: str | None = None  # one of FORMS once probed
 
     @property
-    def _session(self):
-        """The HTTP session of the loop the backend last ran on."""
+    def _session(self) -> Any:
+        """The HTTP session of the loop the backend last ran on (the tests check each loop's is closed on it)."""
         return self._transport.session
 
-    async def _retrying(self, call):
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """``await call()``, retried (:attr:`_retry`), holding one place under the concurrency limit throughout."""
         await self._transport.bind()
         async with self._transport.limit:
