@@ -35,7 +35,8 @@ class Transport:
     Bound to the running event loop: a session, semaphore or lock made on one loop fails on another, so
     :meth:`bind` makes them once per loop (a run's stages share one loop, ``sim.lifecycle.Run.run_async``; each
     ``sim.aio.run`` is a loop of its own) and the session is closed on that loop as it ends (``asyncio.run`` and
-    ``asyncio.Runner`` finalise async generators before closing their loop: :meth:`_close_at_shutdown`).
+    ``asyncio.Runner`` finalise async generators before closing their loop: :meth:`_close_at_shutdown`). A loop
+    left open while another runs (a run's loop, between its stages) keeps its session until it closes.
 
     Attributes:
         limit: the running loop's concurrency limit (a semaphore; set by :meth:`bind`).
@@ -50,7 +51,9 @@ class Transport:
         self.lock: asyncio.Lock = None  # type: ignore[assignment]
         self.session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closer: Any = None
+        # each open loop's closer, held: a loop holds its async generators weakly, and one dropped before its loop
+        # closes would be finalised by a task that loop may never run
+        self._closers: list[tuple[asyncio.AbstractEventLoop, Any]] = []
 
     async def bind(self) -> Any:
         """The running loop's HTTP session (with :attr:`limit` and :attr:`lock`), made at its first use."""
@@ -66,8 +69,9 @@ class Transport:
             connector = aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=4.0)
             self.session = aiohttp.ClientSession(connector=connector, headers=self.headers, proxy=self.proxy,
                                                  timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-            self._closer = self._close_at_shutdown(self.session)
-            await anext(self._closer)
+            closer = self._close_at_shutdown(self.session)
+            self._closers = [(lp, c) for lp, c in self._closers if not lp.is_closed()] + [(loop, closer)]
+            await anext(closer)
         return self.session
 
     @staticmethod
