@@ -14,7 +14,7 @@ import dataclasses
 import gc
 import math
 import time
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,13 +245,17 @@ class Society(mesa.Model):
         backend: the model for every agent (per-agent backends can be set on ``agent.backend``).
         run_id: recorded on every row.
         generation: recorded on every row; also part of every seed.
+        run_async: runs a step's coroutine to its end: the run's one event loop (``sim.lifecycle.Run.run_async``),
+            or by default a loop of the step's own (:func:`sim.aio.run`).
     """
 
     def __init__(self, cfg: AgoraConfig, dilemmas: Sequence[Dilemma], constitution: Constitution,
-                 backend: LLMBackend, *, run_id: str, generation: int = 0) -> None:
+                 backend: LLMBackend, *, run_id: str, generation: int = 0,
+                 run_async: Callable[[Coroutine[Any, Any, None]], None] = aio.run) -> None:
         check_per_step(cfg, dilemmas)
         super().__init__(rng=child_seed(cfg.seed, "model", generation))
         self.cfg, self.run_id, self.generation = cfg, run_id, generation
+        self.run_async = run_async
         self.constitution = constitution
         self.judge_backend = backend
         worldviews = population(cfg)
@@ -319,7 +323,7 @@ class Society(mesa.Model):
         todays = [self.schedule[(k * n + j) % len(self.schedule)] for j in range(n)]
         before = (len(self.stances), len(self.preferences))
         with STEP_COLLECTOR.during_step():
-            aio.run(self._run_step(todays))
+            self.run_async(self._run_step(todays))
         self.step_metrics = step_metrics(self.stances[before[0]:], self.preferences[before[1]:],
                                          self.cfg.population.clusters)
         self.datacollector.collect(self)

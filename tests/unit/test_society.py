@@ -121,6 +121,20 @@ def test_run_writes_all_outputs_and_is_deterministic(tmp_path):
     assert not list(tmp_path.glob("*/.*.tmp"))
 
 
+def test_a_society_run_takes_every_step_on_the_runs_one_event_loop_and_closes_it(tmp_path):
+    """One loop for the run (``Run.run_async``), not one ``asyncio.run`` per step: a server backend keeps its
+    connections from step to step; the loop is closed when the run ends."""
+    loops = []
+
+    class Recording(ScriptedBackend):
+        async def generate(self, requests):
+            loops.append(asyncio.get_running_loop())
+            return await super().generate(requests)
+
+    run(tiny_config(steps=3), tmp_path, backend=Recording())
+    assert len(loops) > 3 and len(set(loops)) == 1 and loops[0].is_closed()
+
+
 def test_coalescer_batches_concurrent_requests_and_routes_answers():
     calls: list[list[int]] = []
 
