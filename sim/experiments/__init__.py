@@ -1,7 +1,7 @@
 """Everything ``agora`` can run. A registered experiment is one folder (``sim/experiments/<name>/``, see
 :mod:`sim.experiments.registry`, which finds the folders and runs them). Transitional, until each is converted: the
 society run (``society_run``), the generations loop (``generations``) and the experiments still in one module each
-(``norms``, ``ablation``, ``inverse``, ``human``) run through :data:`RUNNERS`; what they share
+(``ablation``, ``inverse``, ``human``) run through :data:`RUNNERS`; what they share
 (``collective`` votes, ``evaluate`` suites, ``injection`` measurement) stays beside them.
 
 :func:`run_experiment` runs any config; :func:`preflight` refuses, before any work, a run that cannot mean
@@ -32,7 +32,6 @@ class Refused(InputError):
 # study.kind -> (module, runner) of the kinds not registered yet; ``society`` runs the generations loop when
 # ``alignment.generations > 0``. Transitional: each conversion removes its entry, the last one this table.
 RUNNERS = {
-    "evolving_norms": ("sim.experiments.norms", "run_evolving_norms"),
     "constitution_ablation": ("sim.experiments.ablation", "run_constitution_ablation"),
     "inverse_constitution": ("sim.experiments.inverse", "run_inverse_constitution"),
     "human_distributions": ("sim.experiments.human", "run_human_distributions"),
@@ -109,7 +108,7 @@ def trains(cfg: AgoraConfig) -> tuple[bool, bool]:
     if kind == "society":
         return a.generations > 0, a.generations > 1  # the last generation's feedback is measured, not trained on
     study = cfg.study
-    return kind == "constitution_ablation" and study.ablation.train_reward, kind == "evolving_norms" and study.norms.train_policy
+    return kind == "constitution_ablation" and study.ablation.train_reward, False
 
 
 def _model_folder(value: str, where: str) -> None:

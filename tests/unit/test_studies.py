@@ -17,7 +17,9 @@ from agents.llm.scripted import ScriptedBackend
 from agents.worldview import PopulationSpec, cluster_centre, mutate, sample_population
 from alignment.metrics import bootstrap_interval, js_distance, normalised_entropy
 from sim.config import CollectiveConfig
-from sim.study_config import LegacyStudy, NormConfig, NormsConfig
+from sim.experiments.evolving_norms.config import NormConfig, NormsConfig
+from sim.experiments.registry import get
+from sim.study_config import LegacyStudy
 from tests.helpers import ROOT, compose
 
 
@@ -64,7 +66,8 @@ def test_p_yes_averages_both_reply_orders():
 
 # -- evolving norms --------------------------------------------------------------------------------------
 def test_norm_schedule_selection_and_lag():
-    from sim.experiments.norms import norm_at, norm_text, select, tracking_lag
+    from sim.experiments.evolving_norms.run import norm_at, norm_text, select
+    from sim.experiments.evolving_norms.summary import tracking_lag
 
     sched = NormsConfig().schedule
     assert [norm_at(sched, g).name for g in range(5)] == ["loyalty_first"] * 3 + ["fairness_first"] * 2
@@ -106,7 +109,7 @@ def test_mutation_keeps_lineage_and_scale():
 def test_norms_selection_follows_the_rater_on_a_scripted_backend(tmp_path):
     """A rater that likes answers of agents with high loyalty: selection under loyalty-first raises mean loyalty."""
     from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig
-    from sim.experiments.norms import run_evolving_norms
+    from sim.experiments import runner_for
 
     def reply(r):
         return f"A. loyalty={r.messages[0].content.count('loyalty')}"
@@ -120,9 +123,8 @@ def test_norms_selection_follows_the_rater_on_a_scripted_backend(tmp_path):
 
     cfg = AgoraConfig(name="t", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=12),
                       sim=SimConfig(progress=False),
-                      study=LegacyStudy(kind="evolving_norms", norms=NormsConfig(generations=4, dilemmas=1, turnover=0.25,
-                                                                                  mutation=0.0)))
-    s = run_evolving_norms(cfg, tmp_path, ScriptedBackend(reply=reply, scores=scores))
+                      study=get("evolving_norms").study(norms=NormsConfig(generations=4, dilemmas=1, turnover=0.25, mutation=0.0)))
+    s = runner_for(cfg)(cfg, tmp_path, ScriptedBackend(reply=reply, scores=scores))
     fit = [g["mean_fit"] for g in s["generations"]]
     assert fit[2] > fit[0]  # the loyal lineages took over under loyalty-first
     assert s["generations"][-1]["founders_alive"] < 12 and s["pluralism_change"]["founders_alive"] < 0
