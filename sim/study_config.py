@@ -15,27 +15,6 @@ from scenarios.principle_bank import DEFAULT_CCAI
 MAX_TOKENS = 4096  # new tokens per reply: sim.tokens.* has the same bound (a typo of 48000 would hang a run)
 
 
-@dataclass(frozen=True)
-class AblationConfig:
-    """``experiment=constitution_ablation``: one society's answer pairs judged again under each
-    constitution; does each move preferences (and a reward model trained on them) toward what it names?
-
-    Attributes:
-        constitutions: the arms; ``none`` (no principle) is the reference every effect is measured from.
-        train_reward: train one reward model per arm on its labels and measure it on held-out pairs.
-    """
-
-    constitutions: list[str] = field(default_factory=lambda: ["none", "harmlessness", "multiplex", "single_care"])
-    train_reward: bool = True
-
-    def __post_init__(self) -> None:
-        if "none" not in self.constitutions or len(set(self.constitutions)) < 2:
-            raise ValueError("study.ablation.constitutions must include 'none' (the reference) and at least one other")
-        twice = sorted({c for c in self.constitutions if self.constitutions.count(c) > 1})
-        if twice:
-            raise ValueError(f"study.ablation.constitutions names {twice} more than once; each arm once")
-
-
 # The MFQ-30 countries that are also in a cultural cluster (agents/culture.py); Latvia and Mongolia
 # (in no cluster) may be added by name.
 CLUSTER_COUNTRIES = ["Sweden", "Netherlands", "US", "UK", "Australia", "France", "Spain", "Belgium", "Poland",
@@ -182,7 +161,7 @@ class StudyConfig:
 # Transitional, until every experiment is a registered study node: the experiments not converted yet keep their
 # settings in this one node (the default option ``study=legacy``), as every run's config held them before; each
 # conversion removes its kind and key here, and the last one makes ``StudyConfig`` the default.
-LEGACY_KEYS = {"constitution_ablation": "ablation", "inverse_constitution": "inverse", "human_distributions": "human"}
+LEGACY_KEYS = {"inverse_constitution": "inverse", "human_distributions": "human"}
 
 
 @dataclass(frozen=True)
@@ -191,10 +170,9 @@ class LegacyStudy(StudyConfig):
 
     Attributes:
         kind: ``society`` or one of those experiments (a registered one is selected with ``experiment=<name>``).
-        ablation, inverse, human: settings of each experiment.
+        inverse, human: settings of each experiment.
     """
 
-    ablation: AblationConfig = field(default_factory=AblationConfig)
     inverse: InverseConfig = field(default_factory=InverseConfig)
     human: HumanConfig = field(default_factory=HumanConfig)
 

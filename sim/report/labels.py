@@ -65,9 +65,6 @@ LABELS: dict[str, str] = {
     "dpo_eval_margin_after": "DPO held-out margin after",
     "dpo_train_margin_after": "DPO training margin after",
         "agreement_by_cluster": "policy agreement with each cluster (1 − JS)",
-    # constitution ablation
-    "shift": "label shift",
-    "rm_shift": "reward-model shift",
     # agora-report
     "label": "run",
     "kind": "kind",

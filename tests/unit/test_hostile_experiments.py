@@ -197,7 +197,8 @@ BOUNDED = {
     "generations": ("experiment=evolving_norms", "study.norms.generations=100000", "at most 1,000"),
     "a norm that never holds": ("experiment=evolving_norms", "study.norms.generations=2", "would never hold"),
     "proposals": ("study.inverse.proposals=5000", "at most 1,000"),
-    "an arm twice": ("study.ablation.constitutions=[none,harmlessness,harmlessness]", "more than once"),
+    "an arm twice": ("experiment=constitution_ablation", "study.ablation.constitutions=[none,harmlessness,harmlessness]",
+                     "more than once"),
 }
 
 
