@@ -57,8 +57,8 @@ class Experiment:
         trains: whether a run of ``cfg`` trains a reward model and whether it DPO-tunes a policy.
         sections: the config sections its report shows (``sim.report.render.config_block``).
         labels: the human names of its keys in reports (``sim.report.labels``).
-        templates: how its ``name[arg]`` keys read in reports (``{}`` takes the argument's name).
         ranges: the range of each of its figures that is a share or a probability (plots draw it on that range).
+        templates: how its ``name[arg]`` keys read as a phrase (``sim.report.labels.TEMPLATES``).
         published_id: its runs had ids before 2026-12-07, which stay as they were (the shim in :mod:`sim.ids`).
         study: its settings node (a :class:`StudyConfig` subclass), made at registration.
     """
@@ -73,8 +73,8 @@ class Experiment:
     trains: Callable[[AgoraConfig], tuple[bool, bool]] = _trains_nothing
     sections: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
-    templates: Mapping[str, str] = field(default_factory=dict)
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    templates: Mapping[str, str] = field(default_factory=dict)
     published_id: bool = False
     study: type[StudyConfig] = StudyConfig
 
@@ -123,7 +123,7 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
         node = study_node(name, key, config, published_id)
         _REGISTRY[name] = Experiment(name=name, key=key, config=config, summary=summary, run=fn, report=report,
                                      check=check, trains=trains, sections=sections, labels=dict(labels or {}),
-                                     templates=dict(templates or {}), ranges=dict(ranges or {}),
+                                     ranges=dict(ranges or {}), templates=dict(templates or {}),
                                      published_id=published_id, study=node)
         from sim.report.labels import add_labels
         from sim.report.render import show_config
