@@ -14,7 +14,7 @@ DOCS_STAMP := $(VENV)/.agora-docs-installed
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup docs-setup run test test-unit test-slow test-all lint docs bench bench-server bench-scale bench-client screenshots chromium clean
+.PHONY: setup test-setup docs-setup run test test-unit test-slow test-all lint docs bench bench-server bench-scale bench-cpu bench-client screenshots chromium clean
 
 setup: $(STAMP)
 
@@ -91,6 +91,12 @@ chromium:
 bench-scale: setup
 	$(BIN)/python -m pytest benches/test_population_scale.py -m slow -q --benchmark-json=benches/scale.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --scale benches/scale.json
+
+# The framework's CPU per agent-step (benches/test_step_collector.py, ~8 min on 2 cores): 1k/3k/10k-agent scripted
+# runs, 3 repeats each, and the step's collector policy against the previous one in one process; then RESULTS.md.
+bench-cpu: setup
+	$(BIN)/python -m pytest benches/test_step_collector.py -m slow -q --benchmark-json=benches/collector.json
+	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --collector benches/collector.json
 
 # Requests/s one agora process issues through llm=openai_compatible (benches/test_client_throughput.py, ~3 min on
 # 2 cores): a society step's requests replayed at concurrency 1..512 against a local zero-latency server, the server

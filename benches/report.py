@@ -2,7 +2,7 @@
 
     python -m benches.report benches/results.json [more.json ...] [--profile benches/profile.json]
         [--scale benches/scale.json] [--server benches/server.json] [--client benches/client.json]
-        [--out benches/RESULTS.md]
+        [--collector benches/collector.json] [--out benches/RESULTS.md]
 
 Several results files are merged in order: a benchmark of a later file replaces the one of the same name
 in an earlier file (a part of the suite re-run alone), and each row says which run measured it.
@@ -120,6 +120,37 @@ def scale_section(scale: dict[str, Any]) -> list[str]:
     return lines
 
 
+def collector_section(collector: dict[str, Any]) -> list[str]:
+    """``benches/test_step_collector.py``'s figures: CPU per agent-step at 1k-10k agents and the step collector's
+    ratio against the previous policy in one process (its own JSON, like the population-scale one)."""
+    m = collector.get("machine_info", {})
+    info = {b["extra_info"].get("name"): b["extra_info"] for b in collector["benchmarks"]}
+    machine = (f"{m.get('cpu', {}).get('brand_raw', '?')} ({m.get('cpu', {}).get('count', '?')} logical cores, no GPU), "
+               f"{collector.get('datetime', '?')[:16]}")
+    lines = ["### CPU per agent-step (scripted backend)", ""]
+    if cpu := info.get("agent_step_cpu"):
+        loads = cpu["load"]
+        lines += [f"Whole `agora llm=scripted population.size=N sim.steps=1` runs (checkpointed, every output written), one "
+                  f"process each, {cpu['repeats']} repeats per size interleaved, on {machine}, load average "
+                  f"{min(loads):.1f}–{max(loads):.1f} (a shared machine; CPU time moves less with load than wall time). "
+                  f"CPU per agent-step = (the run's CPU − a 10-agent run's {cpu['base_cpu_s']} s) / N.", "",
+                  "| agents | ms of CPU per agent-step, median | range over repeats |", "|---|---|---|"]
+        lines += [f"| {int(n):,} | **{v['median']:.2f}** | {v['min']:.2f}–{v['max']:.2f} |"
+                  for n, v in cpu["ms_per_agent_step"].items()]
+        a, b = cpu["exponent_sizes"]
+        lines += ["", f"The framework's CPU grows as N^{cpu['cpu_exponent']} from {a:,} to {b:,} agents; at that exponent "
+                      f"100,000 agents would take **~{cpu['projected_100k_ms']:.2f} ms per agent-step** (a projection, "
+                      f"not a run). Target ≤ 1 ms: {'✅' if cpu['projected_100k_ms'] <= 1 else '❌'}.", ""]
+    if r := info.get("collector_ratio"):
+        b, a = r["baseline_ms_per_agent"], r["agora_ms_per_agent"]
+        lines += [f"The step's garbage-collector policy (`{r['policy']}`, `sim/society.py`) against the previous one (the "
+                  f"pre-step heap frozen, CPython's thresholds), one {r['agents']:,}-agent step in one process, "
+                  f"{r['rounds']} rounds each, alternating: **{a['median']:.2f} ms** of CPU per agent-step "
+                  f"({a['min']:.2f}–{a['max']:.2f}) vs {b['median']:.2f} ms ({b['min']:.2f}–{b['max']:.2f}), "
+                  f"**{r['ratio']}×**; the rows of every round equal. Load average {r['load']:.1f}.", ""]
+    return lines
+
+
 # One vLLM server's throughput, for the fleet estimate: a maintainer's `vllm bench serve` of Llama-3.1-8B-Instruct
 # on ShareGPT (1,000 requests, one server; the GPU is not named there), vllm-project/vllm pull request 18566.
 VLLM_REFERENCE = {"total_tokens_per_s": 14029.44, "requests_per_s": 32.42,
@@ -191,7 +222,8 @@ def client_section(client: dict[str, Any], scale: dict[str, Any] | None = None) 
 
 
 def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[str, Any] | None = None,
-           client: dict[str, Any] | None = None, server: dict[str, Any] | None = None) -> str:
+           client: dict[str, Any] | None = None, server: dict[str, Any] | None = None,
+           collector: dict[str, Any] | None = None) -> str:
     m, info = bench.get("machine_info", {}), [b["extra_info"] for b in bench["benchmarks"]]
     env = max((i for i in info if "environment" in i), key=lambda i: i.get("measured", ""), default={}).get("environment", {})
     lines = ["# Benchmark results", "",
@@ -249,6 +281,8 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
         lines += server_section(server)
     if scale:
         lines += scale_section(scale)
+    if collector:
+        lines += collector_section(collector)
     if client:
         scale_info = next((b["extra_info"] for b in (scale or {}).get("benchmarks", [])
                            if b["extra_info"].get("name") == "population_scale"), None)
@@ -266,6 +300,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="benches/server_step.py's JSON (skipped if absent)")
     ap.add_argument("--client", type=Path, default=Path(__file__).with_name("client.json"),
                     help="benches/test_client_throughput.py's JSON, kept across `make bench` runs (skipped if absent)")
+    ap.add_argument("--collector", type=Path, default=Path(__file__).with_name("collector.json"),
+                    help="benches/test_step_collector.py's JSON, kept across `make bench` runs (skipped if absent)")
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("NOTES.md"),
                     help="hand-written analysis appended verbatim (kept across re-runs)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
@@ -275,7 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     scale = json.loads(a.scale.read_text()) if a.scale and a.scale.is_file() else None
     server = json.loads(a.server.read_text()) if a.server and a.server.is_file() else None
     client = json.loads(a.client.read_text()) if a.client and a.client.is_file() else None
-    text = render(bench, profile, scale, client, server)
+    collector = json.loads(a.collector.read_text()) if a.collector and a.collector.is_file() else None
+    text = render(bench, profile, scale, client, server, collector)
     if a.notes and a.notes.is_file():
         text += "\n" + a.notes.read_text()
     a.out.write_text(text)

@@ -206,3 +206,37 @@ def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
         assert most[0] == min(cap, 3)
         rows.append((soc.stances, soc.transcripts, soc.preferences))
     assert rows[0] == rows[1]
+
+
+def test_step_collector_freezes_survivors_during_the_step_and_restores_the_collector(monkeypatch):
+    import gc
+
+    import sim.society
+    from sim.society import StepCollector
+
+    thresholds, callbacks = gc.get_threshold(), list(gc.callbacks)
+    frozen_at_start: list[int] = []
+
+    def seen(phase, info):
+        if phase == "start":
+            frozen_at_start.append(gc.get_freeze_count())
+
+    def reply_collecting(r):  # a full collection in the middle of the step, whatever the heap's size
+        gc.collect()
+        return ScriptedBackend.default_reply(r)
+
+    rows = []
+    for policy in (StepCollector(young=None, freeze_survivors=False), StepCollector(young=100, freeze_survivors=True)):
+        monkeypatch.setattr(sim.society, "STEP_COLLECTOR", policy)
+        soc = make(tiny_config(), ScriptedBackend(reply=reply_collecting))
+        frozen_at_start.clear()
+        gc.callbacks.append(seen)
+        try:
+            soc.step()
+        finally:
+            gc.callbacks.remove(seen)
+        assert gc.get_threshold() == thresholds and gc.callbacks == callbacks and gc.get_freeze_count() == 0
+        rows.append((soc.stances, soc.transcripts, soc.preferences))
+        grew = max(frozen_at_start) > frozen_at_start[0]
+        assert grew == policy.freeze_survivors  # survivors of a full collection frozen, only by the policy that says so
+    assert rows[0] == rows[1]
