@@ -15,100 +15,6 @@ from scenarios.principle_bank import DEFAULT_CCAI
 MAX_TOKENS = 4096  # new tokens per reply: sim.tokens.* has the same bound (a typo of 48000 would hang a run)
 
 
-@dataclass(frozen=True)
-class NormConfig:
-    """One entry of a norm schedule: from ``generation`` on, agents are judged for fit with this norm.
-
-    Attributes:
-        generation: the first generation the norm holds.
-        name: short label for reports.
-        principle: what fitting the norm means, e.g. "Put loyalty to family and group first."
-        cluster: instead of ``principle``, make a cultural cluster's values the norm (its dominance).
-        axis: the value axis the norm rewards (e.g. ``loyalty``), tracked in the population; optional.
-    """
-
-    generation: int = 0
-    name: str = ""
-    principle: str = ""
-    cluster: str = ""
-    axis: str = ""
-
-
-MAX_GENERATIONS = 1000  # study.norms.generations: see NormsConfig
-
-
-@dataclass(frozen=True)
-class NormsConfig:
-    """``experiment=evolving_norms`` (after EvolutionaryAgent and ProgressGym).
-
-    Attributes:
-        schedule: the norms and the generations they start at; the first starts at generation 0, and each
-            before ``generations`` (a norm that would never hold is refused).
-        generations: generations simulated; 1 to 1,000 (each asks every agent every dilemma: the preset's 6
-            take ~6 min on 2 CPU cores, so the bound is days of work).
-        dilemmas: dilemmas every generation answers (one seeded sample, the same each generation, so
-            fit is comparable across generations); at most the file's count (refused before any work).
-        turnover: share of agents that leave each generation (the least fit) and are replaced by
-            offspring of the fittest (worldview copied with mutation).
-        mutation: offspring noise per value axis, as a share of the axis's scale range.
-        answer_tokens: new tokens per answer (1 to 4096).
-        train_policy: DPO-tune a policy on each generation's fitness judgments (fit vs unfit
-            answers) and measure how it tracks the norm too (slow on CPU).
-    """
-
-    schedule: list[NormConfig] = field(default_factory=lambda: [
-        NormConfig(generation=0, name="loyalty_first", axis="loyalty",
-                   principle="Put loyalty to one's family, friends and group first, even at some cost to outsiders."),
-        NormConfig(generation=3, name="fairness_first", axis="fairness",
-                   principle="Treat everyone fairly and equally, even when it means going against one's own group."),
-    ])
-    generations: int = 6
-    dilemmas: int = 3
-    turnover: float = 0.25
-    mutation: float = 0.05
-    answer_tokens: int = 48
-    train_policy: bool = False
-
-    def __post_init__(self) -> None:
-        if self.generations < 1 or self.dilemmas < 1 or not 0 <= self.turnover <= 0.5 or not 0 <= self.mutation <= 1:
-            raise ValueError("study.norms.generations and dilemmas must be >= 1, turnover in [0, 0.5], mutation in [0, 1]")
-        if not self.schedule or self.schedule[0].generation != 0:
-            raise ValueError("study.norms.schedule must start with a norm at generation 0")
-        gens = [n.generation for n in self.schedule]
-        if gens != sorted(set(gens)):
-            raise ValueError(f"study.norms.schedule generations must be strictly increasing, got {gens}")
-        if self.generations > MAX_GENERATIONS or not 1 <= self.answer_tokens <= MAX_TOKENS:
-            raise ValueError(f"study.norms.generations must be at most {MAX_GENERATIONS:,}, answer_tokens in [1, {MAX_TOKENS}]")
-        late = [n.name or str(n.generation) for n in self.schedule if n.generation >= self.generations]
-        if late:
-            raise ValueError(f"study.norms.schedule: norm(s) {late} start at or after generation {self.generations}, the "
-                             f"run's last is {self.generations - 1} (they would never hold)")
-        for n in self.schedule:
-            if bool(n.principle) == bool(n.cluster):
-                raise ValueError(f"norm '{n.name}': give exactly one of principle or cluster")
-
-
-@dataclass(frozen=True)
-class AblationConfig:
-    """``experiment=constitution_ablation``: one society's answer pairs judged again under each
-    constitution; does each move preferences (and a reward model trained on them) toward what it names?
-
-    Attributes:
-        constitutions: the arms; ``none`` (no principle) is the reference every effect is measured from.
-        train_reward: train one reward model per arm on its labels and measure it on held-out pairs.
-    """
-
-    constitutions: list[str] = field(default_factory=lambda: ["none", "harmlessness", "multiplex", "single_care"])
-    train_reward: bool = True
-
-    def __post_init__(self) -> None:
-        if "none" not in self.constitutions or len(set(self.constitutions)) < 2:
-            raise ValueError("study.ablation.constitutions must include 'none' (the reference) and at least one other")
-        twice = sorted({c for c in self.constitutions if self.constitutions.count(c) > 1})
-        if twice:
-            raise ValueError(f"study.ablation.constitutions names {twice} more than once; each arm once")
-
-
 # The MFQ-30 countries that are also in a cultural cluster (agents/culture.py); Latvia and Mongolia
 # (in no cluster) may be added by name.
 CLUSTER_COUNTRIES = ["Sweden", "Netherlands", "US", "UK", "Australia", "France", "Spain", "Belgium", "Poland",
@@ -255,8 +161,7 @@ class StudyConfig:
 # Transitional, until every experiment is a registered study node: the experiments not converted yet keep their
 # settings in this one node (the default option ``study=legacy``), as every run's config held them before; each
 # conversion removes its kind and key here, and the last one makes ``StudyConfig`` the default.
-LEGACY_KEYS = {"evolving_norms": "norms", "constitution_ablation": "ablation",
-               "inverse_constitution": "inverse", "human_distributions": "human"}
+LEGACY_KEYS = {"inverse_constitution": "inverse", "human_distributions": "human"}
 
 
 @dataclass(frozen=True)
@@ -265,11 +170,9 @@ class LegacyStudy(StudyConfig):
 
     Attributes:
         kind: ``society`` or one of those experiments (a registered one is selected with ``experiment=<name>``).
-        norms, ablation, inverse, human: settings of each experiment.
+        inverse, human: settings of each experiment.
     """
 
-    norms: NormsConfig = field(default_factory=NormsConfig)
-    ablation: AblationConfig = field(default_factory=AblationConfig)
     inverse: InverseConfig = field(default_factory=InverseConfig)
     human: HumanConfig = field(default_factory=HumanConfig)
 

@@ -1,7 +1,7 @@
 """Everything ``agora`` can run. A registered experiment is one folder (``sim/experiments/<name>/``, see
 :mod:`sim.experiments.registry`, which finds the folders and runs them). Transitional, until each is converted: the
 society run (``society_run``), the generations loop (``generations``) and the experiments still in one module each
-(``norms``, ``ablation``, ``inverse``, ``human``) run through :data:`RUNNERS`; what they share
+(``inverse``, ``human``) run through :data:`RUNNERS`; what they share
 (``collective`` votes, ``evaluate`` suites, ``injection`` measurement) stays beside them.
 
 :func:`run_experiment` runs any config; :func:`preflight` refuses, before any work, a run that cannot mean
@@ -32,8 +32,6 @@ class Refused(InputError):
 # study.kind -> (module, runner) of the kinds not registered yet; ``society`` runs the generations loop when
 # ``alignment.generations > 0``. Transitional: each conversion removes its entry, the last one this table.
 RUNNERS = {
-    "evolving_norms": ("sim.experiments.norms", "run_evolving_norms"),
-    "constitution_ablation": ("sim.experiments.ablation", "run_constitution_ablation"),
     "inverse_constitution": ("sim.experiments.inverse", "run_inverse_constitution"),
     "human_distributions": ("sim.experiments.human", "run_human_distributions"),
     "generations": ("sim.experiments.generations", "run_generations"),
@@ -108,8 +106,7 @@ def trains(cfg: AgoraConfig) -> tuple[bool, bool]:
     kind, a = cfg.study.kind, cfg.alignment
     if kind == "society":
         return a.generations > 0, a.generations > 1  # the last generation's feedback is measured, not trained on
-    study = cfg.study
-    return kind == "constitution_ablation" and study.ablation.train_reward, kind == "evolving_norms" and study.norms.train_policy
+    return False, False
 
 
 def _model_folder(value: str, where: str) -> None:
@@ -134,9 +131,7 @@ def check_inputs(cfg: AgoraConfig) -> None:
     from scenarios.dilemma import load_dilemmas
 
     load_dilemmas(cfg.scenario.dilemmas)
-    for name in dict.fromkeys([cfg.constitution.name, *(cfg.study.ablation.constitutions
-                                                         if cfg.study.kind == "constitution_ablation" else [])]):
-        load_constitution(name)
+    load_constitution(cfg.constitution.name)  # an experiment's own constitutions: its check (preflight, below)
     if cfg.llm.model_path:
         _model_folder(cfg.llm.model_path, "llm.model_path")
     backbone = cfg.alignment.reward.backbone

@@ -65,26 +65,6 @@ LABELS: dict[str, str] = {
     "dpo_eval_margin_after": "DPO held-out margin after",
     "dpo_train_margin_after": "DPO training margin after",
         "agreement_by_cluster": "policy agreement with each cluster (1 − JS)",
-    # evolving norms
-    "population_lag": "population lag (generations)",
-    "policy_lag": "policy lag (generations)",
-    "fit_change": "fit gained",
-    "change": "change over the run",
-    "mean_fit": "mean fit with the norm",
-    "sd_fit": "SD of fit",
-    "policy_fit": "policy fit",
-    "lineage_entropy": "cluster entropy of lineages",
-    "founders_alive": "founders alive",
-    "choice_entropy": "choice entropy",
-    "mfq_dispersion": "spread of MFQ values",
-    "replaced": "agents replaced",
-    "fit_at_shift": "fit at the shift",
-    "fit_before_next_shift": "fit before the next shift",
-    "fit_change_by_next_shift": "fit gained by the next shift",
-    "threshold": "threshold (½ SD of fit)",
-    # constitution ablation
-    "shift": "label shift",
-    "rm_shift": "reward-model shift",
     # agora-report
     "label": "run",
     "kind": "kind",
@@ -97,25 +77,11 @@ LABELS: dict[str, str] = {
 RANGES: dict[str, tuple[float, float]] = {}
 
 
-def add_labels(labels: Mapping[str, str], ranges: Mapping[str, tuple[float, float]] = MappingProxyType({})) -> None:
-    """A registered experiment's key names and figure ranges (``sim/experiments/<name>/labels.py``), for every page.
-    A key another experiment already names differently is refused: one key, one name."""
-    clash = {k: (LABELS[k], v) for k, v in labels.items() if k in LABELS and LABELS[k] != v}
-    if clash:
-        raise ValueError(f"labels named twice, differently: {clash}")
-    LABELS.update(labels)
-    RANGES.update(ranges)
-
-
 _BRACKET = re.compile(r"^(?P<name>[A-Za-z0-9_.]+)\[(?P<arg>[^\[\]\s]+)\]$")  # entropy[panel], not "x [95% CI]"
 # ``name[arg]`` keys that read better as a phrase than as "name: arg"
 TEMPLATES: dict[str, str] = {
     "last_generation": "{}, last generation",
     "agreement": "policy agreement with {}",
-    "population_lag": "population lag (generations) to {}",
-    "policy_lag": "policy lag (generations) to {}",
-    "fit_change": "fit gained under {}",
-    "change": "change over the run in {}",
     "share_a_initial": "share choosing A at first, {}",
     "share": "share of {}",
     "mean": "mean {}",
@@ -124,6 +90,19 @@ TEMPLATES: dict[str, str] = {
     "given_constitution": "held-out agreement of the given constitution, {}",
     "no_principle": "held-out agreement with no principle, {}",
 }
+
+
+def add_labels(labels: Mapping[str, str], ranges: Mapping[str, tuple[float, float]] = MappingProxyType({}),
+               templates: Mapping[str, str] = MappingProxyType({})) -> None:
+    """A registered experiment's key names, figure ranges and ``name[arg]`` phrases (``sim/experiments/<name>/labels.py``),
+    for every page. A key or template another experiment already names differently is refused: one key, one name."""
+    clash = {k: (old[k], v) for old, new in ((LABELS, labels), (TEMPLATES, templates)) for k, v in new.items()
+             if k in old and old[k] != v}
+    if clash:
+        raise ValueError(f"labels named twice, differently: {clash}")
+    LABELS.update(labels)
+    RANGES.update(ranges)
+    TEMPLATES.update(templates)
 
 
 def label(key: str, guess: bool = True) -> str:

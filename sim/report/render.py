@@ -85,8 +85,6 @@ CORE_CONFIG = ("seed", "name", "llm", "population", "network", "scenario", "cons
 KIND_CONFIG: dict[str, tuple[str, ...]] = {
     "society": CORE_CONFIG,
     "generations": (*CORE_CONFIG, "alignment"),
-    "evolving_norms": ("seed", "name", "llm", "population", "scenario", "calibration", "alignment", "study.norms"),
-    "constitution_ablation": (*CORE_CONFIG, "alignment", "study.ablation", "eval.bootstrap"),
     "inverse_constitution": (*CORE_CONFIG, "study.inverse", "eval.bootstrap"),
     "human_distributions": ("seed", "name", "llm", "calibration", "study.human", "eval.bootstrap"),
 }

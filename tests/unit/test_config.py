@@ -105,8 +105,8 @@ def test_a_composed_config_is_frozen_all_the_way_down():
     from omegaconf import OmegaConf
 
     schedule = "[{generation:0,name:confucian,cluster:confucian},{generation:2,name:english,cluster:english_speaking}]"
-    dcfg = compose_config("experiment=collective", "alignment.reward.epochs=1", "sim.tokens.stance=5",
-                    "population.clusters=[confucian,islamic]", f"study.norms.schedule={schedule}")
+    dcfg = compose_config("experiment=evolving_norms", "constitution.collective.enabled=true", "alignment.reward.epochs=1",
+                          "sim.tokens.stance=5", "population.clusters=[confucian,islamic]", f"study.norms.schedule={schedule}")
     cfg = OmegaConf.to_object(dcfg)
     assert cfg.alignment.reward.epochs == 1 and cfg.sim.tokens.stance == 5 and cfg.constitution.collective.enabled
     assert [n.name for n in cfg.study.norms.schedule] == ["confucian", "english"]

@@ -194,10 +194,11 @@ BOUNDED = {
     "permutation test resamples": ("eval.permutations=10000000", "eval.permutations must be at most 100,000"),
     "answer tokens": ("experiment=overton", "study.overton.answer_tokens=100000", "[1, 4096]"),
     "synthesis tokens": ("experiment=pluralism", "study.pluralism.synthesis_tokens=5000", "[1, 4096]"),
-    "generations": ("study.norms.generations=100000", "at most 1,000"),
-    "a norm that never holds": ("study.norms.generations=2", "would never hold"),
+    "generations": ("experiment=evolving_norms", "study.norms.generations=100000", "at most 1,000"),
+    "a norm that never holds": ("experiment=evolving_norms", "study.norms.generations=2", "would never hold"),
     "proposals": ("study.inverse.proposals=5000", "at most 1,000"),
-    "an arm twice": ("study.ablation.constitutions=[none,harmlessness,harmlessness]", "more than once"),
+    "an arm twice": ("experiment=constitution_ablation", "study.ablation.constitutions=[none,harmlessness,harmlessness]",
+                     "more than once"),
 }
 
 

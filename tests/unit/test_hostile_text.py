@@ -64,11 +64,11 @@ from sim.cli import {entry}
 """
 KINDS = ("tiny", "pluralism", "overton", "inverse_constitution", "human_distributions", "evolving_norms",
          "constitution_ablation")
-SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1", "study.norms.generations=4",
-         "study.norms.dilemmas=2", "study.norms.train_policy=false", "study.ablation.train_reward=false",
-         "study.human.countries=[US,UK,Japan]")
+SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1", "study.human.countries=[US,UK,Japan]")
 # an experiment in its own folder has its settings only in its own runs (its Hydra option): it runs beside the sweep
-OWN = {"overton": ("study.overton.dilemmas=2", "study.overton.voices=1"), "pluralism": ("study.pluralism.dilemmas=2",)}
+OWN = {"overton": ("study.overton.dilemmas=2", "study.overton.voices=1"), "pluralism": ("study.pluralism.dilemmas=2",),
+       "evolving_norms": ("study.norms.generations=4", "study.norms.dilemmas=2", "study.norms.train_policy=false"),
+       "constitution_ablation": ("study.ablation.train_reward=false",)}
 
 
 def acting(text: str) -> list[str]:

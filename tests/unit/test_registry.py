@@ -251,3 +251,13 @@ def test_a_checkpoint_whose_config_holds_every_studys_settings_resumes(tmp_path,
     assert done["run_id"] == reference["run_id"] and list(done["config"]["study"]) == ["kind", "overton"]
     assert {p.name: p.read_bytes() for p in out.glob("*.parquet")} == {p.name: p.read_bytes() for p in ref.glob("*.parquet")}
     assert not (out / CHECKPOINT).exists()
+
+
+def test_an_experiments_name_arg_phrases_reach_every_page_and_a_second_meaning_is_refused():
+    from sim.report.labels import add_labels, label
+
+    assert get("evolving_norms").templates["population_lag"] == "population lag (generations) to {}"
+    assert label("population_lag[fairness_first]") == "population lag (generations) to fairness_first"
+    assert label("change[founders_alive]") == "change over the run in founders alive"
+    with pytest.raises(ValueError, match="named twice"):
+        add_labels({}, templates={"population_lag": "lag to {}"})

@@ -17,7 +17,9 @@ from agents.llm.scripted import ScriptedBackend
 from agents.worldview import PopulationSpec, cluster_centre, mutate, sample_population
 from alignment.metrics import bootstrap_interval, js_distance, normalised_entropy
 from sim.config import CollectiveConfig
-from sim.study_config import LegacyStudy, NormConfig, NormsConfig
+from sim.experiments.evolving_norms.config import NormConfig, NormsConfig
+from sim.experiments.registry import get
+from sim.study_config import LegacyStudy
 from tests.helpers import ROOT, compose
 
 
@@ -64,7 +66,8 @@ def test_p_yes_averages_both_reply_orders():
 
 # -- evolving norms --------------------------------------------------------------------------------------
 def test_norm_schedule_selection_and_lag():
-    from sim.experiments.norms import norm_at, norm_text, select, tracking_lag
+    from sim.experiments.evolving_norms.run import norm_at, norm_text, select
+    from sim.experiments.evolving_norms.summary import tracking_lag
 
     sched = NormsConfig().schedule
     assert [norm_at(sched, g).name for g in range(5)] == ["loyalty_first"] * 3 + ["fairness_first"] * 2
@@ -106,7 +109,7 @@ def test_mutation_keeps_lineage_and_scale():
 def test_norms_selection_follows_the_rater_on_a_scripted_backend(tmp_path):
     """A rater that likes answers of agents with high loyalty: selection under loyalty-first raises mean loyalty."""
     from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig
-    from sim.experiments.norms import run_evolving_norms
+    from sim.experiments import runner_for
 
     def reply(r):
         return f"A. loyalty={r.messages[0].content.count('loyalty')}"
@@ -120,9 +123,8 @@ def test_norms_selection_follows_the_rater_on_a_scripted_backend(tmp_path):
 
     cfg = AgoraConfig(name="t", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=12),
                       sim=SimConfig(progress=False),
-                      study=LegacyStudy(kind="evolving_norms", norms=NormsConfig(generations=4, dilemmas=1, turnover=0.25,
-                                                                                  mutation=0.0)))
-    s = run_evolving_norms(cfg, tmp_path, ScriptedBackend(reply=reply, scores=scores))
+                      study=get("evolving_norms").study(norms=NormsConfig(generations=4, dilemmas=1, turnover=0.25, mutation=0.0)))
+    s = runner_for(cfg)(cfg, tmp_path, ScriptedBackend(reply=reply, scores=scores))
     fit = [g["mean_fit"] for g in s["generations"]]
     assert fit[2] > fit[0]  # the loyal lineages took over under loyalty-first
     assert s["generations"][-1]["founders_alive"] < 12 and s["pluralism_change"]["founders_alive"] < 0
@@ -185,23 +187,24 @@ def test_vote_elects_what_the_agents_approve():
 
 # -- constitution ablation -----------------------------------------------------------------------------------
 def test_shift_toward_hand_values():
-    from sim.experiments.ablation import shift_toward
+    from sim.experiments.constitution_ablation.summary import shift_toward
 
     p_arm, p_ref = np.array([0.8, 0.3, 0.6, 0.5]), np.array([0.5, 0.5, 0.5, 0.5])
     delta = np.array([0.4, -0.2, 0.0, 0.1])  # pair 3 has no direction and is left out
     out = shift_toward(p_arm, p_ref, delta, seed=0, n_boot=1000)
     vals = [0.3, 0.2, 0.0]
-    assert out["value"] == pytest.approx(np.mean(vals), abs=1e-6) and out["pairs"] == 3  # reported to 6 places
-    assert out["d_z"] == pytest.approx(np.mean(vals) / np.std(vals, ddof=1), abs=1e-6)
-    assert out["agreement"] == pytest.approx(np.mean([0.8, 0.7, 0.5]), abs=1e-6)
+    assert out.value == pytest.approx(np.mean(vals), abs=1e-6) and out.pairs == 3  # reported to 6 places
+    assert out.d_z == pytest.approx(np.mean(vals) / np.std(vals, ddof=1), abs=1e-6)
+    assert out.agreement == pytest.approx(np.mean([0.8, 0.7, 0.5]), abs=1e-6)
+    assert "d_z_na" not in out.to_json() and "n" not in out.to_json()  # summary.json's keys as published
 
 
 def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tmp_path):
     """A judge that follows the principle's words: under single_care it prefers the answer that says
     'care'; under none it follows position only. The care arm's diagonal shift must be positive."""
     from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
-    from sim.experiments.ablation import run_constitution_ablation
-    from sim.study_config import AblationConfig
+    from sim.experiments import runner_for
+    from sim.experiments.constitution_ablation.config import AblationConfig
 
     def reply(r):
         return "A. I care about them." if r.seed % 2 else "B. Rules are rules."
@@ -220,9 +223,9 @@ def test_ablation_moves_labels_toward_the_named_direction_on_a_scripted_judge(tm
     cfg = AgoraConfig(name="t", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=8),
                       sim=SimConfig(steps=2, group_size=2, progress=False, judge_reader="label",
                                     tokens=TokenBudget(stance=8, debate=8, critique=8, revision=8)),
-                      study=LegacyStudy(kind="constitution_ablation",
-                                        ablation=AblationConfig(constitutions=["none", "single_care"], train_reward=False)))
-    s = run_constitution_ablation(cfg, tmp_path, ScriptedBackend(reply=reply, scores=scores))
+                      study=get("constitution_ablation").study(
+                          ablation=AblationConfig(constitutions=["none", "single_care"], train_reward=False)))
+    s = runner_for(cfg)(cfg, tmp_path, ScriptedBackend(reply=reply, scores=scores))
     eff = s["effects"]["single_care"]["single_care"]
     assert eff["pairs"] > 0 and eff["value"] > 0.3 and eff["low"] > 0
     assert s["effects"]["none"]["single_care"]["value"] == 0.0

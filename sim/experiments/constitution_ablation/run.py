@@ -26,37 +26,47 @@ import dataclasses
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.llm.base import LLMBackend
 from agents.scoring import p_yes, read_judgment, scorer
-from alignment.metrics import NA, Interval, bootstrap_interval, finite, finite_figures
+from alignment.metrics import Interval, bootstrap_interval, finite
 from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
-from sim import aio, store
-from sim.calibration import warn_if_uninformative
-from sim.checkpoint import runner, simulate
+from sim import store
+from sim.checkpoint import simulate
 from sim.config import AgoraConfig
-from sim.experiments import preflight
-from sim.lifecycle import Run
-from sim.report.ablation import ablation_report, plot_ablation
-from sim.results import pick
+from sim.experiments.constitution_ablation.config import SECTIONS, AblationConfig
+from sim.experiments.constitution_ablation.labels import LABELS
+from sim.experiments.constitution_ablation.report import ablation_report, plot_ablation
+from sim.experiments.constitution_ablation.summary import (
+    AblationSummary,
+    Arm,
+    Effect,
+    RewardArm,
+    RewardDirection,
+    shift_toward,
+)
+from sim.experiments.registry import experiment
+from sim.lifecycle import Progress, Run
+from sim.results import Codec, pick
 from sim.seeding import child_rng, child_seed
-from sim.society import Society, check_per_step
+
+if TYPE_CHECKING:
+    from sim.society import Society
 
 log = logging.getLogger(__name__)
 MIN_REWARD_PAIRS = 4  # fewer judged pairs train no reward model per arm (recorded as summary.json's reward_na)
 
 
 async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitution, dilemmas: dict[str, Dilemma],
-                  seed_path: tuple, bar: tqdm) -> list[float]:
+                  seed_path: tuple, bar: Progress) -> list[float]:
     """P(response_a better) for every pair under ``constitution``: same judge, same presented order,
     both orders averaged when the society debiases; one principle per pair from a seeded draw."""
     rng = child_rng(society.cfg.seed, "ablation", *seed_path)
@@ -78,7 +88,7 @@ async def rejudge(society: Society, prefs: pl.DataFrame, constitution: Constitut
 
 
 async def rate_answers(backend: LLMBackend, texts: list[tuple[str, str]], question: str, dilemmas: dict[str, Dilemma],
-                       bar: tqdm) -> list[float]:
+                       bar: Progress) -> list[float]:
     async def one(dilemma_id: str, text: str) -> float:
         q = await p_yes(backend, lambda no_first: prompts.rating_messages(dilemmas[dilemma_id], text, question,
                                                                           no_first=no_first))
@@ -88,22 +98,13 @@ async def rate_answers(backend: LLMBackend, texts: list[tuple[str, str]], questi
     return list(await asyncio.gather(*(one(d, t) for d, t in texts)))
 
 
-def shift_toward(p_arm: np.ndarray, p_ref: np.ndarray, delta: np.ndarray, seed: int, n_boot: int) -> dict[str, Any]:
-    """Mean of ``(p_arm − p_ref)·sign(delta)`` over pairs with delta ≠ 0, bootstrap interval and d_z."""
-    keep = delta != 0
-    v = (p_arm[keep] - p_ref[keep]) * np.sign(delta[keep])
-    out = Interval.of(bootstrap_interval(v.tolist(), n_resamples=n_boot, seed=seed)).to_json()
-    sd = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
-    d_z = (float(v.mean()) / sd if np.isfinite(sd) and sd > 0
-           else NA("fewer than 2 pairs" if len(v) < 2 else "no spread: every pair shifts the same"))
-    out |= {**finite_figures(d_z=d_z), "pairs": int(keep.sum()),
-            "agreement": finite(float(np.mean(np.where(delta[keep] > 0, p_arm[keep], 1 - p_arm[keep])))) if keep.any() else None}
-    return out
-
-
 def check(cfg: AgoraConfig) -> None:
-    """Refuse before any work a reward-model arm that cannot be scored: its models are measured on held-out
-    dilemmas, so the society must face at least two."""
+    """Refuse before any work an arm that names no bundled constitution, and a reward-model arm that cannot be
+    scored: its models are measured on held-out dilemmas, so the society must face at least two."""
+    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this)
+
+    for name in cfg.study.ablation.constitutions:
+        load_constitution(name)
     pool = load_dilemmas(cfg.scenario.dilemmas)
     check_per_step(cfg, pool)
     faced = min(cfg.sim.steps * cfg.scenario.per_step, len(pool))
@@ -113,33 +114,36 @@ def check(cfg: AgoraConfig) -> None:
                          f"gives {faced} (or set study.ablation.train_reward=false)")
 
 
-@runner
-def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    ab = cfg.study.ablation
-    preflight(cfg)  # before any model work
+def _trains(cfg: AgoraConfig) -> tuple[bool, bool]:
+    return cfg.study.ablation.train_reward, False
+
+
+@experiment("constitution_ablation", key="ablation", config=AblationConfig, summary=AblationSummary,
+            report=ablation_report, check=check, trains=_trains, sections=SECTIONS, labels=LABELS, published_id=True)
+def run_constitution_ablation(run: Run) -> AblationSummary:
+    from sim.calibration import warn_if_uninformative  # here: the gate and the society load Mesa and scipy
+    from sim.society import Society
+
+    cfg, ab, out_dir = run.cfg, run.cfg.study.ablation, run.out_dir
     pool = load_dilemmas(cfg.scenario.dilemmas)
     arms = {name: load_constitution(name) for name in ab.constitutions}
-    run = Run.start(cfg, out_dir, "constitution_ablation", backend, trains=cfg.study.ablation.train_reward)
-    ckpt, backend = run.ckpt, run.backend
-    society = Society(cfg, pool, load_constitution(cfg.constitution.name), backend, run_id=run.run_id)
-    fb = ckpt.stage("society", partial(simulate, society, ckpt, "society"), drop=("society",))
+    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id)
+    tag = "society"  # the stage's name and its partial rows' key in the checkpoint
+    fb = run.stage(tag, partial(simulate, society, run.ckpt, tag), drop=(tag,))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
     trl_export = store.write_feedback(out_dir, stances, transcripts, prefs)
     dilemmas = {d.id: d for d in pool}
-    prog = dict(disable=not cfg.sim.progress, leave=False, unit="pair")
     labels: dict[str, list[float]] = {}
     for name, con in arms.items():
-        with tqdm(total=len(prefs), desc=f"ablation: judge under {name}", **prog) as bar:
-            labels[name] = ckpt.stage(f"judge/{name}", lambda con=con, name=name, bar=bar: aio.run(
-                rejudge(society, prefs, con, dilemmas, (name,), bar)))
+        labels[name] = run.stage(f"judge/{name}", rejudge(society, prefs, con, dilemmas, (name,), run.progress),
+                                 total=len(prefs), unit="pair", desc=f"judge under {name}")
     texts = sorted({(r["dilemma_id"], t) for r in prefs.iter_rows(named=True) for t in (r["response_a"], r["response_b"])})
     directions = {name: con.direction for name, con in arms.items() if con.direction}
     rated: dict[str, dict[tuple[str, str], float]] = {}
     for name, question in directions.items():
-        with tqdm(total=len(texts), desc=f"ablation: rate '{name}' direction", **prog) as bar:
-            scores = ckpt.stage(f"rate/{name}", lambda question=question, bar=bar: aio.run(
-                rate_answers(backend, texts, question, dilemmas, bar)))
-            rated[name] = dict(zip(texts, scores, strict=True))
+        scores = run.stage(f"rate/{name}", rate_answers(run.backend, texts, question, dilemmas, run.progress),
+                           total=len(texts), unit="pair", desc=f"rate '{name}' direction")
+        rated[name] = dict(zip(texts, scores, strict=True))
     table = prefs.select("pref_id", "dilemma_id", "pair_kind", "judge_id", "prompt", "response_a", "response_b")
     table = table.with_columns(*(pl.Series(f"p_a[{n}]", v) for n, v in labels.items()))
     for dname in directions:
@@ -147,40 +151,38 @@ def run_constitution_ablation(cfg: AgoraConfig, out_dir: Path, backend: LLMBacke
                  for r in prefs.iter_rows(named=True)]
         table = table.with_columns(pl.Series(f"delta[{dname}]", delta))
     ref = table["p_a[none]"].to_numpy()
-    effects: dict[str, dict[str, Any]] = {}
+    effects: dict[str, dict[str, Effect]] = {}
     for arm in arms:
         for dname in directions:
             effects.setdefault(arm, {})[dname] = shift_toward(table[f"p_a[{arm}]"].to_numpy(), ref,
                                                               table[f"delta[{dname}]"].to_numpy(), cfg.seed, cfg.eval.bootstrap)
     if ab.train_reward and len(table) >= MIN_REWARD_PAIRS:
         warn_if_uninformative(run.label_quality, cfg.alignment.require_informative_labels, "a reward model per arm trains on them")
-    reward = (ckpt.stage("reward", lambda: _reward_arms(cfg, table, list(arms), list(directions), out_dir))
+    reward = (run.stage("reward", partial(_reward_arms, cfg, table, list(arms), list(directions), out_dir),
+                        codec=Codec(dict[str, RewardArm]))
               if ab.train_reward and len(table) >= MIN_REWARD_PAIRS else {})
     reward_na = (None if not ab.train_reward or reward else
                  f"{len(table)} judged pair(s), fewer than {MIN_REWARD_PAIRS}" if len(table) < MIN_REWARD_PAIRS
                  else "the dilemma split left no training or no held-out pair")
     if reward_na:
-        log.warning("constitution_ablation: no reward models trained: %s", reward_na)
-    store.write_parquet(table, out_dir / "ablation_pairs.parquet")
-    plots = plot_ablation(effects, reward, out_dir)
-    summary: dict[str, Any] = {
-        "seconds": {"society": round(ckpt.seconds("society"), 1), "judging_and_rating": round(ckpt.seconds("judge/", "rate/"), 1)},
-        "pairs": len(table), "arms": {n: {"tag": c.tag, "principles": [p.text for p in c.judge], "direction": c.direction}
-                                      for n, c in arms.items()},
-        "mean_p_a": {n: finite(float(np.mean(v))) for n, v in labels.items()},
-        "label_change_vs_none": {n: finite(float(np.mean(np.abs(np.asarray(v) - ref)))) for n, v in labels.items()},
-        "effects": effects, "reward": reward, "plots": plots, "trl_export": trl_export}
-    if reward_na:
-        summary["reward_na"] = reward_na
-    summary["headline"] = {f"shift[{a}→{a}]": pick(effects[a][a]).to_json()
-                           for a in directions if a in effects}
-    summary["headline"] |= {f"rm_shift[{a}→{a}]": pick(reward[a][a]["rm_shift"]).to_json()
-                            for a in directions if a in reward and a in reward[a]}
-    return run.finish(summary, partial(ablation_report, transcripts=transcripts))
+        log.warning("%s: no reward models trained: %s", run.kind, reward_na)
+    run.write_parquet("ablation_pairs", table)
+    headline = {f"shift[{a}→{a}]": pick(effects[a][a]) for a in directions if a in effects}
+    headline |= {f"rm_shift[{a}→{a}]": pick(reward[a].directions[a].rm_shift)
+                 for a in directions if a in reward and a in reward[a].directions}
+    # the two blocks this experiment has always reported (not one per stage: an arm's stages are summed)
+    seconds = {"society": round(run.ckpt.seconds(tag), 1), "judging_and_rating": round(run.ckpt.seconds("judge/", "rate/"), 1)}
+    return AblationSummary(
+        seconds=seconds, pairs=len(table),
+        arms={n: Arm(tag=c.tag, principles=[p.text for p in c.judge], direction=c.direction) for n, c in arms.items()},
+        mean_p_a={n: finite(float(np.mean(v))) for n, v in labels.items()},
+        label_change_vs_none={n: finite(float(np.mean(np.abs(np.asarray(v) - ref)))) for n, v in labels.items()},
+        effects=effects, reward=reward, reward_na=reward_na, headline=headline,
+        plots=plot_ablation(effects, reward, out_dir), trl_export=trl_export)
 
 
 def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directions: list[str],
-                 out_dir: Path) -> dict[str, Any]:
+                 out_dir: Path) -> dict[str, RewardArm]:
     """One reward model per arm on the same train pairs; agreement with each direction on held-out pairs."""
     from alignment.reward import load_reward_model, score_texts, train_reward_model
 
@@ -190,7 +192,7 @@ def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directi
     rm = cfg.alignment.reward  # one seed for every arm: the arms differ only in their labels
     rm_cfg = dataclasses.replace(rm, seed=child_seed(cfg.seed, "ablation", "reward", rm.seed))
     ranked: dict[str, np.ndarray] = {}
-    report: dict[str, Any] = {}
+    accuracy: dict[str, float | None] = {}
     for arm in arms:
         col = f"p_a[{arm}]"
         tr = train.with_columns(pl.col(col).alias("p_a"))
@@ -200,19 +202,18 @@ def _reward_arms(cfg: AgoraConfig, table: pl.DataFrame, arms: list[str], directi
         ra = score_texts(model, tok, held["prompt"].to_list(), held["response_a"].to_list(), rm_cfg.max_length)
         rb = score_texts(model, tok, held["prompt"].to_list(), held["response_b"].to_list(), rm_cfg.max_length)
         ranked[arm] = np.asarray(ra) - np.asarray(rb)
-        report[arm] = {"eval_accuracy_own_labels": finite(rep["eval"]["accuracy"]), "held_pairs": len(held)}
+        accuracy[arm] = finite(rep["eval"]["accuracy"])
+    report: dict[str, RewardArm] = {}
     for arm in arms:
+        read: dict[str, RewardDirection] = {}
         for dname in directions:
             delta = held[f"delta[{dname}]"].to_numpy()
             keep = delta != 0
             sign = np.sign(delta[keep])
             mine, ref = (np.sign(ranked[arm][keep]) == sign).astype(float), (np.sign(ranked["none"][keep]) == sign).astype(float)
             diff = mine - ref
-            report[arm][dname] = {"rm_agreement": finite(float(mine.mean())) if keep.any() else None,
-                                  "rm_shift": Interval.of(bootstrap_interval(diff.tolist(), n_resamples=cfg.eval.bootstrap,
-                                                                          seed=cfg.seed)).to_json()}
+            read[dname] = RewardDirection(rm_agreement=finite(float(mine.mean())) if keep.any() else None,
+                                          rm_shift=Interval.of(bootstrap_interval(diff.tolist(), n_resamples=cfg.eval.bootstrap,
+                                                                                  seed=cfg.seed)))
+        report[arm] = RewardArm(eval_accuracy_own_labels=accuracy[arm], held_pairs=len(held), directions=read)
     return report
-
-
-
-

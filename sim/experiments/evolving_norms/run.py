@@ -6,11 +6,6 @@ sample of dilemmas (so fit is comparable across generations); a rater scores eac
 with the current norm (P(yes), both reply orders); the ``turnover`` least fit leave and as many
 offspring of the fittest join (worldview copied with mutation, lineage kept). Optionally a policy
 is DPO-tuned on each generation's fit-vs-unfit answers and judged the same way.
-
-Lag (generations) after a shift at generation s: the first k >= 1 at which the mean fit under the new
-norm has risen from its value at s by at least half the between-agent standard deviation of fit at
-s, before the next shift; ``None`` if it never does within the run. The threshold scales with the
-noise of the rater, so a flat, noisy trajectory does not count as tracking.
 """
 
 from __future__ import annotations
@@ -25,25 +20,23 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.culture import MFQ_AXES
 from agents.llm.base import GenerateRequest, LLMBackend
 from agents.scoring import p_yes
 from agents.worldview import Worldview, cluster_centre, cluster_label, mutate
-from alignment.metrics import NA, binary_entropy, finite, normalised_entropy, summary_row
+from alignment.metrics import NA, binary_entropy, normalised_entropy, summary_row
 from scenarios.dilemma import Dilemma, load_dilemmas
-from sim import aio, store
-from sim.calibration import warn_if_uninformative
-from sim.checkpoint import runner
 from sim.config import AgoraConfig
-from sim.experiments import preflight, study_dilemmas
-from sim.lifecycle import Run, embedded_options
-from sim.report.norms import norms_report, plot_norms
+from sim.experiments import study_dilemmas
+from sim.experiments.evolving_norms.config import SECTIONS, NormConfig, NormsConfig
+from sim.experiments.evolving_norms.labels import LABELS, TEMPLATES
+from sim.experiments.evolving_norms.report import norms_report, plot_norms
+from sim.experiments.evolving_norms.summary import NormsSummary, ScheduledNorm, headline, pluralism_change, shifts
+from sim.experiments.registry import experiment
+from sim.lifecycle import Progress, Run, embedded_options
 from sim.seeding import child_rng, child_seed, sample_dilemmas
-from sim.society import population
-from sim.study_config import NormConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +66,12 @@ def select(fitness: np.ndarray, turnover: float, rng: np.random.Generator) -> li
     return [(int(lv), int(pa)) for lv, pa in zip(leaving, parents, strict=True)]
 
 
-def tracking_lag(fit: list[float], spread_at_shift: float, shift: int, until: int) -> int | None:
-    """Generations after ``shift`` until ``fit`` (mean fit under the new norm, per generation) has risen by
-    half ``spread_at_shift``; searched in (shift, until); None if never."""
-    if shift >= len(fit) or not math.isfinite(spread_at_shift):
-        return None
-    target = fit[shift] + 0.5 * spread_at_shift
-    for g in range(shift + 1, min(until, len(fit))):
-        if fit[g] >= target:
-            return g - shift
-    return None
-
-
 def lineage_entropy(clusters: list[str], names: list[str]) -> float:
     return normalised_entropy([clusters.count(c) for c in names])
 
 
 async def _generation(cfg: AgoraConfig, g: int, people: list[Worldview], dilemmas: list[Dilemma], principle: str,
-                      backend: LLMBackend, policy: LLMBackend | None, bar: tqdm) -> tuple[list[dict], list[dict]]:
+                      backend: LLMBackend, policy: LLMBackend | None, bar: Progress) -> tuple[list[dict], list[dict]]:
     nc, temp, top_p = cfg.study.norms, cfg.llm.temperature, cfg.llm.top_p
     question = f"Does this answer follow the principle \"{principle}\"?"
 
@@ -111,15 +92,16 @@ async def _generation(cfg: AgoraConfig, g: int, people: list[Worldview], dilemma
 
 
 def _answer_generation(cfg: AgoraConfig, g: int, people: list[Worldview], dilemmas: list[Dilemma], principle: str,
-                       backend: LLMBackend, policy_dir: Path | None, bar: tqdm) -> tuple[list[dict], list[dict]]:
-    """One generation's rated answers; the policy (base model until one is tuned) answers too with train_policy."""
+                       backend: LLMBackend, policy_dir: Path | None, bar: Progress) -> Any:
+    """One generation's rated answers (a coroutine); the policy (base model until one is tuned) answers too with
+    train_policy: loaded here, so a replayed generation loads no model."""
     policy: LLMBackend | None = None
     if cfg.study.norms.train_policy:
         from agents.llm.embedded import EmbeddedBackend
 
         policy = backend if policy_dir is None else EmbeddedBackend(policy_dir, **embedded_options(cfg.llm),
                                                                     name=f"policy-{policy_dir.parent.name}")
-    return aio.run(_generation(cfg, g, people, dilemmas, principle, backend, policy, bar))
+    return _generation(cfg, g, people, dilemmas, principle, backend, policy, bar)
 
 
 def _policy_pairs(rows: list[dict], dilemmas: list[Dilemma], g: int) -> pl.DataFrame:
@@ -140,13 +122,17 @@ def check(cfg: AgoraConfig) -> None:
     study_dilemmas(cfg, cfg.study.norms.dilemmas, "study.norms.dilemmas")
 
 
-@runner
-def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    nc = cfg.study.norms
-    preflight(cfg)
+def _trains(cfg: AgoraConfig) -> tuple[bool, bool]:
+    return False, cfg.study.norms.train_policy
+
+
+@experiment("evolving_norms", key="norms", config=NormsConfig, summary=NormsSummary, report=norms_report, check=check,
+            trains=_trains, sections=SECTIONS, labels=LABELS, templates=TEMPLATES, published_id=True)
+def run_evolving_norms(run: Run) -> NormsSummary:
+    from sim.society import population  # here: Mesa is slow to load (the CLI imports this)
+
+    cfg, nc = run.cfg, run.cfg.study.norms
     pool = load_dilemmas(cfg.scenario.dilemmas)
-    run = Run.start(cfg, out_dir, "evolving_norms", backend, trains=cfg.study.norms.train_policy)
-    ckpt, backend = run.ckpt, run.backend
     people = population(cfg)
     lineage = list(range(len(people)))  # founder each slot descends from
     names = list(dict.fromkeys(cfg.population.clusters))
@@ -155,16 +141,13 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
     agent_rows: list[dict[str, Any]] = []
     policy_rows: list[dict[str, Any]] = []
     per_call = nc.dilemmas * (len(people) + (1 if nc.train_policy else 0))
-    bar = tqdm(total=nc.generations * per_call, desc="evolving norms", unit="answer", disable=not cfg.sim.progress,
-               leave=False)
     # the same dilemmas every generation: changes in fit are the population's, not the questions'
     dilemmas = sample_dilemmas(pool, nc.dilemmas, cfg.seed, "norms")
     for g in range(nc.generations):
         norm = norm_at(nc.schedule, g)
-        if ckpt.done(f"generation_{g}/answers"):
-            bar.update(per_call)
-        rows, prow = ckpt.stage(f"generation_{g}/answers", partial(_answer_generation, cfg, g, people, dilemmas,
-                                                                   norm_text(norm), backend, policy_dir, bar))
+        rows, prow = run.stage(f"generation_{g}/answers", partial(_answer_generation, cfg, g, people, dilemmas,
+                                                                  norm_text(norm), run.backend, policy_dir, run.progress),
+                               total=per_call, unit="answer", desc=f"generation {g}")
         fit = np.zeros(len(people))
         for r in rows:
             fit[r["slot"]] += r["fit"] / len(dilemmas)
@@ -184,22 +167,16 @@ def run_evolving_norms(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | No
         people, lineage = _reproduce(people, lineage, plan, rng, nc.mutation)
         gens.append(row)
         log.info("generation %d (%s): mean fit %.3f", g, norm.name, row["mean_fit"])
-    bar.close()
     table = pl.DataFrame(gens, infer_schema_length=None)
-    shifts = _shifts(cfg, gens)
-    lost = {k: finite(gens[-1][k] - gens[0][k]) for k in ("lineage_entropy", "mfq_dispersion", "choice_entropy")}
-    lost["founders_alive"] = gens[-1]["founders_alive"] - gens[0]["founders_alive"]
-    store.write_parquet(table, out_dir / "norms_generations.parquet")
-    store.write_parquet(pl.DataFrame(agent_rows, infer_schema_length=None), out_dir / "norms_answers.parquet")
+    found = shifts(nc.schedule, nc.generations, gens)
+    change = pluralism_change(gens)
+    run.write_parquet("norms_generations", table)
+    run.write_parquet("norms_answers", pl.DataFrame(agent_rows, infer_schema_length=None))
     if policy_rows:
-        store.write_parquet(pl.DataFrame(policy_rows, infer_schema_length=None), out_dir / "norms_policy_answers.parquet")
-    plots = plot_norms(table, cfg, out_dir)
-    summary: dict[str, Any] = {
-        "schedule": [dataclasses.asdict(n) | {"text": norm_text(n)} for n in nc.schedule],
-        "generations": [summary_row(g) for g in gens],
-        "shifts": shifts, "pluralism_change": lost, "plots": plots}
-    summary["headline"] = _headline(shifts, lost, nc.train_policy)
-    return run.finish(summary, norms_report)
+        run.write_parquet("norms_policy_answers", pl.DataFrame(policy_rows, infer_schema_length=None))
+    return NormsSummary(schedule=[ScheduledNorm(**dataclasses.asdict(n), text=norm_text(n)) for n in nc.schedule],
+                        generations=[summary_row(g) for g in gens], shifts=found, pluralism_change=change,
+                        headline=headline(found, change, nc.train_policy), plots=plot_norms(table, nc.schedule, run.out_dir))
 
 
 def _population_row(g: int, norm: str, fit: np.ndarray, rows: list[dict[str, Any]], policy_fit: float,
@@ -228,6 +205,7 @@ def _tune_policy(run: Run, rows: list[dict[str, Any]], dilemmas: list[Dilemma], 
     """DPO on generation ``g``'s fitness judgments (a checkpointed stage); the policy folder the next
     generation answers with (unchanged when there were no pairs)."""
     from alignment.dpo import train_dpo
+    from sim.calibration import warn_if_uninformative  # here: the gate loads Mesa and scipy (the CLI imports this)
 
     cfg = run.cfg
     pairs = _policy_pairs(rows, dilemmas, g)
@@ -237,8 +215,8 @@ def _tune_policy(run: Run, rows: list[dict[str, Any]], dilemmas: list[Dilemma], 
                           f"generation {g}'s policy is tuned on fitness judgments")
     dpo_cfg = dataclasses.replace(cfg.alignment.dpo, seed=child_seed(cfg.seed, "norms", "dpo", cfg.alignment.dpo.seed, g))
     folder = run.out_dir / f"generation_{g}" / "policy"
-    rep = run.ckpt.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg, folder, base_path=policy_dir,
-                                                        progress=cfg.sim.progress))
+    rep = run.stage(f"generation_{g}/dpo", partial(train_dpo, pairs, pairs, dpo_cfg, folder, base_path=policy_dir,
+                                                   progress=cfg.sim.progress), desc=f"generation {g}: DPO")
     row["dpo_train_margin_after"] = rep["train_margin_after"]
     return folder
 
@@ -252,36 +230,3 @@ def _reproduce(people: list[Worldview], lineage: list[int], plan: list[tuple[int
         new_people[leaving] = mutate(people[parent], rng, mutation)
         new_lineage[leaving] = lineage[parent]
     return new_people, new_lineage
-
-def _headline(shifts: list[dict[str, Any]], lost: dict[str, Any], train_policy: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for s in shifts:
-        out[f"population_lag[{s['to']}]"] = s["population_lag"]
-        if train_policy:
-            out[f"policy_lag[{s['to']}]"] = s["policy_lag"]
-        out[f"fit_change[{s['to']}]"] = s["fit_change_by_next_shift"]
-    return out | {f"change[{k}]": v for k, v in lost.items()}
-
-def _shifts(cfg: AgoraConfig, gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per norm change inside the run: lag of the population (and policy) and the fit gained."""
-    sched, G = cfg.study.norms.schedule, cfg.study.norms.generations
-    out = []
-    for k, n in enumerate(sched[1:], start=1):
-        s = n.generation
-        if s >= G:
-            continue
-        until = sched[k + 1].generation if k + 1 < len(sched) else G
-        fit = [r["mean_fit"] for r in gens]
-        pol = [r["policy_fit"] for r in gens]
-        last = min(until, G) - 1
-        out.append({"from": sched[k - 1].name, "to": n.name, "generation": s,
-                    "population_lag": tracking_lag(fit, gens[s]["sd_fit"], s, until),
-                    "policy_lag": tracking_lag(pol, gens[s]["sd_fit"], s, until) if not math.isnan(pol[s]) else None,
-                    "fit_at_shift": finite(fit[s]), "fit_before_next_shift": finite(fit[last]),
-                    "fit_change_by_next_shift": finite(fit[last] - fit[s]),
-                    "threshold": finite(0.5 * gens[s]["sd_fit"])})
-    return out
-
-
-
-
