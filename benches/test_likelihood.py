@@ -12,8 +12,8 @@ process, on the same loaded model, with the same torch threads:
   opened, continuation = the option's text; its own batching, batch size ``HFLM_BATCH``;
 - the naive loop: one batch-1 forward of prompt + option per option.
 
-Answers are checked equal: every log-likelihood within 1e-4 of the naive loop's; against lm-eval, the gap
-between a request's two options within 1e-4 and each log-likelihood within 1e-2 (lm-eval moves the context's
+Answers are checked equal: every log-likelihood within 2.5e-4 of the naive loop's; against lm-eval, the gap
+between a request's two options within 2.5e-4 and each log-likelihood within 1e-2 (lm-eval moves the context's
 trailing newline into the continuation, so its sums also hold that newline's log-prob, the same for both
 options of a request: ~1e-5 to 1e-3 here); and the same option chosen per character by all three.
 """
@@ -41,7 +41,10 @@ from benches.workloads import (
 # HFLM's batch size: a stated value, since its "auto" probes a full 8,192-token batch, minutes on this CPU.
 # 8 was its fastest of 1/4/8/16/32 on the stance workload here (benches/NOTES.md).
 HFLM_BATCH = int(os.environ.get("AGORA_BENCH_HFLM_BATCH", "8"))
-TOL = 1e-4  # |log-likelihood| against the naive loop; a request's option a minus option b against lm-eval
+# |log-likelihood| against the naive loop; a request's option a minus option b against lm-eval. fp32 sums over
+# prompts of a few hundred tokens forwarded in other batch shapes differ by up to ~1.2e-4 (judge workload, 2026-12-07);
+# a wrong KV would move them by 1e-2 or more, and every request's per-character choice is checked equal exactly.
+TOL = 2.5e-4
 TOL_HFLM = 1e-2  # |log-likelihood| against lm-eval, whose sums include the newline that opens the reply
 
 
