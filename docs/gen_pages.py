@@ -84,12 +84,25 @@ def _hydra(value: object) -> str:
     return str(value)
 
 
+def experiment_sections() -> list[tuple[str, str, type]]:
+    """``(experiment, "study.<key>.", config class)`` of every registered experiment with settings of its own: they
+    live in its study node (chosen by ``experiment=<name>``), not in ``AgoraConfig``'s default study."""
+    from sim.experiments.registry import experiments
+
+    return [(name, f"study.{e.key}.", e.config) for name, e in sorted(experiments().items()) if e.key and e.config]
+
+
 def reference_markdown() -> str:
     """The reference page: one table per config class, keys as they are written on the command line."""
     from sim.config import AgoraConfig
 
     undocumented: list[str] = []
     tables = _section("", AgoraConfig, undocumented)
+    for name, prefix, cls in experiment_sections():
+        if f"## `{prefix.rstrip('.')}`" not in tables:  # not already under AgoraConfig's default study
+            part = _section(prefix, cls, undocumented)
+            part[2] = f"Only with `experiment={name}`. " + part[2]
+            tables += part
     if undocumented:
         raise SystemExit("gen_pages.py: settings with no description in their class's Attributes: "
                          + ", ".join(undocumented))

@@ -103,3 +103,18 @@ def test_lists_are_laid_out_as_the_site_reads_them(page: Path):
     glued = [line for i, line in enumerate(lines[1:], 1)
              if re.match(r"^(- |\d+\. )", line) and re.match(r"^[^\s|>-]", lines[i - 1]) and not re.match(r"^\d+\. ", lines[i - 1])]
     assert not glued, f"put a blank line before these lists: {glued}"
+
+
+def test_the_reference_lists_every_experiments_own_settings():
+    """An experiment's `study.<key>.*` settings live in its registered node, not in AgoraConfig's default study: the
+    generated reference walks each of them too (it once showed only `study.kind` for converted experiments)."""
+    import runpy
+
+    from sim.experiments.registry import experiments
+
+    sections = runpy.run_path(str(ROOT / "docs" / "gen_pages.py"), run_name="gen_pages")["experiment_sections"]()
+    walked = {name: (prefix, cls) for name, prefix, cls in sections}
+    for name, exp in experiments().items():
+        if exp.config is not None:
+            assert walked.get(name) == (f"study.{exp.key}.", exp.config), name
+    assert {"overton", "pluralism"} <= set(walked)
