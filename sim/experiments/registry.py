@@ -58,6 +58,7 @@ class Experiment:
         sections: the config sections its report shows (``sim.report.render.config_block``).
         labels: the human names of its keys in reports (``sim.report.labels``).
         ranges: the range of each of its figures that is a share or a probability (plots draw it on that range).
+        templates: how its ``name[arg]`` keys read as a phrase (``sim.report.labels.TEMPLATES``).
         published_id: its runs had ids before 2026-12-07, which stay as they were (the shim in :mod:`sim.ids`).
         study: its settings node (a :class:`StudyConfig` subclass), made at registration.
     """
@@ -73,6 +74,7 @@ class Experiment:
     sections: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    templates: Mapping[str, str] = field(default_factory=dict)
     published_id: bool = False
     study: type[StudyConfig] = StudyConfig
 
@@ -106,7 +108,7 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
                report: Callable[[Path, Any], object], check: Callable[[AgoraConfig], None] = _no_check,
                trains: Callable[[AgoraConfig], tuple[bool, bool]] = _trains_nothing, sections: tuple[str, ...] = (),
                labels: Mapping[str, str] | None = None, ranges: Mapping[str, tuple[float, float]] | None = None,
-               published_id: bool = False) -> Callable[[F], F]:
+               templates: Mapping[str, str] | None = None, published_id: bool = False) -> Callable[[F], F]:
     """Register the decorated run function as experiment ``name`` (the attributes: see :class:`Experiment`)."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"experiment name {name!r}: lower-case letters, digits and _")
@@ -121,11 +123,12 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
         node = study_node(name, key, config, published_id)
         _REGISTRY[name] = Experiment(name=name, key=key, config=config, summary=summary, run=fn, report=report,
                                      check=check, trains=trains, sections=sections, labels=dict(labels or {}),
-                                     ranges=dict(ranges or {}), published_id=published_id, study=node)
+                                     ranges=dict(ranges or {}), templates=dict(templates or {}),
+                                     published_id=published_id, study=node)
         from sim.report.labels import add_labels
         from sim.report.render import show_config
 
-        add_labels(labels or {}, ranges or {})
+        add_labels(labels or {}, ranges or {}, templates or {})
         show_config(name, sections)
         return fn
 

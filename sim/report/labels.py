@@ -96,17 +96,6 @@ LABELS: dict[str, str] = {
 # a registered experiment's figures with a known range ({name: (low, high)}), from its labels.py (add_labels)
 RANGES: dict[str, tuple[float, float]] = {}
 
-
-def add_labels(labels: Mapping[str, str], ranges: Mapping[str, tuple[float, float]] = MappingProxyType({})) -> None:
-    """A registered experiment's key names and figure ranges (``sim/experiments/<name>/labels.py``), for every page.
-    A key another experiment already names differently is refused: one key, one name."""
-    clash = {k: (LABELS[k], v) for k, v in labels.items() if k in LABELS and LABELS[k] != v}
-    if clash:
-        raise ValueError(f"labels named twice, differently: {clash}")
-    LABELS.update(labels)
-    RANGES.update(ranges)
-
-
 _BRACKET = re.compile(r"^(?P<name>[A-Za-z0-9_.]+)\[(?P<arg>[^\[\]\s]+)\]$")  # entropy[panel], not "x [95% CI]"
 # ``name[arg]`` keys that read better as a phrase than as "name: arg"
 TEMPLATES: dict[str, str] = {
@@ -119,11 +108,20 @@ TEMPLATES: dict[str, str] = {
     "share_a_initial": "share choosing A at first, {}",
     "share": "share of {}",
     "mean": "mean {}",
-    # inverse constitution: held-out agreement per scope
-    "learned": "held-out agreement of the learned principles, {}",
-    "given_constitution": "held-out agreement of the given constitution, {}",
-    "no_principle": "held-out agreement with no principle, {}",
 }
+
+
+def add_labels(labels: Mapping[str, str], ranges: Mapping[str, tuple[float, float]] = MappingProxyType({}),
+               templates: Mapping[str, str] = MappingProxyType({})) -> None:
+    """A registered experiment's key names, figure ranges and ``name[arg]`` phrases (``sim/experiments/<name>/labels.py``),
+    for every page. A key or template another experiment already names differently is refused: one key, one name."""
+    clash = {k: (old[k], v) for old, new in ((LABELS, labels), (TEMPLATES, templates)) for k, v in new.items()
+             if k in old and old[k] != v}
+    if clash:
+        raise ValueError(f"labels named twice, differently: {clash}")
+    LABELS.update(labels)
+    RANGES.update(ranges)
+    TEMPLATES.update(templates)
 
 
 def label(key: str, guess: bool = True) -> str:

@@ -196,7 +196,7 @@ BOUNDED = {
     "synthesis tokens": ("experiment=pluralism", "study.pluralism.synthesis_tokens=5000", "[1, 4096]"),
     "generations": ("study.norms.generations=100000", "at most 1,000"),
     "a norm that never holds": ("study.norms.generations=2", "would never hold"),
-    "proposals": ("study.inverse.proposals=5000", "at most 1,000"),
+    "proposals": ("experiment=inverse_constitution", "study.inverse.proposals=5000", "at most 1,000"),
     "an arm twice": ("study.ablation.constitutions=[none,harmlessness,harmlessness]", "more than once"),
 }
 

@@ -68,7 +68,9 @@ SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1
          "study.norms.dilemmas=2", "study.norms.train_policy=false", "study.ablation.train_reward=false",
          "study.human.countries=[US,UK,Japan]")
 # an experiment in its own folder has its settings only in its own runs (its Hydra option): it runs beside the sweep
-OWN = {"overton": ("study.overton.dilemmas=2", "study.overton.voices=1"), "pluralism": ("study.pluralism.dilemmas=2",)}
+# (``{inputs}``: the hostile inputs' folder)
+OWN = {"overton": ("study.overton.dilemmas=2", "study.overton.voices=1"), "pluralism": ("study.pluralism.dilemmas=2",),
+       "inverse_constitution": ("study.inverse.ccai_path={inputs}/ccai.csv",)}
 
 
 def acting(text: str) -> list[str]:
@@ -135,8 +137,9 @@ def sweep(inputs, tmp_path_factory) -> tuple[Path, list[subprocess.CompletedProc
     out = tmp_path_factory.mktemp("hostile_sweep") / "sweep"
     inputs_ = (f"scenario.dilemmas={inputs / 'dilemmas.jsonl'}", f"constitution.name={inputs / 'constitution.yaml'}")
     ran = run_child("main", "--multirun", f"experiment={','.join(k for k in KINDS if k not in OWN)}", *SMALL, *inputs_,
-                    f"study.inverse.ccai_path={inputs / 'ccai.csv'}", f"hydra.sweep.dir={out}")
-    own = [run_child("main", f"experiment={k}", *SMALL[:4], *OWN[k], *inputs_, f"hydra.run.dir={out / k}") for k in OWN]
+                    f"hydra.sweep.dir={out}")
+    own = [run_child("main", f"experiment={k}", *SMALL[:4], *(o.format(inputs=inputs) for o in OWN[k]), *inputs_,
+                     f"hydra.run.dir={out / k}") for k in OWN]
     report = agora(str(out), code=AGORA_REPORT, raw=True, timeout=300)
     assert report.returncode == 0, report.stderr.decode(errors="replace")
     return out, [ran, *own, report]
