@@ -1,7 +1,7 @@
 """Everything ``agora`` can run. A registered experiment is one folder (``sim/experiments/<name>/``, see
 :mod:`sim.experiments.registry`, which finds the folders and runs them). Transitional, until each is converted: the
 society run (``society_run``), the generations loop (``generations``) and the experiments still in one module each
-(``norms``, ``ablation``, ``human``) run through :data:`RUNNERS`; what they share
+(``norms``, ``ablation``) run through :data:`RUNNERS`; what they share
 (``collective`` votes, ``evaluate`` suites, ``injection`` measurement) stays beside them.
 
 :func:`run_experiment` runs any config; :func:`preflight` refuses, before any work, a run that cannot mean
@@ -34,7 +34,6 @@ class Refused(InputError):
 RUNNERS = {
     "evolving_norms": ("sim.experiments.norms", "run_evolving_norms"),
     "constitution_ablation": ("sim.experiments.ablation", "run_constitution_ablation"),
-    "human_distributions": ("sim.experiments.human", "run_human_distributions"),
     "generations": ("sim.experiments.generations", "run_generations"),
     "society": ("sim.experiments.society_run", "run"),
 }

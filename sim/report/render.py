@@ -87,7 +87,6 @@ KIND_CONFIG: dict[str, tuple[str, ...]] = {
     "generations": (*CORE_CONFIG, "alignment"),
     "evolving_norms": ("seed", "name", "llm", "population", "scenario", "calibration", "alignment", "study.norms"),
     "constitution_ablation": (*CORE_CONFIG, "alignment", "study.ablation", "eval.bootstrap"),
-    "human_distributions": ("seed", "name", "llm", "calibration", "study.human", "eval.bootstrap"),
 }
 LLM_KEYS = {"embedded": ("model_path", "device", "dtype", "max_batch_size", "max_batch_tokens", "prefix_sharing",
                          "prefix_cache_mb", "max_context_tokens"),

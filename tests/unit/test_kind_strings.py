@@ -30,8 +30,6 @@ UNCONVERTED: dict[str, set[str]] = {
                        "sim/study_config.py"},
     "constitution_ablation": {"sim/experiments/__init__.py", "sim/experiments/ablation.py", "sim/report/ablation.py",
                               "sim/report/render.py", "sim/study_config.py"},
-    "human_distributions": {"sim/experiments/__init__.py", "sim/experiments/human.py", "sim/report/human.py",
-                            "sim/report/render.py", "sim/study_config.py"},
 }
 
 
