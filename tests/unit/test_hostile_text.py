@@ -65,12 +65,12 @@ from sim.cli import {entry}
 KINDS = ("tiny", "pluralism", "overton", "inverse_constitution", "human_distributions", "evolving_norms",
          "constitution_ablation")
 SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1", "study.norms.generations=4",
-         "study.norms.dilemmas=2", "study.norms.train_policy=false", "study.ablation.train_reward=false",
-         "study.human.countries=[US,UK,Japan]")
+         "study.norms.dilemmas=2", "study.norms.train_policy=false", "study.ablation.train_reward=false")
 # an experiment in its own folder has its settings only in its own runs (its Hydra option): it runs beside the sweep
 # (``{inputs}``: the hostile inputs' folder)
 OWN = {"overton": ("study.overton.dilemmas=2", "study.overton.voices=1"), "pluralism": ("study.pluralism.dilemmas=2",),
-       "inverse_constitution": ("study.inverse.ccai_path={inputs}/ccai.csv",)}
+       "inverse_constitution": ("study.inverse.ccai_path={inputs}/ccai.csv",),
+       "human_distributions": ("study.human.countries=[US,UK,Japan]",)}
 
 
 def acting(text: str) -> list[str]:
