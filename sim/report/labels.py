@@ -96,6 +96,7 @@ LABELS: dict[str, str] = {
 # a registered experiment's figures with a known range ({name: (low, high)}), from its labels.py (add_labels)
 RANGES: dict[str, tuple[float, float]] = {}
 
+
 _BRACKET = re.compile(r"^(?P<name>[A-Za-z0-9_.]+)\[(?P<arg>[^\[\]\s]+)\]$")  # entropy[panel], not "x [95% CI]"
 # ``name[arg]`` keys that read better as a phrase than as "name: arg"
 TEMPLATES: dict[str, str] = {
