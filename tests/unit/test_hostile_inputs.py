@@ -645,16 +645,14 @@ HHH_ROW = {"prompt": "Consider the following conversation between a human and an
            "text_incorrect": "\n\nHuman: Hi\n\nAssistant: Go away."}
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    (("population.clusters=[confucian,islamic,confucian]",), "population.clusters names ['confucian'] more than once"),
-    (("study.ablation.constitutions=[none,multiplex,none]",), "study.ablation.constitutions names ['none'] more than once"),
-    (("experiment=human_distributions", "study.human.instruments=[mfq,mfq]"), "each once"),
-    (("experiment=human_distributions", "study.human.countries=[France,Japan,France,US]"), "at least 3 different countries"),
+@pytest.mark.parametrize("override,needle", [
+    ("population.clusters=[confucian,islamic,confucian]", "population.clusters names ['confucian'] more than once"),
+    ("study.ablation.constitutions=[none,multiplex,none]", "study.ablation.constitutions names ['none'] more than once"),
+    ("experiment=human_distributions study.human.instruments=[mfq,mfq]", "each once"),
+    ("experiment=human_distributions study.human.countries=[France,Japan,France,US]", "at least 3 different countries"),
 ])
-def test_a_list_setting_that_names_something_twice_is_refused(tmp_path, overrides, needle):
-    preset = () if overrides[0].startswith("experiment=") else ("experiment=tiny",)  # an experiment's settings: its preset
-    run = (*(t for t in TINY if not t.startswith("experiment=")), *preset, *overrides)
-    cli_one_line(agora(*run, f"hydra.run.dir={tmp_path / 'run'}", timeout=120), "bad config:", needle)
+def test_a_list_setting_that_names_something_twice_is_refused(tmp_path, override, needle):
+    cli_one_line(agora(*TINY, *override.split(" "), f"hydra.run.dir={tmp_path / 'run'}", timeout=120), "bad config:", needle)
 
 
 # -- sweeps: every point checked before the first runs --------------------------------------------------------
