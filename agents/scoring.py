@@ -302,6 +302,20 @@ async def read_rotations(score: Score, labels: Sequence[str],
     return dist
 
 
+def stance_likelihood_request(d: Dilemma, w: Worldview | None,
+                               quoted: tuple[str, Sequence[tuple[str, str]]] | None = None) -> ScoreRequest:
+    """The request of a likelihood stance reading: each action's own text after the situation (and
+    ``quoted``, what the agent has heard since), option a first."""
+    return ScoreRequest(messages=prompts.choice_messages(d, w, *(quoted or ())), choices=(d.action_a, d.action_b),
+                        continuation=True)
+
+
+def judge_likelihood_request(d: Dilemma, judge: Worldview | None, principle: str, ra: str, rb: str) -> ScoreRequest:
+    """The request of a likelihood judgment: each answer's text after the dilemma and the principle, ``ra`` first."""
+    return ScoreRequest(messages=prompts.judge_likelihood_messages(d, judge, principle),
+                        choices=(prompts.continuation(ra), prompts.continuation(rb)), continuation=True)
+
+
 def read_stance(score: Score, reader: str, d: Dilemma, w: Worldview | None,
                 quoted: tuple[str, Sequence[tuple[str, str]]] | None = None, *, both_orders: bool = True,
                 swapped: bool = False, what: str = "stance") -> Awaitable[PairReading]:
@@ -309,8 +323,7 @@ def read_stance(score: Score, reader: str, d: Dilemma, w: Worldview | None,
     option letters of the stance prompt. ``quoted`` is ``(heading, [(name, text)...])`` the agent has
     heard since its first stance (debate, its own revision)."""
     if reader == "likelihood":
-        return read_likelihood(score, ScoreRequest(messages=prompts.choice_messages(d, w, *(quoted or ())),
-                                                   choices=(d.action_a, d.action_b)), what)
+        return read_likelihood(score, stance_likelihood_request(d, w, quoted), what)
     return read_pair(score, lambda s: ScoreRequest(
         messages=(prompts.reconsider_messages(d, w, *quoted, swap=s) if quoted else prompts.stance_messages(d, w, swap=s)),
         choices=prompts.CHOICE_LABELS), both_orders=both_orders, swapped=swapped, what=what)
@@ -321,8 +334,7 @@ def read_judgment(score: Score, reader: str, d: Dilemma, judge: Worldview | None
     """P(answer ``ra`` is better than ``rb``) by ``reader``: each answer's likelihood after the dilemma
     and the principle, or the letters with ``rb`` shown first when ``swapped``."""
     if reader == "likelihood":
-        return read_likelihood(score, ScoreRequest(messages=prompts.judge_likelihood_messages(d, judge, principle),
-                                                   choices=(prompts.continuation(ra), prompts.continuation(rb))), what)
+        return read_likelihood(score, judge_likelihood_request(d, judge, principle, ra, rb), what)
     return read_pair(score, lambda s: ScoreRequest(
         messages=prompts.judge_messages(d, judge, principle, *((rb, ra) if s else (ra, rb))),
         choices=prompts.CHOICE_LABELS), both_orders=both_orders, swapped=swapped, what=what)

@@ -6,11 +6,12 @@ acknowledges that others may reasonably see it differently (the ``multiplex`` pr
 dismisses dissent. Evaluation pairs use *different dilemmas and different phrasings* than training
 pairs, so accuracy above chance means the reward model learned the rule, not the strings.
 
-Run: ``agora-sanity --out DIR`` (writes ``sanity.json`` there).
+Run: ``agora-sanity --out DIR`` (writes ``sanity.json``, ``report.md`` and ``summary.json`` there).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -93,14 +94,23 @@ def known_rule_preferences(n_train: int, n_eval: int, seed: int, soft: float = 0
     return pairs("train", train_idx, n_train), pairs("eval", eval_idx, n_eval)
 
 
+def _now(name: str, work: Callable[[], dict]) -> dict:
+    return work()
+
+
 def run_sanity(out_dir: Path, n_train: int = 64, n_eval: int = 32, seed: int = 0,
-               reward: RewardConfig | None = None, dpo: DPOConfig | None = None) -> dict:
+               reward: RewardConfig | None = None, dpo: DPOConfig | None = None,
+               stage: Callable[[str, Callable[[], dict]], dict] = _now) -> dict:
+    """Train the reward model, then DPO, on the planted rule; their figures. ``stage(name, work)`` runs each
+    training (``reward_model``, ``dpo``): ``agora-sanity`` passes its run's checkpointed stage, so a stopped run
+    does not train a finished one again."""
     from alignment.dpo import train_dpo  # torch and transformers: not needed to check the counts
     from alignment.reward import train_reward_model
 
     train, held = known_rule_preferences(n_train, n_eval, seed)
     # peak rates twice the constant ones they replaced: a cosine schedule's mean rate is about half its peak
-    rm = train_reward_model(train, held, reward or RewardConfig(epochs=3, batch_size=16, lr=1e-4, seed=seed),
-                            out_dir / "reward_model")
-    dp = train_dpo(train, held, dpo or DPOConfig(epochs=1, batch_size=8, lr=1e-3, seed=seed), out_dir / "policy")
+    rm = stage("reward_model", lambda: train_reward_model(
+        train, held, reward or RewardConfig(epochs=3, batch_size=16, lr=1e-4, seed=seed), out_dir / "reward_model"))
+    dp = stage("dpo", lambda: train_dpo(train, held, dpo or DPOConfig(epochs=1, batch_size=8, lr=1e-3, seed=seed),
+                                        out_dir / "policy"))
     return {"train_pairs": len(train), "eval_pairs": len(held), "reward_model": rm, "dpo": dp}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -21,8 +22,11 @@ def backend():
 
 @pytest.fixture(autouse=True)
 def _environment(request, backend):
-    """Record the software and device beside each benchmark's figures."""
+    """Record the software and device beside each benchmark's figures, and the machine's 1-minute load
+    average at the benchmark's start and end (other jobs may share the cores: a load above the torch
+    threads means they did)."""
     if "benchmark" not in request.fixturenames:
+        yield
         return
     import torch
     import transformers
@@ -34,6 +38,9 @@ def _environment(request, backend):
         "dtype": str(next(backend.model.parameters()).dtype).removeprefix("torch."), "threads": torch.get_num_threads(),
         "model": backend.name, "params": f"{sum(p.numel() for p in backend.model.parameters()) / 1e6:.0f}M",
         "quick": QUICK}
+    start = os.getloadavg()[0]
+    yield
+    request.getfixturevalue("benchmark").extra_info["load_avg_1m"] = [round(start, 2), round(os.getloadavg()[0], 2)]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """Render ``benches/RESULTS.md`` from pytest-benchmark's JSON (and the profiler's JSON if present).
 
-    python -m benches.report benches/results.json [--profile benches/profile.json] [--scale benches/scale.json]
-        [--client benches/client.json] [--out benches/RESULTS.md]
+    python -m benches.report benches/results.json [more.json ...] [--profile benches/profile.json]
+        [--scale benches/scale.json] [--server benches/server.json] [--client benches/client.json]
+        [--collector benches/collector.json] [--out benches/RESULTS.md]
+
+Several results files are merged in order: a benchmark of a later file replaces the one of the same name
+in an earlier file (a part of the suite re-run alone), and each row says which run measured it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,61 @@ def throughput_table(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def likelihood_table(rows: list[dict[str, Any]]) -> list[str]:
+    """The likelihood readings against lm-evaluation-harness's HFLM and the naive loop (``benches/test_likelihood.py``)."""
+    out = ["| workload | items | agora: rate (s) | lm-eval HFLM: rate (s) | naive loop: rate (s) | agora / HFLM | "
+           "agora / naive | target | max \\|Δ log-lik\\| | tokens forwarded: agora / HFLM |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        target = "" if r.get("target") is None else f"≥ {r['target']}× " + ("✅" if r["ratio"] >= r["target"] else "❌")
+        naive = f"**{r['ratio_vs_naive']}×**" + (f" ± {r['ratio_vs_naive_sd']}" if r.get("ratio_vs_naive_sd") is not None else "")
+        out.append(f"| {r['name']} ({r['unit']}) | {r['items']} | "
+                   f"{_fmt(r['agora_rate'])} ({_spread(r['agora_s'], r.get('agora_sd'), r.get('agora_rounds'))}) | "
+                   f"{_fmt(r['baseline_rate'])} ({_spread(r['baseline_s'], r.get('baseline_sd'), r.get('baseline_rounds'))}) | "
+                   f"{_fmt(r['naive_rate'])} ({_spread(r['naive_s'], None, r.get('naive_rounds'))}) | "
+                   f"**{r['ratio']}×**" + (f" ± {r['ratio_sd']}" if r.get("ratio_sd") is not None else "") + f" | {naive} | "
+                   f"{target} | {r['max_abs_logprob_diff']:.1e} | {r['tokens_forwarded']:,} / {r['baseline_tokens']:,} |")
+    return out
+
+
+def server_section(server: dict[str, Any]) -> list[str]:
+    """``benches/server_step.py``'s figures: a whole default step, agora's embedded engine against llama.cpp's server."""
+    s = server["summary"]
+    a, b = s["agora"], s["llama.cpp"]
+    n = len(server["rounds"])
+
+    def step(x: dict[str, Any]) -> str:
+        return f"{x['step_s']} s" + (f" ± {x['step_sd']}" if x.get("step_sd") is not None else "")
+
+    lines = ["## A whole default step: agora's engine against llama.cpp's server", "",
+             f"`{server['command']}` ({server['datetime']}): `agora sim.steps=1` with {server['readers']} readers, "
+             f"{n} round{'s' if n != 1 else ''} alternating the two sides; llama-cpp-python {server['llama_cpp_python']} "
+             f"serving the same Q4_1 GGUF with {server['threads']} threads on 127.0.0.1. Seconds are the step's phases "
+             "(from each run's `summary.json`); mean ± sd over rounds.", "",
+             "| | agora (embedded) | llama.cpp server | server / agora |", "|---|---|---|---|",
+             f"| step | {step(a)} | {step(b)} | **{s['ratio']}×** (per round: {', '.join(map(str, s['ratio_per_round']))}) |",
+             f"| stances/s | {a['stances_per_s']} | {b['stances_per_s']} | {round(a['stances_per_s'] / b['stances_per_s'], 2)}× |",
+             f"| preferences/s | {a['preferences_per_s']} | {b['preferences_per_s']} | "
+             f"{round(a['preferences_per_s'] / b['preferences_per_s'], 2)}× |"]
+    lines += [f"| {phase} s | {a['phase_seconds'][phase]} | {b['phase_seconds'].get(phase, '—')} | "
+              f"{s['phase_ratio'].get(phase, '—')}× |" for phase in a["phase_seconds"]]
+    return lines + [""]
+
+
+def merge(files: list[dict[str, Any]]) -> dict[str, Any]:
+    """pytest-benchmark JSONs merged in order (a later benchmark replaces an earlier one of the same name), each
+    benchmark's ``extra_info`` given the ``measured`` datetime of its run."""
+    out = dict(files[-1])
+    by_name: dict[str, dict[str, Any]] = {}
+    for f in files:
+        for b in f["benchmarks"]:
+            b["extra_info"].setdefault("measured", f.get("datetime", "?")[:16])
+            by_name[b["name"]] = b
+    out["benchmarks"] = list(by_name.values())
+    out["datetime"] = ", ".join(sorted({f.get("datetime", "?")[:16] for f in files}))
+    return out
+
+
 def scale_section(scale: dict[str, Any]) -> list[str]:
     """``benches/test_population_scale.py``'s figures (its own JSON: the benchmark is not in ``make bench``)."""
     m = scale.get("machine_info", {})
@@ -58,6 +117,37 @@ def scale_section(scale: dict[str, Any]) -> list[str]:
                       + (f" (the run's CPU time {i['cpu_exponent']})" if "cpu_exponent" in i else "")
                       + f", memory above the fixed cost **{i['memory_exponent']}** (target ≤ 1.15)."]
         lines += [f"- {r['agents']:,} agents: {r['note']}" for r in i["runs"] if r.get("note")] + [""]
+    return lines
+
+
+def collector_section(collector: dict[str, Any]) -> list[str]:
+    """``benches/test_step_collector.py``'s figures: CPU per agent-step at 1k-10k agents and the step collector's
+    ratio against the previous policy in one process (its own JSON, like the population-scale one)."""
+    m = collector.get("machine_info", {})
+    info = {b["extra_info"].get("name"): b["extra_info"] for b in collector["benchmarks"]}
+    machine = (f"{m.get('cpu', {}).get('brand_raw', '?')} ({m.get('cpu', {}).get('count', '?')} logical cores, no GPU), "
+               f"{collector.get('datetime', '?')[:16]}")
+    lines = ["### CPU per agent-step (scripted backend)", ""]
+    if cpu := info.get("agent_step_cpu"):
+        loads = cpu["load"]
+        lines += [f"Whole `agora llm=scripted population.size=N sim.steps=1` runs (checkpointed, every output written), one "
+                  f"process each, {cpu['repeats']} repeats per size interleaved, on {machine}, load average "
+                  f"{min(loads):.1f}–{max(loads):.1f} (a shared machine; CPU time moves less with load than wall time). "
+                  f"CPU per agent-step = (the run's CPU − a 10-agent run's {cpu['base_cpu_s']} s) / N.", "",
+                  "| agents | ms of CPU per agent-step, median | range over repeats |", "|---|---|---|"]
+        lines += [f"| {int(n):,} | **{v['median']:.2f}** | {v['min']:.2f}–{v['max']:.2f} |"
+                  for n, v in cpu["ms_per_agent_step"].items()]
+        a, b = cpu["exponent_sizes"]
+        lines += ["", f"The framework's CPU grows as N^{cpu['cpu_exponent']} from {a:,} to {b:,} agents; at that exponent "
+                      f"100,000 agents would take **~{cpu['projected_100k_ms']:.2f} ms per agent-step** (a projection, "
+                      f"not a run). Target ≤ 1 ms: {'✅' if cpu['projected_100k_ms'] <= 1 else '❌'}.", ""]
+    if r := info.get("collector_ratio"):
+        b, a = r["baseline_ms_per_agent"], r["agora_ms_per_agent"]
+        lines += [f"The step's garbage-collector policy (`{r['policy']}`, `sim/society.py`) against the previous one (the "
+                  f"pre-step heap frozen, CPython's thresholds), one {r['agents']:,}-agent step in one process, "
+                  f"{r['rounds']} rounds each, alternating: **{a['median']:.2f} ms** of CPU per agent-step "
+                  f"({a['min']:.2f}–{a['max']:.2f}) vs {b['median']:.2f} ms ({b['min']:.2f}–{b['max']:.2f}), "
+                  f"**{r['ratio']}×**; the rows of every round equal. Load average {r['load']:.1f}.", ""]
     return lines
 
 
@@ -132,9 +222,10 @@ def client_section(client: dict[str, Any], scale: dict[str, Any] | None = None) 
 
 
 def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[str, Any] | None = None,
-           client: dict[str, Any] | None = None) -> str:
+           client: dict[str, Any] | None = None, server: dict[str, Any] | None = None,
+           collector: dict[str, Any] | None = None) -> str:
     m, info = bench.get("machine_info", {}), [b["extra_info"] for b in bench["benchmarks"]]
-    env = next((i["environment"] for i in info if "environment" in i), {})
+    env = max((i for i in info if "environment" in i), key=lambda i: i.get("measured", ""), default={}).get("environment", {})
     lines = ["# Benchmark results", "",
              "Generated by `make bench` (`benches/`, pytest-benchmark); every ratio is measured in the same process, "
              "on the same model and inputs, against the baseline named in its row.", "",
@@ -144,8 +235,22 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
              f"- torch {env.get('torch', '?')}, transformers {env.get('transformers', '?')}, device `{env.get('device', '?')}`, "
              f"dtype {env.get('dtype', '?')}, torch threads {env.get('threads', '?')}",
              f"- model: {env.get('model', '?')} ({env.get('params', '?')} parameters)",
-             f"- run: {bench.get('datetime', '?')}, quick mode: {env.get('quick', '?')}", ""]
-    flows = [i for i in info if "ratio" in i]
+             f"- runs: {bench.get('datetime', '?')} (each row names its own), quick mode: {env.get('quick', '?')}",
+             "- load: other jobs may share the machine's cores; `load_avg_1m` under a benchmark is the 1-minute load "
+             "average at its start and end (above the torch threads: other jobs ran beside it)", ""]
+    readings = [i for i in info if "ratio" in i and "ratio_vs_naive" in i]
+    if readings:
+        lines += ["## Likelihood readings against lm-evaluation-harness", "",
+                  "The society's own likelihood requests (the default personas; MoralChoice and DailyDilemmas items) scored by "
+                  "agora's engine, by lm-evaluation-harness's `HFLM.loglikelihood` and by the naive loop, in one process on "
+                  "the same loaded model and threads (`benches/test_likelihood.py`); agora's side mean ± sd over rounds.", ""]
+        lines += likelihood_table(readings) + [""]
+        for i in readings:
+            lines.append(f"- **{i['name']}**: " + ", ".join(f"{k} = {_fmt(v)}" for k, v in i.items() if k in (
+                "hflm_batch", "naive_rounds", "max_abs_option_gap_diff", "max_abs_logprob_diff_naive", "distinct_tokens", "measured",
+                "baseline", "load_avg_1m")))
+        lines.append("")
+    flows = [i for i in info if "ratio" in i and "ratio_vs_naive" not in i]
     if flows:
         lines += ["## Throughput", ""] + throughput_table(flows) + [""]
         for i in flows:
@@ -172,8 +277,12 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
                   "in the outermost).", "", "| bucket | seconds | share |", "|---|---|---|"]
         lines += [f"| {k} | {v:.2f} | {100 * v / profile['wall_s']:.1f}% |" for k, v in profile["buckets"].items()]
         lines += [""] + [f"- {n}" for n in profile.get("notes", [])] + [""]
+    if server:
+        lines += server_section(server)
     if scale:
         lines += scale_section(scale)
+    if collector:
+        lines += collector_section(collector)
     if client:
         scale_info = next((b["extra_info"] for b in (scale or {}).get("benchmarks", [])
                            if b["extra_info"].get("name") == "population_scale"), None)
@@ -183,21 +292,27 @@ def render(bench: dict[str, Any], profile: dict[str, Any] | None, scale: dict[st
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("results", type=Path)
+    ap.add_argument("results", type=Path, nargs="+", help="pytest-benchmark JSONs, merged in order")
     ap.add_argument("--profile", type=Path, default=None)
     ap.add_argument("--scale", type=Path, default=Path(__file__).with_name("scale.json"),
                     help="benches/test_population_scale.py's JSON, kept across `make bench` runs (skipped if absent)")
+    ap.add_argument("--server", type=Path, default=Path(__file__).with_name("server.json"),
+                    help="benches/server_step.py's JSON (skipped if absent)")
     ap.add_argument("--client", type=Path, default=Path(__file__).with_name("client.json"),
                     help="benches/test_client_throughput.py's JSON, kept across `make bench` runs (skipped if absent)")
+    ap.add_argument("--collector", type=Path, default=Path(__file__).with_name("collector.json"),
+                    help="benches/test_step_collector.py's JSON, kept across `make bench` runs (skipped if absent)")
     ap.add_argument("--notes", type=Path, default=Path(__file__).with_name("NOTES.md"),
                     help="hand-written analysis appended verbatim (kept across re-runs)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     a = ap.parse_args(argv)
-    bench = json.loads(a.results.read_text())
+    bench = merge([json.loads(r.read_text()) for r in a.results])
     profile = json.loads(a.profile.read_text()) if a.profile and a.profile.is_file() else None
     scale = json.loads(a.scale.read_text()) if a.scale and a.scale.is_file() else None
+    server = json.loads(a.server.read_text()) if a.server and a.server.is_file() else None
     client = json.loads(a.client.read_text()) if a.client and a.client.is_file() else None
-    text = render(bench, profile, scale, client)
+    collector = json.loads(a.collector.read_text()) if a.collector and a.collector.is_file() else None
+    text = render(bench, profile, scale, client, server, collector)
     if a.notes and a.notes.is_file():
         text += "\n" + a.notes.read_text()
     a.out.write_text(text)

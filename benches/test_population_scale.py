@@ -80,7 +80,7 @@ def measure(n: int, root: Path = ROOT, timeout_s: float = 900, max_gb: float | N
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: stop Popen waiting again
         watcher.join()
         err = (Path(tmp) / "stderr").read_text(errors="replace")
-        row: dict[str, Any] = {"agents": n, "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        row: dict[str, Any] = {"agents": n, "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
                                "peak_rss_mb": round(usage.ru_maxrss / 1024),
                                "finished": (out / "summary.json").is_file(), "stopped": killed[0] if killed else None}
         if row["finished"]:

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import torch
 
-from agents import prompts
+from agents import prompts, scoring
 from agents.llm.base import GenerateRequest, ScoreRequest
 from agents.llm.embedded import sorted_common_prefixes
 from agents.worldview import PopulationSpec, Worldview, sample_population
@@ -72,13 +72,48 @@ def stance_requests(n_agents: int, max_new_tokens: int, seed: int = 0) -> tuple[
     return gen, score
 
 
+def likelihood_dilemmas(n: int) -> list[Dilemma]:
+    """``n`` of the default scenario's dilemmas, MoralChoice and DailyDilemmas items alternately."""
+    ds = load_dilemmas("default")
+    by_source = [[d for d in ds if d.source.startswith(s)] for s in ("MoralChoice", "DailyDilemmas")]
+    return [by_source[k % 2][k // 2] for k in range(n)]
+
+
+def stance_likelihood_requests(n_agents: int, n_dilemmas: int, seed: int = 0) -> list[ScoreRequest]:
+    """Every agent's likelihood stance reading of each dilemma (each action's own text after the
+    situation), rendered by the society's reader (:func:`agents.scoring.stance_likelihood_request`)."""
+    ws = population(n_agents, seed)
+    return [scoring.stance_likelihood_request(d, w) for d in likelihood_dilemmas(n_dilemmas) for w in ws]
+
+
+def judge_likelihood_requests(n: int, n_dilemmas: int, seed: int = 0) -> list[ScoreRequest]:
+    """``n`` likelihood judgments as a society makes them (:func:`agents.scoring.judge_likelihood_request`):
+    a judge with its persona, a sampled principle, two stance-length answers scored after the dilemma."""
+    rng = np.random.default_rng(seed)
+    ds = likelihood_dilemmas(n_dilemmas)
+    judges = population(32, seed)
+    principles = load_constitution("harmlessness").judge
+    out = []
+    for k in range(n):
+        d = ds[k % len(ds)]
+        w = judges[int(rng.integers(len(judges)))]
+        principle = principles[int(rng.integers(len(principles)))].text
+        out.append(scoring.judge_likelihood_request(d, w, principle, answer(d, "a"), answer(d, "b")))
+    return out
+
+
+def chat_context(tokenizer, req: ScoreRequest) -> str:
+    """A request's prompt as the text a likelihood reading continues: the chat template applied,
+    the assistant turn opened (what lm-evaluation-harness calls the context)."""
+    chat = [{"role": m.role, "content": m.content} for m in req.messages]
+    return tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + req.assistant_prefix
+
+
 @torch.inference_mode()
 def naive_judge(model, tokenizer, req: ScoreRequest) -> list[float]:
     """The loop a user writes with ``transformers``: per option, tokenise prompt + option and run one
-    batch-1 forward of the full sequence; sum the option tokens' log-probs."""
-    chat = [{"role": m.role, "content": m.content} for m in req.messages]
-    text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False) + req.assistant_prefix
-    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    batch-1 forward of the full sequence; sum the option tokens' log-probs (a label or a whole reply)."""
+    prompt = tokenizer(chat_context(tokenizer, req), add_special_tokens=False)["input_ids"]
     out = []
     for c in req.choices:
         cand = tokenizer(c, add_special_tokens=False)["input_ids"]

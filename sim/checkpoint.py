@@ -144,9 +144,9 @@ def _finished_run(run_dir: Path) -> tuple[str, str] | None:
     return summary["run_id"], summary["kind"]
 
 
-def claim(out_dir: Path, run_id: str, kind: str | None) -> dict[str, Any] | None:
+def claim(out_dir: Path, run_id: str, kind: str | None, folder: str = "hydra.run.dir") -> dict[str, Any] | None:
     """The run-folder policy, for a run started without ``resume=`` into ``out_dir``: the checkpoint to go on
-    from, None to start afresh, or one line saying why not.
+    from, None to start afresh, or one line saying why not (``folder``: the option that chose the folder).
 
     - no finished run and no checkpoint in the folder (a new or empty folder): None;
     - a checkpoint of this run (same run id, and same kind when ``kind`` is given: the config hashes to the
@@ -163,18 +163,18 @@ def claim(out_dir: Path, run_id: str, kind: str | None) -> dict[str, Any] | None
             raise RunComplete(f"{out_dir}: already holds this {this}, finished: nothing to do "
                               "(remove the folder to run it again)")
         raise InputError(f"{out_dir}: holds a finished {finished[1]} run {finished[0]}; this config gives {this}: "
-                         "choose another hydra.run.dir (a finished run's folder is not written over)")
+                         f"choose another {folder} (a finished run's folder is not written over)")
     if not (out_dir / CHECKPOINT).exists():
         return None
     try:
         state = read_checkpoint(out_dir)
     except InputError as exc:
-        raise InputError(f"{exc} (this config gives {this}; the checkpoint is kept: choose another hydra.run.dir, "
+        raise InputError(f"{exc} (this config gives {this}; the checkpoint is kept: choose another {folder}, "
                          "or remove it to start afresh)") from None
     if state["run_id"] != run_id or kind not in (None, state["kind"]):
         raise InputError(f"{out_dir}: holds the checkpoint of an unfinished {state['kind']} run {state['run_id']}; "
                          f"this config gives {this}: continue that run with agora resume={out_dir}, or choose another "
-                         "hydra.run.dir")
+                         f"{folder}")
     return state
 
 
@@ -215,6 +215,7 @@ class Checkpoint:
         config: stored so that ``resume=DIR`` needs nothing else.
         stats: the backend counters; restored on resume, saved with every write.
         resume: load the folder's checkpoint (required to exist) instead of starting afresh.
+        folder: the option that chose ``out_dir`` (named when the folder holds another run).
 
     Takes the folder's lock (:class:`~sim.lock.FolderLock`) before reading anything: a second run into the folder,
     or a resume while the run still goes, is an :class:`InputError` naming the holder. Released by
@@ -222,7 +223,7 @@ class Checkpoint:
     """
 
     def __init__(self, out_dir: Path, run_id: str, kind: str, config: Any, stats: BackendStats | None,
-                 resume: bool = False) -> None:
+                 resume: bool = False, folder: str = "hydra.run.dir") -> None:
         self.path = out_dir / CHECKPOINT
         self.dir = out_dir / CHECKPOINT_DIR
         self.stats: BackendStats | None = None
@@ -240,7 +241,7 @@ class Checkpoint:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.lock = FolderLock(out_dir)
         try:
-            self._load(out_dir, run_id, kind, resume)
+            self._load(out_dir, run_id, kind, resume, folder)
         except BaseException:
             self.lock.release()
             raise
@@ -250,14 +251,14 @@ class Checkpoint:
         if opened is not None:
             opened.append(self)
 
-    def _load(self, out_dir: Path, run_id: str, kind: str, resume: bool) -> None:
+    def _load(self, out_dir: Path, run_id: str, kind: str, resume: bool, folder: str) -> None:
         if resume:
             state = read_checkpoint(out_dir)
             if state["run_id"] != run_id or state["kind"] != kind:
                 raise InputError(f"{self.path}: checkpoint is for {state['kind']} run "
                                  f"{state['run_id']}, this config gives {kind} run {run_id}")
         else:
-            found = claim(out_dir, run_id, kind)
+            found = claim(out_dir, run_id, kind, folder)
             if found is None:
                 return
             state = found

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import os
 import re
@@ -30,7 +29,6 @@ from agents.llm.base import BackendError
 from alignment.launch import TrainingError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
-from sim import aio
 from sim.config import AgoraConfig, schema, structured
 from sim.display import inert, inert_lines
 
@@ -452,25 +450,16 @@ def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
         state = read_checkpoint(out)
     except InputError as exc:
         fail(str(exc))
+    from sim.checkpoint import CHECKPOINT
     from sim.experiments.registry import study_class
-    from sim.ids import MAY_CHANGE_ON_RESUME
+    from sim.ids import MAY_CHANGE_ON_RESUME, resume_overrides, resumed_config, stored_kind
 
-    allowed = tuple(f"{k}=" for k in MAY_CHANGE_ON_RESUME)
-    given = [o for o in HydraConfig.get().overrides.task if not o.startswith(("resume=", "hydra."))]
-    kept = [o for o in given if o.startswith(allowed)]  # e.g. the server moved: point the run at it
-    ignored = [o for o in given if o not in kept]
+    kept, ignored = resume_overrides(list(HydraConfig.get().overrides.task))
     if ignored:
         log.warning("resume: using the config stored in %s; ignoring %s (only %s may change)", out, " ".join(ignored),
-                    ", ".join(a.rstrip("=") for a in allowed))
-    from sim.checkpoint import CHECKPOINT
-
+                    ", ".join(MAY_CHANGE_ON_RESUME))
     try:
-        stored = dict(state["config"])
-        node = study_class(str(stored.get("study", {}).get("kind", "society")))
-        own = {f.name for f in dataclasses.fields(node)}  # a stored config from before each experiment had its own
-        stored["study"] = {k: v for k, v in stored.get("study", {}).items() if k in own}  # node holds every study's
-        merged = OmegaConf.merge(schema(node), stored, OmegaConf.from_dotlist(kept))
-        cfg = OmegaConf.to_object(merged)
+        cfg = resumed_config(state["config"], kept, study_class(stored_kind(state["config"])))
     except Exception as exc:  # OmegaConf type errors and __post_init__ checks, as in typed_config
         fail(f"{out / CHECKPOINT}: the stored config is not valid: {str(exc).strip().splitlines()[0]}")
     assert isinstance(cfg, AgoraConfig)
@@ -504,7 +493,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     return kept + ["hydra.run.dir=${resume}", "hydra.output_subdir=null"]
 
 
-def check_run_dir_free(argv: list[str]) -> None:
+def check_run_dir_free(argv: list[str], prog: str = "agora") -> None:
     """Fail (one line, exit 2) if a running run holds the folder this command would write into, before
     Hydra appends to its ``cli.log`` and rewrites its ``.hydra/``: ``resume=DIR``, or a literal
     ``hydra.run.dir=DIR`` (a timestamped default folder is new). The run's own lock decides the rest."""
@@ -516,7 +505,7 @@ def check_run_dir_free(argv: list[str]) -> None:
         for d in dirs:
             check_unlocked(Path(d))
     except InputError as exc:
-        fail(str(exc))
+        fail(str(exc), prog)
 
 
 def check_run_folder(argv: list[str]) -> None:
@@ -568,26 +557,30 @@ def main() -> None:
 # -- agora-eval ----------------------------------------------------------------------------------
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def _eval_main(dcfg: DictConfig) -> None:
+    from sim.checkpoint import RunComplete
+    from sim.experiments.entry_points import run_eval
+    from sim.experiments.evaluate import eval_inputs
+    from sim.report.eval import report_lines
+
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
-    from sim.experiments.evaluate import eval_inputs, evaluate
-    from sim.lifecycle import make_backend
-    from sim.report.eval import report_lines
-    from sim.store import atomic_write_bytes
-
+    if cfg.resume:
+        cfg, out = _resumed(cfg.resume)
     try:
         inputs = eval_inputs(cfg)  # every path and file checked before the model loads
     except InputError as exc:
         bad_config(str(exc))
     try:
-        summary = evaluate(cfg, make_backend(cfg.llm), out, inputs=inputs)
+        summary = run_eval(cfg, out, inputs)
+    except RunComplete as exc:
+        print(inert(f"agora-eval: {exc}", newlines=False))
+        return
     except (InputError, BackendError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(os_error_line(exc))
-    text = inert_lines(report_lines(summary))
-    atomic_write_bytes(out / "eval.md", (text + "\n").encode())
-    print(inert(f"agora-eval: {', '.join(summary['suites'])} -> {out}", newlines=False) + "\n" + text)
+    print(inert(f"agora-eval: {', '.join(summary['suites'])} -> {out}", newlines=False) + "\n"
+          + inert_lines(report_lines(summary)))
 
 
 def eval_main() -> None:
@@ -597,6 +590,8 @@ def eval_main() -> None:
         print(eval_help())
         return
     check_sweep(sys.argv[1:], "eval", "agora-eval")
+    check_run_dir_free(sys.argv[1:], "agora-eval")
+    sys.argv[1:] = resume_argv(sys.argv[1:])
     interruptible(lambda: run_hydra(_eval_main), "agora-eval")
 
 
@@ -714,8 +709,12 @@ def _writable_output(ap: argparse.ArgumentParser, path: Path, folder: bool) -> N
 def _measure(prog: str, work: Callable[[], None]) -> None:
     """Run a measurement command's work with its input and backend errors (missing weights, a file it cannot
     write) as one ``PROG: error:`` line, exit 2."""
+    from sim.checkpoint import RunComplete
+
     try:
         interruptible(work, prog)
+    except RunComplete as exc:  # the same command again after it finished
+        print(inert(f"{prog}: {exc}", newlines=False))
     except (InputError, BackendError) as exc:
         fail(str(exc), prog, logged=False)
     except OSError as exc:
@@ -726,7 +725,8 @@ def sanity_main(argv: Sequence[str] | None = None) -> None:
     from alignment.sanity import max_pairs
 
     ap = OneLineParser(prog="agora-sanity", description="Known-rule sanity check: do the reward model and DPO "
-                       "learn a rule planted in synthetic preferences?")
+                       "learn a rule planted in synthetic preferences? (a run like every run: report.md, summary.json; "
+                       "the same command again resumes a stopped one)")
     ap.add_argument("--out", type=_path, default=Path("outputs/sanity"), help="output folder (default outputs/sanity)")
     ap.add_argument("--train", type=_int_in(2, max_pairs() - 2), default=64, help="training pairs (default 64)")
     ap.add_argument("--eval", type=_int_in(2, max_pairs() - 2), default=32, help="held-out pairs (default 32)")
@@ -740,16 +740,10 @@ def sanity_main(argv: Sequence[str] | None = None) -> None:
 
 def _sanity(out: Path, train: int, held_out: int, seed: int) -> None:
     from agents.llm.embedded.weights import require_default_weights
-    from alignment.sanity import run_sanity
+    from sim.experiments.entry_points import run_sanity_command, sanity_lines
 
     require_default_weights(minilm=True)  # the reward model's backbone and the policy, before any training
-    result = run_sanity(out, train, held_out, seed)
-    (out / "sanity.json").write_text(json.dumps(result, indent=2, default=str))
-    rm, dp = result["reward_model"], result["dpo"]
-    print(f"reward model: held-out accuracy {rm['eval']['accuracy']:.3f} (chance 0.5), ECE {rm['eval']['ece']:.3f}, "
-          f"{rm['pairs_per_s']:.1f} pairs/s")
-    print(f"DPO (1 epoch): held-out implicit reward margin {dp['eval_margin_before']:.4f} -> {dp['eval_margin_after']:.4f}, "
-          f"margin accuracy {dp['eval_margin_accuracy']:.3f}, {dp['pairs_per_s']:.2f} pairs/s")
+    print("\n".join(sanity_lines(run_sanity_command(out, train, held_out, seed))))
 
 
 def injection_main(argv: Sequence[str] | None = None) -> None:
@@ -757,31 +751,24 @@ def injection_main(argv: Sequence[str] | None = None) -> None:
 
     pool = len(load_dilemmas("default"))
     ap = OneLineParser(prog="agora-injection", description="How often does text an agent writes move a judge's "
-                       "label? Before and after agora's mitigations (writes injection.json).")
+                       "label? Before and after agora's mitigations (writes --out, and report.md and summary.json beside "
+                       "it: its folder is the run's; the same command again resumes a stopped one).")
     ap.add_argument("--dilemmas", type=_int_in(1, pool), default=40,
                     help=f"answer pairs, one per dilemma of the bundled set (default 40, at most {pool})")
     ap.add_argument("--seed", type=SEED, default=0)
-    ap.add_argument("--out", type=_path, default=Path("injection.json"), help="output file (default injection.json)")
+    ap.add_argument("--out", type=_path, default=Path("outputs/injection/injection.json"),
+                    help="output file (default outputs/injection/injection.json); its folder is the run's")
     args = ap.parse_args(argv)
+    if args.out == Path("outputs/injection/injection.json"):
+        args.out.parent.mkdir(parents=True, exist_ok=True)
     _writable_output(ap, args.out, folder=False)
     _measure("agora-injection", lambda: _injection(args.dilemmas, args.seed, args.out))
 
 
 def _injection(n: int, seed: int, out: Path) -> None:
-    from agents.llm.embedded import EmbeddedBackend
-    from scenarios.dilemma import load_dilemmas
-    from sim.experiments.injection import answers, measure
-    from sim.seeding import sample_dilemmas
+    from sim.experiments.entry_points import injection_lines, run_injection_command
 
-    backend = EmbeddedBackend()
-    ds = sample_dilemmas(load_dilemmas("default"), n, seed, "injection")
-    pairs = aio.run(answers(backend, ds, seed))
-    result = aio.run(measure(backend, ds, pairs)) | {"model": backend.name, "seed": seed}
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    for pname, res in result["prompts"].items():
-        for iname, r in res.items():
-            print(f"{pname:7s} {iname:20s} moved (one order) {r['moved_one_order']:.3f}  moved (both) {r['moved']:.3f}  "
-                  f"shift {r['shift']:+.4f}  max |shift| {r['max_abs_shift']:.4f}")
+    print("\n".join(injection_lines(run_injection_command(n, seed, out))))
 
 
 if __name__ == "__main__":

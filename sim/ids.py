@@ -13,6 +13,13 @@ every preset's id):
   node with ``published_id = False`` (an experiment added after that date) is hashed as it is.
 - a setting added after that date enters the hash only when set away from its default (:data:`ADDED_LATER`),
   so adding a setting never changes the id of a run that does not use it.
+- the entry points other than ``agora`` (``agora-eval``, ``agora-sanity``, ``agora-injection``) are runs of their
+  own kind; a kind in :data:`OWN_SETTINGS` also hashes the sections ``NOT_IN_ID`` leaves out of every other run
+  (``agora-eval``'s ``eval``: it is what that run measures). Runs of every other kind hash as before.
+
+Resume: :data:`MAY_CHANGE_ON_RESUME` names the settings a resumed run takes from the command line (where the model
+is served, how patiently, the progress bar, whether a failed gate stops it); :func:`resumed_config` applies that
+rule to a checkpoint's stored config, for every command that resumes.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sim.config import AgoraConfig
+    from sim.study_config import StudyConfig
 
 # where the model is served from and how patiently: neither what a run is nor fixed for its life (``tokenizer`` only
 # renders the served model's own chat template for the echo form: how it is read, not what)
@@ -54,6 +62,9 @@ PUBLISHED_STUDIES: dict[str, Any] = {
     },
     "ablation": {"constitutions": ["none", "harmlessness", "multiplex", "single_care"], "train_reward": True},
 }
+
+# run kind -> the NOT_IN_ID sections its id hashes too: what that kind of run is (agora-eval's suites and samples)
+OWN_SETTINGS: dict[str, tuple[str, ...]] = {"eval": ("eval",)}
 
 # settings added after 2026-12-07, dotted path -> default: hashed only when set to another value
 ADDED_LATER: dict[str, Any] = {}
@@ -94,13 +105,18 @@ def study_settings(study: Any) -> dict[str, Any]:
     return hashed
 
 
-def id_settings(cfg: AgoraConfig) -> dict[str, Any]:
-    """What the run id hashes: the config without :data:`NOT_IN_ID`, the study as :func:`study_settings` gives it,
-    and the :data:`ADDED_LATER` settings left at their defaults taken out."""
+def id_settings(cfg: AgoraConfig, kind: str | None = None) -> dict[str, Any]:
+    """What the run id hashes: the config without :data:`NOT_IN_ID` (less the sections a ``kind`` in
+    :data:`OWN_SETTINGS` keeps), the study as :func:`study_settings` gives it, and the :data:`ADDED_LATER` settings
+    left at their defaults taken out."""
     settings = {f.name: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
                 for f in dataclasses.fields(cfg) if f.name != "study" for v in [getattr(cfg, f.name)]}
+    kept = OWN_SETTINGS.get(kind or "", ())
     for path in NOT_IN_ID:
-        _drop(settings, path)
+        if path not in kept:
+            _drop(settings, path)
+    if kept:
+        settings["run_kind"] = kind
     settings["study"] = study_settings(cfg.study)
     for path, default in ADDED_LATER.items():
         if _get(settings, path) == default:
@@ -108,7 +124,39 @@ def id_settings(cfg: AgoraConfig) -> dict[str, Any]:
     return settings
 
 
-def run_id_for(cfg: AgoraConfig) -> str:
-    """Deterministic: the same config and seed give the same id (so outputs are byte-identical)."""
-    blob = json.dumps(id_settings(cfg), sort_keys=True, default=str)
+def run_id_for(cfg: AgoraConfig, kind: str | None = None) -> str:
+    """Deterministic: the same config and seed give the same id (so outputs are byte-identical). ``kind``: the run's
+    kind, which changes the id only for the kinds in :data:`OWN_SETTINGS`."""
+    blob = json.dumps(id_settings(cfg, kind), sort_keys=True, default=str)
     return f"{cfg.name}-s{cfg.seed}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+
+
+def resume_overrides(overrides: list[str]) -> tuple[list[str], list[str]]:
+    """The command-line overrides a resumed run takes (those of :data:`MAY_CHANGE_ON_RESUME`, e.g. the server moved:
+    point the run at it), and the ones it ignores (its stored config says what it is)."""
+    allowed = tuple(f"{k}=" for k in MAY_CHANGE_ON_RESUME)
+    given = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
+    kept = [o for o in given if o.startswith(allowed)]
+    return kept, [o for o in given if o not in kept]
+
+
+def stored_kind(stored: dict[str, Any]) -> str:
+    """The ``study.kind`` of a checkpoint's stored config (its study node is looked up by it)."""
+    return str(stored.get("study", {}).get("kind", "society"))
+
+
+def resumed_config(stored: dict[str, Any], kept: list[str], node: type[StudyConfig]) -> AgoraConfig:
+    """The config stored in a checkpoint with the ``kept`` overrides (:func:`resume_overrides`) applied, checked as a
+    composed one is (an OmegaConf type error or a ``__post_init__`` check raises). ``node``: the study node of its
+    :func:`stored_kind`. A config stored before each experiment had its own ``study`` node holds every study's
+    settings: the keys its node lacks are dropped."""
+    from omegaconf import OmegaConf
+
+    from sim.config import AgoraConfig, schema
+
+    stored = dict(stored)
+    own = {f.name for f in dataclasses.fields(node)}
+    stored["study"] = {k: v for k, v in stored.get("study", {}).items() if k in own}
+    cfg = OmegaConf.to_object(OmegaConf.merge(schema(node), stored, OmegaConf.from_dotlist(kept)))
+    assert isinstance(cfg, AgoraConfig)
+    return cfg

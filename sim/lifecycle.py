@@ -80,6 +80,9 @@ class Run:
         backend: the LLM backend (None: made from ``cfg.llm``).
         kind: what the checkpoint and ``summary.json`` call the run (an experiment's name).
         trains: the run trains on its labels (a failed gate may stop it, see ``sim.calibration``).
+        gated: run the label-quality gate first (``agora-eval``, ``agora-sanity`` and ``agora-injection`` measure
+            something else and skip it).
+        folder: the option that chose ``out_dir``, named when the folder holds another run.
 
     Attributes:
         run_id, ckpt, backend, label_quality: set once the run has started.
@@ -87,9 +90,10 @@ class Run:
     """
 
     def __init__(self, cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None, *, kind: str,
-                 trains: bool = False) -> None:
+                 trains: bool = False, gated: bool = True, folder: str = "hydra.run.dir") -> None:
         self.cfg, self.out_dir, self.kind, self.trains = cfg, out_dir, kind, trains
-        self.run_id = run_id_for(cfg)
+        self.gated, self.folder = gated, folder
+        self.run_id = run_id_for(cfg, kind)
         self.backend: LLMBackend = backend  # type: ignore[assignment]  # made by _open when None
         self.ckpt: Checkpoint = None  # type: ignore[assignment]
         self.label_quality: dict[str, Any] | None = None
@@ -126,10 +130,10 @@ class Run:
         from sim.calibration import start as gate
 
         self.ckpt = Checkpoint(self.out_dir, self.run_id, self.kind, self.cfg, None,
-                               resume=bool(self.cfg.resume))  # refuses before the model loads
+                               resume=bool(self.cfg.resume), folder=self.folder)  # refuses before the model loads
         self.backend = self.backend or make_backend(self.cfg.llm)
         self.ckpt.track(self.backend.stats)
-        self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains)
+        self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains) if self.gated else None
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     @classmethod

@@ -9,11 +9,12 @@ plays in its pd_grid example).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import math
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +164,56 @@ def judge_plan(rng: np.random.Generator, clusters: Sequence[str], answers: dict[
     return plan
 
 
+@dataclass(frozen=True)
+class StepCollector:
+    """How the cyclic garbage collector runs during a step (values and output bytes do not depend on it).
+
+    Everything alive before the step (libraries, weights, earlier steps' rows) is frozen out of the
+    collector's scans for the step (``gc.freeze``): otherwise each full collection walks that whole heap,
+    and their number grows with N, which made a 512-agent step ~2x slower. Within the step, with the
+    default thresholds (700, 10, 10), a 3,000-agent step ran ~1,560 young, ~140 middle and 12 full
+    collections (1.3 s of a 5.0 s step): each full one walks every row and live team made since the step
+    began, and as the step's heap grows by 25% between them (CPython's rule) that is ~5 walks of it.
+
+    Attributes:
+        young: allocations between young collections during a step (CPython's default is 700); ``None``
+            keeps the process's thresholds.
+        freeze_survivors: after each full collection during a step, freeze what survived it, so the next
+            one walks only what was made since (each row is walked about once, not ~5 times). A team alive
+            at that moment stays in memory until the step ends (at most ``MAX_TEAMS`` per dilemma).
+    """
+
+    young: int | None = 10_000
+    freeze_survivors: bool = True
+
+    @staticmethod
+    def _freeze_after_full(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            gc.freeze()
+
+    @contextlib.contextmanager
+    def during_step(self) -> Iterator[None]:
+        """Freeze the heap, apply this policy for the block, then restore the thresholds and unfreeze
+        (the next collection frees what the step left behind)."""
+        thresholds = gc.get_threshold()
+        gc.freeze()
+        if self.young is not None:
+            gc.set_threshold(self.young, *thresholds[1:])
+        if self.freeze_survivors:
+            gc.callbacks.append(self._freeze_after_full)
+        try:
+            yield
+        finally:
+            if self.freeze_survivors:
+                gc.callbacks.remove(self._freeze_after_full)
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+
+
+# what Society.step uses; benches/test_step_collector.py swaps in StepCollector(young=None, freeze_survivors=False)
+STEP_COLLECTOR = StepCollector()
+
+
 # Teams debating at once. All of them alive together held ~34 KB per agent (3.4 GB at 100,000 agents), and
 # every full pass of the cyclic collector (autogen teams are reference cycles) scanned them all: at 10,000
 # agents a step took 35 s of CPU with 1,024 teams at once and 26 s with 256. 256 teams still give a batching
@@ -194,13 +245,17 @@ class Society(mesa.Model):
         backend: the model for every agent (per-agent backends can be set on ``agent.backend``).
         run_id: recorded on every row.
         generation: recorded on every row; also part of every seed.
+        run_async: runs a step's coroutine to its end: the run's one event loop (``sim.lifecycle.Run.run_async``),
+            or by default a loop of the step's own (:func:`sim.aio.run`).
     """
 
     def __init__(self, cfg: AgoraConfig, dilemmas: Sequence[Dilemma], constitution: Constitution,
-                 backend: LLMBackend, *, run_id: str, generation: int = 0) -> None:
+                 backend: LLMBackend, *, run_id: str, generation: int = 0,
+                 run_async: Callable[[Coroutine[Any, Any, None]], None] = aio.run) -> None:
         check_per_step(cfg, dilemmas)
         super().__init__(rng=child_seed(cfg.seed, "model", generation))
         self.cfg, self.run_id, self.generation = cfg, run_id, generation
+        self.run_async = run_async
         self.constitution = constitution
         self.judge_backend = backend
         worldviews = population(cfg)
@@ -267,14 +322,8 @@ class Society(mesa.Model):
         n = self.cfg.scenario.per_step
         todays = [self.schedule[(k * n + j) % len(self.schedule)] for j in range(n)]
         before = (len(self.stances), len(self.preferences))
-        # Everything alive before the step (libraries, weights, earlier steps' rows) is frozen out of
-        # the cyclic GC's scans for its duration: otherwise each full collection walks that whole
-        # heap, and their number grows with N, which made a 512-agent step ~2x slower (benches/).
-        gc.freeze()
-        try:
-            aio.run(self._run_step(todays))
-        finally:
-            gc.unfreeze()
+        with STEP_COLLECTOR.during_step():
+            self.run_async(self._run_step(todays))
         self.step_metrics = step_metrics(self.stances[before[0]:], self.preferences[before[1]:],
                                          self.cfg.population.clusters)
         self.datacollector.collect(self)

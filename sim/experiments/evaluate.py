@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -50,7 +50,11 @@ from sim.probes import (
     stance_reading,
 )
 from sim.report.eval import plot_eval
+from sim.results import JSON, Codec
 from sim.society import population
+
+if TYPE_CHECKING:
+    from sim.lifecycle import Run
 
 log = logging.getLogger("agora")
 
@@ -238,10 +242,26 @@ def eval_inputs(cfg: AgoraConfig, suites: Sequence[str] | None = None) -> EvalIn
 
 
 # -- the command ----------------------------------------------------------------------------------
+class FrameCodec(Codec):
+    """A stage's table in the checkpoint: its columns and their types, read back as the same frame (so a resumed
+    ``agora-eval`` writes the same ``eval_items.parquet``). Plain column types only (the suites' tables)."""
+
+    def encode(self, value: pl.DataFrame) -> dict[str, Any]:
+        return {"schema": {c: str(t) for c, t in value.schema.items()}, "columns": value.to_dict(as_series=False)}
+
+    def decode(self, data: dict[str, Any]) -> pl.DataFrame:
+        return pl.DataFrame(data["columns"], schema={c: getattr(pl, t) for c, t in data["schema"].items()})
+
+
+FRAME = FrameCodec()
+
+
 def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Sequence[str] | None = None,
-             inputs: EvalInputs | None = None) -> dict[str, Any]:
+             inputs: EvalInputs | None = None, run: Run | None = None) -> dict[str, Any]:
     """Run the requested suites, write ``eval_items.parquet``, ``eval.json`` and plots; return the summary block.
-    ``inputs``: from :func:`eval_inputs`, called before the backend was made (else it is called here)."""
+    ``inputs``: from :func:`eval_inputs`, called before the backend was made (else it is called here). ``run``:
+    ``agora-eval``'s run, whose checkpoint keeps each suite's readings as a stage (a stopped run resumes after the
+    last finished one); without it (the society run's eval block) the suites run in one go."""
     from sim import store
 
     e = cfg.eval
@@ -252,10 +272,11 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
     summary: dict[str, Any] = {"suites": suites, "model": backend.name, "principle": e.principle, "wall_seconds": {}}
     frames: list[pl.DataFrame] = []
 
-    def timed(name: str, fn):
+    def timed(name: str, fn, codec: Codec = FRAME):
         t0 = time.perf_counter()
-        out = fn()
-        summary["wall_seconds"][name] = round(time.perf_counter() - t0, 2)
+        out = fn() if run is None else run.stage(name, fn, codec=codec, desc=f"eval {name}")
+        took = time.perf_counter() - t0 if run is None else run.ckpt.state["seconds"][name]  # over every attempt
+        summary["wall_seconds"][name] = round(took, 2)
         log.info("eval %s done in %.1f s", name, summary["wall_seconds"][name])
         return out
 
@@ -267,7 +288,7 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
         summary["hhh"] = hhh_metrics(items)
         if inputs.reward_model:
             rm = inputs.reward_model
-            summary["hhh"]["reward_model"] = timed("hhh_reward_model", lambda: reward_model_hhh(rm, hhh_items))
+            summary["hhh"]["reward_model"] = timed("hhh_reward_model", lambda: reward_model_hhh(rm, hhh_items), JSON)
     readers = {"choice_reader": cfg.sim.choice_reader, "judge_reader": cfg.sim.judge_reader}
     summary["readers"] = readers
     high_rows = (timed("high_stances", lambda: score_stances(backend, high, agents, "moralchoice_high", cfg.sim.choice_reader,

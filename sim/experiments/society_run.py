@@ -7,23 +7,26 @@ import logging
 import platform
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from agents.llm.base import LLMBackend
 from alignment.metrics import finite
-from scenarios.constitution import load_constitution
-from scenarios.dilemma import load_dilemmas
+from scenarios.constitution import Constitution, load_constitution
+from scenarios.dilemma import Dilemma, load_dilemmas
 from sim import store
-from sim.checkpoint import advance, runner
+from sim.checkpoint import advance
 from sim.config import AgoraConfig
 from sim.experiments import preflight
 from sim.lifecycle import Run
 from sim.report.plots import plot_stance_shares
 from sim.report.society import society_report
 from sim.society import Society, check_per_step
+
+if TYPE_CHECKING:
+    from sim.experiments.evaluate import EvalInputs
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,6 @@ def _torch_version() -> str:
         return "n/a"
 
 
-@runner
 def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     """Run ``cfg.sim.steps`` steps and write every output file into ``out_dir``.
 
@@ -123,8 +125,14 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
         from sim.experiments.evaluate import eval_inputs
 
         inputs = eval_inputs(cfg)
-    run = Run.start(cfg, out_dir, "society", backend)
-    society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id)
+    with Run(cfg, out_dir, backend, kind="society") as run:
+        return _society(run, dilemmas, constitution, inputs)
+
+
+def _society(run: Run, dilemmas: list[Dilemma], constitution: Constitution, inputs: EvalInputs | None) -> dict[str, Any]:
+    """The society's steps, each on the run's one event loop, then its outputs and summary."""
+    cfg, out_dir = run.cfg, run.out_dir
+    society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id, run_async=run.run_async)
     midway = run.ckpt.extra("society")
     resumed_from = midway["state"]["steps"] if midway else None
     if midway:

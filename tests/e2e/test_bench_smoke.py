@@ -20,7 +20,8 @@ def test_benchmarks_run_and_render_a_report(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     bench = json.loads(results.read_text())
     names = {b["extra_info"]["name"] for b in bench["benchmarks"]}
-    assert names == {"judge", "stances", "debate", "reward_model", "dpo", "scaling", "scaling_framework"}
+    assert names == {"judge", "stances", "debate", "reward_model", "dpo", "scaling", "scaling_framework",
+                     "likelihood stances", "likelihood judge"}
     for b in bench["benchmarks"]:
         info = b["extra_info"]
         if "ratio" in info:
@@ -29,3 +30,4 @@ def test_benchmarks_run_and_render_a_report(tmp_path):
                    cwd=ROOT, check=True, capture_output=True)
     text = out.read_text()
     assert "| judge (preferences/s) | 4 |" in text and "Fitted exponent" in text
+    assert "| likelihood judge (preferences/s) | 4 |" in text and "lm-eval HFLM" in text

@@ -207,3 +207,21 @@ def test_cached_and_uncached_rows_mixed_in_one_chunk_score_like_the_reference(em
     for r, a, b in zip(reqs, direct, cached, strict=True):
         ref = full_sequence_logprobs(embedded, r)
         assert a == pytest.approx(ref, abs=1e-4) and b == pytest.approx(ref, abs=1e-4)
+
+
+def test_likelihood_readings_forward_their_prefix_tree_once_with_equal_results(embedded):
+    """Likelihood readings of several agents on two dilemmas (shared personas, shared prompts, two options
+    each): every prefix two rows share is forwarded once (within a cache block of the prefix-tree floor per
+    row), and every score equals the unbatched full-sequence reference."""
+    from benches.workloads import chat_context, distinct_prefix_tokens, stance_likelihood_requests
+
+    reqs = stance_likelihood_requests(4, 2)
+    backend = embedded.reconfigured()
+    got = asyncio.run(backend.score_choices(reqs))
+    tok = embedded.tokenizer
+    rows = [tok(chat_context(tok, r), add_special_tokens=False)["input_ids"] + tok(c, add_special_tokens=False)["input_ids"]
+            for r in reqs for c in r.choices]
+    floor = distinct_prefix_tokens(rows)
+    assert floor <= backend.stats.prompt_tokens <= floor + len(rows) * backend._prefix_cache.block
+    for r, g in zip(reqs, got, strict=True):
+        assert g == pytest.approx(full_sequence_logprobs(embedded, r), abs=1e-4)

@@ -19,7 +19,7 @@ PACKAGES = ("agents", "alignment", "scenarios", "sim", "benches")
 ANYONE = ("sim/experiments/registry.py", "sim/ids.py")
 
 UNCONVERTED: dict[str, set[str]] = {
-    "society": {"alignment/inverse.py", "sim/checkpoint.py", "sim/cli.py", "sim/config.py", "sim/experiments/__init__.py",
+    "society": {"alignment/inverse.py", "sim/checkpoint.py", "sim/config.py", "sim/experiments/__init__.py",
                 "sim/experiments/ablation.py", "sim/experiments/generations.py",
                 "sim/experiments/inverse_constitution/report.py", "sim/experiments/inverse_constitution/run.py",
                 "sim/experiments/society_run.py", "sim/report/console.py", "sim/report/render.py",

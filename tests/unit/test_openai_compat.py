@@ -196,6 +196,31 @@ def test_each_event_loop_closes_its_own_connections(server, caplog):
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
 
 
+def test_a_loop_left_open_keeps_its_session_until_it_closes(server, caplog):
+    """A run's one loop (``asyncio.Runner``) stays open between its stages while other work runs its own
+    ``asyncio.run`` (the society's evaluation after its steps): the open loop's session is closed when that loop
+    closes, on that loop, with nothing logged."""
+    import gc
+    import logging
+
+    b = OpenAICompatibleBackend(base_url=server, model="tiny", max_retries=0, concurrency=2)
+    req = [ScoreRequest(messages=MSGS, choices=("A", "B"))] * 2
+    sessions = []
+    with caplog.at_level(logging.DEBUG, logger="asyncio"):
+        with asyncio.Runner() as runner:
+            runner.run(b.score_choices(req))
+            sessions.append(b._session)
+            asyncio.run(b.score_choices(req))
+            sessions.append(b._session)
+            gc.collect()
+            assert not sessions[0].closed and sessions[1].closed
+            runner.run(b.score_choices(req))  # back on the run's loop: a session of its own again
+            sessions.append(b._session)
+        gc.collect()
+    assert len({id(s) for s in sessions}) == 3 and all(s.closed for s in sessions)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [r.getMessage() for r in caplog.records]
+
+
 def test_http_errors_name_the_status_and_the_servers_message():
     class Reject(FaultyHandler):
         def do_POST(self):

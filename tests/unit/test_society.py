@@ -121,6 +121,20 @@ def test_run_writes_all_outputs_and_is_deterministic(tmp_path):
     assert not list(tmp_path.glob("*/.*.tmp"))
 
 
+def test_a_society_run_takes_every_step_on_the_runs_one_event_loop_and_closes_it(tmp_path):
+    """One loop for the run (``Run.run_async``), not one ``asyncio.run`` per step: a server backend keeps its
+    connections from step to step; the loop is closed when the run ends."""
+    loops = []
+
+    class Recording(ScriptedBackend):
+        async def generate(self, requests):
+            loops.append(asyncio.get_running_loop())
+            return await super().generate(requests)
+
+    run(tiny_config(steps=3), tmp_path, backend=Recording())
+    assert len(loops) > 3 and len(set(loops)) == 1 and loops[0].is_closed()
+
+
 def test_coalescer_batches_concurrent_requests_and_routes_answers():
     calls: list[list[int]] = []
 
@@ -205,4 +219,38 @@ def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
         soc.step()
         assert most[0] == min(cap, 3)
         rows.append((soc.stances, soc.transcripts, soc.preferences))
+    assert rows[0] == rows[1]
+
+
+def test_step_collector_freezes_survivors_during_the_step_and_restores_the_collector(monkeypatch):
+    import gc
+
+    import sim.society
+    from sim.society import StepCollector
+
+    thresholds, callbacks = gc.get_threshold(), list(gc.callbacks)
+    frozen_at_start: list[int] = []
+
+    def seen(phase, info):
+        if phase == "start":
+            frozen_at_start.append(gc.get_freeze_count())
+
+    def reply_collecting(r):  # a full collection in the middle of the step, whatever the heap's size
+        gc.collect()
+        return ScriptedBackend.default_reply(r)
+
+    rows = []
+    for policy in (StepCollector(young=None, freeze_survivors=False), StepCollector(young=100, freeze_survivors=True)):
+        monkeypatch.setattr(sim.society, "STEP_COLLECTOR", policy)
+        soc = make(tiny_config(), ScriptedBackend(reply=reply_collecting))
+        frozen_at_start.clear()
+        gc.callbacks.append(seen)
+        try:
+            soc.step()
+        finally:
+            gc.callbacks.remove(seen)
+        assert gc.get_threshold() == thresholds and gc.callbacks == callbacks and gc.get_freeze_count() == 0
+        rows.append((soc.stances, soc.transcripts, soc.preferences))
+        grew = max(frozen_at_start) > frozen_at_start[0]
+        assert grew == policy.freeze_survivors  # survivors of a full collection frozen, only by the policy that says so
     assert rows[0] == rows[1]

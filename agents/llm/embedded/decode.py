@@ -99,8 +99,7 @@ class Decoder(ForwardEngine):
             mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], dim=1)
             pos = pos[:, -1:] + 1
             with self._steering(vectors):
-                out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                                 cache=cache, use_cache=True)
+                out = self._forward(cache, input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True)
         self.stats.generated_tokens += sum(len(p) for k, p in enumerate(produced) if k not in bases)
         stop_set = set(self.stop_ids)
         texts = []

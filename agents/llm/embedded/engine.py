@@ -5,6 +5,8 @@ each prompt from the prefix cache. :class:`~agents.llm.embedded.decode.Decoder` 
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +16,14 @@ import torch
 
 from agents.llm.base import BackendStats, ChatMessage, Conditioning
 from agents.llm.embedded.prefix import PrefixCache
+
+
+@functools.cache
+def cache_kwarg(model_class: type) -> str:
+    """The forward's name for a KV cache: ``cache`` since transformers 5.24, ``past_key_values`` before (an
+    unknown keyword would be swallowed by ``**kwargs`` and the cache silently not used)."""
+    params = inspect.signature(model_class.forward).parameters
+    return "past_key_values" if "past_key_values" in params and "cache" not in params else "cache"
 
 
 class ForwardEngine:
@@ -39,6 +49,10 @@ class ForwardEngine:
 
     def _on_idle(self) -> None:
         """Called after each direct batch call; the backend empties the prefix cache there."""
+
+    def _forward(self, cache, **kwargs: Any):
+        """The model's forward with ``cache`` as its KV cache, under the name this transformers uses."""
+        return self.model(**kwargs, **{cache_kwarg(type(self.model)): cache})
 
     # -- steering (agents/steering.py): a vector per row added to one decoder layer's output -----------
     def _steer_vector(self, cond: Conditioning) -> torch.Tensor:
@@ -181,8 +195,7 @@ class ForwardEngine:
         pos = torch.tensor([hits[i][0] for i in run], device=dev)[:, None] + (r_mask.cumsum(-1) - 1).clamp(min=0)
         mask = torch.cat([sub_mask, r_mask], dim=1)
         with self._steering(self._rows_of(self._vectors(conds), run)):
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=sub,
-                             use_cache=True, logits_to_keep=keep)
+            out = self._forward(sub, input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=keep)
         if store is not None:
             for b, i in enumerate(run):
                 store.store(seqs[i], lambda k, b=b: self._row_kv(sub, mask, b, k), ns=ns[i])

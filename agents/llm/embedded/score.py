@@ -10,7 +10,7 @@ import torch
 
 from agents.llm.base import ChatMessage, Conditioning, ScoreRequest, conditioning_of
 from agents.llm.embedded.engine import ForwardEngine
-from agents.llm.embedded.prefix import plan_prefix_groups
+from agents.llm.embedded.prefix import plan_prefix_groups, sorted_common_prefixes
 
 
 @dataclass
@@ -90,8 +90,51 @@ class Scorer(ForwardEngine):
         groups.sort(key=lambda g: (max(len(rows[i].ids) - g[0] for i in g[1]), max(len(rows[i].ids) for i in g[1])))
         results: list[list[float]] = [[] for _ in rows]
         for chunk in self._chunks(groups, rows):
+            members = [i for _, ms in chunk for i in ms]
+            if share and self._cache is not None and len(members) > 1:
+                # Every prefix two of the chunk's rows share (a persona read on several dilemmas, one
+                # prompt with two options, prompts alike up to a sentence) forwarded once into the cache,
+                # then the chunk regrouped: each row starts from its longest such prefix.
+                # Rows steered differently share nothing (their KV differs): one tree per steering identity.
+                regrouped: list[tuple[int, list[int]]] = []
+                for ns in dict.fromkeys(rows[i].ns for i in members):
+                    ms = [i for i in members if rows[i].ns == ns]
+                    if len(ms) > 1:
+                        self._fill_shared(rows, ms)
+                    sub = plan_prefix_groups([rows[i].ids for i in ms], [rows[i].first_read for i in ms], len(ms))
+                    regrouped += [(n, [ms[k] for k in ks]) for n, ks in sub]
+                chunk = self._regroup_cached(regrouped, rows)
             self._score_chunk(chunk, rows, results)
         return results
+
+    def _fill_shared(self, rows: list[_Row], members: list[int]) -> None:
+        """Forward into the prefix cache, once each, the prefixes that two or more of ``members`` share
+        (in whole cache blocks, never past a row's first read), shallowest first so that each starts
+        from the KV of the one before it: the rows' prefix tree, each branch forwarded once. ``members``
+        share one steering identity; the prefixes are forwarded and stored under it."""
+        store, ns, cond = self._cache, rows[members[0]].ns, rows[members[0]].cond
+        seqs = [rows[i].ids for i in members]
+        order, lcp = sorted_common_prefixes(seqs, [rows[i].first_read for i in members])
+        nodes: dict[tuple[int, ...], int] = {}
+        for k, length in enumerate(lcp):
+            n = length // store.block * store.block
+            if n:
+                nodes.setdefault(tuple(seqs[order[k]][:n]), n)
+        todo = sorted((key for key in nodes if store.find(key, len(key), touch=False, ns=ns)[0] < len(key)), key=len)
+        wave: dict[tuple[int, ...], int] = {}
+        for key in todo:  # a node's wave follows every shorter node that is its prefix
+            wave[key] = 1 + max((wave[key[:m]] for m in range(store.block, len(key), store.block) if key[:m] in wave),
+                                default=0)
+        for w in sorted(set(wave.values())):
+            level = [list(key) for key in todo if wave[key] == w]
+            level.sort(key=lambda s: len(s) - store.find(s, len(s), touch=False, ns=ns)[0])  # similar lengths to forward together
+            batch: list[list[int]] = []
+            for s in level + [[]]:
+                if batch and (not s or len(batch) == self.max_batch_size
+                              or (len(batch) + 1) * max(len(s), *map(len, batch)) > self.max_batch_tokens):
+                    self._prefill(batch, [len(x) for x in batch], conds=[cond] * len(batch))
+                    batch = []
+                batch.append(s)
 
     def _regroup_cached(self, groups: list[tuple[int, list[int]]], rows: list[_Row]) -> list[tuple[int, list[int]]]:
         """A row whose prompt the prefix cache holds further than its group's shared prefix runs
@@ -148,8 +191,8 @@ class Scorer(ForwardEngine):
         mask = torch.cat([p_mask, s_mask], dim=1)
         store = self._cache
         with self._steering(self._vectors([rows[i].cond for i in row_ids])):
-            logits = self.model(input_ids=s_ids, attention_mask=mask, position_ids=pos, cache=cache,
-                                use_cache=bool(width) or store is not None, logits_to_keep=keep).logits
+            logits = self._forward(cache, input_ids=s_ids, attention_mask=mask, position_ids=pos,
+                                   use_cache=bool(width) or store is not None, logits_to_keep=keep).logits
         if store is not None:  # whole prompts too: a later decoding from the same prompt starts from them
             for b, i in enumerate(row_ids):
                 store.store(rows[i].ids, lambda k, b=b: self._row_kv(cache, mask, b, k), ns=rows[i].ns)
