@@ -22,7 +22,7 @@ Every figure goes to one JSON (``--out``, default ``benches/persona_study.json``
   (variant); contrast (variant × α × centred); steer (variant × layer × β). Objective: tuning MFQ-30
   between-country r.
 - **Held-out report** for each method's choice, no persona and shuffled countries: ``human_distributions``'s
-  own metrics (``sim.experiments.human.compare``: distance and r with basic bootstrap intervals, permutation p)
+  own metrics (``sim.experiments.human_distributions.run.compare``: distance and r with basic bootstrap intervals, permutation p)
   on held-out countries × all items, and the stricter held-out countries × held-out items; MoralChoice
   low-ambiguity accuracy and the judge under principle / inverse principle (``sim.calibration.reader_quality``,
   Wilson intervals) on held-out items; the society's cluster spread on MoralChoice high-ambiguity and
@@ -61,8 +61,8 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import BUNDLED_DIR, Dilemma, load_dilemmas
 from scenarios.external import load_moralchoice
 from sim.calibration import INVERSE_PRINCIPLE, reader_quality
+from sim.experiments.human_distributions.config import CLUSTER_COUNTRIES
 from sim.seeding import child_rng, child_seed
-from sim.study_config import CLUSTER_COUNTRIES
 
 ROOT = Path(__file__).resolve().parents[1]
 # shared/data beside the checkout (a worktree sits one level deeper); AGORA_SHARED_DATA names it elsewhere
@@ -183,7 +183,7 @@ def label(cfg: PersonaConfig | None) -> str:
 # -- readings -----------------------------------------------------------------------------------------
 def human_rows(backend: LLMBackend, people: dict[str, Worldview | None], items: Sequence[mfq30.Item],
                with_mm: bool = True) -> list[dict[str, Any]]:
-    """``human_distributions``' answer rows (``sim.experiments.human._read_all``'s columns) for the given
+    """``human_distributions``' answer rows (``sim.experiments.human_distributions.run._read_all``'s columns) for the given
     agents (None: the no-persona agent, id -1) on ``items`` and every Moral Machine choice."""
     score = scorer(backend)
 
@@ -227,7 +227,7 @@ def profiles(rows: list[dict[str, Any]], instrument: str, items: Sequence[mfq30.
 
 
 def people(instrument: str, countries: Sequence[str], seed: int) -> np.ndarray:
-    from sim.experiments.human import human_reference
+    from sim.experiments.human_distributions.run import human_reference
 
     return human_reference(instrument, list(countries), 100, seed)[0]
 
@@ -250,18 +250,20 @@ def point_figures(rows: list[dict[str, Any]], countries: Sequence[str], items: S
 
 def held_out_figures(rows: list[dict[str, Any]], countries: Sequence[str], held_items: Sequence[mfq30.Item],
                      plan: Plan, seed: int) -> dict[str, Any]:
-    """``human_distributions``' metrics on held-out countries (``sim.experiments.human.compare``: all items,
+    """``human_distributions``' metrics on held-out countries (``sim.experiments.human_distributions.run.compare``: all items,
     basic bootstrap intervals, permutation p against shuffled countries), and the same metrics on the
     held-out items only (``alignment.agreement`` over ``mfq30.foundation_scores(items=...)``)."""
     import polars as pl
 
     from alignment.agreement import agreement, shuffled_baseline
     from sim.config import AgoraConfig
-    from sim.experiments.human import compare, human_reference
-    from sim.study_config import LEGACY_KEYS, HumanConfig, LegacyStudy
+    from sim.experiments.human_distributions.config import HumanConfig
+    from sim.experiments.human_distributions.run import compare, human_reference
+    from sim.experiments.registry import experiments
+    from sim.results import to_json
 
-    human_kind = next(k for k, v in LEGACY_KEYS.items() if v == "human")
-    cfg = AgoraConfig(seed=seed, study=LegacyStudy(kind=human_kind, human=HumanConfig(countries=list(countries))))
+    study = next(e.study for e in experiments().values() if e.key == "human")
+    cfg = AgoraConfig(seed=seed, study=study(human=HumanConfig(countries=list(countries))))
     cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, bootstrap=plan.bootstrap))
     agent_id = {c: k for k, c in enumerate(countries)}
     rows = [r | {"agent_id": NO_PERSONA if r["country"] is None else agent_id[r["country"]]} for r in rows]
@@ -269,7 +271,7 @@ def held_out_figures(rows: list[dict[str, Any]], countries: Sequence[str], held_
     agents = [{"agent_id": agent_id[c], "country": c} for c in countries]
     out: dict[str, Any] = {}
     for inst in ("mfq", "moral_machine"):
-        metrics, _ = compare(answers, agents, inst, cfg)
+        metrics = to_json(compare(answers, agents, inst, cfg)[0])
         out[inst] = {cond: {k: v for k, v in m.items() if k != "per_country_distance"} for cond, m in metrics.items()}
         out[inst]["mean_answer"] = float(np.mean([r["value"] for r in rows if r["instrument"] == inst and r["country"]]))
     prof = profiles(rows, "mfq", held_items)

@@ -1,7 +1,6 @@
 """Everything ``agora`` can run. A registered experiment is one folder (``sim/experiments/<name>/``, see
-:mod:`sim.experiments.registry`, which finds the folders and runs them). Transitional, until each is converted: the
-society run (``society_run``), the generations loop (``generations``) and the experiments still in one module each
-(``inverse``, ``human``) run through :data:`RUNNERS`; what they share
+:mod:`sim.experiments.registry`, which finds the folders and runs them). Transitional, until both are converted: the
+society run (``society_run``) and the generations loop (``generations``) run through :data:`RUNNERS`; what they share
 (``collective`` votes, ``evaluate`` suites, ``injection`` measurement) stays beside them.
 
 :func:`run_experiment` runs any config; :func:`preflight` refuses, before any work, a run that cannot mean
@@ -32,8 +31,6 @@ class Refused(InputError):
 # study.kind -> (module, runner) of the kinds not registered yet; ``society`` runs the generations loop when
 # ``alignment.generations > 0``. Transitional: each conversion removes its entry, the last one this table.
 RUNNERS = {
-    "inverse_constitution": ("sim.experiments.inverse", "run_inverse_constitution"),
-    "human_distributions": ("sim.experiments.human", "run_human_distributions"),
     "generations": ("sim.experiments.generations", "run_generations"),
     "society": ("sim.experiments.society_run", "run"),
 }

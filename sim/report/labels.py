@@ -85,10 +85,6 @@ TEMPLATES: dict[str, str] = {
     "share_a_initial": "share choosing A at first, {}",
     "share": "share of {}",
     "mean": "mean {}",
-    # inverse constitution: held-out agreement per scope
-    "learned": "held-out agreement of the learned principles, {}",
-    "given_constitution": "held-out agreement of the given constitution, {}",
-    "no_principle": "held-out agreement with no principle, {}",
 }
 
 

@@ -85,8 +85,6 @@ CORE_CONFIG = ("seed", "name", "llm", "population", "network", "scenario", "cons
 KIND_CONFIG: dict[str, tuple[str, ...]] = {
     "society": CORE_CONFIG,
     "generations": (*CORE_CONFIG, "alignment"),
-    "inverse_constitution": (*CORE_CONFIG, "study.inverse", "eval.bootstrap"),
-    "human_distributions": ("seed", "name", "llm", "calibration", "study.human", "eval.bootstrap"),
 }
 LLM_KEYS = {"embedded": ("model_path", "device", "dtype", "max_batch_size", "max_batch_tokens", "prefix_sharing",
                          "prefix_cache_mb", "max_context_tokens"),

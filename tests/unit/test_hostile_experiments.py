@@ -186,17 +186,19 @@ def test_a_run_that_cannot_mean_anything_is_refused_before_any_work(tmp_path, na
 
 
 BOUNDED = {
-    "respondents without replacement": ("study.human.persona=respondent", "study.human.agents_per_country=250",
-                                        "more than France's 206 MFQ-30 respondents"),
-    "respondents, the hang": ("study.human.persona=respondent", "study.human.agents_per_country=100000", "France's 206"),
-    "permutations, the hang": ("study.human.permutations=100000000", "study.human.permutations must be in [100, 100,000]"),
+    "respondents without replacement": ("experiment=human_distributions", "study.human.persona=respondent",
+                                        "study.human.agents_per_country=250", "more than France's 206 MFQ-30 respondents"),
+    "respondents, the hang": ("experiment=human_distributions", "study.human.persona=respondent",
+                              "study.human.agents_per_country=100000", "France's 206"),
+    "permutations, the hang": ("experiment=human_distributions", "study.human.permutations=100000000",
+                               "study.human.permutations must be in [100, 100,000]"),
     "bootstrap": ("eval.bootstrap=1000000", "eval.bootstrap at most 10,000"),
     "permutation test resamples": ("eval.permutations=10000000", "eval.permutations must be at most 100,000"),
     "answer tokens": ("experiment=overton", "study.overton.answer_tokens=100000", "[1, 4096]"),
     "synthesis tokens": ("experiment=pluralism", "study.pluralism.synthesis_tokens=5000", "[1, 4096]"),
     "generations": ("experiment=evolving_norms", "study.norms.generations=100000", "at most 1,000"),
     "a norm that never holds": ("experiment=evolving_norms", "study.norms.generations=2", "would never hold"),
-    "proposals": ("study.inverse.proposals=5000", "at most 1,000"),
+    "proposals": ("experiment=inverse_constitution", "study.inverse.proposals=5000", "at most 1,000"),
     "an arm twice": ("experiment=constitution_ablation", "study.ablation.constitutions=[none,harmlessness,harmlessness]",
                      "more than once"),
 }
@@ -222,7 +224,7 @@ def test_refusals_on_the_command_line_are_one_line_exit_2_and_leave_no_folder(tm
 
 
 def test_respondents_are_drawn_without_replacement_up_to_the_country_count():
-    from sim.experiments.human import panel
+    from sim.experiments.human_distributions.run import panel
 
     cfg = compose("experiment=human_distributions", "study.human.persona=respondent", "study.human.agents_per_country=206",
                   "study.human.countries=[France,US,Japan]")

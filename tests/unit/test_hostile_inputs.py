@@ -649,8 +649,8 @@ HHH_ROW = {"prompt": "Consider the following conversation between a human and an
     ("population.clusters=[confucian,islamic,confucian]", "population.clusters names ['confucian'] more than once"),
     ("experiment=constitution_ablation study.ablation.constitutions=[none,multiplex,none]",
      "study.ablation.constitutions names ['none'] more than once"),
-    ("study.human.instruments=[mfq,mfq]", "each once"),
-    ("study.human.countries=[France,Japan,France,US]", "at least 3 different countries"),
+    ("experiment=human_distributions study.human.instruments=[mfq,mfq]", "each once"),
+    ("experiment=human_distributions study.human.countries=[France,Japan,France,US]", "at least 3 different countries"),
 ])
 def test_a_list_setting_that_names_something_twice_is_refused(tmp_path, override, needle):
     cli_one_line(agora(*TINY, *override.split(" "), f"hydra.run.dir={tmp_path / 'run'}", timeout=120), "bad config:", needle)

@@ -64,11 +64,14 @@ from sim.cli import {entry}
 """
 KINDS = ("tiny", "pluralism", "overton", "inverse_constitution", "human_distributions", "evolving_norms",
          "constitution_ablation")
-SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1", "study.human.countries=[US,UK,Japan]")
+SMALL = ("llm=scripted", "sim.progress=false", "population.size=4", "sim.steps=1")
 # an experiment in its own folder has its settings only in its own runs (its Hydra option): it runs beside the sweep
+# (``{inputs}``: the hostile inputs' folder)
 OWN = {"overton": ("study.overton.dilemmas=2", "study.overton.voices=1"), "pluralism": ("study.pluralism.dilemmas=2",),
        "evolving_norms": ("study.norms.generations=4", "study.norms.dilemmas=2", "study.norms.train_policy=false"),
-       "constitution_ablation": ("study.ablation.train_reward=false",)}
+       "constitution_ablation": ("study.ablation.train_reward=false",),
+       "inverse_constitution": ("study.inverse.ccai_path={inputs}/ccai.csv",),
+       "human_distributions": ("study.human.countries=[US,UK,Japan]",)}
 
 
 def acting(text: str) -> list[str]:
@@ -135,8 +138,9 @@ def sweep(inputs, tmp_path_factory) -> tuple[Path, list[subprocess.CompletedProc
     out = tmp_path_factory.mktemp("hostile_sweep") / "sweep"
     inputs_ = (f"scenario.dilemmas={inputs / 'dilemmas.jsonl'}", f"constitution.name={inputs / 'constitution.yaml'}")
     ran = run_child("main", "--multirun", f"experiment={','.join(k for k in KINDS if k not in OWN)}", *SMALL, *inputs_,
-                    f"study.inverse.ccai_path={inputs / 'ccai.csv'}", f"hydra.sweep.dir={out}")
-    own = [run_child("main", f"experiment={k}", *SMALL[:4], *OWN[k], *inputs_, f"hydra.run.dir={out / k}") for k in OWN]
+                    f"hydra.sweep.dir={out}")
+    own = [run_child("main", f"experiment={k}", *SMALL[:4], *(o.format(inputs=inputs) for o in OWN[k]), *inputs_,
+                     f"hydra.run.dir={out / k}") for k in OWN]
     report = agora(str(out), code=AGORA_REPORT, raw=True, timeout=300)
     assert report.returncode == 0, report.stderr.decode(errors="replace")
     return out, [ran, *own, report]

@@ -20,7 +20,7 @@ from alignment.agreement import agreement, between_country_correlation, distance
 from scenarios import mfq30
 from scenarios import moral_machine as mm
 from sim.experiments import run_experiment
-from sim.experiments.human import RESPONDENT_MFQ_CAVEAT, panel
+from sim.experiments.human_distributions.run import RESPONDENT_MFQ_CAVEAT, panel
 from tests.helpers import agora, compose
 
 COUNTRIES = ["US", "Japan", "Turkey", "Sweden", "Iran"]

@@ -20,7 +20,7 @@ from alignment.inverse import agreement, explain_scopes, greedy_select, list_vot
 from scenarios.errors import InputError
 from scenarios.principle_bank import DEFAULT_CCAI, ccai_principle, load_ccai, principle_bank, resolve_path
 from sim.experiments import runner_for
-from sim.experiments.inverse import parse_proposal, principles_of, read_preferences, split_pairs
+from sim.experiments.inverse_constitution.run import parse_proposal, principles_of, read_preferences, split_pairs
 from tests.helpers import compose
 
 # -- the arithmetic on known matrices -------------------------------------------------------------------
@@ -372,13 +372,12 @@ def test_a_stopped_inverse_run_resumes_to_the_same_outputs(tmp_path, monkeypatch
 
 
 def test_the_inverse_settings_name_only_inverse_runs():
-    """study.inverse joined the config after runs were published: every other run keeps its id (and bytes)."""
+    """study.inverse joined the config after runs were published: only an inverse run's config holds it (its own
+    study node), so every other run keeps its id (and bytes), and an inverse run's id follows it."""
     from sim.lifecycle import run_id_for
 
-    def with_bank(cfg, size):
-        return dataclasses.replace(cfg, study=dataclasses.replace(cfg.study, inverse=dataclasses.replace(
-            cfg.study.inverse, bank_size=size)))
-
     society, inverse = compose("experiment=tiny"), compose("experiment=inverse_constitution")
-    assert run_id_for(with_bank(society, 3)) == run_id_for(society)
-    assert run_id_for(with_bank(inverse, 3)) != run_id_for(inverse)
+    assert not hasattr(society.study, "inverse")
+    bank = dataclasses.replace(inverse, study=dataclasses.replace(inverse.study, inverse=dataclasses.replace(
+        inverse.study.inverse, bank_size=3)))
+    assert run_id_for(bank) != run_id_for(inverse)

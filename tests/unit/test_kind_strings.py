@@ -20,15 +20,12 @@ ANYONE = ("sim/experiments/registry.py", "sim/ids.py")
 
 UNCONVERTED: dict[str, set[str]] = {
     "society": {"alignment/inverse.py", "sim/checkpoint.py", "sim/config.py", "sim/experiments/__init__.py",
-                "sim/experiments/constitution_ablation/run.py", "sim/experiments/generations.py", "sim/experiments/inverse.py",
-                "sim/experiments/society_run.py", "sim/report/console.py", "sim/report/inverse.py", "sim/report/render.py",
+                "sim/experiments/constitution_ablation/run.py", "sim/experiments/generations.py",
+                "sim/experiments/inverse_constitution/report.py", "sim/experiments/inverse_constitution/run.py",
+                "sim/experiments/society_run.py", "sim/report/console.py", "sim/report/render.py",
                 "sim/report/society.py", "sim/study_config.py"},
     "generations": {"sim/experiments/__init__.py", "sim/experiments/generations.py", "sim/report/console.py",
                     "sim/report/generations.py", "sim/report/render.py"},
-    "inverse_constitution": {"sim/experiments/__init__.py", "sim/experiments/inverse.py", "sim/report/inverse.py",
-                             "sim/report/render.py", "sim/study_config.py"},
-    "human_distributions": {"sim/experiments/__init__.py", "sim/experiments/human.py", "sim/report/human.py",
-                            "sim/report/render.py", "sim/study_config.py"},
 }
 
 

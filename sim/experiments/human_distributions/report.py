@@ -1,14 +1,13 @@
-"""The human-distributions experiment's plots and report."""
+"""The human-distributions experiment's plots and report page, read from its typed summary and the run's profiles."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 
-from sim.report.plots import error_bars, save_png
+from sim.experiments.human_distributions.summary import HumanSummary, InstrumentResult
 from sim.report.render import config_block, figure, fmt_interval, md_table, render, standard_sections
 
 TITLES = {"mfq": "MFQ-30 foundations (0-5)", "moral_machine": "Moral Machine preferences (AMCE, -1..1)"}
@@ -18,7 +17,7 @@ CONDITIONS = (("model", "agents with persona", "#4c72b0"), ("no_persona", "no pe
 
 def _scatter(profiles: pl.DataFrame, instrument: str, out_dir: Path) -> str:
     """Model against people per country, one panel per dimension; the no-persona answer as a dashed line."""
-    from sim.report.plots import plt
+    from sim.report.plots import plt, save_png  # here: matplotlib is slow to load (the CLI imports this)
 
     df = profiles.filter(pl.col("instrument") == instrument)
     dims = list(dict.fromkeys(df["dimension"].to_list()))
@@ -44,19 +43,19 @@ def _scatter(profiles: pl.DataFrame, instrument: str, out_dir: Path) -> str:
     return name
 
 
-def _metrics_plot(results: dict[str, Any], out_dir: Path) -> str:
-    from sim.report.plots import plt
+def _metrics_plot(results: dict[str, InstrumentResult], out_dir: Path) -> str:
+    from sim.report.plots import error_bars, plt, save_png  # here: matplotlib is slow to load (the CLI imports this)
 
     insts = list(results)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110, layout="constrained")
     x = np.arange(len(insts))
     for ax, metric in zip(axes, ("distance", "correlation"), strict=True):
         for j, (cond, label, colour) in enumerate(CONDITIONS):
-            vals = [results[i][cond][metric] for i in insts]
-            mid = [v["value"] if v["value"] is not None else np.nan for v in vals]
+            vals = [getattr(results[i].conditions()[cond], metric) for i in insts]
+            mid = [v.value if v.value is not None else np.nan for v in vals]
             # clipped: an interval can still miss its point (e.g. every replicate on one side of it)
-            err = np.clip(error_bars([0 if np.isnan(m) else m for m in mid], [v["low"] for v in vals],
-                                     [v["high"] for v in vals]), 0, None)
+            err = np.clip(error_bars([0 if np.isnan(m) else m for m in mid], [v.low for v in vals],
+                                     [v.high for v in vals]), 0, None)
             # an undefined figure is a labelled gap: a NaN bar has no extent and breaks the figure's layout
             ax.bar(x + (j - 1) * 0.26, np.nan_to_num(mid), 0.26, yerr=np.nan_to_num(err), capsize=3, color=colour,
                    label=label)
@@ -74,23 +73,24 @@ def _metrics_plot(results: dict[str, Any], out_dir: Path) -> str:
     return "human_agreement.png"
 
 
-def plot_human(profiles: pl.DataFrame, results: dict[str, Any], countries: list[str], out_dir: Path) -> list[str]:
+def plot_human(profiles: pl.DataFrame, results: dict[str, InstrumentResult], countries: list[str], out_dir: Path) -> list[str]:
     return [_metrics_plot(results, out_dir), *(_scatter(profiles, inst, out_dir) for inst in results)]
 
 
-def _instrument_sections(inst: str, m: dict[str, Any], profiles: pl.DataFrame, countries: list[str]) -> list:
-    rows = [{"condition": label, "distance [95% CI]": m[cond]["distance"],
-             "between-country r [95% CI]": m[cond]["correlation"] if m[cond]["correlation"]["value"] is not None
-             else f"undefined ({m[cond]['correlation'].get('na', 'one profile for all countries')})"}
+def _instrument_sections(inst: str, m: InstrumentResult, profiles: pl.DataFrame, countries: list[str]) -> list:
+    conds = m.conditions()
+    rows = [{"condition": label, "distance [95% CI]": conds[cond].distance,
+             "between-country r [95% CI]": conds[cond].correlation if conds[cond].correlation.value is not None
+             else f"undefined ({conds[cond].correlation.reason or 'one profile for all countries'})"}
             for cond, label, _ in CONDITIONS]
-    p = m["model"].get("permutation_p")
-    how = ("every other ordering of the countries (exact p, the identity counted)" if m["shuffled"].get("exact")
+    p = m.model.permutation_p
+    how = ("every other ordering of the countries (exact p, the identity counted)" if m.shuffled.exact
            else "seeded random country shuffles")
-    note = (f"Model r against {m['shuffled']['permutations']} {how}: permutation p = {p}. The shuffled row is the "
+    note = (f"Model r against {m.shuffled.permutations} {how}: permutation p = {p}. The shuffled row is the "
             "mean and 2.5-97.5% range over shuffles; the other rows' intervals are basic bootstrap intervals."
-            if p is not None else f"Permutation p: n/a ({m['shuffled'].get('permutation_p_na', 'not computed')}).")
-    per = [{"country": c, "model distance": m["model"]["per_country_distance"][i],
-            "no-persona distance": m["no_persona"]["per_country_distance"][i]} for i, c in enumerate(countries)]
+            if p is not None else f"Permutation p: n/a ({m.shuffled.permutation_p_na or 'not computed'}).")
+    per = [{"country": c, "model distance": m.model.per_country_distance[i],
+            "no-persona distance": m.no_persona.per_country_distance[i]} for i, c in enumerate(countries)]
     wide = (profiles.filter(pl.col("instrument") == inst)
             .with_columns(pl.format("{} / {}", pl.col("model").round(2), pl.col("human").round(2)).alias("cell"))
             .pivot(on="dimension", index="country", values="cell"))
@@ -100,25 +100,27 @@ def _instrument_sections(inst: str, m: dict[str, Any], profiles: pl.DataFrame, c
             (f"{TITLES[inst]}: plot", figure(f"human_{inst}_profiles.png", "Model against people per country"))]
 
 
-def human_report(out_dir: Path, summary: dict[str, Any], profiles: pl.DataFrame) -> list[str]:
-    countries = summary["countries"]
-    intro = (f"{summary['agents']} agents ({summary['persona']} persona, {summary['reader']} reader) in "
-             f"{len(countries)} countries answered {', '.join(summary['results'])}; their per-country profiles are "
+def human_report(out_dir: Path, summary: HumanSummary) -> list[str]:
+    """``report.md`` and ``report.html`` from the summary and the run's ``human_profiles.parquet``."""
+    profiles = pl.read_parquet(out_dir / "human_profiles.parquet")
+    countries = summary.countries
+    intro = (f"{summary.agents} agents ({summary.persona} persona, {summary.reader} reader) in "
+             f"{len(countries)} countries answered {', '.join(summary.results)}; their per-country profiles are "
              "compared with people's, beside the same model with no persona and the model's profiles given to "
              "shuffled countries.")
     sections = standard_sections(summary, intro)
-    if summary.get("caveats"):
-        sections.append(("Caveats", "\n".join(f"- **{c}**" for c in summary["caveats"])))
+    if summary.caveats:
+        sections.append(("Caveats", "\n".join(f"- **{c}**" for c in summary.caveats)))
     sections.append(("Agreement at a glance", figure("human_agreement.png", "Distance and between-country correlation "
                                                                             "with 95% bootstrap intervals")))
-    for inst, m in summary["results"].items():
+    for inst, m in summary.results.items():
         sections += _instrument_sections(inst, m, profiles, countries)
-    catch = summary.get("mfq_catch_pass")
+    catch = summary.mfq_catch_pass
     if catch:
-        sections.append(("MFQ-30 catch items", f"{fmt_interval(catch)} of {catch['n']} agents pass both catch items "
-                         f"(no persona: {'passes' if catch['no_persona'] else 'fails'}). An agent that rates 'good at "
+        sections.append(("MFQ-30 catch items", f"{fmt_interval(catch)} of {catch.n} agents pass both catch items "
+                         f"(no persona: {'passes' if catch.no_persona else 'fails'}). An agent that rates 'good at "
                          "math' as morally relevant, or disagrees that doing good beats doing bad, is not reading the "
                          "questionnaire."))
-    sections.append(("Data sources", "\n".join(f"- {k}: {v}" for k, v in summary["citations"].items())))
-    sections.append(("Config", config_block(summary["config"], "human_distributions")))
-    return render(out_dir, f"agora human distributions — {summary['run_id']}", sections)
+    sections.append(("Data sources", "\n".join(f"- {k}: {v}" for k, v in summary.citations.items())))
+    sections.append(("Config", config_block(summary.config, summary.kind)))
+    return render(out_dir, f"agora human distributions — {summary.run_id}", sections)

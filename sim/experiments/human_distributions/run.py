@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from functools import partial
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,14 +32,15 @@ from agents.scoring import scorer
 from agents.survey import country_worldview, read_mfq_item, read_mm_choice
 from agents.worldview import Worldview
 from alignment.agreement import agreement, normal_draws, resample_means, shuffled_baseline
-from alignment.metrics import Interval, proportion_interval
+from alignment.metrics import proportion_interval
 from scenarios import mfq30
 from scenarios import moral_machine as mm
-from sim import aio, store
-from sim.checkpoint import runner
 from sim.config import AgoraConfig
+from sim.experiments.human_distributions.config import SECTIONS, HumanConfig
+from sim.experiments.human_distributions.report import human_report, plot_human
+from sim.experiments.human_distributions.summary import CatchPass, HumanSummary, InstrumentResult, headline_of
+from sim.experiments.registry import experiment
 from sim.lifecycle import Run
-from sim.report.human import human_report, plot_human
 from sim.seeding import child_rng, child_seed
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def panel(cfg: AgoraConfig) -> list[dict[str, Any]]:
 
 
 async def _read_all(cfg: AgoraConfig, backend: LLMBackend, agents: list[dict[str, Any]], instrument: str,
-                    bar: tqdm) -> list[dict[str, Any]]:
+                    on_done: Callable[[], None]) -> list[dict[str, Any]]:
     """Every agent's (and the no-persona baseline's) answer to every item of ``instrument``."""
     reader = cfg.study.human.reader
     score = scorer(backend)
@@ -91,7 +91,7 @@ async def _read_all(cfg: AgoraConfig, backend: LLMBackend, agents: list[dict[str
             p = await read_mm_choice(score, reader, item, w)
             row = base | {"dimension": item.attribute, **{f"p{k}": None for k in range(6)}, "p_preferred": p,
                           "value": 2 * p - 1}
-        bar.update(1)
+        on_done()
         return row
 
     items = mfq30.ITEMS if instrument == "mfq" else mm.choices()
@@ -132,7 +132,7 @@ def human_reference(instrument: str, countries: list[str], n_boot: int, seed: in
 
 
 def compare(answers: pl.DataFrame, agents: list[dict[str, Any]], instrument: str, cfg: AgoraConfig
-            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+            ) -> tuple[InstrumentResult, list[dict[str, Any]]]:
     """The instrument's metrics (model, no persona, shuffled) and its per-country profile rows."""
     h, countries = cfg.study.human, cfg.study.human.countries
     dims = INSTRUMENTS[instrument]
@@ -153,54 +153,44 @@ def compare(answers: pl.DataFrame, agents: list[dict[str, Any]], instrument: str
              "model_no_persona": float(base[k]), "human": float(human[i, k]), "human_se": float(se[i, k]),
              "agents": len(per_country[i])}
             for i, c in enumerate(countries) for k, d in enumerate(dims)]
-    return metrics, rows
+    return InstrumentResult.of(metrics), rows
 
 
-def catch_check(answers: pl.DataFrame) -> dict[str, Any]:
+def catch_check(answers: pl.DataFrame) -> CatchPass:
     """Share of agents (persona) passing both MFQ-30 catch items (validity check), and the no-persona verdict."""
     mfq = answers.filter(pl.col("instrument") == "mfq")
     verdicts = {int(a): mfq30.passes_catch(dict(zip(df["item_id"], df["value"], strict=True)))
                 for (a,), df in mfq.group_by("agent_id", maintain_order=True)}
     agents = [v for a, v in verdicts.items() if a != NO_PERSONA]
-    return Interval.of(proportion_interval(sum(agents), len(agents))).to_json() | {"n": len(agents),
-                                                                       "no_persona": verdicts.get(NO_PERSONA)}
+    return CatchPass.of(proportion_interval(sum(agents), len(agents)), n=len(agents), no_persona=verdicts.get(NO_PERSONA))
 
 
-def metric_rows(instrument: str, metrics: dict[str, Any], countries: list[str]) -> list[dict[str, Any]]:
+def metric_rows(instrument: str, result: InstrumentResult, countries: list[str]) -> list[dict[str, Any]]:
     """``human_metrics.parquet``'s rows: one per instrument, condition, metric (and country)."""
     rows = []
-    figure = lambda v: {k: v[k] for k in ("value", "low", "high")}  # noqa: E731  (an n/a reason is in summary.json)
-    for cond, m in metrics.items():
+    figure = lambda v: {"value": v.value, "low": v.low, "high": v.high}  # noqa: E731  (an n/a reason is in summary.json)
+    for cond, m in result.conditions().items():
         for metric in ("distance", "correlation"):
-            rows.append({"instrument": instrument, "condition": cond, "metric": metric, "country": None, **figure(m[metric])})
-        for c, v in zip(countries, m.get("per_country_distance", []), strict=False):
+            rows.append({"instrument": instrument, "condition": cond, "metric": metric, "country": None,
+                         **figure(getattr(m, metric))})
+        for c, v in zip(countries, getattr(m, "per_country_distance", []), strict=False):
             rows.append({"instrument": instrument, "condition": cond, "metric": "distance", "country": c, **figure(v)})
     return rows
 
 
-def _headline(results: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for inst, m in results.items():
-        for cond in ("model", "no_persona", "shuffled"):
-            for metric in ("distance", "correlation"):
-                out[f"{inst}.{metric}[{cond}]"] = m[cond][metric]
-    return out
-
-
-@runner
-def run_human_distributions(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    h = cfg.study.human
-    run = Run.start(cfg, out_dir, "human_distributions", backend)
-    ckpt, backend = run.ckpt, run.backend
+@experiment("human_distributions", key="human", config=HumanConfig, summary=HumanSummary, report=human_report,
+            sections=SECTIONS, published_id=True)
+def run_human_distributions(run: Run) -> HumanSummary:
+    cfg, h = run.cfg, run.cfg.study.human
     agents = panel(cfg)
     caveats = [RESPONDENT_MFQ_CAVEAT] if h.persona == "respondent" and "mfq" in h.instruments else []
     for c in caveats:
-        log.warning("human_distributions: %s", c)
+        log.warning("%s: %s", run.kind, c)
     rows: list[dict[str, Any]] = []
     for inst in h.instruments:
         n = (len(agents) + 1) * (len(mfq30.ITEMS) if inst == "mfq" else len(mm.choices()))
-        with tqdm(total=n, desc=f"human: {inst}", unit="item", disable=not cfg.sim.progress, leave=False) as bar:
-            rows += ckpt.stage(f"answers:{inst}", lambda i=inst, b=bar: aio.run(_read_all(cfg, backend, agents, i, b)))
+        rows += run.stage(f"answers:{inst}", _read_all(cfg, run.backend, agents, inst, run.progress.update), total=n,
+                          unit="item", desc=inst)
     answers = pl.DataFrame(rows, infer_schema_length=None)
     results, profile_rows, table = {}, [], []
     for inst in h.instruments:
@@ -208,15 +198,13 @@ def run_human_distributions(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend
         profile_rows += prof
         table += metric_rows(inst, results[inst], h.countries)
     profiles, metrics = pl.DataFrame(profile_rows), pl.DataFrame(table, infer_schema_length=None)
-    store.write_parquet(answers, out_dir / "human_answers.parquet")
-    store.write_parquet(profiles, out_dir / "human_profiles.parquet")
-    store.write_parquet(metrics, out_dir / "human_metrics.parquet")
-    summary: dict[str, Any] = {
-        "seconds": {inst: round(ckpt.seconds(f"answers:{inst}"), 1) for inst in h.instruments},
-        "countries": h.countries, "agents": len(agents), "persona": h.persona, "reader": h.reader, "caveats": caveats,
-        "results": results, "citations": {"mfq": mfq30.CITATION, "moral_machine": mm.CITATION},
-        "plots": plot_human(profiles, results, h.countries, out_dir)}
-    if "mfq" in h.instruments:
-        summary["mfq_catch_pass"] = catch_check(answers)
-    summary["headline"] = _headline(results)
-    return run.finish(summary, partial(human_report, profiles=profiles))
+    run.write_parquet("human_answers", answers)
+    run.write_parquet("human_profiles", profiles)
+    run.write_parquet("human_metrics", metrics)
+    # as published: each instrument's answering seconds under the instrument's name
+    seconds = {inst: round(run.ckpt.seconds(f"answers:{inst}"), 1) for inst in h.instruments}
+    return HumanSummary(countries=h.countries, agents=len(agents), persona=h.persona, reader=h.reader, caveats=caveats,
+                        results=results, citations={"mfq": mfq30.CITATION, "moral_machine": mm.CITATION},
+                        mfq_catch_pass=catch_check(answers) if "mfq" in h.instruments else None,
+                        headline=headline_of(results), seconds=seconds,
+                        plots=plot_human(profiles, results, h.countries, run.out_dir))

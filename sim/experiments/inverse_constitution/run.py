@@ -24,13 +24,13 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from agents import prompts
 from agents.llm.base import GenerateRequest, LLMBackend
@@ -41,16 +41,17 @@ from scenarios.constitution import Constitution, bundled_constitutions, load_con
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
 from scenarios.principle_bank import NO_PRINCIPLE, principle_bank
-from sim import aio, store
-from sim.checkpoint import runner, simulate
+from sim import store
+from sim.checkpoint import simulate
 from sim.config import AgoraConfig
-from sim.experiments import preflight
 from sim.experiments.collective import clean_proposal
+from sim.experiments.inverse_constitution.config import SECTIONS, InverseConfig
+from sim.experiments.inverse_constitution.labels import TEMPLATES
+from sim.experiments.inverse_constitution.report import inverse_report, plot_inverse
+from sim.experiments.inverse_constitution.summary import InverseSummary, Pairs, counts, headline_of, scopes_of
+from sim.experiments.registry import experiment
 from sim.lifecycle import Run
-from sim.report.inverse import inverse_report, plot_inverse
-from sim.results import pick
 from sim.seeding import child_rng, child_seed
-from sim.society import Society, check_per_step
 
 _LEAD = re.compile(r"\b(?:choose|select|prefer|pick)\s+(?:the\s+)?(?:answer|response|reply|one)\s+(?:that|which)\s+",
                    re.IGNORECASE)
@@ -165,7 +166,7 @@ def proposal_rows(prefs: pl.DataFrame, held: np.ndarray, n: int, seed: int) -> l
 
 # -- model work ------------------------------------------------------------------------------------------
 async def _propose(cfg: AgoraConfig, backend: LLMBackend, prefs: pl.DataFrame, rows: list[int],
-                   dilemmas: dict[str, Dilemma], bar: tqdm) -> list[dict[str, Any]]:
+                   dilemmas: dict[str, Dilemma], on_done: Callable[[], None]) -> list[dict[str, Any]]:
     inv = cfg.study.inverse
 
     async def one(i: int) -> dict[str, Any]:
@@ -175,14 +176,14 @@ async def _propose(cfg: AgoraConfig, backend: LLMBackend, prefs: pl.DataFrame, r
             messages=prompts.inverse_proposal_messages(dilemmas[r["dilemma_id"]], chosen, rejected),
             max_new_tokens=inv.proposal_tokens, temperature=cfg.llm.temperature, top_p=cfg.llm.top_p,
             seed=child_seed(cfg.seed, "inverse", "proposal", i))])
-        bar.update(1)
+        on_done()
         return {"pref_id": r["pref_id"], "judge_cluster": r["judge_cluster"], "raw": raw}
 
     return list(await asyncio.gather(*(one(i) for i in rows)))
 
 
 async def _score(cfg: AgoraConfig, backend: LLMBackend, prefs: pl.DataFrame, principle: str,
-                 dilemmas: dict[str, Dilemma], bar: tqdm) -> list[float]:
+                 dilemmas: dict[str, Dilemma], on_done: Callable[[], None]) -> list[float]:
     """P(response_a better | ``principle``) for every pair, by a persona-free judge."""
     score, c = scorer(backend), cfg.sim
 
@@ -190,7 +191,7 @@ async def _score(cfg: AgoraConfig, backend: LLMBackend, prefs: pl.DataFrame, pri
         reading = await read_judgment(score, c.judge_reader, dilemmas[r["dilemma_id"]], None, principle,
                                       r["response_a"], r["response_b"], both_orders=c.debias_order,
                                       swapped=r["order_swapped"], what=f"inverse judgment of {r['pref_id']}")
-        bar.update(1)
+        on_done()
         return reading.p_a
 
     return list(await asyncio.gather(*(one(r) for r in prefs.iter_rows(named=True))))
@@ -270,41 +271,22 @@ def scores_table(prefs: pl.DataFrame, held: np.ndarray, principles: list[dict[st
                       for k, p in enumerate(principles)])
 
 
-def _spread(values: list[float | None]) -> dict[str, float | None]:
-    v = [x for x in values if x is not None]
-    return {"min": min(v) if v else None, "max": max(v) if v else None}
-
-
-def _summary(result: dict[str, Any], principles: list[dict[str, Any]], proposals: list[dict[str, Any]],
-             notes: dict[str, Any]) -> dict[str, Any]:
-    counts = {s: sum(p["status"] == s for p in proposals) for s in ("parsed", "duplicate", "unparsed")}
-    scopes, headline = {}, {}
-    for scope, r in result.items():
-        scopes[scope] = {"pairs": r["pairs"], "learned_na": r["na"],
-                         "learned_list": [{"id": principles[s["row"]]["id"], "text": principles[s["row"]]["text"],
-                                           "train_agreement": s["train_agreement"]} for s in r["steps"]],
-                         "candidate_train_agreement": _spread([a["value"] for a in r["candidates"].values()]),
-                         "held_out": {m: v["held_out"] for m, v in r["methods"].items()},
-                         "learned_minus": r["learned_minus"]}
-        headline |= {f"{m}[{scope}]": pick(v["held_out"]).to_json() for m, v in r["methods"].items()}
-    by_source = [p["source"] for p in principles if p["candidate"]]
-    return {"scopes": scopes, "headline": headline, **notes,
-            "proposals": {"asked": len(proposals), **counts},
-            "principles": {"scored": len(principles), "candidates": len(by_source),
-                           "by_source": {s: by_source.count(s) for s in sorted(set(by_source))}}}
-
-
-def _society(cfg: AgoraConfig, run: Run, pool: list[Dilemma], out_dir: Path) -> tuple[pl.DataFrame, dict[str, Any]]:
+def _society(run: Run, pool: list[Dilemma]) -> tuple[pl.DataFrame, dict[str, Any]]:
     """A society's preferences (a checkpointed stage, as the ablation runs one); its usual files are written."""
+    from sim.society import Society  # here: Mesa is slow to load (the CLI imports this module)
+
+    cfg = run.cfg
     society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id)
-    fb = run.ckpt.stage("society", partial(simulate, society, run.ckpt, "society"), drop=("society",))
+    fb = run.stage("society", partial(simulate, society, run.ckpt, "society"), drop=("society",))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
-    return prefs, store.write_feedback(out_dir, stances, transcripts, prefs)
+    return prefs, store.write_feedback(run.out_dir, stances, transcripts, prefs)
 
 
 def check(cfg: AgoraConfig) -> None:
     """Refuse before any work what cannot be honoured or mean anything: a preferences file that is not one
     (:func:`read_preferences`), ``bank_size`` beyond the bank, ``split_by=dilemma`` over fewer than two dilemmas."""
+    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+
     inv = cfg.study.inverse
     if inv.preferences:
         prefs, file = read_preferences(inv.preferences)
@@ -323,12 +305,14 @@ def check(cfg: AgoraConfig) -> None:
                          f"(CCAI: {bank['ccai']})")
 
 
-@runner
-def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    inv = cfg.study.inverse
-    preflight(cfg)
+@experiment("inverse_constitution", key="inverse", config=InverseConfig, summary=InverseSummary, report=inverse_report,
+            check=check, sections=SECTIONS, templates=TEMPLATES, published_id=True)
+def run_inverse_constitution(run: Run) -> InverseSummary:
+    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+
+    cfg, inv = run.cfg, run.cfg.study.inverse
     notes: dict[str, Any] = {}
-    if inv.preferences:  # every input checked before any model loads
+    if inv.preferences:
         prefs, file = read_preferences(inv.preferences)
         dilemmas = run_dilemmas(cfg, file, prefs)
         given, notes["given_constitution"] = given_constitution(cfg, prefs)
@@ -342,9 +326,8 @@ def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBacken
     bank, notes["bank"] = principle_bank(inv.ccai_path, inv.bank_size, child_rng(cfg.seed, "inverse", "bank"))
     if notes["bank"]["ccai"].startswith("absent"):
         log.warning("inverse: CCAI statements not found, the bank is the bundled constitutions only (%s)", inv.ccai_path)
-    run = Run.start(cfg, out_dir, "inverse_constitution", backend)
     if not inv.preferences:
-        prefs, notes["trl_export"] = _society(cfg, run, pool, out_dir)
+        prefs, notes["trl_export"] = _society(run, pool)
     if len(prefs) < 2:
         raise InputError(f"the society gave {len(prefs)} preference(s); raise population.size or sim.steps")
     held = split_pairs(prefs, inv.held_out, inv.split_by, cfg.seed)
@@ -352,25 +335,28 @@ def run_inverse_constitution(cfg: AgoraConfig, out_dir: Path, backend: LLMBacken
     if len(rows) < inv.proposals:
         log.warning("inverse: study.inverse.proposals=%d, but only %d training pair(s) have a decided label: %d proposals",
                     inv.proposals, len(rows), len(rows))
-    prog = dict(disable=not cfg.sim.progress, leave=False)
-    with tqdm(total=len(rows), desc="inverse: propose principles", unit="pair", **prog) as bar:
-        raw = run.ckpt.stage("proposals", lambda: aio.run(_propose(cfg, run.backend, prefs, rows, dilemmas, bar)))
+    raw = run.stage("proposals", _propose(cfg, run.backend, prefs, rows, dilemmas, run.progress.update), total=len(rows),
+                    unit="pair", desc="propose principles")
     principles, proposals = principles_of(raw, bank, given, load_constitution(NO_PRINCIPLE))
-    with tqdm(total=len(principles) * len(prefs), desc="inverse: judge under each principle", unit="pair", **prog) as bar:
-        scores = np.asarray([run.ckpt.stage(f"score/{p['id']}", lambda p=p: aio.run(
-            _score(cfg, run.backend, prefs, p["text"], dilemmas, bar))) for p in principles], float)
+    scores = np.asarray([run.stage(f"score/{p['id']}", _score(cfg, run.backend, prefs, p["text"], dilemmas,
+                                                              run.progress.update),
+                                   total=len(prefs), unit="pair", desc=f"judge under principle {k + 1}/{len(principles)}")
+                         for k, p in enumerate(principles)], float)
     roles = {r: [k for k, p in enumerate(principles) if p[r]] for r in ("candidate", "given", "none")}
     result = explain_scopes(scores, prefs["p_a"].to_numpy(), prefs["judge_cluster"].to_list(), held, roles,
                             inv.max_principles, cfg.seed, cfg.eval.bootstrap)
     candidates, lists = tables(principles, result)
-    store.write_parquet(candidates, out_dir / "inverse_candidates.parquet")
-    store.write_parquet(lists, out_dir / "inverse_lists.parquet")
-    store.write_parquet(pl.DataFrame(proposals, schema=PROPOSAL_SCHEMA), out_dir / "inverse_proposals.parquet")
-    store.write_parquet(scores_table(prefs, held, principles, scores), out_dir / "inverse_scores.parquet")
-    summary = _summary(result, principles, proposals, notes)
-    summary["proposals"]["requested"] = inv.proposals
-    summary |= {"pairs": {"all": len(prefs), "held_out": int(held.sum()), "label_ties": int((prefs["p_a"] == 0.5).sum())},
-                "seconds": {k: round(run.ckpt.seconds(stage), 1) for k, stage in
-                            (("society", "society"), ("proposals", "proposals"), ("scoring", "score/"))},
-                "plots": plot_inverse(summary["scopes"], out_dir)}
-    return run.finish(summary, inverse_report)
+    run.write_parquet("inverse_candidates", candidates)
+    run.write_parquet("inverse_lists", lists)
+    run.write_parquet("inverse_proposals", pl.DataFrame(proposals, schema=PROPOSAL_SCHEMA))
+    run.write_parquet("inverse_scores", scores_table(prefs, held, principles, scores))
+    scopes = scopes_of(result, principles)
+    asked, scored = counts(principles, proposals, inv.proposals)
+    # as published: the scoring stages (one per principle) summed under one key, and a society key when none ran
+    seconds = {k: round(run.ckpt.seconds(stage), 1) for k, stage in
+               (("society", "society"), ("proposals", "proposals"), ("scoring", "score/"))}
+    return InverseSummary(scopes=scopes, headline=headline_of(scopes), preferences=notes["preferences"],
+                          given_constitution=notes["given_constitution"], bank=notes["bank"], proposals=asked,
+                          principles=scored, trl_export=notes.get("trl_export"), seconds=seconds,
+                          pairs=Pairs(all=len(prefs), held_out=int(held.sum()), label_ties=int((prefs["p_a"] == 0.5).sum())),
+                          plots=plot_inverse(scopes, run.out_dir))
