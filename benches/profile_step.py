@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf import OmegaConf
 
     import sim.cli  # noqa: F401  (registers the config schema)
-    from sim.experiments.society_run import run
+    from sim.experiments import run_experiment as run
     from sim.lifecycle import make_backend
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -63,7 +63,7 @@ def _environment(request):
 def society_calls(agents: int = AGENTS) -> list[tuple[str, GenerateRequest | ScoreRequest]]:
     """Every call one scripted society step makes, in order: ``("generate", request)`` or ``("score", request)``."""
     from agents.llm.scripted import ScriptedBackend
-    from sim.experiments.society_run import run
+    from sim.experiments import run_experiment as run
     from tests.helpers import compose
 
     backend = ScriptedBackend(record=True)

@@ -29,7 +29,6 @@ back identically whether or not the run stopped (every result goes through one J
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import math
@@ -37,7 +36,6 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -178,32 +176,6 @@ def claim(out_dir: Path, run_id: str, kind: str | None, folder: str = "hydra.run
     return state
 
 
-_OPENED: ContextVar[list[Checkpoint] | None] = ContextVar("_OPENED", default=None)
-
-
-def runner(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorates a run's entry point (which makes a :class:`Checkpoint`): when it stops on an error, the
-    backend counters of the failed attempt are saved into the last checkpoint (no unit is marked done, so
-    ``summary.json``'s counts cover every attempt); whatever the outcome, the folder's lock is released."""
-
-    @functools.wraps(fn)
-    def wrapped(*args: Any, **kwargs: Any) -> T:
-        opened: list[Checkpoint] = []
-        token = _OPENED.set(opened)
-        try:
-            return fn(*args, **kwargs)
-        except BaseException:
-            for c in opened:
-                c.save_counters()
-            raise
-        finally:
-            _OPENED.reset(token)
-            for c in opened:
-                c.release()
-
-    return wrapped
-
-
 class Checkpoint:
     """A run's saved progress: named finished stages, the rows of the society in progress, and small
     free-form ``extra`` state.
@@ -219,7 +191,7 @@ class Checkpoint:
 
     Takes the folder's lock (:class:`~sim.lock.FolderLock`) before reading anything: a second run into the folder,
     or a resume while the run still goes, is an :class:`InputError` naming the holder. Released by
-    :meth:`finish`, by :meth:`release` (the :func:`runner` decorator calls it), or when the process dies.
+    :meth:`finish`, by :meth:`release` (:class:`sim.lifecycle.Run` calls it), or when the process dies.
     """
 
     def __init__(self, out_dir: Path, run_id: str, kind: str, config: Any, stats: BackendStats | None,
@@ -247,9 +219,6 @@ class Checkpoint:
             raise
         if stats is not None:
             self.track(stats)
-        opened = _OPENED.get()
-        if opened is not None:
-            opened.append(self)
 
     def _load(self, out_dir: Path, run_id: str, kind: str, resume: bool, folder: str) -> None:
         if resume:

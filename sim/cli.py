@@ -39,16 +39,14 @@ log = logging.getLogger("agora")
 
 
 def register_configs() -> None:
-    """Hydra's ConfigStore entries: the schema (``agora_schema``) and the ``study`` group: the transitional
-    ``legacy`` node (the default) and each registered experiment's node, selected by its
-    ``conf/experiment/<name>.yaml`` (``override /study: <name>``)."""
-    from sim.experiments.registry import experiments
-    from sim.study_config import LegacyStudy
+    """Hydra's ConfigStore entries: the schema (``agora_schema``) and the ``study`` group: each registered
+    experiment's node (``society``, the default, in ``conf/config.yaml``; another selected by its
+    ``conf/experiment/<name>.yaml``: ``override /study: <name>``)."""
+    from sim.experiments.registry import options
 
     store = ConfigStore.instance()
     store.store(name="agora_schema", node=schema())
-    store.store(group="study", name="legacy", node=structured(LegacyStudy))
-    for name, exp in experiments().items():
+    for name, exp in options().items():
         store.store(group="study", name=name, node=structured(exp.study))
 
 
@@ -391,6 +389,7 @@ def _run(dcfg: DictConfig) -> None:
         cfg, out = _resumed(cfg.resume)
 
     from sim.experiments import Refused, check_inputs, run_experiment
+    from sim.experiments.registry import get
     from sim.report.console import finished_lines
 
     try:
@@ -414,7 +413,8 @@ def _run(dcfg: DictConfig) -> None:
         to_run_log(f"agora: interrupted{_kept(out)}")
         print(inert(f"agora: interrupted{_kept(out)}", newlines=False), file=sys.stderr)
         sys.exit(130)
-    print(finished_lines(summary, out))
+    exp = get(summary["kind"])
+    print(finished_lines(summary, out, exp.console if exp is not None else None))
 
 
 def _kept(out: Path) -> str:

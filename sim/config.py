@@ -14,7 +14,7 @@ from typing import Any
 
 from agents.scoring import READERS
 from alignment.config import CalibrationConfig, DPOConfig, EvalConfig, RewardConfig, accelerate_config_path
-from sim.study_config import LegacyStudy, StudyConfig
+from sim.study_config import StudyConfig
 
 BACKENDS = ("embedded", "openai_compatible", "scripted")
 NETWORKS = ("small_world", "scale_free", "complete")
@@ -357,7 +357,7 @@ class AgoraConfig:
     constitution: ConstitutionConfig = field(default_factory=ConstitutionConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
-    study: StudyConfig = field(default_factory=LegacyStudy)  # the study=legacy option; experiment=NAME selects another
+    study: StudyConfig = field(default_factory=StudyConfig)  # the study=society option; experiment=NAME selects another
     eval: EvalConfig = field(default_factory=EvalConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     resume: str = ""

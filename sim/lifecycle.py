@@ -9,9 +9,8 @@ summary; :meth:`Run.finish` writes the report, then ``summary.json`` (written la
 run), then removes the checkpoint. Leaving the ``with`` block on an error saves the failed attempt's backend
 counters; on every exit the loop is closed and the folder's lock released.
 
-Transitional, until every experiment is registered: an unconverted runner calls ``Run.start`` and
-``run.finish(summary_dict, report)`` and is decorated with :func:`sim.checkpoint.runner` (which saves the counters
-and releases the lock).
+``agora-eval``, ``agora-sanity`` and ``agora-injection`` (:mod:`sim.experiments.entry_points`) finish with a dict:
+their summaries are the free-form blocks they also write as ``eval.json``/``sanity.json`` (keys vary by suite).
 """
 
 from __future__ import annotations
@@ -136,14 +135,6 @@ class Run:
         self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains) if self.gated else None
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
-    @classmethod
-    def start(cls, cfg: AgoraConfig, out_dir: Path, kind: str, backend: LLMBackend | None = None,
-              trains: bool = False) -> Run:
-        """The run started, for an unconverted runner (decorated with :func:`sim.checkpoint.runner`, which closes it)."""
-        run = cls(cfg, out_dir, backend, kind=kind, trains=trains)
-        run._open()
-        return run
-
     # -- the experiment's middle ----------------------------------------------------------------------------
     def stage(self, name: str, work: Any, *, total: int | None = None, unit: str = "call", desc: str | None = None,
               codec: Codec = JSON, drop: tuple[str, ...] = ()) -> Any:
@@ -198,8 +189,8 @@ class Run:
         """Complete ``summary`` with what every run records, write the report and ``summary.json``, and remove the
         checkpoint: nothing is left to resume. Returns the ``summary.json`` contents.
 
-        ``summary``: a :class:`~sim.results.Summary` record (the report reads it), or, from an unconverted runner,
-        a dict (the report reads that)."""
+        ``summary``: a :class:`~sim.results.Summary` record (the report reads it), or, from an entry point
+        (:mod:`sim.experiments.entry_points`), the dict of its free-form block (the report reads that)."""
         if not isinstance(summary, Summary):
             return self._finish_dict(summary, report)
         summary = dataclasses.replace(

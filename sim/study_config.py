@@ -33,28 +33,3 @@ class StudyConfig:
         """The ``study.<key>`` that holds this run's own experiment settings (None: it has none)."""
         keys = [f.name for f in fields(self) if f.name != "kind"]
         return keys[0] if len(keys) == 1 else None
-
-
-# Transitional, until every experiment is a registered study node: the experiments not converted yet keep their
-# settings in this one node (the default option ``study=legacy``), as every run's config held them before; each
-# conversion removed its kind and key here. Every experiment with settings is now a node; this one goes when the
-# society run and the generations loop are registered too (then ``StudyConfig`` is the default).
-LEGACY_KEYS: dict[str, str] = {}
-
-
-@dataclass(frozen=True)
-class LegacyStudy(StudyConfig):
-    """The default ``study`` option (``study=legacy``): a society run, or generations with ``alignment.generations``.
-
-    Attributes:
-        kind: ``society`` (an experiment is selected with ``experiment=<name>``, which sets it).
-    """
-
-    @property
-    def settings_key(self) -> str | None:
-        return LEGACY_KEYS.get(self.kind)
-
-    def __post_init__(self) -> None:
-        if self.kind != "society" and self.kind not in LEGACY_KEYS:
-            raise ValueError(f"study.kind={self.kind} is none of {['society', *LEGACY_KEYS]}; an experiment with its own "
-                             "settings node is selected with experiment=NAME (or study=NAME), which sets study.kind")

@@ -1,24 +1,23 @@
-"""Everything ``agora`` can run. A registered experiment is one folder (``sim/experiments/<name>/``, see
-:mod:`sim.experiments.registry`, which finds the folders and runs them). Transitional, until both are converted: the
-society run (``society_run``) and the generations loop (``generations``) run through :data:`RUNNERS`; what they share
-(``collective`` votes, ``evaluate`` suites, ``injection`` measurement) stays beside them.
+"""Everything ``agora`` can run. An experiment is one folder (``sim/experiments/<name>/``, see
+:mod:`sim.experiments.registry`, which finds the folders and runs them); the society run and the generations loop
+are ``society/``. What several share (``shared/``, ``collective`` votes, ``evaluate`` suites, ``injection``
+measurement) stays beside them.
 
-:func:`run_experiment` runs any config; :func:`preflight` refuses, before any work, a run that cannot mean
-anything or a setting that cannot be honoured (the driver and each unconverted runner call it first, so the CLI
-and a sweep get the same one-line error)."""
+:func:`run_experiment` (or :func:`runner_for`) runs any config; :func:`preflight` refuses, before any work, a run
+that cannot mean anything or a setting that cannot be honoured (the driver calls it first, so the CLI and a sweep
+get the same one-line error)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from agents.llm.base import LLMBackend
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
 from sim.config import AgoraConfig
+from sim.study_config import StudyConfig
 
 Runner = Callable[[AgoraConfig, Path, LLMBackend | None], dict[str, Any]]
 
@@ -28,36 +27,13 @@ class Refused(InputError):
     folder it made for the run, as for a bad config)."""
 
 
-# study.kind -> (module, runner) of the kinds not registered yet; ``society`` runs the generations loop when
-# ``alignment.generations > 0``. Transitional: each conversion removes its entry, the last one this table.
-RUNNERS = {
-    "generations": ("sim.experiments.generations", "run_generations"),
-    "society": ("sim.experiments.society_run", "run"),
-}
-
-
-def _entry(cfg: AgoraConfig) -> tuple[ModuleType, str]:
-    kind = cfg.study.kind
-    if kind == "society" and cfg.alignment.generations > 0:
-        kind = "generations"
-    if kind not in RUNNERS:
-        raise InputError(f"study.kind '{kind}' is not an experiment")
-    module, name = RUNNERS[kind]
-    return importlib.import_module(module), name
-
-
-def legacy_runner(cfg: AgoraConfig) -> Runner:
-    """The runner of a kind not registered yet (:data:`RUNNERS`)."""
-    module, name = _entry(cfg)
-    return getattr(module, name)
-
-
 def runner_for(cfg: AgoraConfig) -> Runner:
-    """What runs ``cfg``: ``runner(cfg, out_dir, backend=None) -> summary.json contents`` (a registered
-    experiment through the registry's driver, or an unconverted runner)."""
-    from sim.experiments.registry import for_config, run_experiment
+    """What runs ``cfg``: ``runner(cfg, out_dir, backend=None) -> summary.json contents`` (the registry's driver;
+    refuses a kind that is not registered, one line)."""
+    from sim.experiments.registry import for_config
 
-    return run_experiment if for_config(cfg) is not None else legacy_runner(cfg)
+    for_config(cfg)
+    return run_experiment
 
 
 def study_dilemmas(cfg: AgoraConfig, n: int, setting: str, minimum: int = 1) -> list[Dilemma]:
@@ -82,11 +58,7 @@ def preflight(cfg: AgoraConfig) -> None:
 
     try:
         check_gate(cfg)
-        exp = for_config(cfg)
-        # a registered experiment's check, or an unconverted module's own check(cfg) when it has one
-        check = exp.check if exp is not None else getattr(_entry(cfg)[0], "check", None)
-        if check is not None:
-            check(cfg)
+        for_config(cfg).check(cfg)
     except Refused:
         raise
     except InputError as exc:
@@ -97,13 +69,7 @@ def trains(cfg: AgoraConfig) -> tuple[bool, bool]:
     """Whether a run of ``cfg`` trains a reward model and whether it DPO-tunes a policy (the runners that do)."""
     from sim.experiments.registry import for_config
 
-    exp = for_config(cfg)
-    if exp is not None:
-        return exp.trains(cfg)
-    kind, a = cfg.study.kind, cfg.alignment
-    if kind == "society":
-        return a.generations > 0, a.generations > 1  # the last generation's feedback is measured, not trained on
-    return False, False
+    return for_config(cfg).trains(cfg)
 
 
 def _model_folder(value: str, where: str) -> None:
@@ -143,8 +109,10 @@ def check_inputs(cfg: AgoraConfig) -> None:
         if (policy or (reward and backbone == "policy")) and not cfg.llm.model_path:
             require_default_weights()  # the policy the loop tunes starts from the default model
     if cfg.eval.suites:
-        if cfg.study.kind != "society" or cfg.alignment.generations > 0:
-            what = f"study.kind={cfg.study.kind}" if cfg.study.kind != "society" else "a generations run"
+        from sim.experiments.registry import for_config, get
+
+        if for_config(cfg) is not get(StudyConfig.kind):
+            what = f"study.kind={cfg.study.kind}" if cfg.study.kind != StudyConfig.kind else "a generations run"
             raise InputError(f"eval.suites={cfg.eval.suites}: {what} does not evaluate (a society run does, and "
                              "agora-eval evaluates any config); leave eval.suites empty")
         from sim.probes import eval_paths

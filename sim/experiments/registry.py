@@ -9,7 +9,6 @@ An experiment is one folder, ``sim/experiments/<name>/``, whose ``run.py`` decor
 and one conf file, ``conf/experiment/<name>.yaml`` (``defaults: [override /study: <name>]``). Nothing else names
 it: the folders are found here (every subpackage of ``sim.experiments`` is imported on the first lookup), its
 settings node (``study=<name>``) is made here, and the CLI, resume, reports and ``agora-report`` look it up here.
-Kinds not registered yet still run through ``sim.experiments.RUNNERS`` (transitional).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sim.config import AgoraConfig
-from sim.study_config import LegacyStudy, StudyConfig
+from sim.study_config import StudyConfig
 
 if TYPE_CHECKING:
     from agents.llm.base import LLMBackend
@@ -59,7 +58,11 @@ class Experiment:
         labels: the human names of its keys in reports (``sim.report.labels``).
         ranges: the range of each of its figures that is a share or a probability (plots draw it on that range).
         templates: how its ``name[arg]`` keys read as a phrase (``sim.report.labels.TEMPLATES``).
+        console: what ``agora`` prints when a run finishes: ``console(summary_json, out_dir) -> text`` (None: its
+            headline figures, one per line).
         published_id: its runs had ids before 2026-12-07, which stay as they were (the shim in :mod:`sim.ids`).
+        of: the experiment whose settings node it runs with (None: its own, ``study=<name>``). The generations loop
+            is a society run with ``alignment.generations > 0`` (:func:`for_config` picks it): no option of its own.
         study: its settings node (a :class:`StudyConfig` subclass), made at registration.
     """
 
@@ -75,7 +78,9 @@ class Experiment:
     labels: Mapping[str, str] = field(default_factory=dict)
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     templates: Mapping[str, str] = field(default_factory=dict)
+    console: Callable[[dict[str, Any], Path], str] | None = None
     published_id: bool = False
+    of: str | None = None
     study: type[StudyConfig] = StudyConfig
 
 
@@ -108,7 +113,8 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
                report: Callable[[Path, Any], object], check: Callable[[AgoraConfig], None] = _no_check,
                trains: Callable[[AgoraConfig], tuple[bool, bool]] = _trains_nothing, sections: tuple[str, ...] = (),
                labels: Mapping[str, str] | None = None, ranges: Mapping[str, tuple[float, float]] | None = None,
-               templates: Mapping[str, str] | None = None, published_id: bool = False) -> Callable[[F], F]:
+               templates: Mapping[str, str] | None = None, console: Callable[[dict[str, Any], Path], str] | None = None,
+               published_id: bool = False, of: str | None = None) -> Callable[[F], F]:
     """Register the decorated run function as experiment ``name`` (the attributes: see :class:`Experiment`)."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"experiment name {name!r}: lower-case letters, digits and _")
@@ -118,27 +124,19 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
     def register(fn: F) -> F:
         if name in _REGISTRY and _REGISTRY[name].run is not fn:
             raise ValueError(f"experiment {name} is registered twice ({_REGISTRY[name].run.__module__}, {fn.__module__})")
-        if name in _legacy_kinds():
-            raise ValueError(f"experiment {name} is still run through sim.experiments.RUNNERS: remove it there")
-        node = study_node(name, key, config, published_id)
+        if of is not None and (of not in _REGISTRY or key is not None):
+            raise ValueError(f"experiment {name}: of={of} needs {of} registered first, and no settings of its own")
+        node = study_node(name, key, config, published_id) if of is None else _REGISTRY[of].study
         _REGISTRY[name] = Experiment(name=name, key=key, config=config, summary=summary, run=fn, report=report,
                                      check=check, trains=trains, sections=sections, labels=dict(labels or {}),
                                      ranges=dict(ranges or {}), templates=dict(templates or {}),
-                                     published_id=published_id, study=node)
+                                     console=console, published_id=published_id, of=of, study=node)
         from sim.report.labels import add_labels
-        from sim.report.render import show_config
 
         add_labels(labels or {}, ranges or {}, templates or {})
-        show_config(name, sections)
         return fn
 
     return register
-
-
-def _legacy_kinds() -> set[str]:
-    from sim.experiments import RUNNERS
-
-    return set(RUNNERS)
 
 
 def discover() -> None:
@@ -166,22 +164,47 @@ def get(name: str) -> Experiment | None:
     return _REGISTRY.get(name)
 
 
-def for_config(cfg: AgoraConfig) -> Experiment | None:
-    """The registered experiment a config runs (None: a kind still run through ``RUNNERS``)."""
-    return get(cfg.study.kind)
+def for_config(cfg: AgoraConfig) -> Experiment:
+    """The registered experiment a config runs: its ``study.kind``, but the generations loop for a society run
+    with ``alignment.generations > 0``. Refuses a kind that is not registered (one line)."""
+    from scenarios.errors import InputError
+
+    found = get(cfg.study.kind)
+    if found is None or found.of is not None:
+        raise InputError(f"study.kind '{cfg.study.kind}' is not an experiment (one of {sorted(options())})")
+    if found.name == "society" and cfg.alignment.generations > 0:
+        return _REGISTRY["generations"]
+    return found
+
+
+def options() -> dict[str, Experiment]:
+    """The experiments with their own settings node, ``study=<name>`` (every one but those run ``of`` another)."""
+    return {name: e for name, e in experiments().items() if e.of is None}
 
 
 def study_class(kind: str) -> type[StudyConfig]:
-    """The ``study`` node a run of ``kind`` has (the transitional :class:`LegacyStudy` for unregistered kinds)."""
-    found = get(kind)
-    return found.study if found else LegacyStudy
+    """The ``study`` node a run of ``kind`` (its ``study.kind``) has (refused in one line: not registered)."""
+    found = options().get(kind)
+    if found is None:
+        from scenarios.errors import InputError
+
+        raise InputError(f"study.kind '{kind}' is not an experiment (one of {sorted(options())})")
+    return found.study
+
+
+def config_part(summary: Summary) -> Any:
+    """A report's ``Config`` part: the config sections its experiment registered (``sections=``), folded."""
+    from sim.report.render import config_block
+
+    found = get(summary.kind)
+    return config_block(summary.config, summary.kind, found.sections if found else ())
 
 
 def __getattr__(name: str) -> Any:
     """The study nodes made at registration, by class name (how pickle finds them)."""
     discover()
     for e in _REGISTRY.values():
-        if e.study.__name__ == name:
+        if e.of is None and e.study.__name__ == name:
             return e.study
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -189,13 +212,11 @@ def __getattr__(name: str) -> Any:
 def run_experiment(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     """Run ``cfg`` into ``out_dir``: its refusals before any work, then ``with Run(...) as run:`` its function,
     then its report and ``summary.json`` (:meth:`~sim.lifecycle.Run.finish`), which removes the checkpoint.
-    Returns the ``summary.json`` contents. A kind not registered yet runs through ``RUNNERS``."""
-    from sim.experiments import legacy_runner, preflight
+    Returns the ``summary.json`` contents."""
+    from sim.experiments import preflight
     from sim.lifecycle import Run
 
     exp = for_config(cfg)
-    if exp is None:
-        return legacy_runner(cfg)(cfg, out_dir, backend)
     preflight(cfg)
     reward, policy = exp.trains(cfg)
     with Run(cfg, out_dir, backend, kind=exp.name, trains=reward or policy) as run:

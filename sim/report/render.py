@@ -47,6 +47,7 @@ from sim.report.blocks import (  # noqa: F401 (fmt, fmt_interval: the report mod
 from sim.report.labels import label
 from sim.results import Summary
 from sim.store import atomic_write_bytes
+from sim.study_config import StudyConfig
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}"
        ".table-wrap{overflow-x:auto;max-width:100%;margin:.6rem 0}"
@@ -79,28 +80,20 @@ def headline_table(headline: Mapping[str, Any]) -> Table:
     return Table(rows, cols, right=("95% interval",))
 
 
-# Config sections each kind of run reads (from its runner; the whole config is in summary.json); a registered
-# experiment's come from its registration (show_config)
+# The config sections a society run reads (the whole config is in summary.json); an experiment registers its own
+# (``sections=``, read through sim.experiments.registry.config_part)
 CORE_CONFIG = ("seed", "name", "llm", "population", "network", "scenario", "constitution", "sim", "calibration")
-KIND_CONFIG: dict[str, tuple[str, ...]] = {
-    "society": CORE_CONFIG,
-    "generations": (*CORE_CONFIG, "alignment"),
-}
 LLM_KEYS = {"embedded": ("model_path", "device", "dtype", "max_batch_size", "max_batch_tokens", "prefix_sharing",
                          "prefix_cache_mb", "max_context_tokens"),
             "openai_compatible": ("base_url", "model", "api_key_env", "timeout_s", "max_retries", "backoff_s", "concurrency",
                                   "tokenizer")}
 
 
-def show_config(kind: str, sections: Sequence[str]) -> None:
-    """The config sections a registered experiment's report shows (none given: :data:`CORE_CONFIG`)."""
-    KIND_CONFIG[kind] = tuple(sections) or CORE_CONFIG
-
-
-def relevant_config(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    """The config sections a run of ``kind`` reads: no other study's settings, no other backend's."""
+def relevant_config(config: Mapping[str, Any], sections: Sequence[str] = CORE_CONFIG) -> dict[str, Any]:
+    """The ``sections`` of ``config`` a run reads (``eval`` too when it evaluates): no other study's settings, no
+    other backend's."""
     out: dict[str, Any] = {}
-    wanted = KIND_CONFIG.get(kind, CORE_CONFIG) + (("eval",) if config.get("eval", {}).get("suites") else ())
+    wanted = (*(sections or CORE_CONFIG), *(("eval",) if config.get("eval", {}).get("suites") else ()))
     for path in wanted:
         top, _, sub = path.partition(".")
         if top not in config:
@@ -119,8 +112,9 @@ def relevant_config(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
     return out
 
 
-def config_block(config: Mapping[str, Any], kind: str = "society") -> Details:
-    shown = relevant_config(config, kind)
+def config_block(config: Mapping[str, Any], kind: str = StudyConfig.kind, sections: Sequence[str] = CORE_CONFIG) -> Details:
+    """The ``sections`` of ``config`` a run of ``kind`` reads, folded (:func:`relevant_config`)."""
+    shown = relevant_config(config, sections)
     text = yaml.safe_dump(shown, sort_keys=False, width=110, allow_unicode=True)
     return Details(f"Config: the {len(shown)} sections a {kind} run reads ({text.count(chr(10))} lines; "
                    "the whole config is in summary.json)", [Code(text, "yaml")])
@@ -213,7 +207,7 @@ def standard_sections(summary: Mapping[str, Any] | Summary, intro: str = "") -> 
     if isinstance(summary, Summary):
         summary = summary.to_json()
     wall = summary.get("wall_seconds")
-    what = (f"Run `{summary.get('run_id', '?')}` ({summary.get('kind', 'society')}), "
+    what = (f"Run `{summary.get('run_id', '?')}` ({summary.get('kind', StudyConfig.kind)}), "
             f"{'n/a' if wall is None else f'{wall:.1f}'} s wall time.")
     return [("Summary", (intro + "\n\n" if intro else "") + what),
             ("Key figures", headline_table(summary.get("headline", {}))),

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from sim import store
-from sim.experiments.society_run import OUTPUT_FILES
+from sim.experiments.society.run import OUTPUT_FILES
 from tests.helpers import AGORA_EVAL, AGORA_REPORT, ROOT, agora
 
 

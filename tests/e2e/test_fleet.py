@@ -27,7 +27,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from sim.experiments.society_run import run
+from sim.experiments import run_experiment as run
 from tests.fake_server import Process
 from tests.helpers import compose
 

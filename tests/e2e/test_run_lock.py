@@ -12,7 +12,7 @@ from agents.llm.base import BackendError
 from agents.llm.scripted import ScriptedBackend
 from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
-from sim.experiments.society_run import run
+from sim.experiments import run_experiment as run
 from sim.lock import LOCK
 from tests.helpers import agora, compose, start_agora
 

@@ -53,7 +53,7 @@ def test_the_step_line_is_a_few_labelled_figures():
 
 def test_a_run_logs_the_short_step_line_at_info_and_every_metric_at_debug(tmp_path, caplog):
     from agents.llm.scripted import ScriptedBackend
-    from sim.experiments.society_run import run
+    from sim.experiments import run_experiment as run
 
     caplog.set_level(logging.DEBUG, logger="sim.checkpoint")
     run(tiny_config(), tmp_path / "run", ScriptedBackend())

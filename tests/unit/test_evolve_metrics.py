@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from alignment.metrics import js_distance
-from sim.experiments.generations import generation_metrics, policy_group, training_figures
+from sim.experiments.society.generations import generation_metrics, policy_group, training_figures
 
 
 def _stances(p: dict[tuple[str, int], float]) -> pl.DataFrame:

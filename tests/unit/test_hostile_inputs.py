@@ -28,7 +28,7 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
 from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
-from sim.experiments.society_run import run
+from sim.experiments import run_experiment as run
 from tests.helpers import AGORA_EVAL, AGORA_INJECTION, AGORA_REPORT, AGORA_SANITY, agora, start_agora, tiny_config
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}

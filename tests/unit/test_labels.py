@@ -14,7 +14,7 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
 from sim.calibration import INVERSE_PRINCIPLE, calibrate, warn_if_uninformative
-from sim.experiments.society_run import run
+from sim.experiments import run_experiment as run
 from sim.society import Society
 from tests.helpers import tiny_config
 
@@ -189,12 +189,11 @@ def test_a_training_run_that_requires_informative_labels_stops_before_any_work(t
     import dataclasses
 
     from sim.config import AlignmentConfig
-    from sim.experiments.generations import run_generations
 
     cfg = dataclasses.replace(tiny_config(), alignment=AlignmentConfig(generations=1, require_informative_labels=True))
     b = ScriptedBackend(scores=moral_first)
     with pytest.raises(InputError, match="LABELS NOT SHOWN INFORMATIVE") as err:
-        run_generations(cfg, tmp_path, backend=b)
+        run(cfg, tmp_path, b)
     assert "\n" not in str(err.value) and not b.seen_generate  # no society step was run
     assert not (tmp_path / "generation_0").exists()
 

@@ -201,7 +201,7 @@ def test_generations_loop_records_overton_coverage_beside_pds_entropy(tmp_path, 
     beside pds_entropy and equals the coverage recomputed from the run's stances."""
     import asyncio
 
-    import sim.experiments.generations as gen
+    import sim.experiments.society.generations as gen
     from scenarios.dilemma import load_dilemmas
 
     rm = {"eval": {"accuracy": 0.5, "ece": 0.1, "log_loss": 0.7}, "pairs_per_s": 1.0}

@@ -21,7 +21,7 @@ from sim.ids import ADDED_LATER, PUBLISHED_STUDIES, id_settings, run_id_for
 from sim.lifecycle import Run
 from sim.lock import check_unlocked
 from sim.results import Codec, PairedDifference, Summary, from_json, pick, to_json
-from sim.study_config import LegacyStudy, StudyConfig
+from sim.study_config import StudyConfig
 from tests.helpers import ROOT, agora, compose
 
 
@@ -30,7 +30,15 @@ def test_every_registered_experiment_has_its_folder_its_preset_and_its_node():
     found = experiments()
     assert "overton" in found
     for name, exp in found.items():
+        if exp.of is not None:  # the generations loop: the society's folder and node
+            assert exp.run.__module__.startswith(f"sim.experiments.{exp.of}.") and exp.study is found[exp.of].study, name
+            continue
         assert exp.run.__module__.startswith(f"sim.experiments.{name}."), name  # its folder
+        if name == StudyConfig.kind:  # the default: conf/config.yaml selects it
+            assert "- study: society" in (ROOT / "conf" / "config.yaml").read_text()
+            cfg = compose()
+            assert type(cfg.study) is exp.study and type(compose(f"study={name}").study) is exp.study
+            continue
         assert (ROOT / "conf" / "experiment" / f"{name}.yaml").is_file(), name  # its one conf file
         cfg = compose(f"experiment={name}")
         assert type(cfg.study) is exp.study is study_class(name) and cfg.study.kind == name
@@ -52,26 +60,23 @@ def test_only_the_selected_experiments_settings_exist():
 def test_a_kind_that_does_not_match_its_settings_node_is_refused():
     with pytest.raises(Exception, match="study.kind=society does not match the settings of study=overton"):
         compose("experiment=overton", "study.kind=society")
-    with pytest.raises(Exception, match="study.kind=overton is none of .*select"):
-        compose("study.kind=overton")  # the transitional node holds the unconverted experiments only
+    with pytest.raises(Exception, match="study.kind=overton does not match the settings of study=society"):
+        compose("study.kind=overton")  # the default node is the society run's
     with pytest.raises(ValueError, match="study.kind=nope"):
-        LegacyStudy(kind="nope")
+        get("society").study(kind="nope")
 
 
-def test_a_name_is_registered_once_and_not_while_it_is_still_a_legacy_runner():
-    from sim.experiments import RUNNERS
+def test_a_name_is_registered_once():
     from sim.experiments.registry import experiment
     from sim.results import Summary
 
     def run_other(run):  # noqa: ANN001, ANN202
         return Summary()
 
-    legacy = sorted(RUNNERS)[0]  # a kind not converted yet
-    with pytest.raises(ValueError, match="still run through sim.experiments.RUNNERS"):
-        experiment(legacy, summary=Summary, report=lambda out, s: [])(run_other)
-    with pytest.raises(ValueError, match="registered twice"):
-        experiment("overton", summary=Summary, report=lambda out, s: [])(run_other)
-    assert get(legacy) is None and get("overton").run.__name__ == "run_overton"
+    for name in ("overton", "society", "generations"):
+        with pytest.raises(ValueError, match="registered twice"):
+            experiment(name, summary=Summary, report=lambda out, s: [])(run_other)
+    assert get("overton").run.__name__ == "run_overton" and get("society").run.__name__ == "run_society"
 
 
 def test_study_nodes_pickle_by_reference():
@@ -239,7 +244,7 @@ def test_a_checkpoint_whose_config_holds_every_studys_settings_resumes(tmp_path,
         runner_for(cfg)(cfg, out, ScriptedBackend())
     monkeypatch.undo()
     state = read_checkpoint(out)
-    legacy = dataclasses.asdict(LegacyStudy())
+    legacy = dataclasses.asdict(StudyConfig())  # the old default node: kind=society, no settings of its own
     state["config"]["study"] = {**legacy, "kind": "overton", "overton": state["config"]["study"]["overton"]}
     from sim.checkpoint import _body
     from sim.rowlog import sha256_hex

@@ -14,7 +14,8 @@ import pytest
 
 from agents.llm.scripted import ScriptedBackend
 from alignment.metrics import proportion_interval
-from sim.experiments.society_run import run
+from sim.experiments import run_experiment as run
+from sim.experiments.registry import get
 from sim.report.blocks import Quote, Table, Term, md_escape, to_html, to_md
 from sim.report.compare import find_runs, seed_summary
 from sim.report.labels import label
@@ -84,11 +85,11 @@ def test_interval_column_only_where_some_figure_has_an_interval():
 
 def test_config_is_collapsed_and_shows_only_what_the_run_kind_reads(hostile_run):
     out, summary = hostile_run
-    shown = relevant_config(summary["config"], "society")
+    shown = relevant_config(summary["config"], get("society").sections)
     assert "study" not in shown and "alignment" not in shown and "base_url" not in shown["llm"]
     plural = dataclasses.asdict(compose("experiment=pluralism"))  # its settings exist only in its own runs
-    assert set(relevant_config(plural, "pluralism")["study"]) == {"kind", "pluralism"}
-    assert "alignment" in relevant_config(summary["config"], "generations")
+    assert set(relevant_config(plural, get("pluralism").sections)["study"]) == {"kind", "pluralism"}
+    assert "alignment" in relevant_config(summary["config"], get("generations").sections)
     page = (out / "report.html").read_text()
     config_html = re.split(r'<h2 id="s\d+">Config</h2>', page)[1]
     assert config_html.lstrip().startswith("<details><summary>Config: the 9 sections") and "norms:" not in config_html

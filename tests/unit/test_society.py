@@ -14,7 +14,7 @@ from agents.prompts import DEBATE_ROLE
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
-from sim.experiments.society_run import run
+from sim.experiments import run_experiment as run
 from sim.society import Society
 from tests.helpers import ROOT, child_env, tiny_config
 

@@ -19,7 +19,6 @@ from alignment.metrics import bootstrap_interval, js_distance, normalised_entrop
 from sim.config import CollectiveConfig
 from sim.experiments.evolving_norms.config import NormConfig, NormsConfig
 from sim.experiments.registry import get
-from sim.study_config import LegacyStudy
 from tests.helpers import ROOT, compose
 
 
@@ -94,7 +93,7 @@ def test_norm_config_errors_are_one_line():
     with pytest.raises(ValueError, match="strictly increasing"):
         NormsConfig(schedule=[NormConfig(generation=0, name="a", principle="p"), NormConfig(generation=0, name="b", principle="q")])
     with pytest.raises(ValueError, match="study.kind"):
-        LegacyStudy(kind="nope")
+        get("society").study(kind="nope")
 
 
 def test_mutation_keeps_lineage_and_scale():

@@ -85,15 +85,16 @@ from pathlib import Path
 
 import polars as pl
 
+from sim.experiments.registry import config_part
 from sim.experiments.toy.summary import ToySummary
-from sim.report.render import config_block, fmt_interval, md_table, render, standard_sections
+from sim.report.render import fmt_interval, md_table, render, standard_sections
 
 
 def toy_report(out_dir: Path, summary: ToySummary) -> list[str]:
     answers = pl.read_parquet(out_dir / "toy_answers.parquet")
     sections = standard_sections(summary, f"{summary.dilemmas} dilemmas; {fmt_interval(summary.mean_words)} words per answer.")
     sections += [("Answers", md_table(answers.select("dilemma_id", "words").to_dicts())),
-                 ("Config", config_block(summary.config, summary.kind))]
+                 ("Config", config_part(summary))]
     return render(out_dir, f"agora toy: {summary.run_id}", sections)
 ''',
     "sim/experiments/toy/run.py": '''

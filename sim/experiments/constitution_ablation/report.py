@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 
 from sim.experiments.constitution_ablation.summary import AblationSummary, Effect, RewardArm
+from sim.experiments.registry import config_part
 from sim.report.render import (
-    config_block,
     dilemma_texts,
     figure,
     md_table,
@@ -73,5 +73,5 @@ def ablation_report(out_dir: Path, summary: AblationSummary) -> list[str]:
     if summary.plots:
         sections.append(("Plot", figure("ablation_shift.png", "Shift toward each direction, labels and reward models")))
     sections += [("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir), summary.config["sim"].get("tokens"))),
-                 ("Config", config_block(summary.config, summary.kind))]
+                 ("Config", config_part(summary))]
     return render(out_dir, f"agora constitution ablation — {summary.run_id}", sections)

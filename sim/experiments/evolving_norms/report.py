@@ -10,8 +10,8 @@ import polars as pl
 from agents.culture import MFQ_AXES
 from sim.experiments.evolving_norms.config import NormConfig
 from sim.experiments.evolving_norms.summary import NormsSummary
+from sim.experiments.registry import config_part
 from sim.report.render import (
-    config_block,
     figure,
     md_table,
     render,
@@ -71,5 +71,5 @@ def norms_report(out_dir: Path, summary: NormsSummary) -> list[str]:
     sections += [("Norm schedule", sched), ("Tracking each shift", shifts), ("Per generation", md_table(summary.generations, cols)),
                  ("Pluralism lost along the way", lost), ("Plot", figure(PLOT, "Fit, value axes and cluster shares by "
                                                                              "generation")),
-                 ("Config", config_block(summary.config, summary.kind))]
+                 ("Config", config_part(summary))]
     return render(out_dir, f"agora evolving norms — {summary.run_id}", sections)

@@ -8,7 +8,8 @@ import numpy as np
 import polars as pl
 
 from sim.experiments.human_distributions.summary import HumanSummary, InstrumentResult
-from sim.report.render import config_block, figure, fmt_interval, md_table, render, standard_sections
+from sim.experiments.registry import config_part
+from sim.report.render import figure, fmt_interval, md_table, render, standard_sections
 
 TITLES = {"mfq": "MFQ-30 foundations (0-5)", "moral_machine": "Moral Machine preferences (AMCE, -1..1)"}
 CONDITIONS = (("model", "agents with persona", "#4c72b0"), ("no_persona", "no persona", "#999999"),
@@ -122,5 +123,5 @@ def human_report(out_dir: Path, summary: HumanSummary) -> list[str]:
                          "math' as morally relevant, or disagrees that doing good beats doing bad, is not reading the "
                          "questionnaire."))
     sections.append(("Data sources", "\n".join(f"- {k}: {v}" for k, v in summary.citations.items())))
-    sections.append(("Config", config_block(summary.config, summary.kind)))
+    sections.append(("Config", config_part(summary)))
     return render(out_dir, f"agora human distributions — {summary.run_id}", sections)

@@ -9,7 +9,8 @@ import numpy as np
 
 from agents.worldview import cluster_label
 from sim.experiments.inverse_constitution.summary import InverseSummary, Scope
-from sim.report.render import config_block, figure, fmt_interval, md_table, render, standard_sections
+from sim.experiments.registry import config_part
+from sim.report.render import figure, fmt_interval, md_table, render, standard_sections
 
 METHODS = {"learned": ("learned list", "#55a868"), "given_constitution": ("given constitution", "#4c72b0"),
            "no_principle": ("no principle", "#999999")}
@@ -105,5 +106,5 @@ def inverse_report(out_dir: Path, summary: InverseSummary) -> list[str]:
                  ("Held-out agreement", md_table(_held(summary))),
                  ("Plot", figure(PLOT, "Held-out agreement per scope (Wilson 95% CI)")),
                  ("Reading it", _reading(summary)),
-                 ("Config", config_block(summary.config, summary.kind))]
+                 ("Config", config_part(summary))]
     return render(out_dir, f"agora inverse constitution — {summary.run_id}", sections)

@@ -9,10 +9,10 @@ import polars as pl
 
 from agents.worldview import cluster_label
 from sim.experiments.overton.summary import ConditionCoverage, OvertonSummary
+from sim.experiments.registry import config_part
 from sim.report.render import (
     Quote,
     Term,
-    config_block,
     dilemma_texts,
     figure,
     fmt,
@@ -90,5 +90,5 @@ def overton_report(out_dir: Path, summary: OvertonSummary) -> list[str]:
                  ("Does the judge recognise a position's own voices?", validity),
                  ("Plot", figure(PLOT, "Overton coverage per condition (95% bootstrap intervals over dilemmas)")),
                  (f"Sample (dilemma {answers['dilemma_id'][0]})", _sample(out_dir, summary, answers, positions, pairs)),
-                 ("Config", config_block(summary.config, summary.kind))]
+                 ("Config", config_part(summary))]
     return render(out_dir, f"agora overton — {summary.run_id}", sections)

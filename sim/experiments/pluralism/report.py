@@ -9,10 +9,10 @@ import polars as pl
 
 from agents.worldview import cluster_label
 from sim.experiments.pluralism.summary import ConditionEntropy, PluralismSummary
+from sim.experiments.registry import config_part
 from sim.report.render import (
     Quote,
     Term,
-    config_block,
     dilemma_texts,
     figure,
     fmt_interval,
@@ -80,5 +80,5 @@ def pluralism_report(out_dir: Path, summary: PluralismSummary) -> list[str]:
                  ("Is the judge able to tell perspectives apart?", validity),
                  ("Plot", figure(PLOT, "PDS entropy per condition and the judged perspective mix")),
                  (f"Sample answers (dilemma {d0})", sample),
-                 ("Config", config_block(summary.config, summary.kind))]
+                 ("Config", config_part(summary))]
     return render(out_dir, f"agora pluralism — {summary.run_id}", sections)

@@ -1,17 +1,16 @@
-"""A society run's report."""
+"""A society run's report (and the sections the generations loop's report shares)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import polars as pl
 
+from sim.experiments.registry import config_part
 from sim.report.render import (
     Term,
-    config_block,
     dilemma_texts,
     figure,
     md_table,
@@ -20,6 +19,9 @@ from sim.report.render import (
     transcript_sample,
 )
 from sim.report.social import cluster_choice_rows, plot_cluster_choices, plot_social_graph
+
+if TYPE_CHECKING:
+    from sim.experiments.society.summary import SocietySummary
 
 
 def society_sections(out_dir: Path, stances: pl.DataFrame, transcripts: pl.DataFrame, graph: nx.Graph | None,
@@ -47,29 +49,29 @@ def society_sections(out_dir: Path, stances: pl.DataFrame, transcripts: pl.DataF
     return sections
 
 
-def society_report(out_dir: Path, summary: Mapping[str, Any], graph: nx.Graph | None = None) -> list[str]:
-    """``report.md``/``report.html`` of a society run; ``graph``: the model's social graph (in-process)."""
-    c, t, j = summary["counts"], summary["throughput"], summary["judge"]
+def society_report(out_dir: Path, summary: SocietySummary) -> list[str]:
+    """``report.md``/``report.html`` of a society run (the social graph from ``summary.graph``, when the run passes it)."""
+    c, t, j = summary.counts, summary.throughput, summary.judge
     stances = pl.read_parquet(out_dir / "stances.parquet") if (out_dir / "stances.parquet").is_file() else pl.DataFrame()
     tr = out_dir / "transcripts.parquet"
     transcripts = pl.read_parquet(tr) if tr.is_file() else pl.DataFrame()
     sections = standard_sections(summary, "A society debated moral dilemmas, critiqued and revised its answers "
                                           "under a constitution, and judged pairs of answers into preference data.")
-    sections[2:2] = society_sections(out_dir, stances, transcripts, graph)
+    sections[2:2] = society_sections(out_dir, stances, transcripts, summary.graph)
     sections.append(("Stances by cluster over steps", figure("stance_shares.png", "Share choosing action A per cluster "
                                                                                   "and step, by phase")))
     sections += [("The judges", md_table([{"figure": Term(k), "value": v} for k, v in j.items()])),
                  ("Counts", md_table([{"what": Term(k), "count": v} for k, v in c.items()])),
                  ("Where the time went", md_table([{"phase": Term(k), "seconds": v}
                                                    for k, v in t.get("phase_seconds", {}).items()]))]
-    if "eval" in summary:
+    if summary.eval is not None:
         from sim.report.eval import report_lines
 
         lines = [f"**{x.strip('# ')}**\n" if x.startswith("#") else x.strip() if x.lstrip().startswith("- ")
-                 else f"- {x.strip()}" for x in report_lines(summary["eval"]) if x.strip()]  # its own bullets kept
+                 else f"- {x.strip()}" for x in report_lines(summary.eval) if x.strip()]  # its own bullets kept
         sections.append(("Validity against external data", "\n".join(lines)))
     if not transcripts.is_empty():
         sections.append(("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir),
-                                                                summary["config"]["sim"].get("tokens"))))
-    sections.append(("Config", config_block(summary["config"], summary.get("kind", "society"))))
-    return render(out_dir, f"agora report — {summary['run_id']}", sections)
+                                                                summary.config["sim"].get("tokens"))))
+    sections.append(("Config", config_part(summary)))
+    return render(out_dir, f"agora report — {summary.run_id}", sections)

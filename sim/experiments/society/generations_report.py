@@ -5,18 +5,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import polars as pl
 
 from agents.worldview import cluster_label
+from sim.experiments.registry import config_part
+from sim.experiments.society.report import society_sections
 from sim.report.labels import label
 from sim.report.plots import axis_limits, save_png
 from sim.report.render import (
     Grid,
     Term,
-    config_block,
     constitution_versions,
     dilemma_texts,
     figure,
@@ -25,7 +25,9 @@ from sim.report.render import (
     standard_sections,
     transcript_sample,
 )
-from sim.report.society import society_sections
+
+if TYPE_CHECKING:
+    from sim.experiments.society.summary import GenerationsSummary
 
 
 def plot_generations(metrics: pl.DataFrame, out_dir: Path) -> list[str]:
@@ -74,25 +76,26 @@ def _plot_key(fname: str) -> str:
     return stem
 
 
-def generations_report(out_dir: Path, summary: Mapping[str, Any], graph: nx.Graph | None = None) -> list[str]:
-    """``graph``: the society's social graph (the same in every generation), from the runner."""
-    rows = summary["generations"]
+def generations_report(out_dir: Path, summary: GenerationsSummary) -> list[str]:
+    """``report.md``/``report.html`` of the generations loop (the social graph, the same in every generation, from
+    ``summary.graph`` when the run passes it)."""
+    rows = summary.generations
     sections = standard_sections(summary, "Generations of the closed loop: the society's feedback trains a reward "
                                           "model and DPO-tunes the policy, which half of each cluster then speaks with.")
     st, tr = out_dir / "stances.parquet", out_dir / "transcripts.parquet"
     stances = pl.read_parquet(st) if st.is_file() else pl.DataFrame()
     transcripts = pl.read_parquet(tr) if tr.is_file() else pl.DataFrame()
-    sections[2:2] = society_sections(out_dir, stances, transcripts, graph, facet="generation",
-                                     marked=summary.get("policy_group"))
+    sections[2:2] = society_sections(out_dir, stances, transcripts, summary.graph, facet="generation",
+                                     marked=summary.policy_group)
     sections.append(("Per generation", md_table(per_generation(rows))))
     missing = [f"- generation {r['generation']}, {label(k)}: {why}" for r in rows for k, why in r.get("na", {}).items()]
     if missing:
         sections.append(("Figures not computed (n/a)", "\n".join(missing)))
-    if summary.get("constitutions"):
-        sections.append(("Collective constitution", constitution_versions(summary["constitutions"])))
-    sections.append(("Plots", Grid([figure(p, label(_plot_key(p))) for p in summary["plots"]])))
+    if summary.constitutions:
+        sections.append(("Collective constitution", constitution_versions(summary.constitutions)))
+    sections.append(("Plots", Grid([figure(p, label(_plot_key(p))) for p in summary.plots])))
     if not transcripts.is_empty():
         sections.append(("Sample transcript", transcript_sample(transcripts, dilemma_texts(out_dir),
-                                                                summary["config"]["sim"].get("tokens"))))
-    sections.append(("Config", config_block(summary["config"], summary.get("kind", "generations"))))
-    return render(out_dir, f"agora report — {summary['run_id']}", sections)
+                                                                summary.config["sim"].get("tokens"))))
+    sections.append(("Config", config_part(summary)))
+    return render(out_dir, f"agora report — {summary.run_id}", sections)

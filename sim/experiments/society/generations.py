@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -28,15 +28,19 @@ from alignment.preferences import balance_by_cluster, filter_confident, split_by
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import aio, store
-from sim.calibration import warn_if_uninformative
-from sim.checkpoint import Checkpoint, runner, simulate
+from sim.checkpoint import Checkpoint, simulate
 from sim.config import AgoraConfig
-from sim.experiments import preflight
 from sim.experiments.overton.coverage import policy_coverage
+from sim.experiments.registry import experiment
+from sim.experiments.society.console import generations_lines
+from sim.experiments.society.run import run_society  # noqa: F401  (registered first: the loop runs with its node)
+from sim.experiments.society.summary import GenerationsSummary
 from sim.lifecycle import Run, embedded_options
-from sim.report.generations import generations_report, plot_generations
+from sim.report.render import CORE_CONFIG
 from sim.seeding import child_rng, child_seed
-from sim.society import Society, check_per_step
+
+if TYPE_CHECKING:
+    from sim.society import Society
 
 log = logging.getLogger(__name__)
 
@@ -161,18 +165,40 @@ class _Loop:
     graph: Any = None  # the society's social graph (the same every generation), for the report
 
 
-@runner
-def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    """Run ``cfg.alignment.generations`` generations; write per-generation and pooled outputs.
+def check(cfg: AgoraConfig) -> None:
+    """The loop's refusals before any model work: the steps' per-step settings against the dilemma file."""
+    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+
+    check_per_step(cfg, load_dilemmas(cfg.scenario.dilemmas))
+
+
+def trains(cfg: AgoraConfig) -> tuple[bool, bool]:
+    """Every generation trains a reward model; all but the last DPO-tune the policy (the last one's feedback is
+    measured, not trained on)."""
+    return True, cfg.alignment.generations > 1
+
+
+def report(out_dir: Path, summary: GenerationsSummary) -> list[str]:
+    """Its page (:func:`sim.experiments.society.generations_report.generations_report`)."""
+    from sim.experiments.society.generations_report import generations_report  # here: matplotlib is slow to load
+
+    return generations_report(out_dir, summary)
+
+
+@experiment("generations", summary=GenerationsSummary, report=report, check=check, trains=trains,
+            sections=(*CORE_CONFIG, "alignment"), console=generations_lines, published_id=True, of="society")
+def run_generations(run: Run) -> GenerationsSummary:
+    """Run ``cfg.alignment.generations`` generations (a society run with ``alignment.generations > 0``: the registry
+    picks this experiment for it); write per-generation and pooled outputs.
 
     Checkpointed after every society step, reward model and DPO run; ``resume=DIR`` replays the
     finished ones from the checkpoint and the saved policy folders and continues.
     """
+    from sim.society import Society  # here: Mesa is slow to load (the CLI imports this module)
+
+    cfg = run.cfg
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
-    check_per_step(cfg, dilemmas)  # before any model work
-    preflight(cfg)
     constitution = load_constitution(cfg.constitution.name)
-    run = Run.start(cfg, out_dir, "generations", backend, trains=True)
     loop = _Loop(policy_dir=cfg.llm.model_path and Path(cfg.llm.model_path) or None)
     for g in range(cfg.alignment.generations):
         society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id, generation=g)
@@ -186,6 +212,8 @@ def run_generations(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None 
 def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     """Generation ``g``: its society (the policy group on the latest policy), metrics, reward model and
     (but for the last generation) the DPO run whose policy the next generation speaks with."""
+    from sim.calibration import warn_if_uninformative  # here: scipy is slow to load
+
     cfg, ckpt, a = run.cfg, run.ckpt, run.cfg.alignment
     loop.group = group = policy_group(society.clusters, a.policy_share, cfg.seed)
     loop.graph = society.graph
@@ -229,7 +257,7 @@ def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     log.info("generation %d done: %s", g, {k: v for k, v in row.items() if isinstance(v, float)})
 
 
-def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
+def _finish(run: Run, loop: _Loop) -> GenerationsSummary:
     out_dir, rows = run.out_dir, loop.rows
     metrics_df = pl.DataFrame(rows)
     stances, transcripts, prefs = (pl.concat(t) for t in zip(*loop.feedback, strict=True))
@@ -240,16 +268,17 @@ def _finish(run: Run, loop: _Loop) -> dict[str, Any]:
         store.write_parquet(pl.DataFrame(loop.votes, infer_schema_length=None), out_dir / "constitution_votes.parquet")
         store.atomic_write_bytes(out_dir / "constitutions.jsonl",
                                  "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in loop.versions).encode())
+    from sim.experiments.society.generations_report import plot_generations  # here: matplotlib is slow to load
+
     plots = plot_generations(metrics_df, out_dir)
     last = rows[-1]
     keys = ("js_policy_population", "pds_entropy", "overton_coverage", "value_drift_js", "rm_eval_accuracy", "position_flip_rate")
     headline = {k: last.get(k) if not math.isnan(last[k]) else {"value": None, "na": why(last[k]) or "not computed"}
                 for k in keys if isinstance(last.get(k), float)}
-    summary = {"generations": [summary_row(r) for r in rows],
-               "throughput": {"generations": loop.timings}, "policy_group": loop.group,
-               "plots": plots, "constitutions": loop.versions, "trl_export": trl_export,
-               "headline": {f"last_generation[{k}]": v for k, v in headline.items()}}
-    return run.finish(summary, partial(generations_report, graph=loop.graph))
+    return GenerationsSummary(generations=[summary_row(r) for r in rows], throughput={"generations": loop.timings},
+                              policy_group=loop.group, plots=plots, constitutions=loop.versions, trl_export=trl_export,
+                              headline={f"last_generation[{k}]": v for k, v in headline.items()}, graph=loop.graph)
+
 
 def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
                      versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:

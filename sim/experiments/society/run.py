@@ -1,32 +1,30 @@
-"""Run a society from an :class:`~sim.config.AgoraConfig` and write its outputs."""
+"""The society run (``experiment=society``, the default): a society debates, critiques and judges; its outputs."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import platform
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from agents.llm.base import LLMBackend
 from alignment.metrics import finite
-from scenarios.constitution import Constitution, load_constitution
-from scenarios.dilemma import Dilemma, load_dilemmas
+from scenarios.constitution import load_constitution
+from scenarios.dilemma import load_dilemmas
 from sim import store
 from sim.checkpoint import advance
 from sim.config import AgoraConfig
-from sim.experiments import preflight
+from sim.experiments.registry import experiment
+from sim.experiments.society.console import society_lines
+from sim.experiments.society.summary import SocietySummary
 from sim.lifecycle import Run
-from sim.report.plots import plot_stance_shares
-from sim.report.society import society_report
-from sim.society import Society, check_per_step
+from sim.report.render import CORE_CONFIG
 
 if TYPE_CHECKING:
-    from sim.experiments.evaluate import EvalInputs
+    from sim.society import Society
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +32,6 @@ OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet",
                 "preferences_trl_chat.parquet", "metrics.parquet", "summary.json", "stance_shares.png",
                 "social_graph.png", "cluster_choices.png",
                 "report.md", "report.html")
-# llm settings that say how to reach a model server, not what it computes: a resumed run may change them
-
-
-
-
-
-
-
 
 
 def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall: float) -> dict[str, Any]:
@@ -110,28 +100,36 @@ def _torch_version() -> str:
         return "n/a"
 
 
-def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
-    """Run ``cfg.sim.steps`` steps and write every output file into ``out_dir``.
+def check(cfg: AgoraConfig) -> None:
+    """A society run's refusals before any model work: the steps' per-step settings against the dilemma file, and
+    the evaluation's inputs (``eval.suites``)."""
+    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
 
-    Files appear only when complete (atomic renames); ``summary.json`` is written last, so its
-    presence marks a finished run.
-    """
-    dilemmas = load_dilemmas(cfg.scenario.dilemmas)
-    check_per_step(cfg, dilemmas)  # before any model work
-    preflight(cfg)
-    constitution = load_constitution(cfg.constitution.name)
-    inputs = None
-    if cfg.eval.suites:  # the evaluation's files and folders, checked before any model work
+    check_per_step(cfg, load_dilemmas(cfg.scenario.dilemmas))
+    if cfg.eval.suites:
         from sim.experiments.evaluate import eval_inputs
 
-        inputs = eval_inputs(cfg)
-    with Run(cfg, out_dir, backend, kind="society") as run:
-        return _society(run, dilemmas, constitution, inputs)
+        eval_inputs(cfg)
 
 
-def _society(run: Run, dilemmas: list[Dilemma], constitution: Constitution, inputs: EvalInputs | None) -> dict[str, Any]:
-    """The society's steps, each on the run's one event loop, then its outputs and summary."""
+def report(out_dir: Path, summary: SocietySummary) -> list[str]:
+    """Its page (:func:`sim.experiments.society.report.society_report`)."""
+    from sim.experiments.society.report import society_report  # here: matplotlib is slow to load (the CLI imports this)
+
+    return society_report(out_dir, summary)
+
+
+@experiment("society", summary=SocietySummary, report=report, check=check, sections=CORE_CONFIG, console=society_lines,
+            published_id=True)
+def run_society(run: Run) -> SocietySummary:
+    """Run ``cfg.sim.steps`` steps, each on the run's one event loop, checkpointed after every one; its outputs and
+    summary. Files appear only when complete (atomic renames)."""
+    from sim.report.plots import plot_stance_shares  # here: matplotlib and Mesa are slow to load
+    from sim.society import Society
+
     cfg, out_dir = run.cfg, run.out_dir
+    dilemmas = load_dilemmas(cfg.scenario.dilemmas)
+    constitution = load_constitution(cfg.constitution.name)
     society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id, run_async=run.run_async)
     midway = run.ckpt.extra("society")
     resumed_from = midway["state"]["steps"] if midway else None
@@ -142,7 +140,7 @@ def _society(run: Run, dilemmas: list[Dilemma], constitution: Constitution, inpu
     metrics = pl.from_pandas(society.datacollector.get_model_vars_dataframe().reset_index(names="step"))
     metrics = metrics.with_columns(pl.col("step") + 1, pl.lit(society.run_id).alias("run_id"))
     trl_export = store.write_feedback(out_dir, stances, transcripts, prefs)
-    store.write_parquet(metrics, out_dir / "metrics.parquet")
+    run.write_parquet("metrics", metrics)
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
     summary = summarise(society, prefs, stances, run.ckpt.wall_seconds)
     summary["resumed_after_step"] = resumed_from
@@ -153,9 +151,11 @@ def _society(run: Run, dilemmas: list[Dilemma], constitution: Constitution, inpu
     if cfg.eval.suites:
         from sim.experiments.evaluate import evaluate
 
-        summary["eval"] = evaluate(cfg, run.backend, out_dir, inputs=inputs)
+        summary["eval"] = evaluate(cfg, run.backend, out_dir, inputs=None)
     summary["headline"] = headline(summary)
-    return run.finish(summary, partial(society_report, graph=society.graph))
+    summary.pop("run_id")  # the run fills it, and wall_seconds, backend
+    return SocietySummary.of(summary, graph=society.graph)
+
 
 def headline(summary: dict[str, Any]) -> dict[str, Any]:
     """The figures ``agora-report`` compares across society runs."""
