@@ -571,7 +571,7 @@ def _eval_main(dcfg: DictConfig) -> None:
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     from sim.experiments.evaluate import eval_inputs, evaluate
-    from sim.lifecycle import make_backend
+    from sim.lifecycle import check_persona, make_backend
     from sim.report.eval import report_lines
     from sim.store import atomic_write_bytes
 
@@ -580,7 +580,9 @@ def _eval_main(dcfg: DictConfig) -> None:
     except InputError as exc:
         bad_config(str(exc))
     try:
-        summary = evaluate(cfg, make_backend(cfg.llm), out, inputs=inputs)
+        backend = make_backend(cfg.llm)
+        check_persona(cfg.persona, backend)  # its agents are the run's population, conditioned by persona.*
+        summary = evaluate(cfg, backend, out, inputs=inputs)
     except (InputError, BackendError) as exc:
         fail(str(exc))
     except OSError as exc:

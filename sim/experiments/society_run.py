@@ -151,6 +151,11 @@ def run(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> d
     store.write_parquet(metrics, out_dir / "metrics.parquet")
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
     summary = summarise(society, prefs, stances, run.ckpt.wall_seconds)
+    r = summary["reasons"]
+    if r["texts"]:
+        log.info("reasons: %d of %d first reasons still name the option not chosen (%.0f%% [%.0f, %.0f]; sim.reason=%s)",
+                 r["naming_other_option"], r["texts"], 100 * r["share"], 100 * r["interval"][0], 100 * r["interval"][1],
+                 r["mode"])
     summary["resumed_after_step"] = resumed_from
     summary["seed"] = cfg.seed
     summary["outputs"] = list(OUTPUT_FILES)

@@ -20,7 +20,7 @@ from sim.ids import id_settings, run_id_for
 from sim.lifecycle import check_persona
 from sim.seeding import child_rng
 from sim.society import Society, population
-from tests.helpers import compose, tiny_config
+from tests.helpers import agora, compose, tiny_config
 
 STEER = PersonaConfig(method="steer", beta=0.5, layer=4)
 CONTRAST = PersonaConfig(method="contrast", alpha=1.0, centre=True)
@@ -154,6 +154,14 @@ def test_bad_persona_settings_are_refused_in_one_line(name):
     with pytest.raises(Exception) as err:
         compose(*overrides)
     assert needle in str(err.value) and "\n" not in str(err.value).strip(), str(err.value)
+
+
+def test_on_the_command_line_a_bound_is_one_line_exit_2_and_leaves_no_folder(tmp_path):
+    out = tmp_path / "run"
+    res = agora("llm=scripted", "persona.method=steer", "persona.beta=50", f"hydra.run.dir={out}")
+    err = res.stderr.strip()
+    assert res.returncode == 2 and err.startswith("agora: error: ") and "\n" not in err, res.stderr[-2000:]
+    assert "persona.beta must be in [0, 10]" in err and not out.exists()
 
 
 class FakeEmbedded(ScriptedBackend):
