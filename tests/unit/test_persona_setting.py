@@ -206,6 +206,17 @@ def test_after_choice_writes_each_reason_for_the_choice_read():
     assert pl.Series([soc.step_metrics["unparsed_initial"]]).is_nan().all()  # no letter was asked for
 
 
+def test_an_abstention_has_no_choice_to_argue_so_its_text_is_todays_stance():
+    # the same log-likelihood per character for both actions: P(a) exactly 0.5, which argmax abstains on
+    backend = ScriptedBackend(scores=lambda r: [-0.5 * len(c) for c in r.choices] if r.continuation else [-1.0, -1.0])
+    soc = society(PersonaConfig(), backend, reason="after_choice", choice_rule="argmax")
+    soc.step()
+    initial = [s for s in soc.stances if s.phase == "initial"]
+    assert {s.choice for s in initial} == {"abstain"} and all(s.parsed_ok is not None for s in initial)
+    assert {call_site(r.messages) for r in backend.seen_generate} >= {"stance"}
+    assert "reason" not in {call_site(r.messages) for r in backend.seen_generate}
+
+
 def test_before_choice_is_todays_stance():
     backend = ScriptedBackend()
     soc = society(PersonaConfig(), backend)
