@@ -236,6 +236,8 @@ def test_the_summary_counts_reasons_that_name_the_other_option(tmp_path):
     assert r["mode"] == "after_choice" and r["texts"] == len(stances) == 6
     assert r["naming_other_option"] == int((stances["choice"] == "a").sum())
     assert r["interval"][0] <= r["share"] <= r["interval"][1]
+    page = (tmp_path / "run" / "report.md").read_text()
+    assert f"{r['naming_other_option']} of {r['texts']} first reasons still name the option" in page
 
 
 def test_names_other_reads_letters_and_the_actions_own_words():
