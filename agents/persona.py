@@ -36,6 +36,9 @@ from agents.llm.base import Conditioning
 from agents.worldview import Worldview, cluster_centre
 
 METHODS = ("prompt", "contrast", "steer")
+MAX_ALPHA = 100.0  # the study's grid went to 9; at 100 the no-persona term is all but the whole score
+MAX_BETA = 10.0  # ten times the layer's typical residual norm: the residual stream is the vector alone
+MAX_LAYER = 255  # checked against the model's own layer count when the embedded backend is loaded
 VARIANTS = ("culture", "profile", "none")
 NEUTRAL = "You are a thoughtful person."  # agents.prompts.system_prompt(None)'s text
 
@@ -51,12 +54,14 @@ class PersonaConfig:
         variant: the persona text: ``culture`` (the cluster's culture, second person: today's text),
             ``profile`` (first-person statements of the agent's own values, :func:`render_profile`), or
             ``none`` (no persona text; only with ``steer``).
-        alpha: contrast strength (>= 0; 0 reads as the prompt, or as the centred prompt with ``centre``).
+        alpha: contrast strength, 0 to 100 (``contrast`` only; 0 reads as the prompt, or as the centred prompt
+            with ``centre``).
         centre: centre contrast readings on the reference panel (see the module docstring); generation
-            is never centred.
-        beta: steering scale (>= 0): the vector's norm for an agent one standard deviation out on every axis,
-            as a share of the layer's typical residual norm (0 is the prompt).
-        layer: the decoder layer (0-based) whose output the steering vector is added to.
+            is never centred (``contrast`` only).
+        beta: steering scale, 0 to 10 (``steer`` only): the vector's norm for an agent one standard deviation
+            out on every axis, as a share of the layer's typical residual norm (0 is the prompt).
+        layer: the decoder layer (0-based) whose output the steering vector is added to (``steer``); below the
+            model's layer count (SmolLM2-135M has 30), checked when the model is loaded.
     """
 
     method: str = "prompt"
@@ -73,10 +78,17 @@ class PersonaConfig:
             raise ValueError(f"persona.variant must be one of {VARIANTS}, got '{self.variant}'")
         if self.variant == "none" and self.method != "steer":
             raise ValueError("persona.variant=none (no persona text) needs persona.method=steer")
-        if not (0 <= self.alpha < float("inf") and 0 <= self.beta < float("inf")):  # NaN fails too
-            raise ValueError(f"persona.alpha and persona.beta must be finite and >= 0, got {self.alpha}, {self.beta}")
-        if self.layer < 0:
-            raise ValueError(f"persona.layer must be >= 0, got {self.layer}")
+        if not 0 <= self.alpha <= MAX_ALPHA:  # NaN fails too
+            raise ValueError(f"persona.alpha must be in [0, {MAX_ALPHA:g}], got {self.alpha}")
+        if not 0 <= self.beta <= MAX_BETA:
+            raise ValueError(f"persona.beta must be in [0, {MAX_BETA:g}], got {self.beta}")
+        if not 0 <= self.layer <= MAX_LAYER:
+            raise ValueError(f"persona.layer must be in [0, {MAX_LAYER}] (and below the model's layer count), got {self.layer}")
+        # a strength for another method would be ignored without a word: refused instead
+        if self.method != "contrast" and (self.alpha or self.centre):
+            raise ValueError(f"persona.alpha and persona.centre apply to persona.method=contrast, not {self.method}")
+        if self.method != "steer" and self.beta:
+            raise ValueError(f"persona.beta applies to persona.method=steer, not {self.method}")
 
 
 # -- standardised positions (steering weights, profile wording) ------------------------------------
@@ -185,6 +197,29 @@ def condition(w: Worldview, cfg: PersonaConfig, reference: Sequence[Worldview] |
         cond = Conditioning(method="steer", beta=cfg.beta, layer=cfg.layer,
                             steer=tuple(sorted(standardised(w).items())))
     return dataclasses.replace(w, persona=text, conditioning=cond)
+
+
+def inherit(parent: Worldview, child: Worldview) -> Worldview:
+    """``child`` (an offspring with its persona re-rendered in the culture text, ``agents.worldview.mutate``)
+    conditioned as ``parent`` was: the same persona variant (read off the parent's text, which equals its own
+    rendering in that variant), the same contrast, its own steering weights."""
+    if parent.persona == NEUTRAL:
+        child = dataclasses.replace(child, persona=NEUTRAL)
+    elif parent.persona == render_profile(parent):
+        child = dataclasses.replace(child, persona=render_profile(child))
+    c = parent.conditioning
+    if c is not None and c.method == "steer":
+        c = dataclasses.replace(c, steer=tuple(sorted(standardised(child).items())))
+    return dataclasses.replace(child, conditioning=c)
+
+
+def condition_all(worldviews: Sequence[Worldview], cfg: PersonaConfig) -> list[Worldview]:
+    """Every worldview conditioned by ``cfg`` (:func:`condition`; the centring panel rendered once). The default
+    (``prompt``/``culture``) returns the worldviews themselves, so a default run's prompts are today's, byte for byte."""
+    if cfg == PersonaConfig():
+        return list(worldviews)
+    panel = reference_panel() if cfg.method == "contrast" and cfg.centre else []
+    return [condition(w, cfg, panel) for w in worldviews]
 
 
 def support_line(backend_name: str, cfg: PersonaConfig, *, embedded: bool) -> str | None:

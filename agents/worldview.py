@@ -194,13 +194,19 @@ def cluster_centre(name: str) -> Worldview:
 
 def mutate(w: Worldview, rng: np.random.Generator, scale: float) -> Worldview:
     """An offspring: every axis moved by Gaussian noise of ``scale`` × the axis's range, clipped to
-    the scale; cluster (the lineage) and country are inherited, the persona is re-rendered."""
+    the scale; cluster (the lineage) and country are inherited, the persona is re-rendered (in the parent's
+    variant, with its conditioning: ``agents.persona.inherit``)."""
     values = {}
     for axis, v in w.values.items():
         lo, hi = AXIS_SCALES[axis]
         values[axis] = float(np.clip(v + scale * (hi - lo) * rng.standard_normal(), lo, hi))
     child = Worldview(cluster=w.cluster, values=values, source_country=w.source_country)
-    return Worldview(cluster=w.cluster, values=values, source_country=w.source_country, persona=render_persona(child))
+    child = Worldview(cluster=w.cluster, values=values, source_country=w.source_country, persona=render_persona(child))
+    if w.conditioning is None and w.persona == render_persona(w):
+        return child  # the default persona: nothing to carry over
+    from agents.persona import inherit  # agents.persona builds on this module
+
+    return inherit(w, child)
 
 
 def cluster_label(name: str) -> str:

@@ -49,7 +49,7 @@ import numpy as np
 from agents.culture import HOFSTEDE_AXES, IW_AXES, load_clusters, load_country_values
 from agents.llm.base import LLMBackend, ScoreRequest
 from agents.persona import PersonaConfig, condition
-from agents.prompts import parse_choice, reason_messages, stance_messages
+from agents.prompts import names_other, parse_choice, reason_messages, stance_messages
 from agents.scoring import memo_scorer, read_judgment, read_stance, scorer
 from agents.survey import country_worldview, read_mfq_item, read_mm_choice
 from agents.worldview import PopulationSpec, Worldview, cluster_label, render_persona, sample_population
@@ -357,25 +357,6 @@ def spread(backend: LLMBackend, agents: Sequence[Worldview], dilemmas: Sequence[
 
 
 # -- coherent reasons ----------------------------------------------------------------------------------
-_STOP = set("the a an and or to of in on for with your you his her their them it is be do not at as by this that "
-            "from have has will would should i my me we our they he she".split())
-
-
-def _words(text: str) -> set[str]:
-    return {w for w in re.findall(r"[a-z']+", text.lower()) if len(w) > 3 and w not in _STOP}
-
-
-def names_other(text: str, d: Dilemma, choice: str) -> bool:
-    """The text names the other option: its letter explicitly, or more of the other action's own words
-    (those not in the chosen action) than of the chosen action's own."""
-    letter = parse_choice(text)
-    if letter is not None:
-        return letter != choice
-    mine, other = (d.action_a, d.action_b) if choice == "a" else (d.action_b, d.action_a)
-    w, wm, wo = _words(text), _words(mine) - _words(other), _words(other) - _words(mine)
-    return len(w & wo) > len(w & wm)
-
-
 def reasons(backend: LLMBackend, agents: Sequence[Worldview], dilemmas: Sequence[Dilemma], seed: int) -> dict[str, Any]:
     """Today's stance text (written beside the reading) against a reason written after the choice is read
     (``agents.prompts.reason_messages``): how often each names no option / the other option."""

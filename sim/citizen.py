@@ -155,10 +155,13 @@ class Citizen(mesa.Agent):
                        principle_id=principle_id, text=text, seed=seed)
 
     # -- 1. stance ---------------------------------------------------------------------------------
-    async def answer(self, d: Dilemma, j: int) -> Message:
-        """The free-text stance (its reason)."""
+    async def answer(self, d: Dilemma, j: int, choice: str | None = None) -> Message:
+        """The free-text stance (its reason): beside the reading (``choice`` None: the prompt lists both options),
+        or written for a ``choice`` already read (``agents.prompts.reason_messages``; an abstention has none)."""
         seed = self.model.call_seed("stance", j, self.index)
-        text = await self.model.generate(self.backend, prompts.stance_messages(d, self.worldview), "stance", seed)
+        msgs = (prompts.reason_messages(d, self.worldview, choice) if choice in ("a", "b")
+                else prompts.stance_messages(d, self.worldview))
+        text = await self.model.generate(self.backend, msgs, "stance", seed)
         return self.message(d, "stance", text, seed)
 
     async def read(self, d: Dilemma, phase: str, seen: Seen | None = None) -> PairReading:
@@ -169,21 +172,30 @@ class Citizen(mesa.Agent):
                                  seen(self) if seen else None, both_orders=c.debias_order,
                                  what=f"{phase} stance of {self.name} on '{d.id}'")
 
+    def choose(self, d: Dilemma, j: int, phase: str, reading: PairReading) -> str:
+        """The choice a reading gives by ``sim.choice_rule`` (a seeded draw: the same every time it is asked)."""
+        m = self.model
+        p_a = check_probability(reading.p_a, f"{phase} stance of {self.name} on '{d.id}'")
+        u = (child_rng(m.cfg.seed, m.generation, m.steps, "choice", phase, j, self.index).random()
+             if m.cfg.sim.choice_rule == "sample" else None)
+        return _choice(p_a, u)
+
     def take_stance(self, d: Dilemma, j: int, phase: str, reading: PairReading, text: str | None = None,
-                    seed: int | None = None) -> Stance:
-        """The stance a reading (and the text, where the phase wrote one) gives; remembered."""
+                    seed: int | None = None, *, reason_for: str | None = None) -> Stance:
+        """The stance a reading (and the text, where the phase wrote one) gives; remembered. ``reason_for``: the
+        choice the text was written for (``sim.reason=after_choice``): no letter was asked of it, so none is read
+        (``text_choice`` and ``parsed_ok`` stay empty)."""
         m = self.model
         what = f"{phase} stance of {self.name} on '{d.id}'"
         p_a, p1 = check_probability(reading.p_a, what), check_probability(reading.presented, what)
         p2 = None if reading.reversed is None else check_probability(reading.reversed, what)
-        text_choice = prompts.parse_choice(text) if text is not None else None
-        u = (child_rng(m.cfg.seed, m.generation, m.steps, "choice", phase, j, self.index).random()
-             if m.cfg.sim.choice_rule == "sample" else None)
+        asked = text is not None and reason_for in (None, "abstain")  # the text was asked to start with a letter
+        text_choice = prompts.parse_choice(text) if asked else None
         stance = Stance(run_id=m.run_id, generation=m.generation, step=m.steps, dilemma_id=d.id, agent_id=self.index,
-                        cluster=self.cluster, model=self.backend.name, phase=phase, choice=_choice(p_a, u), p_a=p_a,
-                        p_a_presented=p1, p_a_reversed=p2,
-                        text_choice=text_choice or ("abstain" if text is not None else None),
-                        parsed_ok=text_choice is not None if text is not None else None, reason=text, seed=seed)
+                        cluster=self.cluster, model=self.backend.name, phase=phase, choice=self.choose(d, j, phase, reading),
+                        p_a=p_a, p_a_presented=p1, p_a_reversed=p2,
+                        text_choice=text_choice or ("abstain" if asked else None),
+                        parsed_ok=text_choice is not None if asked else None, reason=text, seed=seed)
         self.memory.append(stance)
         return stance
 

@@ -12,11 +12,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.persona import PersonaConfig
 from agents.scoring import READERS
 from alignment.config import CalibrationConfig, DPOConfig, EvalConfig, RewardConfig, accelerate_config_path
 from sim.study_config import StudyConfig
 
 BACKENDS = ("embedded", "openai_compatible", "scripted")
+REASONS = ("before_choice", "after_choice")
 NETWORKS = ("small_world", "scale_free", "complete")
 
 
@@ -257,6 +259,11 @@ class SimConfig:
         judge_reader: how a judge's P(A better) is read: ``label`` (the letter, both orders with
             ``debias_order``) or ``likelihood`` (each answer's text scored after the dilemma and the
             principle). See the docs' "How good is the feedback?" (docs/evaluation.md) for the measurements behind the default.
+        reason: when a stance's free-text reason is written: ``before_choice`` (beside the reading, from a
+            prompt that lists both options and asks for a letter; the text may argue for the other option) or
+            ``after_choice`` (the choice is read first, then the reason is written for it,
+            ``agents.prompts.reason_messages``, and shown to others as "A. <reason>"). ``summary.json``'s
+            ``reasons`` counts how often a reason still names the other option, in either mode.
         tokens: new-token budgets per phase.
         progress: show progress bars.
     """
@@ -271,6 +278,7 @@ class SimConfig:
     choice_rule: str = "sample"
     choice_reader: str = "likelihood"
     judge_reader: str = "likelihood"
+    reason: str = "before_choice"
     tokens: TokenBudget = field(default_factory=TokenBudget)
     progress: bool = True
 
@@ -280,6 +288,8 @@ class SimConfig:
         for key in ("choice_reader", "judge_reader"):
             if getattr(self, key) not in READERS:
                 raise ValueError(f"sim.{key} must be one of {READERS}, got '{getattr(self, key)}'")
+        if self.reason not in REASONS:
+            raise ValueError(f"sim.reason must be one of {REASONS}, got '{self.reason}'")
         if self.steps < 1 or self.debate_rounds < 0 or self.group_size < 2:
             raise ValueError("sim.steps must be >= 1, sim.debate_rounds >= 0, sim.group_size >= 2")
 
@@ -345,6 +355,11 @@ class AgoraConfig:
         name: experiment name, recorded in outputs.
         llm, population, network, scenario, constitution, sim, alignment, study, eval, calibration: see
             their classes.
+        persona: how each agent's worldview conditions the model (``agents/persona.py``): ``persona.method=prompt``
+            (the default: the persona text), ``contrast`` or ``steer``, with its variant and strength. It reaches
+            every prompt rendered from an agent's worldview: stance, debate, critique, revision, judging, and
+            the experiments that draw the run's population; ``experiment=human_distributions`` builds its own
+            agents (``study.human.persona``) and refuses a non-default one.
         resume: a run folder with a ``checkpoint.json`` to continue (its stored config is used).
     """
 
@@ -360,6 +375,7 @@ class AgoraConfig:
     study: StudyConfig = field(default_factory=StudyConfig)  # the study=society option; experiment=NAME selects another
     eval: EvalConfig = field(default_factory=EvalConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    persona: PersonaConfig = field(default_factory=PersonaConfig)
     resume: str = ""
 
     def __post_init__(self) -> None:
@@ -368,6 +384,9 @@ class AgoraConfig:
         # the name is a folder under outputs/: one plain path part, so a run cannot land elsewhere
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*", self.name):
             raise ValueError(f"name must be one folder name (letters, digits, _ . + = , -), got {self.name!r}")
+        if self.persona != PersonaConfig() and self.study.settings_key == "human":
+            raise ValueError("persona.* does not reach experiment=human_distributions: it builds its own agents "
+                             "(study.human.persona); benches/persona_study.py compares the methods on its instruments")
         c = self.calibration
         if self.alignment.require_informative_labels and not (c.enabled and (c.judge_items or c.hhh_items)):
             raise ValueError("alignment.require_informative_labels=true needs the label-quality gate's judge slice "

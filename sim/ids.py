@@ -66,8 +66,13 @@ PUBLISHED_STUDIES: dict[str, Any] = {
 # run kind -> the NOT_IN_ID sections its id hashes too: what that kind of run is (agora-eval's suites and samples)
 OWN_SETTINGS: dict[str, tuple[str, ...]] = {"eval": ("eval",)}
 
-# settings added after 2026-12-07, dotted path -> default: hashed only when set to another value
-ADDED_LATER: dict[str, Any] = {}
+# settings added after 2026-12-07, dotted path -> default: hashed only when set to another value (a section left
+# empty by that is dropped too, so a new section at its defaults is not in the id)
+ADDED_LATER: dict[str, Any] = {
+    "sim.reason": "before_choice",
+    **{f"persona.{k}": v for k, v in {"method": "prompt", "variant": "culture", "alpha": 0.0, "centre": False,
+                                      "beta": 0.0, "layer": 12}.items()},
+}
 
 
 def _drop(settings: dict[str, Any], path: str) -> None:
@@ -121,6 +126,9 @@ def id_settings(cfg: AgoraConfig, kind: str | None = None) -> dict[str, Any]:
     for path, default in ADDED_LATER.items():
         if _get(settings, path) == default:
             _drop(settings, path)
+            parent = path.rpartition(".")[0]
+            if parent and _get(settings, parent) == {}:
+                _drop(settings, parent)
     return settings
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,17 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from agents.llm.base import LLMBackend
+from agents.llm.base import BackendError, LLMBackend
+from agents.persona import PersonaConfig, support_line
 from sim import aio, store
 from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig, LLMConfig
 from sim.ids import run_id_for
 from sim.results import JSON, Codec, Summary
 
-__all__ = ["Progress", "Run", "embedded_options", "make_backend", "run_id_for"]
+__all__ = ["Progress", "Run", "check_persona", "embedded_options", "make_backend", "run_id_for"]
+
+log = logging.getLogger(__name__)
 
 
 def embedded_options(cfg: LLMConfig) -> dict[str, Any]:
@@ -56,6 +60,20 @@ def make_backend(cfg: LLMConfig) -> LLMBackend:
     from agents.llm.scripted import ScriptedBackend
 
     return ScriptedBackend(record=False)  # a run never reads back its requests
+
+
+def check_persona(cfg: PersonaConfig, backend: LLMBackend) -> str | None:
+    """Before any work: a steering layer the model lacks is refused in one line (:class:`BackendError`); a backend
+    that cannot do all of ``cfg`` gets its one start-up line (``agents.persona.support_line``), logged and returned."""
+    embedded = getattr(backend, "conditions_generation", False)  # the embedded backend steers and contrasts decoding
+    if embedded and cfg.method == "steer":
+        layers = backend.layer_count  # type: ignore[attr-defined]
+        if cfg.layer >= layers:
+            raise BackendError(f"persona.layer={cfg.layer}: {backend.name} has {layers} decoder layers (0 to {layers - 1})")
+    line = support_line(backend.name, cfg, embedded=embedded)
+    if line:
+        log.warning(line)
+    return line
 
 
 class Progress:
@@ -131,6 +149,7 @@ class Run:
         self.ckpt = Checkpoint(self.out_dir, self.run_id, self.kind, self.cfg, None,
                                resume=bool(self.cfg.resume), folder=self.folder)  # refuses before the model loads
         self.backend = self.backend or make_backend(self.cfg.llm)
+        check_persona(self.cfg.persona, self.backend)
         self.ckpt.track(self.backend.stats)
         self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains) if self.gated else None
         self.out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import numpy as np
 
 from agents import prompts
 from agents.llm.base import ChatMessage, GenerateRequest, LLMBackend
+from agents.persona import condition_all
 from agents.scoring import PairReading
 from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution, JudgePrinciple
@@ -38,10 +39,11 @@ from sim.seeding import child_rng, child_seed
 
 
 def population(cfg: AgoraConfig) -> list[Worldview]:
-    """A run's population: drawn from the root seed alone, so evaluation sees the society's agents."""
+    """A run's population: drawn from the root seed alone, so evaluation sees the society's agents; each worldview
+    conditioned by ``cfg.persona`` (``agents.persona.condition_all``: the default leaves it as drawn)."""
     pop = cfg.population
     spec = PopulationSpec(size=pop.size, clusters=tuple(pop.clusters), weights=tuple(pop.weights), spread=pop.spread)
-    return sample_population(spec, child_rng(cfg.seed, "population"))
+    return condition_all(sample_population(spec, child_rng(cfg.seed, "population")), cfg.persona)
 
 
 @dataclass
@@ -79,7 +81,9 @@ def _stance_stats(rows: list[Stance], label: str, clusters: Sequence[str]) -> di
     out = {f"share_a_{label}": share_a, f"consensus_{label}": max(share_a, 1 - share_a) if voted else float("nan")}
     if label == "initial":
         out["abstain_initial"] = sum(c == "abstain" for c in choices) / len(choices)
-        out["unparsed_initial"] = sum(not r.parsed_ok for r in rows) / len(rows)
+        # over the texts that were asked for a letter (a reason written after the choice was not)
+        asked = [r.parsed_ok for r in rows if r.parsed_ok is not None]
+        out["unparsed_initial"] = sum(not ok for ok in asked) / len(asked) if asked else float("nan")
         per = {}
         for c in dict.fromkeys(clusters):
             cv = [r.choice for r in rows if r.cluster == c and r.choice != "abstain"]
@@ -378,13 +382,24 @@ class Society(mesa.Model):
         return list(await asyncio.gather(*self.agents.map("read", d, phase, seen)))
 
     async def _stance(self, d: Dilemma, j: int) -> dict[int, str]:
-        """1. Every agent's reason (free text) and scored choice, together; the answers by agent."""
-        said, readings = await asyncio.gather(asyncio.gather(*self.agents.map("answer", d, j)),
-                                              self._read_all(d, "initial"))
-        for a, msg, reading in zip(self.agents, said, readings, strict=True):
-            self.stances.append(a.take_stance(d, j, "initial", reading, msg.text, msg.seed))
+        """1. Every agent's reason (free text) and scored choice; the answers by agent. ``sim.reason=before_choice``:
+        both together; ``after_choice``: every choice read first, then each reason written for its choice, and the
+        answer others see is "A. <reason>" (the letter the reading chose)."""
+        if self.cfg.sim.reason == "after_choice":
+            readings = await self._read_all(d, "initial")
+            choices = [a.choose(d, j, "initial", r) for a, r in zip(self.agents, readings, strict=True)]
+            said = await asyncio.gather(*(a.answer(d, j, c) for a, c in zip(self.agents, choices, strict=True)))
+        else:
+            said, readings = await asyncio.gather(asyncio.gather(*self.agents.map("answer", d, j)),
+                                                  self._read_all(d, "initial"))
+            choices = [None] * len(said)
+        answers = {}
+        for a, msg, reading, chosen in zip(self.agents, said, readings, choices, strict=True):
+            stance = a.take_stance(d, j, "initial", reading, msg.text, msg.seed, reason_for=chosen)
+            self.stances.append(stance)
             self.transcripts.append(msg)
-        return {msg.agent_id: msg.text for msg in said}
+            answers[msg.agent_id] = msg.text if chosen in (None, "abstain") else f"{chosen.upper()}. {msg.text}"
+        return answers
 
     async def _debate(self, d: Dilemma, j: int, answers: dict[int, str]) -> dict[int, list[tuple[str, str]]]:
         """2. Each group debates as an autogen team; what each agent heard, by agent."""

@@ -112,7 +112,7 @@ def test_a_composed_config_is_frozen_all_the_way_down():
     assert [n.name for n in cfg.study.norms.schedule] == ["confucian", "english"]
     objects = nested_configs(cfg)
     studies = len(dataclasses.fields(cfg.study)) - 1  # one settings object per study (``kind`` is not one)
-    assert len(objects) == 17 + studies  # AgoraConfig, its 10 parts, tokens, collective, reward, dpo, 2 norms
+    assert len(objects) == 18 + studies  # AgoraConfig, its 11 parts, tokens, collective, reward, dpo, 2 norms
     for obj in objects:
         name = dataclasses.fields(obj)[0].name
         with pytest.raises(dataclasses.FrozenInstanceError):

@@ -33,6 +33,8 @@ class EmbeddedBackend(Decoder, Scorer):
             :meth:`_fit`'s rule and counted in ``stats.truncated_prompts``.
     """
 
+    conditions_generation = True  # steers and contrasts decoding too (agents.persona.support_line)
+
     def __init__(self, model_path: str | Path | None = None, *, device: str = "auto", dtype: str = "auto",
                  max_batch_size: int = 32, max_batch_tokens: int = 16384, max_context_tokens: int = 2048,
                  prefix_sharing: bool = True, prefix_cache_mb: int = 512, name: str | None = None) -> None:
@@ -83,6 +85,11 @@ class EmbeddedBackend(Decoder, Scorer):
         other.stats = BackendStats()
         other._make_coalescers()
         return other
+
+    @property
+    def layer_count(self) -> int:
+        """Decoder layers (a steering layer must be below it)."""
+        return int(self.model.config.num_hidden_layers)
 
     def _count_batch(self, n: int) -> None:
         self.stats.batches += 1

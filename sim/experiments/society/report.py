@@ -64,6 +64,15 @@ def society_report(out_dir: Path, summary: SocietySummary) -> list[str]:
                  ("Counts", md_table([{"what": Term(k), "count": v} for k, v in c.items()])),
                  ("Where the time went", md_table([{"phase": Term(k), "seconds": v}
                                                    for k, v in t.get("phase_seconds", {}).items()]))]
+    r = summary.reasons  # absent in runs made before it was counted
+    if r and r.get("texts"):
+        lo, hi = r["interval"]
+        sections.append(("Reasons and choices", (
+            f"{r['naming_other_option']} of {r['texts']} first reasons still name the option their reading did not choose "
+            f"({100 * r['share']:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}], 95% interval; `sim.reason={r['mode']}`: "
+            + ("the choice was read first and the reason written for it)." if r["mode"] == "after_choice"
+               else "the reason was written before the choice was read; `sim.reason=after_choice` writes it for the choice).")
+        )))
     if summary.eval is not None:
         from sim.report.eval import report_lines
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from alignment.metrics import finite
+from agents.prompts import names_other
+from alignment.metrics import finite, proportion_interval
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
@@ -77,6 +78,7 @@ def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall
         "stance_text_agreement": finite((initial.filter(pl.col("parsed_ok"))
                                           .select((pl.col("text_choice") == pl.col("choice")).mean()).item())
                                          if int(initial["parsed_ok"].sum()) else float("nan")),
+        "reasons": reason_coherence(society),
         "steerability": {
             "mean_cluster_share_spread": finite(spread["share_spread"].mean()),
             "mean_cluster_p_a_spread": finite(spread["p_a_spread"].mean()),
@@ -89,6 +91,18 @@ def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "torch": _torch_version(), "device": str(getattr(backend, "device", "n/a"))},
     }
+
+
+def reason_coherence(society: Society) -> dict[str, Any]:
+    """How often a first stance's free-text reason still names the option its reading did not choose
+    (``agents.prompts.names_other``), counted over the stances with a reason and a choice, with a 95% interval."""
+    dilemmas = {d.id: d for d in society.schedule}
+    texts = [(s.reason, dilemmas[s.dilemma_id], s.choice) for s in society.stances
+             if s.phase == "initial" and s.reason is not None and s.choice in ("a", "b")]
+    k = sum(names_other(t, d, c) for t, d, c in texts)
+    share, low, high = proportion_interval(k, len(texts)) if texts else (None, None, None)
+    return {"mode": society.cfg.sim.reason, "texts": len(texts), "naming_other_option": k,
+            "share": finite(share), "interval": [finite(low), finite(high)]}
 
 
 def _torch_version() -> str:
@@ -143,6 +157,11 @@ def run_society(run: Run) -> SocietySummary:
     run.write_parquet("metrics", metrics)
     plot_stance_shares(stances, out_dir / "stance_shares.png", title=society.run_id)
     summary = summarise(society, prefs, stances, run.ckpt.wall_seconds)
+    r = summary["reasons"]
+    if r["texts"]:
+        log.info("reasons: %d of %d first reasons still name the option not chosen (%.0f%% [%.0f, %.0f]; sim.reason=%s)",
+                 r["naming_other_option"], r["texts"], 100 * r["share"], 100 * r["interval"][0], 100 * r["interval"][1],
+                 r["mode"])
     summary["resumed_after_step"] = resumed_from
     summary["seed"] = cfg.seed
     summary["outputs"] = list(OUTPUT_FILES)

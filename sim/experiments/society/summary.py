@@ -26,6 +26,8 @@ class SocietySummary(Summary):
         outputs: the files a society run writes.
         trl_export: the TRL preference files and their rows.
         cluster_sizes: agents per cultural cluster.
+        reasons: how many first reasons still name the option their reading did not choose, with its interval and the
+            ``sim.reason`` mode (None, and no key: a run made before it was counted).
         eval: the evaluation's block (None, and no key in ``summary.json``: ``eval.suites`` empty).
         graph: the society's social graph, for the report drawn in the same process (never in ``summary.json``;
             a report re-rendered from the folder reuses the PNG there).
@@ -43,6 +45,7 @@ class SocietySummary(Summary):
     outputs: list[str]
     trl_export: Any
     cluster_sizes: dict[str, int]
+    reasons: dict[str, Any] | None = None
     eval: dict[str, Any] | None = None
     graph: Any = field(default=None, repr=False, compare=False)
 
@@ -54,7 +57,7 @@ class SocietySummary(Summary):
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
         del out["graph"]
-        for key in ("eval", "seconds"):  # as published: no seconds block, the eval block only with eval.suites
+        for key in ("eval", "reasons", "seconds"):  # as published: no seconds block, the eval block only with eval.suites
             if not out[key]:
                 del out[key]
         return out
