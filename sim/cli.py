@@ -508,7 +508,7 @@ def check_run_dir_free(argv: list[str], prog: str = "agora") -> None:
         fail(str(exc), prog)
 
 
-def check_run_folder(argv: list[str]) -> None:
+def check_run_folder(argv: list[str], config_name: str = "config", kind: str | None = None, prog: str = "agora") -> None:
     """Apply the run-folder policy (:func:`sim.checkpoint.claim`) to ``agora ... hydra.run.dir=DIR`` when DIR
     already holds a run, before Hydra rewrites DIR's ``.hydra/`` and appends to its ``cli.log``: another run's
     folder is refused and this run's finished folder is left as it is (exit 0), touching nothing; this run's
@@ -530,19 +530,19 @@ def check_run_folder(argv: list[str]) -> None:
 
     try:
         with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-            dcfg = compose("config", overrides=argv)
+            dcfg = compose(config_name, overrides=argv)
         cfg = None if unknown_key(dcfg) else OmegaConf.to_object(dcfg)
     except Exception:  # Hydra and the config's checks say what is wrong, in one line, once it runs
         return
     if not isinstance(cfg, AgoraConfig):
         return
     try:
-        claim(out, run_id_for(cfg), None)
+        claim(out, run_id_for(cfg, kind), None)
     except RunComplete as exc:
-        print(f"agora: {exc}")
+        print(inert(f"{prog}: {exc}", newlines=False))
         sys.exit(0)
     except InputError as exc:
-        fail(str(exc))
+        fail(str(exc), prog)
 
 
 def main() -> None:
@@ -591,6 +591,9 @@ def eval_main() -> None:
         return
     check_sweep(sys.argv[1:], "eval", "agora-eval")
     check_run_dir_free(sys.argv[1:], "agora-eval")
+    from sim.experiments.entry_points import EVAL
+
+    check_run_folder(sys.argv[1:], "eval", EVAL, "agora-eval")  # before Hydra rewrites the folder's .hydra/
     sys.argv[1:] = resume_argv(sys.argv[1:])
     interruptible(lambda: run_hydra(_eval_main), "agora-eval")
 
