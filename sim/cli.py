@@ -695,6 +695,13 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _file_path(text: str) -> Path:
+    """An argparse type: a file's path; a name ending in a separator means a folder (``Path`` would drop the slash)."""
+    if text.strip() and text.rstrip().endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"names a file, got the folder '{text}' (e.g. {text.rstrip('/' + os.sep)}/injection.json)")
+    return _path(text)
+
+
 SEED = _int_in(0, 2**32 - 1)  # torch.manual_seed and numpy's legacy seeding take 32-bit seeds
 
 
@@ -759,7 +766,7 @@ def injection_main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--dilemmas", type=_int_in(1, pool), default=40,
                     help=f"answer pairs, one per dilemma of the bundled set (default 40, at most {pool})")
     ap.add_argument("--seed", type=SEED, default=0)
-    ap.add_argument("--out", type=_path, default=Path("outputs/injection/injection.json"),
+    ap.add_argument("--out", type=_file_path, default=Path("outputs/injection/injection.json"),
                     help="output file (default outputs/injection/injection.json); its folder is the run's")
     args = ap.parse_args(argv)
     if args.out == Path("outputs/injection/injection.json"):
