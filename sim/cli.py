@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -426,7 +427,11 @@ def _kept(out: Path) -> str:
 def _interrupted(signum: int, frame: object) -> NoReturn:
     # a kill (SIGTERM) stops a run the way Ctrl-C does: one line, checkpoint kept. The event loop then
     # cancels the agents' tasks, whose cancellation asyncio would log as tracebacks: not news here.
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    # autogen's runtime logs an exception raised inside a message handler (this interrupt, when it lands
+    # there) with its traceback, and a handler coroutine it never awaits warns at shutdown: not news either.
+    for name in ("asyncio", "autogen_core", "autogen_agentchat"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
     raise KeyboardInterrupt
 
 
