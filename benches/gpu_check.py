@@ -456,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"agora: error: unknown --models {unknown}; choose from {sorted(CONFIGS)}", file=sys.stderr)
             return 2
     rep = run(models, sizes, device, dtype, a.budget_s)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"environment": rep.environment, "results": rep.results, "skipped": rep.skipped}, indent=2))
     print(f"wrote {a.out} ({len(rep.results)} sections, {len(rep.skipped)} skipped)")
     return 0

@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -426,7 +427,11 @@ def _kept(out: Path) -> str:
 def _interrupted(signum: int, frame: object) -> NoReturn:
     # a kill (SIGTERM) stops a run the way Ctrl-C does: one line, checkpoint kept. The event loop then
     # cancels the agents' tasks, whose cancellation asyncio would log as tracebacks: not news here.
-    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    # autogen's runtime logs an exception raised inside a message handler (this interrupt, when it lands
+    # there) with its traceback, and a handler coroutine it never awaits warns at shutdown: not news either.
+    for name in ("asyncio", "autogen_core", "autogen_agentchat"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", message="coroutine .* was never awaited", category=RuntimeWarning)
     raise KeyboardInterrupt
 
 
@@ -508,7 +513,7 @@ def check_run_dir_free(argv: list[str], prog: str = "agora") -> None:
         fail(str(exc), prog)
 
 
-def check_run_folder(argv: list[str]) -> None:
+def check_run_folder(argv: list[str], config_name: str = "config", kind: str | None = None, prog: str = "agora") -> None:
     """Apply the run-folder policy (:func:`sim.checkpoint.claim`) to ``agora ... hydra.run.dir=DIR`` when DIR
     already holds a run, before Hydra rewrites DIR's ``.hydra/`` and appends to its ``cli.log``: another run's
     folder is refused and this run's finished folder is left as it is (exit 0), touching nothing; this run's
@@ -530,19 +535,19 @@ def check_run_folder(argv: list[str]) -> None:
 
     try:
         with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
-            dcfg = compose("config", overrides=argv)
+            dcfg = compose(config_name, overrides=argv)
         cfg = None if unknown_key(dcfg) else OmegaConf.to_object(dcfg)
     except Exception:  # Hydra and the config's checks say what is wrong, in one line, once it runs
         return
     if not isinstance(cfg, AgoraConfig):
         return
     try:
-        claim(out, run_id_for(cfg), None)
+        claim(out, run_id_for(cfg, kind), None)
     except RunComplete as exc:
-        print(f"agora: {exc}")
+        print(inert(f"{prog}: {exc}", newlines=False))
         sys.exit(0)
     except InputError as exc:
-        fail(str(exc))
+        fail(str(exc), prog)
 
 
 def main() -> None:
@@ -591,6 +596,9 @@ def eval_main() -> None:
         return
     check_sweep(sys.argv[1:], "eval", "agora-eval")
     check_run_dir_free(sys.argv[1:], "agora-eval")
+    from sim.experiments.entry_points import EVAL
+
+    check_run_folder(sys.argv[1:], "eval", EVAL, "agora-eval")  # before Hydra rewrites the folder's .hydra/
     sys.argv[1:] = resume_argv(sys.argv[1:])
     interruptible(lambda: run_hydra(_eval_main), "agora-eval")
 
@@ -692,6 +700,13 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
+def _file_path(text: str) -> Path:
+    """An argparse type: a file's path; a name ending in a separator means a folder (``Path`` would drop the slash)."""
+    if text.strip() and text.rstrip().endswith(("/", os.sep)):
+        raise argparse.ArgumentTypeError(f"names a file, got the folder '{text}' (e.g. {text.rstrip('/' + os.sep)}/injection.json)")
+    return _path(text)
+
+
 SEED = _int_in(0, 2**32 - 1)  # torch.manual_seed and numpy's legacy seeding take 32-bit seeds
 
 
@@ -756,7 +771,7 @@ def injection_main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--dilemmas", type=_int_in(1, pool), default=40,
                     help=f"answer pairs, one per dilemma of the bundled set (default 40, at most {pool})")
     ap.add_argument("--seed", type=SEED, default=0)
-    ap.add_argument("--out", type=_path, default=Path("outputs/injection/injection.json"),
+    ap.add_argument("--out", type=_file_path, default=Path("outputs/injection/injection.json"),
                     help="output file (default outputs/injection/injection.json); its folder is the run's")
     args = ap.parse_args(argv)
     if args.out == Path("outputs/injection/injection.json"):

@@ -214,3 +214,15 @@ def test_agora_eval_resume_goes_on_from_the_stored_config(tmp_path, monkeypatch)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run_id"] == run_id_for(cfg, EVAL) and summary["config"]["population"]["size"] == 4
     assert not (out / CHECKPOINT).exists() and (out / "report.md").is_file()
+
+
+def test_eval_into_another_runs_finished_folder_is_refused_before_hydra_rewrites_its_config(tmp_path):
+    """A refused agora-eval once replaced the finished run's .hydra/ (agora-report then named the run wrongly)."""
+    out = tmp_path / "run"
+    first = agora("llm=scripted", "experiment=tiny", "sim.progress=false", f"hydra.run.dir={out}", timeout=300)
+    assert first.returncode == 0, first.stderr
+    before = {p.name: p.read_bytes() for p in (out / ".hydra").iterdir()}
+    res = agora(*_args(AGORA_EVAL, out), code=AGORA_EVAL, timeout=300)
+    err = res.stderr.strip()
+    assert res.returncode == 2 and "\n" not in err and err.startswith("agora-eval: error: "), err
+    assert {p.name: p.read_bytes() for p in (out / ".hydra").iterdir()} == before

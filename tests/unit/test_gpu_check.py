@@ -10,11 +10,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_gpu_check_dry_run_measures_every_section_with_answers_equal(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}
+    env = {**os.environ, "OUT": str(tmp_path / "new"), "PYTHON": sys.executable}  # a folder not made yet: made at the end
     done = subprocess.run(["bash", str(ROOT / "benches" / "gpu_check.sh"), "--dry-run"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    report = json.loads((tmp_path / "new" / "gpu_check.json").read_text())
     assert report["skipped"] == []
     assert set(report["results"]) == {"tiny/judge", "tiny/likelihood", "tiny/reward_model", "tiny/dpo"}
     for key, r in report["results"].items():

@@ -198,6 +198,8 @@ BOUNDED = {
     "synthesis tokens": ("experiment=pluralism", "study.pluralism.synthesis_tokens=5000", "[1, 4096]"),
     "generations": ("experiment=evolving_norms", "study.norms.generations=100000", "at most 1,000"),
     "a norm that never holds": ("experiment=evolving_norms", "study.norms.generations=2", "would never hold"),
+    "a norm of an unknown cluster": ("experiment=evolving_norms", "study.norms.schedule=[{generation:0,name:x,cluster:nosuch}]",
+                                     "unknown cluster(s) ['nosuch']"),
     "proposals": ("experiment=inverse_constitution", "study.inverse.proposals=5000", "at most 1,000"),
     "an arm twice": ("experiment=constitution_ablation", "study.ablation.constitutions=[none,harmlessness,harmlessness]",
                      "more than once"),

@@ -367,6 +367,7 @@ def test_a_run_name_is_one_plain_folder_name(tmp_path, name):
     (AGORA_INJECTION, ("--dilemmas", "0"), "--dilemmas: must be >= 1, got 0"),
     (AGORA_INJECTION, ("--dilemmas", "x"), "--dilemmas: not an integer"),
     (AGORA_INJECTION, ("--out", "/nonexistent-folder/i.json"), "cannot write /nonexistent-folder/i.json: no such folder"),
+    (AGORA_INJECTION, ("--out", "outputs/newdir/"), "--out: names a file, got the folder 'outputs/newdir/'"),
     (AGORA_SANITY, ("--train", "-5"), "--train: must be >= 2, got -5"),
     (AGORA_SANITY, ("--out", "A_FILE"), "File exists"),
 ])

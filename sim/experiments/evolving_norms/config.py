@@ -81,3 +81,11 @@ class NormsConfig:
         for n in self.schedule:
             if bool(n.principle) == bool(n.cluster):
                 raise ValueError(f"norm '{n.name}': give exactly one of principle or cluster")
+        clustered = [n for n in self.schedule if n.cluster]
+        if clustered:
+            from agents.culture import load_clusters  # here: the bundled culture data, read only when a norm names a cluster
+
+            known = load_clusters()
+            bad = [n.cluster for n in clustered if n.cluster not in known]
+            if bad:
+                raise ValueError(f"study.norms.schedule: unknown cluster(s) {bad}; known: {sorted(known)}")
