@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -262,6 +262,20 @@ def summary_row(row: dict[str, Any]) -> dict[str, Any]:
     return {k: None if k in reasons else v for k, v in row.items()} | ({"na": reasons} if reasons else {})
 
 
+OMIT_IF_NONE = "omit_if_none"  # a field's metadata key: its JSON key is written only when it holds a value
+
+
+def optional() -> Any:
+    """A record field defaulting to None whose key is left out of the record's JSON while it is None (a figure's
+    n/a reason, a block only some runs have): published ``summary.json`` files have such keys only sometimes."""
+    return field(default=None, metadata={OMIT_IF_NONE: True})
+
+
+def omitted(f: Any, value: Any) -> bool:
+    """Whether field ``f`` holding ``value`` is left out of its record's JSON (see :func:`optional`)."""
+    return value is None and f.metadata.get(OMIT_IF_NONE, False)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Interval:
     """An estimate with its interval: the one record every experiment's figures, headlines and reports use.
@@ -301,7 +315,7 @@ class Interval:
     def to_json(self) -> dict[str, Any]:
         """``{"value", "low", "high"}``, ``"na"`` with the reason when any is not computable, ``"n"`` when recorded,
         and a subclass's own (scalar) fields by name."""
-        extra = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _INTERVAL}
+        extra = {f.name: v for f in fields(self) if f.name not in _INTERVAL and not omitted(f, v := getattr(self, f.name))}
         return ({"value": self.value, "low": self.low, "high": self.high} | ({"na": self.reason} if self.reason else {})
                 | ({"n": self.n} if self.n is not None else {}) | extra)
 

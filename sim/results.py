@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from alignment.metrics import NA, Interval, bootstrap_interval, finite_figures, paired_permutation_test
+from alignment.metrics import NA, Interval, bootstrap_interval, finite_figures, omitted, optional, paired_permutation_test
 
 __all__ = ["NA", "Codec", "Interval", "JSON", "PairedDifference", "Summary", "from_json", "pick", "to_json"]
 
@@ -48,7 +48,7 @@ class PairedDifference(Interval):
     """
 
     permutation_p: float | None = None
-    permutation_p_na: str | None = None
+    permutation_p_na: str | None = optional()
 
     @classmethod
     def of_differences(cls, differences: Sequence[float], *, seed: int, n_resamples: int = 2000,
@@ -60,12 +60,6 @@ class PairedDifference(Interval):
         return cls.of(bootstrap_interval(d, n_resamples=n_resamples, seed=seed), n=len(d) if with_n else None,
                       permutation_p=p["permutation_p"],
                       permutation_p_na=p.get("permutation_p_na"))
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if not self.permutation_p_na:  # as finite_figures writes it: the reason only when there is one
-            del out["permutation_p_na"]
-        return out
 
 
 # -- records <-> JSON ----------------------------------------------------------------------------------------
@@ -83,7 +77,7 @@ def to_json(value: Any) -> Any:
 
 def fields_json(record: Any) -> dict[str, Any]:
     """A record's fields as JSON-ready data (what a record's own ``to_json`` starts from)."""
-    return {f.name: to_json(getattr(record, f.name)) for f in dataclasses.fields(record)}
+    return {f.name: to_json(v) for f in dataclasses.fields(record) if not omitted(f, v := getattr(record, f.name))}
 
 
 def from_json(tp: Any, data: Any) -> Any:

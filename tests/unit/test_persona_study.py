@@ -28,7 +28,7 @@ def test_splits_are_disjoint_and_seeded():
     assert ps.split(ps.FULL, 1)["tune"] != a["tune"]
 
 
-def test_country_personas_carry_no_mfq_or_moral_machine_data():
+def test_country_personas_carry_no_mfq_or_moral_machine_data(shared_data):  # the countries' own IW/Hofstede values
     from agents.persona import PersonaConfig, condition, profile_sources
 
     for c, w in ps.country_agents(ps.FULL.countries).items():
@@ -37,7 +37,7 @@ def test_country_personas_carry_no_mfq_or_moral_machine_data():
         assert c not in condition(w, PersonaConfig(variant="profile")).persona
 
 
-def test_the_quick_study_runs_end_to_end_and_chooses_on_tuning_figures(tmp_path):
+def test_the_quick_study_runs_end_to_end_and_chooses_on_tuning_figures(tmp_path, shared_data):
     """Scores that follow the persona text (a scripted backend): every stage runs, the JSON holds each figure."""
     def scores(r):
         system = r.messages[0].content

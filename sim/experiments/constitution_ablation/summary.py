@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from alignment.metrics import NA, Interval, bootstrap_interval, finite, finite_figures
+from alignment.metrics import NA, Interval, bootstrap_interval, finite, finite_figures, optional
 from sim.results import Summary, fields_json, from_json
 
 
@@ -25,15 +25,9 @@ class Effect(Interval):
     """
 
     d_z: float | None = None
-    d_z_na: str | None = None
+    d_z_na: str | None = optional()
     pairs: int = 0
     agreement: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if not self.d_z_na:  # as finite_figures writes it: the reason only when there is one
-            del out["d_z_na"]
-        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,15 +106,9 @@ class AblationSummary(Summary):
     label_change_vs_none: dict[str, float | None]
     effects: dict[str, dict[str, Effect]]
     reward: dict[str, RewardArm]
-    reward_na: str | None = None
+    reward_na: str | None = optional()
     plots: list[str]
     trl_export: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if self.reward_na is None:
-            del out["reward_na"]
-        return out
 
 
 def shift_toward(p_arm: np.ndarray, p_ref: np.ndarray, delta: np.ndarray, seed: int, n_boot: int) -> Effect:

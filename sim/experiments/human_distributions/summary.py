@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alignment.metrics import Interval
-from sim.results import Summary, fields_json, pick
+from alignment.metrics import Interval, optional
+from sim.results import Summary, pick
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,13 +53,7 @@ class Shuffled:
     permutation_p: float | None
     permutations: int
     exact: bool
-    permutation_p_na: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out = fields_json(self)
-        if out["permutation_p_na"] is None:  # as published: the reason only when there is one
-            del out["permutation_p_na"]
-        return out
+    permutation_p_na: str | None = optional()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,14 +116,8 @@ class HumanSummary(Summary):
     caveats: list[str]
     results: dict[str, InstrumentResult]
     citations: dict[str, str]
-    mfq_catch_pass: CatchPass | None = None
+    mfq_catch_pass: CatchPass | None = optional()
     plots: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if out["mfq_catch_pass"] is None:  # as published: the key only with the mfq instrument
-            del out["mfq_catch_pass"]
-        return out
 
 
 def headline_of(results: dict[str, InstrumentResult]) -> dict[str, Interval]:

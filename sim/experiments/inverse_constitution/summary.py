@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from alignment.metrics import Interval
+from alignment.metrics import Interval, optional
 from sim.results import Summary, pick
 
 
@@ -133,14 +133,8 @@ class InverseSummary(Summary):
     proposals: Proposals
     principles: Principles
     pairs: Pairs
-    trl_export: dict[str, Any] | None = None
+    trl_export: dict[str, Any] | None = optional()
     plots: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if out["trl_export"] is None:  # as published: the key only when this run's society made the preferences
-            del out["trl_export"]
-        return out
 
 
 def _spread(values: list[float | None]) -> dict[str, float | None]:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import polars as pl
 
-from alignment.metrics import Interval, bootstrap_interval, finite, normalised_entropy, proportion_interval
+from alignment.metrics import Interval, bootstrap_interval, finite, normalised_entropy, optional, proportion_interval
 from sim.results import PairedDifference, Summary
 
 CONDITIONS = ("single", "contextual", "panel")
@@ -63,14 +62,8 @@ class PluralismSummary(Summary):
     panel_size: int
     conditions: dict[str, ConditionEntropy]
     differences: dict[str, PairedDifference]
-    classifier_member_accuracy: MemberAccuracy | None = None
+    classifier_member_accuracy: MemberAccuracy | None = optional()
     plots: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if out["classifier_member_accuracy"] is None:  # as published: the key only when there were members
-            del out["classifier_member_accuracy"]
-        return out
 
 
 def pluralism_metrics(answers: pl.DataFrame, names: list[str], seed: int, n_boot: int = 2000
