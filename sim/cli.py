@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -76,9 +77,14 @@ class SweepPointFailed(Exception):
     Submitit) then records that job as failed and finishes the others, and the sweep ends with this line."""
 
 
-def fail(msg: str, prog: str = "agora", logged: bool = True) -> NoReturn:
+PROG: ContextVar[str] = ContextVar("prog", default="agora")  # the running command's name, set by interruptible
+
+
+def fail(msg: str, prog: str | None = None, logged: bool = True) -> NoReturn:
     """``PROG: error: MSG`` as one line on stderr, exit 2 (:class:`Failed`); also in the run's ``cli.log`` unless
-    ``logged`` is false (a failed run's folder says why it failed; ``agora-report`` reads it there)."""
+    ``logged`` is false (a failed run's folder says why it failed; ``agora-report`` reads it there). ``prog``
+    defaults to the running command's name (``agora``, ``agora-eval``, ...)."""
+    prog = prog or PROG.get()
     # inert first (sim.display): a quoted file or server reply cannot move the terminal; its other line breaks
     # are escaped by then, so only LF is left to join the message into one line
     line = f"{prog}: error: {' '.join(inert(msg).splitlines())}"
@@ -439,6 +445,7 @@ def interruptible(entry: Callable[[], None], prog: str) -> None:
     """Run ``entry`` with SIGTERM treated as Ctrl-C and either one as one line (exit 130)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupted)
+    PROG.set(prog)
     try:
         entry()
     except KeyboardInterrupt:
