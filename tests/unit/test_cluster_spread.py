@@ -130,3 +130,19 @@ def test_missing_readings_and_an_empty_table():
     assert shuffled_spreads(empty, child_rng(0, "t"), 10)[0]["na"] == "no first stances"
     f = spread_figures(empty, per_dilemma(empty), 0, 500)
     assert f["share_spread_interval"]["value"] is None and "na" in f["share_spread_interval"]
+
+
+def test_the_report_and_the_console_print_the_spread_against_the_null_and_an_older_summary_prints_as_before(tmp_path):
+    from sim.experiments import run_experiment
+    from sim.experiments.society.console import spread_vs_null
+    from sim.experiments.society.report import steerability_line
+
+    summary = run_experiment(tiny_config(steps=2), tmp_path / "run", ScriptedBackend(record=False))
+    s = summary["steerability"]
+    ci, null = s["share_spread_interval"], s["shuffled_clusters"]["share_spread"]
+    text = f" [{ci['low']:.2f}, {ci['high']:.2f}] (shuffled-cluster null mean {null['mean']:.2f}, 95th pct {null['p95']:.2f}; p"
+    assert spread_vs_null(s, "share_spread").startswith(text)
+    page = (tmp_path / "run" / "report.md").read_text()
+    assert steerability_line(s) in page and text in page and "(1000 times, cluster sizes kept)" in page
+    older = {k: v for k, v in s.items() if k in ("mean_cluster_share_spread", "mean_cluster_p_a_spread", "by_cluster")}
+    assert spread_vs_null(older, "share_spread") == "" and steerability_line(older) is None
