@@ -17,6 +17,8 @@
   persona vectors, Chen et al. 2025): per value axis a direction from contrastive statements
   (``agents/steering.py``), summed with weights = the agent's standardised positions (:func:`standardised`).
   ``variant=none`` steers without persona text (the vector alone carries the worldview).
+- ``prompt`` with ``variant=none`` is the society with no persona: every agent speaks and is read under the
+  same neutral system prompt (:data:`NEUTRAL`), so what clusters still differ by is sampling alone.
 
 Only the embedded backend can steer or contrast generation; :func:`support_line` is the start-up line
 elsewhere.
@@ -53,7 +55,8 @@ class PersonaConfig:
             ``layer``; embedded backend only).
         variant: the persona text: ``culture`` (the cluster's culture, second person: today's text),
             ``profile`` (first-person statements of the agent's own values, :func:`render_profile`), or
-            ``none`` (no persona text; only with ``steer``).
+            ``none`` (no persona text: every agent gets the neutral system prompt; with ``prompt`` the no-persona
+            baseline of a society, with ``steer`` the vector alone; not with ``contrast``).
         alpha: contrast strength, 0 to 100 (``contrast`` only; 0 reads as the prompt, or as the centred prompt
             with ``centre``).
         centre: centre contrast readings on the reference panel (see the module docstring); generation
@@ -76,8 +79,9 @@ class PersonaConfig:
             raise ValueError(f"persona.method must be one of {METHODS}, got '{self.method}'")
         if self.variant not in VARIANTS:
             raise ValueError(f"persona.variant must be one of {VARIANTS}, got '{self.variant}'")
-        if self.variant == "none" and self.method != "steer":
-            raise ValueError("persona.variant=none (no persona text) needs persona.method=steer")
+        if self.variant == "none" and self.method == "contrast":  # the persona term would equal the no-persona term
+            raise ValueError("persona.variant=none (no persona text) cannot be contrasted: it needs persona.method=prompt "
+                             "(the no-persona society) or steer")
         if not 0 <= self.alpha <= MAX_ALPHA:  # NaN fails too
             raise ValueError(f"persona.alpha must be in [0, {MAX_ALPHA:g}], got {self.alpha}")
         if not 0 <= self.beta <= MAX_BETA:

@@ -208,7 +208,8 @@ def test_persona_config_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="persona.method"):
         PersonaConfig(method="vector")
     with pytest.raises(ValueError, match="variant=none"):
-        PersonaConfig(method="prompt", variant="none")
+        PersonaConfig(method="contrast", variant="none")
+    assert PersonaConfig(method="prompt", variant="none").variant == "none"  # the no-persona society
     with pytest.raises(ValueError, match="alpha"):
         PersonaConfig(method="contrast", alpha=float("nan"))
     with pytest.raises(ValueError, match="must be one of"):

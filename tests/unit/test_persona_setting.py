@@ -103,6 +103,26 @@ def test_the_profile_variant_is_the_system_text_everywhere():
         assert any(r.messages[0].content.startswith(t) for t in texts), call_site(r.messages)
 
 
+def test_the_no_persona_society_gives_every_agent_the_same_neutral_text_at_every_call():
+    backend = ScriptedBackend()
+    soc = society(PersonaConfig(variant="none"), backend)
+    soc.step()
+    assert {a.worldview.persona for a in soc.agents} == {NEUTRAL} and len({a.cluster for a in soc.agents}) > 1
+    assert all(a.worldview.conditioning is None for a in soc.agents)
+    seen = {}
+    for r in [*backend.seen_generate, *backend.seen_score]:
+        system = r.messages[0].content
+        assert r.messages[0].role == "system" and system.startswith(NEUTRAL) and r.conditioning is None, call_site(r.messages)
+        seen.setdefault(call_site(r.messages), set()).add(system)
+    assert set(seen) >= SITES
+    assert all(len(texts) == 1 for texts in seen.values())  # one text per site: no agent differs from another
+    culture = ScriptedBackend()
+    society(PersonaConfig(), culture).step()
+    assert len({r.messages[0].content for r in culture.seen_generate if call_site(r.messages) == "stance"}) > 1
+    cfg = compose("persona.variant=none")
+    assert run_id_for(cfg) != run_id_for(compose()) and id_settings(cfg)["persona"] == {"variant": "none"}
+
+
 def test_the_studies_that_draw_the_population_get_it(tmp_path):
     from sim.experiments import run_experiment
 
@@ -140,7 +160,7 @@ REFUSED = {
     "layer negative": (("persona.method=steer", "persona.layer=-1"), "persona.layer must be in [0, 255]"),
     "alpha for the prompt": (("persona.alpha=2",), "apply to persona.method=contrast, not prompt"),
     "beta for contrast": (("persona.method=contrast", "persona.beta=1"), "applies to persona.method=steer"),
-    "no text without steering": (("persona.variant=none",), "needs persona.method=steer"),
+    "no text to contrast": (("persona.method=contrast", "persona.variant=none"), "cannot be contrasted"),
     "unknown method": (("persona.method=vector",), "persona.method must be one of"),
     "human builds its own agents": (("experiment=human_distributions", "persona.method=contrast"),
                                     "does not reach experiment=human_distributions"),

@@ -22,10 +22,21 @@ def society_lines(summary: dict, out: Path) -> str:
         f"  throughput: {fmt(t['stances_per_s'], 2)} stances/s, {fmt(t['preferences_per_s'], 2)} preferences/s",
         f"  judge: position-flip rate {fmt(j['position_flip_rate'], 2)}, "
         f"mean |p_a - 0.5| {fmt(j['label_informativeness_mean_abs_p_minus_half'])}",
-        f"  steerability: mean spread of share choosing A across clusters {fmt(s['mean_cluster_share_spread'], 2)}, "
-        f"of P(A) {fmt(s['mean_cluster_p_a_spread'], 4)}",
+        f"  steerability: mean spread of share choosing A across clusters {fmt(s['mean_cluster_share_spread'], 2)}"
+        f"{spread_vs_null(s, 'share_spread')}, of P(A) {fmt(s['mean_cluster_p_a_spread'], 4)}{spread_vs_null(s, 'p_a_spread', 4)}",
     ] + [f"  label quality: {line}" for line in quality_lines(summary.get("label_quality"))]
       + (["  " + line for line in eval_lines(summary["eval"]) if line] if "eval" in summary else []))
+
+
+def spread_vs_null(steer: dict, key: str, digits: int = 2) -> str:
+    """`` [low, high] (shuffled-cluster null mean m, 95th pct q; p x)`` for a steerability spread (empty for a run
+    made before they were computed; each part shown only when computable)."""
+    fmt = lambda x: "n/a" if x is None else f"{x:.{digits}f}"  # noqa: E731
+    ci, null = steer.get(f"{key}_interval"), steer.get("shuffled_clusters", {}).get(key)
+    out = f" [{fmt(ci['low'])}, {fmt(ci['high'])}]" if ci and ci.get("low") is not None else ""
+    if null and null.get("p") is not None:
+        out += f" (shuffled-cluster null mean {fmt(null['mean'])}, 95th pct {fmt(null['p95'])}; p {null['p']:.3f})"
+    return out
 
 
 def generations_lines(summary: dict, out: Path) -> str:

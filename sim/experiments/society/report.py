@@ -49,6 +49,24 @@ def society_sections(out_dir: Path, stances: pl.DataFrame, transcripts: pl.DataF
     return sections
 
 
+def steerability_line(steer: dict[str, Any]) -> str | None:
+    """Steerability against the spread sampling alone makes (None for a run made before the null was computed)."""
+    from sim.experiments.society.console import spread_vs_null
+
+    if "shuffled_clusters" not in steer:
+        return None
+    return ("Steerability: the spread across clusters of the share choosing A (max − min over clusters, mean over "
+            f"dilemmas) is {_num(steer['mean_cluster_share_spread'])}{spread_vs_null(steer, 'share_spread')}; of P(A) "
+            f"{_num(steer['mean_cluster_p_a_spread'], 4)}{spread_vs_null(steer, 'p_a_spread', 4)}. Brackets: 95% "
+            "bootstrap interval over dilemmas. The null shuffles the agents' cluster labels "
+            f"({steer['shuffled_clusters']['permutations']} times, cluster sizes kept) over the same answers: the spread "
+            "that sampling alone makes; p is the share of shuffles whose spread reaches the observed one.")
+
+
+def _num(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
 def society_report(out_dir: Path, summary: SocietySummary) -> list[str]:
     """``report.md``/``report.html`` of a society run (the social graph from ``summary.graph``, when the run passes it)."""
     c, t, j = summary.counts, summary.throughput, summary.judge
@@ -57,7 +75,10 @@ def society_report(out_dir: Path, summary: SocietySummary) -> list[str]:
     transcripts = pl.read_parquet(tr) if tr.is_file() else pl.DataFrame()
     sections = standard_sections(summary, "A society debated moral dilemmas, critiqued and revised its answers "
                                           "under a constitution, and judged pairs of answers into preference data.")
-    sections[2:2] = society_sections(out_dir, stances, transcripts, summary.graph)
+    parts = society_sections(out_dir, stances, transcripts, summary.graph)
+    line = steerability_line(summary.steerability)
+    parts = [(title, [*body, line]) if title == "Choices by cluster" and line else (title, body) for title, body in parts]
+    sections[2:2] = parts
     sections.append(("Stances by cluster over steps", figure("stance_shares.png", "Share choosing action A per cluster "
                                                                                   "and step, by phase")))
     sections += [("The judges", md_table([{"figure": Term(k), "value": v} for k, v in j.items()])),

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from agents.prompts import names_other
-from alignment.metrics import finite, proportion_interval
+from alignment.metrics import Interval, bootstrap_interval, finite, proportion_interval
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim import store
@@ -23,6 +23,7 @@ from sim.experiments.society.console import society_lines
 from sim.experiments.society.summary import SocietySummary
 from sim.lifecycle import Run
 from sim.report.render import CORE_CONFIG
+from sim.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
     from sim.society import Society
@@ -33,6 +34,9 @@ OUTPUT_FILES = ("stances.parquet", "transcripts.parquet", "preferences.parquet",
                 "preferences_trl_chat.parquet", "metrics.parquet", "summary.json", "stance_shares.png",
                 "social_graph.png", "cluster_choices.png",
                 "report.md", "report.html")
+# shuffles of the agents' cluster labels behind the steerability null: its p resolves to 1/1001, and a 24-agent,
+# 12-dilemma run's shuffles take milliseconds (not a setting: a setting in a hashed section would change run ids)
+SPREAD_PERMUTATIONS = 1000
 
 
 def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall: float) -> dict[str, Any]:
@@ -47,7 +51,7 @@ def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall
                    .sort("dilemma_id", "cluster"))
     spread = per_cluster.group_by("dilemma_id").agg(
         (pl.col("share_a").max() - pl.col("share_a").min()).alias("share_spread"),
-        (pl.col("p_a").max() - pl.col("p_a").min()).alias("p_a_spread"))
+        (pl.col("p_a").max() - pl.col("p_a").min()).alias("p_a_spread")).sort("dilemma_id")
     by_cluster = per_cluster.group_by("cluster").agg(pl.col("share_a").mean(), pl.col("p_a").mean()).sort("cluster")
     backend = society.judge_backend
     return {
@@ -84,6 +88,7 @@ def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall
             "mean_cluster_p_a_spread": finite(spread["p_a_spread"].mean()),
             "by_cluster": {r["cluster"]: {"share_a": finite(r["share_a"]), "p_a": finite(r["p_a"])}
                            for r in by_cluster.iter_rows(named=True)},
+            **spread_figures(initial, spread, society.cfg.seed, society.cfg.eval.bootstrap),
         },
         "network": {"kind": society.cfg.network.kind, "edges": society.graph.number_of_edges(),
                     "same_cluster_edge_share": round(society.homophily(), 4)},
@@ -91,6 +96,84 @@ def summarise(society: Society, prefs: pl.DataFrame, stances: pl.DataFrame, wall
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "torch": _torch_version(), "device": str(getattr(backend, "device", "n/a"))},
     }
+
+
+def spread_figures(initial: pl.DataFrame, spread: pl.DataFrame, seed: int, n_boot: int,
+                   permutations: int = SPREAD_PERMUTATIONS) -> dict[str, Any]:
+    """The steerability spreads' 95% bootstrap intervals over dilemmas (the independent units) and their
+    shuffled-cluster null: the agents' cluster labels permuted (cluster sizes kept), the spreads recomputed from the
+    same answers. The null is the spread that sampling alone makes when agents differ only in which cluster they
+    are counted in; ``p`` is the share of shuffles (the observed labelling counted as one) whose spread reaches the
+    observed one.
+
+    Args:
+        initial: the first stances (``agent_id``, ``cluster``, ``dilemma_id``, ``choice``, ``p_a``).
+        spread: per dilemma (sorted), ``share_spread`` and ``p_a_spread`` (max − min over clusters).
+        seed: the run's root seed (children ``steerability/bootstrap`` and ``steerability/shuffle``).
+        n_boot: bootstrap resamples (``eval.bootstrap``).
+        permutations: cluster-label shuffles.
+    """
+    out: dict[str, Any] = {}
+    for key in ("share_spread", "p_a_spread"):
+        values = spread[key].drop_nulls().to_numpy()
+        est = bootstrap_interval(values, n_resamples=n_boot, seed=child_seed(seed, "steerability", "bootstrap", key))
+        out[f"{key}_interval"] = Interval.of(est, n=len(values)).to_json()
+    out["shuffled_clusters"] = {"permutations": permutations} | {
+        key: null for key, null in zip(("share_spread", "p_a_spread"),
+                                       shuffled_spreads(initial, child_rng(seed, "steerability", "shuffle"), permutations),
+                                       strict=True)}
+    return out
+
+
+def _mean_spreads(rows: np.ndarray, labels: np.ndarray, dilemma: np.ndarray, values: np.ndarray, n_clusters: int,
+                  n_dilemmas: int) -> np.ndarray:
+    """Per labelling (a row of ``labels``: each stance row's cluster), the mean over dilemmas of max − min over
+    clusters of the mean of ``values`` (NaN: missing) — what ``summarise`` computes with polars, for many labellings
+    at once (one ``bincount``)."""
+    n = labels.shape[0]
+    cells = n_dilemmas * n_clusters
+    idx = (np.arange(n)[:, None] * cells + dilemma[None, :] * n_clusters + labels[:, rows]).ravel()
+    ok = ~np.isnan(values)
+    sums = np.bincount(idx, np.tile(np.where(ok, values, 0.0), n), minlength=n * cells)
+    counts = np.bincount(idx, np.tile(ok.astype(float), n), minlength=n * cells)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = (sums / counts).reshape(n, n_dilemmas, n_clusters)
+    seen = ~np.isnan(means)
+    hi = np.where(seen, means, -np.inf).max(axis=2)
+    lo = np.where(seen, means, np.inf).min(axis=2)
+    per = np.where(seen.any(axis=2), hi - lo, np.nan)
+    with np.errstate(invalid="ignore"):
+        return np.array([np.nan if np.isnan(r).all() else np.nanmean(r) for r in per])
+
+
+def shuffled_spreads(initial: pl.DataFrame, rng: np.random.Generator, permutations: int) -> list[dict[str, Any]]:
+    """For the share choosing A and for P(A): the observed mean spread recomputed, the shuffled-cluster null's mean
+    and 95th percentile, and the permutation p (see :func:`spread_figures`)."""
+    if initial.is_empty():
+        return [{"mean": None, "p95": None, "p": None, "na": "no first stances"}] * 2
+    _, rows = np.unique(initial["agent_id"].to_numpy(), return_inverse=True)
+    of_agent = initial.group_by("agent_id").agg(pl.col("cluster").first()).sort("agent_id")["cluster"].to_list()
+    names, agent_cluster = np.unique(np.asarray(of_agent), return_inverse=True)
+    dilemmas, dilemma = np.unique(initial["dilemma_id"].to_numpy(), return_inverse=True)
+    is_a = (initial["choice"] == "a").cast(pl.Float64).to_numpy()
+    p_a = initial["p_a"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    out = []
+    for values in (is_a, p_a):
+        observed = _mean_spreads(rows, agent_cluster[None, :], dilemma, values, len(names), len(dilemmas))[0]
+        # chunks of shuffles keep memory near 4 million cells whatever the society's size
+        chunk = max(1, 4_000_000 // max(len(initial), len(dilemmas) * len(names)))
+        null = np.concatenate([
+            _mean_spreads(rows, rng.permuted(np.tile(agent_cluster, (k, 1)), axis=1), dilemma, values, len(names),
+                          len(dilemmas))
+            for k in [min(chunk, permutations - i) for i in range(0, permutations, chunk)]])
+        if np.isnan(observed) or np.isnan(null).all():
+            out.append({"mean": None, "p95": None, "p": None, "na": "no spread to compare (no values)"})
+            continue
+        null = null[~np.isnan(null)]
+        reached = int((null >= observed - 1e-12).sum())  # float sums of the same numbers in another order
+        out.append({"mean": finite(null.mean()), "p95": finite(float(np.quantile(null, 0.95))),
+                    "p": finite((1 + reached) / (1 + len(null)))})
+    return out
 
 
 def reason_coherence(society: Society) -> dict[str, Any]:
