@@ -62,7 +62,7 @@ from scenarios.dilemma import BUNDLED_DIR, Dilemma, load_dilemmas
 from scenarios.external import load_moralchoice
 from sim.calibration import INVERSE_PRINCIPLE, reader_quality
 from sim.experiments.human_distributions.config import CLUSTER_COUNTRIES
-from sim.seeding import child_rng, child_seed
+from sim.run.seeding import child_rng, child_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 # shared/data beside the checkout (a worktree sits one level deeper); AGORA_SHARED_DATA names it elsewhere

@@ -63,7 +63,7 @@ def test_collector_ratio(benchmark):
     import sim.society
     from scenarios.constitution import load_constitution
     from scenarios.dilemma import load_dilemmas
-    from sim.lifecycle import make_backend
+    from sim.run.lifecycle import make_backend
     from sim.society import Society, StepCollector
 
     n = int(os.environ.get("AGORA_COLLECTOR_AGENTS", "3000"))

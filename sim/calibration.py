@@ -32,9 +32,9 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import BUNDLED_DIR
 from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
-from sim import aio
 from sim.config import AgoraConfig
 from sim.probes import hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
+from sim.run import aio
 from sim.society import population
 
 log = logging.getLogger("agora")

@@ -22,7 +22,7 @@ from scenarios.constitution import CritiquePrinciple
 from scenarios.dilemma import Dilemma
 from sim.abm import mesa
 from sim.records import JudgePlan, Message, Preference, Stance
-from sim.seeding import child_rng
+from sim.run.seeding import child_rng
 
 if TYPE_CHECKING:
     from autogen_agentchat.agents import AssistantAgent

@@ -21,8 +21,8 @@ from alignment.config import EvalConfig
 from scenarios.dilemma import BUNDLED_DIR, Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem
-from sim import aio
-from sim.seeding import child_rng
+from sim.run import aio
+from sim.run.seeding import child_rng
 
 ROOT = Path(__file__).resolve().parents[1]
 

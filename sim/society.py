@@ -29,13 +29,13 @@ from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
-from sim import aio
 from sim.abm import mesa
 from sim.citizen import Citizen, Counted, Seen, StepBar
 from sim.config import AgoraConfig
 from sim.network import build_graph, debate_groups, same_cluster_edge_share
 from sim.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
-from sim.seeding import child_rng, child_seed
+from sim.run import aio
+from sim.run.seeding import child_rng, child_seed
 
 
 def population(cfg: AgoraConfig) -> list[Worldview]:
@@ -249,8 +249,8 @@ class Society(mesa.Model):
         backend: the model for every agent (per-agent backends can be set on ``agent.backend``).
         run_id: recorded on every row.
         generation: recorded on every row; also part of every seed.
-        run_async: runs a step's coroutine to its end: the run's one event loop (``sim.lifecycle.Run.run_async``),
-            or by default a loop of the step's own (:func:`sim.aio.run`).
+        run_async: runs a step's coroutine to its end: the run's one event loop (``sim.run.lifecycle.Run.run_async``),
+            or by default a loop of the step's own (:func:`sim.run.aio.run`).
     """
 
     def __init__(self, cfg: AgoraConfig, dilemmas: Sequence[Dilemma], constitution: Constitution,

@@ -54,7 +54,7 @@ from sim.results import JSON, Codec
 from sim.society import population
 
 if TYPE_CHECKING:
-    from sim.lifecycle import Run
+    from sim.run.lifecycle import Run
 
 log = logging.getLogger("agora")
 
@@ -262,7 +262,7 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
     ``inputs``: from :func:`eval_inputs`, called before the backend was made (else it is called here). ``run``:
     ``agora-eval``'s run, whose checkpoint keeps each suite's readings as a stage (a stopped run resumes after the
     last finished one); without it (the society run's eval block) the suites run in one go."""
-    from sim import store
+    from sim.run import store
 
     e = cfg.eval
     inputs = inputs or eval_inputs(cfg, suites)

@@ -46,7 +46,7 @@ from sim.report.blocks import (  # noqa: F401 (fmt, fmt_interval: the report mod
 )
 from sim.report.labels import label
 from sim.results import Summary
-from sim.store import atomic_write_bytes
+from sim.run.store import atomic_write_bytes
 from sim.study_config import StudyConfig
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}"

@@ -55,10 +55,10 @@ def test_a_run_logs_the_short_step_line_at_info_and_every_metric_at_debug(tmp_pa
     from agents.llm.scripted import ScriptedBackend
     from sim.experiments import run_experiment as run
 
-    caplog.set_level(logging.DEBUG, logger="sim.checkpoint")
+    caplog.set_level(logging.DEBUG, logger="sim.run.checkpoint")
     run(tiny_config(), tmp_path / "run", ScriptedBackend())
-    info = [r.getMessage() for r in caplog.records if r.name == "sim.checkpoint" and r.levelno == logging.INFO]
-    debug = [r.getMessage() for r in caplog.records if r.name == "sim.checkpoint" and r.levelno == logging.DEBUG]
+    info = [r.getMessage() for r in caplog.records if r.name == "sim.run.checkpoint" and r.levelno == logging.INFO]
+    debug = [r.getMessage() for r in caplog.records if r.name == "sim.run.checkpoint" and r.levelno == logging.DEBUG]
     (step,) = [m for m in info if "step 1/1 done" in m]
     assert "preferences, chose A" in step and "{" not in step and len(step) < 200, step
     assert any("'share_a_initial':" in m and "'label_informativeness':" in m for m in debug), debug

@@ -13,8 +13,8 @@ from agents.llm.scripted import ScriptedBackend
 from agents.prompts import DEBATE_ROLE
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import store
 from sim.experiments import run_experiment as run
+from sim.run import store
 from sim.society import Society
 from tests.helpers import ROOT, child_env, tiny_config
 

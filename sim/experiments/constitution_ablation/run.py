@@ -39,8 +39,6 @@ from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
-from sim import store
-from sim.checkpoint import simulate
 from sim.config import AgoraConfig
 from sim.experiments.constitution_ablation.config import SECTIONS, AblationConfig
 from sim.experiments.constitution_ablation.labels import LABELS
@@ -54,9 +52,11 @@ from sim.experiments.constitution_ablation.summary import (
     shift_toward,
 )
 from sim.experiments.registry import experiment
-from sim.lifecycle import Progress, Run
 from sim.results import Codec, pick
-from sim.seeding import child_rng, child_seed
+from sim.run import store
+from sim.run.checkpoint import simulate
+from sim.run.lifecycle import Progress, Run
+from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
     from sim.society import Society

@@ -35,8 +35,8 @@ from sim.experiments.evolving_norms.labels import LABELS, TEMPLATES
 from sim.experiments.evolving_norms.report import norms_report, plot_norms
 from sim.experiments.evolving_norms.summary import NormsSummary, ScheduledNorm, headline, pluralism_change, shifts
 from sim.experiments.registry import experiment
-from sim.lifecycle import Progress, Run, embedded_options
-from sim.seeding import child_rng, child_seed, sample_dilemmas
+from sim.run.lifecycle import Progress, Run, embedded_options
+from sim.run.seeding import child_rng, child_seed, sample_dilemmas
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,6 @@ from scenarios.constitution import Constitution, bundled_constitutions, load_con
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
 from scenarios.principle_bank import NO_PRINCIPLE, principle_bank
-from sim import store
-from sim.checkpoint import simulate
 from sim.config import AgoraConfig
 from sim.experiments.collective import clean_proposal
 from sim.experiments.inverse_constitution.config import SECTIONS, InverseConfig
@@ -50,8 +48,10 @@ from sim.experiments.inverse_constitution.labels import TEMPLATES
 from sim.experiments.inverse_constitution.report import inverse_report, plot_inverse
 from sim.experiments.inverse_constitution.summary import InverseSummary, Pairs, counts, headline_of, scopes_of
 from sim.experiments.registry import experiment
-from sim.lifecycle import Run
-from sim.seeding import child_rng, child_seed
+from sim.run import store
+from sim.run.checkpoint import simulate
+from sim.run.lifecycle import Run
+from sim.run.seeding import child_rng, child_seed
 
 _LEAD = re.compile(r"\b(?:choose|select|prefer|pick)\s+(?:the\s+)?(?:answer|response|reply|one)\s+(?:that|which)\s+",
                    re.IGNORECASE)

@@ -38,9 +38,9 @@ from sim.experiments.overton.report import overton_report, plot_overton
 from sim.experiments.overton.summary import OvertonSummary, Spread, coverage_metrics, own_position_check
 from sim.experiments.registry import experiment
 from sim.experiments.shared.answers import answers_stage
-from sim.lifecycle import Run
 from sim.results import Codec, pick
-from sim.seeding import child_rng, child_seed, sample_dilemmas
+from sim.run.lifecycle import Run
+from sim.run.seeding import child_rng, child_seed, sample_dilemmas
 
 CONDITIONS = ("single", "contextual", "panel")
 

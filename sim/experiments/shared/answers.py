@@ -15,16 +15,16 @@ from agents.llm.base import GenerateRequest, LLMBackend
 from agents.worldview import cluster_centre, cluster_label
 from scenarios.dilemma import Dilemma
 from sim.config import AgoraConfig
-from sim.seeding import child_rng, child_seed
+from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
-    from sim.lifecycle import Run
+    from sim.run.lifecycle import Run
 
 log = logging.getLogger(__name__)
 
 
 class Bar(Protocol):
-    """A progress bar (``tqdm``, or a run's :class:`~sim.lifecycle.Progress`)."""
+    """A progress bar (``tqdm``, or a run's :class:`~sim.run.lifecycle.Progress`)."""
 
     def update(self, n: int = 1) -> Any: ...
 

@@ -27,17 +27,17 @@ from alignment.metrics import NA, js_distance, krippendorff_alpha, normalised_en
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import aio, store
-from sim.checkpoint import Checkpoint, simulate
 from sim.config import AgoraConfig
 from sim.experiments.overton.coverage import policy_coverage
 from sim.experiments.registry import experiment
 from sim.experiments.society.console import generations_lines
 from sim.experiments.society.run import run_society  # noqa: F401  (registered first: the loop runs with its node)
 from sim.experiments.society.summary import GenerationsSummary
-from sim.lifecycle import Run, embedded_options
 from sim.report.render import CORE_CONFIG
-from sim.seeding import child_rng, child_seed
+from sim.run import aio, store
+from sim.run.checkpoint import Checkpoint, simulate
+from sim.run.lifecycle import Run, embedded_options
+from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
     from sim.society import Society

@@ -15,14 +15,14 @@ from agents.prompts import names_other
 from alignment.metrics import finite, proportion_interval
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import store
-from sim.checkpoint import advance
 from sim.config import AgoraConfig
 from sim.experiments.registry import experiment
 from sim.experiments.society.console import society_lines
 from sim.experiments.society.summary import SocietySummary
-from sim.lifecycle import Run
 from sim.report.render import CORE_CONFIG
+from sim.run import store
+from sim.run.checkpoint import advance
+from sim.run.lifecycle import Run
 
 if TYPE_CHECKING:
     from sim.society import Society

@@ -1,7 +1,7 @@
 """One run lifecycle, shared by the society run, the generations loop and every experiment.
 
 ``with Run(cfg, out_dir, backend, kind=...) as run:`` (the experiment registry's driver opens it; an experiment's
-function only gets ``run``): the run id (:mod:`sim.ids`), the checkpoint (takes the folder's lock and, with
+function only gets ``run``): the run id (:mod:`sim.run.ids`), the checkpoint (takes the folder's lock and, with
 ``resume=DIR``, reloads it: refused in one line before any model loads), the backend, the label-quality gate, and
 one event loop for the whole run. The experiment writes its middle as checkpointed stages
 (:meth:`Run.stage`: a progress bar, the stored result replayed on resume, its seconds recorded) and returns its
@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 
 from agents.llm.base import BackendError, LLMBackend
 from agents.persona import PersonaConfig, support_line
-from sim import aio, store
-from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig, LLMConfig
-from sim.ids import run_id_for
 from sim.results import JSON, Codec, Summary
+from sim.run import aio, store
+from sim.run.checkpoint import Checkpoint
+from sim.run.ids import run_id_for
 
 __all__ = ["Progress", "Run", "check_persona", "embedded_options", "make_backend", "run_id_for"]
 
@@ -189,7 +189,7 @@ class Run:
 
     def run_async(self, coro: Any) -> Any:
         """Run a coroutine on the run's one event loop (made at the first use, closed with the run); what it leaves
-        running is cancelled and awaited when it ends (:func:`sim.aio.supervised`)."""
+        running is cancelled and awaited when it ends (:func:`sim.run.aio.supervised`)."""
         if self._loop is None:
             self._loop = asyncio.Runner()
         return self._loop.run(aio.supervised(coro))
