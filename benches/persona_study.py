@@ -24,7 +24,7 @@ Every figure goes to one JSON (``--out``, default ``benches/persona_study.json``
 - **Held-out report** for each method's choice, no persona and shuffled countries: ``human_distributions``'s
   own metrics (``sim.experiments.human_distributions.run.compare``: distance and r with basic bootstrap intervals, permutation p)
   on held-out countries × all items, and the stricter held-out countries × held-out items; MoralChoice
-  low-ambiguity accuracy and the judge under principle / inverse principle (``sim.calibration.reader_quality``,
+  low-ambiguity accuracy and the judge under principle / inverse principle (``sim.gate.calibration.reader_quality``,
   Wilson intervals) on held-out items; the society's cluster spread on MoralChoice high-ambiguity and
   DailyDilemmas (the default dilemma set) with bootstrap intervals beside the no-persona spread that sampling
   alone makes; a society run's choice changes after debate and critique and its step time; coherent reasons.
@@ -60,8 +60,8 @@ from scenarios import moral_machine as mm
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import BUNDLED_DIR, Dilemma, load_dilemmas
 from scenarios.external import load_moralchoice
-from sim.calibration import INVERSE_PRINCIPLE, reader_quality
 from sim.experiments.human_distributions.config import CLUSTER_COUNTRIES
+from sim.gate.calibration import INVERSE_PRINCIPLE, reader_quality
 from sim.run.seeding import child_rng, child_seed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -263,7 +263,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def _eval_paths(cfg: AgoraConfig) -> None:
     """``agora-eval``'s inputs: its suites' files and folders (its backend's model folder is checked as it loads)."""
     from alignment.config import DEFAULT_EVAL_SUITES
-    from sim.probes import eval_paths
+    from sim.gate.probes import eval_paths
 
     eval_paths(cfg.eval, cfg.eval.suites or DEFAULT_EVAL_SUITES)
 

@@ -38,7 +38,7 @@ from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem, load_hhh, load_moralchoice
 from sim.config import AgoraConfig
-from sim.probes import (
+from sim.gate.probes import (
     eval_paths,
     hhh_path,
     hhh_reading,

@@ -218,7 +218,7 @@ def label_quality_section(block: Mapping[str, Any] | None) -> str:
     """The calibration slice's figures: can this run's labels be trusted?"""
     if not block:
         return "Not measured (`calibration.enabled=false`)."
-    from sim.calibration import lines
+    from sim.gate.calibration import lines
 
     verdict = {True: "The judge's accuracy interval clears chance.",
                False: "**The judge's accuracy interval does not clear chance: its labels are not shown to carry "

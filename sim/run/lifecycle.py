@@ -96,7 +96,7 @@ class Run:
         out_dir: its folder.
         backend: the LLM backend (None: made from ``cfg.llm``).
         kind: what the checkpoint and ``summary.json`` call the run (an experiment's name).
-        trains: the run trains on its labels (a failed gate may stop it, see ``sim.calibration``).
+        trains: the run trains on its labels (a failed gate may stop it, see ``sim.gate.calibration``).
         gated: run the label-quality gate first (``agora-eval``, ``agora-sanity`` and ``agora-injection`` measure
             something else and skip it).
         folder: the option that chose ``out_dir``, named when the folder holds another run.
@@ -144,7 +144,7 @@ class Run:
                     self.ckpt.release()
 
     def _open(self) -> None:
-        from sim.calibration import start as gate
+        from sim.gate.calibration import start as gate
 
         self.ckpt = Checkpoint(self.out_dir, self.run_id, self.kind, self.cfg, None,
                                resume=bool(self.cfg.resume), folder=self.folder)  # refuses before the model loads

@@ -119,7 +119,7 @@ def test_a_server_answering_just_past_the_timeout_prints_no_shutdown_traceback(a
     ``sim.run.aio.run`` (plain ``asyncio.run`` on the same gather) 1 to 4 runs in 20 logged the shutdown
     traceback here."""
     from agents.scoring import read_pair
-    from sim.probes import read_all
+    from sim.gate.probes import read_all
     from tests.servers import VLLMLike, serve
 
     class Slow(VLLMLike):

@@ -282,7 +282,7 @@ def test_a_panel_larger_than_the_population_is_recorded(tmp_path):
 
 # -- the label-quality gate with tiny slices -----------------------------------------------------------------
 def test_the_gate_with_one_item_each_and_with_nothing_to_read():
-    from sim.calibration import calibrate, lines, reader_quality
+    from sim.gate.calibration import calibrate, lines, reader_quality
 
     cfg = compose("calibration.stance_items=1", "calibration.judge_items=1")
     block = calibrate(cfg, ScriptedBackend())

@@ -121,7 +121,7 @@ def _trains(cfg: AgoraConfig) -> tuple[bool, bool]:
 @experiment("constitution_ablation", key="ablation", config=AblationConfig, summary=AblationSummary,
             report=ablation_report, check=check, trains=_trains, sections=SECTIONS, labels=LABELS, published_id=True)
 def run_constitution_ablation(run: Run) -> AblationSummary:
-    from sim.calibration import warn_if_uninformative  # here: the gate and the society load Mesa and scipy
+    from sim.gate.calibration import warn_if_uninformative  # here: the gate and the society load Mesa and scipy
     from sim.society import Society
 
     cfg, ab, out_dir = run.cfg, run.cfg.study.ablation, run.out_dir

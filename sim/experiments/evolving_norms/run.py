@@ -205,7 +205,7 @@ def _tune_policy(run: Run, rows: list[dict[str, Any]], dilemmas: list[Dilemma], 
     """DPO on generation ``g``'s fitness judgments (a checkpointed stage); the policy folder the next
     generation answers with (unchanged when there were no pairs)."""
     from alignment.dpo import train_dpo
-    from sim.calibration import warn_if_uninformative  # here: the gate loads Mesa and scipy (the CLI imports this)
+    from sim.gate.calibration import warn_if_uninformative  # here: the gate loads Mesa and scipy (the CLI imports this)
 
     cfg = run.cfg
     pairs = _policy_pairs(rows, dilemmas, g)

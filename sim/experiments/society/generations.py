@@ -212,7 +212,7 @@ def run_generations(run: Run) -> GenerationsSummary:
 def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     """Generation ``g``: its society (the policy group on the latest policy), metrics, reward model and
     (but for the last generation) the DPO run whose policy the next generation speaks with."""
-    from sim.calibration import warn_if_uninformative  # here: scipy is slow to load
+    from sim.gate.calibration import warn_if_uninformative  # here: scipy is slow to load
 
     cfg, ckpt, a = run.cfg, run.ckpt, run.cfg.alignment
     loop.group = group = policy_group(society.clusters, a.policy_share, cfg.seed)

@@ -33,7 +33,7 @@ from scenarios.dilemma import BUNDLED_DIR
 from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
 from sim.config import AgoraConfig
-from sim.probes import hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
+from sim.gate.probes import hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
 from sim.run import aio
 from sim.society import population
 
