@@ -399,7 +399,7 @@ def society_run(backend: LLMBackend, persona: PersonaConfig | None, plan: Plan, 
     step. The persona reaches every prompt through its system message (debate's autogen agents take the
     persona text alone)."""
     from sim.config import AgoraConfig, ScenarioConfig, SimConfig
-    from sim.society import Society
+    from sim.society.model import Society
 
     cfg = AgoraConfig(seed=seed, scenario=ScenarioConfig(per_step=1, shuffle=False),
                       sim=SimConfig(steps=plan.society_steps, progress=False))

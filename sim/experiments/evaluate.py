@@ -51,7 +51,7 @@ from sim.gate.probes import (
 )
 from sim.report.eval import plot_eval
 from sim.results import JSON, Codec
-from sim.society import population
+from sim.society.model import population
 
 if TYPE_CHECKING:
     from sim.run.lifecycle import Run

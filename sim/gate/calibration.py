@@ -35,7 +35,7 @@ from scenarios.external import load_hhh, load_moralchoice
 from sim.config import AgoraConfig
 from sim.gate.probes import hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
 from sim.run import aio
-from sim.society import population
+from sim.society.model import population
 
 log = logging.getLogger("agora")
 MORALCHOICE_LOW = BUNDLED_DIR / "moralchoice_low_ambiguity.csv"

@@ -47,7 +47,7 @@ from sim.run.lock import FolderLock
 from sim.run.rowlog import ROW_TABLES, damaged, row_dict, sha256_hex
 
 if TYPE_CHECKING:
-    from sim.society import Society
+    from sim.society.model import Society
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_DIR = "checkpoint.d"
@@ -364,7 +364,7 @@ class Checkpoint:
 def advance(society: Society, ckpt: Checkpoint, tag: str) -> None:
     """Run the society's remaining steps, checkpointed after each (``tag`` names which society, so a resumed
     run continues mid-way only in the same one); its rows stay on ``society`` as records."""
-    from sim.society import step_line  # here, like Society above: reading a checkpoint needs no Mesa
+    from sim.society.model import step_line  # here, like Society above: reading a checkpoint needs no Mesa
 
     midway = ckpt.extra("society")
     if midway and midway["tag"] == tag:

@@ -11,9 +11,9 @@ import math
 import pytest
 
 from alignment.config import EvalConfig
-from sim.citizen import StepBar
 from sim.cli import default_report_dir
-from sim.society import step_line
+from sim.society.model import step_line
+from sim.society.progress import StepBar
 from tests.helpers import AGORA_EVAL, agora, tiny_config
 
 
@@ -124,7 +124,7 @@ def test_every_step_of_a_society_makes_the_same_calls_so_the_last_seeds_the_next
     from agents.llm.scripted import ScriptedBackend
     from scenarios.constitution import load_constitution
     from scenarios.dilemma import load_dilemmas
-    from sim.society import Society
+    from sim.society.model import Society
 
     cfg = tiny_config(steps=3, progress=True)
     soc = Society(cfg, load_dilemmas("default"), load_constitution(cfg.constitution.name), ScriptedBackend(), run_id="t")

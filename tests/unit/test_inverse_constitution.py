@@ -295,7 +295,7 @@ def weighs(text: str) -> tuple[float, float] | None:
 
 
 def planted_backend(cfg) -> ScriptedBackend:
-    from sim.society import population
+    from sim.society.model import population
 
     follows = {w.persona: {KIND_CLUSTER: "kindness", FAIR_CLUSTER: "fairness"}[w.cluster] for w in population(cfg)}
     neutral = prompts.system_prompt(None, prompts.JUDGE_ROLE).content

@@ -15,7 +15,7 @@ from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
 from sim.experiments import run_experiment as run
 from sim.gate.calibration import INVERSE_PRINCIPLE, calibrate, warn_if_uninformative
-from sim.society import Society
+from sim.society.model import Society
 from tests.helpers import tiny_config
 
 

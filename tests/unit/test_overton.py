@@ -15,7 +15,7 @@ from scenarios.dilemma import Dilemma
 from sim.experiments import runner_for
 from sim.experiments.overton.coverage import answer_coverage, cluster_positions, coverage_pairs, policy_coverage
 from sim.experiments.overton.summary import coverage_metrics, own_position_check
-from sim.society import population
+from sim.society.model import population
 from tests.helpers import agora, compose
 
 CLUSTERS = ["protestant_europe", "confucian", "islamic"]

@@ -19,7 +19,7 @@ from sim.config import AgoraConfig
 from sim.run.ids import id_settings, run_id_for
 from sim.run.lifecycle import check_persona
 from sim.run.seeding import child_rng
-from sim.society import Society, population
+from sim.society.model import Society, population
 from tests.helpers import agora, compose, tiny_config
 
 STEER = PersonaConfig(method="steer", beta=0.5, layer=4)

@@ -182,10 +182,10 @@ def test_a_restored_society_recollects_its_data_and_steps_on_as_the_original():
 
 def test_importing_the_society_leaves_the_start_method_and_tqdm_needs_no_semaphore():
     """mesa 3.3 forces multiprocessing's "spawn" when imported; under it tqdm's lock is a named semaphore
-    that a killed run leaks (the resource tracker warns at exit). :mod:`sim.abm` puts the start method back,
+    that a killed run leaks (the resource tracker warns at exit). :mod:`sim.society.abm` puts the start method back,
     so no tracker process is started at all."""
     code = ("import multiprocessing as mp, multiprocessing.resource_tracker as rt\n"
-            "import sim.society\n"
+            "import sim.society.model\n"
             "print(mp.get_start_method(allow_none=True))\n"
             "from tqdm.auto import tqdm\n"
             "tqdm(total=1).close()\n"
@@ -198,7 +198,7 @@ def test_importing_the_society_leaves_the_start_method_and_tqdm_needs_no_semapho
 def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
     from autogen_agentchat.teams import RoundRobinGroupChat
 
-    import sim.society
+    import sim.society.model
 
     real, live, most = RoundRobinGroupChat.run, [0], [0]
 
@@ -213,7 +213,7 @@ def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
     monkeypatch.setattr(RoundRobinGroupChat, "run", counted_run)
     rows = []
     for cap in (1, 1000):
-        monkeypatch.setattr(sim.society, "MAX_TEAMS", cap)
+        monkeypatch.setattr(sim.society.model, "MAX_TEAMS", cap)
         most[0] = 0
         soc = make(tiny_config(), ScriptedBackend())  # 6 agents in groups of 2: 3 teams
         soc.step()
@@ -225,8 +225,8 @@ def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
 def test_step_collector_freezes_survivors_during_the_step_and_restores_the_collector(monkeypatch):
     import gc
 
-    import sim.society
-    from sim.society import StepCollector
+    import sim.society.model
+    from sim.society.model import StepCollector
 
     thresholds, callbacks = gc.get_threshold(), list(gc.callbacks)
     frozen_at_start: list[int] = []
@@ -241,7 +241,7 @@ def test_step_collector_freezes_survivors_during_the_step_and_restores_the_colle
 
     rows = []
     for policy in (StepCollector(young=None, freeze_survivors=False), StepCollector(young=100, freeze_survivors=True)):
-        monkeypatch.setattr(sim.society, "STEP_COLLECTOR", policy)
+        monkeypatch.setattr(sim.society.model, "STEP_COLLECTOR", policy)
         soc = make(tiny_config(), ScriptedBackend(reply=reply_collecting))
         frozen_at_start.clear()
         gc.callbacks.append(seen)

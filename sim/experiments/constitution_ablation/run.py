@@ -59,7 +59,7 @@ from sim.run.lifecycle import Progress, Run
 from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
-    from sim.society import Society
+    from sim.society.model import Society
 
 log = logging.getLogger(__name__)
 MIN_REWARD_PAIRS = 4  # fewer judged pairs train no reward model per arm (recorded as summary.json's reward_na)
@@ -101,7 +101,7 @@ async def rate_answers(backend: LLMBackend, texts: list[tuple[str, str]], questi
 def check(cfg: AgoraConfig) -> None:
     """Refuse before any work an arm that names no bundled constitution, and a reward-model arm that cannot be
     scored: its models are measured on held-out dilemmas, so the society must face at least two."""
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this)
 
     for name in cfg.study.ablation.constitutions:
         load_constitution(name)
@@ -122,7 +122,7 @@ def _trains(cfg: AgoraConfig) -> tuple[bool, bool]:
             report=ablation_report, check=check, trains=_trains, sections=SECTIONS, labels=LABELS, published_id=True)
 def run_constitution_ablation(run: Run) -> AblationSummary:
     from sim.gate.calibration import warn_if_uninformative  # here: the gate and the society load Mesa and scipy
-    from sim.society import Society
+    from sim.society.model import Society
 
     cfg, ab, out_dir = run.cfg, run.cfg.study.ablation, run.out_dir
     pool = load_dilemmas(cfg.scenario.dilemmas)

@@ -129,7 +129,7 @@ def _trains(cfg: AgoraConfig) -> tuple[bool, bool]:
 @experiment("evolving_norms", key="norms", config=NormsConfig, summary=NormsSummary, report=norms_report, check=check,
             trains=_trains, sections=SECTIONS, labels=LABELS, templates=TEMPLATES, published_id=True)
 def run_evolving_norms(run: Run) -> NormsSummary:
-    from sim.society import population  # here: Mesa is slow to load (the CLI imports this)
+    from sim.society.model import population  # here: Mesa is slow to load (the CLI imports this)
 
     cfg, nc = run.cfg, run.cfg.study.norms
     pool = load_dilemmas(cfg.scenario.dilemmas)

@@ -273,7 +273,7 @@ def scores_table(prefs: pl.DataFrame, held: np.ndarray, principles: list[dict[st
 
 def _society(run: Run, pool: list[Dilemma]) -> tuple[pl.DataFrame, dict[str, Any]]:
     """A society's preferences (a checkpointed stage, as the ablation runs one); its usual files are written."""
-    from sim.society import Society  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import Society  # here: Mesa is slow to load (the CLI imports this module)
 
     cfg = run.cfg
     society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id)
@@ -285,7 +285,7 @@ def _society(run: Run, pool: list[Dilemma]) -> tuple[pl.DataFrame, dict[str, Any
 def check(cfg: AgoraConfig) -> None:
     """Refuse before any work what cannot be honoured or mean anything: a preferences file that is not one
     (:func:`read_preferences`), ``bank_size`` beyond the bank, ``split_by=dilemma`` over fewer than two dilemmas."""
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
 
     inv = cfg.study.inverse
     if inv.preferences:
@@ -308,7 +308,7 @@ def check(cfg: AgoraConfig) -> None:
 @experiment("inverse_constitution", key="inverse", config=InverseConfig, summary=InverseSummary, report=inverse_report,
             check=check, sections=SECTIONS, templates=TEMPLATES, published_id=True)
 def run_inverse_constitution(run: Run) -> InverseSummary:
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
 
     cfg, inv = run.cfg, run.cfg.study.inverse
     notes: dict[str, Any] = {}

@@ -103,7 +103,7 @@ def check(cfg: AgoraConfig) -> None:
 @experiment("overton", key="overton", config=OvertonConfig, summary=OvertonSummary, report=overton_report, check=check,
             sections=SECTIONS, labels=LABELS, ranges=RANGES, published_id=True)
 def run_overton(run: Run) -> OvertonSummary:
-    from sim.society import population  # here: the CLI imports every experiment folder at start (Mesa is slow to load)
+    from sim.society.model import population  # here: the CLI imports every experiment folder at start (Mesa is slow to load)
 
     cfg, o = run.cfg, run.cfg.study.overton
     dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), o.dilemmas, cfg.seed, "overton")

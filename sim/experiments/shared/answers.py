@@ -48,7 +48,7 @@ async def condition_answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: lis
     """Per dilemma, the ``single``, ``contextual`` and ``panel`` answers and the panel's ``member`` answers
     (rows of ``dilemma_id, condition, agent_id, cluster, text``); seeds drawn under ``tag`` (the experiment
     that asks, which passes its own name: its seeds are in its bytes)."""
-    from sim.society import population  # here: experiment folders stay light to import (the CLI imports them all)
+    from sim.society.model import population  # here: experiment folders stay light to import (the CLI imports them all)
 
     temp, top_p = cfg.llm.temperature, cfg.llm.top_p
     worldviews = population(cfg)

@@ -40,7 +40,7 @@ from sim.run.lifecycle import Run, embedded_options
 from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
-    from sim.society import Society
+    from sim.society.model import Society
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class _Loop:
 
 def check(cfg: AgoraConfig) -> None:
     """The loop's refusals before any model work: the steps' per-step settings against the dilemma file."""
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
 
     check_per_step(cfg, load_dilemmas(cfg.scenario.dilemmas))
 
@@ -194,7 +194,7 @@ def run_generations(run: Run) -> GenerationsSummary:
     Checkpointed after every society step, reward model and DPO run; ``resume=DIR`` replays the
     finished ones from the checkpoint and the saved policy folders and continues.
     """
-    from sim.society import Society  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import Society  # here: Mesa is slow to load (the CLI imports this module)
 
     cfg = run.cfg
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)

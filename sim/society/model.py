@@ -1,6 +1,6 @@
 """The society: a thin Mesa model whose ``step()`` runs the phases over all agents at once.
 
-Each phase is a :class:`~sim.citizen.Citizen` method run over the model's ``AgentSet`` and awaited together
+Each phase is a :class:`~sim.society.citizen.Citizen` method run over the model's ``AgentSet`` and awaited together
 (``asyncio.gather(*self.agents.map(...))``), so the backend batches every agent's request; no agent acts
 before another within a phase, so activation order cannot bias outcomes (the role Mesa's step/advance
 plays in its pd_grid example).
@@ -29,13 +29,14 @@ from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
-from sim.abm import mesa
-from sim.citizen import Citizen, Counted, Seen, StepBar
 from sim.config import AgoraConfig
-from sim.network import build_graph, debate_groups, same_cluster_edge_share
-from sim.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
 from sim.run import aio
 from sim.run.seeding import child_rng, child_seed
+from sim.society.abm import mesa
+from sim.society.citizen import Citizen, Seen
+from sim.society.network import build_graph, debate_groups, same_cluster_edge_share
+from sim.society.progress import Counted, StepBar
+from sim.society.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
 
 
 def population(cfg: AgoraConfig) -> list[Worldview]:
