@@ -151,7 +151,7 @@ class Run:
         self.backend = self.backend or make_backend(self.cfg.llm)
         check_persona(self.cfg.persona, self.backend)
         self.ckpt.track(self.backend.stats)
-        self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains) if self.gated else None
+        self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains, self.run_async) if self.gated else None
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     # -- the experiment's middle ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from scenarios.dilemma import load_dilemmas
 from sim.experiments import run_experiment as run
 from sim.run import store
 from sim.society import Society
-from tests.helpers import ROOT, child_env, tiny_config
+from tests.helpers import ROOT, child_env, compose, tiny_config
 
 ANSWER = re.compile(r"Answer \((A|B)\):\n<<<(.*?)>>>", re.S)
 
@@ -133,6 +133,40 @@ def test_a_society_run_takes_every_step_on_the_runs_one_event_loop_and_closes_it
 
     run(tiny_config(steps=3), tmp_path, backend=Recording())
     assert len(loops) > 3 and len(set(loops)) == 1 and loops[0].is_closed()
+
+
+def test_the_gate_and_the_generations_loop_run_on_the_runs_one_event_loop(tmp_path, monkeypatch):
+    """The rest of a run's async work on the same one loop: the gate's continuation check and readings, a
+    generation's society, its collective vote and its Overton coverage (training stubbed: not async work)."""
+    import sim.experiments.society.generations as gen
+    from sim.experiments import runner_for
+
+    loops: dict[str, set] = {}
+
+    class Recording(ScriptedBackend):
+        def seen(self, what):
+            loops.setdefault(what, set()).add(asyncio.get_running_loop())
+
+        async def check_continuation_support(self):
+            self.seen("continuation check")
+
+        async def generate(self, requests):
+            self.seen("generate")
+            return await super().generate(requests)
+
+        async def score_choices(self, requests):
+            self.seen("score")
+            return await super().score_choices(requests)
+
+    rm = {"eval": {"accuracy": 0.5, "ece": 0.1, "log_loss": 0.7}, "pairs_per_s": 1.0}
+    monkeypatch.setattr(gen.launch, "train", lambda *a, **k: rm)
+    cfg = compose("experiment=tiny", "alignment.generations=1", "constitution.collective.enabled=true",
+                  "sim.judge_reader=likelihood", "calibration.stance_items=2", "calibration.judge_items=2")
+    summary = runner_for(cfg)(cfg, tmp_path, Recording(record=False))
+    assert summary["label_quality"]["judge"]["items"] == 4 and (tmp_path / "constitution_votes.parquet").exists()
+    assert set(loops) == {"continuation check", "generate", "score"}
+    every = set().union(*loops.values())
+    assert len(every) == 1 and next(iter(every)).is_closed()
 
 
 def test_coalescer_batches_concurrent_requests_and_routes_answers():

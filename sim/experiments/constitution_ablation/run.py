@@ -127,7 +127,8 @@ def run_constitution_ablation(run: Run) -> AblationSummary:
     cfg, ab, out_dir = run.cfg, run.cfg.study.ablation, run.out_dir
     pool = load_dilemmas(cfg.scenario.dilemmas)
     arms = {name: load_constitution(name) for name in ab.constitutions}
-    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id)
+    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id,
+                      run_async=run.run_async)
     tag = "society"  # the stage's name and its partial rows' key in the checkpoint
     fb = run.stage(tag, partial(simulate, society, run.ckpt, tag), drop=(tag,))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])

@@ -276,7 +276,8 @@ def _society(run: Run, pool: list[Dilemma]) -> tuple[pl.DataFrame, dict[str, Any
     from sim.society.model import Society  # here: Mesa is slow to load (the CLI imports this module)
 
     cfg = run.cfg
-    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id)
+    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id,
+                      run_async=run.run_async)
     fb = run.stage("society", partial(simulate, society, run.ckpt, "society"), drop=("society",))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
     return prefs, store.write_feedback(run.out_dir, stances, transcripts, prefs)

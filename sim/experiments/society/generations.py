@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from agents.llm.base import LLMBackend
 from alignment import launch
 from alignment.metrics import NA, js_distance, krippendorff_alpha, normalised_entropy, summary_row, why
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
@@ -34,7 +33,7 @@ from sim.experiments.society.console import generations_lines
 from sim.experiments.society.run import run_society  # noqa: F401  (registered first: the loop runs with its node)
 from sim.experiments.society.summary import GenerationsSummary
 from sim.report.render import CORE_CONFIG
-from sim.run import aio, store
+from sim.run import store
 from sim.run.checkpoint import Checkpoint, simulate
 from sim.run.lifecycle import Run, embedded_options
 from sim.run.seeding import child_rng, child_seed
@@ -118,7 +117,7 @@ def _overton(run: Run, society: Society, stances: pl.DataFrame, group: list[int]
     """The policy group's Overton coverage this generation (``sim/experiments/overton/coverage.py``): its agents' first answers
     against the clusters' positions (from the control agents' first answers), judged by the run's base model
     (the same judge every generation)."""
-    return aio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
+    return run.run_async(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
 
 
 def training_figures(rm: Mapping[str, Any], dpo: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -201,9 +200,9 @@ def run_generations(run: Run) -> GenerationsSummary:
     constitution = load_constitution(cfg.constitution.name)
     loop = _Loop(policy_dir=cfg.llm.model_path and Path(cfg.llm.model_path) or None)
     for g in range(cfg.alignment.generations):
-        society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id, generation=g)
+        society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id, generation=g, run_async=run.run_async)
         if cfg.constitution.collective.enabled:
-            constitution = _collective_vote(cfg, society, constitution, run.backend, g, loop.versions, loop.votes, run.ckpt)
+            constitution = _collective_vote(run, society, constitution, g, loop.versions, loop.votes)
             society.constitution = constitution
         _generation(run, society, g, loop)
     return _finish(run, loop)
@@ -280,18 +279,19 @@ def _finish(run: Run, loop: _Loop) -> GenerationsSummary:
                               headline={f"last_generation[{k}]": v for k, v in headline.items()}, graph=loop.graph)
 
 
-def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
-                     versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:
-    """Generation ``g``'s society votes the constitution it will judge under; both are recorded."""
-
+def _collective_vote(run: Run, society: Society, current: Constitution, g: int, versions: list[dict[str, Any]],
+                     votes: list[dict[str, Any]]) -> Constitution:
+    """Generation ``g``'s society votes the constitution it will judge under (on the run's event loop); both are
+    recorded."""
     from sim.experiments.collective import elected_constitution, vote
 
+    cfg, backend, ckpt = run.cfg, run.backend, run.ckpt
     if not versions:
         versions.append({"generation": g, "tag": current.tag, "judge": [{"id": p.id, "text": p.text} for p in current.judge]})
     def ballot() -> dict[str, Any]:
-        b = aio.run(vote(society.agents.get("worldview"), society.graph, current, backend,
-                             cfg.constitution.collective, seed=cfg.seed, generation=g,
-                             temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
+        b = run.run_async(vote(society.agents.get("worldview"), society.graph, current, backend,
+                               cfg.constitution.collective, seed=cfg.seed, generation=g,
+                               temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
         return {"candidates": b.candidates, "elected": [p.id for p in b.constitution.judge]}
 
     result = ckpt.stage(f"generation_{g}/vote", ballot)
