@@ -169,6 +169,28 @@ def test_the_gate_and_the_generations_loop_run_on_the_runs_one_event_loop(tmp_pa
     assert len(every) == 1 and next(iter(every)).is_closed()
 
 
+def test_a_citizen_reads_its_society_only_through_the_step_context():
+    """``Citizen`` reads the model's ``context`` (a frozen StepContext made once per step) and nothing else of it."""
+    import ast
+
+    tree = ast.parse((ROOT / "sim" / "society" / "citizen.py").read_text())
+    read = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute) and node.value.attr == "model"
+            and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    assert read == {"context"}
+
+
+def test_the_step_context_is_made_per_step_and_frozen():
+    soc = make(tiny_config(steps=2), ScriptedBackend())
+    seen = []
+    for _ in range(2):
+        soc.step()
+        seen.append(soc.context)
+    assert [c.step for c in seen] == [1, 2] and seen[0].rng is soc.rng and seen[0].population == 6
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen[1].step = 3
+
+
 def test_coalescer_batches_concurrent_requests_and_routes_answers():
     calls: list[list[int]] = []
 
