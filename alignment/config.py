@@ -57,7 +57,7 @@ class RewardConfig(LoopConfig):
         lr: AdamW peak learning rate (reached after warmup).
         max_length: tokens per (prompt, response) input; the prompt is truncated first.
         seed: data order, head initialisation and dropout. A run trains generation g's model with
-            ``sim.seeding.child_seed(run seed, "reward", seed, g)``, so it follows the run's seed too.
+            ``sim.run.seeding.child_seed(run seed, "reward", seed, g)``, so it follows the run's seed too.
         device: ``auto``, ``cpu`` or ``cuda`` (bf16 autocast on cuda).
     """
 
@@ -88,7 +88,7 @@ class DPOConfig(LoopConfig):
         gradient_checkpointing: trade compute for memory.
         max_length: tokens per prompt+response; the prompt is cut from the left first.
         seed: data order, adapter initialisation, dropout. A run tunes generation g's policy with
-            ``sim.seeding.child_seed(run seed, "dpo", seed, g)``, so it follows the run's seed too.
+            ``sim.run.seeding.child_seed(run seed, "dpo", seed, g)``, so it follows the run's seed too.
         device: ``auto``, ``cpu`` or ``cuda`` (bf16 autocast on cuda).
     """
 

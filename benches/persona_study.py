@@ -24,7 +24,7 @@ Every figure goes to one JSON (``--out``, default ``benches/persona_study.json``
 - **Held-out report** for each method's choice, no persona and shuffled countries: ``human_distributions``'s
   own metrics (``sim.experiments.human_distributions.run.compare``: distance and r with basic bootstrap intervals, permutation p)
   on held-out countries × all items, and the stricter held-out countries × held-out items; MoralChoice
-  low-ambiguity accuracy and the judge under principle / inverse principle (``sim.calibration.reader_quality``,
+  low-ambiguity accuracy and the judge under principle / inverse principle (``sim.gate.calibration.reader_quality``,
   Wilson intervals) on held-out items; the society's cluster spread on MoralChoice high-ambiguity and
   DailyDilemmas (the default dilemma set) with bootstrap intervals beside the no-persona spread that sampling
   alone makes; a society run's choice changes after debate and critique and its step time; coherent reasons.
@@ -60,9 +60,9 @@ from scenarios import moral_machine as mm
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import BUNDLED_DIR, Dilemma, load_dilemmas
 from scenarios.external import load_moralchoice
-from sim.calibration import INVERSE_PRINCIPLE, reader_quality
 from sim.experiments.human_distributions.config import CLUSTER_COUNTRIES
-from sim.seeding import child_rng, child_seed
+from sim.gate.calibration import INVERSE_PRINCIPLE, reader_quality
+from sim.run.seeding import child_rng, child_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 # shared/data beside the checkout (a worktree sits one level deeper); AGORA_SHARED_DATA names it elsewhere
@@ -399,7 +399,7 @@ def society_run(backend: LLMBackend, persona: PersonaConfig | None, plan: Plan, 
     step. The persona reaches every prompt through its system message (debate's autogen agents take the
     persona text alone)."""
     from sim.config import AgoraConfig, ScenarioConfig, SimConfig
-    from sim.society import Society
+    from sim.society.model import Society
 
     cfg = AgoraConfig(seed=seed, scenario=ScenarioConfig(per_step=1, shuffle=False),
                       sim=SimConfig(steps=plan.society_steps, progress=False))

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import sim.cli  # noqa: F401  (registers the config schema)
     from sim.experiments import run_experiment as run
-    from sim.lifecycle import make_backend
+    from sim.run.lifecycle import make_backend
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("profile.json"))

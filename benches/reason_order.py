@@ -16,7 +16,7 @@ from agents.llm.base import LLMBackend
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig
-from sim.society import Society
+from sim.society.model import Society
 
 MODES = ("before_choice", "after_choice")
 

@@ -143,7 +143,7 @@ def collector_section(collector: dict[str, Any]) -> list[str]:
                       f"not a run). Target ≤ 1 ms: {'✅' if cpu['projected_100k_ms'] <= 1 else '❌'}.", ""]
     if r := info.get("collector_ratio"):
         b, a = r["baseline_ms_per_agent"], r["agora_ms_per_agent"]
-        lines += [f"The step's garbage-collector policy (`{r['policy']}`, `sim/society.py`) against the previous one (the "
+        lines += [f"The step's garbage-collector policy (`{r['policy']}`, `sim/society/model.py`) against the previous one (the "
                   f"pre-step heap frozen, CPython's thresholds), one {r['agents']:,}-agent step in one process, "
                   f"{r['rounds']} rounds each, alternating: **{a['median']:.2f} ms** of CPU per agent-step "
                   f"({a['min']:.2f}–{a['max']:.2f}) vs {b['median']:.2f} ms ({b['min']:.2f}–{b['max']:.2f}), "

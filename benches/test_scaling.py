@@ -28,7 +28,7 @@ def _config(n: int, backend: str, tokens: int):
 def _step_seconds(cfg, backend) -> float:
     from scenarios.constitution import load_constitution
     from scenarios.dilemma import load_dilemmas
-    from sim.society import Society
+    from sim.society.model import Society
 
     soc = Society(cfg, load_dilemmas("default"), load_constitution(cfg.constitution.name), backend, run_id="scaling")
     _, seconds = timed(soc.step)

@@ -60,29 +60,29 @@ def _spread(xs: list[float]) -> dict[str, float]:
 
 
 def test_collector_ratio(benchmark):
-    import sim.society
+    import sim.society.model
     from scenarios.constitution import load_constitution
     from scenarios.dilemma import load_dilemmas
-    from sim.lifecycle import make_backend
-    from sim.society import Society, StepCollector
+    from sim.run.lifecycle import make_backend
+    from sim.society.model import Society, StepCollector
 
     n = int(os.environ.get("AGORA_COLLECTOR_AGENTS", "3000"))
     rounds = int(os.environ.get("AGORA_COLLECTOR_ROUNDS", "3"))
     cfg = _config(n)
     dilemmas, constitution = load_dilemmas(cfg.scenario.dilemmas), load_constitution(cfg.constitution.name)
-    policies = {"baseline": StepCollector(young=None, freeze_survivors=False), "agora": sim.society.STEP_COLLECTOR}
+    policies = {"baseline": StepCollector(young=None, freeze_survivors=False), "agora": sim.society.model.STEP_COLLECTOR}
     cpu: dict[str, list[float]] = {k: [] for k in policies}
     rows: list[tuple[Any, ...]] = []
 
     def one(policy: str) -> None:
         soc = Society(cfg, dilemmas, constitution, make_backend(cfg.llm), run_id="collector")
-        sim.society.STEP_COLLECTOR = policies[policy]
+        sim.society.model.STEP_COLLECTOR = policies[policy]
         try:
             t0 = time.process_time()
             soc.step()
             cpu[policy].append(time.process_time() - t0)
         finally:
-            sim.society.STEP_COLLECTOR = policies["agora"]
+            sim.society.model.STEP_COLLECTOR = policies["agora"]
         rows.append((soc.stances, soc.transcripts, soc.preferences))
 
     def both() -> None:  # alternating, so a change of machine load falls on both sides alike

@@ -95,7 +95,7 @@ def test_debate_messages_per_second(benchmark, backend):
     from scenarios.constitution import load_constitution
     from scenarios.dilemma import load_dilemmas
     from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
-    from sim.society import Society
+    from sim.society.model import Society
 
     n = size(24, 6)
     cfg = AgoraConfig(name="bench", llm=LLMConfig(backend="embedded"), population=PopulationConfig(size=n),

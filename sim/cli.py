@@ -269,7 +269,7 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def _eval_paths(cfg: AgoraConfig) -> None:
     """``agora-eval``'s inputs: its suites' files and folders (its backend's model folder is checked as it loads)."""
     from alignment.config import DEFAULT_EVAL_SUITES
-    from sim.probes import eval_paths
+    from sim.gate.probes import eval_paths
 
     eval_paths(cfg.eval, cfg.eval.suites or DEFAULT_EVAL_SUITES)
 
@@ -386,7 +386,7 @@ def _main(dcfg: DictConfig) -> None:
 
 
 def _run(dcfg: DictConfig) -> None:
-    from sim.checkpoint import RunComplete
+    from sim.run.checkpoint import RunComplete
 
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -425,7 +425,7 @@ def _run(dcfg: DictConfig) -> None:
 
 
 def _kept(out: Path) -> str:
-    from sim.checkpoint import CHECKPOINT
+    from sim.run.checkpoint import CHECKPOINT
 
     return f" (the last checkpoint is kept: agora resume={out})" if (out / CHECKPOINT).is_file() else ""
 
@@ -455,16 +455,16 @@ def interruptible(entry: Callable[[], None], prog: str) -> None:
 
 def _resumed(run_dir: str) -> tuple[AgoraConfig, Path]:
     """The config stored in an unfinished run's checkpoint, and that run's folder (outputs go back there)."""
-    from sim.checkpoint import read_checkpoint
+    from sim.run.checkpoint import read_checkpoint
 
     out = Path(run_dir)
     try:
         state = read_checkpoint(out)
     except InputError as exc:
         fail(str(exc))
-    from sim.checkpoint import CHECKPOINT
     from sim.experiments.registry import study_class
-    from sim.ids import MAY_CHANGE_ON_RESUME, resume_overrides, resumed_config, stored_kind
+    from sim.run.checkpoint import CHECKPOINT
+    from sim.run.ids import MAY_CHANGE_ON_RESUME, resume_overrides, resumed_config, stored_kind
 
     kept, ignored = resume_overrides(list(HydraConfig.get().overrides.task))
     if ignored:
@@ -509,7 +509,7 @@ def check_run_dir_free(argv: list[str], prog: str = "agora") -> None:
     """Fail (one line, exit 2) if a running run holds the folder this command would write into, before
     Hydra appends to its ``cli.log`` and rewrites its ``.hydra/``: ``resume=DIR``, or a literal
     ``hydra.run.dir=DIR`` (a timestamped default folder is new). The run's own lock decides the rest."""
-    from sim.lock import check_unlocked
+    from sim.run.lock import check_unlocked
 
     value = lambda key: [a.split("=", 1)[1].strip("'\"") for a in argv if "=" in a and _key(a) == key]  # noqa: E731
     dirs = [d for d in (value("resume") or value("hydra.run.dir"))[-1:] if d and "${" not in d]
@@ -521,13 +521,13 @@ def check_run_dir_free(argv: list[str], prog: str = "agora") -> None:
 
 
 def check_run_folder(argv: list[str], config_name: str = "config", kind: str | None = None, prog: str = "agora") -> None:
-    """Apply the run-folder policy (:func:`sim.checkpoint.claim`) to ``agora ... hydra.run.dir=DIR`` when DIR
+    """Apply the run-folder policy (:func:`sim.run.checkpoint.claim`) to ``agora ... hydra.run.dir=DIR`` when DIR
     already holds a run, before Hydra rewrites DIR's ``.hydra/`` and appends to its ``cli.log``: another run's
     folder is refused and this run's finished folder is left as it is (exit 0), touching nothing; this run's
     checkpoint goes on to be resumed. The config is composed here as Hydra will compose it; a command that
-    does not compose is left to Hydra's own error. The run's :class:`~sim.checkpoint.Checkpoint` applies the
+    does not compose is left to Hydra's own error. The run's :class:`~sim.run.checkpoint.Checkpoint` applies the
     same policy to every run, sweep points included."""
-    from sim.checkpoint import CHECKPOINT, RunComplete, claim
+    from sim.run.checkpoint import CHECKPOINT, RunComplete, claim
 
     value = lambda key: [a.split("=", 1)[1].strip("'\"") for a in argv if "=" in a and _key(a) == key]  # noqa: E731
     dirs = value("hydra.run.dir")[-1:]
@@ -538,7 +538,7 @@ def check_run_folder(argv: list[str], config_name: str = "config", kind: str | N
         return
     from hydra import compose, initialize_config_dir
 
-    from sim.lifecycle import run_id_for
+    from sim.run.lifecycle import run_id_for
 
     try:
         with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "conf"), version_base="1.3"):
@@ -569,10 +569,10 @@ def main() -> None:
 # -- agora-eval ----------------------------------------------------------------------------------
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 def _eval_main(dcfg: DictConfig) -> None:
-    from sim.checkpoint import RunComplete
     from sim.experiments.entry_points import run_eval
     from sim.experiments.evaluate import eval_inputs
     from sim.report.eval import report_lines
+    from sim.run.checkpoint import RunComplete
 
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -731,7 +731,7 @@ def _writable_output(ap: argparse.ArgumentParser, path: Path, folder: bool) -> N
 def _measure(prog: str, work: Callable[[], None]) -> None:
     """Run a measurement command's work with its input and backend errors (missing weights, a file it cannot
     write) as one ``PROG: error:`` line, exit 2."""
-    from sim.checkpoint import RunComplete
+    from sim.run.checkpoint import RunComplete
 
     try:
         interruptible(work, prog)

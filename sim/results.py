@@ -131,11 +131,11 @@ JSON = Codec()
 @dataclass(frozen=True, kw_only=True)
 class Summary:
     """What every run's ``summary.json`` holds; an experiment's summary extends it with its own figures. The run
-    (:class:`sim.lifecycle.Run`) fills the fields below when it finishes; an experiment sets its own fields and
+    (:class:`sim.run.lifecycle.Run`) fills the fields below when it finishes; an experiment sets its own fields and
     ``headline``.
 
     Attributes:
-        run_id: the run's id (:mod:`sim.ids`).
+        run_id: the run's id (:mod:`sim.run.ids`).
         kind: the experiment's name.
         wall_seconds: wall time over every attempt (resumes included).
         seconds: compute seconds per checkpointed stage (the run's stages, by default).

@@ -26,7 +26,7 @@ class StudyConfig:
     """
 
     kind: str = "society"
-    published_id: ClassVar[bool] = True  # its runs keep the ids published on 2026-12-07 (sim/ids.py)
+    published_id: ClassVar[bool] = True  # its runs keep the ids published on 2026-12-07 (sim/run/ids.py)
 
     @property
     def settings_key(self) -> str | None:

@@ -53,8 +53,8 @@ def study_dilemmas(cfg: AgoraConfig, n: int, setting: str, minimum: int = 1) -> 
 def preflight(cfg: AgoraConfig) -> None:
     """Every check a run makes before any work (:class:`Refused`, one line): the label-quality gate's
     slice sizes, then the experiment's own inputs and settings. Reads input files; loads no model."""
-    from sim.calibration import check as check_gate
     from sim.experiments.registry import for_config
+    from sim.gate.calibration import check as check_gate
 
     try:
         check_gate(cfg)
@@ -115,7 +115,7 @@ def check_inputs(cfg: AgoraConfig) -> None:
             what = f"study.kind={cfg.study.kind}" if cfg.study.kind != StudyConfig.kind else "a generations run"
             raise InputError(f"eval.suites={cfg.eval.suites}: {what} does not evaluate (a society run does, and "
                              "agora-eval evaluates any config); leave eval.suites empty")
-        from sim.probes import eval_paths
+        from sim.gate.probes import eval_paths
 
         eval_paths(cfg.eval, cfg.eval.suites)
     preflight(cfg)

@@ -26,7 +26,7 @@ from agents.scoring import p_yes
 from agents.worldview import Worldview
 from scenarios.constitution import Constitution, JudgePrinciple
 from sim.config import CollectiveConfig
-from sim.seeding import child_rng, child_seed
+from sim.run.seeding import child_rng, child_seed
 
 _WS = re.compile(r"\s+")
 

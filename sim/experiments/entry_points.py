@@ -1,10 +1,10 @@
 """``agora-eval``, ``agora-sanity`` and ``agora-injection``: runs of their own kind, through
-:class:`~sim.lifecycle.Run` like every run.
+:class:`~sim.run.lifecycle.Run` like every run.
 
 Each takes its folder's lock (a second command into the folder is refused in one line while the first runs), has a
-run id (``summary.json``'s ``run_id``; :mod:`sim.ids`), keeps its long work as checkpointed stages (the same command
+run id (``summary.json``'s ``run_id``; :mod:`sim.run.ids`), keeps its long work as checkpointed stages (the same command
 into the same folder after a stop resumes after the last finished stage; a finished folder is left as it is), writes
-every file atomically (:mod:`sim.store`), then ``report.md`` and ``summary.json`` last. They skip the label-quality
+every file atomically (:mod:`sim.run.store`), then ``report.md`` and ``summary.json`` last. They skip the label-quality
 gate: each measures something else. The command-line options of ``agora-sanity`` and ``agora-injection`` become
 a settings node of their own kind (``study.sanity``, ``study.injection``), so the run id is over what was asked.
 """
@@ -18,13 +18,13 @@ from typing import Any
 
 from agents.llm.base import LLMBackend
 from scenarios.dilemma import load_dilemmas
-from sim import store
 from sim.config import AgoraConfig, SimConfig
 from sim.display import inert_lines
 from sim.experiments.evaluate import EvalInputs, evaluate
 from sim.experiments.registry import study_node
-from sim.lifecycle import Run
 from sim.report.eval import report_lines
+from sim.run import store
+from sim.run.lifecycle import Run
 
 EVAL, SANITY, INJECTION = "eval", "sanity", "injection"
 OUT = "--out"  # the option that names the folder of agora-sanity and agora-injection
@@ -139,7 +139,7 @@ def run_injection_command(dilemmas: int, seed: int, out_file: Path, backend: LLM
     """``agora-injection``: the figures into ``out_file``; its folder is the run's (``report.md``, ``summary.json``).
     The honest answers and the judged labels are a stage each. ``backend``: None for the embedded model."""
     from sim.experiments.injection import answers, measure
-    from sim.seeding import sample_dilemmas
+    from sim.run.seeding import sample_dilemmas
 
     with Run(injection_config(dilemmas, seed), out_file.parent, backend, kind=INJECTION, gated=False, folder=OUT) as run:
         ds = sample_dilemmas(load_dilemmas("default"), dilemmas, seed, INJECTION)

@@ -38,7 +38,7 @@ from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem, load_hhh, load_moralchoice
 from sim.config import AgoraConfig
-from sim.probes import (
+from sim.gate.probes import (
     eval_paths,
     hhh_path,
     hhh_reading,
@@ -51,10 +51,10 @@ from sim.probes import (
 )
 from sim.report.eval import plot_eval
 from sim.results import JSON, Codec
-from sim.society import population
+from sim.society.model import population
 
 if TYPE_CHECKING:
-    from sim.lifecycle import Run
+    from sim.run.lifecycle import Run
 
 log = logging.getLogger("agora")
 
@@ -262,7 +262,7 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
     ``inputs``: from :func:`eval_inputs`, called before the backend was made (else it is called here). ``run``:
     ``agora-eval``'s run, whose checkpoint keeps each suite's readings as a stage (a stopped run resumes after the
     last finished one); without it (the society run's eval block) the suites run in one go."""
-    from sim import store
+    from sim.run import store
 
     e = cfg.eval
     inputs = inputs or eval_inputs(cfg, suites)

@@ -27,8 +27,8 @@ from sim.study_config import StudyConfig
 
 if TYPE_CHECKING:
     from agents.llm.base import LLMBackend
-    from sim.lifecycle import Run
     from sim.results import Summary
+    from sim.run.lifecycle import Run
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,7 +60,7 @@ class Experiment:
         templates: how its ``name[arg]`` keys read as a phrase (``sim.report.labels.TEMPLATES``).
         console: what ``agora`` prints when a run finishes: ``console(summary_json, out_dir) -> text`` (None: its
             headline figures, one per line).
-        published_id: its runs had ids before 2026-12-07, which stay as they were (the shim in :mod:`sim.ids`).
+        published_id: its runs had ids before 2026-12-07, which stay as they were (the shim in :mod:`sim.run.ids`).
         of: the experiment whose settings node it runs with (None: its own, ``study=<name>``). The generations loop
             is a society run with ``alignment.generations > 0`` (:func:`for_config` picks it): no option of its own.
         study: its settings node (a :class:`StudyConfig` subclass), made at registration.
@@ -211,10 +211,10 @@ def __getattr__(name: str) -> Any:
 
 def run_experiment(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None = None) -> dict[str, Any]:
     """Run ``cfg`` into ``out_dir``: its refusals before any work, then ``with Run(...) as run:`` its function,
-    then its report and ``summary.json`` (:meth:`~sim.lifecycle.Run.finish`), which removes the checkpoint.
+    then its report and ``summary.json`` (:meth:`~sim.run.lifecycle.Run.finish`), which removes the checkpoint.
     Returns the ``summary.json`` contents."""
     from sim.experiments import preflight
-    from sim.lifecycle import Run
+    from sim.run.lifecycle import Run
 
     exp = for_config(cfg)
     preflight(cfg)

@@ -110,8 +110,8 @@ def last_agora_line(log: Path) -> str | None:
 def why_unfinished(run: Path) -> str:
     """Why a run folder has no ``summary.json``: running, failed (its error), interrupted or killed (its
     checkpoint kept), or stopped before any step was kept."""
-    from sim.checkpoint import CHECKPOINT
-    from sim.lock import holder
+    from sim.run.checkpoint import CHECKPOINT
+    from sim.run.lock import holder
 
     who = holder(run)
     if who is not None:
@@ -229,7 +229,7 @@ def plot_comparison(df: pl.DataFrame, out_dir: Path) -> list[str]:
 def compare(paths: Sequence[str | Path], out_dir: Path, unfinished: Sequence[Unfinished] = ()) -> Path:
     """Write ``report.md``/``report.html``, ``comparison.parquet`` and plots comparing the runs; ``unfinished``
     (see :func:`unfinished_runs`) are listed in a table with their reasons."""
-    from sim.store import write_parquet
+    from sim.run.store import write_parquet
 
     runs = find_runs(paths)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.calibration import lines as gate_lines
 from sim.display import inert_lines
+from sim.gate.calibration import lines as gate_lines
 from sim.report.render import fmt_interval
 
 

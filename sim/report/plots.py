@@ -18,7 +18,7 @@ from matplotlib.ticker import Formatter  # noqa: E402
 from agents.worldview import cluster_label  # noqa: E402
 from sim.display import inert  # noqa: E402
 from sim.report.labels import known_range  # noqa: E402
-from sim.store import atomic_write_bytes  # noqa: E402
+from sim.run.store import atomic_write_bytes  # noqa: E402
 
 PHASES = (("initial", "first answer"), ("post_debate", "after debate"), ("revised", "after critique"))
 

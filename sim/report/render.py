@@ -46,7 +46,7 @@ from sim.report.blocks import (  # noqa: F401 (fmt, fmt_interval: the report mod
 )
 from sim.report.labels import label
 from sim.results import Summary
-from sim.store import atomic_write_bytes
+from sim.run.store import atomic_write_bytes
 from sim.study_config import StudyConfig
 
 CSS = ("body{font-family:system-ui,sans-serif;max-width:64rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}"
@@ -218,7 +218,7 @@ def label_quality_section(block: Mapping[str, Any] | None) -> str:
     """The calibration slice's figures: can this run's labels be trusted?"""
     if not block:
         return "Not measured (`calibration.enabled=false`)."
-    from sim.calibration import lines
+    from sim.gate.calibration import lines
 
     verdict = {True: "The judge's accuracy interval clears chance.",
                False: "**The judge's accuracy interval does not clear chance: its labels are not shown to carry "

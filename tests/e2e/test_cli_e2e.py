@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sim import store
 from sim.experiments.society.run import OUTPUT_FILES
+from sim.run import store
 from tests.helpers import AGORA_EVAL, AGORA_REPORT, ROOT, agora
 
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from scenarios.errors import InputError
-from sim.checkpoint import CHECKPOINT, read_checkpoint
+from sim.run.checkpoint import CHECKPOINT, read_checkpoint
 from tests.helpers import agora, start_agora
 
 ARGS = ["llm=scripted", "population.size=120", "sim.steps=6", "sim.progress=false", "seed=3", "name=resume"]
@@ -74,7 +74,7 @@ TINY = ["llm=scripted", "experiment=tiny", "sim.steps=2", "sim.progress=false"]
 # Runs `agora ARGS...` in a child that dies (os._exit, as a kill would) right after its first step's checkpoint.
 _DIE_AFTER_FIRST_CHECKPOINT = """
 import os, sys
-from sim.checkpoint import Checkpoint
+from sim.run.checkpoint import Checkpoint
 from sim.cli import main
 real = Checkpoint.save
 def save(self, *a, **k):

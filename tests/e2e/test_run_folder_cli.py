@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sim.checkpoint import CHECKPOINT
+from sim.run.checkpoint import CHECKPOINT
 from tests.helpers import agora
 
 TINY = ("experiment=tiny", "sim.steps=3", "population.size=8")
@@ -19,7 +19,7 @@ def _snapshot(d: Path) -> dict[str, bytes]:
 # Runs `agora ARGS...` in a child that dies (os._exit, as a kill would) right after its first step's checkpoint.
 _DIE_AFTER_FIRST_CHECKPOINT = """
 import os, sys
-from sim.checkpoint import Checkpoint
+from sim.run.checkpoint import Checkpoint
 from sim.cli import main
 real = Checkpoint.save
 def save(self, *a, **k):

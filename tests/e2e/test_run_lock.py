@@ -11,9 +11,9 @@ import pytest
 from agents.llm.base import BackendError
 from agents.llm.scripted import ScriptedBackend
 from scenarios.errors import InputError
-from sim.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
 from sim.experiments import run_experiment as run
-from sim.lock import LOCK
+from sim.run.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
+from sim.run.lock import LOCK
 from tests.helpers import agora, compose, start_agora
 
 TINY = ["llm=scripted", "experiment=tiny", "population.size=8", "sim.steps=3", "sim.progress=false"]
@@ -21,7 +21,7 @@ TINY = ["llm=scripted", "experiment=tiny", "population.size=8", "sim.steps=3", "
 _HOLD_AFTER_FIRST_CHECKPOINT = """
 import sys, time
 from pathlib import Path
-from sim.checkpoint import Checkpoint
+from sim.run.checkpoint import Checkpoint
 from sim.cli import main
 real = Checkpoint.save
 def save(self, *a, **k):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.checkpoint import CHECKPOINT
-from sim.lock import LOCK
+from sim.run.checkpoint import CHECKPOINT
+from sim.run.lock import LOCK
 from tests.helpers import ROOT, agora, child_env, start_agora
 
 ARGS = ["population.size=60", "sim.steps=6", "sim.progress=false", "name=sweep"]

@@ -11,9 +11,9 @@ import pytest
 from alignment.config import EvalConfig
 from scenarios.dilemma import load_dilemmas
 from scenarios.external import load_hhh
-from sim.calibration import calibrate
 from sim.experiments.evaluate import evaluate
 from sim.experiments.injection import INJECTIONS, measure
+from sim.gate.calibration import calibrate
 from tests.helpers import tiny_config
 
 

@@ -11,7 +11,7 @@ from agents.llm.base import BackendError
 from agents.persona import PersonaConfig
 from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
 from sim.experiments import run_experiment as run
-from sim.lifecycle import check_persona
+from sim.run.lifecycle import check_persona
 
 
 def two_agents(persona: PersonaConfig, reason: str = "before_choice") -> AgoraConfig:

@@ -79,7 +79,7 @@ def test_a_run_names_a_shipped_config_or_a_file_and_anything_else_fails_before_a
 
 def test_the_process_count_is_not_part_of_the_run_id():
     from sim.config import AgoraConfig, AlignmentConfig
-    from sim.lifecycle import run_id_for
+    from sim.run.lifecycle import run_id_for
 
     spread = AgoraConfig(alignment=AlignmentConfig(processes=4, accelerate_config="multi_gpu"))
     assert run_id_for(spread) == run_id_for(AgoraConfig())

@@ -1,4 +1,4 @@
-"""``sim.aio.run``: no asyncio shutdown traceback after a run's one-line error.
+"""``sim.run.aio.run``: no asyncio shutdown traceback after a run's one-line error.
 
 The probe that found it: a server answering just past ``llm.timeout_s``; 1 run in 7 printed
 ``unhandled exception during asyncio.run() shutdown`` and ~100 lines of tracebacks. The cause: when one
@@ -18,7 +18,7 @@ import pytest
 
 from agents.llm.base import BackendError, ChatMessage, ScoreRequest
 from agents.llm.openai_compat import OpenAICompatibleBackend
-from sim import aio
+from sim.run import aio
 from tests.helpers import ROOT
 
 
@@ -52,7 +52,7 @@ async def _a_gather_whose_sibling_turns_its_cancellation_into_an_error():
 
 
 def test_plain_asyncio_run_logs_the_siblings_error_at_shutdown(asyncio_errors):
-    """The mechanism, deterministic: what agora's runs printed before ``sim.aio.run``."""
+    """The mechanism, deterministic: what agora's runs printed before ``sim.run.aio.run``."""
     with pytest.raises(BackendError):
         asyncio.run(_a_gather_whose_sibling_turns_its_cancellation_into_an_error())
     assert any("unhandled exception during asyncio.run() shutdown" in r for r in asyncio_errors)
@@ -84,16 +84,16 @@ def test_a_task_that_keeps_swallowing_is_cancelled_again_and_the_result_kept(asy
 
 
 def test_no_library_code_calls_asyncio_run_directly():
-    """Every run of async work in agents/alignment/sim/scenarios goes through ``sim.aio.run``."""
+    """Every run of async work in agents/alignment/sim/scenarios goes through ``sim.run.aio.run``."""
     bad = [f"{p.relative_to(ROOT)}:{n}" for pkg in ("agents", "alignment", "scenarios", "sim")
-           for p in sorted((ROOT / pkg).rglob("*.py")) if p != ROOT / "sim" / "aio.py"
+           for p in sorted((ROOT / pkg).rglob("*.py")) if p != ROOT / "sim" / "run" / "aio.py"
            for n, line in enumerate(p.read_text().splitlines(), 1) if "asyncio.run(" in line and "``" not in line]
     assert not bad, bad
 
 
 def test_the_client_is_closed_on_its_own_loop(asyncio_errors):
     """A society runs each step in its own loop: the backend's HTTP session from a finished loop is closed
-    there (``sim.aio.run`` still lets ``asyncio.run`` finalise it), never on the next loop."""
+    there (``sim.run.aio.run`` still lets ``asyncio.run`` finalise it), never on the next loop."""
     import gc
 
     from tests.servers import VLLMLike, serve
@@ -116,10 +116,10 @@ def test_the_client_is_closed_on_its_own_loop(asyncio_errors):
 def test_a_server_answering_just_past_the_timeout_prints_no_shutdown_traceback(asyncio_errors):
     """The probe's case on the real backend and the gate's own reading loop: 64 label readings (128
     requests in flight) against a server answering 5 ms past ``timeout_s``, 40 times (~30 s). Before
-    ``sim.aio.run`` (plain ``asyncio.run`` on the same gather) 1 to 4 runs in 20 logged the shutdown
+    ``sim.run.aio.run`` (plain ``asyncio.run`` on the same gather) 1 to 4 runs in 20 logged the shutdown
     traceback here."""
     from agents.scoring import read_pair
-    from sim.probes import read_all
+    from sim.gate.probes import read_all
     from tests.servers import VLLMLike, serve
 
     class Slow(VLLMLike):

@@ -1,6 +1,11 @@
 """The dependency direction: scenarios → agents → alignment → sim core → sim.report → sim.experiments
 → sim.cli. A module may import its own layer and those before it, never one after (lazy imports
-inside functions count too: they are cycles waiting to happen)."""
+inside functions count too: they are cycles waiting to happen).
+
+Inside the core, by concern: the plain core (config, results, display), the society's records, the run
+infrastructure (sim.run: seeds, ids, event loops, the lock, the row log, the store), the Mesa model
+(sim.society), the label-quality gate (sim.gate, which samples a population), then the two run modules that drive
+the society and the gate (sim.run.checkpoint steps a society; sim.run.lifecycle opens the gate)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import pytest
 
 from tests.helpers import ROOT
 
-LAYERS = ["scenarios", "agents", "alignment", "sim", "sim.report", "sim.experiments", "sim.cli"]
+LAYERS = ["scenarios", "agents", "alignment", "sim", "sim.society.records", "sim.run", "sim.society", "sim.gate",
+          "sim.run.checkpoint", "sim.run.lifecycle", "sim.report", "sim.experiments", "sim.cli"]
 PACKAGES = ("scenarios", "agents", "alignment", "sim")
 
 
@@ -54,7 +60,17 @@ def test_the_check_sees_a_backward_import(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text("def f():\n    from sim.experiments.pluralism import run_pluralism\n")
     assert [layer(m) for _, m in imports(bad)] == [LAYERS.index("sim.experiments")]
-    assert layer("sim.society") == LAYERS.index("sim") < LAYERS.index("sim.report") == layer("sim.report.render")
+    assert layer("sim.config") == LAYERS.index("sim") < LAYERS.index("sim.report") == layer("sim.report.render")
+
+
+def test_the_core_packages_keep_their_order(tmp_path):
+    """Inside the core: the run infrastructure below the society, the society below the gate, and the modules that
+    drive both (checkpoint, lifecycle) above them; a seed helper importing the society is caught."""
+    assert layer("sim.run.seeding") < layer("sim.society.model") < layer("sim.gate.calibration") < layer("sim.run.lifecycle")
+    assert layer("sim.society.records") < layer("sim.run.store") and layer("sim.society") == layer("sim.society.citizen")
+    bad = tmp_path / "m.py"
+    bad.write_text("from sim.society.model import Society\nfrom sim.gate import calibration\n")
+    assert [layer(m) > layer("sim.run.seeding") for _, m in imports(bad)] == [True, True]
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT)))

@@ -11,9 +11,9 @@ import math
 import pytest
 
 from alignment.config import EvalConfig
-from sim.citizen import StepBar
 from sim.cli import default_report_dir
-from sim.society import step_line
+from sim.society.model import step_line
+from sim.society.progress import StepBar
 from tests.helpers import AGORA_EVAL, agora, tiny_config
 
 
@@ -55,10 +55,10 @@ def test_a_run_logs_the_short_step_line_at_info_and_every_metric_at_debug(tmp_pa
     from agents.llm.scripted import ScriptedBackend
     from sim.experiments import run_experiment as run
 
-    caplog.set_level(logging.DEBUG, logger="sim.checkpoint")
+    caplog.set_level(logging.DEBUG, logger="sim.run.checkpoint")
     run(tiny_config(), tmp_path / "run", ScriptedBackend())
-    info = [r.getMessage() for r in caplog.records if r.name == "sim.checkpoint" and r.levelno == logging.INFO]
-    debug = [r.getMessage() for r in caplog.records if r.name == "sim.checkpoint" and r.levelno == logging.DEBUG]
+    info = [r.getMessage() for r in caplog.records if r.name == "sim.run.checkpoint" and r.levelno == logging.INFO]
+    debug = [r.getMessage() for r in caplog.records if r.name == "sim.run.checkpoint" and r.levelno == logging.DEBUG]
     (step,) = [m for m in info if "step 1/1 done" in m]
     assert "preferences, chose A" in step and "{" not in step and len(step) < 200, step
     assert any("'share_a_initial':" in m and "'label_informativeness':" in m for m in debug), debug
@@ -124,7 +124,7 @@ def test_every_step_of_a_society_makes_the_same_calls_so_the_last_seeds_the_next
     from agents.llm.scripted import ScriptedBackend
     from scenarios.constitution import load_constitution
     from scenarios.dilemma import load_dilemmas
-    from sim.society import Society
+    from sim.society.model import Society
 
     cfg = tiny_config(steps=3, progress=True)
     soc = Society(cfg, load_dilemmas("default"), load_constitution(cfg.constitution.name), ScriptedBackend(), run_id="t")

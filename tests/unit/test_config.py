@@ -122,7 +122,7 @@ def test_a_composed_config_is_frozen_all_the_way_down():
 # -- every draw from the seed tree -----------------------------------------------------------------------
 def test_no_seed_is_made_by_arithmetic_outside_the_seed_tree():
     """``seed + g`` collides across purposes (the split of generation 1 is the draw of generation 0's
-    seed + 1); seeds come from ``sim.seeding.child_seed(root, purpose..., generation)`` instead."""
+    seed + 1); seeds come from ``sim.run.seeding.child_seed(root, purpose..., generation)`` instead."""
     import ast
 
     def is_seed(node: ast.AST) -> bool:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-import sim.store
+import sim.run.store
 from agents.llm.scripted import ScriptedBackend
-from sim.checkpoint import CHECKPOINT, RunComplete
 from sim.config import EvalConfig
-from sim.ids import run_id_for
-from sim.lock import LOCK, FolderLock
+from sim.run.checkpoint import CHECKPOINT, RunComplete
+from sim.run.ids import run_id_for
+from sim.run.lock import LOCK, FolderLock
 from tests.helpers import AGORA_EVAL, AGORA_INJECTION, AGORA_SANITY, agora, tiny_config
 
 PROGS = {AGORA_EVAL: "agora-eval", AGORA_SANITY: "agora-sanity", AGORA_INJECTION: "agora-injection"}
@@ -116,7 +116,7 @@ def _stop_at(monkeypatch, name: str) -> list[str]:
             raise KeyboardInterrupt
         return real(src, dst, *a, **k)
 
-    monkeypatch.setattr(sim.store.os, "replace", replace)
+    monkeypatch.setattr(sim.run.store.os, "replace", replace)
     return seen
 
 
@@ -194,7 +194,7 @@ def test_eval_resumes_after_its_last_finished_suite_with_the_same_outputs(tmp_pa
 
 
 def test_agora_eval_resume_goes_on_from_the_stored_config(tmp_path, monkeypatch):
-    """``agora-eval resume=DIR``: the stored config (the resume rule of sim/ids.py: a changed population is
+    """``agora-eval resume=DIR``: the stored config (the resume rule of sim/run/ids.py: a changed population is
     ignored), the same folder, the run finished there under its own id."""
     import sim.experiments.evaluate as ev
     from sim.experiments.entry_points import EVAL, run_eval

@@ -38,9 +38,9 @@ from alignment.metrics import (
     why,
 )
 from scenarios.errors import InputError
-from sim.checkpoint import CHECKPOINT_DIR
 from sim.experiments import preflight, runner_for
 from sim.report.render import fmt_interval
+from sim.run.checkpoint import CHECKPOINT_DIR
 from tests.helpers import agora, compose
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}
@@ -282,7 +282,7 @@ def test_a_panel_larger_than_the_population_is_recorded(tmp_path):
 
 # -- the label-quality gate with tiny slices -----------------------------------------------------------------
 def test_the_gate_with_one_item_each_and_with_nothing_to_read():
-    from sim.calibration import calibrate, lines, reader_quality
+    from sim.gate.calibration import calibrate, lines, reader_quality
 
     cfg = compose("calibration.stance_items=1", "calibration.judge_items=1")
     block = calibrate(cfg, ScriptedBackend())
@@ -296,7 +296,7 @@ def test_the_gate_with_one_item_each_and_with_nothing_to_read():
 # -- a checkpoint's every file is checked on resume, needed or not --------------------------------------------
 @pytest.mark.parametrize("damage", ["rows.jsonl truncated", "a stage file missing"])
 def test_every_file_a_checkpoint_references_is_checked_on_resume(tmp_path, monkeypatch, damage):
-    from sim.checkpoint import Checkpoint
+    from sim.run.checkpoint import Checkpoint
 
     cfg = compose("experiment=constitution_ablation", "study.ablation.train_reward=false", "population.size=4",
                   "sim.steps=2", "calibration.enabled=false")

@@ -27,8 +27,8 @@ from agents.llm.scripted import ScriptedBackend
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
-from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
 from sim.experiments import run_experiment as run
+from sim.run.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint
 from tests.helpers import AGORA_EVAL, AGORA_INJECTION, AGORA_REPORT, AGORA_SANITY, agora, start_agora, tiny_config
 
 OK = {"id": "d1", "situation": "You find a wallet.", "action_a": "Return it.", "action_b": "Keep it."}
@@ -522,7 +522,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("name,nth,steps_kept", [("rows.jsonl", 2, 1), ("preferences.parquet", 1, 2)])
 def test_disk_full_is_one_line_naming_the_file_and_the_last_checkpoint_resumes(uninterrupted, tmp_path, name, nth,
                                                                                 steps_kept):
-    from sim.checkpoint import read_checkpoint
+    from sim.run.checkpoint import read_checkpoint
 
     d = tmp_path / "run"
     res = agora(name, str(nth), *TWO_STEPS, f"hydra.run.dir={d}", code=ENOSPC_CHILD)

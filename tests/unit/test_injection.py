@@ -39,7 +39,7 @@ def test_adversarial_agents_in_a_society_cannot_move_labels(tmp_path):
     quotes agent text inside fences with control tokens stripped, so every label stays at 0.5."""
     from scenarios.constitution import load_constitution
     from sim.config import AgoraConfig, LLMConfig, PopulationConfig, SimConfig, TokenBudget
-    from sim.society import Society
+    from sim.society.model import Society
 
     cfg = AgoraConfig(name="adv", llm=LLMConfig(backend="scripted"), population=PopulationConfig(size=6),
                       sim=SimConfig(steps=1, group_size=2, progress=False, tokens=TokenBudget(8, 8, 8, 8),

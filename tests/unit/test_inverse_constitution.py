@@ -295,7 +295,7 @@ def weighs(text: str) -> tuple[float, float] | None:
 
 
 def planted_backend(cfg) -> ScriptedBackend:
-    from sim.society import population
+    from sim.society.model import population
 
     follows = {w.persona: {KIND_CLUSTER: "kindness", FAIR_CLUSTER: "fairness"}[w.cluster] for w in population(cfg)}
     neutral = prompts.system_prompt(None, prompts.JUDGE_ROLE).content
@@ -374,7 +374,7 @@ def test_a_stopped_inverse_run_resumes_to_the_same_outputs(tmp_path, monkeypatch
 def test_the_inverse_settings_name_only_inverse_runs():
     """study.inverse joined the config after runs were published: only an inverse run's config holds it (its own
     study node), so every other run keeps its id (and bytes), and an inverse run's id follows it."""
-    from sim.lifecycle import run_id_for
+    from sim.run.lifecycle import run_id_for
 
     society, inverse = compose("experiment=tiny"), compose("experiment=inverse_constitution")
     assert not hasattr(society.study, "inverse")

@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 
 PACKAGES = ("agents", "alignment", "scenarios", "sim", "benches")
 # the frozen record of what published run ids hashed: study settings keys that share their experiment's name
-ANYONE = ("sim/experiments/registry.py", "sim/ids.py")
+ANYONE = ("sim/experiments/registry.py", "sim/run/ids.py")
 
 OTHER_SENSES: dict[str, dict[str, str]] = {
     "society": {
@@ -23,7 +23,7 @@ OTHER_SENSES: dict[str, dict[str, str]] = {
         "sim/experiments/inverse_constitution/report.py": "the whole-society scope",
         "sim/experiments/inverse_constitution/run.py": "the whole-society scope, and its society stage's checkpoint name",
         "sim/experiments/constitution_ablation/run.py": "its society stage's checkpoint name (old checkpoints resume by it)",
-        "sim/checkpoint.py": "the checkpoint key of a society's partial steps (old checkpoints resume by it)",
+        "sim/run/checkpoint.py": "the checkpoint key of a society's partial steps (old checkpoints resume by it)",
         "sim/config.py": "the default run name (the prefix of published run ids)",
         "sim/study_config.py": "the default study.kind of the base node (what a config built without Hydra runs)",
     },

@@ -13,9 +13,9 @@ from agents.scoring import LabelError
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
 from scenarios.errors import InputError
-from sim.calibration import INVERSE_PRINCIPLE, calibrate, warn_if_uninformative
 from sim.experiments import run_experiment as run
-from sim.society import Society
+from sim.gate.calibration import INVERSE_PRINCIPLE, calibrate, warn_if_uninformative
+from sim.society.model import Society
 from tests.helpers import tiny_config
 
 
@@ -218,8 +218,8 @@ def test_config_values_that_would_hang_or_read_wrongly_are_refused(section, kw):
 def test_agora_eval_finds_the_bundled_moralchoice_sets_when_no_data_folder_has_them(tmp_path):
     from alignment.config import EvalConfig
     from scenarios.dilemma import BUNDLED_DIR
-    from sim.calibration import MORALCHOICE_LOW
-    from sim.probes import moralchoice_path
+    from sim.gate.calibration import MORALCHOICE_LOW
+    from sim.gate.probes import moralchoice_path
 
     e = EvalConfig(data_dir=str(tmp_path))
     assert moralchoice_path(e, "low") == MORALCHOICE_LOW

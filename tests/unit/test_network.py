@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sim.config import NetworkConfig
-from sim.network import build_graph, debate_groups, same_cluster_edge_share
+from sim.society.network import build_graph, debate_groups, same_cluster_edge_share
 
 CLUSTERS = ["a"] * 10 + ["b"] * 10 + ["c"] * 10 + ["d"] * 10
 
@@ -58,7 +58,7 @@ def _relabel_by_list(g, clusters, h, rng):
 
 @pytest.mark.parametrize("h", [0.0, 0.3, 0.9, 1.0])
 def test_linear_placement_matches_the_list_scan(h):
-    from sim.network import _homophilous_relabel
+    from sim.society.network import _homophilous_relabel
 
     for seed in range(5):
         rng = np.random.default_rng(seed)

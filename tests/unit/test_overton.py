@@ -15,7 +15,7 @@ from scenarios.dilemma import Dilemma
 from sim.experiments import runner_for
 from sim.experiments.overton.coverage import answer_coverage, cluster_positions, coverage_pairs, policy_coverage
 from sim.experiments.overton.summary import coverage_metrics, own_position_check
-from sim.society import population
+from sim.society.model import population
 from tests.helpers import agora, compose
 
 CLUSTERS = ["protestant_europe", "confucian", "islamic"]
@@ -236,7 +236,7 @@ def test_bad_overton_setting_exits_2_on_the_command_line(tmp_path):
 def test_overton_settings_enter_only_overton_run_ids():
     """study.overton exists only in an overton run's config (its Hydra option), so no other run's id can carry it
     (every row carries the id: their bytes would change); in an overton run each setting enters the id."""
-    from sim.lifecycle import run_id_for
+    from sim.run.lifecycle import run_id_for
 
     with pytest.raises(Exception, match="Could not override 'study.overton.voices'"):
         compose("experiment=tiny", "study.overton.voices=5")

@@ -16,10 +16,10 @@ from agents.worldview import mutate
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
 from sim.config import AgoraConfig
-from sim.ids import id_settings, run_id_for
-from sim.lifecycle import check_persona
-from sim.seeding import child_rng
-from sim.society import Society, population
+from sim.run.ids import id_settings, run_id_for
+from sim.run.lifecycle import check_persona
+from sim.run.seeding import child_rng
+from sim.society.model import Society, population
 from tests.helpers import agora, compose, tiny_config
 
 STEER = PersonaConfig(method="steer", beta=0.5, layer=4)
@@ -192,7 +192,7 @@ def test_a_layer_the_model_lacks_is_refused_and_other_backends_say_what_they_can
     with pytest.raises(BackendError, match=r"persona.layer=30: scripted has 30 decoder layers \(0 to 29\)"):
         check_persona(PersonaConfig(method="steer", beta=1, layer=30), FakeEmbedded())
     assert check_persona(PersonaConfig(method="steer", beta=1, layer=29), FakeEmbedded()) is None
-    with caplog.at_level(logging.WARNING, logger="sim.lifecycle"):
+    with caplog.at_level(logging.WARNING, logger="sim.run.lifecycle"):
         line = check_persona(STEER, ScriptedBackend())
     assert "cannot add activation vectors" in line and "\n" not in line and line in caplog.text
     assert check_persona(PersonaConfig(), ScriptedBackend()) is None
@@ -201,7 +201,7 @@ def test_a_layer_the_model_lacks_is_refused_and_other_backends_say_what_they_can
 def test_a_run_on_a_backend_that_cannot_steer_says_so_once_at_start(tmp_path, caplog):
     from sim.experiments import run_experiment as run
 
-    with caplog.at_level(logging.WARNING, logger="sim.lifecycle"):
+    with caplog.at_level(logging.WARNING, logger="sim.run.lifecycle"):
         run(dataclasses.replace(tiny_config(), persona=STEER), tmp_path / "run", ScriptedBackend(record=False))
     assert caplog.text.count("cannot add activation vectors") == 1
 

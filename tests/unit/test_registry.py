@@ -1,5 +1,5 @@
 """The experiment registry, its settings nodes (the Hydra ``study`` option), the run lifecycle (``with Run(...)``,
-``run.stage``), typed results and the run-id rules (``sim/ids.py``)."""
+``run.stage``), typed results and the run-id rules (``sim/run/ids.py``)."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ import pytest
 from agents.llm.scripted import ScriptedBackend
 from alignment.metrics import NA, Interval
 from scenarios.errors import InputError
-from sim.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
 from sim.experiments.registry import experiments, get, study_class
-from sim.ids import ADDED_LATER, PUBLISHED_STUDIES, id_settings, run_id_for
-from sim.lifecycle import Run
-from sim.lock import check_unlocked
 from sim.results import Codec, PairedDifference, Summary, from_json, pick, to_json
+from sim.run.checkpoint import CHECKPOINT, Checkpoint, read_checkpoint
+from sim.run.ids import ADDED_LATER, PUBLISHED_STUDIES, id_settings, run_id_for
+from sim.run.lifecycle import Run
+from sim.run.lock import check_unlocked
 from sim.study_config import StudyConfig
 from tests.helpers import ROOT, agora, compose
 
@@ -246,8 +246,8 @@ def test_a_checkpoint_whose_config_holds_every_studys_settings_resumes(tmp_path,
     state = read_checkpoint(out)
     legacy = dataclasses.asdict(StudyConfig())  # the old default node: kind=society, no settings of its own
     state["config"]["study"] = {**legacy, "kind": "overton", "overton": state["config"]["study"]["overton"]}
-    from sim.checkpoint import _body
-    from sim.rowlog import sha256_hex
+    from sim.run.checkpoint import _body
+    from sim.run.rowlog import sha256_hex
 
     (out / CHECKPOINT).write_bytes(_body({**state, "digest": sha256_hex(_body(state))}))
     res = agora(f"resume={out}", "sim.progress=false")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from agents.llm.scripted import ScriptedBackend
-from sim.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint, read_checkpoint
 from sim.config import AgoraConfig
 from sim.experiments import runner_for  # what `agora` runs for a config
+from sim.run.checkpoint import CHECKPOINT, CHECKPOINT_DIR, Checkpoint, read_checkpoint
 from tests.helpers import compose
 
 

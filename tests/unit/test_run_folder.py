@@ -1,4 +1,4 @@
-"""The run-folder policy (sim.checkpoint.claim): a run started without resume= into a folder that holds a run resumes
+"""The run-folder policy (sim.run.checkpoint.claim): a run started without resume= into a folder that holds a run resumes
 its own checkpoint (what a retried or requeued sweep point does), leaves its own finished outputs alone, and refuses
 another run's outputs or checkpoint in one line naming both runs (the command line: tests/e2e/test_run_folder_cli.py)."""
 
@@ -11,9 +11,9 @@ import pytest
 
 from agents.llm.scripted import ScriptedBackend
 from scenarios.errors import InputError
-from sim.checkpoint import CHECKPOINT, Checkpoint, RunComplete, claim
 from sim.experiments import runner_for
-from sim.lifecycle import run_id_for
+from sim.run.checkpoint import CHECKPOINT, Checkpoint, RunComplete, claim
+from sim.run.lifecycle import run_id_for
 from tests.helpers import compose
 
 TINY = ("experiment=tiny", "sim.steps=3", "population.size=8")

@@ -8,7 +8,7 @@ it only when set (see ``run_id_for``), rather than updating these values.
 
 import pytest
 
-from sim.lifecycle import run_id_for
+from sim.run.lifecycle import run_id_for
 from tests.helpers import compose
 
 PRESETS = {

@@ -13,10 +13,10 @@ from agents.llm.scripted import ScriptedBackend
 from agents.prompts import DEBATE_ROLE
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import store
 from sim.experiments import run_experiment as run
+from sim.run import store
 from sim.society import Society
-from tests.helpers import ROOT, child_env, tiny_config
+from tests.helpers import ROOT, child_env, compose, tiny_config
 
 ANSWER = re.compile(r"Answer \((A|B)\):\n<<<(.*?)>>>", re.S)
 
@@ -135,6 +135,62 @@ def test_a_society_run_takes_every_step_on_the_runs_one_event_loop_and_closes_it
     assert len(loops) > 3 and len(set(loops)) == 1 and loops[0].is_closed()
 
 
+def test_the_gate_and_the_generations_loop_run_on_the_runs_one_event_loop(tmp_path, monkeypatch):
+    """The rest of a run's async work on the same one loop: the gate's continuation check and readings, a
+    generation's society, its collective vote and its Overton coverage (training stubbed: not async work)."""
+    import sim.experiments.society.generations as gen
+    from sim.experiments import runner_for
+
+    loops: dict[str, set] = {}
+
+    class Recording(ScriptedBackend):
+        def seen(self, what):
+            loops.setdefault(what, set()).add(asyncio.get_running_loop())
+
+        async def check_continuation_support(self):
+            self.seen("continuation check")
+
+        async def generate(self, requests):
+            self.seen("generate")
+            return await super().generate(requests)
+
+        async def score_choices(self, requests):
+            self.seen("score")
+            return await super().score_choices(requests)
+
+    rm = {"eval": {"accuracy": 0.5, "ece": 0.1, "log_loss": 0.7}, "pairs_per_s": 1.0}
+    monkeypatch.setattr(gen.launch, "train", lambda *a, **k: rm)
+    cfg = compose("experiment=tiny", "alignment.generations=1", "constitution.collective.enabled=true",
+                  "sim.judge_reader=likelihood", "calibration.stance_items=2", "calibration.judge_items=2")
+    summary = runner_for(cfg)(cfg, tmp_path, Recording(record=False))
+    assert summary["label_quality"]["judge"]["items"] == 4 and (tmp_path / "constitution_votes.parquet").exists()
+    assert set(loops) == {"continuation check", "generate", "score"}
+    every = set().union(*loops.values())
+    assert len(every) == 1 and next(iter(every)).is_closed()
+
+
+def test_a_citizen_reads_its_society_only_through_the_step_context():
+    """``Citizen`` reads the model's ``context`` (a frozen StepContext made once per step) and nothing else of it."""
+    import ast
+
+    tree = ast.parse((ROOT / "sim" / "society" / "citizen.py").read_text())
+    read = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute) and node.value.attr == "model"
+            and isinstance(node.value.value, ast.Name) and node.value.value.id == "self"}
+    assert read == {"context"}
+
+
+def test_the_step_context_is_made_per_step_and_frozen():
+    soc = make(tiny_config(steps=2), ScriptedBackend())
+    seen = []
+    for _ in range(2):
+        soc.step()
+        seen.append(soc.context)
+    assert [c.step for c in seen] == [1, 2] and seen[0].rng is soc.rng and seen[0].population == 6
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen[1].step = 3
+
+
 def test_coalescer_batches_concurrent_requests_and_routes_answers():
     calls: list[list[int]] = []
 
@@ -182,10 +238,10 @@ def test_a_restored_society_recollects_its_data_and_steps_on_as_the_original():
 
 def test_importing_the_society_leaves_the_start_method_and_tqdm_needs_no_semaphore():
     """mesa 3.3 forces multiprocessing's "spawn" when imported; under it tqdm's lock is a named semaphore
-    that a killed run leaks (the resource tracker warns at exit). :mod:`sim.abm` puts the start method back,
+    that a killed run leaks (the resource tracker warns at exit). :mod:`sim.society.abm` puts the start method back,
     so no tracker process is started at all."""
     code = ("import multiprocessing as mp, multiprocessing.resource_tracker as rt\n"
-            "import sim.society\n"
+            "import sim.society.model\n"
             "print(mp.get_start_method(allow_none=True))\n"
             "from tqdm.auto import tqdm\n"
             "tqdm(total=1).close()\n"
@@ -198,7 +254,7 @@ def test_importing_the_society_leaves_the_start_method_and_tqdm_needs_no_semapho
 def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
     from autogen_agentchat.teams import RoundRobinGroupChat
 
-    import sim.society
+    import sim.society.model
 
     real, live, most = RoundRobinGroupChat.run, [0], [0]
 
@@ -213,7 +269,7 @@ def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
     monkeypatch.setattr(RoundRobinGroupChat, "run", counted_run)
     rows = []
     for cap in (1, 1000):
-        monkeypatch.setattr(sim.society, "MAX_TEAMS", cap)
+        monkeypatch.setattr(sim.society.model, "MAX_TEAMS", cap)
         most[0] = 0
         soc = make(tiny_config(), ScriptedBackend())  # 6 agents in groups of 2: 3 teams
         soc.step()
@@ -225,8 +281,8 @@ def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
 def test_step_collector_freezes_survivors_during_the_step_and_restores_the_collector(monkeypatch):
     import gc
 
-    import sim.society
-    from sim.society import StepCollector
+    import sim.society.model
+    from sim.society.model import StepCollector
 
     thresholds, callbacks = gc.get_threshold(), list(gc.callbacks)
     frozen_at_start: list[int] = []
@@ -241,7 +297,7 @@ def test_step_collector_freezes_survivors_during_the_step_and_restores_the_colle
 
     rows = []
     for policy in (StepCollector(young=None, freeze_survivors=False), StepCollector(young=100, freeze_survivors=True)):
-        monkeypatch.setattr(sim.society, "STEP_COLLECTOR", policy)
+        monkeypatch.setattr(sim.society.model, "STEP_COLLECTOR", policy)
         soc = make(tiny_config(), ScriptedBackend(reply=reply_collecting))
         frozen_at_start.clear()
         gc.callbacks.append(seen)

@@ -5,8 +5,8 @@ import polars as pl
 import pytest
 
 from alignment.preferences import PREFERENCE_SCHEMA, SchemaError, validate_preferences
-from sim import store
-from sim.records import TRANSCRIPT_SCHEMA, Message, Preference, Stance
+from sim.run import store
+from sim.society.records import TRANSCRIPT_SCHEMA, Message, Preference, Stance
 
 
 def _pref(i: int, p_a: float) -> dict:
@@ -125,8 +125,8 @@ def test_a_preference_outside_0_1_is_refused_where_it_is_built():
 def test_frames_built_from_records_equal_those_built_from_their_dicts(tmp_path):
     from scenarios.constitution import load_constitution
     from scenarios.dilemma import load_dilemmas
-    from sim.lifecycle import make_backend
-    from sim.society import Society
+    from sim.run.lifecycle import make_backend
+    from sim.society.model import Society
     from tests.helpers import tiny_config
 
     cfg = tiny_config(steps=2)

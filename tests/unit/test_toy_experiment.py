@@ -114,9 +114,9 @@ from sim.experiments.toy.config import SECTIONS, ToyConfig
 from sim.experiments.toy.labels import LABELS
 from sim.experiments.toy.report import toy_report
 from sim.experiments.toy.summary import Answer, ToySummary
-from sim.lifecycle import Run
 from sim.results import Codec, pick
-from sim.seeding import child_seed, sample_dilemmas
+from sim.run.lifecycle import Run
+from sim.run.seeding import child_seed, sample_dilemmas
 
 
 async def _answers(run: Run, dilemmas: list[Dilemma]) -> list[Answer]:

@@ -33,8 +33,8 @@ class Transport:
     many keep-alive connections), each within ``timeout_s``.
 
     Bound to the running event loop: a session, semaphore or lock made on one loop fails on another, so
-    :meth:`bind` makes them once per loop (a run's stages share one loop, ``sim.lifecycle.Run.run_async``; each
-    ``sim.aio.run`` is a loop of its own) and the session is closed on that loop as it ends (``asyncio.run`` and
+    :meth:`bind` makes them once per loop (a run's stages share one loop, ``sim.run.lifecycle.Run.run_async``; each
+    ``sim.run.aio.run`` is a loop of its own) and the session is closed on that loop as it ends (``asyncio.run`` and
     ``asyncio.Runner`` finalise async generators before closing their loop: :meth:`_close_at_shutdown`). A loop
     left open while another runs (a run's loop, between its stages) keeps its session until it closes.
 

@@ -39,8 +39,6 @@ from alignment.preferences import split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
-from sim import store
-from sim.checkpoint import simulate
 from sim.config import AgoraConfig
 from sim.experiments.constitution_ablation.config import SECTIONS, AblationConfig
 from sim.experiments.constitution_ablation.labels import LABELS
@@ -54,12 +52,14 @@ from sim.experiments.constitution_ablation.summary import (
     shift_toward,
 )
 from sim.experiments.registry import experiment
-from sim.lifecycle import Progress, Run
 from sim.results import Codec, pick
-from sim.seeding import child_rng, child_seed
+from sim.run import store
+from sim.run.checkpoint import simulate
+from sim.run.lifecycle import Progress, Run
+from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
-    from sim.society import Society
+    from sim.society.model import Society
 
 log = logging.getLogger(__name__)
 MIN_REWARD_PAIRS = 4  # fewer judged pairs train no reward model per arm (recorded as summary.json's reward_na)
@@ -101,7 +101,7 @@ async def rate_answers(backend: LLMBackend, texts: list[tuple[str, str]], questi
 def check(cfg: AgoraConfig) -> None:
     """Refuse before any work an arm that names no bundled constitution, and a reward-model arm that cannot be
     scored: its models are measured on held-out dilemmas, so the society must face at least two."""
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this)
 
     for name in cfg.study.ablation.constitutions:
         load_constitution(name)
@@ -121,13 +121,14 @@ def _trains(cfg: AgoraConfig) -> tuple[bool, bool]:
 @experiment("constitution_ablation", key="ablation", config=AblationConfig, summary=AblationSummary,
             report=ablation_report, check=check, trains=_trains, sections=SECTIONS, labels=LABELS, published_id=True)
 def run_constitution_ablation(run: Run) -> AblationSummary:
-    from sim.calibration import warn_if_uninformative  # here: the gate and the society load Mesa and scipy
-    from sim.society import Society
+    from sim.gate.calibration import warn_if_uninformative  # here: the gate and the society load Mesa and scipy
+    from sim.society.model import Society
 
     cfg, ab, out_dir = run.cfg, run.cfg.study.ablation, run.out_dir
     pool = load_dilemmas(cfg.scenario.dilemmas)
     arms = {name: load_constitution(name) for name in ab.constitutions}
-    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id)
+    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id,
+                      run_async=run.run_async)
     tag = "society"  # the stage's name and its partial rows' key in the checkpoint
     fb = run.stage(tag, partial(simulate, society, run.ckpt, tag), drop=(tag,))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])

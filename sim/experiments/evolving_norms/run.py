@@ -35,8 +35,8 @@ from sim.experiments.evolving_norms.labels import LABELS, TEMPLATES
 from sim.experiments.evolving_norms.report import norms_report, plot_norms
 from sim.experiments.evolving_norms.summary import NormsSummary, ScheduledNorm, headline, pluralism_change, shifts
 from sim.experiments.registry import experiment
-from sim.lifecycle import Progress, Run, embedded_options
-from sim.seeding import child_rng, child_seed, sample_dilemmas
+from sim.run.lifecycle import Progress, Run, embedded_options
+from sim.run.seeding import child_rng, child_seed, sample_dilemmas
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def _trains(cfg: AgoraConfig) -> tuple[bool, bool]:
 @experiment("evolving_norms", key="norms", config=NormsConfig, summary=NormsSummary, report=norms_report, check=check,
             trains=_trains, sections=SECTIONS, labels=LABELS, templates=TEMPLATES, published_id=True)
 def run_evolving_norms(run: Run) -> NormsSummary:
-    from sim.society import population  # here: Mesa is slow to load (the CLI imports this)
+    from sim.society.model import population  # here: Mesa is slow to load (the CLI imports this)
 
     cfg, nc = run.cfg, run.cfg.study.norms
     pool = load_dilemmas(cfg.scenario.dilemmas)
@@ -205,7 +205,7 @@ def _tune_policy(run: Run, rows: list[dict[str, Any]], dilemmas: list[Dilemma], 
     """DPO on generation ``g``'s fitness judgments (a checkpointed stage); the policy folder the next
     generation answers with (unchanged when there were no pairs)."""
     from alignment.dpo import train_dpo
-    from sim.calibration import warn_if_uninformative  # here: the gate loads Mesa and scipy (the CLI imports this)
+    from sim.gate.calibration import warn_if_uninformative  # here: the gate loads Mesa and scipy (the CLI imports this)
 
     cfg = run.cfg
     pairs = _policy_pairs(rows, dilemmas, g)

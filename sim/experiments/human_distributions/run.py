@@ -40,8 +40,8 @@ from sim.experiments.human_distributions.config import SECTIONS, HumanConfig
 from sim.experiments.human_distributions.report import human_report, plot_human
 from sim.experiments.human_distributions.summary import CatchPass, HumanSummary, InstrumentResult, headline_of
 from sim.experiments.registry import experiment
-from sim.lifecycle import Run
-from sim.seeding import child_rng, child_seed
+from sim.run.lifecycle import Run
+from sim.run.seeding import child_rng, child_seed
 
 log = logging.getLogger(__name__)
 INSTRUMENTS = {"mfq": MFQ_AXES, "moral_machine": tuple(mm.ATTRIBUTES)}

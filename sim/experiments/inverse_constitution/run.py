@@ -41,8 +41,6 @@ from scenarios.constitution import Constitution, bundled_constitutions, load_con
 from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
 from scenarios.principle_bank import NO_PRINCIPLE, principle_bank
-from sim import store
-from sim.checkpoint import simulate
 from sim.config import AgoraConfig
 from sim.experiments.collective import clean_proposal
 from sim.experiments.inverse_constitution.config import SECTIONS, InverseConfig
@@ -50,8 +48,10 @@ from sim.experiments.inverse_constitution.labels import TEMPLATES
 from sim.experiments.inverse_constitution.report import inverse_report, plot_inverse
 from sim.experiments.inverse_constitution.summary import InverseSummary, Pairs, counts, headline_of, scopes_of
 from sim.experiments.registry import experiment
-from sim.lifecycle import Run
-from sim.seeding import child_rng, child_seed
+from sim.run import store
+from sim.run.checkpoint import simulate
+from sim.run.lifecycle import Run
+from sim.run.seeding import child_rng, child_seed
 
 _LEAD = re.compile(r"\b(?:choose|select|prefer|pick)\s+(?:the\s+)?(?:answer|response|reply|one)\s+(?:that|which)\s+",
                    re.IGNORECASE)
@@ -273,10 +273,11 @@ def scores_table(prefs: pl.DataFrame, held: np.ndarray, principles: list[dict[st
 
 def _society(run: Run, pool: list[Dilemma]) -> tuple[pl.DataFrame, dict[str, Any]]:
     """A society's preferences (a checkpointed stage, as the ablation runs one); its usual files are written."""
-    from sim.society import Society  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import Society  # here: Mesa is slow to load (the CLI imports this module)
 
     cfg = run.cfg
-    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id)
+    society = Society(cfg, pool, load_constitution(cfg.constitution.name), run.backend, run_id=run.run_id,
+                      run_async=run.run_async)
     fb = run.stage("society", partial(simulate, society, run.ckpt, "society"), drop=("society",))
     stances, transcripts, prefs = store.feedback_tables(fb["stances"], fb["transcripts"], fb["preferences"])
     return prefs, store.write_feedback(run.out_dir, stances, transcripts, prefs)
@@ -285,7 +286,7 @@ def _society(run: Run, pool: list[Dilemma]) -> tuple[pl.DataFrame, dict[str, Any
 def check(cfg: AgoraConfig) -> None:
     """Refuse before any work what cannot be honoured or mean anything: a preferences file that is not one
     (:func:`read_preferences`), ``bank_size`` beyond the bank, ``split_by=dilemma`` over fewer than two dilemmas."""
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
 
     inv = cfg.study.inverse
     if inv.preferences:
@@ -308,7 +309,7 @@ def check(cfg: AgoraConfig) -> None:
 @experiment("inverse_constitution", key="inverse", config=InverseConfig, summary=InverseSummary, report=inverse_report,
             check=check, sections=SECTIONS, templates=TEMPLATES, published_id=True)
 def run_inverse_constitution(run: Run) -> InverseSummary:
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
 
     cfg, inv = run.cfg, run.cfg.study.inverse
     notes: dict[str, Any] = {}

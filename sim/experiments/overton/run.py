@@ -38,9 +38,9 @@ from sim.experiments.overton.report import overton_report, plot_overton
 from sim.experiments.overton.summary import OvertonSummary, Spread, coverage_metrics, own_position_check
 from sim.experiments.registry import experiment
 from sim.experiments.shared.answers import answers_stage
-from sim.lifecycle import Run
 from sim.results import Codec, pick
-from sim.seeding import child_rng, child_seed, sample_dilemmas
+from sim.run.lifecycle import Run
+from sim.run.seeding import child_rng, child_seed, sample_dilemmas
 
 CONDITIONS = ("single", "contextual", "panel")
 
@@ -103,7 +103,7 @@ def check(cfg: AgoraConfig) -> None:
 @experiment("overton", key="overton", config=OvertonConfig, summary=OvertonSummary, report=overton_report, check=check,
             sections=SECTIONS, labels=LABELS, ranges=RANGES, published_id=True)
 def run_overton(run: Run) -> OvertonSummary:
-    from sim.society import population  # here: the CLI imports every experiment folder at start (Mesa is slow to load)
+    from sim.society.model import population  # here: the CLI imports every experiment folder at start (Mesa is slow to load)
 
     cfg, o = run.cfg, run.cfg.study.overton
     dilemmas = sample_dilemmas(load_dilemmas(cfg.scenario.dilemmas), o.dilemmas, cfg.seed, "overton")

@@ -37,9 +37,9 @@ from sim.experiments.pluralism.report import plot_pluralism, pluralism_report
 from sim.experiments.pluralism.summary import PluralismSummary, pluralism_metrics
 from sim.experiments.registry import experiment
 from sim.experiments.shared.answers import answers_stage
-from sim.lifecycle import Run
 from sim.results import pick
-from sim.seeding import sample_dilemmas
+from sim.run.lifecycle import Run
+from sim.run.seeding import sample_dilemmas
 
 
 async def _classify(run: Run, rows: list[dict[str, Any]], dilemmas: dict[str, Dilemma], names: list[str],

@@ -15,16 +15,16 @@ from agents.llm.base import GenerateRequest, LLMBackend
 from agents.worldview import cluster_centre, cluster_label
 from scenarios.dilemma import Dilemma
 from sim.config import AgoraConfig
-from sim.seeding import child_rng, child_seed
+from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
-    from sim.lifecycle import Run
+    from sim.run.lifecycle import Run
 
 log = logging.getLogger(__name__)
 
 
 class Bar(Protocol):
-    """A progress bar (``tqdm``, or a run's :class:`~sim.lifecycle.Progress`)."""
+    """A progress bar (``tqdm``, or a run's :class:`~sim.run.lifecycle.Progress`)."""
 
     def update(self, n: int = 1) -> Any: ...
 
@@ -48,7 +48,7 @@ async def condition_answers(cfg: AgoraConfig, backend: LLMBackend, dilemmas: lis
     """Per dilemma, the ``single``, ``contextual`` and ``panel`` answers and the panel's ``member`` answers
     (rows of ``dilemma_id, condition, agent_id, cluster, text``); seeds drawn under ``tag`` (the experiment
     that asks, which passes its own name: its seeds are in its bytes)."""
-    from sim.society import population  # here: experiment folders stay light to import (the CLI imports them all)
+    from sim.society.model import population  # here: experiment folders stay light to import (the CLI imports them all)
 
     temp, top_p = cfg.llm.temperature, cfg.llm.top_p
     worldviews = population(cfg)

@@ -21,26 +21,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from agents.llm.base import LLMBackend
 from alignment import launch
 from alignment.metrics import NA, js_distance, krippendorff_alpha, normalised_entropy, summary_row, why
 from alignment.preferences import balance_by_cluster, filter_confident, split_by_dilemma
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import aio, store
-from sim.checkpoint import Checkpoint, simulate
 from sim.config import AgoraConfig
 from sim.experiments.overton.coverage import policy_coverage
 from sim.experiments.registry import experiment
 from sim.experiments.society.console import generations_lines
 from sim.experiments.society.run import run_society  # noqa: F401  (registered first: the loop runs with its node)
 from sim.experiments.society.summary import GenerationsSummary
-from sim.lifecycle import Run, embedded_options
 from sim.report.render import CORE_CONFIG
-from sim.seeding import child_rng, child_seed
+from sim.run import store
+from sim.run.checkpoint import Checkpoint, simulate
+from sim.run.lifecycle import Run, embedded_options
+from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
-    from sim.society import Society
+    from sim.society.model import Society
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ def _overton(run: Run, society: Society, stances: pl.DataFrame, group: list[int]
     """The policy group's Overton coverage this generation (``sim/experiments/overton/coverage.py``): its agents' first answers
     against the clusters' positions (from the control agents' first answers), judged by the run's base model
     (the same judge every generation)."""
-    return aio.run(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
+    return run.run_async(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
 
 
 def training_figures(rm: Mapping[str, Any], dpo: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -167,7 +166,7 @@ class _Loop:
 
 def check(cfg: AgoraConfig) -> None:
     """The loop's refusals before any model work: the steps' per-step settings against the dilemma file."""
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
 
     check_per_step(cfg, load_dilemmas(cfg.scenario.dilemmas))
 
@@ -194,16 +193,16 @@ def run_generations(run: Run) -> GenerationsSummary:
     Checkpointed after every society step, reward model and DPO run; ``resume=DIR`` replays the
     finished ones from the checkpoint and the saved policy folders and continues.
     """
-    from sim.society import Society  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import Society  # here: Mesa is slow to load (the CLI imports this module)
 
     cfg = run.cfg
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)
     constitution = load_constitution(cfg.constitution.name)
     loop = _Loop(policy_dir=cfg.llm.model_path and Path(cfg.llm.model_path) or None)
     for g in range(cfg.alignment.generations):
-        society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id, generation=g)
+        society = Society(cfg, dilemmas, constitution, run.backend, run_id=run.run_id, generation=g, run_async=run.run_async)
         if cfg.constitution.collective.enabled:
-            constitution = _collective_vote(cfg, society, constitution, run.backend, g, loop.versions, loop.votes, run.ckpt)
+            constitution = _collective_vote(run, society, constitution, g, loop.versions, loop.votes)
             society.constitution = constitution
         _generation(run, society, g, loop)
     return _finish(run, loop)
@@ -212,7 +211,7 @@ def run_generations(run: Run) -> GenerationsSummary:
 def _generation(run: Run, society: Society, g: int, loop: _Loop) -> None:
     """Generation ``g``: its society (the policy group on the latest policy), metrics, reward model and
     (but for the last generation) the DPO run whose policy the next generation speaks with."""
-    from sim.calibration import warn_if_uninformative  # here: scipy is slow to load
+    from sim.gate.calibration import warn_if_uninformative  # here: scipy is slow to load
 
     cfg, ckpt, a = run.cfg, run.ckpt, run.cfg.alignment
     loop.group = group = policy_group(society.clusters, a.policy_share, cfg.seed)
@@ -280,18 +279,19 @@ def _finish(run: Run, loop: _Loop) -> GenerationsSummary:
                               headline={f"last_generation[{k}]": v for k, v in headline.items()}, graph=loop.graph)
 
 
-def _collective_vote(cfg: AgoraConfig, society: Society, current: Constitution, backend: LLMBackend, g: int,
-                     versions: list[dict[str, Any]], votes: list[dict[str, Any]], ckpt: Checkpoint) -> Constitution:
-    """Generation ``g``'s society votes the constitution it will judge under; both are recorded."""
-
+def _collective_vote(run: Run, society: Society, current: Constitution, g: int, versions: list[dict[str, Any]],
+                     votes: list[dict[str, Any]]) -> Constitution:
+    """Generation ``g``'s society votes the constitution it will judge under (on the run's event loop); both are
+    recorded."""
     from sim.experiments.collective import elected_constitution, vote
 
+    cfg, backend, ckpt = run.cfg, run.backend, run.ckpt
     if not versions:
         versions.append({"generation": g, "tag": current.tag, "judge": [{"id": p.id, "text": p.text} for p in current.judge]})
     def ballot() -> dict[str, Any]:
-        b = aio.run(vote(society.agents.get("worldview"), society.graph, current, backend,
-                             cfg.constitution.collective, seed=cfg.seed, generation=g,
-                             temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
+        b = run.run_async(vote(society.agents.get("worldview"), society.graph, current, backend,
+                               cfg.constitution.collective, seed=cfg.seed, generation=g,
+                               temperature=cfg.llm.temperature, top_p=cfg.llm.top_p))
         return {"candidates": b.candidates, "elected": [p.id for p in b.constitution.judge]}
 
     result = ckpt.stage(f"generation_{g}/vote", ballot)

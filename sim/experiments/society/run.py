@@ -15,18 +15,18 @@ from agents.prompts import names_other
 from alignment.metrics import Interval, bootstrap_interval, finite, proportion_interval
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import store
-from sim.checkpoint import advance
 from sim.config import AgoraConfig
 from sim.experiments.registry import experiment
 from sim.experiments.society.console import society_lines
 from sim.experiments.society.summary import SocietySummary
-from sim.lifecycle import Run
 from sim.report.render import CORE_CONFIG
-from sim.seeding import child_rng, child_seed
+from sim.run import store
+from sim.run.checkpoint import advance
+from sim.run.lifecycle import Run
+from sim.run.seeding import child_rng, child_seed
 
 if TYPE_CHECKING:
-    from sim.society import Society
+    from sim.society.model import Society
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _torch_version() -> str:
 def check(cfg: AgoraConfig) -> None:
     """A society run's refusals before any model work: the steps' per-step settings against the dilemma file, and
     the evaluation's inputs (``eval.suites``)."""
-    from sim.society import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
+    from sim.society.model import check_per_step  # here: Mesa is slow to load (the CLI imports this module)
 
     check_per_step(cfg, load_dilemmas(cfg.scenario.dilemmas))
     if cfg.eval.suites:
@@ -222,7 +222,7 @@ def run_society(run: Run) -> SocietySummary:
     """Run ``cfg.sim.steps`` steps, each on the run's one event loop, checkpointed after every one; its outputs and
     summary. Files appear only when complete (atomic renames)."""
     from sim.report.plots import plot_stance_shares  # here: matplotlib and Mesa are slow to load
-    from sim.society import Society
+    from sim.society.model import Society
 
     cfg, out_dir = run.cfg, run.out_dir
     dilemmas = load_dilemmas(cfg.scenario.dilemmas)

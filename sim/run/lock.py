@@ -1,6 +1,6 @@
 """The run-folder lock: one run at a time writes into an output folder.
 
-An exclusive ``flock`` on ``out_dir/.agora.lock``, taken by :class:`~sim.checkpoint.Checkpoint`
+An exclusive ``flock`` on ``out_dir/.agora.lock``, taken by :class:`~sim.run.checkpoint.Checkpoint`
 and held for the run's life.
 """
 

@@ -29,7 +29,7 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 async def supervised(main: Coroutine[Any, Any, T]) -> T:
     """``main``, then every task it left running cancelled and awaited (:func:`run`; a run's stages on the run's
-    one loop, ``sim.lifecycle.Run.run_async``)."""
+    one loop, ``sim.run.lifecycle.Run.run_async``)."""
     try:
         result = await main
     except Exception:

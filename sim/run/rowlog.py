@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.errors import InputError
-from sim import store
+from sim.run import store
 
 ROW_TABLES = ("stances", "transcripts", "preferences")
 

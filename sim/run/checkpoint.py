@@ -42,12 +42,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from agents.llm.base import BackendStats
 from scenarios.dilemma import read_bytes
 from scenarios.errors import InputError
-from sim import rowlog, store
-from sim.lock import FolderLock
-from sim.rowlog import ROW_TABLES, damaged, row_dict, sha256_hex
+from sim.run import rowlog, store
+from sim.run.lock import FolderLock
+from sim.run.rowlog import ROW_TABLES, damaged, row_dict, sha256_hex
 
 if TYPE_CHECKING:
-    from sim.society import Society
+    from sim.society.model import Society
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_DIR = "checkpoint.d"
@@ -189,9 +189,9 @@ class Checkpoint:
         resume: load the folder's checkpoint (required to exist) instead of starting afresh.
         folder: the option that chose ``out_dir`` (named when the folder holds another run).
 
-    Takes the folder's lock (:class:`~sim.lock.FolderLock`) before reading anything: a second run into the folder,
+    Takes the folder's lock (:class:`~sim.run.lock.FolderLock`) before reading anything: a second run into the folder,
     or a resume while the run still goes, is an :class:`InputError` naming the holder. Released by
-    :meth:`finish`, by :meth:`release` (:class:`sim.lifecycle.Run` calls it), or when the process dies.
+    :meth:`finish`, by :meth:`release` (:class:`sim.run.lifecycle.Run` calls it), or when the process dies.
     """
 
     def __init__(self, out_dir: Path, run_id: str, kind: str, config: Any, stats: BackendStats | None,
@@ -308,7 +308,7 @@ class Checkpoint:
     def append_rows(self, tag: str, tables: dict[str, Sequence[Any]]) -> None:
         """Log the rows of ``tables`` (dicts or dataclass records) not logged yet (rows are only ever appended);
         a new ``tag`` starts a new log. Takes effect with the next :meth:`save`, which records the log's
-        committed length (see :mod:`sim.rowlog`)."""
+        committed length (see :mod:`sim.run.rowlog`)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state["rows"] = rowlog.append(self.dir / "rows.jsonl", self.state["rows"], tag, tables)
 
@@ -364,7 +364,7 @@ class Checkpoint:
 def advance(society: Society, ckpt: Checkpoint, tag: str) -> None:
     """Run the society's remaining steps, checkpointed after each (``tag`` names which society, so a resumed
     run continues mid-way only in the same one); its rows stay on ``society`` as records."""
-    from sim.society import step_line  # here, like Society above: reading a checkpoint needs no Mesa
+    from sim.society.model import step_line  # here, like Society above: reading a checkpoint needs no Mesa
 
     midway = ckpt.extra("society")
     if midway and midway["tag"] == tag:

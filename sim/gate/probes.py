@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from alignment.config import EvalConfig
 from scenarios.dilemma import BUNDLED_DIR, Dilemma
 from scenarios.errors import InputError
 from scenarios.external import HHHItem
-from sim import aio
-from sim.seeding import child_rng
+from sim.run import aio
+from sim.run.seeding import child_rng
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,9 +128,11 @@ def sample(items: Sequence[Any], n: int, seed: int, *path: str, setting: str = "
 
 
 def read_all(backend: LLMBackend, readings: Sequence[Callable[[Callable], Awaitable[PairReading]]],
-             what: str, progress: bool = True) -> list[PairReading]:
+             what: str, progress: bool = True, run_async: Callable[[Coroutine[Any, Any, Any]], Any] = aio.run
+             ) -> list[PairReading]:
     """Run every reading concurrently (so the backend's coalescer batches them as it batches a
-    society); each is ``reading(score)``. A progress bar counts finished readings."""
+    society); each is ``reading(score)``. A progress bar counts finished readings. ``run_async`` runs the
+    readings to their end: a run's one event loop (``Run.run_async``), or by default a loop of their own."""
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(readings), desc=what, unit="reading", mininterval=1.0, leave=False, disable=not progress)
@@ -145,7 +147,7 @@ def read_all(backend: LLMBackend, readings: Sequence[Callable[[Callable], Awaita
         return list(await asyncio.gather(*(one(r) for r in readings)))
 
     try:
-        return aio.run(main())
+        return run_async(main())
     finally:
         bar.close()
 

@@ -1,8 +1,9 @@
 """The society's agent: a worldview, the model it speaks with, its memory, and its half of every phase.
 
-Each phase method is one agent's part; :class:`sim.society.Society` runs it over all agents at once
+Each phase method is one agent's part; :class:`sim.society.model.Society` runs it over all agents at once
 (``asyncio.gather(*model.agents.map(...))``) so the backend batches their requests. Every method that
-calls a model returns a record (:mod:`sim.records`) built here, so each record has one constructor site.
+calls a model returns a record (:mod:`sim.society.records`) built here, so each record has one constructor site.
+What an agent reads of its society is the step's :class:`~sim.society.context.StepContext` (``self.ctx``), not the model.
 """
 
 from __future__ import annotations
@@ -10,24 +11,23 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
-
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING
 
 from agents import prompts
-from agents.llm.base import GenerateRequest, LLMBackend, ScoreRequest
+from agents.llm.base import LLMBackend
 from agents.scoring import PairReading, check_probability, read_judgment, read_stance, scorer
 from agents.worldview import Worldview
 from scenarios.constitution import CritiquePrinciple
 from scenarios.dilemma import Dilemma
-from sim.abm import mesa
-from sim.records import JudgePlan, Message, Preference, Stance
-from sim.seeding import child_rng
+from sim.run.seeding import child_rng
+from sim.society.abm import mesa
+from sim.society.records import JudgePlan, Message, Preference, Stance
 
 if TYPE_CHECKING:
     from autogen_agentchat.agents import AssistantAgent
 
-    from sim.society import Society
+    from sim.society.context import StepContext
+    from sim.society.model import Society
 
 # what an agent has seen since its first stance: a heading and (speaker, text) lines
 Seen = Callable[["Citizen"], tuple[str, Sequence[tuple[str, str]]]]
@@ -38,74 +38,6 @@ def _choice(p_a: float, u: float | None) -> str:
     if u is not None:
         return "a" if u < p_a else "b"
     return "a" if p_a > 0.5 else "b" if p_a < 0.5 else "abstain"
-
-
-class StepBar(tqdm):
-    """A society step's progress bar (model calls), its ETA seeded from the previous step's pace.
-
-    Calls count themselves when sent (:class:`Counted`), so early in a step the total holds only the
-    first phase's calls, and with batched calls the first answer arrives after a whole batch: tqdm's
-    rate from it read ``1/52 [00:31<26:22]``. Every step of a society makes the same calls (the same
-    phases over the same agents), so ``expected`` — the previous step's (calls, seconds) — gives the
-    total and a prior rate that fades as this step's own calls complete. Without one (a society's
-    first step) the ETA shows ``?`` until every call sent so far has been answered: a whole burst
-    measured, not its first reply.
-    """
-
-    def __init__(self, *args: Any, expected: tuple[int, float] | None = None, **kwargs: Any) -> None:
-        self.expected, self.sent, self.burst_seen = expected, 0, False  # before tqdm's first refresh reads them
-        if expected:
-            kwargs["total"] = expected[0]
-        super().__init__(*args, **kwargs)
-
-    def send(self, n: int) -> None:
-        self.sent += n
-        self.total = max(self.sent, self.expected[0] if self.expected else 0)
-
-    def update(self, n: float | None = 1) -> bool | None:
-        self.burst_seen = self.burst_seen or self.n + (n or 0) >= self.sent
-        return super().update(n)
-
-    def measured(self) -> tuple[int, float] | None:
-        """This bar's (calls answered, seconds): the next step's ``expected`` (None if it showed nothing)."""
-        return None if self.disable or not self.n else (int(self.n), self._time() - self.start_t)
-
-    def pace(self, elapsed: float) -> float:
-        """Calls per second for the ETA (0 shows '?'): this step's, with the previous step's weighted by
-        the share of calls still to come, ``(n + w C) / (elapsed + w S)``, ``w = 1 - n / C``."""
-        if self.expected and self.expected[1] > 0:
-            calls, secs = self.expected
-            w = max(0.0, 1.0 - self.n / calls)
-            return (self.n + w * calls) / (elapsed + w * secs)
-        return self.n / elapsed if self.burst_seen and elapsed > 0 else 0.0
-
-    @property
-    def format_dict(self) -> dict[str, Any]:
-        d = super().format_dict
-        return d | {"rate": self.pace(d["elapsed"])}
-
-
-class Counted:
-    """A backend whose calls count themselves on a progress bar: each is counted as sent (:meth:`StepBar.send`)
-    and ticks when answered, so the bar's total is what the phases actually sent (no arithmetic to keep in step)."""
-
-    def __init__(self, backend: LLMBackend, bar: StepBar) -> None:
-        self.backend, self.bar = backend, bar
-
-    def __getattr__(self, name: str) -> Any:  # name, stats, token_logprobs, ...
-        return getattr(self.backend, name)
-
-    async def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
-        self.bar.send(len(requests))
-        out = await self.backend.generate(requests)
-        self.bar.update(len(requests))
-        return out
-
-    async def score_choices(self, requests: Sequence[ScoreRequest]) -> list[list[float]]:
-        self.bar.send(len(requests))
-        out = await self.backend.score_choices(requests)
-        self.bar.update(len(requests))
-        return out
 
 
 class Citizen(mesa.Agent):
@@ -128,6 +60,11 @@ class Citizen(mesa.Agent):
         self.memory: list[Stance] = []  # this agent's stances, newest last
 
     @property
+    def ctx(self) -> StepContext:
+        """This step as the agent sees it: all it reads of its society."""
+        return self.model.context
+
+    @property
     def name(self) -> str:
         return f"agent_{self.index}"
 
@@ -135,9 +72,9 @@ class Citizen(mesa.Agent):
     def cluster(self) -> str:
         return self.worldview.cluster
 
-    def mean_p_a(self, phase: str) -> float:
-        """Mean P(a) over this step's stances in ``phase`` (NaN if none): an agent reporter."""
-        ps, step = [], self.model.steps
+    def mean_p_a(self, phase: str, step: int) -> float:
+        """Mean P(a) over step ``step``'s stances in ``phase`` (NaN if none): an agent reporter."""
+        ps = []
         for s in reversed(self.memory):  # newest last: stop at an earlier step, not at the first stance
             if s.step < step:
                 break
@@ -149,8 +86,8 @@ class Citizen(mesa.Agent):
     def message(self, d: Dilemma, phase: str, text: str, seed: int, *, group_id: int | None = None, turn: int = 0,
                 target_id: int | None = None, principle_id: str | None = None) -> Message:
         """A transcript row of this agent speaking."""
-        m = self.model
-        return Message(run_id=m.run_id, generation=m.generation, step=m.steps, dilemma_id=d.id, phase=phase,
+        m = self.ctx
+        return Message(run_id=m.run_id, generation=m.generation, step=m.step, dilemma_id=d.id, phase=phase,
                        group_id=group_id, turn=turn, agent_id=self.index, cluster=self.cluster, target_id=target_id,
                        principle_id=principle_id, text=text, seed=seed)
 
@@ -158,25 +95,25 @@ class Citizen(mesa.Agent):
     async def answer(self, d: Dilemma, j: int, choice: str | None = None) -> Message:
         """The free-text stance (its reason): beside the reading (``choice`` None: the prompt lists both options),
         or written for a ``choice`` already read (``agents.prompts.reason_messages``; an abstention has none)."""
-        seed = self.model.call_seed("stance", j, self.index)
+        seed = self.ctx.call_seed("stance", j, self.index)
         msgs = (prompts.reason_messages(d, self.worldview, choice) if choice in ("a", "b")
                 else prompts.stance_messages(d, self.worldview))
-        text = await self.model.generate(self.backend, msgs, "stance", seed)
+        text = await self.ctx.generate(self.backend, msgs, "stance", seed)
         return self.message(d, "stance", text, seed)
 
     async def read(self, d: Dilemma, phase: str, seen: Seen | None = None) -> PairReading:
         """P(a) by ``sim.choice_reader``: the option letters of the phase's prompt (both orders with
         ``sim.debias_order``), or the likelihood of each action's text after it."""
-        c = self.model.cfg.sim
-        return await read_stance(scorer(self.model.counted(self.backend)), c.choice_reader, d, self.worldview,
+        c = self.ctx.cfg.sim
+        return await read_stance(scorer(self.ctx.counted(self.backend)), c.choice_reader, d, self.worldview,
                                  seen(self) if seen else None, both_orders=c.debias_order,
                                  what=f"{phase} stance of {self.name} on '{d.id}'")
 
     def choose(self, d: Dilemma, j: int, phase: str, reading: PairReading) -> str:
         """The choice a reading gives by ``sim.choice_rule`` (a seeded draw: the same every time it is asked)."""
-        m = self.model
+        m = self.ctx
         p_a = check_probability(reading.p_a, f"{phase} stance of {self.name} on '{d.id}'")
-        u = (child_rng(m.cfg.seed, m.generation, m.steps, "choice", phase, j, self.index).random()
+        u = (child_rng(m.cfg.seed, m.generation, m.step, "choice", phase, j, self.index).random()
              if m.cfg.sim.choice_rule == "sample" else None)
         return _choice(p_a, u)
 
@@ -185,13 +122,13 @@ class Citizen(mesa.Agent):
         """The stance a reading (and the text, where the phase wrote one) gives; remembered. ``reason_for``: the
         choice the text was written for (``sim.reason=after_choice``): no letter was asked of it, so none is read
         (``text_choice`` and ``parsed_ok`` stay empty)."""
-        m = self.model
+        m = self.ctx
         what = f"{phase} stance of {self.name} on '{d.id}'"
         p_a, p1 = check_probability(reading.p_a, what), check_probability(reading.presented, what)
         p2 = None if reading.reversed is None else check_probability(reading.reversed, what)
         asked = text is not None and reason_for in (None, "abstain")  # the text was asked to start with a letter
         text_choice = prompts.parse_choice(text) if asked else None
-        stance = Stance(run_id=m.run_id, generation=m.generation, step=m.steps, dilemma_id=d.id, agent_id=self.index,
+        stance = Stance(run_id=m.run_id, generation=m.generation, step=m.step, dilemma_id=d.id, agent_id=self.index,
                         cluster=self.cluster, model=self.backend.name, phase=phase, choice=self.choose(d, j, phase, reading),
                         p_a=p_a, p_a_presented=p1, p_a_reversed=p2,
                         text_choice=text_choice or ("abstain" if asked else None),
@@ -206,7 +143,7 @@ class Citizen(mesa.Agent):
 
         from agents.llm.autogen_client import AgoraChatClient
 
-        m, cond = self.model, self.worldview.conditioning
+        m, cond = self.ctx, self.worldview.conditioning
         client = AgoraChatClient(m.counted(self.backend), seed_for_call=lambda k: m.call_seed("debate", j, self.index, k),
                                  max_new_tokens=m.cfg.sim.tokens.debate, temperature=m.cfg.llm.temperature,
                                  top_p=m.cfg.llm.top_p, speaker=self.name,
@@ -218,29 +155,29 @@ class Citizen(mesa.Agent):
     def draw_critic(self) -> tuple[int, CritiquePrinciple]:
         """Who critiques this agent's answer (a random neighbour; anyone else if it has none), and under
         which principle: two draws from the model's rng."""
-        m = self.model
-        neighbours = sorted(m.graph.neighbors(self.index)) or [i for i in range(len(m.agents)) if i != self.index]
+        m = self.ctx
+        neighbours = sorted(m.graph.neighbors(self.index)) or [i for i in range(m.population) if i != self.index]
         critic = int(m.rng.choice(neighbours))
         return critic, m.constitution.critique[int(m.rng.integers(len(m.constitution.critique)))]
 
     async def critique(self, d: Dilemma, j: int, author: int, answer: str, principle: CritiquePrinciple) -> Message:
         """This agent's critique of ``author``'s ``answer``."""
-        seed = self.model.call_seed("critique", j, author)
-        text = await self.model.generate(self.backend, prompts.critique_messages(d, self.worldview, answer,
+        seed = self.ctx.call_seed("critique", j, author)
+        text = await self.ctx.generate(self.backend, prompts.critique_messages(d, self.worldview, answer,
                                                                                  principle.critique), "critique", seed)
         return self.message(d, "critique", text, seed, target_id=author, principle_id=principle.id)
 
     async def revise(self, d: Dilemma, j: int, answer: str, critique: Message, principle: CritiquePrinciple) -> Message:
         """This agent's answer revised after ``critique``."""
-        seed = self.model.call_seed("revision", j, self.index)
+        seed = self.ctx.call_seed("revision", j, self.index)
         msgs = prompts.revision_messages(d, self.worldview, answer, critique.text, principle.revision)
-        text = await self.model.generate(self.backend, msgs, "revision", seed)
+        text = await self.ctx.generate(self.backend, msgs, "revision", seed)
         return self.message(d, "revision", text, seed, turn=1, target_id=critique.agent_id, principle_id=principle.id)
 
     # -- 4. judge ----------------------------------------------------------------------------------
     async def judge(self, d: Dilemma, j: int, k: int, plan: JudgePlan) -> Preference:
         """This agent judging the pair of ``plan`` (the k-th of dilemma j) with the society's judge model."""
-        m, c = self.model, self.model.cfg.sim
+        m, c = self.ctx, self.ctx.cfg.sim
         what = f"judgment {k} of {self.name} on '{d.id}'"
         reading = await read_judgment(scorer(m.counted(m.judge_backend)), c.judge_reader, d,
                                       self.worldview if c.judge_persona else None, plan.principle.text,
@@ -248,9 +185,9 @@ class Citizen(mesa.Agent):
                                       swapped=plan.swapped, what=what)
         p_rev = None if reading.reversed is None else check_probability(reading.reversed, what)
         return Preference(
-            pref_id=f"{m.run_id}-g{m.generation}-s{m.steps}-d{j}-{k}", run_id=m.run_id, generation=m.generation,
+            pref_id=f"{m.run_id}-g{m.generation}-s{m.step}-d{j}-{k}", run_id=m.run_id, generation=m.generation,
             # interned: every row on a dilemma shares one prompt string (150,000 rows a step at 100,000 agents)
-            step=m.steps, dilemma_id=d.id, prompt=sys.intern(prompts.dilemma_text(d)), response_a=plan.response_a,
+            step=m.step, dilemma_id=d.id, prompt=sys.intern(prompts.dilemma_text(d)), response_a=plan.response_a,
             response_b=plan.response_b, author_a=plan.author_a, author_b=plan.author_b,
             cluster_a=m.clusters[plan.author_a], cluster_b=m.clusters[plan.author_b], pair_kind=plan.kind,
             judge_id=self.index, judge_cluster=self.cluster, principle_id=plan.principle.id,

@@ -1,7 +1,7 @@
 """One run lifecycle, shared by the society run, the generations loop and every experiment.
 
 ``with Run(cfg, out_dir, backend, kind=...) as run:`` (the experiment registry's driver opens it; an experiment's
-function only gets ``run``): the run id (:mod:`sim.ids`), the checkpoint (takes the folder's lock and, with
+function only gets ``run``): the run id (:mod:`sim.run.ids`), the checkpoint (takes the folder's lock and, with
 ``resume=DIR``, reloads it: refused in one line before any model loads), the backend, the label-quality gate, and
 one event loop for the whole run. The experiment writes its middle as checkpointed stages
 (:meth:`Run.stage`: a progress bar, the stored result replayed on resume, its seconds recorded) and returns its
@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 
 from agents.llm.base import BackendError, LLMBackend
 from agents.persona import PersonaConfig, support_line
-from sim import aio, store
-from sim.checkpoint import Checkpoint
 from sim.config import AgoraConfig, LLMConfig
-from sim.ids import run_id_for
 from sim.results import JSON, Codec, Summary
+from sim.run import aio, store
+from sim.run.checkpoint import Checkpoint
+from sim.run.ids import run_id_for
 
 __all__ = ["Progress", "Run", "check_persona", "embedded_options", "make_backend", "run_id_for"]
 
@@ -96,7 +96,7 @@ class Run:
         out_dir: its folder.
         backend: the LLM backend (None: made from ``cfg.llm``).
         kind: what the checkpoint and ``summary.json`` call the run (an experiment's name).
-        trains: the run trains on its labels (a failed gate may stop it, see ``sim.calibration``).
+        trains: the run trains on its labels (a failed gate may stop it, see ``sim.gate.calibration``).
         gated: run the label-quality gate first (``agora-eval``, ``agora-sanity`` and ``agora-injection`` measure
             something else and skip it).
         folder: the option that chose ``out_dir``, named when the folder holds another run.
@@ -144,14 +144,14 @@ class Run:
                     self.ckpt.release()
 
     def _open(self) -> None:
-        from sim.calibration import start as gate
+        from sim.gate.calibration import start as gate
 
         self.ckpt = Checkpoint(self.out_dir, self.run_id, self.kind, self.cfg, None,
                                resume=bool(self.cfg.resume), folder=self.folder)  # refuses before the model loads
         self.backend = self.backend or make_backend(self.cfg.llm)
         check_persona(self.cfg.persona, self.backend)
         self.ckpt.track(self.backend.stats)
-        self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains) if self.gated else None
+        self.label_quality = gate(self.cfg, self.backend, self.ckpt, self.trains, self.run_async) if self.gated else None
         self.out_dir.mkdir(parents=True, exist_ok=True)
 
     # -- the experiment's middle ----------------------------------------------------------------------------
@@ -189,7 +189,7 @@ class Run:
 
     def run_async(self, coro: Any) -> Any:
         """Run a coroutine on the run's one event loop (made at the first use, closed with the run); what it leaves
-        running is cancelled and awaited when it ends (:func:`sim.aio.supervised`)."""
+        running is cancelled and awaited when it ends (:func:`sim.run.aio.supervised`)."""
         if self._loop is None:
             self._loop = asyncio.Runner()
         return self._loop.run(aio.supervised(coro))

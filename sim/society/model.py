@@ -1,6 +1,6 @@
 """The society: a thin Mesa model whose ``step()`` runs the phases over all agents at once.
 
-Each phase is a :class:`~sim.citizen.Citizen` method run over the model's ``AgentSet`` and awaited together
+Each phase is a :class:`~sim.society.citizen.Citizen` method run over the model's ``AgentSet`` and awaited together
 (``asyncio.gather(*self.agents.map(...))``), so the backend batches every agent's request; no agent acts
 before another within a phase, so activation order cannot bias outcomes (the role Mesa's step/advance
 plays in its pd_grid example).
@@ -22,20 +22,22 @@ import networkx as nx
 import numpy as np
 
 from agents import prompts
-from agents.llm.base import ChatMessage, GenerateRequest, LLMBackend
+from agents.llm.base import LLMBackend
 from agents.persona import condition_all
 from agents.scoring import PairReading
 from agents.worldview import PopulationSpec, Worldview, sample_population
 from scenarios.constitution import Constitution, JudgePrinciple
 from scenarios.dilemma import Dilemma
 from scenarios.errors import InputError
-from sim import aio
-from sim.abm import mesa
-from sim.citizen import Citizen, Counted, Seen, StepBar
 from sim.config import AgoraConfig
-from sim.network import build_graph, debate_groups, same_cluster_edge_share
-from sim.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
-from sim.seeding import child_rng, child_seed
+from sim.run import aio
+from sim.run.seeding import child_rng, child_seed
+from sim.society.abm import mesa
+from sim.society.citizen import Citizen, Seen
+from sim.society.context import StepContext
+from sim.society.network import build_graph, debate_groups, same_cluster_edge_share
+from sim.society.progress import StepBar
+from sim.society.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
 
 
 def population(cfg: AgoraConfig) -> list[Worldview]:
@@ -127,7 +129,7 @@ def datacollector(clusters: Sequence[str]) -> mesa.DataCollector:
     keys = [*METRICS, *(f"share_a_initial[{c}]" for c in dict.fromkeys(clusters))]
     return mesa.DataCollector(
         model_reporters={k: (lambda m, k=k: m.step_metrics.get(k, float("nan"))) for k in keys},
-        agent_reporters={"cluster": "cluster", **{f"p_a_{phase}": (lambda a, phase=phase: a.mean_p_a(phase))
+        agent_reporters={"cluster": "cluster", **{f"p_a_{phase}": (lambda a, phase=phase: a.mean_p_a(phase, a.model.steps))
                                                   for phase in STANCE_PHASES}})
 
 
@@ -249,9 +251,11 @@ class Society(mesa.Model):
         backend: the model for every agent (per-agent backends can be set on ``agent.backend``).
         run_id: recorded on every row.
         generation: recorded on every row; also part of every seed.
-        run_async: runs a step's coroutine to its end: the run's one event loop (``sim.lifecycle.Run.run_async``),
-            or by default a loop of the step's own (:func:`sim.aio.run`).
+        run_async: runs a step's coroutine to its end: the run's one event loop (``sim.run.lifecycle.Run.run_async``),
+            or by default a loop of the step's own (:func:`sim.run.aio.run`).
     """
+
+    context: StepContext  # this step as its citizens see it (made at the start of each step)
 
     def __init__(self, cfg: AgoraConfig, dilemmas: Sequence[Dilemma], constitution: Constitution,
                  backend: LLMBackend, *, run_id: str, generation: int = 0,
@@ -335,6 +339,10 @@ class Society(mesa.Model):
     async def _run_step(self, todays: Sequence[Dilemma]) -> None:
         with StepBar(total=0, unit="call", desc=self._bar_name(), leave=False,
                      disable=not self.cfg.sim.progress, mininterval=1.0, expected=self.pace) as self.bar:
+            self.context = StepContext(cfg=self.cfg, run_id=self.run_id, generation=self.generation, step=self.steps,
+                                       constitution=self.constitution, judge_backend=self.judge_backend,
+                                       clusters=self.clusters, graph=self.graph, population=len(self.agents),
+                                       rng=self.rng, bar=self.bar)
             await asyncio.gather(*(self._run_dilemma(d, j) for j, d in enumerate(todays)))
             self.pace = self.bar.measured()  # before close(), which disables the bar
 
@@ -355,21 +363,6 @@ class Society(mesa.Model):
         n_cross = n // 2 if c.cross_cluster_pairs < 0 else c.cross_cluster_pairs
         plan = judge_plan(self.rng, self.clusters, answers, revised, n_cross, self.constitution.judge)
         await self._timed("judge", len(plan), self._judge(d, j, plan))
-
-    # -- helpers the citizens call -----------------------------------------------------------------
-    def call_seed(self, phase: str, *path: int) -> int:
-        return child_seed(self.cfg.seed, self.generation, self.steps, phase, *path)
-
-    def counted(self, backend: LLMBackend) -> Counted:
-        return Counted(backend, self.bar)
-
-    async def generate(self, backend: LLMBackend, messages: Sequence[ChatMessage], budget: str, seed: int) -> str:
-        """One reply, ``sim.tokens.<budget>`` tokens at most."""
-        req = GenerateRequest(messages=messages, max_new_tokens=getattr(self.cfg.sim.tokens, budget),
-                              temperature=self.cfg.llm.temperature, top_p=self.cfg.llm.top_p, seed=seed)
-        # one task per request, as the coalescer has always been sent them (batches follow task order)
-        ((text,),) = await asyncio.gather(self.counted(backend).generate([req]))
-        return text
 
     async def _timed(self, phase: str, items: int, coro: Awaitable[Any]) -> Any:
         t0 = time.perf_counter()
@@ -413,7 +406,7 @@ class Society(mesa.Model):
         for g, (members, turns) in enumerate(zip(groups, results, strict=True)):
             # rows in group order, not in the order groups finish (which a remote server makes vary)
             for t, (who, text) in enumerate(turns, start=1):
-                seed = self.call_seed("debate", j, who, (t - 1) // len(members))
+                seed = self.context.call_seed("debate", j, who, (t - 1) // len(members))
                 self.transcripts.append(agents[who].message(d, "debate", text, seed, group_id=g, turn=t))
             for m in members:
                 said[m] = [(f"agent_{who}", text) for who, text in turns]

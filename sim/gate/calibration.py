@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,10 @@ from scenarios.constitution import load_constitution
 from scenarios.dilemma import BUNDLED_DIR
 from scenarios.errors import InputError
 from scenarios.external import load_hhh, load_moralchoice
-from sim import aio
 from sim.config import AgoraConfig
-from sim.probes import hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
-from sim.society import population
+from sim.gate.probes import hhh_path, hhh_reading, judge_reading, read_all, sample, stance_reading
+from sim.run import aio
+from sim.society.model import population
 
 log = logging.getLogger("agora")
 MORALCHOICE_LOW = BUNDLED_DIR / "moralchoice_low_ambiguity.csv"
@@ -78,8 +79,9 @@ def check(cfg: AgoraConfig) -> None:
             raise InputError(f"calibration.hhh_items={c.hhh_items} is more than the {n} HHH comparisons")
 
 
-def calibrate(cfg: AgoraConfig, backend: LLMBackend) -> dict[str, Any]:
-    """Score the run's readers on the calibration slice; the summary block ``label_quality``."""
+def calibrate(cfg: AgoraConfig, backend: LLMBackend, run_async: Callable[[Coroutine[Any, Any, Any]], Any] = aio.run) -> dict[str, Any]:
+    """Score the run's readers on the calibration slice; the summary block ``label_quality``. ``run_async`` runs
+    the readings (a run's one event loop, or by default a loop of their own)."""
     c, sim = cfg.calibration, cfg.sim
     t0 = time.perf_counter()
     check(cfg)
@@ -91,7 +93,7 @@ def calibrate(cfg: AgoraConfig, backend: LLMBackend) -> dict[str, Any]:
     principles = [p.text for p in load_constitution(cfg.constitution.name).judge] or [NEUTRAL_PRINCIPLE]
     judge_of = lambda k: agents[k % len(agents)] if sim.judge_persona else None  # noqa: E731
     out: dict[str, Any] = {"source": f"MoralChoice low ambiguity ({Path(MORALCHOICE_LOW).name}, bundled, MIT)"}
-    read = dict(progress=sim.progress)
+    read = dict(progress=sim.progress, run_async=run_async)
     if stance_items:
         # read in one order only (no sim.debias_order), the moral action is shown second half the time
         got = read_all(backend, [stance_reading(d, agents[k % len(agents)], sim.choice_reader, sim.debias_order, k % 2 == 1)
@@ -131,18 +133,19 @@ def warn_if_uninformative(block: dict[str, Any] | None, require: bool, what: str
     log.warning(msg + " (set alignment.require_informative_labels=true to stop instead)")
 
 
-def start(cfg: AgoraConfig, backend: LLMBackend, ckpt: Any, trains: bool = False) -> dict[str, Any] | None:
+def start(cfg: AgoraConfig, backend: LLMBackend, ckpt: Any, trains: bool = False,
+          run_async: Callable[[Coroutine[Any, Any, Any]], Any] = aio.run) -> dict[str, Any] | None:
     """What every run does before its first step: refuse, in one line, a server that cannot serve the
     configured readers, then run the gate once (a checkpointed stage, replayed on resume). A run that
     ``trains`` on its labels with ``alignment.require_informative_labels`` stops here, before any
-    work, when its judge does not clear chance."""
+    work, when its judge does not clear chance. ``run_async``: the run's one event loop (``Run.run_async``)."""
     check = getattr(backend, "check_continuation_support", None)
     if check and "likelihood" in (cfg.sim.choice_reader, cfg.sim.judge_reader) and not ckpt.done("calibration"):
-        aio.run(check())
+        run_async(check())
     if not cfg.calibration.enabled:
         log.info("label quality: not measured (calibration.enabled=false)")
         return None
-    block = ckpt.stage("calibration", lambda: calibrate(cfg, backend))
+    block = ckpt.stage("calibration", lambda: calibrate(cfg, backend, run_async))
     for line in lines(block):
         log.info("label quality: %s", line)
     if trains and cfg.alignment.require_informative_labels:

@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from alignment.preferences import PREFERENCE_SCHEMA, Preference, SchemaError, to_trl, to_trl_chat, trl_ties, validate_preferences
-from sim.records import STANCE_SCHEMA, TRANSCRIPT_SCHEMA, Message, Stance
+from sim.society.records import STANCE_SCHEMA, TRANSCRIPT_SCHEMA, Message, Stance
 
 
 def frame(rows: Sequence[Mapping[str, Any]], schema: Mapping[str, pl.DataType], name: str) -> pl.DataFrame:
