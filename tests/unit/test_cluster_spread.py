@@ -11,10 +11,10 @@ import pytest
 from agents.llm.scripted import ScriptedBackend
 from scenarios.constitution import load_constitution
 from scenarios.dilemma import load_dilemmas
-from sim import store
 from sim.experiments.society.run import shuffled_spreads, spread_figures, summarise
-from sim.seeding import child_rng
-from sim.society import Society, population
+from sim.run import store
+from sim.run.seeding import child_rng
+from sim.society.model import Society, population
 from tests.helpers import tiny_config
 
 
