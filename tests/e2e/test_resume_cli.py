@@ -114,7 +114,7 @@ def test_an_empty_resume_is_an_error_not_a_new_run(tmp_path, empty):
 
 
 def test_resume_argv_sends_hydra_output_into_the_run_folder():
-    from sim.cli import resume_argv
+    from sim.commands.folders import resume_argv
 
     assert resume_argv(["llm=scripted", "seed=3"]) == ["llm=scripted", "seed=3"]  # not a resume: untouched
     assert resume_argv(["resume=.", "hydra.run.dir=elsewhere", "llm.base_url=http://h:1/v1"]) == [

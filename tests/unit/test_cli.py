@@ -11,7 +11,7 @@ import math
 import pytest
 
 from alignment.config import EvalConfig
-from sim.cli import default_report_dir
+from sim.commands.tools import default_report_dir
 from sim.society.model import step_line
 from sim.society.progress import StepBar
 from tests.helpers import AGORA_EVAL, agora, tiny_config

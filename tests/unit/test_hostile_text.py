@@ -234,7 +234,7 @@ def test_an_error_line_quoting_a_file_is_one_inert_line(tmp_path):
 
 
 def test_fail_shows_a_lone_surrogate_and_keeps_one_line(capsys):
-    from sim.cli import fail
+    from sim.commands.errors import fail
 
     with pytest.raises(SystemExit) as stop:
         fail("server said \ud800\x1b[2J\nsecond line\u2028")
