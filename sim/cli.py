@@ -1,6 +1,6 @@
 """The ``agora`` and ``agora-eval`` commands: Hydra at the edge, dataclasses below it. This module parses and
 dispatches; the command line's pieces are in ``sim/commands/`` (one-line errors, sweep checks, run folders, and
-``agora-report``, ``agora-sanity`` and ``agora-injection``), and every console script's entry point is named here."""
+``agora-report``, ``agora-sanity`` and ``agora-injection``). The console scripts start in ``sim/launch.py``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from alignment.launch import TrainingError
 from alignment.preferences import SchemaError
 from scenarios.errors import InputError
 from sim.commands.errors import (
+    PROG,
     Failed,
     SweepPointFailed,
     bad_config,
@@ -117,6 +118,7 @@ def _run(dcfg: DictConfig) -> None:
 
 
 def main() -> None:
+    PROG.set("agora")
     check_sweep(sys.argv[1:], "config")
     check_run_dir_free(sys.argv[1:])
     check_run_folder(sys.argv[1:])
@@ -154,6 +156,7 @@ def _eval_main(dcfg: DictConfig) -> None:
 
 
 def eval_main() -> None:
+    PROG.set("agora-eval")  # its errors before the run starts (a sweep's point, resume=) name it too
     if {"-h", "--help"} & set(sys.argv[1:]):  # Hydra's --help would print agora's page (its config is agora's)
         from sim.report.console import eval_help
 

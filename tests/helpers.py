@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
-# ``code=`` for the other console scripts (sim/cli.py holds every entry point)
-AGORA_EVAL = "from sim.cli import eval_main; eval_main()"
-AGORA_REPORT = "from sim.cli import report_main; report_main()"
-AGORA_SANITY = "from sim.cli import sanity_main; sanity_main()"
-AGORA_INJECTION = "from sim.cli import injection_main; injection_main()"
+# ``code=`` for the other console scripts, started as their installed scripts start them (sim/launch.py)
+AGORA_EVAL = "from sim.launch import eval_main; eval_main()"
+AGORA_REPORT = "from sim.launch import report_main; report_main()"
+AGORA_SANITY = "from sim.launch import sanity_main; sanity_main()"
+AGORA_INJECTION = "from sim.launch import injection_main; injection_main()"
 
 
 def _argv(args: tuple[str, ...], module: str, code: str | None) -> list[str]:

@@ -3,19 +3,23 @@ errors rewritten, a refused config's empty folder removed, Ctrl-C and SIGTERM as
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import dataclasses
+import gc
 import io
 import logging
 import os
 import shutil
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 from hydra.core.hydra_config import HydraConfig
@@ -226,7 +230,13 @@ def typed_config(dcfg: DictConfig) -> AgoraConfig:
         bad_config(str(exc))
 
 
-def _interrupted(signum: int, frame: object) -> NoReturn:
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    # a signal handler runs inside whatever Python code is running, a garbage-collector callback included
+    # (sim.society.model.StepCollector), and CPython prints and drops an exception leaving one: the run would go on.
+    # There it is sent again from outside, a moment later.
+    if frame is not None and any(getattr(cb, "__code__", None) is frame.f_code for cb in gc.callbacks):
+        threading.Timer(0.05, _thread.interrupt_main, args=(signum,)).start()
+        return
     # a kill (SIGTERM) stops a run the way Ctrl-C does: one line, checkpoint kept. The event loop then
     # cancels the agents' tasks, whose cancellation asyncio would log as tracebacks: not news here.
     # autogen's runtime logs an exception raised inside a message handler (this interrupt, when it lands

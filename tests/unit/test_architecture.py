@@ -1,5 +1,5 @@
 """The dependency direction: scenarios → agents → alignment → sim core → sim.report → sim.experiments
-→ sim.commands → sim.cli. A module may import its own layer and those before it, never one after (lazy imports
+→ sim.commands → sim.cli → sim.launch. A module may import its own layer and those before it, never one after (lazy imports
 inside functions count too: they are cycles waiting to happen).
 
 Inside the core, by concern: the plain core (config, results, display), the society's records, the run
@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import ROOT
 
 LAYERS = ["scenarios", "agents", "alignment", "sim", "sim.society.records", "sim.run", "sim.society", "sim.gate",
-          "sim.run.checkpoint", "sim.run.lifecycle", "sim.report", "sim.experiments", "sim.commands", "sim.cli"]
+          "sim.run.checkpoint", "sim.run.lifecycle", "sim.report", "sim.experiments", "sim.commands", "sim.cli", "sim.launch"]
 PACKAGES = ("scenarios", "agents", "alignment", "sim")
 
 
