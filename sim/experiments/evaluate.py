@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,11 +51,13 @@ from sim.gate.probes import (
 )
 from sim.report.eval import plot_eval
 from sim.results import JSON, Codec
+from sim.run import aio
 from sim.society.model import population
 
 if TYPE_CHECKING:
     from sim.run.lifecycle import Run
 
+RunAsync = Callable[[Coroutine[Any, Any, Any]], Any]  # runs a coroutine to its end on some event loop
 log = logging.getLogger("agora")
 
 
@@ -76,10 +78,12 @@ log = logging.getLogger("agora")
 
 
 def score_hhh(backend: LLMBackend, items: Sequence[HHHItem], instruction: str | None = None,
-              judge: Worldview | None = None, reader: str = "label", progress: bool = True) -> pl.DataFrame:
+              judge: Worldview | None = None, reader: str = "label", progress: bool = True,
+              run_async: RunAsync = aio.run) -> pl.DataFrame:
     """Per item: P(first shown is better) in the file's order and in the swapped order (None for an
     orderless reader), and the order-averaged probability that the correct reply is better."""
-    readings = read_all(backend, [hhh_reading(it, reader, instruction, judge) for it in items], "eval hhh", progress)
+    readings = read_all(backend, [hhh_reading(it, reader, instruction, judge) for it in items], "eval hhh", progress,
+                        run_async)
     rows = []
     for it, r in zip(items, readings, strict=True):
         seen, rev = (r.first_shown + (None, None))[:2]
@@ -131,9 +135,10 @@ def reward_model_hhh(path: str | Path, items: Sequence[HHHItem], max_length: int
 
 
 def _per_agent(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],
-               reading: Callable[[Dilemma, Worldview | None], Callable], label: str, progress: bool = True) -> pl.DataFrame:
+               reading: Callable[[Dilemma, Worldview | None], Callable], label: str, progress: bool = True,
+               run_async: RunAsync = aio.run) -> pl.DataFrame:
     pairs = [(d, i, w) for d in scenarios for i, w in enumerate(agents)]
-    readings = read_all(backend, [reading(d, w) for d, _, w in pairs], f"eval {label}", progress)
+    readings = read_all(backend, [reading(d, w) for d, _, w in pairs], f"eval {label}", progress, run_async)
     return pl.DataFrame([{"suite": label, "item_id": d.id, "agent": i, "cluster": w.cluster if w else "unconditioned",
                           "p_action1": r.p_a, "p_action1_presented": r.presented, "p_action1_reversed": r.reversed}
                          for (d, i, w), r in zip(pairs, readings, strict=True)],
@@ -141,15 +146,16 @@ def _per_agent(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequen
 
 
 def score_stances(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview | None],
-                  label: str, reader: str = "label", progress: bool = True) -> pl.DataFrame:
+                  label: str, reader: str = "label", progress: bool = True, run_async: RunAsync = aio.run) -> pl.DataFrame:
     """Each agent's stance: P(choosing action1)."""
-    return _per_agent(backend, scenarios, agents, lambda d, w: stance_reading(d, w, reader), label, progress)
+    return _per_agent(backend, scenarios, agents, lambda d, w: stance_reading(d, w, reader), label, progress, run_async)
 
 
 def score_judges(backend: LLMBackend, scenarios: Sequence[Dilemma], agents: Sequence[Worldview], principle: str,
-                 label: str, reader: str = "label", progress: bool = True) -> pl.DataFrame:
+                 label: str, reader: str = "label", progress: bool = True, run_async: RunAsync = aio.run) -> pl.DataFrame:
     """Each agent as a judge of two answers, one taking each action: P(the action1 answer is better)."""
-    return _per_agent(backend, scenarios, agents, lambda d, w: judge_reading(d, w, principle, reader), label, progress)
+    return _per_agent(backend, scenarios, agents, lambda d, w: judge_reading(d, w, principle, reader), label, progress,
+                      run_async)
 
 
 def share_favouring(rows: pl.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
@@ -257,11 +263,12 @@ FRAME = FrameCodec()
 
 
 def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Sequence[str] | None = None,
-             inputs: EvalInputs | None = None, run: Run | None = None) -> dict[str, Any]:
+             inputs: EvalInputs | None = None, run: Run | None = None, run_async: RunAsync | None = None) -> dict[str, Any]:
     """Run the requested suites, write ``eval_items.parquet``, ``eval.json`` and plots; return the summary block.
     ``inputs``: from :func:`eval_inputs`, called before the backend was made (else it is called here). ``run``:
     ``agora-eval``'s run, whose checkpoint keeps each suite's readings as a stage (a stopped run resumes after the
-    last finished one); without it (the society run's eval block) the suites run in one go."""
+    last finished one); without it (the society run's eval block) the suites run in one go. ``run_async``: the event
+    loop the readings run on (default: ``run``'s one loop, or a loop of their own without a run)."""
     from sim.run import store
 
     e = cfg.eval
@@ -281,9 +288,10 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
         return out
 
     bar = cfg.sim.progress
+    ra = run_async or (run.run_async if run is not None else aio.run)
     if "hhh" in suites:
         items = timed("hhh", lambda: score_hhh(backend, hhh_items, instruction, reader=cfg.sim.judge_reader,
-                                                   progress=bar))
+                                                   progress=bar, run_async=ra))
         frames.append(items)
         summary["hhh"] = hhh_metrics(items)
         if inputs.reward_model:
@@ -292,11 +300,12 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
     readers = {"choice_reader": cfg.sim.choice_reader, "judge_reader": cfg.sim.judge_reader}
     summary["readers"] = readers
     high_rows = (timed("high_stances", lambda: score_stances(backend, high, agents, "moralchoice_high", cfg.sim.choice_reader,
-                                                                  bar)) if high else None)
+                                                                  bar, ra)) if high else None)
     if "moralchoice" in suites:
-        stances = timed("low_stances", lambda: score_stances(backend, low, agents, "moralchoice_low", cfg.sim.choice_reader, bar))
+        stances = timed("low_stances", lambda: score_stances(backend, low, agents, "moralchoice_low", cfg.sim.choice_reader, bar,
+                                                            ra))
         judges = timed("low_judges", lambda: score_judges(backend, low, agents, principle_text, "moralchoice_low_judge",
-                                                          cfg.sim.judge_reader, bar))
+                                                          cfg.sim.judge_reader, bar, ra))
         frames += [stances, judges, high_rows]
         summary["moralchoice"] = {
             "scenarios": {"low": len(low), "high": len(high)}, "agents": len(agents),
@@ -305,7 +314,7 @@ def evaluate(cfg: AgoraConfig, backend: LLMBackend, out_dir: Path, suites: Seque
             "high_entropy": choice_entropy(high_rows, e.bootstrap, cfg.seed)}
     if "steerability" in suites:
         base = timed("high_unconditioned", lambda: score_stances(backend, high, [None], "moralchoice_high_unconditioned",
-                                                                 cfg.sim.choice_reader, bar))
+                                                                 cfg.sim.choice_reader, bar, ra))
         frames.append(base)
         if "moralchoice" not in suites:
             frames.append(high_rows)

@@ -310,3 +310,27 @@ def test_step_collector_freezes_survivors_during_the_step_and_restores_the_colle
         grew = max(frozen_at_start) > frozen_at_start[0]
         assert grew == policy.freeze_survivors  # survivors of a full collection frozen, only by the policy that says so
     assert rows[0] == rows[1]
+
+
+@pytest.mark.parametrize("where", ["agora-eval", "a society run's eval block"])
+def test_the_evaluation_suites_read_on_the_runs_one_event_loop(tmp_path, where):
+    """``agora-eval``'s suites, and a society run's ``eval.suites``, read on the run's one loop, not a loop each."""
+    from sim.experiments import runner_for
+    from sim.experiments.entry_points import run_eval
+    from sim.experiments.evaluate import eval_inputs
+
+    loops: set = set()
+
+    class Recording(ScriptedBackend):
+        async def score_choices(self, requests):
+            loops.add(asyncio.get_running_loop())
+            return await super().score_choices(requests)
+
+    if where == "agora-eval":
+        cfg = compose("name=eval", "eval.scenarios=2", "population.size=4", "calibration.enabled=false")
+        block = run_eval(cfg, tmp_path, eval_inputs(cfg), backend=Recording(record=False))
+    else:
+        cfg = compose("experiment=tiny", "eval.suites=[moralchoice,steerability]", "eval.scenarios=2",
+                      "calibration.enabled=false")
+        block = runner_for(cfg)(cfg, tmp_path, Recording(record=False))["eval"]
+    assert "steerability" in block and len(loops) == 1 and next(iter(loops)).is_closed()

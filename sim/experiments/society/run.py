@@ -253,7 +253,7 @@ def run_society(run: Run) -> SocietySummary:
     if cfg.eval.suites:
         from sim.experiments.evaluate import evaluate
 
-        summary["eval"] = evaluate(cfg, run.backend, out_dir, inputs=None)
+        summary["eval"] = evaluate(cfg, run.backend, out_dir, inputs=None, run_async=run.run_async)
     summary["headline"] = headline(summary)
     summary.pop("run_id")  # the run fills it, and wall_seconds, backend
     return SocietySummary.of(summary, graph=society.graph)
