@@ -7,7 +7,6 @@ import _thread
 import argparse
 import contextlib
 import dataclasses
-import gc
 import io
 import logging
 import os
@@ -230,13 +229,23 @@ def typed_config(dcfg: DictConfig) -> AgoraConfig:
         bad_config(str(exc))
 
 
-def _interrupted(signum: int, frame: FrameType | None) -> None:
-    # a signal handler runs inside whatever Python code is running, a garbage-collector callback included
-    # (sim.society.model.StepCollector), and CPython prints and drops an exception leaving one: the run would go on.
-    # There it is sent again from outside, a moment later.
-    if frame is not None and any(getattr(cb, "__code__", None) is frame.f_code for cb in gc.callbacks):
-        threading.Timer(0.05, _thread.interrupt_main, args=(signum,)).start()
-        return
+_LAST_SIGNAL = [signal.SIGINT]  # the last stop signal, for _resend_dropped
+
+
+def _resend_dropped(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A ``sys.unraisablehook``: CPython prints and drops an exception raised where it cannot propagate (a garbage
+    collector or weakref callback, a ``__del__``; a society step's ``StepCollector`` runs one), so an interrupt
+    landing there would leave the run going. It is sent again from outside, a moment later, instead."""
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.05, _thread.interrupt_main, args=(_LAST_SIGNAL[0],)).start()
+            return
+        previous(unraisable)
+    return hook
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:
+    _LAST_SIGNAL[0] = signum
     # a kill (SIGTERM) stops a run the way Ctrl-C does: one line, checkpoint kept. The event loop then
     # cancels the agents' tasks, whose cancellation asyncio would log as tracebacks: not news here.
     # autogen's runtime logs an exception raised inside a message handler (this interrupt, when it lands
@@ -251,6 +260,7 @@ def interruptible(entry: Callable[[], None], prog: str) -> None:
     """Run ``entry`` with SIGTERM treated as Ctrl-C and either one as one line (exit 130)."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupted)
+    sys.unraisablehook = _resend_dropped(sys.unraisablehook)
     PROG.set(prog)
     try:
         entry()
