@@ -340,4 +340,4 @@ def test_agora_eval_with_its_defaults_works_on_a_clone_with_no_shared_data(tmp_p
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and not (clone / "hhh").exists(), res.stderr[-2000:]
     (line,) = res.stderr.strip().splitlines()
-    assert line.startswith("agora: error: ") and "HHH file not found" in line and "eval.hhh_path=" in line
+    assert line.startswith("agora-eval: error: ") and "HHH file not found" in line and "eval.hhh_path=" in line
