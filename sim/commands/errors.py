@@ -10,6 +10,7 @@ import dataclasses
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -100,7 +101,17 @@ def hydra_error_line(exc: BaseException) -> str:
         kept.insert(0, f"cannot parse override '{exc.override}'")
     if isinstance(exc, MissingConfigException):  # its later lines list the options, one per line
         kept = kept[:1] + ([f"options: {', '.join(exc.options)}"] if exc.options else [])
-    return ": ".join(kept) or type(exc).__name__
+    line = ": ".join(kept) or type(exc).__name__
+    return line + _whose_settings(line)
+
+
+def _whose_settings(line: str) -> str:
+    """For ``study.<key>.*`` set on a run of another experiment, which experiment the settings belong to."""
+    from sim.experiments.registry import experiments
+
+    found = re.search(r"'study\.(\w+)[.'].*Key '\1' not in '\w+'", line)
+    owner = next((e.name for e in experiments().values() if found and e.key == found[1]), None)
+    return f" (study.{found[1]}.* are experiment={owner}'s settings: add experiment={owner})" if found and owner else ""
 
 
 class _DropHydraJobLine(io.TextIOBase):

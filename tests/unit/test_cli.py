@@ -166,3 +166,21 @@ def test_agora_report_names_an_output_it_cannot_write(tmp_path, capsys):
         report_main([str(tmp_path / "run"), "-o", str(tmp_path / "a_file")])
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and err == f"agora-report: error: cannot write the report: {tmp_path / 'a_file'}: File exists"
+
+
+@pytest.mark.parametrize(("override", "owner"), [("study.overton.dilemmas=2", "overton"),
+                                                  ("study.norms.generations=2", "evolving_norms")])
+def test_an_experiments_settings_on_another_run_name_the_experiment(tmp_path, override, owner):
+    """``study.<key>.*`` without its ``experiment=``: the line says which experiment the settings belong to."""
+    res = agora("llm=scripted", override, f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    err = res.stderr.strip()
+    assert res.returncode == 2 and "\n" not in err and err.endswith(f"add experiment={owner})"), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_study_key_in_the_right_experiment_gets_no_such_hint():
+    from sim.commands.errors import _whose_settings
+
+    assert _whose_settings("Could not override 'study.nosuch': Key 'nosuch' not in 'OvertonStudy'") == ""
+    assert _whose_settings("Could not override 'study.overton.x': Key 'overton' not in 'SocietyStudy'").endswith(
+        "add experiment=overton)")
