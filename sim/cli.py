@@ -148,9 +148,13 @@ def _eval_main(dcfg: DictConfig) -> None:
         print(inert(f"agora-eval: {exc}", newlines=False))
         return
     except (InputError, BackendError) as exc:
-        fail(str(exc))
+        fail(str(exc) + kept_note(out, "agora-eval"))
     except OSError as exc:
-        fail(os_error_line(exc))
+        fail(os_error_line(exc) + kept_note(out, "agora-eval"))
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM: the finished suites are kept
+        to_run_log(f"agora-eval: interrupted{kept_note(out, 'agora-eval')}")
+        print(inert(f"agora-eval: interrupted{kept_note(out, 'agora-eval')}", newlines=False), file=sys.stderr)
+        sys.exit(130)
     print(inert(f"agora-eval: {', '.join(summary['suites'])} -> {out}", newlines=False) + "\n"
           + inert_lines(report_lines(summary)))
 

@@ -21,10 +21,11 @@ from sim.display import inert
 log = logging.getLogger("agora")
 
 
-def kept_note(out: Path) -> str:
+def kept_note(out: Path, prog: str = "agora") -> str:
+    """How to go on from a stopped run's folder, when it holds a checkpoint."""
     from sim.run.checkpoint import CHECKPOINT
 
-    return f" (the last checkpoint is kept: agora resume={out})" if (out / CHECKPOINT).is_file() else ""
+    return f" (the last checkpoint is kept: {prog} resume={out})" if (out / CHECKPOINT).is_file() else ""
 
 
 def resumed_run(run_dir: str) -> tuple[AgoraConfig, Path]:

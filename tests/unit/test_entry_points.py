@@ -236,3 +236,19 @@ def test_agora_eval_names_itself_in_its_config_errors(tmp_path, args):
     assert res.returncode == 2 and "\n" not in err and err.startswith("agora-eval: error: "), err
     assert ("resume=" in err) if args == ("resume=",) else err.startswith("agora-eval: error: bad config: "), err
     assert not (tmp_path / "run").exists()
+
+
+def test_an_interrupted_agora_eval_says_how_to_resume(tmp_path):
+    """Like ``agora``'s: one line naming the command that goes on from the kept checkpoint."""
+    out = tmp_path / "run"
+    stop = ("import sim.experiments.evaluate as ev\n"
+            "def stop(*a, **k):\n    raise KeyboardInterrupt\n"
+            "ev.score_judges = stop\n" + AGORA_EVAL)
+    res = agora(*_args(AGORA_EVAL, out), code=stop, timeout=300)
+    assert res.returncode == 130, res.stderr[-2000:]
+    last = res.stderr.strip().splitlines()[-1].split("\r")[-1]  # after the reading bars
+    assert last == f"agora-eval: interrupted (the last checkpoint is kept: agora-eval resume={out})", res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert (out / CHECKPOINT).is_file()
+    res = agora(f"resume={out}", code=AGORA_EVAL, timeout=300)
+    assert res.returncode == 0 and (out / "summary.json").is_file(), res.stderr[-2000:]
