@@ -109,7 +109,7 @@ def _run(dcfg: DictConfig) -> None:
         fail(str(exc) + kept_note(out))
     except OSError as exc:  # e.g. disk full, a folder that became read-only: the last checkpoint stays
         fail(os_error_line(exc) + kept_note(out))
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see main)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (sim.commands.errors.interruptible)
         to_run_log(f"agora: interrupted{kept_note(out)}")
         print(inert(f"agora: interrupted{kept_note(out)}", newlines=False), file=sys.stderr)
         sys.exit(130)
@@ -147,7 +147,9 @@ def _eval_main(dcfg: DictConfig) -> None:
     except RunComplete as exc:
         print(inert(f"agora-eval: {exc}", newlines=False))
         return
-    except (InputError, BackendError) as exc:
+    except InputError as exc:  # a refused folder or input: its line says what to do
+        fail(str(exc))
+    except BackendError as exc:
         fail(str(exc) + kept_note(out, "agora-eval"))
     except OSError as exc:
         fail(os_error_line(exc) + kept_note(out, "agora-eval"))

@@ -1,7 +1,8 @@
 """The console scripts' entry points (``pyproject.toml``). Each sets a one-line Ctrl-C (and SIGTERM) first and only
 then loads its command: loading ``sim.cli`` takes ~2 s (Hydra, polars, every experiment), and a Ctrl-C in that
-window would otherwise print a traceback. The command replaces this handler with its own when its run starts
-(``sim.commands.errors.interruptible``). Nothing here may import more than the standard library."""
+window would otherwise print a traceback. A command replaces this handler with its own when its work starts
+(``sim.commands.errors.interruptible``); ``agora-report`` keeps it (its writes are atomic). Nothing
+here may import more than the standard library."""
 
 from __future__ import annotations
 

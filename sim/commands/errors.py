@@ -3,7 +3,6 @@ errors rewritten, a refused config's empty folder removed, Ctrl-C and SIGTERM as
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import contextlib
 import dataclasses
@@ -44,7 +43,7 @@ class SweepPointFailed(Exception):
     Submitit) then records that job as failed and finishes the others, and the sweep ends with this line."""
 
 
-PROG: ContextVar[str] = ContextVar("prog", default="agora")  # the running command's name, set by interruptible
+PROG: ContextVar[str] = ContextVar("prog", default="agora")  # the running command's name, set by its entry point
 
 
 def fail(msg: str, prog: str | None = None, logged: bool = True) -> NoReturn:
@@ -109,6 +108,8 @@ def _whose_settings(line: str) -> str:
     """For ``study.<key>.*`` set on a run of another experiment, which experiment the settings belong to."""
     from sim.experiments.registry import experiments
 
+    if PROG.get() != "agora":  # agora-eval runs no experiment
+        return ""
     found = re.search(r"'study\.(\w+)[.'].*Key '\1' not in '\w+'", line)
     owner = next((e.name for e in experiments().values() if found and e.key == found[1]), None)
     return f" (study.{found[1]}.* are experiment={owner}'s settings: add experiment={owner})" if found and owner else ""
@@ -219,8 +220,8 @@ def checked_config(dcfg: DictConfig) -> AgoraConfig:
     (``bad config: ...``): a key its dataclass lacks, an OmegaConf type error, a ``__post_init__`` check."""
     unknown = unknown_key(dcfg)
     if unknown:
-        raise ValueError(f"bad config: Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in "
-                         f"'{unknown[1]}'")
+        line = f"Could not append '{unknown[0]}': Key '{unknown[0].rsplit('.', 1)[-1]}' not in '{unknown[1]}'"
+        raise ValueError(f"bad config: {line}{_whose_settings(line)}")
     try:
         cfg = OmegaConf.to_object(dcfg)
     except Exception as exc:  # __post_init__ checks and OmegaConf type errors
@@ -249,7 +250,10 @@ def _resend_dropped(previous: Callable[[Any], None]) -> Callable[[Any], None]:
     landing there would leave the run going. It is sent again from outside, a moment later, instead."""
     def hook(unraisable: Any) -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            threading.Timer(0.05, _thread.interrupt_main, args=(_LAST_SIGNAL[0],)).start()
+            # a real signal, not _thread.interrupt_main's flag: it also wakes a main thread blocked in a wait
+            resend = threading.Timer(0.05, signal.pthread_kill, args=(threading.main_thread().ident, _LAST_SIGNAL[0]))
+            resend.daemon = True
+            resend.start()
             return
         previous(unraisable)
     return hook

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,17 +95,20 @@ def _overrides_label(run: Path) -> str:
     return " ".join(str(o) for o in items or [] if not str(o).startswith(("hydra", "resume=")))
 
 
-def last_agora_line(log: Path) -> str | None:
-    """The last line of a run's ``cli.log`` that says why it stopped (``agora: error: ...`` or
-    ``agora: interrupted ...``, which the CLI writes there as on the console), without the prefix; or None."""
+_STOP_LINE = re.compile(r"\b(agora(?:-eval)?): (error: .*|interrupted.*)")
+
+
+def last_agora_line(log: Path) -> tuple[str, str] | None:
+    """The last line of a run's ``cli.log`` that says why it stopped (``agora: error: ...``, ``agora-eval: interrupted
+    ...``: the CLI writes it there as on the console): the command and the line without its prefix; or None."""
     try:
         with log.open("rb") as f:
             f.seek(max(0, f.seek(0, 2) - 1_000_000))  # the tail: a long run's log can be large
             text = f.read().decode("utf-8", errors="replace")
     except OSError:
         return None
-    found = [ln.split("agora: ", 1)[1] for ln in text.splitlines() if "agora: error: " in ln or "agora: interrupted" in ln]
-    return found[-1].strip() if found else None
+    found = [m.groups() for ln in text.splitlines() if (m := _STOP_LINE.search(ln))]
+    return (found[-1][0], found[-1][1].strip()) if found else None
 
 
 def why_unfinished(run: Path) -> str:
@@ -116,9 +120,10 @@ def why_unfinished(run: Path) -> str:
     who = holder(run)
     if who is not None:
         return f"still running ({who})"
-    said = last_agora_line(run / "cli.log")
+    stop = last_agora_line(run / "cli.log")
+    prog, said = stop if stop else (_command_of(run), None)
     kept = (run / CHECKPOINT).is_file()
-    resume = f"; agora resume={run} continues it" if kept else ""
+    resume = f"; {prog} resume={run} continues it" if kept else ""
     if said and said.startswith("error: "):
         return f"failed: {said.removeprefix('error: ')}"
     if said:
@@ -126,6 +131,17 @@ def why_unfinished(run: Path) -> str:
     if kept:
         return f"killed: its checkpoint is kept, no summary.json{resume}"
     return "never started, or killed before its first checkpoint (no checkpoint, no error in cli.log)"
+
+
+def _command_of(run: Path) -> str:
+    """The command that continues a stopped run: ``agora-eval`` for its own runs (their checkpoint's kind), else agora."""
+    from sim.run.checkpoint import CHECKPOINT
+
+    try:
+        kind = json.loads((run / CHECKPOINT).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return "agora"
+    return "agora-eval" if kind == "eval" else "agora"
 
 
 class NotARun(ValueError):

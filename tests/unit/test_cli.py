@@ -169,7 +169,8 @@ def test_agora_report_names_an_output_it_cannot_write(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(("override", "owner"), [("study.overton.dilemmas=2", "overton"),
-                                                  ("study.norms.generations=2", "evolving_norms")])
+                                                  ("study.norms.generations=2", "evolving_norms"),
+                                                  ("+study.overton.dilemmas=2", "overton")])
 def test_an_experiments_settings_on_another_run_name_the_experiment(tmp_path, override, owner):
     """``study.<key>.*`` without its ``experiment=``: the line says which experiment the settings belong to."""
     res = agora("llm=scripted", override, f"hydra.run.dir={tmp_path / 'run'}", timeout=300)

@@ -250,5 +250,10 @@ def test_an_interrupted_agora_eval_says_how_to_resume(tmp_path):
     assert last == f"agora-eval: interrupted (the last checkpoint is kept: agora-eval resume={out})", res.stderr[-2000:]
     assert "Traceback" not in res.stderr
     assert (out / CHECKPOINT).is_file()
+    from sim.report.compare import why_unfinished  # agora-report's Did-not-finish line names the same command
+
+    assert why_unfinished(out) == f"interrupted; agora-eval resume={out} continues it"
+    (out / "cli.log").write_text("")  # a kill -9 leaves no line: the checkpoint's kind still names the command
+    assert why_unfinished(out).endswith(f"agora-eval resume={out} continues it")
     res = agora(f"resume={out}", code=AGORA_EVAL, timeout=300)
     assert res.returncode == 0 and (out / "summary.json").is_file(), res.stderr[-2000:]
