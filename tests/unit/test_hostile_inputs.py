@@ -538,7 +538,8 @@ def test_disk_full_is_one_line_naming_the_file_and_the_last_checkpoint_resumes(u
 
 
 # -- every entry point: one line, before the work ------------------------------------------------------------
-PROGS = {AGORA_SANITY: "agora-sanity", AGORA_INJECTION: "agora-injection", AGORA_REPORT: "agora-report"}
+PROGS = {AGORA_SANITY: "agora-sanity", AGORA_INJECTION: "agora-injection", AGORA_REPORT: "agora-report",
+         AGORA_EVAL: "agora-eval"}
 
 
 @pytest.mark.parametrize("code,args,needle", [
@@ -559,7 +560,7 @@ PROGS = {AGORA_SANITY: "agora-sanity", AGORA_INJECTION: "agora-injection", AGORA
 ])
 def test_argument_errors_of_every_command_are_one_line_not_a_usage_block(code, args, needle):
     res = agora(*args, code=code, timeout=120)
-    err = cli_one_line(res, needle, prog={**PROGS, None: "agora", AGORA_EVAL: "agora-eval"}[code])
+    err = cli_one_line(res, needle, prog=PROGS.get(code, "agora"))
     assert "usage:" not in err
 
 
@@ -632,7 +633,7 @@ def _eval_paths_case(tmp_path, base_model_folder, command, overrides, needle):
     run = tmp_path / "run"
     res = agora("experiment=tiny", *hhh, *given, f"hydra.run.dir={run}", code=AGORA_EVAL if command == "agora-eval" else None,
                 env={"AGORA_CACHE": str(tmp_path / "no_weights")}, timeout=120)
-    cli_one_line(res, needle)
+    cli_one_line(res, needle, prog=command)
     if command == "agora-eval":
         assert not run.exists()  # refused before the run's folder was used: nothing left behind
     elif run.exists():  # a run's folder keeps the line in cli.log (agora-report reads it), but nothing ran
