@@ -245,13 +245,7 @@ class Checkpoint:
         """Check every file the checkpoint references, whether or not this resume will read it: a damaged
         file is refused in one line naming it before any work (never trusted later, never silently unused)."""
         for fname in self.state["stages"].values():
-            path = self.dir / fname
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                raise damaged(path, exc.strerror or type(exc).__name__) from None
-            if sha256_hex(data) != self.state["digests"][fname]:
-                raise damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
+            self._checked_bytes(fname)
         if self.state["rows"] is not None:
             rowlog.verify(self.dir / "rows.jsonl", self.state["rows"], self.path.name)
             self._rows_verified = dict(self.state["rows"])
@@ -288,6 +282,10 @@ class Checkpoint:
         return self._values[name]
 
     def _read_stage(self, fname: str) -> Any:
+        return json.loads(self._checked_bytes(fname))
+
+    def _checked_bytes(self, fname: str) -> bytes:
+        """A stage file's bytes, refused in one line naming it when unreadable or not the recorded SHA-256."""
         path = self.dir / fname
         try:
             data = path.read_bytes()
@@ -295,7 +293,7 @@ class Checkpoint:
             raise damaged(path, exc.strerror or type(exc).__name__) from None
         if sha256_hex(data) != self.state["digests"][fname]:
             raise damaged(path, f"its contents do not match the SHA-256 that {CHECKPOINT} records")
-        return json.loads(data)
+        return data
 
     def seconds(self, *prefixes: str) -> float:
         """Compute time of the finished stages whose names start with any of ``prefixes`` (over every attempt)."""
