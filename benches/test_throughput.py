@@ -106,6 +106,7 @@ def test_debate_messages_per_second(benchmark, backend):
     def debate(b):
         soc = Society(cfg, [d], load_constitution("harmlessness"), b, run_id="bench")
         answers = {a.index: f"{'AB'[a.index % 2]}. {d.action_a if a.index % 2 == 0 else d.action_b}" for a in soc.agents}
+        soc.context = soc.make_context()
         said = asyncio.run(soc._debate(d, 0, answers))
         return [r.text for r in soc.transcripts], said
 
@@ -115,7 +116,7 @@ def test_debate_messages_per_second(benchmark, backend):
     texts = outs[-1][0]
     same = sum(a == b for a, b in zip(texts, texts1, strict=True))
     ratio = record(benchmark, name="debate", unit="messages/s", items=len(texts), agora=agora_t, baseline=base_t,
-                   baseline_is="same autogen teams, backend batch size 1 (no coalescing)", population=n,
+                   baseline_is="same autogen debaters, backend batch size 1 (no coalescing)", population=n,
                    teams=-(-n // 3), identical_sampled_texts=f"{same}/{len(texts)}")
     assert len(texts) == len(texts1) == n
     assert QUICK or ratio > 1.0  # smoke size is too small to promise a speed-up

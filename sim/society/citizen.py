@@ -138,7 +138,7 @@ class Citizen(mesa.Agent):
 
     # -- 2. debate ---------------------------------------------------------------------------------
     def debater(self, j: int) -> AssistantAgent:
-        """This agent as a member of an autogen team (its k-th turn seeded by (step, dilemma, agent, k))."""
+        """This agent as an autogen debater (its k-th turn seeded by (step, dilemma, agent, k))."""
         from autogen_agentchat.agents import AssistantAgent
 
         from agents.llm.autogen_client import AgoraChatClient

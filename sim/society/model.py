@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -39,13 +39,18 @@ from sim.society.network import build_graph, debate_groups, same_cluster_edge_sh
 from sim.society.progress import StepBar
 from sim.society.records import STANCE_PHASES, JudgePlan, Message, Preference, Stance
 
+if TYPE_CHECKING:
+    from autogen_agentchat.base import ChatAgent
+    from autogen_agentchat.messages import BaseChatMessage
 
-def population(cfg: AgoraConfig) -> list[Worldview]:
+
+def population(cfg: AgoraConfig, limit: int | None = None) -> list[Worldview]:
     """A run's population: drawn from the root seed alone, so evaluation sees the society's agents; each worldview
-    conditioned by ``cfg.persona`` (``agents.persona.condition_all``: the default leaves it as drawn)."""
+    conditioned by ``cfg.persona`` (``agents.persona.condition_all``: the default leaves it as drawn). ``limit``:
+    only its first ``limit`` agents (the gate reads a few; drawing a million would take seconds)."""
     pop = cfg.population
     spec = PopulationSpec(size=pop.size, clusters=tuple(pop.clusters), weights=tuple(pop.weights), spread=pop.spread)
-    return condition_all(sample_population(spec, child_rng(cfg.seed, "population")), cfg.persona)
+    return condition_all(sample_population(spec, child_rng(cfg.seed, "population"), limit), cfg.persona)
 
 
 @dataclass
@@ -221,23 +226,52 @@ STEP_COLLECTOR = StepCollector()
 
 
 # Teams debating at once. All of them alive together held ~34 KB per agent (3.4 GB at 100,000 agents), and
-# every full pass of the cyclic collector (autogen teams are reference cycles) scanned them all: at 10,000
-# agents a step took 35 s of CPU with 1,024 teams at once and 26 s with 256. 256 teams still give a batching
-# backend far more concurrent requests than a batch takes (llm.max_batch_size 32, llm.concurrency 8); up to
-# 256 groups (~770 agents) nothing waits and the event loop runs exactly as before (same batches, same bytes).
+# every full pass of the cyclic collector scanned them all: at 10,000 agents a step took 35 s of CPU with 1,024
+# teams at once and 26 s with 256. 256 teams still give a batching backend far more concurrent requests than a
+# batch takes (llm.max_batch_size 32, llm.concurrency 8); up to 256 groups (~770 agents) nothing waits and the
+# event loop runs exactly as before (same batches, same bytes).
 MAX_TEAMS = 256
+
+
+async def round_robin(members: Sequence[ChatAgent], task: str, turns: int) -> list[BaseChatMessage]:
+    """What ``RoundRobinGroupChat(members, max_turns=turns).run(task=task)`` returns as chat messages (the task,
+    then each turn's reply), with the members called in turn through autogen's agent API (``on_messages``).
+
+    Why not the team itself: it runs the same conversation through an agent runtime of its own, topic
+    subscriptions and a tracing span per message, ~5 ms of CPU per team of three against ~0.5 ms here (scripted
+    backend, benches/RESULTS.md); at 100,000 agents that was the largest cost of a step. A shared runtime is no
+    way round it (autogen routes each message past every subscription: 14 ms per team with 256 teams in one).
+    The members are still autogen agents, so any ``ChatCompletionClient`` can stand in for one; each is shown
+    what the team shows it (the task and the others' replies since its last turn), and
+    ``tests/unit/test_society.py`` checks both give the same messages. An agent's error is raised as itself,
+    where the team wraps it in a ``RuntimeError`` carrying its traceback's text.
+    """
+    from autogen_agentchat.messages import TextMessage
+    from autogen_core import CancellationToken
+
+    said: list[BaseChatMessage] = [TextMessage(content=task, source="user")]
+    unheard: list[list[BaseChatMessage]] = [[said[0]] for _ in members]
+    for t in range(turns):
+        s = t % len(members)
+        reply = (await members[s].on_messages(unheard[s], CancellationToken())).chat_message
+        unheard[s] = []
+        for o, pending in enumerate(unheard):
+            if o != s:
+                pending.append(reply)
+        said.append(reply)
+    return said
 
 
 async def debate(slots: asyncio.Semaphore, members: Sequence[Citizen], d: Dilemma, j: int, answers: dict[int, str],
                  rounds: int) -> list[tuple[int, str]]:
-    """One group's debate as an autogen team, once a slot is free: (speaker, text) per turn."""
+    """One group's debate among autogen agents, once a slot is free: (speaker, text) per turn."""
     from autogen_agentchat.messages import TextMessage
-    from autogen_agentchat.teams import RoundRobinGroupChat
 
     async with slots:
-        team = RoundRobinGroupChat([a.debater(j) for a in members], max_turns=rounds * len(members))
-        result = await team.run(task=prompts.debate_task(d, [(a.name, answers[a.index]) for a in members]))
-    return [(int(msg.source.split("_")[1]), msg.content) for msg in result.messages
+        said = await round_robin([a.debater(j) for a in members],
+                                 prompts.debate_task(d, [(a.name, answers[a.index]) for a in members]),
+                                 rounds * len(members))
+    return [(int(msg.source.split("_")[1]), msg.content) for msg in said
             if isinstance(msg, TextMessage) and msg.source.startswith("agent_")]
 
 
@@ -339,12 +373,16 @@ class Society(mesa.Model):
     async def _run_step(self, todays: Sequence[Dilemma]) -> None:
         with StepBar(total=0, unit="call", desc=self._bar_name(), leave=False,
                      disable=not self.cfg.sim.progress, mininterval=1.0, expected=self.pace) as self.bar:
-            self.context = StepContext(cfg=self.cfg, run_id=self.run_id, generation=self.generation, step=self.steps,
-                                       constitution=self.constitution, judge_backend=self.judge_backend,
-                                       clusters=self.clusters, graph=self.graph, population=len(self.agents),
-                                       rng=self.rng, bar=self.bar)
+            self.context = self.make_context()
             await asyncio.gather(*(self._run_dilemma(d, j) for j, d in enumerate(todays)))
             self.pace = self.bar.measured()  # before close(), which disables the bar
+
+    def make_context(self) -> StepContext:
+        """This step as its citizens see it. :meth:`step` makes one per step; code that runs one phase alone (the
+        debate benchmark) sets ``context`` from it first."""
+        return StepContext(cfg=self.cfg, run_id=self.run_id, generation=self.generation, step=self.steps,
+                           constitution=self.constitution, judge_backend=self.judge_backend, clusters=self.clusters,
+                           graph=self.graph, population=len(self.agents), rng=self.rng, bar=self.bar)
 
     def _bar_name(self) -> str:
         return f"generation {self.generation} step {self.steps}" if self.generation else f"step {self.steps}"
@@ -352,7 +390,7 @@ class Society(mesa.Model):
     async def _run_dilemma(self, d: Dilemma, j: int) -> None:
         c, n = self.cfg.sim, len(self.agents)
         answers = await self._timed("stance", n, self._stance(d, j))
-        if c.debate_rounds > 0:  # every group is an autogen team; up to MAX_TEAMS run at once
+        if c.debate_rounds > 0:  # every group debates among autogen agents; up to MAX_TEAMS run at once
             said = await self._timed("debate", n * c.debate_rounds, self._debate(d, j, answers))
             post = await self._timed("post_debate", n, self._read_all(
                 d, "post_debate", lambda a: ("Your group discussed it", said[a.index])))
@@ -395,7 +433,7 @@ class Society(mesa.Model):
         return answers
 
     async def _debate(self, d: Dilemma, j: int, answers: dict[int, str]) -> dict[int, list[tuple[str, str]]]:
-        """2. Each group debates as an autogen team; what each agent heard, by agent."""
+        """2. Each group debates (autogen agents in turn, :func:`round_robin`); what each agent heard, by agent."""
         c, agents = self.cfg.sim, list(self.agents)
         groups = debate_groups(self.graph, c.group_size, child_rng(self.cfg.seed, self.generation, self.steps,
                                                                    "debate", j))

@@ -252,30 +252,77 @@ def test_importing_the_society_leaves_the_start_method_and_tqdm_needs_no_semapho
 
 
 def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
-    from autogen_agentchat.teams import RoundRobinGroupChat
-
     import sim.society.model
 
-    real, live, most = RoundRobinGroupChat.run, [0], [0]
+    real, live, most = sim.society.model.round_robin, [0], [0]
 
-    async def counted_run(self, *args, **kwargs):
+    async def counted(*args, **kwargs):
         live[0] += 1
         most[0] = max(most[0], live[0])
         try:
-            return await real(self, *args, **kwargs)
+            return await real(*args, **kwargs)
         finally:
             live[0] -= 1
 
-    monkeypatch.setattr(RoundRobinGroupChat, "run", counted_run)
+    class Yielding(ScriptedBackend):  # answers on the loop's next turn, as a real backend would
+        async def generate(self, requests):
+            await asyncio.sleep(0)
+            return await super().generate(requests)
+
+    monkeypatch.setattr(sim.society.model, "round_robin", counted)
     rows = []
     for cap in (1, 1000):
         monkeypatch.setattr(sim.society.model, "MAX_TEAMS", cap)
         most[0] = 0
-        soc = make(tiny_config(), ScriptedBackend())  # 6 agents in groups of 2: 3 teams
+        soc = make(tiny_config(), Yielding())  # 6 agents in groups of 2: 3 teams
         soc.step()
         assert most[0] == min(cap, 3)
         rows.append((soc.stances, soc.transcripts, soc.preferences))
     assert rows[0] == rows[1]
+
+
+def _debaters(backend, n, tag):
+    from autogen_agentchat.agents import AssistantAgent
+
+    from agents.llm.autogen_client import AgoraChatClient
+
+    return [AssistantAgent(f"agent_{i}", model_client=AgoraChatClient(backend, speaker=f"agent_{i}"),
+                           system_message=f"persona {i} of {tag}") for i in range(n)]
+
+
+@pytest.mark.parametrize("n,turns", [(2, 2), (3, 3), (3, 7), (4, 8)])
+def test_round_robin_says_and_shows_what_autogens_round_robin_team_does(n, turns):
+    """Same replies, and every request each member's model client sent carries the same messages."""
+    import zlib
+
+    from autogen_agentchat.teams import RoundRobinGroupChat
+
+    from sim.society.model import round_robin
+
+    def reply(r):  # depends on everything the member was shown, so a missing or extra message changes it
+        return f"{len(r.messages)}:{zlib.crc32(repr(r.messages).encode())}"
+
+    ours, theirs = ScriptedBackend(reply=reply), ScriptedBackend(reply=reply)
+    mine = asyncio.run(round_robin(_debaters(ours, n, "x"), "Debate this.", turns))
+    team = asyncio.run(RoundRobinGroupChat(_debaters(theirs, n, "x"), max_turns=turns).run(task="Debate this."))
+    assert [(m.source, m.content) for m in mine] == [(m.source, m.content) for m in team.messages]
+    assert len(mine) == turns + 1
+    assert ours.seen_generate == theirs.seen_generate and len(ours.seen_generate) == turns
+
+
+def test_a_debaters_backend_error_reaches_the_step_as_itself():
+    """autogen's team would raise a RuntimeError holding the traceback's text; the run's one-line errors need the
+    BackendError itself."""
+    from agents.llm.base import BackendError
+
+    def reply(r):
+        if any(DEBATE_ROLE in m.content for m in r.messages):
+            raise BackendError("http://127.0.0.1:9/v1 is unreachable")
+        return ScriptedBackend.default_reply(r)
+
+    soc = make(tiny_config(), ScriptedBackend(reply=reply))
+    with pytest.raises(BackendError, match="unreachable"):
+        soc.step()
 
 
 def test_step_collector_freezes_survivors_during_the_step_and_restores_the_collector(monkeypatch):
@@ -334,3 +381,13 @@ def test_the_evaluation_suites_read_on_the_runs_one_event_loop(tmp_path, where):
                       "calibration.enabled=false")
         block = runner_for(cfg)(cfg, tmp_path, Recording(record=False))["eval"]
     assert "steerability" in block and len(loops) == 1 and next(iter(loops)).is_closed()
+
+
+def test_the_debate_runs_alone_on_a_context_made_for_it():
+    """What benches/test_throughput.py's debate benchmark does: one phase without a step around it."""
+    soc = make(tiny_config(), ScriptedBackend())
+    d = soc.schedule[0]
+    soc.context = soc.make_context()
+    said = asyncio.run(soc._debate(d, 0, {a.index: "A. yes" for a in soc.agents}))
+    assert sorted(said) == list(range(len(soc.agents)))
+    assert [m.phase for m in soc.transcripts] == ["debate"] * len(soc.agents)
