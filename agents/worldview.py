@@ -100,19 +100,23 @@ def cluster_counts(spec: PopulationSpec) -> list[int]:
     return counts.tolist()
 
 
-def sample_population(spec: PopulationSpec, rng: np.random.Generator) -> list[Worldview]:
-    """Sample ``spec.size`` worldviews, cluster by cluster, in a fixed order."""
+def sample_population(spec: PopulationSpec, rng: np.random.Generator, limit: int | None = None) -> list[Worldview]:
+    """Sample ``spec.size`` worldviews, cluster by cluster, in a fixed order; with ``limit``, only the first
+    ``limit`` of them (the same ones: each is drawn after the ones before it)."""
     clusters, profiles = load_clusters(), load_mfq_profiles()
     out: list[Worldview] = []
+    axes = IW_AXES + HOFSTEDE_AXES
     for name, n in zip(spec.clusters, cluster_counts(spec), strict=True):
         c = clusters[name]
         rows = profiles[name]
-        for _ in range(n):
+        # per axis: centre, noise scale, bounds (plain floats: numpy's scalar calls cost more than the draws)
+        axis_terms = [(a, float(c.centre[a]), float(spec.spread * c.axis_sd[a]), *map(float, AXIS_SCALES[a]))
+                      for a in axes]
+        for _ in range(n if limit is None else min(n, limit - len(out))):
             values: dict[str, float] = {}
-            for axis in IW_AXES + HOFSTEDE_AXES:
-                lo, hi = AXIS_SCALES[axis]
-                v = c.centre[axis] + spec.spread * c.axis_sd[axis] * rng.standard_normal()
-                values[axis] = round(float(np.clip(v, lo, hi)), 3)
+            # one draw per axis, in order: the same numbers as one standard_normal() call per axis
+            for (axis, centre, scale, lo, hi), z in zip(axis_terms, rng.standard_normal(len(axes)).tolist(), strict=True):
+                values[axis] = round(min(max(centre + scale * z, lo), hi), 3)
             pick = int(rng.integers(len(rows)))
             for axis, v in zip(MFQ_AXES, rows[pick], strict=True):
                 values[axis] = float(v)
@@ -151,7 +155,7 @@ _MFQ_NAMES = {"care": "caring for the vulnerable", "fairness": "fairness and jus
 def _position(axis: str, value: float) -> float:
     """Place ``value`` on [−1, 1] across the axis's scale."""
     lo, hi = AXIS_SCALES[axis]
-    return float(np.clip(2 * (value - lo) / (hi - lo) - 1, -1, 1))
+    return float(min(max(2 * (value - lo) / (hi - lo) - 1, -1.0), 1.0))
 
 
 def render_persona(w: Worldview, *, max_hofstede: int = 2) -> str:

@@ -89,14 +89,15 @@ def calibrate(cfg: AgoraConfig, backend: LLMBackend, run_async: Callable[[Corout
     hhh = _take(load_hhh(hhh_path(cfg.eval)), c.hhh_items, cfg.seed, "calibration", "hhh") if c.hhh_items else []
     drawn = _take(pool, c.stance_items + c.judge_items, cfg.seed, "calibration", "moralchoice")
     stance_items, judge_items = drawn[:c.stance_items], drawn[c.stance_items:]
-    agents = population(cfg)
+    size = cfg.population.size
+    agents = population(cfg, limit=min(size, max(c.stance_items, c.judge_items, 1)))  # agent k % size reads item k
     principles = [p.text for p in load_constitution(cfg.constitution.name).judge] or [NEUTRAL_PRINCIPLE]
-    judge_of = lambda k: agents[k % len(agents)] if sim.judge_persona else None  # noqa: E731
+    judge_of = lambda k: agents[k % size] if sim.judge_persona else None  # noqa: E731
     out: dict[str, Any] = {"source": f"MoralChoice low ambiguity ({Path(MORALCHOICE_LOW).name}, bundled, MIT)"}
     read = dict(progress=sim.progress, run_async=run_async)
     if stance_items:
         # read in one order only (no sim.debias_order), the moral action is shown second half the time
-        got = read_all(backend, [stance_reading(d, agents[k % len(agents)], sim.choice_reader, sim.debias_order, k % 2 == 1)
+        got = read_all(backend, [stance_reading(d, agents[k % size], sim.choice_reader, sim.debias_order, k % 2 == 1)
                                  for k, d in enumerate(stance_items)], "calibration: stances", **read)
         out["stance"] = reader_quality(got, [True] * len(got), sim.choice_reader)
     if judge_items:
