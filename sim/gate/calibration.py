@@ -90,7 +90,7 @@ def calibrate(cfg: AgoraConfig, backend: LLMBackend, run_async: Callable[[Corout
     drawn = _take(pool, c.stance_items + c.judge_items, cfg.seed, "calibration", "moralchoice")
     stance_items, judge_items = drawn[:c.stance_items], drawn[c.stance_items:]
     size = cfg.population.size
-    agents = population(cfg, limit=min(size, max(c.stance_items, c.judge_items, 1)))  # agent k % size reads item k
+    agents = population(cfg, limit=min(size, max(c.stance_items, c.judge_items, c.hhh_items, 1)))  # agent k % size reads item k
     principles = [p.text for p in load_constitution(cfg.constitution.name).judge] or [NEUTRAL_PRINCIPLE]
     judge_of = lambda k: agents[k % size] if sim.judge_persona else None  # noqa: E731
     out: dict[str, Any] = {"source": f"MoralChoice low ambiguity ({Path(MORALCHOICE_LOW).name}, bundled, MIT)"}

@@ -22,8 +22,8 @@ def child_seed(root: int, *path: int | str) -> int:
     """A 63-bit seed for ``path`` under ``root`` (strings hashed with CRC32, stable across runs): the first 64 bits
     of ``np.random.SeedSequence([root, *path]).generate_state``, shifted right by one."""
     words: list[int] = []
-    for p in (root, *path):
-        w = (PHASES.get(p) or zlib.crc32(p.encode())) if isinstance(p, str) else int(p)
+    for w in (int(root), *((PHASES[p] if p in PHASES else zlib.crc32(p.encode())) if isinstance(p, str) else int(p)
+                           for p in path)):
         if 0 <= w <= _M32:
             words.append(w)
         elif w < 0:
@@ -61,9 +61,9 @@ def _mix_in(pool: list[int], h: int, w: int) -> int:
     return h
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=4096)
 def _pool_after(head: tuple[int, ...]) -> tuple[tuple[int, ...], int]:
-    """The pool and hash constant once ``head`` (four words or more) is mixed in."""
+    """The pool and hash constant once ``head`` is mixed in (fewer than four words: padded with zeros)."""
     if len(head) > _POOL:
         pool_t, h = _pool_after(head[:-1])
         pool = list(pool_t)

@@ -225,11 +225,10 @@ class StepCollector:
 STEP_COLLECTOR = StepCollector()
 
 
-# Teams debating at once. All of them alive together held ~34 KB per agent (3.4 GB at 100,000 agents), and
-# every full pass of the cyclic collector scanned them all: at 10,000 agents a step took 35 s of CPU with 1,024
-# teams at once and 26 s with 256. 256 teams still give a batching backend far more concurrent requests than a
-# batch takes (llm.max_batch_size 32, llm.concurrency 8); up to 256 groups (~770 agents) nothing waits and the
-# event loop runs exactly as before (same batches, same bytes).
+# Groups debating at once. With autogen's RoundRobinGroupChat (one agent runtime per team) all teams alive together
+# held ~34 KB per agent and every full pass of the cyclic collector scanned them: at 10,000 agents a step took 35 s of
+# CPU with 1,024 teams at once and 26 s with 256. 256 groups still give a batching backend far more concurrent
+# requests than a batch takes (llm.max_batch_size 32, llm.concurrency 8).
 MAX_TEAMS = 256
 
 
@@ -249,6 +248,8 @@ async def round_robin(members: Sequence[ChatAgent], task: str, turns: int) -> li
     from autogen_agentchat.messages import TextMessage
     from autogen_core import CancellationToken
 
+    if not members or turns < 1:
+        raise ValueError(f"a debate needs members and at least one turn (got {len(members)} members, {turns} turns)")
     said: list[BaseChatMessage] = [TextMessage(content=task, source="user")]
     unheard: list[list[BaseChatMessage]] = [[said[0]] for _ in members]
     for t in range(turns):

@@ -281,13 +281,13 @@ def test_debate_teams_wait_for_a_slot_and_the_rows_do_not_change(monkeypatch):
     assert rows[0] == rows[1]
 
 
-def _debaters(backend, n, tag):
+def _debaters(backend, n):
     from autogen_agentchat.agents import AssistantAgent
 
     from agents.llm.autogen_client import AgoraChatClient
 
     return [AssistantAgent(f"agent_{i}", model_client=AgoraChatClient(backend, speaker=f"agent_{i}"),
-                           system_message=f"persona {i} of {tag}") for i in range(n)]
+                           system_message=f"persona {i}") for i in range(n)]
 
 
 @pytest.mark.parametrize("n,turns", [(2, 2), (3, 3), (3, 7), (4, 8)])
@@ -303,8 +303,8 @@ def test_round_robin_says_and_shows_what_autogens_round_robin_team_does(n, turns
         return f"{len(r.messages)}:{zlib.crc32(repr(r.messages).encode())}"
 
     ours, theirs = ScriptedBackend(reply=reply), ScriptedBackend(reply=reply)
-    mine = asyncio.run(round_robin(_debaters(ours, n, "x"), "Debate this.", turns))
-    team = asyncio.run(RoundRobinGroupChat(_debaters(theirs, n, "x"), max_turns=turns).run(task="Debate this."))
+    mine = asyncio.run(round_robin(_debaters(ours, n), "Debate this.", turns))
+    team = asyncio.run(RoundRobinGroupChat(_debaters(theirs, n), max_turns=turns).run(task="Debate this."))
     assert [(m.source, m.content) for m in mine] == [(m.source, m.content) for m in team.messages]
     assert len(mine) == turns + 1
     assert ours.seen_generate == theirs.seen_generate and len(ours.seen_generate) == turns
