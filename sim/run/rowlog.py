@@ -7,6 +7,7 @@ whole), so a step costs O(its rows); reading checks the whole chain before any l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -29,11 +30,15 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    return tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+
+
 def row_dict(r: Any) -> Any:
     """A record as the dict ``dataclasses.asdict`` gives (records are flat: no deep copy needed), or ``r``."""
-    if not dataclasses.is_dataclass(r):
-        return r
-    return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+    names = _field_names(type(r))
+    return r if names is None else {n: getattr(r, n) for n in names}
 
 
 def _lines(path: Path, limit: int) -> Iterator[bytes]:
