@@ -56,7 +56,7 @@ test-unit: setup
 # run resumed mid-way, the known-rule sanity experiment, a two-generation run, Ray/Submitit sweeps, training over
 # two processes, and the benchmark suite at smoke size.
 test-slow: test-setup
-	$(BIN)/python -m pytest -q -m slow -rP  # -rP: the passed tests' printed figures (retries by cause)
+	$(BIN)/python -m pytest -q -m slow -rfEP  # -rfEP: failures and errors named last, and the passed tests' printed figures (retries by cause)
 
 test-all: test-setup
 	$(BIN)/python -m pytest -q -m ''

@@ -152,7 +152,10 @@ class _Server(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        try:
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a test of its timeout): nothing to tell
+            self.close_connection = True
 
     def chat_reply(self, body: dict) -> dict:
         """Generated text, or (``logprobs``) the label ``A`` with top logprobs."""
