@@ -21,7 +21,7 @@ def test_benchmarks_run_and_render_a_report(tmp_path):
     bench = json.loads(results.read_text())
     names = {b["extra_info"]["name"] for b in bench["benchmarks"]}
     assert names == {"judge", "stances", "debate", "reward_model", "dpo", "scaling", "scaling_framework",
-                     "likelihood stances", "likelihood judge"}
+                     "likelihood stances", "likelihood judge", "debate_framework"}
     for b in bench["benchmarks"]:
         info = b["extra_info"]
         if "ratio" in info:
