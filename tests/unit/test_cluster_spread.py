@@ -121,6 +121,17 @@ def test_p_is_near_uniform_when_clusters_do_not_matter_and_small_when_one_cluste
     assert share["p"] < 0.01 and p_a["p"] < 0.01
 
 
+def test_float_noise_that_follows_the_clusters_is_no_spread():
+    """Without a persona every agent reads the same prompt, but its P(A) differs by ~1e-7 between the batches it
+    lands in, and batches follow cluster order: that must give p = 1, not a spread beyond every shuffle."""
+    t = random_table(np.random.default_rng(5)).with_columns(
+        (pl.lit(0.4) + pl.col("cluster").replace_strict({"c0": 0.0, "c1": 0.0, "c2": 3e-7, "c3": 3e-7})).alias("p_a"))
+    _, p_a = shuffled_spreads(t, child_rng(0, "noise"), 300)
+    assert p_a["p"] == 1.0 and p_a["mean"] < 1e-6
+    real = t.with_columns((pl.col("p_a") + pl.when(pl.col("cluster") == "c0").then(0.01).otherwise(0.0)).alias("p_a"))
+    assert shuffled_spreads(real, child_rng(0, "noise"), 300)[1]["p"] < 0.01  # a 0.01 shift is still seen
+
+
 def test_missing_readings_and_an_empty_table():
     t = random_table(np.random.default_rng(3)).with_columns(
         pl.when(pl.col("agent_id") == 0).then(None).otherwise(pl.col("p_a")).alias("p_a"))

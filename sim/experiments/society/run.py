@@ -146,6 +146,9 @@ def _mean_spreads(rows: np.ndarray, labels: np.ndarray, dilemma: np.ndarray, val
         return np.array([np.nan if np.isnan(r).all() else np.nanmean(r) for r in per])
 
 
+FLOAT_NOISE = 1e-5  # spreads closer than this are equal (P(A) of one prompt in different batches: up to ~1e-6 apart)
+
+
 def shuffled_spreads(initial: pl.DataFrame, rng: np.random.Generator, permutations: int) -> list[dict[str, Any]]:
     """For the share choosing A and for P(A): the observed mean spread recomputed, the shuffled-cluster null's mean
     and 95th percentile, and the permutation p (see :func:`spread_figures`)."""
@@ -170,7 +173,9 @@ def shuffled_spreads(initial: pl.DataFrame, rng: np.random.Generator, permutatio
             out.append({"mean": None, "p95": None, "p": None, "na": "no spread to compare (no values)"})
             continue
         null = null[~np.isnan(null)]
-        reached = int((null >= observed - 1e-12).sum())  # float sums of the same numbers in another order
+        # a shuffle whose spread is within FLOAT_NOISE of the observed one reaches it: the same prompt read in two
+        # batches gives P(A)s ~1e-7 apart, and agents are batched in cluster order, so such noise is not a spread
+        reached = int((null >= observed - FLOAT_NOISE).sum())
         out.append({"mean": finite(null.mean()), "p95": finite(float(np.quantile(null, 0.95))),
                     "p": finite((1 + reached) / (1 + len(null)))})
     return out
