@@ -358,8 +358,8 @@ class AgoraConfig:
         persona: how each agent's worldview conditions the model (``agents/persona.py``): ``persona.method=prompt``
             (the default: the persona text), ``contrast`` or ``steer``, with its variant and strength. It reaches
             every prompt rendered from an agent's worldview: stance, debate, critique, revision, judging, and
-            the experiments that draw the run's population; ``experiment=human_distributions`` builds its own
-            agents (``study.human.persona``) and refuses a non-default one.
+            the experiments that draw the run's population, and ``experiment=human_distributions``'s country
+            agents (``study.human.persona``; its no-persona baseline stays without one).
         resume: a run folder with a ``checkpoint.json`` to continue (its stored config is used).
     """
 
@@ -384,9 +384,6 @@ class AgoraConfig:
         # the name is a folder under outputs/: one plain path part, so a run cannot land elsewhere
         if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+=,-]*", self.name):
             raise ValueError(f"name must be one folder name (letters, digits, _ . + = , -), got {self.name!r}")
-        if self.persona != PersonaConfig() and self.study.settings_key == "human":
-            raise ValueError("persona.* does not reach experiment=human_distributions: it builds its own agents "
-                             "(study.human.persona); benches/persona_study.py compares the methods on its instruments")
         c = self.calibration
         if self.alignment.require_informative_labels and not (c.enabled and (c.judge_items or c.hhh_items)):
             raise ValueError("alignment.require_informative_labels=true needs the label-quality gate's judge slice "

@@ -254,3 +254,22 @@ def test_the_docs_give_the_bundles_count_of_usable_mfq_respondents():
     text = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").rglob("*.md"))])
     counts = re.findall(r"([\d,]+) usable (?:MFQ-30 )?respondents", text)
     assert counts and set(counts) == {f"{n:,}"}, counts
+
+
+def test_the_persona_setting_reaches_the_country_agents(tmp_path):
+    """persona.variant=none: every country agent reads under the neutral prompt, so its answers are the no-persona
+    baseline's (the oracle answers by the country named); persona.method=steer gives each the vector of its values."""
+    from agents.persona import NEUTRAL
+
+    cfg = compose(*RUN, "persona.variant=none")
+    assert {a["worldview"].persona for a in panel(cfg)} == {NEUTRAL}
+    s = run_experiment(cfg, tmp_path, ScriptedBackend(scores=oracle_scores, record=False))
+    assert s["results"]["mfq"]["model"]["distance"] == s["results"]["mfq"]["no_persona"]["distance"]
+    assert s["results"]["mfq"]["model"]["correlation"]["value"] is None  # one profile for every country
+    steered = panel(compose(*RUN, "persona.method=steer"))
+    assert all(a["worldview"].conditioning.method == "steer" for a in steered)
+    # a country persona carries its cluster's centre: one vector per cluster
+    assert len({a["worldview"].conditioning.steer for a in steered}) == len({a["worldview"].cluster for a in steered}) > 1
+    plain = panel(compose(*RUN))
+    assert [a["worldview"] for a in plain] == [country_worldview(c) for c in COUNTRIES]  # the default: as written
+

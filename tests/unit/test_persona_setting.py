@@ -162,8 +162,6 @@ REFUSED = {
     "beta for contrast": (("persona.method=contrast", "persona.beta=1"), "applies to persona.method=steer"),
     "no text to contrast": (("persona.method=contrast", "persona.variant=none"), "cannot be contrasted"),
     "unknown method": (("persona.method=vector",), "persona.method must be one of"),
-    "human builds its own agents": (("experiment=human_distributions", "persona.method=contrast"),
-                                    "does not reach experiment=human_distributions"),
     "reason": (("sim.reason=later",), "sim.reason must be one of"),
 }
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from agents.culture import MFQ_AXES, load_mfq_by_country
 from agents.llm.base import LLMBackend
+from agents.persona import condition_all
 from agents.scoring import scorer
 from agents.survey import country_worldview, read_mfq_item, read_mm_choice
 from agents.worldview import Worldview
@@ -68,6 +69,9 @@ def panel(cfg: AgoraConfig) -> list[dict[str, Any]]:
         for r in picks:
             w = country_worldview(country, None if r is None else people[country][r])
             out.append({"agent_id": len(out), "country": country, "respondent": r, "worldview": w})
+    # persona.* as everywhere else (agents.persona): the default leaves each country persona as written
+    for a, w in zip(out, condition_all([a["worldview"] for a in out], cfg.persona), strict=True):
+        a["worldview"] = w
     return out
 
 
