@@ -171,4 +171,4 @@ def lines(block: dict[str, Any]) -> list[str]:
             mean = "n/a" if q["informativeness"] is None else f"{q['informativeness']:.3f}"
             out.append(f"{name} ({q['reader']} reader): {right} on {q['items']} readings{halves}; position bias {bias}; "
                        f"mean |p - 0.5| {mean}")
-    return out
+    return out or ["not measured (calibration.stance_items, judge_items and hhh_items are all 0)"]

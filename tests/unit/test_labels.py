@@ -259,3 +259,16 @@ def test_the_gate_reads_with_the_agents_the_whole_population_would_give(monkeypa
     everyone = ScriptedBackend(scores=follows_principle)
     calibrate(cfg, everyone)
     assert drawn.seen_score == everyone.seen_score and len(drawn.seen_score) > 0
+
+
+def test_a_gate_with_no_items_says_it_measured_nothing():
+    import dataclasses
+
+    from sim.gate.calibration import lines
+
+    base = tiny_config()
+    cfg = dataclasses.replace(base, calibration=dataclasses.replace(base.calibration, stance_items=0, judge_items=0))
+    block = calibrate(cfg, ScriptedBackend())
+    assert "stance" not in block and "judge" not in block and block["judge_clears_chance"] is None
+    assert lines(block) == ["not measured (calibration.stance_items, judge_items and hhh_items are all 0)"]
+
