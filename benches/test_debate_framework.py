@@ -53,17 +53,20 @@ def _groups(n_groups: int, team: bool) -> list[list[tuple[str, str]]]:
 
 def test_debate_framework_cpu(benchmark):
     n = size(1_000, 100)
-    _groups(10, True), _groups(10, False)  # imports and first-call costs out of both sides' rounds
-    team_outs, team_secs, ours_outs, ours_secs = [], [], [], []
+    for team in (True, False):  # imports and first-call costs out of both sides' rounds
+        _groups(10, team)
+    outs: dict[bool, list] = {True: [], False: []}
+    secs: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(rounds(3)):  # alternating, so a change of machine load falls on both sides alike
-        (o,), t = measure(lambda: _groups(n, True), 1)
-        team_outs.append(o), team_secs.extend(t.seconds)
-        (o,), t = measure(lambda: _groups(n, False), 1)
-        ours_outs.append(o), ours_secs.extend(t.seconds)
+        for team in (True, False):
+            (o,), t = measure(lambda: _groups(n, team), 1)  # noqa: B023 (called at once)
+            outs[team].append(o)
+            secs[team].extend(t.seconds)
+    team_outs, ours_outs = outs[True], outs[False]
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)  # the sides are timed above, alternating
     assert all(o == team_outs[0] for o in team_outs + ours_outs)  # same messages, every group, every round
     assert len(team_outs[0]) == n and all(len(g) == 4 for g in team_outs[0])  # the task, then three turns
-    agora, base = Timing(tuple(ours_secs)), Timing(tuple(team_secs))
+    agora, base = Timing(tuple(secs[False])), Timing(tuple(secs[True]))
     ratio = record(benchmark, name="debate_framework", unit="groups/s", items=n, agora=agora, baseline=base,
                    baseline_is="the same agents in autogen's RoundRobinGroupChat (one agent runtime per team)",
                    ms_per_group_agora=round(1000 * agora.mean / n, 3), ms_per_group_baseline=round(1000 * base.mean / n, 3))

@@ -252,9 +252,10 @@ async def round_robin(members: Sequence[ChatAgent], task: str, turns: int) -> li
         raise ValueError(f"a debate needs members and at least one turn (got {len(members)} members, {turns} turns)")
     said: list[BaseChatMessage] = [TextMessage(content=task, source="user")]
     unheard: list[list[BaseChatMessage]] = [[said[0]] for _ in members]
+    token = CancellationToken()  # one per conversation, as the team's run has
     for t in range(turns):
         s = t % len(members)
-        reply = (await members[s].on_messages(unheard[s], CancellationToken())).chat_message
+        reply = (await members[s].on_messages(unheard[s], token)).chat_message
         unheard[s] = []
         for o, pending in enumerate(unheard):
             if o != s:
