@@ -7,9 +7,32 @@ import inspect
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from sim.run.signals import Held
+
 T = TypeVar("T")
 
 _ROUNDS, _WAIT_S = 100, 0.1  # at most ~10 s of winding down; a cancelled request ends within one round
+
+
+def run_on(runner: asyncio.Runner, main: Coroutine[Any, Any, T]) -> T:
+    """``main`` run on ``runner``'s loop (:func:`supervised`), with stop signals held while it runs
+    (:class:`sim.run.signals.Held`): one cancels ``main``'s task, and its handler runs once the loop has stopped.
+    A handler raising mid-loop can lose a task's wake-up, and closing the loop would then wait for ever."""
+    loop, task = runner.get_loop(), []
+
+    def cancel() -> None:
+        if task:
+            loop.call_soon_threadsafe(task[0].cancel)
+
+    async def guarded() -> T:
+        task.append(asyncio.current_task())
+        if held.signum is not None:  # it came before there was a task to cancel
+            main.close()
+            raise asyncio.CancelledError
+        return await supervised(main)
+
+    with Held(cancel) as held:
+        return runner.run(guarded())
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

@@ -30,7 +30,7 @@ from agents.llm.base import BackendError, LLMBackend
 from agents.persona import PersonaConfig, support_line
 from sim.config import AgoraConfig, LLMConfig
 from sim.results import JSON, Codec, Summary
-from sim.run import aio, store
+from sim.run import aio, signals, store
 from sim.run.checkpoint import Checkpoint
 from sim.run.ids import run_id_for
 
@@ -134,7 +134,8 @@ class Run:
         try:
             if self._loop is not None:  # first: it cancels what a failed stage left running, which may still count
                 loop, self._loop = self._loop, None
-                loop.close()
+                with signals.Held():  # a stop raised mid-close leaves the loop half-closed
+                    loop.close()
         finally:
             try:
                 if failed and self.ckpt is not None:
@@ -189,10 +190,11 @@ class Run:
 
     def run_async(self, coro: Any) -> Any:
         """Run a coroutine on the run's one event loop (made at the first use, closed with the run); what it leaves
-        running is cancelled and awaited when it ends (:func:`sim.run.aio.supervised`)."""
+        running is cancelled and awaited when it ends (:func:`sim.run.aio.supervised`). A stop signal cancels it
+        and is taken once the loop has stopped (:func:`sim.run.aio.run_on`)."""
         if self._loop is None:
             self._loop = asyncio.Runner()
-        return self._loop.run(aio.supervised(coro))
+        return aio.run_on(self._loop, coro)
 
     @property
     def seconds(self) -> dict[str, float]:
@@ -217,10 +219,11 @@ class Run:
             seconds=self.seconds if summary.seconds is None else summary.seconds, label_quality=self.label_quality,
             backend={"name": self.backend.name, **dataclasses.asdict(self.backend.stats)},
             config=dataclasses.asdict(self.cfg))
-        report(self.out_dir, summary)
-        data = summary.to_json()
-        store.write_json(data, self.out_dir / "summary.json")
-        self.ckpt.finish()
+        with signals.Held():  # a stop signal raised mid-plot can come out as matplotlib's own error
+            report(self.out_dir, summary)
+            data = summary.to_json()
+            store.write_json(data, self.out_dir / "summary.json")
+            self.ckpt.finish()
         return data
 
     def _finish_dict(self, summary: dict[str, Any], report: Callable[[Path, Any], object]) -> dict[str, Any]:
@@ -228,9 +231,10 @@ class Run:
         summary.setdefault("label_quality", self.label_quality)
         summary.setdefault("backend", {"name": self.backend.name, **dataclasses.asdict(self.backend.stats)})
         summary.setdefault("config", dataclasses.asdict(self.cfg))
-        report(self.out_dir, summary)
-        store.write_json(summary, self.out_dir / "summary.json")
-        self.ckpt.finish()
+        with signals.Held():
+            report(self.out_dir, summary)
+            store.write_json(summary, self.out_dir / "summary.json")
+            self.ckpt.finish()
         return summary
 
 

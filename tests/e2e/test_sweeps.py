@@ -78,13 +78,14 @@ def _signal_after_checkpoint(point: Path, sweep: subprocess.Popen, sig: int) -> 
 
 
 def _wait(proc: subprocess.Popen, stderr: Path, timeout: float = 400) -> str:
-    """Wait for the sweep (killed if it outlives ``timeout``); what it wrote to ``stderr``."""
+    """Wait for the sweep (killed if it outlives ``timeout``, with what its jobs logged); what it wrote to ``stderr``."""
     try:
         proc.wait(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        logs = _submitit_log(stderr.parent / "slurm") if (stderr.parent / "slurm").is_dir() else ""
+        raise AssertionError(f"the sweep did not end in {timeout:.0f} s; its jobs logged:\n{logs[-4000:]}") from None
     return stderr.read_text()
 
 
