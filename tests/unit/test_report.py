@@ -146,6 +146,16 @@ def test_society_report_has_the_social_graph_and_choices_by_cluster(hostile_run)
     assert re.search(r"\| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \|", md.split("## Choices by cluster")[1])
 
 
+def test_a_society_without_debate_on_one_dilemma_says_so(tmp_path):
+    from sim.config import ScenarioConfig
+
+    cfg = dataclasses.replace(tiny_config(debate_rounds=0), scenario=ScenarioConfig(per_step=1))
+    run(cfg, tmp_path, backend=ScriptedBackend())
+    md = (tmp_path / "report.md").read_text()
+    assert "A society answered moral dilemmas (no debate: sim.debate_rounds=0)" in md and "society debated" not in md
+    assert "With one dilemma there is no interval over dilemmas." in md and "bootstrap interval over dilemmas" not in md
+
+
 def test_dot_plot_axes_hold_the_figure_range_not_the_spread():
     lo, hi = axis_limits("label_informativeness", [0.0435, 0.0465, 0.044, 0.046])
     assert lo <= 0 and hi >= 0.5  # 0.0435-0.0465 no longer fills the width

@@ -57,10 +57,16 @@ def steerability_line(steer: dict[str, Any]) -> str | None:
         return None
     return ("Steerability: the spread across clusters of the share choosing A (max − min over clusters, mean over "
             f"dilemmas) is {_num(steer['mean_cluster_share_spread'])}{spread_vs_null(steer, 'share_spread')}; of P(A) "
-            f"{_num(steer['mean_cluster_p_a_spread'], 4)}{spread_vs_null(steer, 'p_a_spread', 4)}. Brackets: 95% "
-            "bootstrap interval over dilemmas. The null shuffles the agents' cluster labels "
+            f"{_num(steer['mean_cluster_p_a_spread'], 4)}{spread_vs_null(steer, 'p_a_spread', 4)}. "
+            + ("Brackets: 95% bootstrap interval over dilemmas. " if _dilemmas(steer) != 1 else
+               "With one dilemma there is no interval over dilemmas. ")
+            + "The null shuffles the agents' cluster labels "
             f"({steer['shuffled_clusters']['permutations']} times, cluster sizes kept) over the same answers: the spread "
             "that sampling alone makes; p is the share of shuffles whose spread reaches the observed one.")
+
+
+def _dilemmas(steer: dict[str, Any]) -> int | None:
+    return (steer.get("share_spread_interval") or {}).get("n")
 
 
 def _num(x: float | None, digits: int = 2) -> str:
@@ -73,8 +79,11 @@ def society_report(out_dir: Path, summary: SocietySummary) -> list[str]:
     stances = pl.read_parquet(out_dir / "stances.parquet") if (out_dir / "stances.parquet").is_file() else pl.DataFrame()
     tr = out_dir / "transcripts.parquet"
     transcripts = pl.read_parquet(tr) if tr.is_file() else pl.DataFrame()
-    sections = standard_sections(summary, "A society debated moral dilemmas, critiqued and revised its answers "
-                                          "under a constitution, and judged pairs of answers into preference data.")
+    debated = (summary.config or {}).get("sim", {}).get("debate_rounds", 1) != 0
+    sections = standard_sections(summary, ("A society debated moral dilemmas, critiqued" if debated else
+                                           "A society answered moral dilemmas (no debate: sim.debate_rounds=0), critiqued")
+                                 + " and revised its answers under a constitution, and judged pairs of answers into "
+                                   "preference data.")
     parts = society_sections(out_dir, stances, transcripts, summary.graph)
     line = steerability_line(summary.steerability)
     parts = [(title, [*body, line]) if title == "Choices by cluster" and line else (title, body) for title, body in parts]
