@@ -124,7 +124,7 @@ def check_run_folder(argv: list[str], config_name: str = "config", kind: str | N
     if not isinstance(cfg, AgoraConfig):
         return
     try:
-        claim(out, run_id_for(cfg, kind), None)
+        claim(out, run_id_for(cfg, kind), None, config=dataclasses.asdict(cfg))
     except RunComplete as exc:
         print(inert(f"{prog}: {exc}", newlines=False))
         sys.exit(0)

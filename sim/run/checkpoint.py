@@ -127,9 +127,9 @@ class RunComplete(InputError):
     """The folder already holds this very run, finished: there is nothing to do (``agora`` exits 0)."""
 
 
-def _finished_run(run_dir: Path) -> tuple[str, str] | None:
-    """``(run_id, kind)`` of the finished run in ``run_dir`` (its ``summary.json``), ``("?", "?")`` when that
-    file names none, or None when there is no ``summary.json``."""
+def _finished_run(run_dir: Path) -> tuple[str, str, dict[str, Any]] | None:
+    """``(run_id, kind, config)`` of the finished run in ``run_dir`` (its ``summary.json``), ``("?", "?", {})`` when
+    that file names none, or None when there is no ``summary.json``."""
     path = run_dir / "summary.json"
     if not path.is_file():
         return None
@@ -138,11 +138,31 @@ def _finished_run(run_dir: Path) -> tuple[str, str] | None:
     except (InputError, OSError, ValueError, RecursionError):
         summary = None
     if not isinstance(summary, dict) or not all(isinstance(summary.get(k), str) for k in ("run_id", "kind")):
-        return "?", "?"
-    return summary["run_id"], summary["kind"]
+        return "?", "?", {}
+    config = summary.get("config")
+    return summary["run_id"], summary["kind"], config if isinstance(config, dict) else {}
 
 
-def claim(out_dir: Path, run_id: str, kind: str | None, folder: str = "hydra.run.dir") -> dict[str, Any] | None:
+# settings outside the run id that still change what a finished run reports: rerunning the same run with them
+# changed does nothing, and says which differ
+_REPORTED_NOT_IN_ID = ("calibration",)
+
+
+def _differing(stored: dict[str, Any], config: dict[str, Any] | None) -> list[str]:
+    if not config:
+        return []
+    out = []
+    for section in _REPORTED_NOT_IN_ID:
+        ran, given = stored.get(section) or {}, config.get(section) or {}
+        if not isinstance(ran, dict) or not isinstance(given, dict):
+            continue
+        out += [f"{section}.{k}={json.dumps(ran.get(k))} where this config gives {json.dumps(given.get(k))}"
+                for k in sorted(set(ran) | set(given)) if ran.get(k) != given.get(k)]
+    return out
+
+
+def claim(out_dir: Path, run_id: str, kind: str | None, folder: str = "hydra.run.dir",
+          config: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The run-folder policy, for a run started without ``resume=`` into ``out_dir``: the checkpoint to go on
     from, None to start afresh, or one line saying why not (``folder``: the option that chose the folder).
 
@@ -150,7 +170,8 @@ def claim(out_dir: Path, run_id: str, kind: str | None, folder: str = "hydra.run
     - a checkpoint of this run (same run id, and same kind when ``kind`` is given: the config hashes to the
       same id; e.g. a killed run started again, a sweep point retried by Ray or requeued by SLURM): its
       checked state, to resume;
-    - this run, finished (``summary.json``): :class:`RunComplete`;
+    - this run, finished (``summary.json``): :class:`RunComplete`, naming the label-quality gate's settings that
+      differ from ``config`` (the run's config as a dict; they are not in the run id);
     - another run, finished or not, or a checkpoint that cannot be read: :class:`InputError` naming both run
       ids. A finished run's outputs are never mixed with another's, and a checkpoint is never dropped silently.
     """
@@ -158,8 +179,10 @@ def claim(out_dir: Path, run_id: str, kind: str | None, folder: str = "hydra.run
     finished = _finished_run(out_dir)
     if finished is not None:
         if finished[0] == run_id and kind in (None, finished[1]):
-            raise RunComplete(f"{out_dir}: already holds this {this}, finished: nothing to do "
-                              "(remove the folder to run it again)")
+            changed = _differing(finished[2], config)
+            also = f"; it ran with {', '.join(changed)}, and stays as it is" if changed else ""
+            raise RunComplete(f"{out_dir}: already holds this {this}, finished: nothing to do{also} "
+                              f"(remove the folder or choose another {folder} to run it again)")
         raise InputError(f"{out_dir}: holds a finished {finished[1]} run {finished[0]}; this config gives {this}: "
                          f"choose another {folder} (a finished run's folder is not written over)")
     if not (out_dir / CHECKPOINT).exists():
@@ -227,7 +250,7 @@ class Checkpoint:
                 raise InputError(f"{self.path}: checkpoint is for {state['kind']} run "
                                  f"{state['run_id']}, this config gives {kind} run {run_id}")
         else:
-            found = claim(out_dir, run_id, kind, folder)
+            found = claim(out_dir, run_id, kind, folder, self.state["config"])
             if found is None:
                 return
             state = found

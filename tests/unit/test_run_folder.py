@@ -59,6 +59,19 @@ def test_claim_refuses_another_finished_run_and_leaves_its_own_alone(tmp_path):
         claim(tmp_path, "ov-s0-bbbb", "overton")
 
 
+def test_claim_names_the_gate_settings_a_finished_run_ran_with_when_they_differ(tmp_path):
+    """calibration.* is not in the run id: rerunning a finished run with it changed does nothing, and says so."""
+    ran = {"calibration": {"enabled": True, "judge_items": 20}, "seed": 0}
+    (tmp_path / "summary.json").write_text(json.dumps({"run_id": "r-1", "kind": "society", "config": ran}))
+    with pytest.raises(RunComplete) as err:
+        claim(tmp_path, "r-1", "society", config={**ran, "calibration": {"enabled": True, "judge_items": 8}})
+    assert "nothing to do; it ran with calibration.judge_items=20 where this config gives 8, and stays as it is" in str(
+        err.value)
+    with pytest.raises(RunComplete) as err:
+        claim(tmp_path, "r-1", "society", config=ran)
+    assert "it ran with" not in str(err.value)
+
+
 def test_claim_resumes_only_its_own_checkpoint_and_never_drops_a_damaged_one(tmp_path, monkeypatch):
     cfg = compose(*TINY)
     run_id = run_id_for(cfg)
