@@ -133,9 +133,9 @@ def read_all(backend: LLMBackend, readings: Sequence[Callable[[Callable], Awaita
     """Run every reading concurrently (so the backend's coalescer batches them as it batches a
     society); each is ``reading(score)``. A progress bar counts finished readings. ``run_async`` runs the
     readings to their end: a run's one event loop (``Run.run_async``), or by default a loop of their own."""
-    from tqdm.auto import tqdm
+    from sim.run.progress import bar as progress_bar
 
-    bar = tqdm(total=len(readings), desc=what, unit="reading", mininterval=1.0, leave=False, disable=not progress)
+    bar = progress_bar(total=len(readings), desc=what, unit="reading", mininterval=1.0, leave=False, disable=not progress)
     score = scorer(backend)
 
     async def one(reading: Callable[[Callable], Awaitable[PairReading]]) -> PairReading:

@@ -33,6 +33,7 @@ from sim.results import JSON, Codec, Summary
 from sim.run import aio, signals, store
 from sim.run.checkpoint import Checkpoint
 from sim.run.ids import run_id_for
+from sim.run.progress import bar as progress_bar
 
 __all__ = ["Progress", "Run", "check_persona", "embedded_options", "make_backend", "run_id_for"]
 
@@ -175,8 +176,8 @@ class Run:
             if inspect.iscoroutine(work):
                 work.close()  # replayed: never awaited
             return codec.decode(self.ckpt.stage(name, _unreachable))
-        with tqdm(total=total, desc=f"{self.kind}: {desc or name}", unit=unit, disable=not self.cfg.sim.progress,
-                  leave=False) as bar:
+        with progress_bar(total=total, desc=f"{self.kind}: {desc or name}", unit=unit,
+                          disable=not self.cfg.sim.progress, leave=False) as bar:
             self.progress.bar = bar
             try:
                 stored = self.ckpt.stage(name, lambda: codec.encode(self._complete(work)), drop)

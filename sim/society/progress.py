@@ -9,6 +9,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from agents.llm.base import GenerateRequest, LLMBackend, ScoreRequest
+from sim.run.progress import for_log
 
 
 class StepBar(tqdm):
@@ -27,7 +28,7 @@ class StepBar(tqdm):
         self.expected, self.sent, self.burst_seen = expected, 0, False  # before tqdm's first refresh reads them
         if expected:
             kwargs["total"] = expected[0]
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **for_log(kwargs))
 
     def send(self, n: int) -> None:
         self.sent += n

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from agents.culture import MFQ_AXES, load_mfq_by_country
 from agents.llm.base import LLMBackend
@@ -42,6 +41,7 @@ from sim.experiments.human_distributions.report import human_report, plot_human
 from sim.experiments.human_distributions.summary import CatchPass, HumanSummary, InstrumentResult, headline_of
 from sim.experiments.registry import experiment
 from sim.run.lifecycle import Run
+from sim.run.progress import bar as progress_bar
 from sim.run.seeding import child_rng, child_seed
 
 log = logging.getLogger(__name__)
@@ -147,8 +147,8 @@ def compare(answers: pl.DataFrame, agents: list[dict[str, Any]], instrument: str
     base = profiles[NO_PERSONA]
     seed = child_seed(cfg.seed, "human", "metrics", instrument)
     orderings = min(h.permutations, math.factorial(len(countries)))
-    with tqdm(total=orderings, desc=f"human: {instrument} shuffled countries", unit="ordering",
-              disable=not cfg.sim.progress, leave=False) as bar:
+    with progress_bar(total=orderings, desc=f"human: {instrument} shuffled countries", unit="ordering",
+                      disable=not cfg.sim.progress, leave=False) as bar:
         shuffled = shuffled_baseline(model, human, h.permutations, seed, on_done=bar.update)
     metrics = {"model": agreement(per_country, human, draws, seed),
                "no_persona": agreement([base[None, :]] * len(countries), human, draws, seed), "shuffled": shuffled}
