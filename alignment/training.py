@@ -32,10 +32,10 @@ from typing import Any, TextIO
 import numpy as np
 import polars as pl
 import torch
+from tqdm.auto import tqdm
 
 from alignment.config import DPOConfig, RewardConfig
 from alignment.ranks import Ranks, launched_processes, start_accelerator
-from sim.run.progress import bar as progress_bar
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -195,7 +195,7 @@ def train_pairs(name: str, model: torch.nn.Module, train: pl.DataFrame, cfg: Loo
             ranks.load_optimizer_state(run, opt, state["optimizer"])
         losses, seen, t0 = state["losses"], state["seen"], time.perf_counter()
         with _step_log(out_dir / STEP_LOG, state["step"]) if ranks.main else nullcontext() as fh, \
-                progress_bar(total=len(steps), initial=state["step"], desc=name, unit="step", leave=False, mininterval=1.0,
+                tqdm(total=len(steps), initial=state["step"], desc=name, unit="step", leave=False, mininterval=1.0,
                      disable=not progress or not ranks.main) as bar:
             for i in range(state["step"], len(steps)):
                 rec = _one_step(run, train, steps[i], pair_step, params, opt, cfg, device, ranks)

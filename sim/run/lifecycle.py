@@ -220,7 +220,7 @@ class Run:
             seconds=self.seconds if summary.seconds is None else summary.seconds, label_quality=self.label_quality,
             backend={"name": self.backend.name, **dataclasses.asdict(self.backend.stats)},
             config=dataclasses.asdict(self.cfg))
-        with signals.Held():  # a stop signal raised mid-plot can come out as matplotlib's own error
+        with signals.Held(after_success=False):  # a stop raised mid-plot can come out as matplotlib's own error
             report(self.out_dir, summary)
             data = summary.to_json()
             store.write_json(data, self.out_dir / "summary.json")
@@ -232,7 +232,7 @@ class Run:
         summary.setdefault("label_quality", self.label_quality)
         summary.setdefault("backend", {"name": self.backend.name, **dataclasses.asdict(self.backend.stats)})
         summary.setdefault("config", dataclasses.asdict(self.cfg))
-        with signals.Held():
+        with signals.Held(after_success=False):
             report(self.out_dir, summary)
             store.write_json(summary, self.out_dir / "summary.json")
             self.ckpt.finish()

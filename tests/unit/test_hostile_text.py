@@ -59,6 +59,8 @@ class Quiet(tqdm.auto.tqdm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **{{**kwargs, "disable": True}})
 tqdm.auto.tqdm = Quiet
+import sim.run.progress
+sim.run.progress.tqdm = Quiet  # imported before the line above
 from sim.cli import {entry}
 {entry}()
 """
