@@ -220,23 +220,24 @@ class Run:
             seconds=self.seconds if summary.seconds is None else summary.seconds, label_quality=self.label_quality,
             backend={"name": self.backend.name, **dataclasses.asdict(self.backend.stats)},
             config=dataclasses.asdict(self.cfg))
-        with signals.Held(after_success=False):  # a stop raised mid-plot can come out as matplotlib's own error
-            report(self.out_dir, summary)
-            data = summary.to_json()
-            store.write_json(data, self.out_dir / "summary.json")
-            self.ckpt.finish()
-        return data
+        return self._write(report, summary, summary.to_json)
 
     def _finish_dict(self, summary: dict[str, Any], report: Callable[[Path, Any], object]) -> dict[str, Any]:
         summary = {"run_id": self.run_id, "kind": self.kind, "wall_seconds": round(self.ckpt.wall_seconds, 1)} | summary
         summary.setdefault("label_quality", self.label_quality)
         summary.setdefault("backend", {"name": self.backend.name, **dataclasses.asdict(self.backend.stats)})
         summary.setdefault("config", dataclasses.asdict(self.cfg))
-        with signals.Held(after_success=False):
+        return self._write(report, summary, lambda: summary)
+
+    def _write(self, report: Callable[[Path, Any], object], summary: Any, data: Callable[[], dict[str, Any]]
+               ) -> dict[str, Any]:
+        """The report, then ``summary.json`` (``data()``, after the report), then the checkpoint removed."""
+        with signals.Held(after_success=False):  # a stop raised mid-plot can come out as matplotlib's own error
             report(self.out_dir, summary)
-            store.write_json(summary, self.out_dir / "summary.json")
+            out = data()
+            store.write_json(out, self.out_dir / "summary.json")
             self.ckpt.finish()
-        return summary
+        return out
 
 
 def _unreachable() -> Any:
