@@ -36,12 +36,13 @@ def ccai_principle(statement: str) -> str:
     return f'Choose the answer that better agrees with this statement: "{statement.strip()}"'
 
 
-def resolve_path(path: str, root: Path | None = None) -> tuple[Path | None, str]:
+def resolve_path(path: str, root: Path | None = None, setting: str = "ccai_path") -> tuple[Path | None, str]:
     """``path`` as a file that exists (relative: from the working directory, then from ``root``; a folder:
     its ``clean_comments.csv``), or None, and a line saying which (for the summary). Only the default path
-    may be absent: a path the user set that names no file is an :class:`InputError`."""
+    may be absent: a path the user set that names no file is an :class:`InputError`. ``setting``: the
+    setting's name in those lines (the experiment that reads the file names it)."""
     if not path:
-        return None, "not used (study.inverse.ccai_path is empty)"
+        return None, f"not used ({setting} is empty)"
     p = Path(path).expanduser()
     tried = [p] if p.is_absolute() else list(dict.fromkeys([Path.cwd() / p, (root or CHECKOUT) / p]))
     tried = [t / CCAI_FILE if t.is_dir() else t for t in tried]
@@ -49,7 +50,7 @@ def resolve_path(path: str, root: Path | None = None) -> tuple[Path | None, str]
         if t.is_file():
             return t.resolve(), f"read in place from {t.resolve()}"
     if path != DEFAULT_CCAI:
-        raise InputError(f"study.inverse.ccai_path={path}: no such file (looked for {', '.join(str(t) for t in tried)})")
+        raise InputError(f"{setting}={path}: no such file (looked for {', '.join(str(t) for t in tried)})")
     return None, f"absent (looked for {', '.join(str(t) for t in tried)}): the bank is the bundled constitutions only"
 
 
@@ -89,12 +90,13 @@ def constitution_principles(exclude: tuple[str, ...] = (NO_PRINCIPLE,)) -> list[
     return out
 
 
-def principle_bank(ccai_path: str, size: int, rng: np.random.Generator) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def principle_bank(ccai_path: str, size: int, rng: np.random.Generator,
+                   setting: str = "ccai_path") -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``size`` principles: half (rounded up) a seeded draw from the bundled constitutions, the rest from the
     CCAI statements when present (else the bundled ones fill the bank as far as they go); and a record of
     where they came from."""
     bundled = constitution_principles()
-    path, status = resolve_path(ccai_path)
+    path, status = resolve_path(ccai_path, setting=setting)
     ccai, dropped = load_ccai(path) if path is not None else ([], 0)
     n_ccai = min(size // 2, len(ccai))
     n_bundled = min(size - n_ccai, len(bundled))

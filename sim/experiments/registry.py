@@ -60,6 +60,8 @@ class Experiment:
         templates: how its ``name[arg]`` keys read as a phrase (``sim.report.labels.TEMPLATES``).
         console: what ``agora`` prints when a run finishes: ``console(summary_json, out_dir) -> text`` (None: its
             headline figures, one per line).
+        gated: its run starts with the label-quality gate (``sim.gate``), as every experiment that reads labels
+            should; False for one that reads none.
         published_id: its runs had ids before 2026-12-07, which stay as they were (the shim in :mod:`sim.run.ids`).
         of: the experiment whose settings node it runs with (None: its own, ``study=<name>``). The generations loop
             is a society run with ``alignment.generations > 0`` (:func:`for_config` picks it): no option of its own.
@@ -79,12 +81,14 @@ class Experiment:
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     templates: Mapping[str, str] = field(default_factory=dict)
     console: Callable[[dict[str, Any], Path], str] | None = None
+    gated: bool = True
     published_id: bool = False
     of: str | None = None
     study: type[StudyConfig] = StudyConfig
 
 
 _REGISTRY: dict[str, Experiment] = {}
+_BROKEN: dict[str, str] = {}  # folder name -> why it does not load
 _discovered = False
 
 
@@ -114,7 +118,7 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
                trains: Callable[[AgoraConfig], tuple[bool, bool]] = _trains_nothing, sections: tuple[str, ...] = (),
                labels: Mapping[str, str] | None = None, ranges: Mapping[str, tuple[float, float]] | None = None,
                templates: Mapping[str, str] | None = None, console: Callable[[dict[str, Any], Path], str] | None = None,
-               published_id: bool = False, of: str | None = None) -> Callable[[F], F]:
+               gated: bool = True, published_id: bool = False, of: str | None = None) -> Callable[[F], F]:
     """Register the decorated run function as experiment ``name`` (the attributes: see :class:`Experiment`)."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
         raise ValueError(f"experiment name {name!r}: lower-case letters, digits and _")
@@ -127,13 +131,17 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
         if of is not None and (of not in _REGISTRY or key is not None):
             raise ValueError(f"experiment {name}: of={of} needs {of} registered first, and no settings of its own")
         node = study_node(name, key, config, published_id) if of is None else _REGISTRY[of].study
+        from sim.report.labels import add_labels
+
+        try:  # first: a refused registration leaves nothing behind
+            add_labels(labels or {}, ranges or {}, templates or {})
+        except ValueError as exc:
+            raise ValueError(f"experiment {name}: {exc} (the label table is shared by every experiment: "
+                             "give a new figure a key of its own)") from None
         _REGISTRY[name] = Experiment(name=name, key=key, config=config, summary=summary, run=fn, report=report,
                                      check=check, trains=trains, sections=sections, labels=dict(labels or {}),
                                      ranges=dict(ranges or {}), templates=dict(templates or {}),
-                                     console=console, published_id=published_id, of=of, study=node)
-        from sim.report.labels import add_labels
-
-        add_labels(labels or {}, ranges or {}, templates or {})
+                                     console=console, gated=gated, published_id=published_id, of=of, study=node)
         return fn
 
     return register
@@ -149,7 +157,26 @@ def discover() -> None:
 
     for info in pkgutil.iter_modules(package.__path__):
         if info.ispkg:
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            try:
+                importlib.import_module(f"{package.__name__}.{info.name}")
+            except Exception as exc:  # one broken folder must not stop the others (nor --help, nor agora-report)
+                leave_out(info.name, exc)
+
+
+def leave_out(folder: str, exc: BaseException) -> None:
+    """Drop what experiment folder ``folder`` registered and remember why: it does not load (:func:`broken`)."""
+    module = f"sim.experiments.{folder}"
+    for name in [n for n, e in _REGISTRY.items() if e.run.__module__ == module or e.run.__module__.startswith(module + ".")
+                 or n == folder]:
+        del _REGISTRY[name]
+    why = (str(exc).strip().splitlines() or [""])[0]
+    _BROKEN[folder] = f"{type(exc).__name__}: {why}" if why else type(exc).__name__
+
+
+def broken() -> dict[str, str]:
+    """The experiment folders that do not load, each with why (their experiments are left out)."""
+    discover()
+    return dict(_BROKEN)
 
 
 def experiments() -> dict[str, Experiment]:
@@ -219,6 +246,6 @@ def run_experiment(cfg: AgoraConfig, out_dir: Path, backend: LLMBackend | None =
     exp = for_config(cfg)
     preflight(cfg)
     reward, policy = exp.trains(cfg)
-    with Run(cfg, out_dir, backend, kind=exp.name, trains=reward or policy) as run:
+    with Run(cfg, out_dir, backend, kind=exp.name, trains=reward or policy, gated=exp.gated) as run:
         summary = exp.run(run)
         return run.finish(summary, exp.report)

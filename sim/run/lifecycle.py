@@ -170,8 +170,9 @@ class Run:
                 not the run stopped in between.
             drop: checkpoint ``extra`` keys that held the stage's partial progress, removed in the same write.
         """
-        if name not in self._stages:
-            self._stages.append(name)
+        if name in self._stages:  # the checkpoint keys stages by name: a second one would replay the first's result
+            raise ValueError(f"stage '{name}' already ran in this run: give each stage its own name")
+        self._stages.append(name)
         if self.ckpt.done(name):
             if inspect.iscoroutine(work):
                 work.close()  # replayed: never awaited

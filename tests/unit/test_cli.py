@@ -179,6 +179,15 @@ def test_an_experiments_settings_on_another_run_name_the_experiment(tmp_path, ov
     assert not (tmp_path / "run").exists()
 
 
+def test_an_experiments_settings_node_alone_is_refused(tmp_path):
+    """``study=overton`` without ``experiment=overton`` would run overton under the society's name and folder."""
+    res = agora("llm=scripted", "study=overton", f"hydra.run.dir={tmp_path / 'run'}", timeout=300)
+    err = res.stderr.strip()
+    assert res.returncode == 2 and "\n" not in err, err
+    assert err == "agora: error: study=overton is the settings of experiment=overton: run agora experiment=overton"
+    assert not (tmp_path / "run").exists()
+
+
 def test_an_unknown_study_key_in_the_right_experiment_gets_no_such_hint():
     from sim.commands.errors import _whose_settings
 

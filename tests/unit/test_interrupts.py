@@ -76,3 +76,20 @@ def test_a_ctrl_c_inside_a_gc_callback_still_stops_the_run(monkeypatch):
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
     assert fired
+
+
+def test_a_stop_before_the_first_checkpoint_says_the_command_starts_it_again(tmp_path):
+    """Stopped in the label-quality gate (no checkpoint yet), there is nothing for resume= to continue: the line says
+    what to do instead of naming nothing."""
+    code = ("import sys, sim.experiments as e\n"
+            "def stopped(cfg, out, backend=None):\n"
+            "    out.mkdir(parents=True, exist_ok=True)\n"
+            "    raise KeyboardInterrupt\n"
+            "e.run_experiment = stopped\n"
+            "sys.argv = ['agora', *sys.argv[1:]]\n"
+            "import sim.cli\nsim.cli.main()\n")
+    res = subprocess.run([sys.executable, "-c", code, "llm=scripted", "experiment=tiny", f"hydra.run.dir={tmp_path / 'run'}"],
+                         cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 130, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1] == ("agora: interrupted (before its first checkpoint: nothing to resume, "
+                                                   "the same command starts it again)")

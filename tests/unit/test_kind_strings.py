@@ -67,3 +67,61 @@ def test_the_scan_sees_a_kind_string(tmp_path):
     (tmp_path / "sim").mkdir()
     (tmp_path / "sim" / "m.py").write_text('KIND = "overton"\nf"{x}overton"\n')
     assert occurrences({"overton"}, tmp_path) == {"overton": {"sim/m.py"}}
+
+
+def imports_of(root: Path = ROOT) -> dict[str, set[str]]:
+    """Every ``sim.experiments.<folder>`` module imported, per file of the code (relative to ``root``): the folders it
+    uses. Benchmarks, like tests, may study an experiment through its modules."""
+    found: dict[str, set[str]] = {}
+    for pkg in PACKAGES[:-1]:
+        for path in sorted((root / pkg).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+                for name in names:
+                    parts = name.split(".")
+                    if parts[:2] == ["sim", "experiments"] and len(parts) > 2:
+                        found.setdefault(rel, set()).add(parts[2])
+    return found
+
+
+def settings_keys(names: set[str], root: Path = ROOT) -> dict[str, set[str]]:
+    """Where a string (or an f-string's text) names ``study.<key>`` of one of ``names``, per key: the files.
+    Docstrings are documentation (they may point to another experiment's settings) and are left out."""
+    found: dict[str, set[str]] = {}
+    for pkg in PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docs = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs:
+                    for key in names:
+                        if f"study.{key}" in node.value:
+                            found.setdefault(key, set()).add(rel)
+    return found
+
+
+def test_no_experiment_folder_is_imported_from_outside_it():
+    """Code two experiments use lives in ``sim/experiments/shared/``: removing one folder leaves every other
+    experiment (and the default run) working."""
+    folders = {folder(kind).split("/")[2] for kind in experiments()}
+    stray = {rel: sorted(used & folders) for rel, used in imports_of().items()
+             if used & folders and not any(rel.startswith(f"sim/experiments/{f}/") for f in used & folders)}
+    assert stray == {}, "move what two experiments share into sim/experiments/shared/"
+
+
+def test_an_experiments_settings_are_named_only_in_its_own_folder():
+    keys = {e.key: kind for kind, e in experiments().items() if e.key is not None}
+    stray = {key: sorted(f for f in files if not f.startswith(folder(keys[key])) and f not in ANYONE)
+             for key, files in settings_keys(set(keys)).items()}
+    assert not {k: v for k, v in stray.items() if v}, "the experiment passes its setting's name in"
+
+
+def test_the_scans_see_imports_and_settings_keys(tmp_path):
+    (tmp_path / "sim").mkdir()
+    (tmp_path / "sim" / "m.py").write_text('from sim.experiments.overton.coverage import f\nimport sim.experiments.pluralism as p\n'
+                                           'x = f"{y}: study.inverse.ccai_path is empty"\n"a docstring: study.overton.voices"\n')
+    assert imports_of(tmp_path) == {"sim/m.py": {"overton", "pluralism"}}
+    assert settings_keys({"inverse", "overton"}, tmp_path) == {"inverse": {"sim/m.py"}}

@@ -13,8 +13,8 @@ from agents.llm.scripted import ScriptedBackend
 from alignment.metrics import bootstrap_interval
 from scenarios.dilemma import Dilemma
 from sim.experiments import runner_for
-from sim.experiments.overton.coverage import answer_coverage, cluster_positions, coverage_pairs, policy_coverage
 from sim.experiments.overton.summary import coverage_metrics, own_position_check
+from sim.experiments.shared.coverage import answer_coverage, cluster_positions, coverage_pairs, policy_coverage
 from sim.society.model import population
 from tests.helpers import agora, compose
 

@@ -135,7 +135,7 @@ def test_norms_selection_follows_the_rater_on_a_scripted_backend(tmp_path):
 
 # -- collective constitution ------------------------------------------------------------------------------
 def test_clean_proposal_and_voter_weights():
-    from sim.experiments.collective import clean_proposal, voter_weights
+    from sim.experiments.shared.collective import clean_proposal, voter_weights
 
     assert clean_proposal('  "Choose the answer that is kind. And more text') == "Choose the answer that is kind."
     assert clean_proposal("1. Choose the answer <|im_end|> that helps!") == "Choose the answer   that helps!".replace("   ", " ")
@@ -148,7 +148,7 @@ def test_clean_proposal_and_voter_weights():
 
 
 def test_tally_weights_approvals_and_keeps_status_quo_on_ties():
-    from sim.experiments.collective import tally
+    from sim.experiments.shared.collective import tally
 
     cands = [{"id": "old"}, {"id": "new1"}, {"id": "new2"}]
     approve = np.array([[1, 0, 1], [0, 1, 0], [0, 1, 0]], float)  # hub approves old+new2, leaves approve new1
@@ -159,7 +159,7 @@ def test_tally_weights_approvals_and_keeps_status_quo_on_ties():
 
 def test_vote_elects_what_the_agents_approve():
     from scenarios.constitution import load_constitution
-    from sim.experiments.collective import vote
+    from sim.experiments.shared.collective import vote
 
     people = sample_population(PopulationSpec(size=6, clusters=("protestant_europe", "confucian")), np.random.default_rng(0))
 

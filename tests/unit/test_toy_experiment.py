@@ -82,9 +82,14 @@ def test_a_new_experiment_is_one_folder_and_one_conf_file(tmp_path):
     assert compared.returncode == 0, compared.stderr
     assert "mean words per answer" in (tmp_path / "cmp" / "report.md").read_text()
 
-    refused = _agora(repo, "experiment=toy", "llm=scripted", "study.toy.dilemmas=1", f"hydra.run.dir={tmp_path / 'bad'}")
-    assert refused.returncode == 2 and "study.toy.dilemmas must be >= 2" in refused.stderr
-    assert not (tmp_path / "bad").exists()
+    assert again["backend"]["score_calls"] == 0  # gated=False: no label-quality readings for an experiment that reads none
+
+    for setting, line in (("study.toy.dilemmas=1", "study.toy.dilemmas must be >= 2"),
+                          ("study.toy.answer_tokens=0", "study.toy.answer_tokens must be in [1, 512]"),
+                          ("study.toy.dilemmas=100000", "fewer than study.toy.dilemmas=100000 (set it to at most")):
+        refused = _agora(repo, "experiment=toy", "llm=scripted", setting, f"hydra.run.dir={tmp_path / 'bad'}")
+        assert refused.returncode == 2 and line in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 def test_the_toy_follows_the_house_rules(tmp_path):
@@ -94,3 +99,57 @@ def test_the_toy_follows_the_house_rules(tmp_path):
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     res = subprocess.run([ruff, "check", "sim/experiments/toy"], cwd=repo, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout
+    # renamed as the page says (a long name), then `ruff check --fix` as it says: clean too
+    for rel, text in _renamed("answer_lengths").items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text.lstrip())
+    subprocess.run([ruff, "check", "--fix", "sim/experiments/answer_lengths"], cwd=repo, capture_output=True)
+    res = subprocess.run([ruff, "check", "sim/experiments/answer_lengths"], cwd=repo, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout
+
+
+def _renamed(name: str, edits: dict[str, tuple[str, str]] | None = None) -> dict[str, str]:
+    """The toy's files with ``toy`` renamed ``name`` (as the page says to start one), and ``edits`` made per file."""
+    out = {}
+    for rel, text in TOY.items():
+        rel = rel.replace("toy", name)
+        text = text.replace("toy", name).replace("Toy", "".join(w.capitalize() for w in name.split("_")))
+        old, new = (edits or {}).get(Path(rel).name, ("", ""))
+        out[rel] = text.replace(old, new) if old else text
+    return out
+
+
+def test_a_broken_experiment_folder_is_left_out_with_one_line_and_the_rest_runs(tmp_path):
+    """A mistake in one folder (a label another experiment names differently, a settings default its own check
+    refuses) leaves that experiment out, named in one line; every other command works."""
+    repo = _copy_with_toy(tmp_path / "repo")
+    broken = {**_renamed("clash", {"labels.py": ("mean words per answer", "words per answer, on average")}),
+              **_renamed("baddefault", {"config.py": ("dilemmas: int = 3", "dilemmas: int = 1")})}
+    for rel, text in broken.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text.lstrip())
+
+    res = _agora(repo, "experiment=toy", "llm=scripted", "sim.progress=false", f"hydra.run.dir={tmp_path / 'ok'}")
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr and "agora: toy run toy-s0-" in res.stdout
+    lines = [line for line in res.stderr.splitlines() if "is left out" in line]
+    assert len(lines) == 2 and all(line.startswith("agora: warning: sim/experiments/") for line in lines)
+    clash = next(line for line in lines if "/clash/" in line)
+    assert "labels named twice, differently" in clash and "mean_words" in clash
+    assert "study.baddefault.dilemmas must be >= 2" in next(line for line in lines if "/baddefault/" in line)
+
+    asked = _agora(repo, "experiment=clash", "llm=scripted", f"hydra.run.dir={tmp_path / 'clash'}")
+    assert asked.returncode != 0 and "Traceback" not in asked.stderr and "sim/experiments/clash/ is left out" in asked.stderr
+    assert not (tmp_path / "clash").exists()
+
+
+def test_a_stage_name_used_twice_in_one_run_is_refused(tmp_path):
+    """The checkpoint keys stages by name: a second stage of the same name would replay the first one's result."""
+    repo = _copy_with_toy(tmp_path / "repo")
+    run_py = repo / "sim/experiments/toy/run.py"
+    text = run_py.read_text()
+    line = '    words = run.stage("words", lambda: [len(a.text.split()) for a in answers])\n'
+    assert line in text
+    run_py.write_text(text.replace(line, line + '    words = run.stage("words", lambda: [2 * w for w in words])\n'))
+    res = _agora(repo, "experiment=toy", "llm=scripted", "sim.progress=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert res.returncode != 0 and "stage 'words' already ran in this run" in res.stderr

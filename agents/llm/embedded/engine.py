@@ -219,5 +219,10 @@ class ForwardEngine:
     def _row_kv(cache, mask: torch.Tensor, row: int, n: int) -> torch.Tensor:
         """Row ``row``'s first ``n`` real tokens' KV as ``[layers, 2, kv_heads, n, head_dim]``."""
         cols = torch.nonzero(mask[row]).flatten()[:n]
-        return torch.stack([torch.stack((layer.keys[row][:, cols], layer.values[row][:, cols]))
-                            for layer in cache.layers])
+        first = cache.layers[0].keys
+        out = torch.empty((len(cache.layers), 2, first.shape[1], len(cols), first.shape[3]), dtype=first.dtype,
+                          device=first.device)
+        for k, layer in enumerate(cache.layers):  # gathered straight into place: one copy (stacking copied three times)
+            torch.index_select(layer.keys[row], 1, cols, out=out[k, 0])
+            torch.index_select(layer.values[row], 1, cols, out=out[k, 1])
+        return out

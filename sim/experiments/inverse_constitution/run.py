@@ -42,12 +42,12 @@ from scenarios.dilemma import Dilemma, load_dilemmas
 from scenarios.errors import InputError
 from scenarios.principle_bank import NO_PRINCIPLE, principle_bank
 from sim.config import AgoraConfig
-from sim.experiments.collective import clean_proposal
 from sim.experiments.inverse_constitution.config import SECTIONS, InverseConfig
 from sim.experiments.inverse_constitution.labels import TEMPLATES
 from sim.experiments.inverse_constitution.report import inverse_report, plot_inverse
 from sim.experiments.inverse_constitution.summary import InverseSummary, Pairs, counts, headline_of, scopes_of
 from sim.experiments.registry import experiment
+from sim.experiments.shared.collective import clean_proposal
 from sim.run import store
 from sim.run.checkpoint import simulate
 from sim.run.lifecycle import Run
@@ -56,6 +56,7 @@ from sim.run.seeding import child_rng, child_seed
 _LEAD = re.compile(r"\b(?:choose|select|prefer|pick)\s+(?:the\s+)?(?:answer|response|reply|one)\s+(?:that|which)\s+",
                    re.IGNORECASE)
 log = logging.getLogger(__name__)
+CCAI_SETTING = "study.inverse.ccai_path"  # its name in the bank's lines (the shared bank code names no experiment)
 MIN_WORDS = 2  # "Choose the answer that helps." is a principle; "Choose the answer that." is not
 
 
@@ -300,7 +301,7 @@ def check(cfg: AgoraConfig) -> None:
     if inv.split_by == "dilemma" and dilemmas < 2:
         raise InputError(f"study.inverse.split_by=dilemma needs preferences on two or more dilemmas; these have {dilemmas}"
                          + ("" if inv.preferences else " (sim.steps x scenario.per_step)"))
-    _, bank = principle_bank(inv.ccai_path, inv.bank_size, child_rng(cfg.seed, "inverse", "bank"))
+    _, bank = principle_bank(inv.ccai_path, inv.bank_size, child_rng(cfg.seed, "inverse", "bank"), CCAI_SETTING)
     if bank["drawn"] < inv.bank_size:
         raise InputError(f"study.inverse.bank_size={inv.bank_size} is more than the {bank['pool']} principles in the bank "
                          f"(CCAI: {bank['ccai']})")
@@ -324,7 +325,7 @@ def run_inverse_constitution(run: Run) -> InverseSummary:
         dilemmas = {d.id: d for d in pool}
         given, notes["given_constitution"] = load_constitution(cfg.constitution.name), cfg.constitution.name
         notes["preferences"] = "this run's society"
-    bank, notes["bank"] = principle_bank(inv.ccai_path, inv.bank_size, child_rng(cfg.seed, "inverse", "bank"))
+    bank, notes["bank"] = principle_bank(inv.ccai_path, inv.bank_size, child_rng(cfg.seed, "inverse", "bank"), CCAI_SETTING)
     if notes["bank"]["ccai"].startswith("absent"):
         log.warning("inverse: CCAI statements not found, the bank is the bundled constitutions only (%s)", inv.ccai_path)
     if not inv.preferences:

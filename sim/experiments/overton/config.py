@@ -14,7 +14,7 @@ SECTIONS = ("seed", "name", "llm", "population", "scenario", "sim", "calibration
 class OvertonConfig:
     """``experiment=overton`` (after Sorensen et al., "A Roadmap to Pluralistic Alignment"): per dilemma,
     the population's clusters' positions (each cluster's side and its most confident voice's reason,
-    ``sim/experiments/overton/coverage.py``) and, for the base model alone, the contextual prompt and the panel
+    ``sim/experiments/shared/coverage.py``) and, for the base model alone, the contextual prompt and the panel
     synthesis (the pluralism experiment's three answers), the share of those positions each answer represents.
 
     Attributes:

@@ -4,7 +4,7 @@ After Sorensen et al., "A Roadmap to Pluralistic Alignment" (Overton pluralism).
 
 1. *voices*: ``study.overton.voices`` agents of each cluster (at most the smallest cluster's) answer it (the
    society's stance prompt) and their P(a) is read (``sim.choice_reader``); each cluster's *position* is its
-   side and its surest voice's reason (:mod:`sim.experiments.overton.coverage`);
+   side and its surest voice's reason (:mod:`sim.experiments.shared.coverage`);
 2. the pluralism experiment's answers (:func:`sim.experiments.shared.answers.answers_stage`): the base model
    alone (``single``), told to weigh the clusters (``contextual``), a panel merged by a synthesiser
    (``panel``), and the panel's members;
@@ -32,12 +32,12 @@ from scenarios.errors import InputError
 from sim.config import AgoraConfig
 from sim.experiments import study_dilemmas
 from sim.experiments.overton.config import SECTIONS, OvertonConfig
-from sim.experiments.overton.coverage import answer_coverage, cluster_positions, coverage_pairs, judge_coverage
 from sim.experiments.overton.labels import LABELS, RANGES
 from sim.experiments.overton.report import overton_report, plot_overton
 from sim.experiments.overton.summary import OvertonSummary, Spread, coverage_metrics, own_position_check
 from sim.experiments.registry import experiment
 from sim.experiments.shared.answers import answers_stage
+from sim.experiments.shared.coverage import answer_coverage, cluster_positions, coverage_pairs, judge_coverage
 from sim.results import Codec, pick
 from sim.run.lifecycle import Run
 from sim.run.seeding import child_rng, child_seed, sample_dilemmas

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from alignment.metrics import Interval, bootstrap_interval, finite, proportion_interval
-from sim.experiments.overton.coverage import per_dilemma
+from sim.experiments.shared.coverage import per_dilemma
 from sim.results import PairedDifference, Summary
 
 

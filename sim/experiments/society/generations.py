@@ -27,8 +27,8 @@ from alignment.preferences import balance_by_cluster, filter_confident, split_by
 from scenarios.constitution import Constitution, load_constitution
 from scenarios.dilemma import load_dilemmas
 from sim.config import AgoraConfig
-from sim.experiments.overton.coverage import policy_coverage
 from sim.experiments.registry import experiment
+from sim.experiments.shared.coverage import policy_coverage
 from sim.experiments.society.console import generations_lines
 from sim.experiments.society.run import run_society  # noqa: F401  (registered first: the loop runs with its node)
 from sim.experiments.society.summary import GenerationsSummary
@@ -114,7 +114,7 @@ def generation_metrics(stances: pl.DataFrame, prefs: pl.DataFrame, group: list[i
 
 
 def _overton(run: Run, society: Society, stances: pl.DataFrame, group: list[int]) -> float:
-    """The policy group's Overton coverage this generation (``sim/experiments/overton/coverage.py``): its agents' first answers
+    """The policy group's Overton coverage this generation (``sim/experiments/shared/coverage.py``): its agents' first answers
     against the clusters' positions (from the control agents' first answers), judged by the run's base model
     (the same judge every generation)."""
     return run.run_async(policy_coverage(run.backend, stances, group, {d.id: d for d in society.schedule}))
@@ -283,7 +283,7 @@ def _collective_vote(run: Run, society: Society, current: Constitution, g: int, 
                      votes: list[dict[str, Any]]) -> Constitution:
     """Generation ``g``'s society votes the constitution it will judge under (on the run's event loop); both are
     recorded."""
-    from sim.experiments.collective import elected_constitution, vote
+    from sim.experiments.shared.collective import elected_constitution, vote
 
     cfg, backend, ckpt = run.cfg, run.backend, run.ckpt
     if not versions:
