@@ -124,10 +124,16 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
         raise ValueError(f"experiment name {name!r}: lower-case letters, digits and _")
     if (key is None) != (config is None):
         raise ValueError(f"experiment {name}: give key and config together (or neither)")
+    if key is not None and (not re.fullmatch(r"[a-z][a-z0-9_]*", key) or key == "kind" or hasattr(StudyConfig, key)):
+        raise ValueError(f"experiment {name}: key={key!r} must be a lower-case name the study node does not already "
+                         "have (kind and the node's own attributes are taken)")
 
     def register(fn: F) -> F:
         if name in _REGISTRY and _REGISTRY[name].run is not fn:
             raise ValueError(f"experiment {name} is registered twice ({_REGISTRY[name].run.__module__}, {fn.__module__})")
+        taken = next((e.name for e in _REGISTRY.values() if key is not None and e.key == key and e.name != name), None)
+        if taken is not None:  # study.<key>.* names one experiment's settings (hints, the reference page)
+            raise ValueError(f"experiment {name}: key={key!r} is experiment {taken}'s settings key")
         if of is not None and (of not in _REGISTRY or key is not None):
             raise ValueError(f"experiment {name}: of={of} needs {of} registered first, and no settings of its own")
         node = study_node(name, key, config, published_id) if of is None else _REGISTRY[of].study

@@ -79,6 +79,38 @@ def test_a_name_is_registered_once():
     assert get("overton").run.__name__ == "run_overton" and get("society").run.__name__ == "run_society"
 
 
+@pytest.mark.parametrize("key", ["kind", "published_id", "Bad-Key"])
+def test_a_settings_key_the_study_node_already_has_is_refused(key):
+    """``key="kind"`` made a node with a duplicated field; ``key="published_id"`` shadowed what the run-id shim reads."""
+    from dataclasses import dataclass
+
+    from sim.experiments.registry import experiment
+    from sim.results import Summary
+
+    @dataclass(frozen=True)
+    class Settings:
+        n: int = 1
+
+    with pytest.raises(ValueError, match="must be a lower-case name the study node does not already have"):
+        experiment("keytest", key=key, config=Settings, summary=Summary, report=lambda out, s: [])
+    assert get("keytest") is None
+
+
+def test_a_settings_key_is_one_experiments():
+    from dataclasses import dataclass
+
+    from sim.experiments.registry import experiment
+    from sim.results import Summary
+
+    @dataclass(frozen=True)
+    class Settings:
+        n: int = 1
+
+    with pytest.raises(ValueError, match="key='overton' is experiment overton's settings key"):
+        experiment("keytest", key="overton", config=Settings, summary=Summary, report=lambda out, s: [])(lambda run: None)
+    assert get("keytest") is None
+
+
 def test_study_nodes_pickle_by_reference():
     """A sweep launcher (Ray, Submitit) pickles the composed config: the made node class must be importable."""
     import pickle
