@@ -59,8 +59,9 @@ def register_configs() -> None:
             leave_out(exp.run.__module__.split(".")[2], exc)
             continue
         store.store(group="study", name=name, node=node)
+    prog = Path(sys.argv[0]).name if Path(sys.argv[0]).name.startswith("agora") else "agora"
     for folder, why in broken().items():  # a developer's mistake in one folder, named in one line; the rest runs
-        print(inert(f"agora: warning: sim/experiments/{folder}/ is left out, it does not load: {why}", newlines=False),
+        print(inert(f"{prog}: warning: sim/experiments/{folder}/ is left out, it does not load: {why}", newlines=False),
               file=sys.stderr)
 
 
@@ -94,10 +95,15 @@ def _run(dcfg: DictConfig) -> None:
     cfg = typed_config(dcfg)
     out = Path(HydraConfig.get().runtime.output_dir)
     choices = HydraConfig.get().runtime.choices
-    if not cfg.resume and choices.get("experiment") is None and choices.get("study") not in (None, StudyConfig.kind):
+    study, preset = choices.get("study"), choices.get("experiment")
+    if not cfg.resume and preset is None and study not in (None, StudyConfig.kind):
         # the settings node alone would run that experiment under the society's name and folder
-        bad_config(f"study={choices['study']} is the settings of experiment={choices['study']}: "
-                   f"run agora experiment={choices['study']}")
+        bad_config(f"study={study} is the settings of experiment={study}: run agora experiment={study}")
+    if not cfg.resume and preset is not None and study != preset and \
+            any(override_key(o) in ("study", "/study") for o in HydraConfig.get().overrides.task):
+        # another experiment's settings under the preset's name and folder
+        bad_config(f"study={study} with experiment={preset}: the preset chooses its own settings; leave study= out "
+                   f"(or run agora experiment={study})")
     if not cfg.resume and any(override_key(o) == "resume" for o in HydraConfig.get().overrides.task):
         bad_config("resume= needs the folder of the run to continue (resume=outputs/NAME/TIMESTAMP)")
     if cfg.resume:

@@ -142,8 +142,10 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
         try:  # first: a refused registration leaves nothing behind
             add_labels(labels or {}, ranges or {}, templates or {})
         except ValueError as exc:
-            raise ValueError(f"experiment {name}: {exc} (the label table is shared by every experiment: "
-                             "give a new figure a key of its own)") from None
+            owners = sorted(e.name for e in _REGISTRY.values() if set(e.labels) & set(labels or {})
+                            or set(e.templates) & set(templates or {}))
+            raise ValueError(f"experiment {name}: {exc}, named so by {', '.join(owners) or 'the core'} (the label "
+                             "table is shared by every experiment: give a new figure a key of its own)") from None
         _REGISTRY[name] = Experiment(name=name, key=key, config=config, summary=summary, run=fn, report=report,
                                      check=check, trains=trains, sections=sections, labels=dict(labels or {}),
                                      ranges=dict(ranges or {}), templates=dict(templates or {}),
@@ -161,20 +163,37 @@ def discover() -> None:
     _discovered = True
     import sim.experiments as package
 
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.ispkg:
-            try:
-                importlib.import_module(f"{package.__name__}.{info.name}")
-            except Exception as exc:  # one broken folder must not stop the others (nor --help, nor agora-report)
-                leave_out(info.name, exc)
+    root = Path(package.__path__[0])
+    folders = [info.name for info in pkgutil.iter_modules(package.__path__) if info.ispkg]
+    for path in sorted(root.iterdir()):  # a folder of code without __init__.py is not a package: say so
+        if path.is_dir() and path.name not in folders and not path.name.startswith(("_", ".")) and any(path.glob("*.py")):
+            _BROKEN[path.name] = "it has no __init__.py (an experiment folder is a package that imports its run)"
+    # Oldest first: when two folders clash (a name, a settings key, a label), the one changed last is left out,
+    # whatever their names; a fresh clone ships none that clash (tests/unit/test_registry.py).
+    for name in sorted(folders, key=lambda f: (_changed(root / f), f)):
+        try:
+            importlib.import_module(f"{package.__name__}.{name}")
+        except (Exception, SystemExit) as exc:  # one broken folder must not stop the others (nor --help, nor agora-report)
+            leave_out(name, exc)
+
+
+def _changed(folder: Path) -> float:
+    """When the folder's code last changed (its newest file's modification time)."""
+    return max((p.stat().st_mtime for p in folder.rglob("*.py")), default=0.0)
 
 
 def leave_out(folder: str, exc: BaseException) -> None:
-    """Drop what experiment folder ``folder`` registered and remember why: it does not load (:func:`broken`)."""
+    """Drop what experiment folder ``folder`` registered, its labels included, and remember why: it does not load
+    (:func:`broken`)."""
+    from sim.report.labels import remove_labels
+
     module = f"sim.experiments.{folder}"
-    for name in [n for n, e in _REGISTRY.items() if e.run.__module__ == module or e.run.__module__.startswith(module + ".")
-                 or n == folder]:
-        del _REGISTRY[name]
+    gone = [n for n, e in _REGISTRY.items() if e.run.__module__ == module or e.run.__module__.startswith(module + ".")]
+    removed = [_REGISTRY.pop(n) for n in gone]
+    kept = list(_REGISTRY.values())
+    remove_labels({k for e in removed for k in e.labels} - {k for e in kept for k in e.labels},
+                  {k for e in removed for k in e.templates} - {k for e in kept for k in e.templates},
+                  {k for e in removed for k in e.ranges} - {k for e in kept for k in e.ranges})
     why = (str(exc).strip().splitlines() or [""])[0]
     _BROKEN[folder] = f"{type(exc).__name__}: {why}" if why else type(exc).__name__
 

@@ -88,10 +88,25 @@ TEMPLATES: dict[str, str] = {
 }
 
 
+_CORE = None  # the tables as the core defines them, before any experiment adds to them (remove_labels keeps these)
+
+
+def remove_labels(keys: set[str], templates: set[str], ranges: set[str]) -> None:
+    """Take back what a left-out experiment added (keys the core defines stay)."""
+    if _CORE is None:  # nothing was added yet
+        return
+    for table, gone, core in ((LABELS, keys, _CORE[0]), (TEMPLATES, templates, _CORE[1]), (RANGES, ranges, _CORE[2])):
+        for k in gone - set(core):
+            table.pop(k, None)
+
+
 def add_labels(labels: Mapping[str, str], ranges: Mapping[str, tuple[float, float]] = MappingProxyType({}),
                templates: Mapping[str, str] = MappingProxyType({})) -> None:
     """A registered experiment's key names, figure ranges and ``name[arg]`` phrases (``sim/experiments/<name>/labels.py``),
     for every page. A key or template another experiment already names differently is refused: one key, one name."""
+    global _CORE
+    if _CORE is None:
+        _CORE = (dict(LABELS), dict(TEMPLATES), dict(RANGES))
     clash = {k: (old[k], v) for old, new in ((LABELS, labels), (TEMPLATES, templates)) for k, v in new.items()
              if k in old and old[k] != v}
     if clash:

@@ -211,13 +211,20 @@ def standard_sections(summary: Mapping[str, Any] | Summary, intro: str = "") -> 
             f"{'n/a' if wall is None else f'{wall:.1f}'} s wall time.")
     return [("Summary", (intro + "\n\n" if intro else "") + what),
             ("Key figures", headline_table(summary.get("headline", {}))),
-            ("Label quality", label_quality_section(summary.get("label_quality")))]
+            ("Label quality", label_quality_section(summary.get("label_quality"), _gate_off(summary)))]
 
 
-def label_quality_section(block: Mapping[str, Any] | None) -> str:
+def _gate_off(summary: Mapping[str, Any]) -> str:
+    """Why a run has no label-quality figures: the setting, or an experiment that reads no labels."""
+    calibration = (summary.get("config") or {}).get("calibration") or {}
+    return "`calibration.enabled=false`" if calibration.get("enabled", True) is False else \
+        "this experiment reads no labels: its run skips the label-quality gate"
+
+
+def label_quality_section(block: Mapping[str, Any] | None, why: str = "`calibration.enabled=false`") -> str:
     """The calibration slice's figures: can this run's labels be trusted?"""
     if not block:
-        return "Not measured (`calibration.enabled=false`)."
+        return f"Not measured ({why})."
     from sim.gate.calibration import lines
 
     verdict = {True: "The judge's accuracy interval clears chance.",

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.helpers import AGORA_REPORT, ROOT
@@ -120,27 +121,43 @@ def _renamed(name: str, edits: dict[str, tuple[str, str]] | None = None) -> dict
 
 
 def test_a_broken_experiment_folder_is_left_out_with_one_line_and_the_rest_runs(tmp_path):
-    """A mistake in one folder (a label another experiment names differently, a settings default its own check
-    refuses) leaves that experiment out, named in one line; every other command works."""
+    """A mistake in one folder (a settings default its own check refuses, no __init__.py) leaves that experiment out,
+    named in one line; every other command works. Of two folders that clash (a label named two ways, one experiment
+    name registered twice), the one changed last is left out, whatever the names' order (``aaa_`` sorts first)."""
     repo = _copy_with_toy(tmp_path / "repo")
-    broken = {**_renamed("clash", {"labels.py": ("mean words per answer", "words per answer, on average")}),
-              **_renamed("baddefault", {"config.py": ("dilemmas: int = 3", "dilemmas: int = 1")})}
+    time.sleep(0.05)  # the added folders are newer than the toy's
+    dup = _renamed("aaa_dup")
+    dup["sim/experiments/aaa_dup/run.py"] = dup["sim/experiments/aaa_dup/run.py"].replace(
+        '@experiment("aaa_dup", key="aaa_dup"', '@experiment("toy", key="aaa_dup"')
+    broken = {**_renamed("aaa_clash", {"labels.py": ("mean words per answer", "words per answer, on average")}),
+              **_renamed("baddefault", {"config.py": ("dilemmas: int = 3", "dilemmas: int = 1")}), **dup,
+              "sim/experiments/noinit/run.py": "X = 1\n"}
     for rel, text in broken.items():
+        if rel.endswith("noinit/__init__.py"):
+            continue
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text(text.lstrip())
 
     res = _agora(repo, "experiment=toy", "llm=scripted", "sim.progress=false", f"hydra.run.dir={tmp_path / 'ok'}")
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr and "agora: toy run toy-s0-" in res.stdout
-    lines = [line for line in res.stderr.splitlines() if "is left out" in line]
-    assert len(lines) == 2 and all(line.startswith("agora: warning: sim/experiments/") for line in lines)
-    clash = next(line for line in lines if "/clash/" in line)
-    assert "labels named twice, differently" in clash and "mean_words" in clash
-    assert "study.baddefault.dilemmas must be >= 2" in next(line for line in lines if "/baddefault/" in line)
+    lines = {line.split("/")[2]: line for line in res.stderr.splitlines() if "is left out" in line}
+    assert set(lines) == {"aaa_clash", "baddefault", "aaa_dup", "noinit"}, res.stderr
+    assert all(line.startswith("agora: warning: sim/experiments/") for line in lines.values())
+    assert "labels named twice, differently" in lines["aaa_clash"] and "named so by toy" in lines["aaa_clash"]
+    assert "study.baddefault.dilemmas must be >= 2" in lines["baddefault"]
+    assert "experiment toy is registered twice" in lines["aaa_dup"]
+    assert "no __init__.py" in lines["noinit"]
+    page = (tmp_path / "ok" / "report.md").read_text()
+    assert "mean words per answer" in page and "on average" not in page  # the left-out folder's label went with it
 
-    asked = _agora(repo, "experiment=clash", "llm=scripted", f"hydra.run.dir={tmp_path / 'clash'}")
-    assert asked.returncode != 0 and "Traceback" not in asked.stderr and "sim/experiments/clash/ is left out" in asked.stderr
+    asked = _agora(repo, "experiment=aaa_clash", "llm=scripted", f"hydra.run.dir={tmp_path / 'clash'}")
+    assert asked.returncode != 0 and "Traceback" not in asked.stderr
+    assert "sim/experiments/aaa_clash/ is left out" in asked.stderr
     assert not (tmp_path / "clash").exists()
+    other = _agora(repo, "experiment=tiny", "study=toy", "llm=scripted", f"hydra.run.dir={tmp_path / 'mixed'}")
+    assert other.returncode == 2 and "study=toy with experiment=tiny: the preset chooses its own settings" in other.stderr
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_a_stage_name_used_twice_in_one_run_is_refused(tmp_path):
