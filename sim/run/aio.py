@@ -32,7 +32,26 @@ def run_on(runner: asyncio.Runner, main: Coroutine[Any, Any, T]) -> T:
         return await supervised(main)
 
     with Held(cancel) as held:
-        return runner.run(guarded())
+        try:
+            return runner.run(guarded())
+        except BaseException:
+            # A stop raised in a task's own code (Held lets those through at once) leaves the main task to end with it
+            # while the loop closes, and asyncio then logs its exception as "never retrieved". It is this one: the
+            # main task is cancelled and let end now (bounded), and its exception taken.
+            if task:
+                _settle(loop, task[0])
+            raise
+
+
+def _settle(loop: asyncio.AbstractEventLoop, t: asyncio.Task[Any]) -> None:
+    if not t.done():
+        t.cancel()
+        try:
+            loop.run_until_complete(asyncio.wait({t}, timeout=_ROUNDS * _WAIT_S))
+        except BaseException:  # noqa: S110 (the stop this run is ending with, raised again as it ends)
+            pass
+    if t.done() and not t.cancelled():
+        t.exception()
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:
