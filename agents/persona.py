@@ -41,6 +41,7 @@ METHODS = ("prompt", "contrast", "steer")
 MAX_ALPHA = 100.0  # the study's grid went to 9; at 100 the no-persona term is all but the whole score
 MAX_BETA = 10.0  # ten times the layer's typical residual norm: the residual stream is the vector alone
 MAX_LAYER = 255  # checked against the model's own layer count when the embedded backend is loaded
+STEER_LAYER = 12  # persona.layer's default (the decoder layer steering acts on unless set)
 VARIANTS = ("culture", "profile", "none")
 NEUTRAL = "You are a thoughtful person."  # agents.prompts.system_prompt(None)'s text
 
@@ -72,7 +73,7 @@ class PersonaConfig:
     alpha: float = 0.0
     centre: bool = False
     beta: float = 0.0
-    layer: int = 12
+    layer: int = STEER_LAYER
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -93,6 +94,8 @@ class PersonaConfig:
             raise ValueError(f"persona.alpha and persona.centre apply to persona.method=contrast, not {self.method}")
         if self.method != "steer" and self.beta:
             raise ValueError(f"persona.beta applies to persona.method=steer, not {self.method}")
+        if self.method != "steer" and self.layer != STEER_LAYER:  # ignored, yet it would change the run id
+            raise ValueError(f"persona.layer applies to persona.method=steer, not {self.method}")
 
 
 # -- standardised positions (steering weights, profile wording) ------------------------------------

@@ -114,7 +114,8 @@ def relevant_config(config: Mapping[str, Any], sections: Sequence[str] = CORE_CO
 
 def config_block(config: Mapping[str, Any], kind: str = StudyConfig.kind, sections: Sequence[str] = CORE_CONFIG) -> Details:
     """The ``sections`` of ``config`` a run of ``kind`` reads, folded (:func:`relevant_config`)."""
-    shown = relevant_config(config, sections)
+    # the persona reaches every agent's prompt and reading: shown with every kind's sections
+    shown = relevant_config(config, [*sections, *(["persona"] if "persona" in config and "persona" not in sections else [])])
     text = yaml.safe_dump(shown, sort_keys=False, width=110, allow_unicode=True)
     return Details(f"Config: the {len(shown)} sections a {kind} run reads ({text.count(chr(10))} lines; "
                    "the whole config is in summary.json)", [Code(text, "yaml")])

@@ -214,6 +214,9 @@ def test_persona_config_refuses_what_it_cannot_do():
         PersonaConfig(method="contrast", alpha=float("nan"))
     with pytest.raises(ValueError, match="must be one of"):
         Conditioning(method="prompt")
+    with pytest.raises(ValueError, match="persona.layer applies to persona.method=steer, not prompt"):
+        PersonaConfig(layer=4)  # ignored by the prompt, yet it would change the run id
+    assert PersonaConfig(method="steer", beta=1, layer=4).layer == 4
     assert support_line("vllm", PersonaConfig(method="steer", beta=1), embedded=False).count("\n") == 0
     assert "not generation" in support_line("vllm", PersonaConfig(method="contrast", alpha=1), embedded=False)
     assert support_line("vllm", PersonaConfig(), embedded=False) is None

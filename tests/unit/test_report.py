@@ -92,7 +92,8 @@ def test_config_is_collapsed_and_shows_only_what_the_run_kind_reads(hostile_run)
     assert "alignment" in relevant_config(summary["config"], get("generations").sections)
     page = (out / "report.html").read_text()
     config_html = re.split(r'<h2 id="s\d+">Config</h2>', page)[1]
-    assert config_html.lstrip().startswith("<details><summary>Config: the 9 sections") and "norms:" not in config_html
+    assert config_html.lstrip().startswith("<details><summary>Config: the 10 sections") and "norms:" not in config_html
+    assert "persona:" in config_html and "method: prompt" in config_html  # which persona the run's agents were given
 
 
 def test_quote_is_escaped_for_each_format_only():
