@@ -88,6 +88,7 @@ class Experiment:
 
 
 _REGISTRY: dict[str, Experiment] = {}
+_NAME = re.compile(r"[a-z][a-z0-9_]*")  # an experiment's name and its settings key
 _BROKEN: dict[str, str] = {}  # folder name -> why it does not load
 _discovered = False
 
@@ -120,11 +121,11 @@ def experiment(name: str, *, key: str | None = None, config: type | None = None,
                templates: Mapping[str, str] | None = None, console: Callable[[dict[str, Any], Path], str] | None = None,
                gated: bool = True, published_id: bool = False, of: str | None = None) -> Callable[[F], F]:
     """Register the decorated run function as experiment ``name`` (the attributes: see :class:`Experiment`)."""
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+    if not _NAME.fullmatch(name):
         raise ValueError(f"experiment name {name!r}: lower-case letters, digits and _")
     if (key is None) != (config is None):
         raise ValueError(f"experiment {name}: give key and config together (or neither)")
-    if key is not None and (not re.fullmatch(r"[a-z][a-z0-9_]*", key) or key == "kind" or hasattr(StudyConfig, key)):
+    if key is not None and (not _NAME.fullmatch(key) or hasattr(StudyConfig, key)):  # kind is one of its attributes
         raise ValueError(f"experiment {name}: key={key!r} must be a lower-case name the study node does not already "
                          "have (kind and the node's own attributes are taken)")
 
